@@ -1,0 +1,485 @@
+//! The entity-state engine. One synchronous function updates an entity's state
+//! with a transaction and writes its feature vector; the same function runs in
+//! offline replay and online scoring, which is what makes train/serve parity a
+//! plain test rather than a hope.
+//!
+//! Time comes only from events. The engine clock is the latest event time seen;
+//! a late event (earlier than the clock) is processed as if it happened at the
+//! clock, so window state never runs backwards. Calendar features still use the
+//! event's own time.
+//!
+//! Amounts are kept as integer micro-units and summed in `i128`, so aggregates
+//! do not depend on the order of additions and removals.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use fraudlens_core::{Label, Transaction};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Aggregate, Block, FeatureSpec};
+
+/// Hash of an entity key or transaction id, stable across processes and versions.
+pub(crate) fn key_hash(text: &str) -> u64 {
+    // 0 marks "no key" in the distinct-count columns
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes()).max(1)
+}
+
+/// Computes entity features, online or in replay.
+#[derive(Clone, Debug)]
+pub struct FeatureEngine {
+    pub(crate) spec: Arc<FeatureSpec>,
+    /// Per spec block: entity key hash → state.
+    pub(crate) states: Vec<FxHashMap<u64, EntityState>>,
+    /// Latest event time seen (ms); `i64::MIN` before the first event.
+    pub(crate) clock: i64,
+    /// Event time at which idle entities are next evicted.
+    pub(crate) next_sweep: i64,
+    /// How often (in event time) idle entities are evicted.
+    sweep_interval: i64,
+}
+
+/// What [`FeatureEngine::apply_label`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelOutcome {
+    /// Entity blocks whose state held the transaction.
+    pub found: usize,
+    /// Blocks whose stored label changed.
+    pub changed: usize,
+}
+
+/// The part of a transaction a label needs to find its events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelTarget {
+    tx_hash: u64,
+    timestamp: i64,
+    /// Entity key hash per spec block (`0` when the key is missing).
+    entity_hashes: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Event {
+    pub(crate) ts: i64,
+    pub(crate) amount: i64,
+    pub(crate) tx_hash: u64,
+    pub(crate) fraud: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WindowAgg {
+    pub(crate) start: u64,
+    pub(crate) count: u64,
+    pub(crate) sum: i128,
+    pub(crate) sum_sq: i128,
+    /// Decreasing amounts with their sequence numbers: the front is the window max.
+    pub(crate) max: VecDeque<(u64, i64)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DistinctAgg {
+    pub(crate) start: u64,
+    pub(crate) counts: FxHashMap<u64, u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RiskAgg {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) count: u64,
+    pub(crate) frauds: u64,
+}
+
+/// Everything the engine remembers about one entity key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EntityState {
+    /// Events within the block's horizon, oldest first.
+    pub(crate) events: VecDeque<Event>,
+    /// Other-entity key hashes for distinct counts, `distinct_of.len()` per event.
+    pub(crate) others: VecDeque<u64>,
+    /// Sequence number of `events[0]`.
+    pub(crate) first_seq: u64,
+    pub(crate) windows: Vec<WindowAgg>,
+    pub(crate) distinct: Vec<DistinctAgg>,
+    pub(crate) risk: Vec<RiskAgg>,
+}
+
+impl FeatureEngine {
+    /// Default event-time interval between evictions of idle entities.
+    pub const DEFAULT_SWEEP_INTERVAL_MS: i64 = 3_600_000;
+
+    /// An engine with no state.
+    pub fn new(spec: Arc<FeatureSpec>) -> Self {
+        let states = spec.blocks.iter().map(|_| FxHashMap::default()).collect();
+        Self {
+            spec,
+            states,
+            clock: i64::MIN,
+            next_sweep: i64::MIN,
+            sweep_interval: Self::DEFAULT_SWEEP_INTERVAL_MS,
+        }
+    }
+
+    /// Sets how often (in event time, ms) idle entities are evicted. Eviction
+    /// never changes a feature value; this only trades memory against sweep work.
+    pub fn set_sweep_interval(&mut self, millis: i64) {
+        self.sweep_interval = millis.max(1);
+    }
+
+    /// The spec this engine computes.
+    pub fn spec(&self) -> &Arc<FeatureSpec> {
+        &self.spec
+    }
+
+    /// Latest event time seen, in ms since the epoch (`None` before the first event).
+    pub fn clock(&self) -> Option<i64> {
+        (self.clock != i64::MIN).then_some(self.clock)
+    }
+
+    /// Number of entities with state, over all blocks.
+    pub fn n_entities(&self) -> usize {
+        self.states.iter().map(FxHashMap::len).sum()
+    }
+
+    /// Approximate heap bytes held by entity state.
+    pub fn state_bytes(&self) -> usize {
+        self.states
+            .iter()
+            .map(|map| {
+                map.capacity() * (size_of::<u64>() + size_of::<EntityState>() + 1)
+                    + map.values().map(EntityState::heap_bytes).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Updates state with `tx` and writes its feature vector into `out`
+    /// (cleared first; in [`FeatureSpec::feature_names`] order). Missing values are NaN.
+    pub fn observe(&mut self, tx: &Transaction, out: &mut Vec<f64>) {
+        let event_time = tx.timestamp.as_millis();
+        let now = event_time.max(self.clock);
+        self.clock = now;
+        if now >= self.next_sweep {
+            self.sweep();
+            self.next_sweep = now.saturating_add(self.sweep_interval);
+        }
+        out.clear();
+        out.push(tx.amount.major());
+        let config = self.spec.config();
+        if config.calendar {
+            let civil = tx.timestamp.civil(config.utc_offset_minutes);
+            let (start, end) = (config.night_start_hour, config.night_end_hour);
+            let night = if start <= end {
+                (start..end).contains(&civil.hour)
+            } else {
+                civil.hour >= start || civil.hour < end
+            };
+            out.extend([
+                f64::from(civil.hour),
+                f64::from(civil.weekday),
+                f64::from(u8::from(night)),
+                f64::from(u8::from(civil.weekday >= 5)),
+            ]);
+        }
+        let event = Event {
+            ts: now,
+            amount: tx.amount.micros(),
+            tx_hash: key_hash(tx.id.as_str()),
+            fraud: false,
+        };
+        for (block, states) in self.spec.blocks.iter().zip(&mut self.states) {
+            let Some(key) = tx.entity(block.entity_idx) else {
+                out.extend(std::iter::repeat_n(f64::NAN, block.n_features));
+                continue;
+            };
+            let state = states
+                .entry(key_hash(key.as_str()))
+                .or_insert_with(|| EntityState::new(block));
+            let others = block
+                .distinct_of
+                .iter()
+                .map(|idx| tx.entity(*idx).map_or(0, |k| key_hash(k.as_str())));
+            state.update(block, event, others, out);
+        }
+    }
+
+    /// Records the label of a transaction the engine has seen: the online
+    /// feedback path (analyst review, chargeback). It affects label-delayed risk
+    /// features of later transactions. Labels of unknown or evicted
+    /// transactions are ignored (`found == 0`).
+    pub fn apply_label(&mut self, tx: &Transaction, label: Label) -> LabelOutcome {
+        self.apply_label_target(&self.label_target(tx), label)
+    }
+
+    /// What a label for `tx` needs, without keeping the transaction.
+    pub fn label_target(&self, tx: &Transaction) -> LabelTarget {
+        LabelTarget {
+            tx_hash: key_hash(tx.id.as_str()),
+            timestamp: tx.timestamp.as_millis(),
+            entity_hashes: self
+                .spec
+                .blocks
+                .iter()
+                .map(|block| {
+                    tx.entity(block.entity_idx)
+                        .map_or(0, |key| key_hash(key.as_str()))
+                })
+                .collect(),
+        }
+    }
+
+    /// [`Self::apply_label`] for a stored target.
+    pub fn apply_label_target(&mut self, target: &LabelTarget, label: Label) -> LabelOutcome {
+        let mut outcome = LabelOutcome {
+            found: 0,
+            changed: 0,
+        };
+        for (states, hash) in self.states.iter_mut().zip(&target.entity_hashes) {
+            let Some(state) = states.get_mut(hash) else {
+                continue;
+            };
+            let Some(changed) = state.set_label(target.tx_hash, target.timestamp, label.is_fraud())
+            else {
+                continue;
+            };
+            outcome.found += 1;
+            outcome.changed += usize::from(changed);
+        }
+        outcome
+    }
+
+    /// Drops entities whose newest event is older than their block's horizon:
+    /// such state can no longer change any feature.
+    fn sweep(&mut self) {
+        let now = self.clock;
+        for (block, states) in self.spec.blocks.iter().zip(&mut self.states) {
+            let cutoff = now.saturating_sub(block.horizon);
+            states.retain(|_, state| state.events.back().is_some_and(|event| event.ts > cutoff));
+        }
+    }
+}
+
+impl EntityState {
+    fn new(block: &Block) -> Self {
+        Self {
+            events: VecDeque::new(),
+            others: VecDeque::new(),
+            first_seq: 0,
+            windows: vec![WindowAgg::default(); block.windows.len()],
+            distinct: vec![DistinctAgg::default(); block.distinct.len()],
+            risk: vec![RiskAgg::default(); block.risk_windows.len()],
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64
+    }
+
+    fn event(&self, seq: u64) -> &Event {
+        &self.events[(seq - self.first_seq) as usize]
+    }
+
+    fn update(
+        &mut self,
+        block: &Block,
+        event: Event,
+        others: impl Iterator<Item = u64>,
+        out: &mut Vec<f64>,
+    ) {
+        let now = event.ts;
+        // label-delayed risk windows move first: they never contain the current event
+        for (idx, window) in block.risk_windows.iter().enumerate() {
+            let (end_cutoff, start_cutoff) =
+                (now - block.risk_delay, now - block.risk_delay - window);
+            let mut risk = std::mem::take(&mut self.risk[idx]);
+            while risk.end < self.next_seq() && self.event(risk.end).ts <= end_cutoff {
+                risk.count += 1;
+                risk.frauds += u64::from(self.event(risk.end).fraud);
+                risk.end += 1;
+            }
+            while risk.start < risk.end && self.event(risk.start).ts <= start_cutoff {
+                risk.count -= 1;
+                risk.frauds -= u64::from(self.event(risk.start).fraud);
+                risk.start += 1;
+            }
+            self.risk[idx] = risk;
+        }
+        let since_previous = self
+            .events
+            .back()
+            .map(|previous| now - previous.ts)
+            .filter(|dt| *dt < block.horizon);
+
+        let seq = self.next_seq();
+        self.events.push_back(event);
+        self.others.extend(others);
+        let n_of = block.distinct_of.len();
+
+        for (idx, window) in block.windows.iter().enumerate() {
+            let cutoff = now - window;
+            let mut agg = std::mem::take(&mut self.windows[idx]);
+            while self.event(agg.start).ts <= cutoff {
+                let amount = i128::from(self.event(agg.start).amount);
+                agg.count -= 1;
+                agg.sum -= amount;
+                agg.sum_sq -= amount * amount;
+                if agg
+                    .max
+                    .front()
+                    .is_some_and(|(front_seq, _)| *front_seq == agg.start)
+                {
+                    agg.max.pop_front();
+                }
+                agg.start += 1;
+            }
+            let (prior_count, prior_sum) = (agg.count, agg.sum);
+            let amount = i128::from(event.amount);
+            agg.count += 1;
+            agg.sum += amount;
+            agg.sum_sq += amount * amount;
+            if block.needs_max {
+                while agg
+                    .max
+                    .back()
+                    .is_some_and(|(_, back)| *back <= event.amount)
+                {
+                    agg.max.pop_back();
+                }
+                agg.max.push_back((seq, event.amount));
+            }
+            for aggregate in &block.aggregates {
+                out.push(match aggregate {
+                    Aggregate::Count => agg.count as f64,
+                    Aggregate::Sum => micros_to_major(agg.sum),
+                    Aggregate::Mean => micros_to_major(agg.sum) / agg.count as f64,
+                    Aggregate::Max => agg
+                        .max
+                        .front()
+                        .map_or(f64::NAN, |(_, max)| *max as f64 / 1e6),
+                    Aggregate::Std => std_dev(agg.count, agg.sum, agg.sum_sq) / 1e6,
+                    Aggregate::AmountRatio => {
+                        if prior_count == 0 || prior_sum == 0 {
+                            f64::NAN
+                        } else {
+                            (amount as f64) * (prior_count as f64) / (prior_sum as f64)
+                        }
+                    }
+                });
+            }
+            self.windows[idx] = agg;
+        }
+
+        if block.time_since_previous {
+            out.push(since_previous.map_or(f64::NAN, |ms| ms as f64 / 1000.0));
+        }
+
+        for (idx, (slot, window)) in block.distinct.iter().enumerate() {
+            let cutoff = now - window;
+            let mut agg = std::mem::take(&mut self.distinct[idx]);
+            while self.event(agg.start).ts <= cutoff {
+                let other = self.others[(agg.start - self.first_seq) as usize * n_of + slot];
+                remove_one(&mut agg.counts, other);
+                agg.start += 1;
+            }
+            let other = self.others[(seq - self.first_seq) as usize * n_of + slot];
+            if other != 0 {
+                *agg.counts.entry(other).or_insert(0) += 1;
+            }
+            out.push(agg.counts.len() as f64);
+            self.distinct[idx] = agg;
+        }
+
+        for risk in &self.risk {
+            out.push(if risk.count == 0 {
+                f64::NAN
+            } else {
+                risk.frauds as f64 / risk.count as f64
+            });
+            out.push(risk.count as f64);
+        }
+
+        // forget what no feature can see any more
+        let cutoff = now - block.horizon;
+        while self.events.front().is_some_and(|front| front.ts <= cutoff) {
+            self.events.pop_front();
+            self.others.drain(..n_of);
+            self.first_seq += 1;
+        }
+        if self.events.capacity() > 64 && self.events.len() < self.events.capacity() / 4 {
+            self.events.shrink_to(self.events.len() * 2);
+            self.others.shrink_to(self.events.len() * 2 * n_of);
+        }
+    }
+
+    /// Sets the fraud flag of the event of `tx_hash`; `None` when not held,
+    /// else whether the flag changed.
+    fn set_label(&mut self, tx_hash: u64, timestamp: i64, fraud: bool) -> Option<bool> {
+        // events are ordered by (clamped) time, which is never before the transaction's own time
+        let from = self.events.partition_point(|event| event.ts < timestamp);
+        let offset = (from..self.events.len()).find(|idx| self.events[*idx].tx_hash == tx_hash)?;
+        let event = &mut self.events[offset];
+        if event.fraud == fraud {
+            return Some(false);
+        }
+        event.fraud = fraud;
+        let seq = self.first_seq + offset as u64;
+        for risk in &mut self.risk {
+            if (risk.start..risk.end).contains(&seq) {
+                if fraud {
+                    risk.frauds += 1;
+                } else {
+                    risk.frauds -= 1;
+                }
+            }
+        }
+        Some(true)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.events.capacity() * size_of::<Event>()
+            + self.others.capacity() * size_of::<u64>()
+            + self.windows.capacity() * size_of::<WindowAgg>()
+            + self
+                .windows
+                .iter()
+                .map(|w| w.max.capacity() * size_of::<(u64, i64)>())
+                .sum::<usize>()
+            + self.distinct.capacity() * size_of::<DistinctAgg>()
+            + self
+                .distinct
+                .iter()
+                .map(|d| d.counts.capacity() * (size_of::<(u64, u32)>() + 1))
+                .sum::<usize>()
+            + self.risk.capacity() * size_of::<RiskAgg>()
+    }
+}
+
+fn remove_one(counts: &mut FxHashMap<u64, u32>, key: u64) {
+    if key == 0 {
+        return;
+    }
+    if let Some(count) = counts.get_mut(&key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&key);
+        }
+    }
+}
+
+fn micros_to_major(micros: i128) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// Population standard deviation (in micro-units) from exact integer moments.
+fn std_dev(count: u64, sum: i128, sum_sq: i128) -> f64 {
+    let n = i128::from(count);
+    let exact = n
+        .checked_mul(sum_sq)
+        .and_then(|a| sum.checked_mul(sum).and_then(|b| a.checked_sub(b)));
+    match exact {
+        Some(scaled_var) => (scaled_var.max(0) as f64).sqrt() / count as f64,
+        None => {
+            let mean = sum as f64 / count as f64;
+            (sum_sq as f64 / count as f64 - mean * mean).max(0.0).sqrt()
+        }
+    }
+}
