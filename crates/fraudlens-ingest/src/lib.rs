@@ -1,1 +1,70 @@
-//! placeholder
+//! Reading transaction files: CSV (any delimiter-free export with a header)
+//! and JSON lines, streamed record by record so memory does not grow with the
+//! file. A bad record — wrong column count, invalid UTF-8 or JSON, a value the
+//! schema refuses — is counted and reported with its line number and reason,
+//! and reading goes on; in strict mode the first bad record stops the read.
+
+mod bad_rows;
+mod events;
+mod tabular;
+
+pub use bad_rows::{BadRows, RowIssue};
+pub use events::{EventReader, InputFormat};
+pub use tabular::{TabularProfile, TabularReader, profile_csv};
+
+use std::path::PathBuf;
+
+/// Reading could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The file could not be opened or read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file has no header line.
+    #[error("{path}: the file is empty (a header line is required)")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The header does not fit the schema.
+    #[error("{path}: {source}")]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: fraudlens_core::SchemaError,
+    },
+    /// A bad record in strict mode.
+    #[error("{path}:{line}: {reason}")]
+    Strict {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Why the record was refused.
+        reason: String,
+    },
+    /// The CSV reader failed in a way that is not about one row.
+    #[error("{path}: {source}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: csv::Error,
+    },
+}
+
+impl IngestError {
+    /// `true` when the problem is in the data rather than the setup (exit code 65 vs others).
+    pub fn is_data_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Strict { .. } | Self::Empty { .. } | Self::Schema { .. } | Self::Csv { .. }
+        )
+    }
+}

@@ -1,0 +1,204 @@
+//! Reading files: bad rows are reported by line and reason, good rows kept.
+
+use std::path::Path;
+
+use fraudlens_core::tabular::{ColumnKind, Exclusion, TabularEncoding, find_label_column};
+use fraudlens_core::{Schema, SchemaConfig};
+use fraudlens_ingest::{EventReader, IngestError, InputFormat, TabularReader, profile_csv};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn schema() -> Schema {
+    Schema::new(SchemaConfig::default(), None).unwrap()
+}
+
+fn read_all(reader: &mut EventReader<'_>) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Some(tx) = reader.next_transaction().unwrap() {
+        ids.push(tx.id.to_string());
+    }
+    ids
+}
+
+#[test]
+fn broken_csv_keeps_good_rows_and_reports_bad_ones_by_line() {
+    let schema = schema();
+    let mut reader =
+        EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, false, 20).unwrap();
+    let ids = read_all(&mut reader);
+    assert_eq!(ids, ["tx1", "tx3", "tx9", "tx12"]);
+    let report = reader.bad_rows().to_string();
+    let expected = "\
+8 bad rows skipped (first 8 shown):
+  line 3: field \"amount\": unparsable amount \"not-a-number\"
+  line 5: expected 7 columns, found 5
+  line 6: field \"timestamp\": unparsable timestamp \"yesterday\" (expected RFC 3339, `YYYY-MM-DD HH:MM:SS`, unix seconds or milliseconds)
+  line 7: missing entity customer (field \"customer_id\")
+  line 8: field \"amount\": unparsable amount \"1,5\"
+  line 9: customer key in field \"customer_id\" contains a control character
+  line 12: field \"is_fraud\": unrecognised label \"maybe\" (expected 1/0, true/false, yes/no or fraud/legit)
+  line 13: invalid utf-8";
+    assert_eq!(report, expected);
+    assert_eq!(reader.bad_rows().count(), 8);
+    assert_eq!(reader.n_good(), 4);
+}
+
+#[test]
+fn examples_are_capped_but_all_bad_rows_counted() {
+    let schema = schema();
+    let mut reader =
+        EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, false, 2).unwrap();
+    read_all(&mut reader);
+    assert_eq!(reader.bad_rows().count(), 8);
+    assert_eq!(reader.bad_rows().examples().len(), 2);
+    assert!(
+        reader
+            .bad_rows()
+            .to_string()
+            .starts_with("8 bad rows skipped (first 2 shown):")
+    );
+}
+
+#[test]
+fn strict_mode_stops_at_the_first_bad_row() {
+    let schema = schema();
+    let mut reader =
+        EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, true, 20).unwrap();
+    assert_eq!(
+        reader.next_transaction().unwrap().unwrap().id.as_str(),
+        "tx1"
+    );
+    let error = reader.next_transaction().unwrap_err();
+    assert!(error.is_data_error());
+    let message = error.to_string();
+    assert!(
+        message.ends_with("broken.csv:3: field \"amount\": unparsable amount \"not-a-number\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn json_lines_report_bad_lines() {
+    let schema = schema();
+    let path = fixture("broken.jsonl");
+    assert_eq!(InputFormat::from_path(&path), InputFormat::JsonLines);
+    let mut reader = EventReader::open(&path, InputFormat::JsonLines, &schema, false, 20).unwrap();
+    assert_eq!(read_all(&mut reader), ["j1", "j3"]);
+    let lines: Vec<u64> = reader
+        .bad_rows()
+        .examples()
+        .iter()
+        .map(|issue| issue.line)
+        .collect();
+    assert_eq!(lines, [2, 3, 6]);
+    let reasons: Vec<&str> = reader
+        .bad_rows()
+        .examples()
+        .iter()
+        .map(|issue| issue.reason.as_str())
+        .collect();
+    assert!(reasons[0].starts_with("invalid json: "), "{}", reasons[0]);
+    assert_eq!(reasons[1], "expected a json object");
+    assert_eq!(
+        reasons[2],
+        "field \"customer_id\" (entity customer) is not a single value"
+    );
+}
+
+#[test]
+fn header_problems_are_fatal_and_clear() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let error = EventReader::open(&empty, InputFormat::Csv, &schema, false, 5)
+        .err()
+        .unwrap();
+    assert!(matches!(error, IngestError::Empty { .. }), "{error}");
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "id,when,amount\n1,2026-01-01,3\n").unwrap();
+    let error = EventReader::open(&other, InputFormat::Csv, &schema, false, 5)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("column \"transaction_id\" (transaction id) not found in header"),
+        "{error}"
+    );
+    let error = EventReader::open(
+        &dir.path().join("nope.csv"),
+        InputFormat::Csv,
+        &schema,
+        false,
+        5,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(error, IngestError::Io { .. }) && !error.is_data_error());
+}
+
+#[test]
+fn messy_tabular_csv_needs_no_schema() {
+    let path = fixture("messy_tabular.csv");
+    let profile = profile_csv(&path, false, 5).unwrap();
+    assert_eq!(profile.n_rows, 60);
+    assert_eq!(
+        profile.header[3..5],
+        ["amount".to_owned(), "amount.1".to_owned()]
+    );
+    assert_eq!(profile.header_notes.len(), 1);
+    let label = find_label_column(&profile.header, None);
+    assert_eq!(label, Some(9), "Class is found as the label");
+    let (encoding, inferred) = TabularEncoding::fit(&profile.columns, label, &[]);
+    let kinds: Vec<(&str, String)> = inferred
+        .iter()
+        .map(|column| {
+            let kind = match &column.kind {
+                ColumnKind::Numeric => "numeric".to_owned(),
+                ColumnKind::Categorical(encoder) => {
+                    format!("categorical({})", encoder.categories().len())
+                }
+                ColumnKind::Label => "label".to_owned(),
+                ColumnKind::Excluded(reason) => format!("excluded({reason:?})"),
+            };
+            (column.name.as_str(), kind)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("row", "excluded(IdLike)".to_owned()),
+            ("Account ID", "excluded(IdLike)".to_owned()),
+            ("Amount (EUR)", "numeric".to_owned()),
+            ("amount", "numeric".to_owned()),
+            ("amount.1", "numeric".to_owned()),
+            ("merchant type", "categorical(4)".to_owned()),
+            ("const", "excluded(Constant)".to_owned()),
+            ("empty col", "excluded(Empty)".to_owned()),
+            ("is fraud?", "categorical(2)".to_owned()),
+            ("Class", "label".to_owned()),
+        ]
+    );
+    assert!(inferred[2].n_infinite > 0 && inferred[2].n_missing > 0);
+    assert_eq!(encoding.excluded.len(), 4);
+    assert!(
+        encoding
+            .excluded
+            .contains(&("const".to_owned(), Exclusion::Constant))
+    );
+
+    let mut reader = TabularReader::open(&path, &encoding, false, 5).unwrap();
+    let mut row = Vec::new();
+    let mut n_rows = 0;
+    let mut n_fraud = 0;
+    while let Some(label) = reader.next_row(&mut row).unwrap() {
+        assert_eq!(row.len(), 5);
+        n_rows += 1;
+        n_fraud += usize::from(label.unwrap().is_fraud());
+    }
+    assert_eq!((n_rows, n_fraud), (60, 6));
+}
