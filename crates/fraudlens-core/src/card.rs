@@ -109,10 +109,7 @@ mod tests {
     #[test]
     fn different_keys_give_different_tokens() {
         let other = CardHasher::new(&Secret::new("another key of enough length")).unwrap();
-        assert_ne!(
-            hasher().token("4111111111111111"),
-            other.token("4111111111111111")
-        );
+        assert_ne!(hasher().token("4111111111111111"), other.token("4111111111111111"));
     }
 
     #[test]

@@ -14,9 +14,7 @@ pub struct WindowDuration {
 
 /// Why a duration could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid duration {value:?}: expected a positive whole number and a unit (ms, s, m, h, d, w), e.g. \"7d\""
-)]
+#[error("invalid duration {value:?}: expected a positive whole number and a unit (ms, s, m, h, d, w), e.g. \"7d\"")]
 pub struct DurationError {
     value: String,
 }
@@ -40,11 +38,7 @@ impl WindowDuration {
 
     /// A duration in milliseconds; `None` unless positive.
     pub const fn from_millis(millis: i64) -> Option<Self> {
-        if millis > 0 {
-            Some(Self { millis })
-        } else {
-            None
-        }
+        if millis > 0 { Some(Self { millis }) } else { None }
     }
 
     /// Length in milliseconds (always > 0).
@@ -64,10 +58,7 @@ impl FromStr for WindowDuration {
         let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(error)?;
         let (number, unit) = text.split_at(split);
         let number: i64 = number.parse().map_err(|_| error())?;
-        let (_, unit_ms) = UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .ok_or_else(error)?;
+        let (_, unit_ms) = UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(error)?;
         number
             .checked_mul(*unit_ms)
             .and_then(Self::from_millis)
@@ -122,16 +113,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_durations() {
-        for text in [
-            "",
-            "d",
-            "0d",
-            "-1d",
-            "1.5d",
-            "7 days",
-            "7y",
-            "99999999999999999w",
-        ] {
+        for text in ["", "d", "0d", "-1d", "1.5d", "7 days", "7y", "99999999999999999w"] {
             assert!(text.parse::<WindowDuration>().is_err(), "{text:?}");
         }
     }

@@ -31,10 +31,8 @@ pub use card::{CardHasher, Secret};
 pub use duration::{DurationError, WindowDuration};
 pub use money::{Amount, AmountError, Currency};
 pub use schema::{
-    AmountUnit, AttributeField, AttributeKind, ColumnBinding, EntityField, RecordError, Schema,
-    SchemaConfig, SchemaError,
+    AmountUnit, AttributeField, AttributeKind, ColumnBinding, EntityField, RecordError, Schema, SchemaConfig,
+    SchemaError,
 };
 pub use time::{CivilTime, Timestamp, TimestampError, TimestampFormat};
-pub use transaction::{
-    AttributeValue, EntityKey, IdError, Label, LabelError, Transaction, TransactionId,
-};
+pub use transaction::{AttributeValue, EntityKey, IdError, Label, LabelError, Transaction, TransactionId};

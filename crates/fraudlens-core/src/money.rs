@@ -60,9 +60,7 @@ impl Currency {
         let text = text.trim();
         let bytes = text.as_bytes();
         if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_alphabetic) {
-            return Err(AmountError::Currency {
-                value: shorten(text),
-            });
+            return Err(AmountError::Currency { value: shorten(text) });
         }
         Ok(Self([
             bytes[0].to_ascii_uppercase(),
@@ -80,8 +78,8 @@ impl Currency {
     /// Digits after the decimal point (ISO 4217 minor unit): 0 for JPY, 3 for KWD, else 2.
     pub fn exponent(self) -> u32 {
         match &self.0 {
-            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG"
-            | b"RWF" | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
+            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG" | b"RWF" | b"UGX"
+            | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
             b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
             _ => 2,
         }
@@ -134,13 +132,9 @@ impl Amount {
     /// because exports often carry float noise such as `57.160000000000004`.
     pub fn parse_major(text: &str, currency: Currency) -> Result<Self, AmountError> {
         let text = text.trim();
-        let unparsable = || AmountError::Unparsable {
-            value: shorten(text),
-        };
+        let unparsable = || AmountError::Unparsable { value: shorten(text) };
         if text.starts_with('-') && text.len() > 1 {
-            return Err(AmountError::Negative {
-                value: shorten(text),
-            });
+            return Err(AmountError::Negative { value: shorten(text) });
         }
         let body = text.strip_prefix('+').unwrap_or(text);
         if body.contains(['e', 'E']) {
@@ -158,9 +152,7 @@ impl Amount {
             return Err(unparsable());
         }
         let exponent = currency.exponent() as usize;
-        let too_large = || AmountError::TooLarge {
-            value: shorten(text),
-        };
+        let too_large = || AmountError::TooLarge { value: shorten(text) };
         let mut minor: i64 = 0;
         for b in int_part.bytes() {
             minor = minor
@@ -187,32 +179,20 @@ impl Amount {
         let text = text.trim();
         if let Ok(minor) = text.parse::<i64>() {
             return Self::from_minor(minor, currency).map_err(|error| match error {
-                AmountError::Negative { .. } => AmountError::Negative {
-                    value: shorten(text),
-                },
-                _ => AmountError::TooLarge {
-                    value: shorten(text),
-                },
+                AmountError::Negative { .. } => AmountError::Negative { value: shorten(text) },
+                _ => AmountError::TooLarge { value: shorten(text) },
             });
         }
         match text.parse::<f64>() {
-            Ok(value) if value < 0.0 => Err(AmountError::Negative {
-                value: shorten(text),
-            }),
+            Ok(value) if value < 0.0 => Err(AmountError::Negative { value: shorten(text) }),
             Ok(value) if value.is_finite() && value.fract() == 0.0 && value < 9.0e15 => {
                 Self::from_minor(value as i64, currency)
             }
             Ok(value) if value.is_finite() && value.fract() != 0.0 => {
-                Err(AmountError::FractionalMinor {
-                    value: shorten(text),
-                })
+                Err(AmountError::FractionalMinor { value: shorten(text) })
             }
-            Ok(_) => Err(AmountError::TooLarge {
-                value: shorten(text),
-            }),
-            Err(_) => Err(AmountError::Unparsable {
-                value: shorten(text),
-            }),
+            Ok(_) => Err(AmountError::TooLarge { value: shorten(text) }),
+            Err(_) => Err(AmountError::Unparsable { value: shorten(text) }),
         }
     }
 
@@ -306,8 +286,7 @@ mod tests {
             ("1.2345", kwd, 1235),
             ("+3.10", eur(), 310),
         ] {
-            let amount =
-                Amount::parse_major(text, currency).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let amount = Amount::parse_major(text, currency).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(amount.minor(), minor, "{text}");
         }
     }
@@ -335,23 +314,14 @@ mod tests {
             Amount::parse_minor("12.5", eur()),
             Err(AmountError::FractionalMinor { .. })
         ));
-        assert_eq!(
-            Amount::parse_minor("1234", eur()).unwrap().to_string(),
-            "12.34"
-        );
+        assert_eq!(Amount::parse_minor("1234", eur()).unwrap().to_string(), "12.34");
     }
 
     #[test]
     fn micros_share_one_scale() {
         let jpy = Currency::parse("JPY").unwrap();
-        assert_eq!(
-            Amount::parse_major("12.34", eur()).unwrap().micros(),
-            12_340_000
-        );
-        assert_eq!(
-            Amount::parse_major("1500", jpy).unwrap().micros(),
-            1_500_000_000
-        );
+        assert_eq!(Amount::parse_major("12.34", eur()).unwrap().micros(), 12_340_000);
+        assert_eq!(Amount::parse_major("1500", jpy).unwrap().micros(), 1_500_000_000);
         assert!(Amount::from_minor(i64::MAX / 10, eur()).is_err());
     }
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::tabular::{ParsedNumber, parse_number};
 use crate::{
-    Amount, AmountError, AttributeValue, CardHasher, Currency, EntityKey, IdError, Label,
-    LabelError, Secret, Timestamp, TimestampError, TimestampFormat, Transaction, TransactionId,
+    Amount, AmountError, AttributeValue, CardHasher, Currency, EntityKey, IdError, Label, LabelError, Secret,
+    Timestamp, TimestampError, TimestampFormat, Transaction, TransactionId,
 };
 
 /// Whether amounts are written in major units (`12.34`) or minor units (`1234`).
@@ -124,8 +124,7 @@ impl Default for SchemaConfig {
             amount: "amount".into(),
             amount_unit: AmountUnit::Major,
             currency: Some("currency".into()),
-            default_currency: Currency::parse("EUR")
-                .unwrap_or_else(|_| unreachable!("valid literal")),
+            default_currency: Currency::parse("EUR").unwrap_or_else(|_| unreachable!("valid literal")),
             label: Some("is_fraud".into()),
             entities: BTreeMap::from([
                 ("customer".to_owned(), entity("customer_id")),
@@ -353,20 +352,19 @@ impl Schema {
                 });
             }
         }
-        let needs_key = config
-            .entities
-            .iter()
-            .find(|(_, entity)| entity.card_number);
-        let card_hasher =
-            match (needs_key, card_hash_key) {
-                (None, _) => None,
-                (Some((name, _)), key) => Some(key.and_then(CardHasher::new).ok_or_else(|| {
-                    SchemaError::MissingCardKey {
-                        entity: name.clone(),
-                        min: CardHasher::MIN_KEY_LEN,
-                    }
-                })?),
-            };
+        let needs_key = config.entities.iter().find(|(_, entity)| entity.card_number);
+        let card_hasher = match (needs_key, card_hash_key) {
+            (None, _) => None,
+            (Some((name, _)), key) => {
+                Some(
+                    key.and_then(CardHasher::new)
+                        .ok_or_else(|| SchemaError::MissingCardKey {
+                            entity: name.clone(),
+                            min: CardHasher::MIN_KEY_LEN,
+                        })?,
+                )
+            }
+        };
         let attribute_fields: Vec<_> = config
             .attributes
             .iter()
@@ -382,11 +380,7 @@ impl Schema {
                 Some("the label".to_owned())
             } else if [&config.transaction_id, &config.timestamp, &config.amount].contains(&field) {
                 Some("a transaction field".to_owned())
-            } else if let Some((name, _)) = config
-                .entities
-                .iter()
-                .find(|(_, entity)| &entity.field == field)
-            {
+            } else if let Some((name, _)) = config.entities.iter().find(|(_, entity)| &entity.field == field) {
                 Some(format!("entity {name}"))
             } else {
                 attribute_fields
@@ -428,9 +422,7 @@ impl Schema {
 
     /// Kind of each attribute, in order.
     pub fn attribute_kinds(&self) -> impl Iterator<Item = AttributeKind> + '_ {
-        self.attribute_fields
-            .iter()
-            .map(|(_, attribute)| attribute.kind)
+        self.attribute_fields.iter().map(|(_, attribute)| attribute.kind)
     }
 
     /// Resolves a CSV header. Exact names win; otherwise a unique
@@ -472,9 +464,7 @@ impl Schema {
         let label = self.config.label.as_deref().and_then(|field| {
             let found = find(field);
             if found.is_none() {
-                notes.push(format!(
-                    "label column {field:?} not found: the data is unlabeled"
-                ));
+                notes.push(format!("label column {field:?} not found: the data is unlabeled"));
             }
             found
         });
@@ -483,10 +473,7 @@ impl Schema {
             match find(&entity.field) {
                 Some(idx) => entities.push(Some(idx)),
                 None if entity.optional => {
-                    notes.push(format!(
-                        "optional entity {name} (column {:?}) not found",
-                        entity.field
-                    ));
+                    notes.push(format!("optional entity {name} (column {:?}) not found", entity.field));
                     entities.push(None);
                 }
                 None => return Err(missing(&format!("entity {name}"), &entity.field)),
@@ -505,12 +492,7 @@ impl Schema {
                 None => return Err(missing(&format!("attribute {name}"), field)),
             }
         }
-        let passthrough = self
-            .config
-            .passthrough
-            .iter()
-            .map(|field| find(field))
-            .collect();
+        let passthrough = self.config.passthrough.iter().map(|field| find(field)).collect();
         Ok(ColumnBinding {
             id,
             timestamp,
@@ -531,9 +513,7 @@ impl Schema {
         binding: &ColumnBinding,
         cell: impl Fn(usize) -> Option<&'r str>,
     ) -> Result<Transaction, RecordError> {
-        let get = |column: Option<usize>| -> FieldText<'r> {
-            Ok(column.and_then(&cell).map(Cow::Borrowed))
-        };
+        let get = |column: Option<usize>| -> FieldText<'r> { Ok(column.and_then(&cell).map(Cow::Borrowed)) };
         self.parse_fields(Fields {
             id: get(Some(binding.id)),
             timestamp: get(Some(binding.timestamp)),
@@ -555,16 +535,8 @@ impl Schema {
             amount: get(&self.config.amount),
             currency: self.config.currency.as_deref().map_or(Ok(None), get),
             label: self.config.label.as_deref().map_or(Ok(None), get),
-            entities: self
-                .entity_fields
-                .iter()
-                .map(|entity| get(&entity.field))
-                .collect(),
-            attributes: self
-                .attribute_fields
-                .iter()
-                .map(|(field, _)| get(field))
-                .collect(),
+            entities: self.entity_fields.iter().map(|entity| get(&entity.field)).collect(),
+            attributes: self.attribute_fields.iter().map(|(field, _)| get(field)).collect(),
         })
     }
 
@@ -573,12 +545,7 @@ impl Schema {
         self.config
             .passthrough
             .iter()
-            .map(|field| {
-                scalar_text(lookup(record, field))
-                    .ok()
-                    .flatten()
-                    .map(Cow::into_owned)
-            })
+            .map(|field| scalar_text(lookup(record, field)).ok().flatten().map(Cow::into_owned))
             .collect()
     }
 
@@ -594,17 +561,13 @@ impl Schema {
             source,
         })?;
         let ts_text = required(fields.timestamp, "timestamp", &cfg.timestamp)?;
-        let timestamp = Timestamp::parse(&ts_text, cfg.timestamp_format).map_err(|source| {
-            RecordError::InvalidTimestamp {
+        let timestamp =
+            Timestamp::parse(&ts_text, cfg.timestamp_format).map_err(|source| RecordError::InvalidTimestamp {
                 field: cfg.timestamp.clone(),
                 source,
-            }
-        })?;
+            })?;
         let currency_field = cfg.currency.as_deref().unwrap_or("currency");
-        let currency = match fields
-            .currency
-            .map_err(|()| not_scalar("currency", currency_field))?
-        {
+        let currency = match fields.currency.map_err(|()| not_scalar("currency", currency_field))? {
             Some(text) if !text.trim().is_empty() => {
                 Currency::parse(&text).map_err(|source| RecordError::InvalidAmount {
                     field: currency_field.into(),
@@ -623,54 +586,43 @@ impl Schema {
             source,
         })?;
         let label_field = cfg.label.as_deref().unwrap_or("label");
-        let label = match fields
-            .label
-            .map_err(|()| not_scalar("label", label_field))?
-        {
-            Some(text) if !text.trim().is_empty() => Some(Label::parse(&text).map_err(
-                |source| RecordError::InvalidLabel {
+        let label = match fields.label.map_err(|()| not_scalar("label", label_field))? {
+            Some(text) if !text.trim().is_empty() => {
+                Some(Label::parse(&text).map_err(|source| RecordError::InvalidLabel {
                     field: label_field.into(),
                     source,
-                },
-            )?),
+                })?)
+            }
             _ => None,
         };
         let mut entities = Vec::with_capacity(fields.entities.len());
-        for ((name, entity), value) in self
-            .entity_names
-            .iter()
-            .zip(&self.entity_fields)
-            .zip(fields.entities)
-        {
-            let text =
-                match value.map_err(|()| not_scalar(&format!("entity {name}"), &entity.field))? {
-                    Some(text) if !text.trim().is_empty() => text,
-                    _ if entity.optional => {
-                        entities.push(None);
-                        continue;
-                    }
-                    _ => {
-                        return Err(RecordError::MissingField {
-                            role: format!("entity {name}"),
-                            field: entity.field.clone(),
-                        });
-                    }
-                };
+        for ((name, entity), value) in self.entity_names.iter().zip(&self.entity_fields).zip(fields.entities) {
+            let text = match value.map_err(|()| not_scalar(&format!("entity {name}"), &entity.field))? {
+                Some(text) if !text.trim().is_empty() => text,
+                _ if entity.optional => {
+                    entities.push(None);
+                    continue;
+                }
+                _ => {
+                    return Err(RecordError::MissingField {
+                        role: format!("entity {name}"),
+                        field: entity.field.clone(),
+                    });
+                }
+            };
             let key = if entity.card_number {
                 // invariant: Schema::new refuses card-number entities without a hasher
-                let hasher =
-                    self.card_hasher
-                        .as_ref()
-                        .ok_or_else(|| RecordError::InvalidCardNumber {
-                            entity: name.clone(),
-                            field: entity.field.clone(),
-                        })?;
-                let token = hasher
-                    .token(&text)
+                let hasher = self
+                    .card_hasher
+                    .as_ref()
                     .ok_or_else(|| RecordError::InvalidCardNumber {
                         entity: name.clone(),
                         field: entity.field.clone(),
                     })?;
+                let token = hasher.token(&text).ok_or_else(|| RecordError::InvalidCardNumber {
+                    entity: name.clone(),
+                    field: entity.field.clone(),
+                })?;
                 EntityKey::parse(&token)
             } else {
                 EntityKey::parse(&text)
@@ -734,11 +686,7 @@ struct Fields<'a> {
 }
 
 /// The text of a required field, or why there is none.
-fn required<'a>(
-    value: FieldText<'a>,
-    role: &str,
-    field: &str,
-) -> Result<Cow<'a, str>, RecordError> {
+fn required<'a>(value: FieldText<'a>, role: &str, field: &str) -> Result<Cow<'a, str>, RecordError> {
     match value {
         Err(()) => Err(RecordError::NotScalar {
             role: role.into(),
@@ -772,9 +720,7 @@ fn scalar_text(value: Option<&serde_json::Value>) -> Result<Option<Cow<'_, str>>
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(text)) => Ok(Some(Cow::Borrowed(text))),
         Some(serde_json::Value::Number(number)) => Ok(Some(Cow::Owned(number.to_string()))),
-        Some(serde_json::Value::Bool(flag)) => {
-            Ok(Some(Cow::Borrowed(if *flag { "true" } else { "false" })))
-        }
+        Some(serde_json::Value::Bool(flag)) => Ok(Some(Cow::Borrowed(if *flag { "true" } else { "false" }))),
         Some(_) => Err(()),
     }
 }
@@ -795,9 +741,7 @@ fn shorten_list(header: &[&str]) -> String {
 // Entity and attribute tables accept a short string form; serde's untagged
 // enums would turn every typo into "data did not match any variant", so the
 // two forms are told apart by hand to keep the underlying error message.
-fn entities_de<'de, D: serde::Deserializer<'de>>(
-    de: D,
-) -> Result<BTreeMap<String, EntityField>, D::Error> {
+fn entities_de<'de, D: serde::Deserializer<'de>>(de: D) -> Result<BTreeMap<String, EntityField>, D::Error> {
     let raw = BTreeMap::<String, StringOrTable>::deserialize(de)?;
     raw.into_iter()
         .map(|(name, value)| {
@@ -808,8 +752,7 @@ fn entities_de<'de, D: serde::Deserializer<'de>>(
                     optional: false,
                 },
                 StringOrTable::Table(table) => {
-                    EntityField::deserialize(serde_json::Value::Object(table))
-                        .map_err(serde::de::Error::custom)?
+                    EntityField::deserialize(serde_json::Value::Object(table)).map_err(serde::de::Error::custom)?
                 }
             };
             Ok((name, field))
@@ -817,9 +760,7 @@ fn entities_de<'de, D: serde::Deserializer<'de>>(
         .collect()
 }
 
-fn attributes_de<'de, D: serde::Deserializer<'de>>(
-    de: D,
-) -> Result<BTreeMap<String, AttributeField>, D::Error> {
+fn attributes_de<'de, D: serde::Deserializer<'de>>(de: D) -> Result<BTreeMap<String, AttributeField>, D::Error> {
     let raw = BTreeMap::<String, StringOrTable>::deserialize(de)?;
     raw.into_iter()
         .map(|(name, value)| {
@@ -833,10 +774,8 @@ fn attributes_de<'de, D: serde::Deserializer<'de>>(
                         required: true,
                     }
                 }
-                StringOrTable::Table(table) => {
-                    AttributeField::deserialize(serde_json::Value::Object(table))
-                        .map_err(|e| serde::de::Error::custom(format!("attribute {name}: {e}")))?
-                }
+                StringOrTable::Table(table) => AttributeField::deserialize(serde_json::Value::Object(table))
+                    .map_err(|e| serde::de::Error::custom(format!("attribute {name}: {e}")))?,
             };
             Ok((name, field))
         })

@@ -58,11 +58,7 @@ pub fn dedupe_header<S: AsRef<str>>(raw: &[S]) -> (Vec<String>, Vec<String>) {
     for (idx, name) in raw.iter().enumerate() {
         let trimmed = name.as_ref().trim();
         let mut candidate = if trimmed.is_empty() {
-            notes.push(format!(
-                "column {} has no name: called column_{}",
-                idx + 1,
-                idx + 1
-            ));
+            notes.push(format!("column {} has no name: called column_{}", idx + 1, idx + 1));
             format!("column_{}", idx + 1)
         } else {
             trimmed.to_owned()
@@ -181,16 +177,14 @@ impl ColumnProfile {
         } else if n_distinct <= 1 && !self.overflowed && self.n_missing == 0 {
             ColumnKind::Excluded(Exclusion::Constant)
         } else if self.n_text > 0 {
-            let all_distinct =
-                self.unique_so_far && n_present == self.n_rows && self.n_rows >= MIN_ROWS_FOR_ID;
+            let all_distinct = self.unique_so_far && n_present == self.n_rows && self.n_rows >= MIN_ROWS_FOR_ID;
             if all_distinct {
                 ColumnKind::Excluded(Exclusion::IdLike)
             } else {
                 ColumnKind::Categorical(CategoryEncoder::fit(&self.counts, MAX_CATEGORIES))
             }
         } else {
-            let counter =
-                self.integer_valued && self.strictly_increasing && self.n_rows >= MIN_ROWS_FOR_ID;
+            let counter = self.integer_valued && self.strictly_increasing && self.n_rows >= MIN_ROWS_FOR_ID;
             let named_id = looks_like_id_name(&self.name)
                 && self.integer_valued
                 && self.unique_so_far
@@ -345,12 +339,7 @@ impl CategoryEncoder {
         match value.map(str::trim) {
             None => f64::NAN,
             Some(text) if is_missing_token(text) => f64::NAN,
-            Some(text) => f64::from(
-                self.lookup
-                    .get(text)
-                    .copied()
-                    .unwrap_or(self.categories.len() as u32),
-            ),
+            Some(text) => f64::from(self.lookup.get(text).copied().unwrap_or(self.categories.len() as u32)),
         }
     }
 
@@ -376,10 +365,7 @@ pub const LABEL_CANDIDATES: [&str; 9] = [
 pub fn find_label_column(header: &[String], requested: Option<&str>) -> Option<usize> {
     match requested {
         Some(name) => header.iter().position(|h| h == name).or_else(|| {
-            let mut hits = header
-                .iter()
-                .enumerate()
-                .filter(|(_, h)| h.eq_ignore_ascii_case(name));
+            let mut hits = header.iter().enumerate().filter(|(_, h)| h.eq_ignore_ascii_case(name));
             match (hits.next(), hits.next()) {
                 (Some((idx, _)), None) => Some(idx),
                 _ => None,
@@ -441,11 +427,7 @@ impl TabularEncoding {
 
     /// Builds the encoding from profiled columns; `label` is the label's index
     /// among them, `excluded` names the user wants left out.
-    pub fn fit(
-        profiles: &[ColumnProfile],
-        label: Option<usize>,
-        excluded: &[String],
-    ) -> (Self, Vec<InferredColumn>) {
+    pub fn fit(profiles: &[ColumnProfile], label: Option<usize>, excluded: &[String]) -> (Self, Vec<InferredColumn>) {
         let mut inferred = Vec::with_capacity(profiles.len());
         let mut features = Vec::new();
         let mut excluded_columns = Vec::new();
@@ -463,9 +445,7 @@ impl TabularEncoding {
                         kind: column.kind.clone(),
                     });
                 }
-                ColumnKind::Excluded(reason) => {
-                    excluded_columns.push((column.name.clone(), *reason))
-                }
+                ColumnKind::Excluded(reason) => excluded_columns.push((column.name.clone(), *reason)),
                 ColumnKind::Label => {}
             }
             inferred.push(column);
@@ -532,12 +512,10 @@ impl TabularEncoding {
     pub fn parse_label(&self, text: Option<&str>) -> Result<Option<Label>, TabularRowError> {
         match text.map(str::trim) {
             None | Some("") => Ok(None),
-            Some(text) => Label::parse(text)
-                .map(Some)
-                .map_err(|source| TabularRowError::Label {
-                    column: self.label.clone().unwrap_or_default(),
-                    source,
-                }),
+            Some(text) => Label::parse(text).map(Some).map_err(|source| TabularRowError::Label {
+                column: self.label.clone().unwrap_or_default(),
+                source,
+            }),
         }
     }
 }
@@ -612,26 +590,14 @@ mod tests {
 
     #[test]
     fn encoder_codes_and_round_trip() {
-        let counts: FxHashMap<String, u64> = [
-            ("b".to_owned(), 5),
-            ("a".to_owned(), 5),
-            ("c".to_owned(), 1),
-        ]
-        .into_iter()
-        .collect();
+        let counts: FxHashMap<String, u64> = [("b".to_owned(), 5), ("a".to_owned(), 5), ("c".to_owned(), 1)]
+            .into_iter()
+            .collect();
         let encoder = CategoryEncoder::fit(&counts, 2);
         assert_eq!(encoder.categories(), ["a", "b"]);
         assert_eq!(encoder.encode(Some("b")), 1.0);
-        assert_eq!(
-            encoder.encode(Some("c")),
-            2.0,
-            "rare values share the other code"
-        );
-        assert_eq!(
-            encoder.encode(Some("zzz")),
-            2.0,
-            "unseen values share the other code"
-        );
+        assert_eq!(encoder.encode(Some("c")), 2.0, "rare values share the other code");
+        assert_eq!(encoder.encode(Some("zzz")), 2.0, "unseen values share the other code");
         assert!(encoder.encode(Some("")).is_nan());
         let profiles = [
             profile("cat", &["x", "y", "x"]),
@@ -639,13 +605,10 @@ mod tests {
             profile("y", &["0", "1", "0"]),
         ];
         let (encoding, _) = TabularEncoding::fit(&profiles, Some(2), &[]);
-        let mut restored: TabularEncoding =
-            serde_json::from_str(&serde_json::to_string(&encoding).unwrap()).unwrap();
+        let mut restored: TabularEncoding = serde_json::from_str(&serde_json::to_string(&encoding).unwrap()).unwrap();
         restored.prepare();
         let mut row = Vec::new();
-        restored
-            .encode_row(|idx| [Some("y"), Some("")][idx], &mut row)
-            .unwrap();
+        restored.encode_row(|idx| [Some("y"), Some("")][idx], &mut row).unwrap();
         assert_eq!(row[0], 1.0);
         assert!(row[1].is_nan());
         assert!(

@@ -33,9 +33,7 @@ pub enum TimestampFormat {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TimestampError {
     /// Not any of the accepted formats.
-    #[error(
-        "unparsable timestamp {value:?} (expected RFC 3339, `YYYY-MM-DD HH:MM:SS`, unix seconds or milliseconds)"
-    )]
+    #[error("unparsable timestamp {value:?} (expected RFC 3339, `YYYY-MM-DD HH:MM:SS`, unix seconds or milliseconds)")]
     Unparsable {
         /// The offending text, shortened.
         value: String,
@@ -88,14 +86,7 @@ impl Timestamp {
 
     /// Builds a timestamp from a UTC calendar date and time; `None` if a part
     /// is out of range.
-    pub fn from_civil(
-        year: i64,
-        month: u32,
-        day: u32,
-        hour: u32,
-        minute: u32,
-        second: u32,
-    ) -> Option<Self> {
+    pub fn from_civil(year: i64, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Option<Self> {
         if !(1..=9999).contains(&year)
             || !(1..=12).contains(&month)
             || day == 0
@@ -108,8 +99,7 @@ impl Timestamp {
         }
         let days = days_from_civil(year, month, day);
         Some(Self(
-            days * MS_PER_DAY
-                + (i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)) * 1000,
+            days * MS_PER_DAY + (i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)) * 1000,
         ))
     }
 
@@ -134,9 +124,7 @@ impl Timestamp {
             }
         }?;
         if !(MIN_MS..=MAX_MS).contains(&parsed) {
-            return Err(TimestampError::OutOfRange {
-                value: shorten(text),
-            });
+            return Err(TimestampError::OutOfRange { value: shorten(text) });
         }
         Ok(Self(parsed))
     }
@@ -180,9 +168,9 @@ impl fmt::Display for Timestamp {
 fn looks_numeric(text: &str) -> bool {
     let body = text.strip_prefix(['-', '+']).unwrap_or(text);
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+'
-        })
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+')
         && body.as_bytes()[0].is_ascii_digit()
 }
 
@@ -197,16 +185,12 @@ fn parse_unix(text: &str, ms_per_unit: f64) -> Result<i64, TimestampError> {
         } else {
             integer.checked_mul(1000)
         };
-        return ms.ok_or_else(|| TimestampError::OutOfRange {
-            value: shorten(text),
-        });
+        return ms.ok_or_else(|| TimestampError::OutOfRange { value: shorten(text) });
     }
     let value: f64 = text.parse().map_err(|_| unparsable(text))?;
     let ms = (value * ms_per_unit).round();
     if !ms.is_finite() || ms.abs() > 9.0e15 {
-        return Err(TimestampError::OutOfRange {
-            value: shorten(text),
-        });
+        return Err(TimestampError::OutOfRange { value: shorten(text) });
     }
     Ok(ms as i64)
 }
@@ -288,14 +272,10 @@ fn parse_datetime(text: &str) -> Result<i64, TimestampError> {
         return Err(err());
     }
     if year == 0 {
-        return Err(TimestampError::OutOfRange {
-            value: shorten(text),
-        });
+        return Err(TimestampError::OutOfRange { value: shorten(text) });
     }
     let days = days_from_civil(year, month, day);
-    Ok(days * MS_PER_DAY
-        + (hour * 3600 + minute * 60 + second - offset_minutes * 60) * 1000
-        + millis)
+    Ok(days * MS_PER_DAY + (hour * 3600 + minute * 60 + second - offset_minutes * 60) * 1000 + millis)
 }
 
 struct Cursor<'a> {
@@ -329,9 +309,7 @@ impl Cursor<'_> {
 }
 
 fn unparsable(text: &str) -> TimestampError {
-    TimestampError::Unparsable {
-        value: shorten(text),
-    }
+    TimestampError::Unparsable { value: shorten(text) }
 }
 
 fn shorten(text: &str) -> String {
@@ -358,8 +336,7 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -369,8 +346,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
@@ -393,11 +369,7 @@ mod tests {
     fn accepted_formats() {
         use TimestampFormat::*;
         check("2026-01-01T10:00:00Z", Auto, "2026-01-01T10:00:00Z");
-        check(
-            "2026-01-01T10:00:00.25+02:00",
-            Auto,
-            "2026-01-01T08:00:00.250Z",
-        );
+        check("2026-01-01T10:00:00.25+02:00", Auto, "2026-01-01T08:00:00.250Z");
         check("2026-01-01 10:00:00", Auto, "2026-01-01T10:00:00Z");
         check("2026-01-01 10:00", Datetime, "2026-01-01T10:00:00Z");
         check("2026-03-01", Datetime, "2026-03-01T00:00:00Z");
@@ -434,13 +406,8 @@ mod tests {
 
     #[test]
     fn error_messages_are_lowercase_and_name_the_value() {
-        let error = Timestamp::parse("soon", TimestampFormat::Auto)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("unparsable timestamp \"soon\""),
-            "{error}"
-        );
+        let error = Timestamp::parse("soon", TimestampFormat::Auto).unwrap_err().to_string();
+        assert!(error.starts_with("unparsable timestamp \"soon\""), "{error}");
     }
 
     #[test]

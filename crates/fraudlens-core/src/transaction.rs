@@ -114,9 +114,7 @@ impl Label {
         let lower = text.to_ascii_lowercase();
         match lower.as_str() {
             "1" | "1.0" | "true" | "t" | "yes" | "y" | "fraud" | "fraudulent" => Ok(Self::Fraud),
-            "0" | "0.0" | "false" | "f" | "no" | "n" | "legit" | "genuine" | "normal" => {
-                Ok(Self::Legit)
-            }
+            "0" | "0.0" | "false" | "f" | "no" | "n" | "legit" | "genuine" | "normal" => Ok(Self::Legit),
             _ => Err(LabelError {
                 value: text.chars().take(40).collect(),
             }),
@@ -173,10 +171,7 @@ mod tests {
     fn ids_are_trimmed_and_checked() {
         assert_eq!(TransactionId::parse("  t1 ").unwrap().as_str(), "t1");
         assert_eq!(TransactionId::parse(" ").unwrap_err(), IdError::Empty);
-        assert_eq!(
-            TransactionId::parse("a\nb").unwrap_err(),
-            IdError::ControlCharacter
-        );
+        assert_eq!(TransactionId::parse("a\nb").unwrap_err(), IdError::ControlCharacter);
         assert!(TransactionId::parse(&"x".repeat(129)).is_err());
         assert!(EntityKey::parse(&"x".repeat(256)).is_ok());
     }

@@ -1,8 +1,9 @@
 //! Schema mapping through the public API: TOML in, transactions or errors out.
 
-use fraudlens_core::{
-    AttributeValue, Label, RecordError, Schema, SchemaConfig, SchemaError, Secret,
-};
+// a failed unwrap in a test helper is a failed test with a backtrace
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use fraudlens_core::{AttributeValue, Label, RecordError, Schema, SchemaConfig, SchemaError, Secret};
 
 const KEY: &str = "test-key-0123456789abcdef";
 
@@ -57,14 +58,8 @@ fn default_schema_reads_the_simulator_format() {
     assert_eq!(tx.entity(0).unwrap().as_str(), "C1");
     assert_eq!(tx.entity(1).unwrap().as_str(), "TERM9");
     // attributes are ordered by name: channel, country, mcc
-    assert_eq!(
-        tx.attributes[0],
-        AttributeValue::Categorical(Some("chip".into()))
-    );
-    assert_eq!(
-        tx.attributes[2],
-        AttributeValue::Categorical(Some("5411".into()))
-    );
+    assert_eq!(tx.attributes[0], AttributeValue::Categorical(Some("chip".into())));
+    assert_eq!(tx.attributes[2], AttributeValue::Categorical(Some("5411".into())));
 }
 
 #[test]
@@ -92,11 +87,7 @@ fn row_errors_name_the_field() {
         (4, "-1", "field \"amount\": amount \"-1\" is negative"),
         (2, " ", "missing entity customer (field \"customer_id\")"),
         (5, "EURO", "field \"currency\": invalid currency \"EURO\""),
-        (
-            9,
-            "maybe",
-            "field \"is_fraud\": unrecognised label \"maybe\"",
-        ),
+        (9, "maybe", "field \"is_fraud\": unrecognised label \"maybe\""),
     ];
     for (column, value, expected) in cases {
         let mut row = base;
@@ -116,36 +107,21 @@ fn missing_required_column_is_a_schema_error() {
         matches!(error, SchemaError::MissingColumn { ref field, .. } if field == "terminal_id"),
         "{error}"
     );
-    assert!(
-        error
-            .to_string()
-            .contains("columns are: \"transaction_id\"")
-    );
+    assert!(error.to_string().contains("columns are: \"transaction_id\""));
 }
 
 #[test]
 fn optional_columns_are_reported_not_required() {
     let schema = default_schema();
     let binding = schema
-        .bind_columns(&[
-            "TRANSACTION_ID",
-            "timestamp",
-            "amount",
-            "customer_id",
-            "terminal_id",
-        ])
+        .bind_columns(&["TRANSACTION_ID", "timestamp", "amount", "customer_id", "terminal_id"])
         .unwrap();
     let notes = binding.notes().join("\n");
-    assert!(
-        notes.contains("currency column \"currency\" not found"),
-        "{notes}"
-    );
+    assert!(notes.contains("currency column \"currency\" not found"), "{notes}");
     assert!(notes.contains("the data is unlabeled"), "{notes}");
     assert!(notes.contains("attribute mcc"), "{notes}");
     let row = ["t9", "1767261600", "3", "c", "t"];
-    let tx = schema
-        .parse_row(&binding, |idx| row.get(idx).copied())
-        .unwrap();
+    let tx = schema.parse_row(&binding, |idx| row.get(idx).copied()).unwrap();
     assert_eq!(tx.amount.currency().as_str(), "EUR");
     assert_eq!(tx.label, None);
     assert_eq!(tx.attributes[0], AttributeValue::Categorical(None));
@@ -154,8 +130,7 @@ fn optional_columns_are_reported_not_required() {
 #[test]
 fn stripe_charge_by_dotted_paths_with_hashed_card() {
     let schema = stripe_schema();
-    let charge: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/stripe_charge.json")).unwrap();
+    let charge: serde_json::Value = serde_json::from_str(include_str!("fixtures/stripe_charge.json")).unwrap();
     let tx = schema.parse_json(&charge).unwrap();
     assert_eq!(tx.amount.minor(), 1099);
     assert_eq!(tx.amount.currency().as_str(), "USD");
@@ -180,8 +155,7 @@ fn stripe_charge_by_dotted_paths_with_hashed_card() {
 #[test]
 fn bad_card_number_error_does_not_echo_the_value() {
     let schema = stripe_schema();
-    let mut charge: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/stripe_charge.json")).unwrap();
+    let mut charge: serde_json::Value = serde_json::from_str(include_str!("fixtures/stripe_charge.json")).unwrap();
     charge["payment_method_details"]["card"]["number"] = "4242 4242 42xx 4242".into();
     let message = schema.parse_json(&charge).unwrap_err().to_string();
     assert_eq!(
@@ -191,8 +165,7 @@ fn bad_card_number_error_does_not_echo_the_value() {
     charge["payment_method_details"]["card"] = serde_json::json!("flat");
     let error = schema.parse_json(&charge).unwrap_err();
     assert!(matches!(error, RecordError::MissingField { .. }), "{error}");
-    let mut charge: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/stripe_charge.json")).unwrap();
+    let mut charge: serde_json::Value = serde_json::from_str(include_str!("fixtures/stripe_charge.json")).unwrap();
     charge["customer"] = serde_json::json!({"id": "x"});
     assert!(matches!(
         schema.parse_json(&charge).unwrap_err(),
@@ -204,10 +177,7 @@ fn bad_card_number_error_does_not_echo_the_value() {
 fn card_numbers_need_a_key() {
     let config: SchemaConfig = toml::from_str(include_str!("fixtures/stripe_schema.toml")).unwrap();
     let error = Schema::new(config.clone(), None).unwrap_err();
-    assert!(
-        error.to_string().contains("security.card_hash_key"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("security.card_hash_key"), "{error}");
     assert!(Schema::new(config, Some(&Secret::new("short"))).is_err());
 }
 
@@ -225,9 +195,7 @@ fn schema_toml_is_checked() {
         ),
         ("timestamp_format = \"iso\"", "unknown variant `iso`"),
     ] {
-        let error = toml::from_str::<SchemaConfig>(text)
-            .unwrap_err()
-            .to_string();
+        let error = toml::from_str::<SchemaConfig>(text).unwrap_err().to_string();
         assert!(error.contains(expected), "{text}: {error}");
     }
     let mut config = SchemaConfig::default();

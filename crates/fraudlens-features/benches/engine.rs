@@ -1,1 +1,111 @@
-fn main() {}
+//! Feature engine benchmarks, default spec (simulator schema: customer and
+//! terminal blocks, 57 features).
+//!
+//! - `observe/steady_state`: one transaction's update + feature vector, on an
+//!   engine warmed with 30 days of history (5,000 customers, 10,000 terminals).
+//! - `replay/10M`: offline replay of 10,000,000 simulated transactions
+//!   (`FRAUDLENS_BENCH_EVENTS` changes the count), labels fed back after the delay.
+//!
+//! Bytes of state per active entity are printed once after warm-up.
+//! Run: `cargo bench -p fraudlens-features --bench engine`.
+
+// a failed unwrap in a benchmark's setup is a bug in the benchmark
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use fraudlens_core::{Schema, SchemaConfig, Transaction};
+use fraudlens_features::{FeatureEngine, FeatureSpec, FeatureSpecConfig, Replay};
+use fraudlens_sim::{SimConfig, Simulator};
+
+fn spec() -> Arc<FeatureSpec> {
+    let schema = Schema::new(SchemaConfig::default(), None).unwrap();
+    Arc::new(FeatureSpec::new(FeatureSpecConfig::default(), &schema).unwrap())
+}
+
+/// Simulated transactions, day by day.
+fn days(customers: u32, days: u32) -> impl Iterator<Item = Vec<Transaction>> {
+    let config = SimConfig {
+        customers,
+        terminals: customers * 2,
+        days,
+        ..SimConfig::default()
+    };
+    let currency = config.currency;
+    Simulator::new(config)
+        .unwrap()
+        .map(move |day| day.iter().map(|r| r.to_transaction(currency)).collect())
+}
+
+fn observe(c: &mut Criterion) {
+    let spec = spec();
+    let mut all: Vec<Vec<Transaction>> = days(5000, 31).collect();
+    let next_day = all.pop().unwrap();
+    let mut replay = Replay::new(FeatureEngine::new(spec));
+    let mut out = Vec::new();
+    for tx in all.iter().flatten() {
+        replay.push(tx, &mut out);
+    }
+    let warm = replay.finish(None);
+    eprintln!(
+        "warm engine: {} entities, {} bytes of state, {:.0} bytes per entity, {} features",
+        warm.n_entities(),
+        warm.state_bytes(),
+        warm.state_bytes() as f64 / warm.n_entities() as f64,
+        out.len()
+    );
+    let mut group = c.benchmark_group("observe");
+    group.throughput(Throughput::Elements(next_day.len() as u64));
+    group.bench_function("steady_state", |b| {
+        b.iter_batched(
+            || warm.clone(),
+            |mut engine| {
+                for tx in &next_day {
+                    engine.observe(black_box(tx), &mut out);
+                    black_box(&out);
+                }
+                engine
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    let target: usize = std::env::var("FRAUDLENS_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    // 50,000 customers make about 100,000 transactions a day
+    let mut history: Vec<Transaction> = Vec::with_capacity(target);
+    for day in days(50_000, 400) {
+        history.extend(day);
+        if history.len() >= target {
+            break;
+        }
+    }
+    history.truncate(target);
+    let spec = spec();
+    let mut group = c.benchmark_group("replay");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(history.len() as u64));
+    group.bench_function(format!("{}M", history.len() / 1_000_000), |b| {
+        b.iter(|| {
+            let mut replay = Replay::new(FeatureEngine::new(spec.clone()));
+            let mut out = Vec::new();
+            for tx in &history {
+                replay.push(tx, &mut out);
+                black_box(&out);
+            }
+            let engine = replay.finish(None);
+            black_box(engine.n_entities())
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, observe, replay);
+criterion_main!(benches);

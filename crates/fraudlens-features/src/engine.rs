@@ -219,26 +219,19 @@ impl FeatureEngine {
                 .spec
                 .blocks
                 .iter()
-                .map(|block| {
-                    tx.entity(block.entity_idx)
-                        .map_or(0, |key| key_hash(key.as_str()))
-                })
+                .map(|block| tx.entity(block.entity_idx).map_or(0, |key| key_hash(key.as_str())))
                 .collect(),
         }
     }
 
     /// [`Self::apply_label`] for a stored target.
     pub fn apply_label_target(&mut self, target: &LabelTarget, label: Label) -> LabelOutcome {
-        let mut outcome = LabelOutcome {
-            found: 0,
-            changed: 0,
-        };
+        let mut outcome = LabelOutcome { found: 0, changed: 0 };
         for (states, hash) in self.states.iter_mut().zip(&target.entity_hashes) {
             let Some(state) = states.get_mut(hash) else {
                 continue;
             };
-            let Some(changed) = state.set_label(target.tx_hash, target.timestamp, label.is_fraud())
-            else {
+            let Some(changed) = state.set_label(target.tx_hash, target.timestamp, label.is_fraud()) else {
                 continue;
             };
             outcome.found += 1;
@@ -278,18 +271,11 @@ impl EntityState {
         &self.events[(seq - self.first_seq) as usize]
     }
 
-    fn update(
-        &mut self,
-        block: &Block,
-        event: Event,
-        others: impl Iterator<Item = u64>,
-        out: &mut Vec<f64>,
-    ) {
+    fn update(&mut self, block: &Block, event: Event, others: impl Iterator<Item = u64>, out: &mut Vec<f64>) {
         let now = event.ts;
         // label-delayed risk windows move first: they never contain the current event
         for (idx, window) in block.risk_windows.iter().enumerate() {
-            let (end_cutoff, start_cutoff) =
-                (now - block.risk_delay, now - block.risk_delay - window);
+            let (end_cutoff, start_cutoff) = (now - block.risk_delay, now - block.risk_delay - window);
             let mut risk = std::mem::take(&mut self.risk[idx]);
             while risk.end < self.next_seq() && self.event(risk.end).ts <= end_cutoff {
                 risk.count += 1;
@@ -322,11 +308,7 @@ impl EntityState {
                 agg.count -= 1;
                 agg.sum -= amount;
                 agg.sum_sq -= amount * amount;
-                if agg
-                    .max
-                    .front()
-                    .is_some_and(|(front_seq, _)| *front_seq == agg.start)
-                {
+                if agg.max.front().is_some_and(|(front_seq, _)| *front_seq == agg.start) {
                     agg.max.pop_front();
                 }
                 agg.start += 1;
@@ -337,11 +319,7 @@ impl EntityState {
             agg.sum += amount;
             agg.sum_sq += amount * amount;
             if block.needs_max {
-                while agg
-                    .max
-                    .back()
-                    .is_some_and(|(_, back)| *back <= event.amount)
-                {
+                while agg.max.back().is_some_and(|(_, back)| *back <= event.amount) {
                     agg.max.pop_back();
                 }
                 agg.max.push_back((seq, event.amount));
@@ -351,10 +329,7 @@ impl EntityState {
                     Aggregate::Count => agg.count as f64,
                     Aggregate::Sum => micros_to_major(agg.sum),
                     Aggregate::Mean => micros_to_major(agg.sum) / agg.count as f64,
-                    Aggregate::Max => agg
-                        .max
-                        .front()
-                        .map_or(f64::NAN, |(_, max)| *max as f64 / 1e6),
+                    Aggregate::Max => agg.max.front().map_or(f64::NAN, |(_, max)| *max as f64 / 1e6),
                     Aggregate::Std => std_dev(agg.count, agg.sum, agg.sum_sq) / 1e6,
                     Aggregate::AmountRatio => {
                         if prior_count == 0 || prior_sum == 0 {

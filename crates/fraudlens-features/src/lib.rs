@@ -38,6 +38,4 @@ mod spec;
 pub use engine::{FeatureEngine, LabelOutcome, LabelTarget};
 pub use replay::Replay;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
-pub use spec::{
-    Aggregate, DistinctConfig, EntityFeaturesConfig, FeatureSpec, FeatureSpecConfig, SpecError,
-};
+pub use spec::{Aggregate, DistinctConfig, EntityFeaturesConfig, FeatureSpec, FeatureSpecConfig, SpecError};

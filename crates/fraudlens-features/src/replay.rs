@@ -60,9 +60,7 @@ impl Replay {
         let now = self
             .engine
             .clock()
-            .map_or(tx.timestamp.as_millis(), |clock| {
-                clock.max(tx.timestamp.as_millis())
-            });
+            .map_or(tx.timestamp.as_millis(), |clock| clock.max(tx.timestamp.as_millis()));
         self.apply_known(now);
         self.engine.observe(tx, out);
         if tx.label == Some(Label::Fraud) {
@@ -91,11 +89,7 @@ impl Replay {
     }
 
     fn apply_known(&mut self, now: i64) {
-        while self
-            .pending
-            .peek()
-            .is_some_and(|Reverse(label)| label.known_at <= now)
-        {
+        while self.pending.peek().is_some_and(|Reverse(label)| label.known_at <= now) {
             if let Some(Reverse(label)) = self.pending.pop() {
                 self.engine.apply_label_target(&label.target, Label::Fraud);
             }

@@ -29,9 +29,7 @@ pub enum SnapshotError {
     #[error("not a fraudlens feature snapshot")]
     NotASnapshot,
     /// Written by a newer or older format.
-    #[error(
-        "snapshot format version {found} is not supported (this build reads version {SNAPSHOT_VERSION})"
-    )]
+    #[error("snapshot format version {found} is not supported (this build reads version {SNAPSHOT_VERSION})")]
     UnsupportedVersion {
         /// The version in the file.
         found: u32,
@@ -43,9 +41,7 @@ pub enum SnapshotError {
     #[error("snapshot checksum mismatch: the file is corrupt")]
     ChecksumMismatch,
     /// Built with another feature spec or schema.
-    #[error(
-        "snapshot was built with another feature spec (fingerprint {found:016x}, expected {expected:016x})"
-    )]
+    #[error("snapshot was built with another feature spec (fingerprint {found:016x}, expected {expected:016x})")]
     SpecMismatch {
         /// Fingerprint in the snapshot.
         found: u64,
@@ -113,33 +109,23 @@ impl FeatureEngine {
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
             return Err(SnapshotError::NotASnapshot);
         }
-        let version = u32::from_le_bytes(
-            bytes[8..12]
-                .try_into()
-                .map_err(|_| SnapshotError::Truncated)?,
-        );
+        let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| SnapshotError::Truncated)?);
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError::UnsupportedVersion { found: version });
         }
         let len_bytes = bytes.get(12..20).ok_or(SnapshotError::Truncated)?;
-        let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| SnapshotError::Truncated)?)
-            as usize;
+        let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| SnapshotError::Truncated)?) as usize;
         let payload = bytes
             .get(20..20usize.saturating_add(len))
             .ok_or(SnapshotError::Truncated)?;
-        let checksum = bytes
-            .get(20 + len..28 + len)
-            .ok_or(SnapshotError::Truncated)?;
+        let checksum = bytes.get(20 + len..28 + len).ok_or(SnapshotError::Truncated)?;
         if bytes.len() != 28 + len {
-            return Err(SnapshotError::Inconsistent(
-                "trailing bytes after the checksum".into(),
-            ));
+            return Err(SnapshotError::Inconsistent("trailing bytes after the checksum".into()));
         }
         if xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes() != checksum {
             return Err(SnapshotError::ChecksumMismatch);
         }
-        let body: Body = postcard::from_bytes(payload)
-            .map_err(|e| SnapshotError::Inconsistent(e.to_string()))?;
+        let body: Body = postcard::from_bytes(payload).map_err(|e| SnapshotError::Inconsistent(e.to_string()))?;
         if body.fingerprint != spec.fingerprint() {
             return Err(SnapshotError::SpecMismatch {
                 found: body.fingerprint,
@@ -147,15 +133,12 @@ impl FeatureEngine {
             });
         }
         if body.blocks.len() != spec.blocks.len() {
-            return Err(SnapshotError::Inconsistent(
-                "block count differs from the spec".into(),
-            ));
+            return Err(SnapshotError::Inconsistent("block count differs from the spec".into()));
         }
         let mut engine = FeatureEngine::new(spec.clone());
         engine.clock = body.clock;
         engine.next_sweep = body.next_sweep;
-        for ((block, stored), states) in spec.blocks.iter().zip(body.blocks).zip(&mut engine.states)
-        {
+        for ((block, stored), states) in spec.blocks.iter().zip(body.blocks).zip(&mut engine.states) {
             for (key, state) in stored {
                 states.insert(key, state.into_state(block)?);
             }
@@ -175,8 +158,7 @@ impl From<&EntityState> for StoredState {
                 .distinct
                 .iter()
                 .map(|agg| {
-                    let mut counts: Vec<(u64, u32)> =
-                        agg.counts.iter().map(|(k, v)| (*k, *v)).collect();
+                    let mut counts: Vec<(u64, u32)> = agg.counts.iter().map(|(k, v)| (*k, *v)).collect();
                     counts.sort_unstable();
                     (agg.start, counts)
                 })

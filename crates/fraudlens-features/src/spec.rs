@@ -287,9 +287,7 @@ impl FeatureSpec {
                 .iter()
                 .any(|earlier| &earlier.entity == entity)
             {
-                return Err(SpecError::DuplicateEntity {
-                    entity: entity.clone(),
-                });
+                return Err(SpecError::DuplicateEntity { entity: entity.clone() });
             }
             let check_unique = |windows: &[WindowDuration]| {
                 for (idx, window) in windows.iter().enumerate() {
@@ -324,19 +322,14 @@ impl FeatureSpec {
             let mut distinct = Vec::new();
             for spec in &block.distinct {
                 if &spec.of == entity {
-                    return Err(SpecError::DistinctOfSelf {
-                        entity: entity.clone(),
-                    });
+                    return Err(SpecError::DistinctOfSelf { entity: entity.clone() });
                 }
                 check_unique(&spec.windows)?;
                 let of_idx = entity_index(&spec.of)?;
-                let slot = distinct_of
-                    .iter()
-                    .position(|idx| *idx == of_idx)
-                    .unwrap_or_else(|| {
-                        distinct_of.push(of_idx);
-                        distinct_of.len() - 1
-                    });
+                let slot = distinct_of.iter().position(|idx| *idx == of_idx).unwrap_or_else(|| {
+                    distinct_of.push(of_idx);
+                    distinct_of.len() - 1
+                });
                 for window in &spec.windows {
                     if distinct.contains(&(slot, window.as_millis())) {
                         return Err(SpecError::DuplicateWindow {
@@ -358,12 +351,7 @@ impl FeatureSpec {
                 .iter()
                 .map(|w| w.as_millis())
                 .chain(distinct.iter().map(|(_, w)| *w))
-                .chain(
-                    block
-                        .risk_windows
-                        .iter()
-                        .map(|w| risk_delay + w.as_millis()),
-                )
+                .chain(block.risk_windows.iter().map(|w| risk_delay + w.as_millis()))
                 .max()
                 .unwrap_or(WindowDuration::days(30).as_millis());
             blocks.push(Block {

@@ -106,13 +106,10 @@ impl<'s> EventReader<'s> {
                 if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
                     return Err(IngestError::Empty { path });
                 }
-                let binding =
-                    schema
-                        .bind_columns(&header)
-                        .map_err(|source| IngestError::Schema {
-                            path: path.clone(),
-                            source,
-                        })?;
+                let binding = schema.bind_columns(&header).map_err(|source| IngestError::Schema {
+                    path: path.clone(),
+                    source,
+                })?;
                 Source::Csv {
                     reader,
                     binding,
@@ -164,17 +161,12 @@ impl<'s> EventReader<'s> {
                             binding.n_columns(),
                             record.len()
                         ))
-                    } else if record
-                        .iter()
-                        .any(|field| std::str::from_utf8(field).is_err())
-                    {
+                    } else if record.iter().any(|field| std::str::from_utf8(field).is_err()) {
                         Err("invalid utf-8".to_owned())
                     } else {
                         self.schema
                             .parse_row(binding, |idx| {
-                                record
-                                    .get(idx)
-                                    .and_then(|field| std::str::from_utf8(field).ok())
+                                record.get(idx).and_then(|field| std::str::from_utf8(field).ok())
                             })
                             .map_err(|error| error.to_string())
                     }
@@ -201,9 +193,7 @@ impl<'s> EventReader<'s> {
                     match serde_json::from_str::<serde_json::Value>(buffer) {
                         Ok(parsed) if parsed.is_object() => {
                             *value = parsed;
-                            self.schema
-                                .parse_json(value)
-                                .map_err(|error| error.to_string())
+                            self.schema.parse_json(value).map_err(|error| error.to_string())
                         }
                         Ok(_) => Err("expected a json object".to_owned()),
                         Err(error) => Err(format!("invalid json: {error}")),
@@ -230,9 +220,7 @@ impl<'s> EventReader<'s> {
     /// Passthrough field values of the current record, in schema order.
     pub fn passthrough(&self) -> Vec<Option<String>> {
         match &self.source {
-            Source::Csv {
-                binding, record, ..
-            } => binding
+            Source::Csv { binding, record, .. } => binding
                 .passthrough_columns()
                 .iter()
                 .map(|column| {

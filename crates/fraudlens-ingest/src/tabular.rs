@@ -36,10 +36,7 @@ fn open(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, IngestError> {
         .from_reader(Box::new(file) as Box<dyn Read>))
 }
 
-fn read_header(
-    reader: &mut csv::Reader<Box<dyn Read>>,
-    path: &Path,
-) -> Result<Vec<String>, IngestError> {
+fn read_header(reader: &mut csv::Reader<Box<dyn Read>>, path: &Path) -> Result<Vec<String>, IngestError> {
     let header: Vec<String> = reader
         .headers()
         .map_err(|source| IngestError::Csv {
@@ -50,9 +47,7 @@ fn read_header(
         .map(|name| name.trim_start_matches('\u{feff}').to_owned())
         .collect();
     if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
-        return Err(IngestError::Empty {
-            path: path.to_owned(),
-        });
+        return Err(IngestError::Empty { path: path.to_owned() });
     }
     Ok(header)
 }
@@ -60,32 +55,20 @@ fn read_header(
 /// Checks a raw record: right number of cells and valid UTF-8.
 fn check_record(record: &csv::ByteRecord, n_columns: usize) -> Result<(), String> {
     if record.len() != n_columns {
-        return Err(format!(
-            "expected {n_columns} columns, found {}",
-            record.len()
-        ));
+        return Err(format!("expected {n_columns} columns, found {}", record.len()));
     }
-    if record
-        .iter()
-        .any(|field| std::str::from_utf8(field).is_err())
-    {
+    if record.iter().any(|field| std::str::from_utf8(field).is_err()) {
         return Err("invalid utf-8".to_owned());
     }
     Ok(())
 }
 
 fn cell(record: &csv::ByteRecord, idx: usize) -> Option<&str> {
-    record
-        .get(idx)
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    record.get(idx).and_then(|bytes| std::str::from_utf8(bytes).ok())
 }
 
 /// Profiles every column of a CSV in one streaming pass.
-pub fn profile_csv(
-    path: &Path,
-    strict: bool,
-    max_examples: usize,
-) -> Result<TabularProfile, IngestError> {
+pub fn profile_csv(path: &Path, strict: bool, max_examples: usize) -> Result<TabularProfile, IngestError> {
     let mut reader = open(path)?;
     let raw_header = read_header(&mut reader, path)?;
     let (header, header_notes) = dedupe_header(&raw_header);
@@ -189,10 +172,7 @@ impl<'e> TabularReader<'e> {
             let columns = &self.feature_columns;
             let result = check_record(record, self.n_columns).and_then(|()| {
                 self.encoding
-                    .encode_row(
-                        |idx| columns[idx].and_then(|column| cell(record, column)),
-                        out,
-                    )
+                    .encode_row(|idx| columns[idx].and_then(|column| cell(record, column)), out)
                     .map_err(|error| error.to_string())?;
                 self.encoding
                     .parse_label(self.label_column.and_then(|column| cell(record, column)))

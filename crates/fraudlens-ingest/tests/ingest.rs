@@ -1,5 +1,8 @@
 //! Reading files: bad rows are reported by line and reason, good rows kept.
 
+// a failed unwrap in a test helper is a failed test with a backtrace
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use fraudlens_core::tabular::{ColumnKind, Exclusion, TabularEncoding, find_label_column};
@@ -7,9 +10,7 @@ use fraudlens_core::{Schema, SchemaConfig};
 use fraudlens_ingest::{EventReader, IngestError, InputFormat, TabularReader, profile_csv};
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn schema() -> Schema {
@@ -27,8 +28,7 @@ fn read_all(reader: &mut EventReader<'_>) -> Vec<String> {
 #[test]
 fn broken_csv_keeps_good_rows_and_reports_bad_ones_by_line() {
     let schema = schema();
-    let mut reader =
-        EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, false, 20).unwrap();
+    let mut reader = EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, false, 20).unwrap();
     let ids = read_all(&mut reader);
     assert_eq!(ids, ["tx1", "tx3", "tx9", "tx12"]);
     let report = reader.bad_rows().to_string();
@@ -50,8 +50,7 @@ fn broken_csv_keeps_good_rows_and_reports_bad_ones_by_line() {
 #[test]
 fn examples_are_capped_but_all_bad_rows_counted() {
     let schema = schema();
-    let mut reader =
-        EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, false, 2).unwrap();
+    let mut reader = EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, false, 2).unwrap();
     read_all(&mut reader);
     assert_eq!(reader.bad_rows().count(), 8);
     assert_eq!(reader.bad_rows().examples().len(), 2);
@@ -66,12 +65,8 @@ fn examples_are_capped_but_all_bad_rows_counted() {
 #[test]
 fn strict_mode_stops_at_the_first_bad_row() {
     let schema = schema();
-    let mut reader =
-        EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, true, 20).unwrap();
-    assert_eq!(
-        reader.next_transaction().unwrap().unwrap().id.as_str(),
-        "tx1"
-    );
+    let mut reader = EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, true, 20).unwrap();
+    assert_eq!(reader.next_transaction().unwrap().unwrap().id.as_str(), "tx1");
     let error = reader.next_transaction().unwrap_err();
     assert!(error.is_data_error());
     let message = error.to_string();
@@ -88,12 +83,7 @@ fn json_lines_report_bad_lines() {
     assert_eq!(InputFormat::from_path(&path), InputFormat::JsonLines);
     let mut reader = EventReader::open(&path, InputFormat::JsonLines, &schema, false, 20).unwrap();
     assert_eq!(read_all(&mut reader), ["j1", "j3"]);
-    let lines: Vec<u64> = reader
-        .bad_rows()
-        .examples()
-        .iter()
-        .map(|issue| issue.line)
-        .collect();
+    let lines: Vec<u64> = reader.bad_rows().examples().iter().map(|issue| issue.line).collect();
     assert_eq!(lines, [2, 3, 6]);
     let reasons: Vec<&str> = reader
         .bad_rows()
@@ -129,15 +119,9 @@ fn header_problems_are_fatal_and_clear() {
         error.contains("column \"transaction_id\" (transaction id) not found in header"),
         "{error}"
     );
-    let error = EventReader::open(
-        &dir.path().join("nope.csv"),
-        InputFormat::Csv,
-        &schema,
-        false,
-        5,
-    )
-    .err()
-    .unwrap();
+    let error = EventReader::open(&dir.path().join("nope.csv"), InputFormat::Csv, &schema, false, 5)
+        .err()
+        .unwrap();
     assert!(matches!(error, IngestError::Io { .. }) && !error.is_data_error());
 }
 
@@ -146,10 +130,7 @@ fn messy_tabular_csv_needs_no_schema() {
     let path = fixture("messy_tabular.csv");
     let profile = profile_csv(&path, false, 5).unwrap();
     assert_eq!(profile.n_rows, 60);
-    assert_eq!(
-        profile.header[3..5],
-        ["amount".to_owned(), "amount.1".to_owned()]
-    );
+    assert_eq!(profile.header[3..5], ["amount".to_owned(), "amount.1".to_owned()]);
     assert_eq!(profile.header_notes.len(), 1);
     let label = find_label_column(&profile.header, None);
     assert_eq!(label, Some(9), "Class is found as the label");
@@ -185,11 +166,7 @@ fn messy_tabular_csv_needs_no_schema() {
     );
     assert!(inferred[2].n_infinite > 0 && inferred[2].n_missing > 0);
     assert_eq!(encoding.excluded.len(), 4);
-    assert!(
-        encoding
-            .excluded
-            .contains(&("const".to_owned(), Exclusion::Constant))
-    );
+    assert!(encoding.excluded.contains(&("const".to_owned(), Exclusion::Constant)));
 
     let mut reader = TabularReader::open(&path, &encoding, false, 5).unwrap();
     let mut row = Vec::new();

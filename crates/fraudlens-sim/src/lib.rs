@@ -25,7 +25,9 @@ pub mod rng;
 
 use std::fmt::Write as _;
 
-use fraudlens_core::{Currency, Timestamp, TimestampFormat};
+use fraudlens_core::{
+    Amount as Money, AttributeValue, Currency, EntityKey, Label, Timestamp, TimestampFormat, Transaction, TransactionId,
+};
 use serde::{Deserialize, Serialize};
 
 use rng::Rng;
@@ -176,6 +178,27 @@ impl SimRecord {
     /// `true` unless the scenario is `none`.
     pub fn is_fraud(&self) -> bool {
         self.scenario != Scenario::None
+    }
+
+    /// The record as the default schema parses it: entities `[customer,
+    /// terminal]`, attributes `[channel, country, mcc]`, the label from the
+    /// scenario. Lets benchmarks and tests build large histories in memory
+    /// without a round trip through text.
+    pub fn to_transaction(&self, currency: Currency) -> Transaction {
+        let key = |text: String| EntityKey::parse(&text).ok();
+        let category = |text: &str| AttributeValue::Categorical(Some(text.to_owned()));
+        Transaction {
+            // invariant: ids built from a number are valid
+            id: TransactionId::parse(&format!("tx_{:010}", self.number)).unwrap_or_else(|_| unreachable!()),
+            timestamp: self.timestamp,
+            amount: Money::from_minor(self.amount_minor, currency).unwrap_or_else(|_| unreachable!()),
+            entities: vec![
+                key(format!("cust_{:06}", self.customer)),
+                key(format!("term_{:06}", self.terminal)),
+            ],
+            attributes: vec![category(self.channel), category(self.country), category(self.mcc)],
+            label: Some(if self.is_fraud() { Label::Fraud } else { Label::Legit }),
+        }
     }
 
     /// Appends the record as one CSV line of the native format.
@@ -330,10 +353,7 @@ impl Simulator {
         }
         for (name, value) in [
             ("stolen_card_rate", config.stolen_card_rate),
-            (
-                "compromised_terminal_rate",
-                config.compromised_terminal_rate,
-            ),
+            ("compromised_terminal_rate", config.compromised_terminal_rate),
             ("account_takeover_rate", config.account_takeover_rate),
             ("card_testing_rate", config.card_testing_rate),
         ] {
@@ -360,11 +380,7 @@ impl Simulator {
             let online = layout_rng.chance(0.15);
             let mcc = weighted(
                 &mut layout_rng,
-                if online {
-                    &ONLINE_MCC[..]
-                } else {
-                    &PHYSICAL_MCC[..]
-                },
+                if online { &ONLINE_MCC[..] } else { &PHYSICAL_MCC[..] },
             );
             terminals.push(Terminal {
                 mcc,
@@ -433,11 +449,7 @@ impl Simulator {
             if state.is_some_and(|(until, _)| until < day) {
                 *state = None;
             }
-            if state.is_none()
-                && self
-                    .terminal_rng
-                    .chance(self.config.compromised_terminal_rate)
-            {
+            if state.is_none() && self.terminal_rng.chance(self.config.compromised_terminal_rate) {
                 let until = day + self.terminal_rng.between(6, 27) as u32;
                 let share = self.terminal_rng.range(0.5, 1.0);
                 *state = Some((until, share));
@@ -689,11 +701,7 @@ impl Grid {
                 cells[cy * n_cells + cx].push(idx as u32);
             }
         }
-        Self {
-            cell,
-            n_cells,
-            cells,
-        }
+        Self { cell, n_cells, cells }
     }
 
     fn nearby(&self, x: f64, y: f64, radius: f64, positions: &[(f64, f64)]) -> Vec<u32> {
@@ -743,12 +751,7 @@ mod tests {
     fn records_are_in_time_order_with_running_numbers() {
         let records = run(small());
         assert!(records.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
-        assert!(
-            records
-                .iter()
-                .enumerate()
-                .all(|(idx, r)| r.number == idx as u64 + 1)
-        );
+        assert!(records.iter().enumerate().all(|(idx, r)| r.number == idx as u64 + 1));
         assert!(records.iter().all(|r| r.amount_minor > 0));
     }
 
@@ -837,6 +840,20 @@ mod tests {
             },
             "start_date must be a date",
         );
+    }
+
+    #[test]
+    fn to_transaction_equals_parsing_the_csv_line() {
+        let schema = fraudlens_core::Schema::new(fraudlens_core::SchemaConfig::default(), None).unwrap();
+        let binding = schema.bind_columns(&NATIVE_COLUMNS).unwrap();
+        let eur = Currency::parse("EUR").unwrap();
+        for record in run(small()).iter().filter(|r| r.number % 97 == 0 || r.is_fraud()) {
+            let mut line = String::new();
+            record.write_csv(eur, &mut line);
+            let cells: Vec<&str> = line.trim_end().split(',').collect();
+            let parsed = schema.parse_row(&binding, |idx| cells.get(idx).copied()).unwrap();
+            assert_eq!(parsed, record.to_transaction(eur));
+        }
     }
 
     #[test]

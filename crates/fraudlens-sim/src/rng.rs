@@ -163,10 +163,7 @@ mod tests {
     #[test]
     fn math_matches_libm() {
         for x in [1e-12, 0.001, 0.3, 1.0, 1.5, 2.0, 10.0, 12345.678] {
-            assert!(
-                (ln(x) - x.ln()).abs() < 1e-13 * x.ln().abs().max(1.0),
-                "ln {x}"
-            );
+            assert!((ln(x) - x.ln()).abs() < 1e-13 * x.ln().abs().max(1.0), "ln {x}");
         }
         for x in [0.0, 0.1, 1.0, 2.5, 4.0, 20.0] {
             assert!((exp_neg(x) - (-x).exp()).abs() < 1e-14, "exp {x}");
@@ -180,10 +177,7 @@ mod tests {
         let normals: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let mean = normals.iter().sum::<f64>() / n as f64;
         let var = normals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(
-            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
-            "normal {mean} {var}"
-        );
+        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "normal {mean} {var}");
         let poisson_mean = (0..n).map(|_| f64::from(rng.poisson(2.5))).sum::<f64>() / n as f64;
         assert!((poisson_mean - 2.5).abs() < 0.02, "poisson {poisson_mean}");
         let below: Vec<u64> = (0..n).map(|_| rng.below(10)).collect();

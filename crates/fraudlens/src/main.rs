@@ -1,2 +1,45 @@
-//! placeholder
-fn main() {}
+//! The `fraudlens` binary: parse flags, load configuration, start logging, run
+//! the command. Each command lives in `commands/`.
+
+mod cli;
+mod commands;
+mod config;
+mod exit;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::exit::{Classify, CliResult};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error());
+            failure.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> CliResult {
+    let mut config = Config::load(config::config_path(cli.config).as_deref()).usage()?;
+    if let Some(level) = cli.log_level {
+        config.log.level = level;
+    }
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
+    }
+    telemetry::init(&config.log, std::io::stderr).usage()?;
+    match cli.command {
+        Command::Simulate(args) => commands::simulate::run(&config, args),
+        Command::Features(args) => commands::features::run(config, args),
+        Command::Inspect(args) => commands::inspect::run(config, args),
+        Command::Demo(args) => commands::demo::run(config, args),
+        Command::Config => commands::print_config(&config),
+    }
+}

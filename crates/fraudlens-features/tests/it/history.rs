@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use fraudlens_core::{
-    Amount, Currency, EntityField, EntityKey, Label, Schema, SchemaConfig, Timestamp, Transaction,
-    TransactionId,
+    Amount, Currency, EntityField, EntityKey, Label, Schema, SchemaConfig, Timestamp, Transaction, TransactionId,
 };
 use fraudlens_features::{FeatureSpec, FeatureSpecConfig};
 use proptest::prelude::*;
@@ -27,8 +26,7 @@ pub fn schema() -> Schema {
 }
 
 pub fn small_spec() -> Arc<FeatureSpec> {
-    let config: FeatureSpecConfig =
-        toml::from_str(include_str!("../fixtures/small_windows.toml")).unwrap();
+    let config: FeatureSpecConfig = toml::from_str(include_str!("../fixtures/small_windows.toml")).unwrap();
     Arc::new(FeatureSpec::new(config, &schema()).unwrap())
 }
 
@@ -36,14 +34,7 @@ pub fn default_spec() -> Arc<FeatureSpec> {
     Arc::new(FeatureSpec::new(FeatureSpecConfig::default(), &schema()).unwrap())
 }
 
-pub fn tx(
-    idx: usize,
-    ms: i64,
-    customer: u8,
-    terminal: Option<u8>,
-    cents: i64,
-    fraud: bool,
-) -> Transaction {
+pub fn tx(idx: usize, ms: i64, customer: u8, terminal: Option<u8>, cents: i64, fraud: bool) -> Transaction {
     Transaction {
         id: TransactionId::parse(&format!("tx{idx}")).unwrap(),
         timestamp: Timestamp::from_millis(ms),

@@ -1,5 +1,8 @@
 //! Integration tests of the feature engine through its public API.
 
+// a failed unwrap in a test helper is a failed test with a backtrace
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod history;
 mod oracle;
 mod parity;

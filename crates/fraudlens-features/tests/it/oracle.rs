@@ -16,13 +16,7 @@ struct Seen {
     fraud: bool,
 }
 
-fn reference(
-    spec: &FeatureSpec,
-    history: &[Transaction],
-    seen: &[Seen],
-    tx: &Transaction,
-    now: i64,
-) -> Vec<f64> {
+fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Transaction, now: i64) -> Vec<f64> {
     let config = spec.config();
     let entity_names = ["customer", "terminal"];
     let mut out = vec![tx.amount.major()];
@@ -38,17 +32,10 @@ fn reference(
     }
     let micros = |s: &Seen| history[s.idx].amount.micros() as f64;
     for block in &config.entities {
-        let entity_idx = entity_names
-            .iter()
-            .position(|n| *n == block.entity)
-            .unwrap();
+        let entity_idx = entity_names.iter().position(|n| *n == block.entity).unwrap();
         let n_features = block.windows.len() * block.aggregates.len()
             + usize::from(block.time_since_previous)
-            + block
-                .distinct
-                .iter()
-                .map(|d| d.windows.len())
-                .sum::<usize>()
+            + block.distinct.iter().map(|d| d.windows.len()).sum::<usize>()
             + 2 * block.risk_windows.len();
         let Some(key) = tx.entity(entity_idx) else {
             out.extend(std::iter::repeat_n(f64::NAN, n_features));
@@ -73,10 +60,7 @@ fn reference(
             .unwrap_or(30 * 86_400_000);
         let amount = tx.amount.micros() as f64;
         for window in &block.windows {
-            let in_window: Vec<&&Seen> = prior
-                .iter()
-                .filter(|s| s.time > now - window.as_millis())
-                .collect();
+            let in_window: Vec<&&Seen> = prior.iter().filter(|s| s.time > now - window.as_millis()).collect();
             let mut amounts: Vec<f64> = in_window.iter().map(|s| micros(s)).collect();
             let prior_sum: f64 = amounts.iter().sum();
             let prior_count = amounts.len() as f64;
@@ -85,10 +69,7 @@ fn reference(
             let sum: f64 = amounts.iter().sum();
             let mean = sum / n;
             let var = amounts.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n;
-            for aggregate in Aggregate::ALL
-                .iter()
-                .filter(|a| block.aggregates.contains(a))
-            {
+            for aggregate in Aggregate::ALL.iter().filter(|a| block.aggregates.contains(a)) {
                 out.push(match aggregate {
                     Aggregate::Count => n,
                     Aggregate::Sum => sum / 1e6,
@@ -106,10 +87,7 @@ fn reference(
             }
         }
         if block.time_since_previous {
-            let dt = prior
-                .last()
-                .map(|s| now - s.time)
-                .filter(|dt| *dt < horizon);
+            let dt = prior.last().map(|s| now - s.time).filter(|dt| *dt < horizon);
             out.push(dt.map_or(f64::NAN, |ms| ms as f64 / 1000.0));
         }
         for distinct in &block.distinct {
@@ -129,10 +107,7 @@ fn reference(
         for window in &block.risk_windows {
             let end = now - block.risk_delay.as_millis();
             let start = end - window.as_millis();
-            let in_window: Vec<&&Seen> = prior
-                .iter()
-                .filter(|s| s.time > start && s.time <= end)
-                .collect();
+            let in_window: Vec<&&Seen> = prior.iter().filter(|s| s.time > start && s.time <= end).collect();
             let frauds = in_window.iter().filter(|s| s.fraud).count();
             out.push(if in_window.is_empty() {
                 f64::NAN
@@ -164,10 +139,7 @@ fn scenario() -> impl Strategy<Value = (Vec<Transaction>, Vec<Step>)> {
             for position in 0..=history.len() {
                 for (at, target, fraud) in &labels {
                     if *at == position {
-                        steps.push(Step::Label(
-                            *target,
-                            if *fraud { Label::Fraud } else { Label::Legit },
-                        ));
+                        steps.push(Step::Label(*target, if *fraud { Label::Fraud } else { Label::Legit }));
                     }
                 }
                 if position < history.len() {

@@ -11,10 +11,7 @@ use proptest::prelude::*;
 
 use crate::history::{default_spec, history, same_bits, small_spec};
 
-fn offline(
-    spec: &std::sync::Arc<FeatureSpec>,
-    history: &[fraudlens_core::Transaction],
-) -> Vec<Vec<f64>> {
+fn offline(spec: &std::sync::Arc<FeatureSpec>, history: &[fraudlens_core::Transaction]) -> Vec<Vec<f64>> {
     let mut engine = FeatureEngine::new(spec.clone());
     engine.set_sweep_interval(i64::MAX / 4); // never evicts
     let mut replay = Replay::new(engine);
@@ -47,9 +44,9 @@ fn online(
             engine = FeatureEngine::restore(spec.clone(), &bytes).unwrap();
             engine.set_sweep_interval(1);
         }
-        let now = engine.clock().map_or(tx.timestamp.as_millis(), |clock| {
-            clock.max(tx.timestamp.as_millis())
-        });
+        let now = engine
+            .clock()
+            .map_or(tx.timestamp.as_millis(), |clock| clock.max(tx.timestamp.as_millis()));
         while let Some(entry) = reports.first_entry() {
             if entry.key().0 > now {
                 break;

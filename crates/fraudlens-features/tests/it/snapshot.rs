@@ -55,10 +55,7 @@ fn damaged_snapshots_are_refused() {
         let error = FeatureEngine::restore(small_spec(), bytes).unwrap_err();
         assert!(error.to_string().contains(expected), "{error}");
     };
-    check(
-        b"hello world, not a snapshot",
-        "not a fraudlens feature snapshot",
-    );
+    check(b"hello world, not a snapshot", "not a fraudlens feature snapshot");
     check(&bytes[..bytes.len() / 2], "truncated");
     let mut flipped = bytes.clone();
     let middle = flipped.len() / 2;
@@ -68,19 +65,13 @@ fn damaged_snapshots_are_refused() {
     future[8] = 9;
     check(&future, "format version 9 is not supported");
     let error = FeatureEngine::restore(default_spec(), &bytes).unwrap_err();
-    assert!(
-        matches!(error, SnapshotError::SpecMismatch { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, SnapshotError::SpecMismatch { .. }), "{error}");
 }
 
 /// A snapshot of each format version is kept as test data; this build must read it.
 #[test]
 fn reads_the_version_1_sample() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/snapshot-v1.bin"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/snapshot-v1.bin");
     if std::env::var_os("FRAUDLENS_WRITE_FIXTURES").is_some() {
         std::fs::write(path, warmed_engine().snapshot()).unwrap();
     }
@@ -97,14 +88,7 @@ fn idle_entities_are_evicted() {
     let mut out = Vec::new();
     // one transaction 40 days later: every other entity has been idle past its horizon
     engine.observe(
-        &tx(
-            999,
-            1_767_225_600_000 + 40 * 86_400_000,
-            9,
-            Some(9),
-            100,
-            false,
-        ),
+        &tx(999, 1_767_225_600_000 + 40 * 86_400_000, 9, Some(9), 100, false),
         &mut out,
     );
     assert_eq!(engine.n_entities(), 2);

@@ -8,10 +8,7 @@ use crate::history::{default_spec, schema};
 fn default_spec_names() {
     let spec = default_spec();
     let names = spec.feature_names();
-    assert_eq!(
-        &names[..5],
-        ["amount", "hour", "day_of_week", "is_night", "is_weekend"]
-    );
+    assert_eq!(&names[..5], ["amount", "hour", "day_of_week", "is_night", "is_weekend"]);
     for expected in [
         "customer_count_1d",
         "customer_sum_7d",
@@ -69,9 +66,7 @@ fn spec_errors() {
         ),
         ("label_delay = \"7 days\"", "invalid duration"),
     ] {
-        let error = toml::from_str::<FeatureSpecConfig>(text)
-            .unwrap_err()
-            .to_string();
+        let error = toml::from_str::<FeatureSpecConfig>(text).unwrap_err().to_string();
         assert!(error.contains(expected), "{text}: {error}");
     }
 }

@@ -1,0 +1,213 @@
+//! Command-line interface. Flags are the last configuration layer: they are
+//! applied to the loaded [`Config`](crate::config::Config) by the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::LogFormat;
+
+/// fraudlens: fraud detection in one binary — simulate, featurize, (soon) train and serve.
+#[derive(Debug, Parser)]
+#[command(name = "fraudlens", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file (TOML); also FRAUDLENS_CONFIG. See fraudlens.example.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level or tracing directive (overrides [log] level).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format (overrides [log] format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate transactions with fraud scenarios (CSV or JSON lines).
+    Simulate(SimulateArgs),
+    /// Compute the feature matrix of a dataset (event replay or tabular encoding).
+    Features(FeaturesArgs),
+    /// Show how a file is read: schema roles, or inferred column types for tabular data.
+    Inspect(InspectArgs),
+    /// The quick start: simulate a dataset, build its features and show how the scenarios separate.
+    Demo(DemoArgs),
+    /// Print the effective configuration (secrets redacted).
+    Config,
+}
+
+/// Output format of simulated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimFormat {
+    /// Comma-separated values with a header.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// `fraudlens simulate`
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Output file; `-` for standard output.
+    #[arg(long, short, default_value = "-", value_name = "FILE")]
+    pub out: PathBuf,
+    /// Output format [default: from the file extension, else csv].
+    #[arg(long, value_enum)]
+    pub format: Option<SimFormat>,
+    /// Number of customers [default: 5000].
+    #[arg(long)]
+    pub customers: Option<u32>,
+    /// Number of terminals [default: 10000].
+    #[arg(long)]
+    pub terminals: Option<u32>,
+    /// Days to simulate [default: 90].
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// First day, YYYY-MM-DD [default: 2026-01-01].
+    #[arg(long, value_name = "DATE")]
+    pub start_date: Option<String>,
+    /// Random seed [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Per customer per day probability of a stolen card [default: 0.0008].
+    #[arg(long, value_name = "P")]
+    pub stolen_card_rate: Option<f64>,
+    /// Per terminal per day probability of a compromise [default: 0.0002].
+    #[arg(long, value_name = "P")]
+    pub compromised_terminal_rate: Option<f64>,
+    /// Per customer per day probability of an account takeover [default: 0.0003].
+    #[arg(long, value_name = "P")]
+    pub account_takeover_rate: Option<f64>,
+    /// Per customer per day probability of a card-testing burst [default: 0.0003].
+    #[arg(long, value_name = "P")]
+    pub card_testing_rate: Option<f64>,
+}
+
+/// Schema overrides shared by commands that read transactions.
+#[derive(Debug, Default, Args)]
+pub struct SchemaArgs {
+    /// TOML file with [schema] and/or [features] tables (replaces those of the config).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// Field of the transaction id.
+    #[arg(long = "id", value_name = "FIELD")]
+    pub transaction_id: Option<String>,
+    /// Field of the timestamp.
+    #[arg(long, value_name = "FIELD")]
+    pub timestamp: Option<String>,
+    /// How timestamps are written: auto, datetime, unix_s, unix_ms.
+    #[arg(long, value_name = "FORMAT")]
+    pub timestamp_format: Option<String>,
+    /// Field of the amount.
+    #[arg(long, value_name = "FIELD")]
+    pub amount: Option<String>,
+    /// Amounts in major (12.34) or minor (1234) units.
+    #[arg(long, value_name = "UNIT")]
+    pub amount_unit: Option<String>,
+    /// Field of the currency code.
+    #[arg(long, value_name = "FIELD")]
+    pub currency: Option<String>,
+    /// Field (or, in tabular mode, column) of the fraud label.
+    #[arg(long, value_name = "FIELD")]
+    pub label: Option<String>,
+    /// Entity key: NAME=FIELD, e.g. customer=CUSTOMER_ID; NAME= removes one. Repeatable.
+    #[arg(long, value_name = "NAME=FIELD")]
+    pub entity: Vec<String>,
+    /// Entity key holding a card number, hashed at parse time: NAME=FIELD. Repeatable.
+    #[arg(long, value_name = "NAME=FIELD")]
+    pub card_number: Vec<String>,
+    /// Categorical attribute: NAME or NAME=FIELD. Repeatable.
+    #[arg(long, value_name = "NAME[=FIELD]")]
+    pub categorical: Vec<String>,
+    /// Numeric attribute: NAME or NAME=FIELD. Repeatable.
+    #[arg(long, value_name = "NAME[=FIELD]")]
+    pub numeric: Vec<String>,
+}
+
+/// Input handling shared by commands that read files.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input file: CSV, or JSON lines (.jsonl/.ndjson); `-` for standard input (CSV).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// How to read it [default: event mode if the header fits the schema, else tabular].
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// Stop at the first bad row (exit code 65) instead of skipping and reporting it.
+    #[arg(long)]
+    pub strict: bool,
+    /// How many bad rows to show in the report.
+    #[arg(long, value_name = "N")]
+    pub max_error_examples: Option<usize>,
+    /// Tabular mode: a column to leave out. Repeatable.
+    #[arg(long, value_name = "COLUMN")]
+    pub exclude: Vec<String>,
+}
+
+/// How a file is interpreted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Event mode if the header fits the schema, else tabular.
+    Auto,
+    /// Transactions: features come from the entity feature engine.
+    Event,
+    /// Rows that already are features: types inferred, categoricals encoded.
+    Tabular,
+}
+
+/// `fraudlens features`
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub schema: SchemaArgs,
+    /// Output CSV; `-` for standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Event mode: sort the input by timestamp in memory first (for files not in time order).
+    #[arg(long)]
+    pub sort: bool,
+    /// Event mode: write the engine state after the replay (for a warm start of serving).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot_out: Option<PathBuf>,
+    /// Tabular mode: write the fitted encoding (JSON) for use at serving time.
+    #[arg(long, value_name = "FILE")]
+    pub encoding_out: Option<PathBuf>,
+    /// Print the mean of each feature per value of this column (the label or a passthrough field).
+    #[arg(long, value_name = "COLUMN")]
+    pub summary_by: Option<String>,
+    /// Features to show in the summary, comma-separated [default: all].
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub summary_features: Vec<String>,
+}
+
+/// `fraudlens inspect`
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub schema: SchemaArgs,
+}
+
+/// `fraudlens demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the generated files.
+    #[arg(long, default_value = "fraudlens-data", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Customers to simulate.
+    #[arg(long, default_value_t = 5000)]
+    pub customers: u32,
+    /// Terminals to simulate.
+    #[arg(long, default_value_t = 10_000)]
+    pub terminals: u32,
+    /// Days to simulate.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+}

@@ -1,0 +1,384 @@
+//! `fraudlens features`: the feature matrix of a dataset.
+//!
+//! Event mode replays the transactions in order through the same
+//! [`FeatureEngine`] that serves online, with historical labels becoming known
+//! `label_delay` after their transaction. Tabular mode infers column types,
+//! encodes categoricals and writes the encoded matrix.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use fraudlens_core::tabular::{TabularEncoding, find_label_column};
+use fraudlens_core::{AttributeValue, Label, Schema, Transaction};
+use fraudlens_features::{FeatureEngine, FeatureSpec, Replay};
+use fraudlens_ingest::{EventReader, InputFormat, TabularReader, profile_csv};
+
+use crate::cli::{FeaturesArgs, InputArgs, Mode};
+use crate::commands::inspect::render_inference;
+use crate::commands::{GroupSummary, build_schema, create_output, write_atomically};
+use crate::config::Config;
+use crate::exit::{Classify, CliResult, Failure};
+
+/// Runs `fraudlens features`.
+pub fn run(mut config: Config, args: FeaturesArgs) -> CliResult {
+    let schema = build_schema(&mut config, &args.schema)?;
+    let strict = args.input.strict || config.ingest.strict;
+    let max_examples = args
+        .input
+        .max_error_examples
+        .unwrap_or(config.ingest.max_error_examples);
+    match resolve_mode(&args.input, &schema)? {
+        Mode::Tabular => {
+            let label = args.schema.label.as_deref();
+            featurize_tabular(&args, label, strict, max_examples)
+        }
+        _ => {
+            let spec = Arc::new(
+                FeatureSpec::new(config.features.clone(), &schema)
+                    .context("invalid feature spec")
+                    .usage()?,
+            );
+            let job = EventJob {
+                data: args.input.data.clone(),
+                out: args.out.clone(),
+                strict,
+                max_examples,
+                sort: args.sort,
+                snapshot_out: args.snapshot_out.clone(),
+                summary_by: args.summary_by.clone(),
+                summary_features: args.summary_features.clone(),
+            };
+            let report = featurize_events(&schema, spec, &job)?;
+            eprint!("{}", report.text);
+            if let Some(summary) = report.summary {
+                print_summary(&summary, &args.out);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Event or tabular, for `--mode auto`: event when the header fits the schema.
+pub fn resolve_mode(input: &InputArgs, schema: &Schema) -> CliResult<Mode> {
+    if input.mode != Mode::Auto {
+        return Ok(input.mode);
+    }
+    if input.data == Path::new("-") || InputFormat::from_path(&input.data) == InputFormat::JsonLines {
+        return Ok(Mode::Event);
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .from_path(&input.data)
+        .with_context(|| format!("reading {}", input.data.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("reading the header of {}", input.data.display()))
+        .data()?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    match schema.bind_columns(&header) {
+        Ok(_) => Ok(Mode::Event),
+        Err(error) => {
+            tracing::info!(reason = %error, "header does not fit the event schema: reading as a tabular dataset");
+            Ok(Mode::Tabular)
+        }
+    }
+}
+
+/// Parameters of an event-mode run.
+pub struct EventJob {
+    /// Input file.
+    pub data: PathBuf,
+    /// Output CSV.
+    pub out: PathBuf,
+    /// Stop at the first bad row.
+    pub strict: bool,
+    /// Bad-row examples to keep.
+    pub max_examples: usize,
+    /// Sort by time in memory first.
+    pub sort: bool,
+    /// Where to write the engine state afterwards.
+    pub snapshot_out: Option<PathBuf>,
+    /// Group column of the summary.
+    pub summary_by: Option<String>,
+    /// Features in the summary (all when empty).
+    pub summary_features: Vec<String>,
+}
+
+/// What an event-mode run did.
+pub struct EventReport {
+    /// Lines for the terminal.
+    pub text: String,
+    /// The per-group summary, when asked for.
+    pub summary: Option<String>,
+}
+
+/// Replays the transactions of `job.data` through the engine and writes the feature matrix.
+pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob) -> CliResult<EventReport> {
+    let started = Instant::now();
+    let format = InputFormat::from_path(&job.data);
+    let mut reader = EventReader::open(&job.data, format, schema, job.strict, job.max_examples)?;
+    let feature_names = spec.feature_names().to_vec();
+    let passthrough_names = schema.config().passthrough.clone();
+    let label_name = schema.config().label.clone().unwrap_or_else(|| "label".to_owned());
+    let group_of = match &job.summary_by {
+        None => None,
+        Some(by) if *by == label_name || by == "label" => Some(GroupBy::Label),
+        Some(by) => match passthrough_names.iter().position(|name| name == by) {
+            Some(idx) => Some(GroupBy::Passthrough(idx)),
+            None => {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "--summary-by {by:?}: use the label ({label_name}) or a passthrough field ({})",
+                    passthrough_names.join(", ")
+                )));
+            }
+        },
+    };
+    let mut summary = match &job.summary_by {
+        Some(_) => Some(GroupSummary::new(&feature_names, &job.summary_features).usage()?),
+        None => None,
+    };
+
+    let mut writer = csv::Writer::from_writer(create_output(&job.out)?);
+    let header = ["transaction_id", "timestamp"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(feature_names.iter().cloned())
+        .chain(schema.attribute_names().iter().cloned())
+        .chain([label_name.clone()])
+        .chain(passthrough_names.iter().cloned());
+    writer.write_record(header).context("writing the header")?;
+
+    let mut replay = Replay::new(FeatureEngine::new(spec));
+    let mut features = Vec::with_capacity(feature_names.len());
+    let mut cell = String::new();
+    let mut rows = 0u64;
+    let mut late_rows = 0u64;
+    let mut latest = i64::MIN;
+    let mut process =
+        |tx: &Transaction, passthrough: &[Option<String>], writer: &mut csv::Writer<_>| -> anyhow::Result<()> {
+            let time = tx.timestamp.as_millis();
+            if time < latest {
+                late_rows += 1;
+            }
+            latest = latest.max(time);
+            replay.push(tx, &mut features);
+            writer.write_field(tx.id.as_str())?;
+            cell.clear();
+            let _ = write!(cell, "{}", tx.timestamp);
+            writer.write_field(&cell)?;
+            for value in &features {
+                write_number(writer, &mut cell, *value)?;
+            }
+            for attribute in &tx.attributes {
+                match attribute {
+                    AttributeValue::Numeric(value) => write_number(writer, &mut cell, *value)?,
+                    AttributeValue::Categorical(value) => writer.write_field(value.as_deref().unwrap_or(""))?,
+                }
+            }
+            writer.write_field(match tx.label {
+                Some(Label::Fraud) => "1",
+                Some(Label::Legit) => "0",
+                None => "",
+            })?;
+            for value in passthrough {
+                writer.write_field(value.as_deref().unwrap_or(""))?;
+            }
+            writer.write_record(None::<&[u8]>)?;
+            if let (Some(summary), Some(group_of)) = (summary.as_mut(), &group_of) {
+                let group = match group_of {
+                    GroupBy::Label => match tx.label {
+                        Some(Label::Fraud) => "1",
+                        Some(Label::Legit) => "0",
+                        None => "unlabeled",
+                    },
+                    GroupBy::Passthrough(idx) => passthrough[*idx].as_deref().unwrap_or(""),
+                };
+                summary.add(group, &features);
+            }
+            rows += 1;
+            Ok(())
+        };
+
+    if job.sort {
+        let mut all = Vec::new();
+        while let Some(tx) = reader.next_transaction()? {
+            let passthrough = reader.passthrough();
+            all.push((tx, passthrough));
+        }
+        all.sort_by_key(|(tx, _)| tx.timestamp);
+        for (tx, passthrough) in &all {
+            process(tx, passthrough, &mut writer).with_context(|| format!("writing {}", job.out.display()))?;
+        }
+    } else {
+        while let Some(tx) = reader.next_transaction()? {
+            let passthrough = reader.passthrough();
+            process(&tx, &passthrough, &mut writer).with_context(|| format!("writing {}", job.out.display()))?;
+        }
+    }
+    writer
+        .flush()
+        .with_context(|| format!("writing {}", job.out.display()))?;
+    drop(writer);
+    if rows == 0 {
+        return Err(Failure::Data(anyhow::anyhow!(
+            "{}: no valid rows\n{}",
+            job.data.display(),
+            reader.bad_rows()
+        )));
+    }
+    let elapsed = started.elapsed();
+    let engine = replay.finish(None);
+    let mut text = String::new();
+    for note in reader.notes() {
+        let _ = writeln!(text, "note: {note}");
+    }
+    let _ = writeln!(
+        text,
+        "wrote {rows} rows x {} features to {} in {:.2}s ({:.0} rows/s)",
+        feature_names.len(),
+        job.out.display(),
+        elapsed.as_secs_f64(),
+        rows as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    let _ = writeln!(
+        text,
+        "engine state: {} entities, {:.1} MiB ({:.0} bytes per entity)",
+        engine.n_entities(),
+        engine.state_bytes() as f64 / (1024.0 * 1024.0),
+        engine.state_bytes() as f64 / engine.n_entities().max(1) as f64
+    );
+    if reader.bad_rows().count() > 0 {
+        let _ = writeln!(text, "{}", reader.bad_rows());
+    }
+    if late_rows > 0 {
+        let _ = writeln!(
+            text,
+            "warning: {late_rows} rows were earlier than a row before them; they were processed at the latest time \
+             seen, as the online engine would. Use --sort for pure event-time features."
+        );
+    }
+    if let Some(path) = &job.snapshot_out {
+        write_atomically(path, &engine.snapshot())?;
+        let _ = writeln!(text, "engine state written to {}", path.display());
+    }
+    let summary = summary.map(|summary| summary.render(job.summary_by.as_deref().unwrap_or("")));
+    Ok(EventReport { text, summary })
+}
+
+enum GroupBy {
+    Label,
+    Passthrough(usize),
+}
+
+fn write_number<W: std::io::Write>(writer: &mut csv::Writer<W>, cell: &mut String, value: f64) -> csv::Result<()> {
+    if value.is_nan() {
+        return writer.write_field("");
+    }
+    cell.clear();
+    let _ = write!(cell, "{value}");
+    writer.write_field(cell.as_bytes())
+}
+
+fn print_summary(summary: &str, out: &Path) {
+    // keep stdout for data when the matrix itself goes there
+    if out == Path::new("-") {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+}
+
+fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max_examples: usize) -> CliResult {
+    let started = Instant::now();
+    let data = &args.input.data;
+    if data == Path::new("-") {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "tabular mode reads the file twice: give a file, not standard input"
+        )));
+    }
+    let profile = profile_csv(data, strict, max_examples)?;
+    let label_idx = find_label_column(&profile.header, label);
+    if let (Some(name), None) = (label, label_idx) {
+        return Err(Failure::Data(anyhow::anyhow!(
+            "label column {name:?} not found in {}",
+            data.display()
+        )));
+    }
+    let (encoding, inferred) = TabularEncoding::fit(&profile.columns, label_idx, &args.input.exclude);
+    for note in &profile.header_notes {
+        eprintln!("note: {note}");
+    }
+    eprint!("{}", render_inference(&inferred));
+    if encoding.features.is_empty() {
+        return Err(Failure::Data(anyhow::anyhow!(
+            "{}: no usable feature columns",
+            data.display()
+        )));
+    }
+    let mut reader = TabularReader::open(data, &encoding, strict, max_examples)?;
+    let mut writer = csv::Writer::from_writer(create_output(&args.out)?);
+    let label_name = encoding.label.clone().unwrap_or_else(|| "label".to_owned());
+    writer
+        .write_record(encoding.feature_names().chain([label_name.as_str()]))
+        .context("writing the header")?;
+    let names: Vec<String> = encoding.feature_names().map(str::to_owned).collect();
+    let mut summary = match &args.summary_by {
+        Some(by) if *by != label_name && by != "label" => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--summary-by {by:?}: tabular mode groups by the label ({label_name})"
+            )));
+        }
+        Some(_) => Some(GroupSummary::new(&names, &args.summary_features).usage()?),
+        None => None,
+    };
+    let mut row = Vec::new();
+    let mut cell = String::new();
+    let mut rows = 0u64;
+    while let Some(label) = reader.next_row(&mut row)? {
+        for value in &row {
+            write_number(&mut writer, &mut cell, *value).context("writing the feature matrix")?;
+        }
+        let label_text = match label {
+            Some(Label::Fraud) => "1",
+            Some(Label::Legit) => "0",
+            None => "",
+        };
+        writer
+            .write_field(label_text)
+            .and_then(|()| writer.write_record(None::<&[u8]>))
+            .context("writing the feature matrix")?;
+        if let Some(summary) = summary.as_mut() {
+            summary.add(if label_text.is_empty() { "unlabeled" } else { label_text }, &row);
+        }
+        rows += 1;
+    }
+    writer.flush().context("writing the feature matrix")?;
+    drop(writer);
+    if let Some(path) = &args.encoding_out {
+        let json = serde_json::to_vec_pretty(&encoding).context("rendering the encoding")?;
+        write_atomically(path, &json)?;
+        eprintln!("encoding written to {}", path.display());
+    }
+    eprintln!(
+        "wrote {rows} rows x {} features to {} in {:.2}s",
+        encoding.features.len(),
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if reader.bad_rows().count() > 0 {
+        eprintln!("{}", reader.bad_rows());
+    }
+    if let Some(summary) = summary {
+        print_summary(
+            &summary.render(args.summary_by.as_deref().unwrap_or("label")),
+            &args.out,
+        );
+    }
+    let _ = std::io::stdout().flush();
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Layered configuration: defaults < TOML file < `FRAUDLENS_*` environment <
+//! command-line flags, all in one [`Config`]. Nested keys use `__` in the
+//! environment: `FRAUDLENS_LOG__LEVEL=debug`,
+//! `FRAUDLENS_SECURITY__CARD_HASH_KEY=…`. Unknown keys are refused.
+//! `fraudlens.example.toml` documents every key with its default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use fraudlens_core::{SchemaConfig, Secret};
+use fraudlens_features::FeatureSpecConfig;
+use fraudlens_sim::SimConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything fraudlens can be configured with.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Logging.
+    pub log: LogConfig,
+    /// Secrets.
+    pub security: SecurityConfig,
+    /// Reading input files.
+    pub ingest: IngestConfig,
+    /// How input records map to transactions.
+    pub schema: SchemaConfig,
+    /// Which features the engine computes.
+    pub features: FeatureSpecConfig,
+    /// Defaults of `fraudlens simulate`.
+    pub simulate: SimConfig,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Level filter: `error`, `warn`, `info`, `debug`, `trace`, or a
+    /// `tracing` directive such as `fraudlens=debug`.
+    pub level: String,
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[security]`
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Key for hashing card numbers (HMAC-SHA256), at least 16 bytes. Needed
+    /// only when the schema marks a field as a card number. Prefer the
+    /// environment (`FRAUDLENS_SECURITY__CARD_HASH_KEY`) over the file.
+    pub card_hash_key: Option<Secret>,
+}
+
+/// `[ingest]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Stop at the first bad row instead of skipping and reporting it.
+    pub strict: bool,
+    /// How many bad rows to show in the report (all are counted).
+    pub max_error_examples: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            strict: false,
+            max_error_examples: 10,
+        }
+    }
+}
+
+/// A schema file (`--schema`): `[schema]` and/or `[features]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaFile {
+    schema: Option<SchemaConfig>,
+    features: Option<FeatureSpecConfig>,
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            anyhow::ensure!(path.is_file(), "config file {} not found", path.display());
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("FRAUDLENS_")
+                .split("__")
+                .filter(|key| !key.as_str().eq_ignore_ascii_case("config")),
+        );
+        figment
+            .extract()
+            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))
+    }
+
+    /// Replaces the schema and/or feature tables with those of a schema file.
+    pub fn apply_schema_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading schema file {}", path.display()))?;
+        let file: SchemaFile =
+            toml::from_str(&text).with_context(|| format!("invalid schema file {}", path.display()))?;
+        anyhow::ensure!(
+            file.schema.is_some() || file.features.is_some(),
+            "schema file {} has neither a [schema] nor a [features] table",
+            path.display()
+        );
+        if let Some(schema) = file.schema {
+            self.schema = schema;
+        }
+        if let Some(features) = file.features {
+            self.features = features;
+        }
+        Ok(())
+    }
+}
+
+/// Where the config file comes from: `--config` or `FRAUDLENS_CONFIG`.
+pub fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("FRAUDLENS_CONFIG").map(PathBuf::from))
+}
