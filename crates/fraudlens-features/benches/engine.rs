@@ -2,7 +2,8 @@
 //! terminal blocks, 57 features).
 //!
 //! - `observe/steady_state`: one transaction's update + feature vector, on an
-//!   engine warmed with 30 days of history (5,000 customers, 10,000 terminals).
+//!   engine warmed with 30 days of history (5,000 customers, 10,000 terminals;
+//!   `FRAUDLENS_BENCH_CUSTOMERS` changes the customer count, terminals are twice that).
 //! - `replay/10M`: offline replay of 10,000,000 simulated transactions
 //!   (`FRAUDLENS_BENCH_EVENTS` changes the count), labels fed back after the delay.
 //!
@@ -41,7 +42,8 @@ fn days(customers: u32, days: u32) -> impl Iterator<Item = Vec<Transaction>> {
 
 fn observe(c: &mut Criterion) {
     let spec = spec();
-    let mut all: Vec<Vec<Transaction>> = days(5000, 31).collect();
+    let customers = env_number("FRAUDLENS_BENCH_CUSTOMERS", 5000);
+    let mut all: Vec<Vec<Transaction>> = days(customers as u32, 31).collect();
     let next_day = all.pop().unwrap();
     let mut replay = Replay::new(FeatureEngine::new(spec));
     let mut out = Vec::new();
@@ -75,10 +77,7 @@ fn observe(c: &mut Criterion) {
 }
 
 fn replay(c: &mut Criterion) {
-    let target: usize = std::env::var("FRAUDLENS_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+    let target = env_number("FRAUDLENS_BENCH_EVENTS", 10_000_000);
     // 50,000 customers make about 100,000 transactions a day
     let mut history: Vec<Transaction> = Vec::with_capacity(target);
     for day in days(50_000, 400) {
@@ -105,6 +104,10 @@ fn replay(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 criterion_group!(benches, observe, replay);

@@ -106,7 +106,7 @@ pub(crate) struct EntityState {
 
 impl FeatureEngine {
     /// Default event-time interval between evictions of idle entities.
-    pub const DEFAULT_SWEEP_INTERVAL_MS: i64 = 3_600_000;
+    pub const DEFAULT_SWEEP_INTERVAL_MS: i64 = 86_400_000;
 
     /// An engine with no state.
     pub fn new(spec: Arc<FeatureSpec>) -> Self {

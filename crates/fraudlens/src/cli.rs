@@ -14,10 +14,10 @@ pub struct Cli {
     /// Configuration file (TOML); also FRAUDLENS_CONFIG. See fraudlens.example.toml.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log level or tracing directive (overrides [log] level).
+    /// Log level or tracing directive (overrides log.level).
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// Log format (overrides [log] format).
+    /// Log format (overrides log.format).
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
     /// What to do.
@@ -90,7 +90,7 @@ pub struct SimulateArgs {
 /// Schema overrides shared by commands that read transactions.
 #[derive(Debug, Default, Args)]
 pub struct SchemaArgs {
-    /// TOML file with [schema] and/or [features] tables (replaces those of the config).
+    /// TOML file with schema and/or features tables (replaces those of the config).
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
     /// Field of the transaction id.
