@@ -35,7 +35,7 @@ pub struct FeatureEngine {
     /// Latest event time seen (ms); `i64::MIN` before the first event.
     pub(crate) clock: i64,
     /// Event time at which idle entities are next evicted.
-    pub(crate) next_sweep: i64,
+    next_sweep: i64,
     /// How often (in event time) idle entities are evicted.
     sweep_interval: i64,
 }

@@ -57,7 +57,6 @@ pub enum SnapshotError {
 struct Body {
     fingerprint: u64,
     clock: i64,
-    next_sweep: i64,
     blocks: Vec<Vec<(u64, StoredState)>>,
 }
 
@@ -89,7 +88,6 @@ impl FeatureEngine {
         let body = Body {
             fingerprint: self.spec.fingerprint(),
             clock: self.clock,
-            next_sweep: self.next_sweep,
             blocks,
         };
         // invariant: serialising plain integers and vectors into memory cannot fail
@@ -136,8 +134,9 @@ impl FeatureEngine {
             return Err(SnapshotError::Inconsistent("block count differs from the spec".into()));
         }
         let mut engine = FeatureEngine::new(spec.clone());
+        // the sweep schedule is not state: eviction never changes a feature, so the
+        // restored engine simply sweeps at its next event
         engine.clock = body.clock;
-        engine.next_sweep = body.next_sweep;
         for ((block, stored), states) in spec.blocks.iter().zip(body.blocks).zip(&mut engine.states) {
             for (key, state) in stored {
                 states.insert(key, state.into_state(block)?);
