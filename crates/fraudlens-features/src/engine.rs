@@ -38,6 +38,8 @@ pub struct FeatureEngine {
     next_sweep: i64,
     /// How often (in event time) idle entities are evicted.
     sweep_interval: i64,
+    /// Scratch: the entity key hash of each block for the current event (0 = no key).
+    key_hashes: Vec<u64>,
 }
 
 /// What [`FeatureEngine::apply_label`] did.
@@ -58,12 +60,43 @@ pub struct LabelTarget {
     entity_hashes: Vec<u64>,
 }
 
+/// One transaction as an entity remembers it: 24 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Event {
+    /// Engine time of the event (ms).
     pub(crate) ts: i64,
+    /// Amount in micro-units.
     pub(crate) amount: i64,
-    pub(crate) tx_hash: u64,
-    pub(crate) fraud: bool,
+    /// Hash of the transaction id in the low 63 bits, fraud flag in the top bit.
+    tagged: u64,
+}
+
+const FRAUD_BIT: u64 = 1 << 63;
+
+impl Event {
+    fn new(ts: i64, amount: i64, tx_hash: u64) -> Self {
+        Self {
+            ts,
+            amount,
+            tagged: tx_hash & !FRAUD_BIT,
+        }
+    }
+
+    fn tx_hash(&self) -> u64 {
+        self.tagged & !FRAUD_BIT
+    }
+
+    pub(crate) fn fraud(&self) -> bool {
+        self.tagged & FRAUD_BIT != 0
+    }
+
+    fn set_fraud(&mut self, fraud: bool) {
+        self.tagged = if fraud {
+            self.tagged | FRAUD_BIT
+        } else {
+            self.tagged & !FRAUD_BIT
+        };
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,8 +105,11 @@ pub(crate) struct WindowAgg {
     pub(crate) count: u64,
     pub(crate) sum: i128,
     pub(crate) sum_sq: i128,
-    /// Decreasing amounts with their sequence numbers: the front is the window max.
-    pub(crate) max: VecDeque<(u64, i64)>,
+    /// Sequence number and amount of the window's largest amount (the latest
+    /// among equals). When it leaves the window the window is rescanned: expected
+    /// O(1) per event, and no extra allocation to chase on the hot path.
+    pub(crate) max_seq: u64,
+    pub(crate) max_amount: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,6 +153,7 @@ impl FeatureEngine {
             clock: i64::MIN,
             next_sweep: i64::MIN,
             sweep_interval: Self::DEFAULT_SWEEP_INTERVAL_MS,
+            key_hashes: Vec::new(),
         }
     }
 
@@ -180,20 +217,26 @@ impl FeatureEngine {
                 f64::from(u8::from(civil.weekday >= 5)),
             ]);
         }
-        let event = Event {
-            ts: now,
-            amount: tx.amount.micros(),
-            tx_hash: key_hash(tx.id.as_str()),
-            fraud: false,
-        };
-        for (block, states) in self.spec.blocks.iter().zip(&mut self.states) {
-            let Some(key) = tx.entity(block.entity_idx) else {
+        let event = Event::new(now, tx.amount.micros(), key_hash(tx.id.as_str()));
+        // Entity state is usually far from the CPU caches. Reading each place an
+        // update will visit first, as independent loads, lets the memory system
+        // fetch them in parallel instead of one miss after another.
+        self.key_hashes.clear();
+        let mut touched = 0;
+        for (block, states) in self.spec.blocks.iter().zip(&self.states) {
+            let hash = tx.entity(block.entity_idx).map_or(0, |key| key_hash(key.as_str()));
+            self.key_hashes.push(hash);
+            if let Some(state) = states.get(&hash) {
+                touched ^= state.touch();
+            }
+        }
+        std::hint::black_box(touched);
+        for ((block, states), hash) in self.spec.blocks.iter().zip(&mut self.states).zip(&self.key_hashes) {
+            if *hash == 0 {
                 out.extend(std::iter::repeat_n(f64::NAN, block.n_features));
                 continue;
-            };
-            let state = states
-                .entry(key_hash(key.as_str()))
-                .or_insert_with(|| EntityState::new(block));
+            }
+            let state = states.entry(*hash).or_insert_with(|| EntityState::new(block));
             let others = block
                 .distinct_of
                 .iter()
@@ -213,7 +256,7 @@ impl FeatureEngine {
     /// What a label for `tx` needs, without keeping the transaction.
     pub fn label_target(&self, tx: &Transaction) -> LabelTarget {
         LabelTarget {
-            tx_hash: key_hash(tx.id.as_str()),
+            tx_hash: key_hash(tx.id.as_str()) & !FRAUD_BIT,
             timestamp: tx.timestamp.as_millis(),
             entity_hashes: self
                 .spec
@@ -263,6 +306,26 @@ impl EntityState {
         }
     }
 
+    /// Reads the events at every window edge (see `FeatureEngine::observe`).
+    fn touch(&self) -> i64 {
+        let at = |seq: u64| {
+            self.events
+                .get(seq.wrapping_sub(self.first_seq) as usize)
+                .map_or(0, |event| event.ts)
+        };
+        let mut sum = self.events.back().map_or(0, |event| event.ts);
+        for window in &self.windows {
+            sum ^= at(window.start);
+        }
+        for distinct in &self.distinct {
+            sum ^= at(distinct.start);
+        }
+        for risk in &self.risk {
+            sum ^= at(risk.start) ^ at(risk.end);
+        }
+        sum
+    }
+
     fn next_seq(&self) -> u64 {
         self.first_seq + self.events.len() as u64
     }
@@ -279,12 +342,12 @@ impl EntityState {
             let mut risk = std::mem::take(&mut self.risk[idx]);
             while risk.end < self.next_seq() && self.event(risk.end).ts <= end_cutoff {
                 risk.count += 1;
-                risk.frauds += u64::from(self.event(risk.end).fraud);
+                risk.frauds += u64::from(self.event(risk.end).fraud());
                 risk.end += 1;
             }
             while risk.start < risk.end && self.event(risk.start).ts <= start_cutoff {
                 risk.count -= 1;
-                risk.frauds -= u64::from(self.event(risk.start).fraud);
+                risk.frauds -= u64::from(self.event(risk.start).fraud());
                 risk.start += 1;
             }
             self.risk[idx] = risk;
@@ -303,33 +366,39 @@ impl EntityState {
         for (idx, window) in block.windows.iter().enumerate() {
             let cutoff = now - window;
             let mut agg = std::mem::take(&mut self.windows[idx]);
+            let mut max_left = false;
             while self.event(agg.start).ts <= cutoff {
                 let amount = i128::from(self.event(agg.start).amount);
                 agg.count -= 1;
                 agg.sum -= amount;
                 agg.sum_sq -= amount * amount;
-                if agg.max.front().is_some_and(|(front_seq, _)| *front_seq == agg.start) {
-                    agg.max.pop_front();
-                }
+                max_left |= agg.start == agg.max_seq;
                 agg.start += 1;
+            }
+            if block.needs_max && max_left && agg.count > 0 {
+                let (max_seq, max_amount) =
+                    (agg.start..seq)
+                        .map(|s| (s, self.event(s).amount))
+                        .fold(
+                            (agg.start, i64::MIN),
+                            |best, item| if item.1 >= best.1 { item } else { best },
+                        );
+                (agg.max_seq, agg.max_amount) = (max_seq, max_amount);
             }
             let (prior_count, prior_sum) = (agg.count, agg.sum);
             let amount = i128::from(event.amount);
             agg.count += 1;
             agg.sum += amount;
             agg.sum_sq += amount * amount;
-            if block.needs_max {
-                while agg.max.back().is_some_and(|(_, back)| *back <= event.amount) {
-                    agg.max.pop_back();
-                }
-                agg.max.push_back((seq, event.amount));
+            if prior_count == 0 || event.amount >= agg.max_amount {
+                (agg.max_seq, agg.max_amount) = (seq, event.amount);
             }
             for aggregate in &block.aggregates {
                 out.push(match aggregate {
                     Aggregate::Count => agg.count as f64,
                     Aggregate::Sum => micros_to_major(agg.sum),
                     Aggregate::Mean => micros_to_major(agg.sum) / agg.count as f64,
-                    Aggregate::Max => agg.max.front().map_or(f64::NAN, |(_, max)| *max as f64 / 1e6),
+                    Aggregate::Max => agg.max_amount as f64 / 1e6,
                     Aggregate::Std => std_dev(agg.count, agg.sum, agg.sum_sq) / 1e6,
                     Aggregate::AmountRatio => {
                         if prior_count == 0 || prior_sum == 0 {
@@ -390,12 +459,12 @@ impl EntityState {
     fn set_label(&mut self, tx_hash: u64, timestamp: i64, fraud: bool) -> Option<bool> {
         // events are ordered by (clamped) time, which is never before the transaction's own time
         let from = self.events.partition_point(|event| event.ts < timestamp);
-        let offset = (from..self.events.len()).find(|idx| self.events[*idx].tx_hash == tx_hash)?;
+        let offset = (from..self.events.len()).find(|idx| self.events[*idx].tx_hash() == tx_hash)?;
         let event = &mut self.events[offset];
-        if event.fraud == fraud {
+        if event.fraud() == fraud {
             return Some(false);
         }
-        event.fraud = fraud;
+        event.set_fraud(fraud);
         let seq = self.first_seq + offset as u64;
         for risk in &mut self.risk {
             if (risk.start..risk.end).contains(&seq) {
@@ -413,11 +482,6 @@ impl EntityState {
         self.events.capacity() * size_of::<Event>()
             + self.others.capacity() * size_of::<u64>()
             + self.windows.capacity() * size_of::<WindowAgg>()
-            + self
-                .windows
-                .iter()
-                .map(|w| w.max.capacity() * size_of::<(u64, i64)>())
-                .sum::<usize>()
             + self.distinct.capacity() * size_of::<DistinctAgg>()
             + self
                 .distinct
