@@ -172,11 +172,11 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
             let _ = write!(cell, "{}", tx.timestamp);
             writer.write_field(&cell)?;
             for value in &features {
-                write_number(writer, &mut cell, *value)?;
+                write_number(writer, *value)?;
             }
             for attribute in &tx.attributes {
                 match attribute {
-                    AttributeValue::Numeric(value) => write_number(writer, &mut cell, *value)?,
+                    AttributeValue::Numeric(value) => write_number(writer, *value)?,
                     AttributeValue::Categorical(value) => writer.write_field(value.as_deref().unwrap_or(""))?,
                 }
             }
@@ -275,13 +275,16 @@ enum GroupBy {
     Passthrough(usize),
 }
 
-fn write_number<W: std::io::Write>(writer: &mut csv::Writer<W>, cell: &mut String, value: f64) -> csv::Result<()> {
+/// Writes a feature value: empty when missing, whole numbers without a
+/// fraction (counts), others in the shortest form that reads back exactly.
+fn write_number<W: std::io::Write>(writer: &mut csv::Writer<W>, value: f64) -> csv::Result<()> {
     if value.is_nan() {
         return writer.write_field("");
     }
-    cell.clear();
-    let _ = write!(cell, "{value}");
-    writer.write_field(cell.as_bytes())
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return writer.write_field(itoa::Buffer::new().format(value as i64));
+    }
+    writer.write_field(ryu::Buffer::new().format(value))
 }
 
 fn print_summary(summary: &str, out: &Path) {
@@ -337,11 +340,10 @@ fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max
         None => None,
     };
     let mut row = Vec::new();
-    let mut cell = String::new();
     let mut rows = 0u64;
     while let Some(label) = reader.next_row(&mut row)? {
         for value in &row {
-            write_number(&mut writer, &mut cell, *value).context("writing the feature matrix")?;
+            write_number(&mut writer, *value).context("writing the feature matrix")?;
         }
         let label_text = match label {
             Some(Label::Fraud) => "1",
