@@ -80,8 +80,9 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
         print!("{summary}");
     }
     println!(
-        "\nEach fraud scenario stands apart from `none` on some feature: stolen cards and takeovers on amount and \
-         amount ratio, card testing on daily count and distinct terminals, compromised terminals on terminal risk."
+        "\nEach fraud scenario stands apart from `none` on some feature: stolen cards on amount, amount ratio and night \
+         time; takeovers on amount ratio; card testing on daily counts and seconds since the previous transaction; \
+         compromised terminals on the terminal's label-delayed risk."
     );
     Ok(())
 }
