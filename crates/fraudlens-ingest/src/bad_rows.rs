@@ -1,6 +1,9 @@
 //! The bad-row report: a count and the first few examples.
 
 use std::fmt;
+use std::path::Path;
+
+use crate::IngestError;
 
 /// One refused record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +38,19 @@ impl BadRows {
         if self.examples.len() < self.max_examples {
             self.examples.push(RowIssue { line, reason });
         }
+    }
+
+    /// Refuses a record: an error in strict mode, else counted and kept as an example.
+    pub(crate) fn refuse(&mut self, strict: bool, path: &Path, line: u64, reason: String) -> Result<(), IngestError> {
+        if strict {
+            return Err(IngestError::Strict {
+                path: path.to_owned(),
+                line,
+                reason,
+            });
+        }
+        self.push(line, reason);
+        Ok(())
     }
 
     /// Number of refused records.

@@ -205,14 +205,7 @@ impl<'s> EventReader<'s> {
                     self.n_good += 1;
                     return Ok(Some(transaction));
                 }
-                Err(reason) if self.strict => {
-                    return Err(IngestError::Strict {
-                        path: self.path.clone(),
-                        line: self.line,
-                        reason,
-                    });
-                }
-                Err(reason) => self.bad_rows.push(self.line, reason),
+                Err(reason) => self.bad_rows.refuse(self.strict, &self.path, self.line, reason)?,
             }
         }
     }

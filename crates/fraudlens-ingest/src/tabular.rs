@@ -85,14 +85,7 @@ pub fn profile_csv(path: &Path, strict: bool, max_examples: usize) -> Result<Tab
     {
         let line = record.position().map_or(0, csv::Position::line);
         if let Err(reason) = check_record(&record, header.len()) {
-            if strict {
-                return Err(IngestError::Strict {
-                    path: path.to_owned(),
-                    line,
-                    reason,
-                });
-            }
-            bad_rows.push(line, reason);
+            bad_rows.refuse(strict, path, line, reason)?;
             continue;
         }
         for (idx, column) in columns.iter_mut().enumerate() {
@@ -180,14 +173,7 @@ impl<'e> TabularReader<'e> {
             });
             match result {
                 Ok(label) => return Ok(Some(label)),
-                Err(reason) if self.strict => {
-                    return Err(IngestError::Strict {
-                        path: self.path.clone(),
-                        line: self.line,
-                        reason,
-                    });
-                }
-                Err(reason) => self.bad_rows.push(self.line, reason),
+                Err(reason) => self.bad_rows.refuse(self.strict, &self.path, self.line, reason)?,
             }
         }
     }

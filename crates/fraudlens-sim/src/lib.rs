@@ -203,40 +203,81 @@ impl SimRecord {
 
     /// Appends the record as one CSV line of the native format.
     pub fn write_csv(&self, currency: Currency, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "tx_{:010},{},cust_{:06},term_{:06},{},{},{},{},{},{},{}",
-            self.number,
-            self.timestamp,
-            self.customer,
-            self.terminal,
-            Amount(self.amount_minor, currency.exponent()),
-            currency,
-            self.mcc,
-            self.channel,
-            self.country,
-            u8::from(self.is_fraud()),
-            self.scenario.as_str(),
-        );
+        for (idx, (_, value)) in self.native_fields(currency).iter().enumerate() {
+            let separator = if idx == 0 { "" } else { "," };
+            let _ = write!(out, "{separator}{value}");
+        }
+        out.push('\n');
     }
 
     /// Appends the record as one JSON line with the native field names.
     pub fn write_json(&self, currency: Currency, out: &mut String) {
-        let _ = writeln!(
-            out,
-            r#"{{"transaction_id":"tx_{:010}","timestamp":"{}","customer_id":"cust_{:06}","terminal_id":"term_{:06}","amount":{},"currency":"{}","mcc":"{}","channel":"{}","country":"{}","is_fraud":{},"fraud_scenario":"{}"}}"#,
-            self.number,
-            self.timestamp,
-            self.customer,
-            self.terminal,
-            Amount(self.amount_minor, currency.exponent()),
-            currency,
-            self.mcc,
-            self.channel,
-            self.country,
-            u8::from(self.is_fraud()),
-            self.scenario.as_str(),
-        );
+        for (idx, (name, value)) in self.native_fields(currency).iter().enumerate() {
+            let separator = if idx == 0 { "{" } else { "," };
+            // every text value is an id or a code: nothing to escape
+            let quote = if matches!(*name, "amount" | "is_fraud") {
+                ""
+            } else {
+                "\""
+            };
+            let _ = write!(out, "{separator}\"{name}\":{quote}{value}{quote}");
+        }
+        out.push_str("}\n");
+    }
+
+    /// The values of [`NATIVE_COLUMNS`], in order: one list for both formats.
+    fn native_fields(&self, currency: Currency) -> [(&'static str, Field); 11] {
+        let values = [
+            Field::Id("tx_", 10, self.number),
+            Field::Time(self.timestamp),
+            Field::Id("cust_", 6, u64::from(self.customer)),
+            Field::Id("term_", 6, u64::from(self.terminal)),
+            Field::Amount(self.amount_minor, currency.exponent()),
+            Field::Currency(currency),
+            Field::Text(self.mcc),
+            Field::Text(self.channel),
+            Field::Text(self.country),
+            Field::Text(if self.is_fraud() { "1" } else { "0" }),
+            Field::Text(self.scenario.as_str()),
+        ];
+        let mut idx = 0;
+        values.map(|value| {
+            idx += 1;
+            (NATIVE_COLUMNS[idx - 1], value)
+        })
+    }
+}
+
+/// One value of a native record, formatted on write.
+enum Field {
+    /// A prefix and a zero-padded number (`tx_0000000001`).
+    Id(&'static str, usize, u64),
+    Time(Timestamp),
+    /// Minor units and the currency exponent.
+    Amount(i64, u32),
+    Currency(Currency),
+    Text(&'static str),
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(prefix, width, number) => write!(f, "{prefix}{number:0width$}"),
+            Self::Time(timestamp) => write!(f, "{timestamp}"),
+            Self::Amount(minor, 0) => write!(f, "{minor}"),
+            Self::Amount(minor, exponent) => {
+                let scale = 10i64.pow(*exponent);
+                write!(
+                    f,
+                    "{}.{:0width$}",
+                    minor / scale,
+                    minor % scale,
+                    width = *exponent as usize
+                )
+            }
+            Self::Currency(currency) => write!(f, "{currency}"),
+            Self::Text(text) => f.write_str(text),
+        }
     }
 }
 
@@ -245,24 +286,6 @@ pub fn csv_header() -> String {
     let mut header = NATIVE_COLUMNS.join(",");
     header.push('\n');
     header
-}
-
-struct Amount(i64, u32);
-
-impl std::fmt::Display for Amount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.1 == 0 {
-            return write!(f, "{}", self.0);
-        }
-        let scale = 10i64.pow(self.1);
-        write!(
-            f,
-            "{}.{:0width$}",
-            self.0 / scale,
-            self.0 % scale,
-            width = self.1 as usize
-        )
-    }
 }
 
 const COUNTRIES: [&str; 16] = [
@@ -869,7 +892,11 @@ mod tests {
             json.starts_with(r#"{"transaction_id":"tx_0000000001","timestamp":"2026-01-01T"#),
             "{json}"
         );
-        let amount = Amount(1205, 2).to_string();
-        assert_eq!(amount, "12.05");
+        assert_eq!(Field::Amount(1205, 2).to_string(), "12.05");
+        assert_eq!(Field::Amount(1205, 0).to_string(), "1205");
+        assert_eq!(Field::Amount(5, 3).to_string(), "0.005");
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["amount"].as_f64().unwrap() * 100.0, record.amount_minor as f64);
+        assert_eq!(parsed.as_object().unwrap().len(), NATIVE_COLUMNS.len());
     }
 }

@@ -19,18 +19,15 @@ use fraudlens_ingest::{EventReader, InputFormat, TabularReader, profile_csv};
 
 use crate::cli::{FeaturesArgs, InputArgs, Mode};
 use crate::commands::inspect::render_inference;
-use crate::commands::{GroupSummary, build_schema, create_output, write_atomically};
+use crate::commands::{GroupSummary, apply_input_flags, build_schema, create_output, write_atomically};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
 /// Runs `fraudlens features`.
 pub fn run(mut config: Config, args: FeaturesArgs) -> CliResult {
     let schema = build_schema(&mut config, &args.schema)?;
-    let strict = args.input.strict || config.ingest.strict;
-    let max_examples = args
-        .input
-        .max_error_examples
-        .unwrap_or(config.ingest.max_error_examples);
+    apply_input_flags(&mut config, &args.input);
+    let (strict, max_examples) = (config.ingest.strict, config.ingest.max_error_examples);
     match resolve_mode(&args.input, &schema)? {
         Mode::Tabular => {
             let label = args.schema.label.as_deref();

@@ -7,19 +7,16 @@ use fraudlens_core::tabular::{ColumnKind, InferredColumn, TabularEncoding, find_
 use fraudlens_ingest::{EventReader, InputFormat, profile_csv};
 
 use crate::cli::{InspectArgs, Mode};
-use crate::commands::build_schema;
 use crate::commands::features::resolve_mode;
+use crate::commands::{apply_input_flags, build_schema};
 use crate::config::Config;
 use crate::exit::{CliResult, Failure};
 
 /// Runs `fraudlens inspect`.
 pub fn run(mut config: Config, args: InspectArgs) -> CliResult {
     let schema = build_schema(&mut config, &args.schema)?;
-    let strict = args.input.strict || config.ingest.strict;
-    let max_examples = args
-        .input
-        .max_error_examples
-        .unwrap_or(config.ingest.max_error_examples);
+    apply_input_flags(&mut config, &args.input);
+    let (strict, max_examples) = (config.ingest.strict, config.ingest.max_error_examples);
     let data = &args.input.data;
     match resolve_mode(&args.input, &schema)? {
         Mode::Tabular => {

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use fraudlens_core::{AttributeField, AttributeKind, EntityField, Schema};
 
-use crate::cli::SchemaArgs;
+use crate::cli::{InputArgs, SchemaArgs};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
 
@@ -23,6 +23,14 @@ pub fn print_config(config: &Config) -> CliResult {
     let text = toml::to_string_pretty(config).context("rendering the configuration")?;
     print!("{text}");
     Ok(())
+}
+
+/// Applies `--strict` and `--max-error-examples` to the ingest configuration.
+pub fn apply_input_flags(config: &mut Config, input: &InputArgs) {
+    config.ingest.strict |= input.strict;
+    if let Some(max) = input.max_error_examples {
+        config.ingest.max_error_examples = max;
+    }
 }
 
 /// Applies `--schema` and the single-role flags to the configuration, then checks the schema.
