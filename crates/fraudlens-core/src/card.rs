@@ -88,6 +88,31 @@ impl CardHasher {
     }
 }
 
+/// `true` for 13–19 digits (spaces and dashes between groups allowed) that
+/// pass the Luhn check: a value that is probably a card number.
+pub fn looks_like_card_number(text: &str) -> bool {
+    let mut digits = 0u32;
+    let mut sum = 0u32;
+    for b in text.trim().bytes().rev() {
+        match b {
+            b'0'..=b'9' => {
+                let mut d = u32::from(b - b'0');
+                if digits % 2 == 1 {
+                    d *= 2;
+                    if d > 9 {
+                        d -= 9;
+                    }
+                }
+                sum += d;
+                digits += 1;
+            }
+            b' ' | b'-' => {}
+            _ => return false,
+        }
+    }
+    (13..=19).contains(&digits) && sum % 10 == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +143,27 @@ mod tests {
         assert!(hasher().token("4111111111111111111111").is_none());
         assert!(hasher().token("4111x111111111111").is_none());
         assert!(CardHasher::new(&Secret::new("short")).is_none());
+    }
+
+    #[test]
+    fn card_number_detection() {
+        for pan in [
+            "4111 1111 1111 1111",
+            "5500-0000-0000-0004",
+            "378282246310005",
+            "6011111111111117",
+        ] {
+            assert!(looks_like_card_number(pan), "{pan}");
+        }
+        for other in [
+            "4111 1111 1111 1112",
+            "12345",
+            "1767261600123",
+            "abc",
+            "4111 1111 1111 111x",
+        ] {
+            assert!(!looks_like_card_number(other), "{other}");
+        }
     }
 
     #[test]

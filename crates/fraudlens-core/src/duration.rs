@@ -14,7 +14,9 @@ pub struct WindowDuration {
 
 /// Why a duration could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {value:?}: expected a positive whole number and a unit (ms, s, m, h, d, w), e.g. \"7d\"")]
+#[error(
+    "invalid duration {value:?}: expected a positive whole number and a unit (ms, s, m, h, d, w), e.g. \"7d\", of at most 100 years"
+)]
 pub struct DurationError {
     value: String,
 }
@@ -36,9 +38,19 @@ impl WindowDuration {
         }
     }
 
-    /// A duration in milliseconds; `None` unless positive.
+    /// Longest accepted duration: 100 years, far beyond any useful window, and
+    /// small enough that sums of durations never overflow.
+    pub const MAX: Self = Self {
+        millis: 36_500 * 86_400_000,
+    };
+
+    /// A duration in milliseconds; `None` unless positive and at most [`Self::MAX`].
     pub const fn from_millis(millis: i64) -> Option<Self> {
-        if millis > 0 { Some(Self { millis }) } else { None }
+        if millis > 0 && millis <= Self::MAX.millis {
+            Some(Self { millis })
+        } else {
+            None
+        }
     }
 
     /// Length in milliseconds (always > 0).
@@ -113,7 +125,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_durations() {
-        for text in ["", "d", "0d", "-1d", "1.5d", "7 days", "7y", "99999999999999999w"] {
+        for text in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "1.5d",
+            "7 days",
+            "7y",
+            "99999999999999999w",
+            "36501d",
+        ] {
             assert!(text.parse::<WindowDuration>().is_err(), "{text:?}");
         }
     }

@@ -27,7 +27,7 @@ pub mod tabular;
 mod time;
 mod transaction;
 
-pub use card::{CardHasher, Secret};
+pub use card::{CardHasher, Secret, looks_like_card_number};
 pub use duration::{DurationError, WindowDuration};
 pub use money::{Amount, AmountError, Currency};
 pub use schema::{

@@ -51,8 +51,9 @@ pub enum AmountError {
     },
 }
 
-/// Largest minor-unit value whose micro-unit form (see [`Amount::micros`]) fits in an i64.
-const MAX_MICROS: i64 = i64::MAX / 1000;
+/// Largest amount in micro-units (see [`Amount::micros`]): about 9.2e12 major
+/// units, so the micro-unit form always fits in an i64.
+const MAX_MICROS: i64 = i64::MAX;
 
 impl Currency {
     /// Parses a code case-insensitively (`eur` → `EUR`).
@@ -133,8 +134,13 @@ impl Amount {
     pub fn parse_major(text: &str, currency: Currency) -> Result<Self, AmountError> {
         let text = text.trim();
         let unparsable = || AmountError::Unparsable { value: shorten(text) };
-        if text.starts_with('-') && text.len() > 1 {
-            return Err(AmountError::Negative { value: shorten(text) });
+        if let Some(magnitude) = text.strip_prefix('-').filter(|rest| !rest.is_empty()) {
+            // "-0.00" is zero; anything else below zero is refused
+            return match Self::parse_major(magnitude, currency) {
+                Ok(amount) if amount.minor == 0 => Ok(amount),
+                Ok(_) => Err(AmountError::Negative { value: shorten(text) }),
+                Err(error) => Err(error),
+            };
         }
         let body = text.strip_prefix('+').unwrap_or(text);
         if body.contains(['e', 'E']) {
@@ -191,8 +197,8 @@ impl Amount {
             Ok(value) if value.is_finite() && value.fract() != 0.0 => {
                 Err(AmountError::FractionalMinor { value: shorten(text) })
             }
-            Ok(_) => Err(AmountError::TooLarge { value: shorten(text) }),
-            Err(_) => Err(AmountError::Unparsable { value: shorten(text) }),
+            Ok(value) if value.is_finite() => Err(AmountError::TooLarge { value: shorten(text) }),
+            _ => Err(AmountError::Unparsable { value: shorten(text) }),
         }
     }
 
@@ -323,6 +329,7 @@ mod tests {
         assert_eq!(Amount::parse_major("12.34", eur()).unwrap().micros(), 12_340_000);
         assert_eq!(Amount::parse_major("1500", jpy).unwrap().micros(), 1_500_000_000);
         assert!(Amount::from_minor(i64::MAX / 10, eur()).is_err());
+        assert!(Amount::from_minor(i64::MAX / 10_000, eur()).unwrap().micros() > 0);
     }
 
     #[test]

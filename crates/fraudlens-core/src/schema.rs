@@ -178,6 +178,14 @@ pub enum SchemaError {
         /// The other role.
         role: String,
     },
+    /// A card-number field is also used for something that would keep it in clear.
+    #[error("card-number field {field:?} is also used as {role}: it would be kept in clear")]
+    CardFieldReused {
+        /// The field.
+        field: String,
+        /// The other role.
+        role: String,
+    },
     /// The header lacks a column the schema requires.
     #[error("column {field:?} ({role}) not found in header; columns are: {available}")]
     MissingColumn {
@@ -392,6 +400,40 @@ impl Schema {
                 return Err(SchemaError::PassthroughOverlap {
                     field: field.clone(),
                     role,
+                });
+            }
+        }
+        // a card-number field may play no other role: every other role keeps its value in clear
+        for (card_name, card) in config.entities.iter().filter(|(_, entity)| entity.card_number) {
+            let mut others: Vec<(String, &str)> = vec![
+                ("transaction id".into(), config.transaction_id.as_str()),
+                ("timestamp".into(), config.timestamp.as_str()),
+                ("amount".into(), config.amount.as_str()),
+            ];
+            others.extend(config.currency.as_deref().map(|field| ("currency".to_owned(), field)));
+            others.extend(config.label.as_deref().map(|field| ("label".to_owned(), field)));
+            others.extend(
+                config
+                    .entities
+                    .iter()
+                    .filter(|(name, _)| *name != card_name)
+                    .map(|(name, entity)| (format!("entity {name}"), entity.field.as_str())),
+            );
+            others.extend(
+                attribute_fields
+                    .iter()
+                    .map(|(field, _)| (format!("attribute {field}"), field.as_str())),
+            );
+            others.extend(
+                config
+                    .passthrough
+                    .iter()
+                    .map(|field| ("passthrough".to_owned(), field.as_str())),
+            );
+            if let Some((role, _)) = others.iter().find(|(_, field)| field.eq_ignore_ascii_case(&card.field)) {
+                return Err(SchemaError::CardFieldReused {
+                    field: card.field.clone(),
+                    role: role.clone(),
                 });
             }
         }

@@ -90,6 +90,8 @@ pub struct ColumnProfile {
     n_text: u64,
     n_infinite: u64,
     first_text: Option<String>,
+    /// Cells that look like card numbers (digits passing the Luhn check).
+    n_card_like: u64,
     integer_valued: bool,
     strictly_increasing: bool,
     last_value: f64,
@@ -113,6 +115,7 @@ impl ColumnProfile {
             n_text: 0,
             n_infinite: 0,
             first_text: None,
+            n_card_like: 0,
             integer_valued: true,
             strictly_increasing: true,
             last_value: f64::NEG_INFINITY,
@@ -128,6 +131,9 @@ impl ColumnProfile {
     pub fn observe(&mut self, text: &str) {
         self.n_rows += 1;
         let text = text.trim();
+        if text.len() >= 13 && crate::looks_like_card_number(text) {
+            self.n_card_like += 1;
+        }
         match parse_number(text) {
             ParsedNumber::Missing => {
                 self.n_missing += 1;
@@ -174,6 +180,8 @@ impl ColumnProfile {
         let n_distinct = self.counts.len();
         let kind = if n_present == 0 {
             ColumnKind::Excluded(Exclusion::Empty)
+        } else if self.n_card_like * 2 > n_present {
+            ColumnKind::Excluded(Exclusion::CardNumber)
         } else if n_distinct <= 1 && !self.overflowed && self.n_missing == 0 {
             ColumnKind::Excluded(Exclusion::Constant)
         } else if self.n_text > 0 {
@@ -207,7 +215,12 @@ impl ColumnProfile {
             numeric_range: (self.n_numeric > self.n_infinite).then_some((self.min, self.max)),
             n_text: self.n_text,
             n_numeric: self.n_numeric,
-            first_text: self.first_text.clone(),
+            // never show a sample of a card-number column
+            first_text: if self.n_card_like > 0 {
+                None
+            } else {
+                self.first_text.clone()
+            },
         }
     }
 
@@ -238,6 +251,8 @@ pub enum Exclusion {
     Constant,
     /// No values at all.
     Empty,
+    /// Most values look like card numbers: never used, stored or shown.
+    CardNumber,
     /// Excluded by the user.
     Requested,
 }
@@ -249,6 +264,7 @@ impl Exclusion {
             Self::IdLike => "id-like: every value distinct",
             Self::Constant => "constant: one value in every row",
             Self::Empty => "empty: no values",
+            Self::CardNumber => "card numbers: never used or stored in clear (hash them in event mode)",
             Self::Requested => "excluded on request",
         }
     }

@@ -38,6 +38,14 @@ pub enum TimestampError {
         /// The offending text, shortened.
         value: String,
     },
+    /// A number too small to be a recent unix time, in `auto` mode.
+    #[error(
+        "ambiguous timestamp {value:?}: a number this small is not read as unix time in auto mode (set timestamp_format)"
+    )]
+    Ambiguous {
+        /// The offending text, shortened.
+        value: String,
+    },
     /// Parsed, but outside the supported range (years 1 to 9999).
     #[error("timestamp {value:?} is out of range")]
     OutOfRange {
@@ -110,18 +118,16 @@ impl Timestamp {
             TimestampFormat::Datetime => parse_datetime(text),
             TimestampFormat::UnixS => parse_unix(text, 1000.0),
             TimestampFormat::UnixMs => parse_unix(text, 1.0),
-            TimestampFormat::Auto => {
-                if looks_numeric(text) {
-                    let value: f64 = text.parse().map_err(|_| unparsable(text))?;
-                    if value.abs() >= 1e11 {
-                        parse_unix(text, 1.0)
-                    } else {
-                        parse_unix(text, 1000.0)
-                    }
-                } else {
-                    parse_datetime(text)
+            TimestampFormat::Auto => match text.parse::<f64>() {
+                // numbers below 1e9 (before 2001 as unix seconds) are more likely
+                // something else, e.g. a compact date such as 20260101
+                Ok(value) if looks_numeric(text) && value.abs() < 1e9 => {
+                    return Err(TimestampError::Ambiguous { value: shorten(text) });
                 }
-            }
+                Ok(value) if looks_numeric(text) && value.abs() >= 1e11 => parse_unix(text, 1.0),
+                Ok(_) if looks_numeric(text) => parse_unix(text, 1000.0),
+                _ => parse_datetime(text),
+            },
         }?;
         if !(MIN_MS..=MAX_MS).contains(&parsed) {
             return Err(TimestampError::OutOfRange { value: shorten(text) });
@@ -223,13 +229,14 @@ fn parse_datetime(text: &str) -> Result<i64, TimestampError> {
             if matches!(cursor.peek(), Some(b'.' | b',')) {
                 cursor.next();
                 let start = cursor.pos;
+                // digits beyond milliseconds are read and dropped
                 let mut scale = 100;
                 while let Some(b) = cursor.peek().filter(u8::is_ascii_digit) {
                     millis += i64::from(b - b'0') * scale;
                     scale /= 10;
                     cursor.next();
                 }
-                if cursor.pos == start || cursor.pos - start > 9 {
+                if cursor.pos == start {
                     return Err(err());
                 }
             }
@@ -378,6 +385,9 @@ mod tests {
         check("1767261600123", Auto, "2026-01-01T10:00:00.123Z");
         check("1767261600.5", UnixS, "2026-01-01T10:00:00.500Z");
         check("1767261600000", UnixMs, "2026-01-01T10:00:00Z");
+        check("2026-03-01", Auto, "2026-03-01T00:00:00Z");
+        check("2026-01-01T10:00:00.123456789123Z", Auto, "2026-01-01T10:00:00.123Z");
+        check("20260101", UnixS, "1970-08-23T11:48:21Z");
         check(" 2024-02-29T23:59:59Z ", Auto, "2024-02-29T23:59:59Z");
     }
 

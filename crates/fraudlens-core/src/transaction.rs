@@ -142,7 +142,9 @@ pub enum AttributeValue {
 /// entity / attribute of the [`Schema`](crate::Schema) that parsed it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
-    /// Unique id; re-submitting an id is idempotent downstream.
+    /// Unique id. The feature engine counts every observation, so whoever may
+    /// see a transaction twice deduplicates first (`FeatureEngine::has_seen`,
+    /// and later the store).
     pub id: TransactionId,
     /// When the transaction happened (event time, not arrival time).
     pub timestamp: Timestamp,

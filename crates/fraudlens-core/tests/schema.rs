@@ -213,3 +213,40 @@ fn schema_toml_is_checked() {
         Err(SchemaError::PassthroughOverlap { .. })
     ));
 }
+
+#[test]
+fn card_number_fields_cannot_be_reused() {
+    let base: SchemaConfig = toml::from_str(include_str!("fixtures/stripe_schema.toml")).unwrap();
+    let key = Secret::new(KEY);
+    let mut passthrough = base.clone();
+    passthrough
+        .passthrough
+        .push("PAYMENT_METHOD_DETAILS.CARD.NUMBER".into());
+    let error = Schema::new(passthrough, Some(&key)).unwrap_err();
+    assert!(matches!(error, SchemaError::CardFieldReused { .. }), "{error}");
+    let mut attribute = base.clone();
+    attribute.attributes.insert(
+        "digits".into(),
+        fraudlens_core::AttributeField {
+            field: Some("payment_method_details.card.number".into()),
+            kind: fraudlens_core::AttributeKind::Categorical,
+            required: true,
+        },
+    );
+    assert!(error.to_string().contains("would be kept in clear"), "{error}");
+    assert!(Schema::new(attribute, Some(&key)).is_err());
+
+    // names are compared as the header binding compares them: ignoring case
+    let mut csv = SchemaConfig::default();
+    csv.entities.insert(
+        "card".into(),
+        fraudlens_core::EntityField {
+            field: "pan".into(),
+            card_number: true,
+            optional: false,
+        },
+    );
+    csv.passthrough = vec!["PAN".into()];
+    let error = Schema::new(csv, Some(&key)).unwrap_err();
+    assert!(matches!(error, SchemaError::CardFieldReused { .. }), "{error}");
+}

@@ -105,11 +105,6 @@ pub(crate) struct WindowAgg {
     pub(crate) count: u64,
     pub(crate) sum: i128,
     pub(crate) sum_sq: i128,
-    /// Sequence number and amount of the window's largest amount (the latest
-    /// among equals). When it leaves the window the window is rescanned: expected
-    /// O(1) per event, and no extra allocation to chase on the hot path.
-    pub(crate) max_seq: u64,
-    pub(crate) max_amount: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -136,6 +131,9 @@ pub(crate) struct EntityState {
     /// Sequence number of `events[0]`.
     pub(crate) first_seq: u64,
     pub(crate) windows: Vec<WindowAgg>,
+    /// (sequence number, amount) of events in the longest window with strictly
+    /// decreasing amounts: the maximum of any window is the first entry inside it.
+    pub(crate) max: VecDeque<(u64, i64)>,
     pub(crate) distinct: Vec<DistinctAgg>,
     pub(crate) risk: Vec<RiskAgg>,
 }
@@ -283,6 +281,19 @@ impl FeatureEngine {
         outcome
     }
 
+    /// Whether `tx` (same id and time) is already part of the state. The engine
+    /// counts every `observe` as a new transaction, so callers that may see a
+    /// transaction twice (a file with repeated ids, a redelivered message) ask
+    /// first. Transactions older than the state horizon are no longer known.
+    pub fn has_seen(&self, tx: &Transaction) -> bool {
+        let target = self.label_target(tx);
+        self.states.iter().zip(&target.entity_hashes).any(|(states, hash)| {
+            states
+                .get(hash)
+                .is_some_and(|state| state.find(target.tx_hash, target.timestamp).is_some())
+        })
+    }
+
     /// Drops entities whose newest event is older than their block's horizon:
     /// such state can no longer change any feature.
     fn sweep(&mut self) {
@@ -301,6 +312,7 @@ impl EntityState {
             others: VecDeque::new(),
             first_seq: 0,
             windows: vec![WindowAgg::default(); block.windows.len()],
+            max: VecDeque::new(),
             distinct: vec![DistinctAgg::default(); block.distinct.len()],
             risk: vec![RiskAgg::default(); block.risk_windows.len()],
         }
@@ -363,42 +375,43 @@ impl EntityState {
         self.others.extend(others);
         let n_of = block.distinct_of.len();
 
-        for (idx, window) in block.windows.iter().enumerate() {
+        let amount = i128::from(event.amount);
+        for (agg, window) in self.windows.iter_mut().zip(&block.windows) {
             let cutoff = now - window;
-            let mut agg = std::mem::take(&mut self.windows[idx]);
-            let mut max_left = false;
-            while self.event(agg.start).ts <= cutoff {
-                let amount = i128::from(self.event(agg.start).amount);
+            while self.events[(agg.start - self.first_seq) as usize].ts <= cutoff {
+                let old = i128::from(self.events[(agg.start - self.first_seq) as usize].amount);
                 agg.count -= 1;
-                agg.sum -= amount;
-                agg.sum_sq -= amount * amount;
-                max_left |= agg.start == agg.max_seq;
+                agg.sum -= old;
+                agg.sum_sq -= old * old;
                 agg.start += 1;
             }
-            if block.needs_max && max_left && agg.count > 0 {
-                let (max_seq, max_amount) =
-                    (agg.start..seq)
-                        .map(|s| (s, self.event(s).amount))
-                        .fold(
-                            (agg.start, i64::MIN),
-                            |best, item| if item.1 >= best.1 { item } else { best },
-                        );
-                (agg.max_seq, agg.max_amount) = (max_seq, max_amount);
-            }
-            let (prior_count, prior_sum) = (agg.count, agg.sum);
-            let amount = i128::from(event.amount);
             agg.count += 1;
             agg.sum += amount;
             agg.sum_sq += amount * amount;
-            if prior_count == 0 || event.amount >= agg.max_amount {
-                (agg.max_seq, agg.max_amount) = (seq, event.amount);
+        }
+        if block.needs_max {
+            // one decreasing deque serves every window: the max of a window is the
+            // first entry at or after the window's start
+            while self.max.back().is_some_and(|(_, back)| *back <= event.amount) {
+                self.max.pop_back();
             }
+            self.max.push_back((seq, event.amount));
+            let oldest_start = self.windows.iter().map(|agg| agg.start).min().unwrap_or(seq);
+            while self.max.front().is_some_and(|(front, _)| *front < oldest_start) {
+                self.max.pop_front();
+            }
+        }
+        for agg in &self.windows {
+            let (prior_count, prior_sum) = (agg.count - 1, agg.sum - amount);
             for aggregate in &block.aggregates {
                 out.push(match aggregate {
                     Aggregate::Count => agg.count as f64,
                     Aggregate::Sum => micros_to_major(agg.sum),
                     Aggregate::Mean => micros_to_major(agg.sum) / agg.count as f64,
-                    Aggregate::Max => agg.max_amount as f64 / 1e6,
+                    Aggregate::Max => {
+                        let first = self.max.partition_point(|(max_seq, _)| *max_seq < agg.start);
+                        self.max.get(first).map_or(f64::NAN, |(_, max)| *max as f64 / 1e6)
+                    }
                     Aggregate::Std => std_dev(agg.count, agg.sum, agg.sum_sq) / 1e6,
                     Aggregate::AmountRatio => {
                         if prior_count == 0 || prior_sum == 0 {
@@ -409,7 +422,6 @@ impl EntityState {
                     }
                 });
             }
-            self.windows[idx] = agg;
         }
 
         if block.time_since_previous {
@@ -454,12 +466,17 @@ impl EntityState {
         }
     }
 
+    /// Offset in `events` of the event of `tx_hash` that happened at `timestamp`.
+    fn find(&self, tx_hash: u64, timestamp: i64) -> Option<usize> {
+        // events are ordered by (clamped) time, which is never before the transaction's own time
+        let from = self.events.partition_point(|event| event.ts < timestamp);
+        (from..self.events.len()).find(|idx| self.events[*idx].tx_hash() == tx_hash)
+    }
+
     /// Sets the fraud flag of the event of `tx_hash`; `None` when not held,
     /// else whether the flag changed.
     fn set_label(&mut self, tx_hash: u64, timestamp: i64, fraud: bool) -> Option<bool> {
-        // events are ordered by (clamped) time, which is never before the transaction's own time
-        let from = self.events.partition_point(|event| event.ts < timestamp);
-        let offset = (from..self.events.len()).find(|idx| self.events[*idx].tx_hash() == tx_hash)?;
+        let offset = self.find(tx_hash, timestamp)?;
         let event = &mut self.events[offset];
         if event.fraud() == fraud {
             return Some(false);
@@ -481,6 +498,7 @@ impl EntityState {
     fn heap_bytes(&self) -> usize {
         self.events.capacity() * size_of::<Event>()
             + self.others.capacity() * size_of::<u64>()
+            + self.max.capacity() * size_of::<(u64, i64)>()
             + self.windows.capacity() * size_of::<WindowAgg>()
             + self.distinct.capacity() * size_of::<DistinctAgg>()
             + self

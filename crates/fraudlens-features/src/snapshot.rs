@@ -66,6 +66,7 @@ struct StoredState {
     others: Vec<u64>,
     first_seq: u64,
     windows: Vec<WindowAgg>,
+    max: Vec<(u64, i64)>,
     distinct: Vec<(u64, Vec<(u64, u32)>)>,
     risk: Vec<RiskAgg>,
 }
@@ -153,6 +154,7 @@ impl From<&EntityState> for StoredState {
             others: state.others.iter().copied().collect(),
             first_seq: state.first_seq,
             windows: state.windows.clone(),
+            max: state.max.iter().copied().collect(),
             distinct: state
                 .distinct
                 .iter()
@@ -191,11 +193,19 @@ impl StoredState {
         {
             return Err(bad("window position outside the stored events"));
         }
+        let decreasing = self
+            .max
+            .windows(2)
+            .all(|pair| pair[0].0 < pair[1].0 && pair[0].1 > pair[1].1);
+        if !decreasing || self.max.iter().any(|(seq, _)| !(first..next).contains(seq)) {
+            return Err(bad("window maximum out of order"));
+        }
         Ok(EntityState {
             events: VecDeque::from(self.events),
             others: VecDeque::from(self.others),
             first_seq: first,
             windows: self.windows,
+            max: VecDeque::from(self.max),
             distinct: self
                 .distinct
                 .into_iter()

@@ -204,6 +204,12 @@ pub enum SpecError {
         /// End hour.
         end: u32,
     },
+    /// An attribute of the schema has the name of a computed feature.
+    #[error("attribute {name:?} has the name of a computed feature: rename the attribute")]
+    NameClash {
+        /// The name.
+        name: String,
+    },
     /// Offsets must be within ±18 hours.
     #[error("utc_offset_minutes must be within ±1080 (got {0})")]
     InvalidOffset(i32),
@@ -263,7 +269,7 @@ impl FeatureSpec {
                 end: config.night_end_hour,
             });
         }
-        if config.utc_offset_minutes.abs() > 1080 {
+        if !(-1080..=1080).contains(&config.utc_offset_minutes) {
             return Err(SpecError::InvalidOffset(config.utc_offset_minutes));
         }
         let entity_index = |name: &str| {
@@ -367,6 +373,9 @@ impl FeatureSpec {
                 horizon,
                 n_features: names.len() - before,
             });
+        }
+        if let Some(name) = schema.attribute_names().iter().find(|name| names.contains(name)) {
+            return Err(SpecError::NameClash { name: name.clone() });
         }
         let canonical = serde_json::to_string(&(&config, entity_names)).unwrap_or_default();
         let fingerprint = xxhash_rust::xxh3::xxh3_64(canonical.as_bytes());

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 
 use fraudlens_core::{ColumnBinding, Schema, Transaction};
 
-use crate::{BadRows, IngestError};
+use crate::lines::LineIndex;
+use crate::{BadRows, IngestError, csv_input};
+
+/// Longest JSON line accepted; longer lines are refused without being held in memory.
+pub const MAX_JSON_LINE: usize = 1 << 20;
 
 /// How records are written in a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,13 +50,15 @@ pub struct EventReader<'s> {
 
 enum Source {
     Csv {
-        reader: csv::Reader<Box<dyn Read>>,
+        // boxed: the csv reader is large and one reader exists per file
+        reader: Box<csv_input::Reader>,
+        lines: LineIndex,
         binding: ColumnBinding,
         record: csv::ByteRecord,
     },
     JsonLines {
-        reader: BufReader<Box<dyn Read>>,
-        buffer: String,
+        reader: BufReader<Box<dyn Read + Send>>,
+        buffer: Vec<u8>,
         value: serde_json::Value,
         next_line: u64,
     },
@@ -67,12 +73,12 @@ impl<'s> EventReader<'s> {
         strict: bool,
         max_examples: usize,
     ) -> Result<Self, IngestError> {
-        let input: Box<dyn Read> = if path == Path::new("-") {
-            Box::new(std::io::stdin().lock())
+        let input: Box<dyn Read + Send> = if path == Path::new("-") {
+            Box::new(std::io::stdin())
         } else {
-            Box::new(File::open(path).map_err(|source| IngestError::Io {
+            Box::new(File::open(path).map_err(|cause| IngestError::Io {
                 path: path.to_owned(),
-                source,
+                cause,
             })?)
         };
         Self::from_reader(input, path, format, schema, strict, max_examples)
@@ -80,52 +86,38 @@ impl<'s> EventReader<'s> {
 
     /// Reads from any byte source; `path` names it in messages.
     pub fn from_reader(
-        input: Box<dyn Read>,
+        input: Box<dyn Read + Send>,
         path: &Path,
         format: InputFormat,
         schema: &'s Schema,
         strict: bool,
         max_examples: usize,
     ) -> Result<Self, IngestError> {
-        let path = path.to_owned();
         let source = match format {
             InputFormat::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .flexible(true)
-                    .has_headers(true)
-                    .from_reader(input);
-                let header = reader
-                    .headers()
-                    .map_err(|source| IngestError::Csv {
-                        path: path.clone(),
-                        source,
-                    })?
-                    .iter()
-                    .map(|name| name.trim_start_matches('\u{feff}').to_owned())
-                    .collect::<Vec<_>>();
-                if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-                    return Err(IngestError::Empty { path });
-                }
-                let binding = schema.bind_columns(&header).map_err(|source| IngestError::Schema {
-                    path: path.clone(),
-                    source,
+                let (mut reader, lines) = csv_input::reader(input);
+                let header = csv_input::header(&mut reader, path)?;
+                let binding = schema.bind_columns(&header).map_err(|cause| IngestError::Schema {
+                    path: path.to_owned(),
+                    cause,
                 })?;
                 Source::Csv {
-                    reader,
+                    reader: Box::new(reader),
+                    lines,
                     binding,
                     record: csv::ByteRecord::new(),
                 }
             }
             InputFormat::JsonLines => Source::JsonLines {
                 reader: BufReader::with_capacity(1 << 16, input),
-                buffer: String::new(),
+                buffer: Vec::new(),
                 value: serde_json::Value::Null,
                 next_line: 1,
             },
         };
         Ok(Self {
             schema,
-            path,
+            path: path.to_owned(),
             source,
             bad_rows: BadRows::new(max_examples),
             strict,
@@ -141,35 +133,26 @@ impl<'s> EventReader<'s> {
             let parsed = match &mut self.source {
                 Source::Csv {
                     reader,
+                    lines,
                     binding,
                     record,
                 } => {
                     match reader.read_byte_record(record) {
                         Ok(false) => return Ok(None),
                         Ok(true) => {}
-                        Err(source) => {
+                        Err(cause) => {
                             return Err(IngestError::Csv {
                                 path: self.path.clone(),
-                                source,
+                                cause,
                             });
                         }
                     }
-                    self.line = record.position().map_or(0, csv::Position::line);
-                    if record.len() != binding.n_columns() {
-                        Err(format!(
-                            "expected {} columns, found {}",
-                            binding.n_columns(),
-                            record.len()
-                        ))
-                    } else if record.iter().any(|field| std::str::from_utf8(field).is_err()) {
-                        Err("invalid utf-8".to_owned())
-                    } else {
+                    self.line = lines.line_of(record.position().map_or(0, csv::Position::byte));
+                    csv_input::check_record(record, binding.n_columns()).and_then(|()| {
                         self.schema
-                            .parse_row(binding, |idx| {
-                                record.get(idx).and_then(|field| std::str::from_utf8(field).ok())
-                            })
+                            .parse_row(binding, |idx| csv_input::cell(record, idx))
                             .map_err(|error| error.to_string())
-                    }
+                    })
                 }
                 Source::JsonLines {
                     reader,
@@ -177,26 +160,25 @@ impl<'s> EventReader<'s> {
                     value,
                     next_line,
                 } => {
-                    buffer.clear();
                     self.line = *next_line;
-                    let n_bytes = reader.read_line(buffer).map_err(|source| IngestError::Io {
+                    match read_json_line(reader, buffer).map_err(|cause| IngestError::Io {
                         path: self.path.clone(),
-                        source,
-                    })?;
-                    if n_bytes == 0 {
-                        return Ok(None);
-                    }
-                    *next_line += 1;
-                    if buffer.trim().is_empty() {
-                        continue;
-                    }
-                    match serde_json::from_str::<serde_json::Value>(buffer) {
-                        Ok(parsed) if parsed.is_object() => {
-                            *value = parsed;
-                            self.schema.parse_json(value).map_err(|error| error.to_string())
+                        cause,
+                    })? {
+                        JsonLine::End => return Ok(None),
+                        JsonLine::Blank => {
+                            *next_line += 1;
+                            continue;
                         }
-                        Ok(_) => Err("expected a json object".to_owned()),
-                        Err(error) => Err(format!("invalid json: {error}")),
+                        JsonLine::TooLong => {
+                            *next_line += 1;
+                            Err(format!("line longer than {} bytes", MAX_JSON_LINE))
+                        }
+                        JsonLine::Text => {
+                            *next_line += 1;
+                            parse_json_object(buffer, value)
+                                .and_then(|()| self.schema.parse_json(value).map_err(|error| error.to_string()))
+                        }
                     }
                 }
             };
@@ -216,12 +198,7 @@ impl<'s> EventReader<'s> {
             Source::Csv { binding, record, .. } => binding
                 .passthrough_columns()
                 .iter()
-                .map(|column| {
-                    column
-                        .and_then(|idx| record.get(idx))
-                        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-                        .map(str::to_owned)
-                })
+                .map(|column| column.and_then(|idx| csv_input::cell(record, idx)).map(str::to_owned))
                 .collect(),
             Source::JsonLines { value, .. } => self.schema.json_passthrough(value),
         }
@@ -248,5 +225,67 @@ impl<'s> EventReader<'s> {
             Source::Csv { binding, .. } => binding.notes(),
             Source::JsonLines { .. } => &[],
         }
+    }
+}
+
+enum JsonLine {
+    End,
+    Blank,
+    TooLong,
+    Text,
+}
+
+/// Reads one line into `buffer` without ever holding more than [`MAX_JSON_LINE`] bytes of it.
+fn read_json_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::Result<JsonLine> {
+    buffer.clear();
+    let n = reader
+        .by_ref()
+        .take(MAX_JSON_LINE as u64 + 1)
+        .read_until(b'\n', buffer)?;
+    if n == 0 {
+        return Ok(JsonLine::End);
+    }
+    if buffer.len() > MAX_JSON_LINE && buffer.last() != Some(&b'\n') {
+        // skip the rest of the line
+        loop {
+            let chunk = reader.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            match chunk.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    reader.consume(end + 1);
+                    break;
+                }
+                None => {
+                    let len = chunk.len();
+                    reader.consume(len);
+                }
+            }
+        }
+        return Ok(JsonLine::TooLong);
+    }
+    Ok(if buffer.iter().all(u8::is_ascii_whitespace) {
+        JsonLine::Blank
+    } else {
+        JsonLine::Text
+    })
+}
+
+fn parse_json_object(line: &[u8], value: &mut serde_json::Value) -> Result<(), String> {
+    let text = std::str::from_utf8(line).map_err(|_| "invalid utf-8".to_owned())?;
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(parsed) if parsed.is_object() => {
+            *value = parsed;
+            Ok(())
+        }
+        Ok(serde_json::Value::Array(_)) => {
+            Err("expected a json object per line, found an array (convert with: jq -c '.[]')".to_owned())
+        }
+        Ok(_) => Err("expected a json object".to_owned()),
+        Err(error) if text.trim_start().starts_with('[') => Err(format!(
+            "expected a json object per line, found the start of an array ({error})"
+        )),
+        Err(error) => Err(format!("invalid json: {error}")),
     }
 }

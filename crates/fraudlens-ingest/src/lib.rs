@@ -5,11 +5,13 @@
 //! and reading goes on; in strict mode the first bad record stops the read.
 
 mod bad_rows;
+mod csv_input;
 mod events;
+mod lines;
 mod tabular;
 
 pub use bad_rows::{BadRows, RowIssue};
-pub use events::{EventReader, InputFormat};
+pub use events::{EventReader, InputFormat, MAX_JSON_LINE};
 pub use tabular::{TabularProfile, TabularReader, profile_csv};
 
 use std::path::PathBuf;
@@ -18,12 +20,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The file could not be opened or read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file has no header line.
     #[error("{path}: the file is empty (a header line is required)")]
@@ -32,12 +34,12 @@ pub enum IngestError {
         path: PathBuf,
     },
     /// The header does not fit the schema.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Schema {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: fraudlens_core::SchemaError,
+        cause: fraudlens_core::SchemaError,
     },
     /// A bad record in strict mode.
     #[error("{path}:{line}: {reason}")]
@@ -50,21 +52,22 @@ pub enum IngestError {
         reason: String,
     },
     /// The CSV reader failed in a way that is not about one row.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Csv {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: csv::Error,
+        cause: csv::Error,
     },
 }
 
 impl IngestError {
-    /// `true` when the problem is in the data rather than the setup (exit code 65 vs others).
+    /// `true` when the problem is in the data rather than the environment (exit code 65 vs 1).
     pub fn is_data_error(&self) -> bool {
-        matches!(
-            self,
-            Self::Strict { .. } | Self::Empty { .. } | Self::Schema { .. } | Self::Csv { .. }
-        )
+        match self {
+            Self::Strict { .. } | Self::Empty { .. } | Self::Schema { .. } => true,
+            Self::Csv { cause, .. } => !cause.is_io_error(),
+            Self::Io { .. } => false,
+        }
     }
 }

@@ -2,12 +2,13 @@
 //! stream rows encoded by the fitted [`TabularEncoding`].
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use fraudlens_core::Label;
 use fraudlens_core::tabular::{ColumnProfile, TabularEncoding, dedupe_header};
 
+use crate::csv_input::{self, check_record};
+use crate::lines::LineIndex;
 use crate::{BadRows, IngestError};
 
 /// What one pass over a tabular CSV found.
@@ -25,71 +26,33 @@ pub struct TabularProfile {
     pub bad_rows: BadRows,
 }
 
-fn open(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, IngestError> {
-    let file = File::open(path).map_err(|source| IngestError::Io {
+fn open(path: &Path) -> Result<(csv_input::Reader, LineIndex), IngestError> {
+    let file = File::open(path).map_err(|cause| IngestError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
-    Ok(csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(Box::new(file) as Box<dyn Read>))
-}
-
-fn read_header(reader: &mut csv::Reader<Box<dyn Read>>, path: &Path) -> Result<Vec<String>, IngestError> {
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|source| IngestError::Csv {
-            path: path.to_owned(),
-            source,
-        })?
-        .iter()
-        .map(|name| name.trim_start_matches('\u{feff}').to_owned())
-        .collect();
-    if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
-        return Err(IngestError::Empty { path: path.to_owned() });
-    }
-    Ok(header)
-}
-
-/// Checks a raw record: right number of cells and valid UTF-8.
-fn check_record(record: &csv::ByteRecord, n_columns: usize) -> Result<(), String> {
-    if record.len() != n_columns {
-        return Err(format!("expected {n_columns} columns, found {}", record.len()));
-    }
-    if record.iter().any(|field| std::str::from_utf8(field).is_err()) {
-        return Err("invalid utf-8".to_owned());
-    }
-    Ok(())
-}
-
-fn cell(record: &csv::ByteRecord, idx: usize) -> Option<&str> {
-    record.get(idx).and_then(|bytes| std::str::from_utf8(bytes).ok())
+    Ok(csv_input::reader(Box::new(file)))
 }
 
 /// Profiles every column of a CSV in one streaming pass.
 pub fn profile_csv(path: &Path, strict: bool, max_examples: usize) -> Result<TabularProfile, IngestError> {
-    let mut reader = open(path)?;
-    let raw_header = read_header(&mut reader, path)?;
-    let (header, header_notes) = dedupe_header(&raw_header);
+    let (mut reader, lines) = open(path)?;
+    let (header, header_notes) = dedupe_header(&csv_input::header(&mut reader, path)?);
     let mut columns: Vec<ColumnProfile> = header.iter().map(ColumnProfile::new).collect();
     let mut bad_rows = BadRows::new(max_examples);
     let mut record = csv::ByteRecord::new();
     let mut n_rows = 0;
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|source| IngestError::Csv {
-            path: path.to_owned(),
-            source,
-        })?
-    {
-        let line = record.position().map_or(0, csv::Position::line);
+    while reader.read_byte_record(&mut record).map_err(|cause| IngestError::Csv {
+        path: path.to_owned(),
+        cause,
+    })? {
+        let line = lines.line_of(record.position().map_or(0, csv::Position::byte));
         if let Err(reason) = check_record(&record, header.len()) {
             bad_rows.refuse(strict, path, line, reason)?;
             continue;
         }
         for (idx, column) in columns.iter_mut().enumerate() {
-            column.observe(cell(&record, idx).unwrap_or(""));
+            column.observe(csv_input::cell(&record, idx).unwrap_or(""));
         }
         n_rows += 1;
     }
@@ -106,7 +69,8 @@ pub fn profile_csv(path: &Path, strict: bool, max_examples: usize) -> Result<Tab
 pub struct TabularReader<'e> {
     encoding: &'e TabularEncoding,
     path: PathBuf,
-    reader: csv::Reader<Box<dyn Read>>,
+    reader: csv_input::Reader,
+    lines: LineIndex,
     record: csv::ByteRecord,
     n_columns: usize,
     feature_columns: Vec<Option<usize>>,
@@ -125,8 +89,8 @@ impl<'e> TabularReader<'e> {
         strict: bool,
         max_examples: usize,
     ) -> Result<Self, IngestError> {
-        let mut reader = open(path)?;
-        let (header, _) = dedupe_header(&read_header(&mut reader, path)?);
+        let (mut reader, lines) = open(path)?;
+        let (header, _) = dedupe_header(&csv_input::header(&mut reader, path)?);
         let feature_columns = encoding.bind(&header);
         let label_column = encoding
             .label
@@ -136,6 +100,7 @@ impl<'e> TabularReader<'e> {
             encoding,
             path: path.to_owned(),
             reader,
+            lines,
             record: csv::ByteRecord::new(),
             n_columns: header.len(),
             feature_columns,
@@ -153,22 +118,27 @@ impl<'e> TabularReader<'e> {
             let more = self
                 .reader
                 .read_byte_record(&mut self.record)
-                .map_err(|source| IngestError::Csv {
+                .map_err(|cause| IngestError::Csv {
                     path: self.path.clone(),
-                    source,
+                    cause,
                 })?;
             if !more {
                 return Ok(None);
             }
-            self.line = self.record.position().map_or(0, csv::Position::line);
+            self.line = self
+                .lines
+                .line_of(self.record.position().map_or(0, csv::Position::byte));
             let record = &self.record;
             let columns = &self.feature_columns;
             let result = check_record(record, self.n_columns).and_then(|()| {
                 self.encoding
-                    .encode_row(|idx| columns[idx].and_then(|column| cell(record, column)), out)
+                    .encode_row(
+                        |idx| columns[idx].and_then(|column| csv_input::cell(record, column)),
+                        out,
+                    )
                     .map_err(|error| error.to_string())?;
                 self.encoding
-                    .parse_label(self.label_column.and_then(|column| cell(record, column)))
+                    .parse_label(self.label_column.and_then(|column| csv_input::cell(record, column)))
                     .map_err(|error| error.to_string())
             });
             match result {

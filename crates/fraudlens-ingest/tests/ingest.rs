@@ -92,7 +92,10 @@ fn json_lines_report_bad_lines() {
         .map(|issue| issue.reason.as_str())
         .collect();
     assert!(reasons[0].starts_with("invalid json: "), "{}", reasons[0]);
-    assert_eq!(reasons[1], "expected a json object");
+    assert_eq!(
+        reasons[1],
+        "expected a json object per line, found an array (convert with: jq -c '.[]')"
+    );
     assert_eq!(
         reasons[2],
         "field \"customer_id\" (entity customer) is not a single value"
@@ -178,4 +181,74 @@ fn messy_tabular_csv_needs_no_schema() {
         n_fraud += usize::from(label.unwrap().is_fraud());
     }
     assert_eq!((n_rows, n_fraud), (60, 6));
+}
+
+#[test]
+fn crlf_and_blank_lines_do_not_shift_line_numbers() {
+    let schema = schema();
+    let original = std::fs::read(fixture("broken.csv")).unwrap();
+    let lines_of = |bytes: Vec<u8>| {
+        let mut reader = EventReader::from_reader(
+            Box::new(std::io::Cursor::new(bytes)),
+            Path::new("mem.csv"),
+            InputFormat::Csv,
+            &schema,
+            false,
+            20,
+        )
+        .unwrap();
+        read_all(&mut reader);
+        reader
+            .bad_rows()
+            .examples()
+            .iter()
+            .map(|issue| issue.line)
+            .collect::<Vec<_>>()
+    };
+    let expected = lines_of(original.clone());
+    assert_eq!(expected, [3, 5, 6, 7, 8, 9, 12, 13]);
+    let mut crlf = Vec::new();
+    for byte in &original {
+        if *byte == b'\n' {
+            crlf.push(b'\r');
+        }
+        crlf.push(*byte);
+    }
+    assert_eq!(lines_of(crlf), expected, "CRLF line endings");
+    // a blank line after the header shifts every later line by one
+    let mut blank = original.clone();
+    let header_end = blank.iter().position(|b| *b == b'\n').unwrap();
+    blank.insert(header_end + 1, b'\n');
+    assert_eq!(
+        lines_of(blank),
+        expected.iter().map(|line| line + 1).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn json_lines_with_invalid_utf8_or_overlong_lines_are_bad_rows() {
+    let schema = schema();
+    let good = r#"{"transaction_id":"j1","timestamp":"2026-01-01T10:00:00Z","customer_id":"c1","terminal_id":"t1","amount":1}"#;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(good.as_bytes());
+    bytes.extend_from_slice(b"\n{\"transaction_id\":\"j\xff\"}\n");
+    bytes.extend_from_slice(format!("{{\"pad\":\"{}\"}}\n", "x".repeat(fraudlens_ingest::MAX_JSON_LINE)).as_bytes());
+    bytes.extend_from_slice(good.replace("j1", "j4").as_bytes());
+    let mut reader = EventReader::from_reader(
+        Box::new(std::io::Cursor::new(bytes)),
+        Path::new("mem.jsonl"),
+        InputFormat::JsonLines,
+        &schema,
+        false,
+        20,
+    )
+    .unwrap();
+    assert_eq!(read_all(&mut reader), ["j1", "j4"]);
+    let issues: Vec<(u64, &str)> = reader
+        .bad_rows()
+        .examples()
+        .iter()
+        .map(|issue| (issue.line, issue.reason.as_str()))
+        .collect();
+    assert_eq!(issues, [(2, "invalid utf-8"), (3, "line longer than 1048576 bytes")]);
 }

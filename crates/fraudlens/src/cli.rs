@@ -40,6 +40,17 @@ pub enum Command {
     Config,
 }
 
+impl Command {
+    /// The `--schema` file of commands that read transactions.
+    pub fn schema_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Features(args) => args.schema.schema.as_deref(),
+            Self::Inspect(args) => args.schema.schema.as_deref(),
+            Self::Simulate(_) | Self::Demo(_) | Self::Config => None,
+        }
+    }
+}
+
 /// Output format of simulated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimFormat {

@@ -99,26 +99,46 @@ struct SchemaFile {
     features: Option<FeatureSpecConfig>,
 }
 
+/// Top-level tables: environment variables are read only under these, so
+/// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
+/// the test script…) are not mistaken for configuration.
+const SECTIONS: [&str; 6] = ["log", "security", "ingest", "schema", "features", "simulate"];
+
+/// Read as raw text, never as a typed value (a digits-only key must stay a
+/// string) and never echoed in an error.
+const CARD_HASH_KEY_ENV: &str = "FRAUDLENS_SECURITY__CARD_HASH_KEY";
+
 impl Config {
-    /// Defaults, then `file` (if any), then the environment.
-    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+    /// Defaults, then `file`, then `schema_file` (its `[schema]`/`[features]`
+    /// tables replace those so far), then the environment.
+    pub fn load(file: Option<&Path>, schema_file: Option<&Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             anyhow::ensure!(path.is_file(), "config file {} not found", path.display());
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(
-            Env::prefixed("FRAUDLENS_")
-                .split("__")
-                .filter(|key| !key.as_str().eq_ignore_ascii_case("config")),
-        );
-        figment
+        let mut config: Config = figment
             .extract()
-            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))
+            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+        if let Some(path) = schema_file {
+            config.apply_schema_file(path)?;
+        }
+        let card_hash_key = config.security.card_hash_key.take();
+        let env = Env::prefixed("FRAUDLENS_").split("__").filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            let section = key.split('.').next().unwrap_or_default();
+            SECTIONS.contains(&section) && key != "security.card_hash_key"
+        });
+        let mut config: Config = Figment::from(Serialized::defaults(config))
+            .merge(env)
+            .extract()
+            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+        config.security.card_hash_key = std::env::var(CARD_HASH_KEY_ENV).ok().map(Secret::new).or(card_hash_key);
+        Ok(config)
     }
 
     /// Replaces the schema and/or feature tables with those of a schema file.
-    pub fn apply_schema_file(&mut self, path: &Path) -> anyhow::Result<()> {
+    fn apply_schema_file(&mut self, path: &Path) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading schema file {}", path.display()))?;
         let file: SchemaFile =
             toml::from_str(&text).with_context(|| format!("invalid schema file {}", path.display()))?;

@@ -42,6 +42,13 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<csv::Error> for Failure {
+    /// Writing CSV output failed: the disk, not the data.
+    fn from(error: csv::Error) -> Self {
+        Self::Runtime(anyhow::anyhow!("writing csv output: {error}"))
+    }
+}
+
 impl From<fraudlens_ingest::IngestError> for Failure {
     fn from(error: fraudlens_ingest::IngestError) -> Self {
         if error.is_data_error() {
@@ -56,15 +63,10 @@ impl From<fraudlens_ingest::IngestError> for Failure {
 pub trait Classify<T> {
     /// A usage error (exit 2).
     fn usage(self) -> CliResult<T>;
-    /// A data error (exit 65).
-    fn data(self) -> CliResult<T>;
 }
 
 impl<T, E: Into<anyhow::Error>> Classify<T> for Result<T, E> {
     fn usage(self) -> CliResult<T> {
         self.map_err(|error| Failure::Usage(error.into()))
-    }
-    fn data(self) -> CliResult<T> {
-        self.map_err(|error| Failure::Data(error.into()))
     }
 }

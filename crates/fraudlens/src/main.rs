@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> CliResult {
-    let mut config = Config::load(config::config_path(cli.config).as_deref()).usage()?;
+    let mut config = Config::load(config::config_path(cli.config).as_deref(), cli.command.schema_file()).usage()?;
     if let Some(level) = cli.log_level {
         config.log.level = level;
     }

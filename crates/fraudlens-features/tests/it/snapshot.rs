@@ -94,3 +94,24 @@ fn idle_entities_are_evicted() {
     assert_eq!(engine.n_entities(), 2);
     assert!(engine.state_bytes() > 0);
 }
+
+#[test]
+fn knows_which_transactions_it_has_seen() {
+    let mut engine = FeatureEngine::new(small_spec());
+    let mut out = Vec::new();
+    let first = tx(1, 1_767_225_600_000, 1, Some(1), 100, false);
+    let late = tx(2, 1_767_225_500_000, 2, None, 100, false);
+    assert!(!engine.has_seen(&first));
+    engine.observe(&first, &mut out);
+    engine.observe(&late, &mut out);
+    assert!(engine.has_seen(&first));
+    assert!(
+        engine.has_seen(&late),
+        "found even though it was clamped to the engine clock"
+    );
+    assert!(
+        !engine.has_seen(&tx(1, 1_767_225_600_001, 1, Some(1), 100, false)),
+        "same id, other time"
+    );
+    assert!(!engine.has_seen(&tx(3, 1_767_225_600_000, 1, Some(1), 100, false)));
+}

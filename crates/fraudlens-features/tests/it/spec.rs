@@ -53,6 +53,7 @@ fn spec_errors() {
             "distinct count of itself",
         ),
         ("night_start_hour = 24", "night hours must be 0-23"),
+        ("utc_offset_minutes = -2147483648", "utc_offset_minutes must be within"),
     ] {
         let config: FeatureSpecConfig = toml::from_str(text).unwrap();
         let error = FeatureSpec::new(config, &schema()).unwrap_err().to_string();
@@ -79,4 +80,25 @@ fn fingerprint_follows_the_spec() {
     let config: FeatureSpecConfig = toml::from_str("calendar = false").unwrap();
     let c = FeatureSpec::new(config, &schema()).unwrap();
     assert_ne!(a.fingerprint(), c.fingerprint());
+}
+
+#[test]
+fn attributes_may_not_shadow_features() {
+    let mut config = fraudlens_core::SchemaConfig::default();
+    config.attributes.insert(
+        "hour".into(),
+        fraudlens_core::AttributeField {
+            field: None,
+            kind: fraudlens_core::AttributeKind::Numeric,
+            required: true,
+        },
+    );
+    let schema = fraudlens_core::Schema::new(config, None).unwrap();
+    let error = FeatureSpec::new(FeatureSpecConfig::default(), &schema).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("attribute \"hour\" has the name of a computed feature"),
+        "{error}"
+    );
 }

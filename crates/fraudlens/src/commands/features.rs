@@ -13,13 +13,14 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use fraudlens_core::tabular::{TabularEncoding, find_label_column};
-use fraudlens_core::{AttributeValue, Label, Schema, Transaction};
+use fraudlens_core::{AttributeValue, Label, Schema, SchemaConfig, Transaction};
 use fraudlens_features::{FeatureEngine, FeatureSpec, Replay};
-use fraudlens_ingest::{EventReader, InputFormat, TabularReader, profile_csv};
+use fraudlens_ingest::{BadRows, EventReader, InputFormat, TabularReader, profile_csv};
 
 use crate::cli::{FeaturesArgs, InputArgs, Mode};
 use crate::commands::inspect::render_inference;
-use crate::commands::{GroupSummary, apply_input_flags, build_schema, create_output, write_atomically};
+use crate::commands::output::{Output, write_atomically};
+use crate::commands::{GroupSummary, apply_input_flags, build_schema};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
@@ -60,6 +61,10 @@ pub fn run(mut config: Config, args: FeaturesArgs) -> CliResult {
 }
 
 /// Event or tabular, for `--mode auto`: event when the header fits the schema.
+/// Only the built-in schema falls back to tabular mode: a schema the user
+/// configured is a statement that the file holds transactions, so a header
+/// that does not fit it is a data error (and card-number hashing is never
+/// silently skipped).
 pub fn resolve_mode(input: &InputArgs, schema: &Schema) -> CliResult<Mode> {
     if input.mode != Mode::Auto {
         return Ok(input.mode);
@@ -67,23 +72,40 @@ pub fn resolve_mode(input: &InputArgs, schema: &Schema) -> CliResult<Mode> {
     if input.data == Path::new("-") || InputFormat::from_path(&input.data) == InputFormat::JsonLines {
         return Ok(Mode::Event);
     }
-    let mut reader = csv::ReaderBuilder::new()
-        .from_path(&input.data)
-        .with_context(|| format!("reading {}", input.data.display()))?;
-    let header: Vec<String> = reader
-        .headers()
-        .with_context(|| format!("reading the header of {}", input.data.display()))
-        .data()?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+    let header = read_header(&input.data)?;
     match schema.bind_columns(&header) {
         Ok(_) => Ok(Mode::Event),
-        Err(error) => {
+        Err(error) if is_builtin(schema.config()) => {
             tracing::info!(reason = %error, "header does not fit the event schema: reading as a tabular dataset");
             Ok(Mode::Tabular)
         }
+        Err(error) => Err(Failure::Data(anyhow::anyhow!("{}: {error}", input.data.display()))),
     }
+}
+
+/// The built-in schema, possibly with another label column (`--label` names
+/// the label in both modes).
+fn is_builtin(config: &SchemaConfig) -> bool {
+    *config
+        == SchemaConfig {
+            label: config.label.clone(),
+            ..SchemaConfig::default()
+        }
+}
+
+fn read_header(path: &Path) -> CliResult<Vec<String>> {
+    let fail = |error: csv::Error| {
+        let io = error.is_io_error();
+        let error = anyhow::anyhow!("reading the header of {}: {error}", path.display());
+        if io {
+            Failure::Runtime(error)
+        } else {
+            Failure::Data(error)
+        }
+    };
+    let mut reader = csv::ReaderBuilder::new().from_path(path).map_err(fail)?;
+    let header = reader.headers().map_err(fail)?;
+    Ok(header.iter().map(str::to_owned).collect())
 }
 
 /// Parameters of an event-mode run.
@@ -140,7 +162,7 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         None => None,
     };
 
-    let mut writer = csv::Writer::from_writer(create_output(&job.out)?);
+    let mut writer = csv::Writer::from_writer(Output::create(&job.out, &[&job.data])?);
     let header = ["transaction_id", "timestamp"]
         .into_iter()
         .map(str::to_owned)
@@ -156,8 +178,25 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
     let mut rows = 0u64;
     let mut late_rows = 0u64;
     let mut latest = i64::MIN;
+    // the engine counts every observation; a repeated transaction would be counted twice
+    let mut duplicates = BadRows::new(job.max_examples);
     let mut process =
-        |tx: &Transaction, passthrough: &[Option<String>], writer: &mut csv::Writer<_>| -> anyhow::Result<()> {
+        |tx: &Transaction, passthrough: &[Option<String>], line: u64, writer: &mut csv::Writer<_>| -> CliResult {
+            if replay.engine().has_seen(tx) {
+                let reason = format!(
+                    "duplicate transaction id {:?} at {}: skipped",
+                    tx.id.as_str(),
+                    tx.timestamp
+                );
+                if job.strict {
+                    return Err(Failure::Data(anyhow::anyhow!(
+                        "{}:{line}: {reason}",
+                        job.data.display()
+                    )));
+                }
+                duplicates.push(line, reason);
+                return Ok(());
+            }
             let time = tx.timestamp.as_millis();
             if time < latest {
                 late_rows += 1;
@@ -205,22 +244,19 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         let mut all = Vec::new();
         while let Some(tx) = reader.next_transaction()? {
             let passthrough = reader.passthrough();
-            all.push((tx, passthrough));
+            all.push((tx, passthrough, reader.line()));
         }
-        all.sort_by_key(|(tx, _)| tx.timestamp);
-        for (tx, passthrough) in &all {
-            process(tx, passthrough, &mut writer).with_context(|| format!("writing {}", job.out.display()))?;
+        all.sort_by_key(|(tx, _, _)| tx.timestamp);
+        for (tx, passthrough, line) in &all {
+            process(tx, passthrough, *line, &mut writer)?;
         }
     } else {
         while let Some(tx) = reader.next_transaction()? {
             let passthrough = reader.passthrough();
-            process(&tx, &passthrough, &mut writer).with_context(|| format!("writing {}", job.out.display()))?;
+            let line = reader.line();
+            process(&tx, &passthrough, line, &mut writer)?;
         }
     }
-    writer
-        .flush()
-        .with_context(|| format!("writing {}", job.out.display()))?;
-    drop(writer);
     if rows == 0 {
         return Err(Failure::Data(anyhow::anyhow!(
             "{}: no valid rows\n{}",
@@ -228,6 +264,10 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
             reader.bad_rows()
         )));
     }
+    let output = writer
+        .into_inner()
+        .map_err(|error| anyhow::anyhow!("writing {}: {}", job.out.display(), error.error()))?;
+    output.commit()?;
     let elapsed = started.elapsed();
     let engine = replay.finish(None);
     let mut text = String::new();
@@ -251,6 +291,9 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
     );
     if reader.bad_rows().count() > 0 {
         let _ = writeln!(text, "{}", reader.bad_rows());
+    }
+    if duplicates.count() > 0 {
+        let _ = writeln!(text, "duplicates: {duplicates}");
     }
     if late_rows > 0 {
         let _ = writeln!(
@@ -321,7 +364,7 @@ fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max
         )));
     }
     let mut reader = TabularReader::open(data, &encoding, strict, max_examples)?;
-    let mut writer = csv::Writer::from_writer(create_output(&args.out)?);
+    let mut writer = csv::Writer::from_writer(Output::create(&args.out, &[data])?);
     let label_name = encoding.label.clone().unwrap_or_else(|| "label".to_owned());
     writer
         .write_record(encoding.feature_names().chain([label_name.as_str()]))
@@ -356,8 +399,10 @@ fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max
         }
         rows += 1;
     }
-    writer.flush().context("writing the feature matrix")?;
-    drop(writer);
+    let output = writer
+        .into_inner()
+        .map_err(|error| anyhow::anyhow!("writing {}: {}", args.out.display(), error.error()))?;
+    output.commit()?;
     if let Some(path) = &args.encoding_out {
         let json = serde_json::to_vec_pretty(&encoding).context("rendering the encoding")?;
         write_atomically(path, &json)?;

@@ -4,12 +4,10 @@
 pub mod demo;
 pub mod features;
 pub mod inspect;
+pub mod output;
 pub mod simulate;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
 
 use anyhow::Context as _;
 use fraudlens_core::{AttributeField, AttributeKind, EntityField, Schema};
@@ -35,9 +33,7 @@ pub fn apply_input_flags(config: &mut Config, input: &InputArgs) {
 
 /// Applies `--schema` and the single-role flags to the configuration, then checks the schema.
 pub fn build_schema(config: &mut Config, args: &SchemaArgs) -> CliResult<Schema> {
-    if let Some(path) = &args.schema {
-        config.apply_schema_file(path).usage()?;
-    }
+    // the --schema file itself is a configuration layer, applied by Config::load
     let schema = &mut config.schema;
     let set = |target: &mut String, value: &Option<String>| {
         if let Some(value) = value {
@@ -112,37 +108,6 @@ fn split_assignment(spec: &str, expected: &str) -> anyhow::Result<(String, Optio
 fn parse_enum<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> anyhow::Result<T> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .map_err(|error| anyhow::anyhow!("invalid {what} {text:?}: {error}"))
-}
-
-/// A buffered writer to `path`, or to standard output for `-`.
-pub fn create_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
-    if path == Path::new("-") {
-        return Ok(Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())));
-    }
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
-}
-
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename), so a
-/// crash never leaves half a file where a good one was.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = parent.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("fraudlens")
-    ));
-    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Per-group means of features, for "are the classes separable?" at a glance.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use fraudlens_sim::{Scenario, SimConfig, Simulator, csv_header};
 
 use crate::cli::{SimFormat, SimulateArgs};
-use crate::commands::create_output;
+use crate::commands::output::Output;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
 
@@ -81,7 +81,7 @@ pub fn simulate_to(config: SimConfig, out: &Path, format: SimFormat) -> CliResul
     let started = Instant::now();
     let currency = config.currency;
     let simulator = Simulator::new(config).usage()?;
-    let mut writer = create_output(out)?;
+    let mut writer = Output::create(out, &[])?;
     let mut buffer = String::with_capacity(1 << 20);
     if format == SimFormat::Csv {
         buffer.push_str(&csv_header());
@@ -109,8 +109,8 @@ pub fn simulate_to(config: SimConfig, out: &Path, format: SimFormat) -> CliResul
     }
     writer
         .write_all(buffer.as_bytes())
-        .and_then(|()| writer.flush())
         .with_context(|| format!("writing {}", out.display()))?;
+    writer.commit()?;
     stats.elapsed = started.elapsed();
     tracing::debug!(rows = stats.rows, "simulation written");
     Ok(stats)

@@ -125,3 +125,35 @@ fn json_logs() {
             .contains("reading as a tabular dataset")
     );
 }
+
+#[test]
+fn other_fraudlens_variables_and_numeric_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FRAUDLENS_CACHE_DIR", "/tmp/somewhere"),
+        ("FRAUDLENS_BENCH_EVENTS", "10"),
+        ("FRAUDLENS_SECURITY__CARD_HASH_KEY", "0123456789012345"),
+    ];
+    let run = fraudlens(dir.path(), &["config"], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("0123456789012345") && !run.stderr.contains("123456789012345"));
+    assert!(run.stdout.contains("card_hash_key = \"[redacted]\""), "{}", run.stdout);
+}
+
+#[test]
+fn environment_beats_the_schema_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.toml");
+    std::fs::write(&schema, "[schema]\ntimestamp = \"when\"\ndefault_currency = \"USD\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("t.csv"),
+        "transaction_id,when,customer_id,terminal_id,amount\nt1,1767261600,c,k,1500\n",
+    )
+    .unwrap();
+    let args = ["inspect", "--data", "t.csv", "--schema", schema.to_str().unwrap()];
+    let run = fraudlens(dir.path(), &args, &[]);
+    assert!(run.stdout.contains("(default USD)"), "{}{}", run.stdout, run.stderr);
+    let run = fraudlens(dir.path(), &args, &[("FRAUDLENS_SCHEMA__DEFAULT_CURRENCY", "JPY")]);
+    assert!(run.stdout.contains("(default JPY)"), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("timestamp       <- when"), "{}", run.stdout);
+}

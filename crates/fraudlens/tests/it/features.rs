@@ -208,3 +208,132 @@ fn demo_runs_end_to_end() {
         assert!(run.stdout.contains(scenario), "{scenario} missing from\n{}", run.stdout);
     }
 }
+
+#[test]
+fn output_never_replaces_the_input_and_failed_runs_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "simulate",
+            "--customers",
+            "20",
+            "--terminals",
+            "40",
+            "--days",
+            "3",
+            "--out",
+            "tx.csv",
+        ],
+    );
+    let before = std::fs::read(dir.path().join("tx.csv")).unwrap();
+    let run = fraudlens(dir.path(), &["features", "--data", "tx.csv", "--out", "./tx.csv"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is the input file"), "{}", run.stderr);
+    assert_eq!(std::fs::read(dir.path().join("tx.csv")).unwrap(), before);
+
+    let data = ingest_fixture("broken.csv");
+    let run = fraudlens(
+        dir.path(),
+        &[
+            "features",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            "f.csv",
+            "--strict",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 65);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        [std::ffi::OsString::from("tx.csv")],
+        "no partial output, no temporary file"
+    );
+}
+
+#[test]
+fn duplicate_transactions_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dup.csv"),
+        "transaction_id,timestamp,customer_id,terminal_id,amount\n\
+         t1,2026-01-01T10:00:00Z,c1,k1,10\n\
+         t1,2026-01-01T10:00:00Z,c1,k1,10\n\
+         t2,2026-01-01T11:00:00Z,c1,k1,10\n",
+    )
+    .unwrap();
+    let run = ok(dir.path(), &["features", "--data", "dup.csv", "--out", "f.csv"]);
+    assert!(
+        run.stderr.contains("line 3: duplicate transaction id \"t1\""),
+        "{}",
+        run.stderr
+    );
+    let (header, rows) = read_csv(&dir.path().join("f.csv"));
+    let count = header.iter().position(|h| h == "customer_count_1d").unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r[0].as_str(), r[count].as_str()))
+            .collect::<Vec<_>>(),
+        [("t1", "1"), ("t2", "2")]
+    );
+    let strict = fraudlens(
+        dir.path(),
+        &["features", "--data", "dup.csv", "--out", "g.csv", "--strict"],
+        &[],
+    );
+    assert_eq!(strict.code, 65, "{}", strict.stderr);
+}
+
+#[test]
+fn a_configured_schema_never_falls_back_to_tabular_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    // a card file whose time column is not the one the schema names
+    std::fs::write(
+        dir.path().join("pan.csv"),
+        "txn,created,pan,merchant,amt\na1,2026-02-01 09:00:00,4111 1111 1111 1111,m1,10.00\n",
+    )
+    .unwrap();
+    let schema = crate::fixture("cards_schema.toml");
+    let key = [("FRAUDLENS_SECURITY__CARD_HASH_KEY", "0123456789012345")];
+    let run = fraudlens(
+        dir.path(),
+        &[
+            "features",
+            "--data",
+            "pan.csv",
+            "--out",
+            "f.csv",
+            "--schema",
+            schema.to_str().unwrap(),
+        ],
+        &key,
+    );
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("column \"ts\" (timestamp) not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.path().join("f.csv").exists());
+    assert!(!run.stderr.contains("0123456789012345"));
+}
+
+#[test]
+fn a_directory_is_not_a_data_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("adir")).unwrap();
+    for mode in ["auto", "event", "tabular"] {
+        let run = fraudlens(
+            dir.path(),
+            &["features", "--data", "adir", "--out", "f.csv", "--mode", mode],
+            &[],
+        );
+        assert_eq!(run.code, 1, "{mode}: {}", run.stderr);
+    }
+}

@@ -79,3 +79,39 @@ fn missing_label_column_is_a_data_error() {
         run.stderr
     );
 }
+
+#[test]
+fn card_number_columns_are_never_used_or_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("card,amount,Class\n");
+    for (idx, pan) in ["4111 1111 1111 1111", "5500 0000 0000 0004", "4012 8888 8888 1881"]
+        .iter()
+        .cycle()
+        .take(30)
+        .enumerate()
+    {
+        csv.push_str(&format!("{pan},{idx}.5,{}\n", idx % 2));
+    }
+    std::fs::write(dir.path().join("cards.csv"), csv).unwrap();
+    let run = ok(
+        dir.path(),
+        &[
+            "features",
+            "--data",
+            "cards.csv",
+            "--out",
+            "m.csv",
+            "--encoding-out",
+            "enc.json",
+        ],
+    );
+    assert!(run.stderr.contains("card numbers: never used"), "{}", run.stderr);
+    let written = [
+        run.stderr.clone(),
+        std::fs::read_to_string(dir.path().join("m.csv")).unwrap(),
+        std::fs::read_to_string(dir.path().join("enc.json")).unwrap(),
+    ];
+    for text in written {
+        assert!(!text.contains("4111") && !text.contains("5500"), "{text}");
+    }
+}
