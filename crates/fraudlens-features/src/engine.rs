@@ -286,12 +286,20 @@ impl FeatureEngine {
     /// transaction twice (a file with repeated ids, a redelivered message) ask
     /// first. Transactions older than the state horizon are no longer known.
     pub fn has_seen(&self, tx: &Transaction) -> bool {
-        let target = self.label_target(tx);
-        self.states.iter().zip(&target.entity_hashes).any(|(states, hash)| {
-            states
-                .get(hash)
-                .is_some_and(|state| state.find(target.tx_hash, target.timestamp).is_some())
-        })
+        // an observed transaction is in the state of every block whose key it has: checking one is enough
+        let Some((block_states, key)) = self
+            .spec
+            .blocks
+            .iter()
+            .zip(&self.states)
+            .find_map(|(block, states)| Some((states, tx.entity(block.entity_idx)?)))
+        else {
+            return false;
+        };
+        let tx_hash = key_hash(tx.id.as_str()) & !FRAUD_BIT;
+        block_states
+            .get(&key_hash(key.as_str()))
+            .is_some_and(|state| state.find(tx_hash, tx.timestamp.as_millis()).is_some())
     }
 
     /// Drops entities whose newest event is older than their block's horizon:
@@ -468,7 +476,11 @@ impl EntityState {
 
     /// Offset in `events` of the event of `tx_hash` that happened at `timestamp`.
     fn find(&self, tx_hash: u64, timestamp: i64) -> Option<usize> {
-        // events are ordered by (clamped) time, which is never before the transaction's own time
+        // events are ordered by (clamped) time, which is never before the transaction's own time;
+        // the common case, a transaction newer than everything held, needs no search
+        if self.events.back().is_none_or(|last| last.ts < timestamp) {
+            return None;
+        }
         let from = self.events.partition_point(|event| event.ts < timestamp);
         (from..self.events.len()).find(|idx| self.events[*idx].tx_hash() == tx_hash)
     }
