@@ -110,7 +110,7 @@ pub fn looks_like_card_number(text: &str) -> bool {
             _ => return false,
         }
     }
-    (13..=19).contains(&digits) && sum % 10 == 0
+    (13..=19).contains(&digits) && sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

@@ -309,11 +309,6 @@ impl ColumnBinding {
     pub fn passthrough_columns(&self) -> &[Option<usize>] {
         &self.passthrough
     }
-
-    /// Column of the label, if bound.
-    pub fn label_column(&self) -> Option<usize> {
-        self.label
-    }
 }
 
 /// A checked schema, ready to parse records.
@@ -460,11 +455,6 @@ impl Schema {
     /// Attribute names in the order of [`Transaction::attributes`].
     pub fn attribute_names(&self) -> &[String] {
         &self.attribute_names
-    }
-
-    /// Kind of each attribute, in order.
-    pub fn attribute_kinds(&self) -> impl Iterator<Item = AttributeKind> + '_ {
-        self.attribute_fields.iter().map(|(_, attribute)| attribute.kind)
     }
 
     /// Resolves a CSV header. Exact names win; otherwise a unique

@@ -38,7 +38,7 @@ pub struct FeatureEngine {
     next_sweep: i64,
     /// How often (in event time) idle entities are evicted.
     sweep_interval: i64,
-    /// Scratch: the entity key hash of each block for the current event (0 = no key).
+    /// Scratch: the hash of each entity key of the current event, in schema order (0 = no key).
     key_hashes: Vec<u64>,
 }
 
@@ -216,30 +216,32 @@ impl FeatureEngine {
             ]);
         }
         let event = Event::new(now, tx.amount.micros(), key_hash(tx.id.as_str()));
+        // every entity key of the transaction is hashed once: blocks and distinct counts share them
+        self.key_hashes.clear();
+        self.key_hashes.extend(
+            tx.entities
+                .iter()
+                .map(|key| key.as_ref().map_or(0, |key| key_hash(key.as_str()))),
+        );
+        let hash_of = |idx: usize| self.key_hashes.get(idx).copied().unwrap_or(0);
         // Entity state is usually far from the CPU caches. Reading each place an
         // update will visit first, as independent loads, lets the memory system
         // fetch them in parallel instead of one miss after another.
-        self.key_hashes.clear();
         let mut touched = 0;
         for (block, states) in self.spec.blocks.iter().zip(&self.states) {
-            let hash = tx.entity(block.entity_idx).map_or(0, |key| key_hash(key.as_str()));
-            self.key_hashes.push(hash);
-            if let Some(state) = states.get(&hash) {
+            if let Some(state) = states.get(&hash_of(block.entity_idx)) {
                 touched ^= state.touch();
             }
         }
         std::hint::black_box(touched);
-        for ((block, states), hash) in self.spec.blocks.iter().zip(&mut self.states).zip(&self.key_hashes) {
-            if *hash == 0 {
+        for (block, states) in self.spec.blocks.iter().zip(&mut self.states) {
+            let hash = hash_of(block.entity_idx);
+            if hash == 0 {
                 out.extend(std::iter::repeat_n(f64::NAN, block.n_features));
                 continue;
             }
-            let state = states.entry(*hash).or_insert_with(|| EntityState::new(block));
-            let others = block
-                .distinct_of
-                .iter()
-                .map(|idx| tx.entity(*idx).map_or(0, |k| key_hash(k.as_str())));
-            state.update(block, event, others, out);
+            let state = states.entry(hash).or_insert_with(|| EntityState::new(block));
+            state.update(block, event, block.distinct_of.iter().map(|idx| hash_of(*idx)), out);
         }
     }
 

@@ -148,11 +148,6 @@ impl<'e> TabularReader<'e> {
         }
     }
 
-    /// Line where the current row starts.
-    pub fn line(&self) -> u64 {
-        self.line
-    }
-
     /// Refused rows so far.
     pub fn bad_rows(&self) -> &BadRows {
         &self.bad_rows
