@@ -1,8 +1,9 @@
 //! Output files are written under a temporary name and renamed into place on
 //! success: a failed run never leaves a partial file where a good one was, and
-//! an output can never truncate the input being read.
+//! an output can never truncate the input being read. Devices and pipes
+//! (`/dev/null`, a FIFO) are written in place.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, StdoutLock, Write};
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,33 @@ impl Output {
                 )));
             }
         }
+        match std::fs::metadata(path) {
+            // a device or a pipe (`/dev/null`, a FIFO) is written in place: renaming
+            // a file over it would replace the device itself
+            Ok(metadata) if !metadata.is_file() => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let sink = Sink::File(BufWriter::with_capacity(1 << 20, file));
+                Ok(Self {
+                    path: path.to_owned(),
+                    sink,
+                    tmp: None,
+                })
+            }
+            // an existing file is replaced where it really is, keeping symlinks to it
+            Ok(_) => {
+                let target = path
+                    .canonicalize()
+                    .with_context(|| format!("resolving {}", path.display()))?;
+                Self::through_temporary(target)
+            }
+            Err(_) => Self::through_temporary(path.to_owned()),
+        }
+    }
+
+    fn through_temporary(path: PathBuf) -> CliResult<Self> {
         let parent = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -51,7 +79,7 @@ impl Output {
         let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         Ok(Self {
-            path: path.to_owned(),
+            path,
             sink: Sink::File(BufWriter::with_capacity(1 << 20, file)),
             tmp: Some(tmp),
         })
@@ -64,7 +92,9 @@ impl Output {
             Sink::Stdout(writer) => writer.flush().with_context(context)?,
             Sink::File(writer) => {
                 writer.flush().with_context(context)?;
-                writer.get_ref().sync_all().with_context(context)?;
+                if self.tmp.is_some() {
+                    writer.get_ref().sync_all().with_context(context)?;
+                }
             }
         }
         if let Some(tmp) = self.tmp.take() {

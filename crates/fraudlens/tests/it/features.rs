@@ -337,3 +337,56 @@ fn a_directory_is_not_a_data_error() {
         assert_eq!(run.code, 1, "{mode}: {}", run.stderr);
     }
 }
+
+/// Regression: the atomic rename once replaced `/dev/null` by a regular file.
+#[test]
+fn devices_and_symlinks_are_written_through() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "simulate",
+            "--customers",
+            "5",
+            "--terminals",
+            "10",
+            "--days",
+            "1",
+            "--out",
+            "/dev/null",
+        ],
+    );
+    assert!(
+        std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(),
+        "/dev/null is still a device"
+    );
+
+    std::fs::write(dir.path().join("real.csv"), "old").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real.csv"), dir.path().join("link.csv")).unwrap();
+    ok(
+        dir.path(),
+        &[
+            "simulate",
+            "--customers",
+            "5",
+            "--terminals",
+            "10",
+            "--days",
+            "1",
+            "--out",
+            "link.csv",
+        ],
+    );
+    assert!(
+        std::fs::symlink_metadata(dir.path().join("link.csv"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(dir.path().join("real.csv"))
+            .unwrap()
+            .starts_with("transaction_id,")
+    );
+}
