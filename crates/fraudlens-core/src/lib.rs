@@ -23,6 +23,7 @@ mod card;
 mod duration;
 mod money;
 mod schema;
+pub mod rng;
 pub mod tabular;
 mod time;
 mod transaction;

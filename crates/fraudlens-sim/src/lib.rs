@@ -21,7 +21,7 @@
 //! arithmetic. Generation is day by day, so memory does not grow with the
 //! number of days.
 
-pub mod rng;
+pub use fraudlens_core::rng;
 
 use std::fmt::Write as _;
 
