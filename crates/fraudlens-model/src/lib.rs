@@ -1,5 +1,8 @@
 //! fraudlens models: everything between a feature matrix and a fraud probability.
 //!
+//! - [`tree`]: decision trees as plain values, the exchange format.
+//! - [`Forest`]: the flattened inference engine, single-row and batch.
+//! - [`shap`]: exact path-dependent TreeSHAP per-feature contributions.
 //! - [`metrics`]: ROC AUC, average precision, confusion at a threshold,
 //!   precision@k and card precision@k per day, Brier score, reliability table.
 //! - [`threshold`]: choose `review` / `decline` thresholds (max F1, min expected
@@ -8,6 +11,31 @@
 //! - [`iforest`]: isolation forest anomaly scores for unlabeled data.
 
 pub mod calibration;
+mod forest;
 pub mod iforest;
 pub mod metrics;
+pub mod shap;
 pub mod threshold;
+pub mod tree;
+
+pub use forest::{Forest, ForestData, InputPrecision};
+
+/// Errors of model building, loading and use.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The model itself is malformed (an imported or stored file).
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    /// A training parameter is out of range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// The training data cannot be used.
+    #[error("invalid training data: {0}")]
+    InvalidData(String),
+}
+
+impl ModelError {
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        Self::InvalidModel(reason.into())
+    }
+}

@@ -1,0 +1,550 @@
+//! The inference engine: an ensemble of trees flattened into one contiguous
+//! array of 16-byte nodes, with both children of a node stored side by side
+//! (`right = left + 1`), so scoring a row is a tight loop over one cache-friendly
+//! array per tree.
+//!
+//! A [`Forest`] is built from [`Tree`] values (from the trainer or an
+//! importer), validated once, and from then on cannot fail: predictions only
+//! check the length of the row.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+use crate::tree::{Condition, Missing, Node, Tree, ZERO_THRESHOLD, category_code};
+
+/// Rows per block in batch prediction: each tree is walked for a whole block
+/// while its nodes are in cache.
+const BLOCK_ROWS: usize = 64;
+/// Below this many rows a batch is scored on the calling thread.
+const PARALLEL_MIN_ROWS: usize = 8 * 1024;
+
+const LEAF: u32 = 1 << 31;
+const DEFAULT_LEFT: u32 = 1 << 30;
+const CATEGORICAL: u32 = 1 << 29;
+const MISSING_ZERO: u32 = 1 << 28;
+const MISSING_AS_ZERO: u32 = 1 << 27;
+/// Nodes with any of these flags take the general decision path.
+const SLOW_PATH: u32 = CATEGORICAL | MISSING_ZERO | MISSING_AS_ZERO;
+const FEATURE_MASK: u32 = (1 << 27) - 1;
+
+/// How input values are read before they are compared with thresholds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputPrecision {
+    /// As `f64` (our trainer, LightGBM).
+    #[default]
+    F64,
+    /// Rounded to `f32` first (XGBoost reads features as `float`).
+    F32,
+}
+
+/// A validated, flattened tree ensemble for binary classification: the raw
+/// score is `base_score` plus one leaf value per tree, and the uncalibrated
+/// probability is its logistic sigmoid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "ForestData", into = "ForestData")]
+pub struct Forest {
+    data: ForestData,
+    /// All trees' nodes; tree `t` starts at `roots[t]`.
+    nodes: Vec<FlatNode>,
+    /// Cover of each flat node (for TreeSHAP).
+    covers: Vec<f64>,
+    roots: Vec<u32>,
+    /// Word ranges of categorical sets in `cat_words` (a categorical node's
+    /// `value` is its index here).
+    cat_ranges: Vec<(u32, u32)>,
+    cat_words: Vec<u32>,
+    max_depth: usize,
+}
+
+/// The serialized form of a [`Forest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForestData {
+    /// Raw score before any tree.
+    pub base_score: f64,
+    /// Length of the feature vector.
+    pub n_features: usize,
+    /// How inputs are read.
+    #[serde(default)]
+    pub input_precision: InputPrecision,
+    /// The trees.
+    pub trees: Vec<Tree>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct FlatNode {
+    /// Threshold (numeric split), leaf value (leaf) or index into `cat_ranges` (categorical split).
+    value: f64,
+    /// Feature index in the low bits, flags in the high bits.
+    feature_flags: u32,
+    /// Index of the left child; the right child is `left + 1`.
+    left: u32,
+}
+
+impl TryFrom<ForestData> for Forest {
+    type Error = ModelError;
+
+    fn try_from(data: ForestData) -> Result<Self, ModelError> {
+        Forest::new(data)
+    }
+}
+
+impl From<Forest> for ForestData {
+    fn from(forest: Forest) -> Self {
+        forest.data
+    }
+}
+
+impl PartialEq for Forest {
+    fn eq(&self, other: &Self) -> bool {
+        self.data == other.data
+    }
+}
+
+impl Forest {
+    /// Validates and flattens trees.
+    pub fn new(data: ForestData) -> Result<Self, ModelError> {
+        if !data.base_score.is_finite() {
+            return Err(ModelError::invalid("base score is not finite"));
+        }
+        if data.n_features > FEATURE_MASK as usize {
+            return Err(ModelError::invalid(format!("too many features ({})", data.n_features)));
+        }
+        let mut forest = Forest {
+            nodes: Vec::new(),
+            covers: Vec::new(),
+            roots: Vec::with_capacity(data.trees.len()),
+            cat_ranges: Vec::new(),
+            cat_words: Vec::new(),
+            max_depth: 0,
+            data: ForestData {
+                trees: Vec::new(),
+                ..data.clone()
+            },
+        };
+        for (tree_idx, tree) in data.trees.iter().enumerate() {
+            tree.validate(data.n_features)
+                .map_err(|reason| ModelError::invalid(format!("tree {tree_idx}: {reason}")))?;
+            forest.max_depth = forest.max_depth.max(tree.depth());
+            forest.flatten(tree);
+        }
+        if forest.nodes.len() > u32::MAX as usize / 2 {
+            return Err(ModelError::invalid("too many nodes"));
+        }
+        forest.data.trees = data.trees;
+        Ok(forest)
+    }
+
+    fn flatten(&mut self, tree: &Tree) {
+        let root = self.nodes.len();
+        self.roots.push(root as u32);
+        self.push_placeholder();
+        // (source node, flat slot)
+        let mut stack = vec![(0usize, root)];
+        while let Some((source, slot)) = stack.pop() {
+            let node = match &tree.nodes[source] {
+                Node::Leaf { value, cover } => {
+                    self.covers[slot] = *cover;
+                    FlatNode {
+                        value: *value,
+                        feature_flags: LEAF,
+                        left: 0,
+                    }
+                }
+                Node::Split(split) => {
+                    self.covers[slot] = split.cover;
+                    let left = self.nodes.len();
+                    self.push_placeholder();
+                    self.push_placeholder();
+                    stack.push((split.left as usize, left));
+                    stack.push((split.right as usize, left + 1));
+                    let mut flags = split.feature;
+                    if split.default_left {
+                        flags |= DEFAULT_LEFT;
+                    }
+                    flags |= match split.missing {
+                        Missing::NaN => 0,
+                        Missing::Zero => MISSING_ZERO,
+                        Missing::AsZero => MISSING_AS_ZERO,
+                    };
+                    let value = match &split.condition {
+                        Condition::Numeric { threshold } => *threshold,
+                        Condition::Categorical { left } => {
+                            flags |= CATEGORICAL;
+                            let n_words = left.last().map_or(0, |max| max / 32 + 1) as usize;
+                            let offset = self.cat_words.len();
+                            self.cat_words.resize(offset + n_words, 0);
+                            for code in left {
+                                self.cat_words[offset + (code / 32) as usize] |= 1 << (code % 32);
+                            }
+                            self.cat_ranges.push((offset as u32, n_words as u32));
+                            (self.cat_ranges.len() - 1) as f64
+                        }
+                    };
+                    FlatNode {
+                        value,
+                        feature_flags: flags,
+                        left: left as u32,
+                    }
+                }
+            };
+            self.nodes[slot] = node;
+        }
+    }
+
+    fn push_placeholder(&mut self) {
+        self.nodes.push(FlatNode {
+            value: 0.0,
+            feature_flags: LEAF,
+            left: 0,
+        });
+        self.covers.push(0.0);
+    }
+
+    /// The serialized form (trees in their exchange format).
+    pub fn data(&self) -> &ForestData {
+        &self.data
+    }
+
+    /// The trees.
+    pub fn trees(&self) -> &[Tree] {
+        &self.data.trees
+    }
+
+    /// Number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Length of the feature vector.
+    pub fn n_features(&self) -> usize {
+        self.data.n_features
+    }
+
+    /// Raw score before any tree.
+    pub fn base_score(&self) -> f64 {
+        self.data.base_score
+    }
+
+    /// Depth of the deepest tree.
+    pub fn max_depth(&self) -> usize {
+        self.max_depth
+    }
+
+    /// A copy keeping only the first `n_trees` trees (early stopping).
+    pub fn truncated(&self, n_trees: usize) -> Result<Self, ModelError> {
+        let mut data = self.data.clone();
+        data.trees.truncate(n_trees);
+        Forest::new(data)
+    }
+
+    /// Raw score (log-odds) of one row.
+    pub fn predict_raw(&self, row: &[f64]) -> Result<f64, ModelError> {
+        self.check_row(row)?;
+        Ok(match self.data.input_precision {
+            InputPrecision::F64 => self.raw_unchecked(row),
+            InputPrecision::F32 => self.raw_unchecked(&round_f32(row)),
+        })
+    }
+
+    /// Uncalibrated probability of one row: the sigmoid of the raw score.
+    pub fn predict_proba(&self, row: &[f64]) -> Result<f64, ModelError> {
+        Ok(logistic(self.predict_raw(row)?))
+    }
+
+    /// Raw scores of `rows` (row-major, `n_features` values per row) into `out`.
+    /// Large batches are split across the rayon thread pool.
+    pub fn predict_raw_batch(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        let n_features = self.n_features().max(1);
+        if rows.len() != out.len() * self.n_features() {
+            return Err(ModelError::invalid(format!(
+                "batch of {} values does not hold {} rows of {} features",
+                rows.len(),
+                out.len(),
+                self.n_features()
+            )));
+        }
+        let chunk_rows = 1024;
+        if out.len() >= PARALLEL_MIN_ROWS {
+            out.par_chunks_mut(chunk_rows)
+                .zip(rows.par_chunks(chunk_rows * n_features))
+                .for_each(|(out, rows)| self.block_predict(rows, out));
+        } else {
+            self.block_predict(rows, out);
+        }
+        Ok(())
+    }
+
+    fn block_predict(&self, rows: &[f64], out: &mut [f64]) {
+        let n_features = self.n_features().max(1);
+        let mut rounded = Vec::new();
+        for (rows, out) in rows.chunks(BLOCK_ROWS * n_features).zip(out.chunks_mut(BLOCK_ROWS)) {
+            let rows = match self.data.input_precision {
+                InputPrecision::F64 => rows,
+                InputPrecision::F32 => {
+                    rounded.clear();
+                    rounded.extend(rows.iter().map(|&x| f64::from(x as f32)));
+                    &rounded[..]
+                }
+            };
+            out.fill(self.data.base_score);
+            for &root in &self.roots {
+                for (row, score) in rows.chunks_exact(n_features).zip(out.iter_mut()) {
+                    *score += self.nodes[self.leaf(root, row)].value;
+                }
+            }
+        }
+    }
+
+    fn check_row(&self, row: &[f64]) -> Result<(), ModelError> {
+        if row.len() != self.n_features() {
+            return Err(ModelError::invalid(format!(
+                "row has {} features, the model expects {}",
+                row.len(),
+                self.n_features()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Raw score of a row already checked and rounded.
+    #[inline]
+    fn raw_unchecked(&self, row: &[f64]) -> f64 {
+        let mut score = self.data.base_score;
+        for &root in &self.roots {
+            score += self.nodes[self.leaf(root, row)].value;
+        }
+        score
+    }
+
+    /// Index of the leaf `row` reaches from `root`.
+    #[inline]
+    fn leaf(&self, root: u32, row: &[f64]) -> usize {
+        let mut idx = root as usize;
+        loop {
+            let node = &self.nodes[idx];
+            if node.feature_flags & LEAF != 0 {
+                return idx;
+            }
+            let x = row[(node.feature_flags & FEATURE_MASK) as usize];
+            idx = node.left as usize + usize::from(!self.goes_left_flat(node, x));
+        }
+    }
+
+    #[inline]
+    fn goes_left_flat(&self, node: &FlatNode, x: f64) -> bool {
+        let flags = node.feature_flags;
+        if flags & SLOW_PATH == 0 {
+            // NaN compares false: it goes left only by default
+            return x <= node.value || (x.is_nan() && flags & DEFAULT_LEFT != 0);
+        }
+        let default_left = flags & DEFAULT_LEFT != 0;
+        let x = match (x.is_nan(), flags & (MISSING_ZERO | MISSING_AS_ZERO) != 0) {
+            (true, false) => return default_left,
+            (true, true) => 0.0,
+            (false, _) => x,
+        };
+        if flags & MISSING_ZERO != 0 && x.abs() <= ZERO_THRESHOLD {
+            return default_left;
+        }
+        if flags & CATEGORICAL == 0 {
+            return x <= node.value;
+        }
+        let (offset, n_words) = self.cat_ranges[node.value as usize];
+        category_code(x).is_some_and(|code| {
+            let word = (code / 32) as usize;
+            word < n_words as usize && self.cat_words[offset as usize + word] & (1 << (code % 32)) != 0
+        })
+    }
+
+    /// For TreeSHAP: `(is_leaf, feature, left child, leaf value)` of a flat node.
+    #[inline]
+    pub(crate) fn node(&self, idx: usize) -> (bool, usize, usize, f64) {
+        let node = &self.nodes[idx];
+        (
+            node.feature_flags & LEAF != 0,
+            (node.feature_flags & FEATURE_MASK) as usize,
+            node.left as usize,
+            node.value,
+        )
+    }
+
+    /// For TreeSHAP: whether `row` goes left at flat node `idx`.
+    #[inline]
+    pub(crate) fn goes_left_at(&self, idx: usize, row: &[f64]) -> bool {
+        let node = &self.nodes[idx];
+        self.goes_left_flat(node, row[(node.feature_flags & FEATURE_MASK) as usize])
+    }
+
+    pub(crate) fn cover(&self, idx: usize) -> f64 {
+        self.covers[idx]
+    }
+
+    pub(crate) fn roots(&self) -> &[u32] {
+        &self.roots
+    }
+
+    pub(crate) fn round_if_needed<'r>(&self, row: &'r [f64], buffer: &'r mut Vec<f64>) -> &'r [f64] {
+        match self.data.input_precision {
+            InputPrecision::F64 => row,
+            InputPrecision::F32 => {
+                buffer.clear();
+                buffer.extend(row.iter().map(|&x| f64::from(x as f32)));
+                buffer
+            }
+        }
+    }
+
+    pub(crate) fn check(&self, row: &[f64]) -> Result<(), ModelError> {
+        self.check_row(row)
+    }
+}
+
+/// The logistic sigmoid, stable for large |raw|.
+pub(crate) fn logistic(raw: f64) -> f64 {
+    if raw >= 0.0 {
+        1.0 / (1.0 + (-raw).exp())
+    } else {
+        let e = raw.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn round_f32(row: &[f64]) -> Vec<f64> {
+    row.iter().map(|&x| f64::from(x as f32)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::SplitNode;
+
+    fn split(feature: u32, condition: Condition, missing: Missing, default_left: bool, left: u32) -> Node {
+        Node::Split(SplitNode {
+            feature,
+            condition,
+            missing,
+            default_left,
+            left,
+            right: left + 1,
+            cover: 10.0,
+            gain: 1.0,
+        })
+    }
+
+    fn leaf(value: f64) -> Node {
+        Node::Leaf { value, cover: 5.0 }
+    }
+
+    fn forest(trees: Vec<Tree>, n_features: usize) -> Forest {
+        Forest::new(ForestData {
+            base_score: 0.5,
+            n_features,
+            input_precision: InputPrecision::F64,
+            trees,
+        })
+        .unwrap()
+    }
+
+    /// The flat engine takes the same path as [`SplitNode::goes_left`] for every rule.
+    #[test]
+    fn flat_decisions_match_tree_semantics() {
+        let conditions = [
+            Condition::Numeric { threshold: 1.5 },
+            Condition::Numeric { threshold: 0.0 },
+            Condition::Categorical { left: vec![0, 3, 40] },
+        ];
+        let values = [f64::NAN, 0.0, -0.0, 1e-40, 1.5, 1.6, -3.0, 3.0, 3.7, 40.0, 41.0, 1e12, f64::INFINITY];
+        for condition in &conditions {
+            for missing in [Missing::NaN, Missing::Zero, Missing::AsZero] {
+                for default_left in [false, true] {
+                    let node = split(0, condition.clone(), missing, default_left, 1);
+                    let tree = Tree {
+                        nodes: vec![node.clone(), leaf(-1.0), leaf(1.0)],
+                    };
+                    let forest = forest(vec![tree], 1);
+                    let Node::Split(split) = node else { unreachable!() };
+                    for x in values {
+                        let expected = if split.goes_left(x) { -0.5 } else { 1.5 };
+                        assert_eq!(
+                            forest.predict_raw(&[x]).unwrap(),
+                            expected,
+                            "{condition:?} {missing:?} default_left={default_left} x={x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_equals_single_rows() {
+        let tree = Tree {
+            nodes: vec![
+                split(0, Condition::Numeric { threshold: 0.5 }, Missing::NaN, true, 1),
+                split(1, Condition::Numeric { threshold: -1.0 }, Missing::NaN, false, 3),
+                leaf(0.25),
+                leaf(-0.5),
+                leaf(0.75),
+            ],
+        };
+        let forest = forest(vec![tree.clone(), tree], 2);
+        let rows: Vec<f64> = (0..20_000).map(|idx| ((idx * 7919) % 1000) as f64 / 250.0 - 2.0).collect();
+        let mut out = vec![0.0; 10_000];
+        forest.predict_raw_batch(&rows, &mut out).unwrap();
+        for (row, score) in rows.chunks(2).zip(&out) {
+            assert_eq!(forest.predict_raw(row).unwrap(), *score);
+        }
+        assert!(forest.predict_raw_batch(&rows, &mut out[..3]).is_err());
+        assert!(forest.predict_raw(&[1.0]).is_err());
+    }
+
+    #[test]
+    fn invalid_trees_are_refused() {
+        let cycle = Tree {
+            nodes: vec![split(0, Condition::Numeric { threshold: 0.5 }, Missing::NaN, true, 0), leaf(1.0)],
+        };
+        let bad_feature = Tree {
+            nodes: vec![
+                split(7, Condition::Numeric { threshold: 0.5 }, Missing::NaN, true, 1),
+                leaf(1.0),
+                leaf(2.0),
+            ],
+        };
+        for tree in [cycle, bad_feature, Tree { nodes: vec![] }] {
+            let data = ForestData {
+                base_score: 0.0,
+                n_features: 2,
+                input_precision: InputPrecision::F64,
+                trees: vec![tree],
+            };
+            assert!(Forest::new(data).is_err());
+        }
+    }
+
+    #[test]
+    fn f32_inputs_are_rounded_before_comparison() {
+        // 0.1f32 is slightly above 0.1f64: XGBoost sends 0.1 right of a 0.1f32 threshold with `<`
+        let threshold = f64::from(0.1f32);
+        let tree = Tree {
+            nodes: vec![
+                split(0, Condition::Numeric { threshold }, Missing::NaN, true, 1),
+                leaf(-1.0),
+                leaf(1.0),
+            ],
+        };
+        let mut data = ForestData {
+            base_score: 0.0,
+            n_features: 1,
+            input_precision: InputPrecision::F64,
+            trees: vec![tree],
+        };
+        let x = 0.100000003;
+        assert!(x > threshold);
+        assert_eq!(Forest::new(data.clone()).unwrap().predict_raw(&[x]).unwrap(), 1.0);
+        data.input_precision = InputPrecision::F32;
+        assert_eq!(Forest::new(data).unwrap().predict_raw(&[x]).unwrap(), -1.0);
+    }
+}

@@ -1,0 +1,192 @@
+//! Decision trees as plain values: the exchange format between the trainer,
+//! the LightGBM/XGBoost importers and exporter, and the flattened inference
+//! engine ([`crate::Forest`]).
+//!
+//! A tree is a vector of nodes whose root is node 0. A split sends a row left
+//! or right from one feature value:
+//! - numeric splits send `x <= threshold` left;
+//! - categorical splits send the category codes of their set left and every
+//!   other code (including negative or non-integer values) right;
+//! - what a missing value does is the split's [`Missing`] rule, with the
+//!   learned `default_left` direction.
+//!
+//! Each node carries its *cover* — the training weight that reached it (sum
+//! of hessians for our trainer and XGBoost, row counts for LightGBM) — which
+//! TreeSHAP needs to know how the model behaves when a feature is unknown.
+
+use serde::{Deserialize, Serialize};
+
+/// Values with `|x| <= ZERO_THRESHOLD` count as zero for [`Missing::Zero`] (LightGBM's `kZeroThreshold`).
+pub const ZERO_THRESHOLD: f64 = 1e-35_f32 as f64;
+
+/// One decision tree; node 0 is the root.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    /// The nodes; children always come after their parent.
+    pub nodes: Vec<Node>,
+}
+
+/// A node of a [`Tree`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Node {
+    /// An internal node.
+    Split(SplitNode),
+    /// A leaf.
+    Leaf {
+        /// Raw score (log-odds) added by this leaf.
+        value: f64,
+        /// Training weight that reached the leaf.
+        cover: f64,
+    },
+}
+
+/// An internal node of a [`Tree`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitNode {
+    /// Feature index (column of the feature vector).
+    pub feature: u32,
+    /// The condition that sends a row left.
+    pub condition: Condition,
+    /// What a missing value does.
+    pub missing: Missing,
+    /// Where missing values go (and zeros, for [`Missing::Zero`]).
+    pub default_left: bool,
+    /// Index of the left child.
+    pub left: u32,
+    /// Index of the right child.
+    pub right: u32,
+    /// Training weight that reached the node.
+    pub cover: f64,
+    /// Loss reduction of the split (for feature importance).
+    pub gain: f64,
+}
+
+/// The condition of a split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Condition {
+    /// `x <= threshold` goes left.
+    Numeric {
+        /// The threshold.
+        threshold: f64,
+    },
+    /// A category code in `left` goes left; any other value goes right.
+    Categorical {
+        /// Category codes (sorted, unique) that go left.
+        left: Vec<u32>,
+    },
+}
+
+/// How a split treats missing values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// NaN follows `default_left` (our trainer, XGBoost, LightGBM `missing_type=NaN`).
+    NaN,
+    /// NaN is read as 0, and 0 follows `default_left` (LightGBM `missing_type=Zero`).
+    Zero,
+    /// NaN is read as 0 and compared like any value (LightGBM `missing_type=None`).
+    AsZero,
+}
+
+impl Tree {
+    /// A tree that is a single leaf.
+    pub fn leaf(value: f64, cover: f64) -> Self {
+        Self {
+            nodes: vec![Node::Leaf { value, cover }],
+        }
+    }
+
+    /// Number of leaves.
+    pub fn n_leaves(&self) -> usize {
+        self.nodes.iter().filter(|node| matches!(node, Node::Leaf { .. })).count()
+    }
+
+    /// Depth of the deepest leaf (a single leaf has depth 0).
+    pub fn depth(&self) -> usize {
+        let mut depth = vec![0usize; self.nodes.len()];
+        let mut max = 0;
+        for (idx, node) in self.nodes.iter().enumerate() {
+            if let Node::Split(split) = node {
+                let child_depth = depth[idx] + 1;
+                for child in [split.left, split.right] {
+                    if let Some(slot) = depth.get_mut(child as usize) {
+                        *slot = child_depth;
+                        max = max.max(child_depth);
+                    }
+                }
+            }
+        }
+        max
+    }
+
+    /// Checks the structure: children exist and come after their parent (so
+    /// there are no cycles), every node but the root has exactly one parent,
+    /// features are below `n_features`, values are finite.
+    pub fn validate(&self, n_features: usize) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("tree has no nodes".to_owned());
+        }
+        let mut parents = vec![0u32; self.nodes.len()];
+        for (idx, node) in self.nodes.iter().enumerate() {
+            match node {
+                Node::Leaf { value, cover } => {
+                    if !value.is_finite() || !cover.is_finite() {
+                        return Err(format!("node {idx}: leaf value or cover is not finite"));
+                    }
+                }
+                Node::Split(split) => {
+                    if split.feature as usize >= n_features {
+                        return Err(format!(
+                            "node {idx}: feature {} out of range ({n_features} features)",
+                            split.feature
+                        ));
+                    }
+                    if let Condition::Numeric { threshold } = split.condition
+                        && threshold.is_nan()
+                    {
+                        return Err(format!("node {idx}: threshold is NaN"));
+                    }
+                    for child in [split.left, split.right] {
+                        let child = child as usize;
+                        if child <= idx || child >= self.nodes.len() {
+                            return Err(format!("node {idx}: child {child} out of order or out of range"));
+                        }
+                        parents[child] += 1;
+                    }
+                }
+            }
+        }
+        if let Some(idx) = (1..self.nodes.len()).find(|&idx| parents[idx] != 1) {
+            return Err(format!("node {idx} has {} parents", parents[idx]));
+        }
+        Ok(())
+    }
+}
+
+impl SplitNode {
+    /// Whether `x` goes left.
+    #[inline]
+    pub fn goes_left(&self, x: f64) -> bool {
+        let x = match (self.missing, x.is_nan()) {
+            (Missing::NaN, true) => return self.default_left,
+            (Missing::Zero | Missing::AsZero, true) => 0.0,
+            _ => x,
+        };
+        if self.missing == Missing::Zero && x.abs() <= ZERO_THRESHOLD {
+            return self.default_left;
+        }
+        match &self.condition {
+            Condition::Numeric { threshold } => x <= *threshold,
+            Condition::Categorical { left } => category_code(x).is_some_and(|code| left.binary_search(&code).is_ok()),
+        }
+    }
+}
+
+/// The category code a value stands for: non-negative values truncated like
+/// LightGBM's `static_cast<int>`; negative values and values beyond `u32` have none.
+#[inline]
+pub fn category_code(x: f64) -> Option<u32> {
+    (x >= 0.0 && x < 4_294_967_296.0).then_some(x as u32)
+}
