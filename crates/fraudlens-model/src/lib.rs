@@ -13,6 +13,7 @@
 pub mod calibration;
 mod forest;
 pub mod iforest;
+pub mod interop;
 pub mod metrics;
 pub mod shap;
 pub mod threshold;
