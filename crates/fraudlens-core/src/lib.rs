@@ -22,8 +22,8 @@
 mod card;
 mod duration;
 mod money;
-mod schema;
 pub mod rng;
+mod schema;
 pub mod tabular;
 mod time;
 mod transaction;

@@ -456,7 +456,21 @@ mod tests {
             Condition::Numeric { threshold: 0.0 },
             Condition::Categorical { left: vec![0, 3, 40] },
         ];
-        let values = [f64::NAN, 0.0, -0.0, 1e-40, 1.5, 1.6, -3.0, 3.0, 3.7, 40.0, 41.0, 1e12, f64::INFINITY];
+        let values = [
+            f64::NAN,
+            0.0,
+            -0.0,
+            1e-40,
+            1.5,
+            1.6,
+            -3.0,
+            3.0,
+            3.7,
+            40.0,
+            41.0,
+            1e12,
+            f64::INFINITY,
+        ];
         for condition in &conditions {
             for missing in [Missing::NaN, Missing::Zero, Missing::AsZero] {
                 for default_left in [false, true] {
@@ -491,7 +505,9 @@ mod tests {
             ],
         };
         let forest = forest(vec![tree.clone(), tree], 2);
-        let rows: Vec<f64> = (0..20_000).map(|idx| ((idx * 7919) % 1000) as f64 / 250.0 - 2.0).collect();
+        let rows: Vec<f64> = (0..20_000)
+            .map(|idx| ((idx * 7919) % 1000) as f64 / 250.0 - 2.0)
+            .collect();
         let mut out = vec![0.0; 10_000];
         forest.predict_raw_batch(&rows, &mut out).unwrap();
         for (row, score) in rows.chunks(2).zip(&out) {
@@ -504,7 +520,10 @@ mod tests {
     #[test]
     fn invalid_trees_are_refused() {
         let cycle = Tree {
-            nodes: vec![split(0, Condition::Numeric { threshold: 0.5 }, Missing::NaN, true, 0), leaf(1.0)],
+            nodes: vec![
+                split(0, Condition::Numeric { threshold: 0.5 }, Missing::NaN, true, 0),
+                leaf(1.0),
+            ],
         };
         let bad_feature = Tree {
             nodes: vec![

@@ -1,5 +1,6 @@
 //! fraudlens models: everything between a feature matrix and a fraud probability.
 //!
+//! - [`train`]: the histogram gradient-boosted tree trainer.
 //! - [`tree`]: decision trees as plain values, the exchange format.
 //! - [`Forest`]: the flattened inference engine, single-row and batch.
 //! - [`shap`]: exact path-dependent TreeSHAP per-feature contributions.
@@ -10,6 +11,7 @@
 //! - [`calibration`]: isotonic and Platt calibration of raw scores.
 //! - [`iforest`]: isolation forest anomaly scores for unlabeled data.
 
+mod binning;
 pub mod calibration;
 mod forest;
 pub mod iforest;
@@ -17,6 +19,7 @@ pub mod interop;
 pub mod metrics;
 pub mod shap;
 pub mod threshold;
+pub mod train;
 pub mod tree;
 
 pub use forest::{Forest, ForestData, InputPrecision};

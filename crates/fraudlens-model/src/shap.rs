@@ -140,8 +140,28 @@ impl Forest {
             depth -= 1;
         }
         let child_zero = |fraction: f64| fraction * incoming_zero;
-        self.tree_shap(row, phi, path, hot, own, depth + 1, child_zero(hot_fraction), incoming_one, split_feature);
-        self.tree_shap(row, phi, path, cold, own, depth + 1, child_zero(cold_fraction), 0.0, split_feature);
+        self.tree_shap(
+            row,
+            phi,
+            path,
+            hot,
+            own,
+            depth + 1,
+            child_zero(hot_fraction),
+            incoming_one,
+            split_feature,
+        );
+        self.tree_shap(
+            row,
+            phi,
+            path,
+            cold,
+            own,
+            depth + 1,
+            child_zero(cold_fraction),
+            0.0,
+            split_feature,
+        );
     }
 }
 
@@ -257,7 +277,14 @@ mod tests {
                 gain: 1.0,
             });
             grow(rng, nodes, left as usize, cover * share, depth - 1, n_features);
-            grow(rng, nodes, left as usize + 1, cover * (1.0 - share), depth - 1, n_features);
+            grow(
+                rng,
+                nodes,
+                left as usize + 1,
+                cover * (1.0 - share),
+                depth - 1,
+                n_features,
+            );
         }
         let mut nodes = vec![Node::Leaf { value: 0.0, cover: 0.0 }];
         grow(rng, &mut nodes, 0, 100.0, max_depth, n_features);
@@ -266,7 +293,9 @@ mod tests {
 
     fn random_forest(seed: u64, n_features: usize, n_trees: usize, max_depth: usize) -> Forest {
         let mut rng = Rng::new(seed, 0);
-        let trees = (0..n_trees).map(|_| random_tree(&mut rng, n_features, max_depth)).collect();
+        let trees = (0..n_trees)
+            .map(|_| random_tree(&mut rng, n_features, max_depth))
+            .collect();
         Forest::new(ForestData {
             base_score: rng.range(-1.0, 1.0),
             n_features,
@@ -295,7 +324,11 @@ mod tests {
             Node::Split(split) => {
                 let (left, right) = (split.left as usize, split.right as usize);
                 if known & (1 << split.feature) != 0 {
-                    let next = if split.goes_left(row[split.feature as usize]) { left } else { right };
+                    let next = if split.goes_left(row[split.feature as usize]) {
+                        left
+                    } else {
+                        right
+                    };
                     conditional_expectation(tree, row, known, next)
                 } else {
                     let cover = |idx: usize| match &tree.nodes[idx] {

@@ -100,7 +100,10 @@ impl Tree {
 
     /// Number of leaves.
     pub fn n_leaves(&self) -> usize {
-        self.nodes.iter().filter(|node| matches!(node, Node::Leaf { .. })).count()
+        self.nodes
+            .iter()
+            .filter(|node| matches!(node, Node::Leaf { .. }))
+            .count()
     }
 
     /// Depth of the deepest leaf (a single leaf has depth 0).
@@ -188,5 +191,5 @@ impl SplitNode {
 /// LightGBM's `static_cast<int>`; negative values and values beyond `u32` have none.
 #[inline]
 pub fn category_code(x: f64) -> Option<u32> {
-    (x >= 0.0 && x < 4_294_967_296.0).then_some(x as u32)
+    (0.0..4_294_967_296.0).contains(&x).then_some(x as u32)
 }
