@@ -315,10 +315,30 @@ pub struct InferredColumn {
 /// Code `categories.len()` is "other": rare or unseen categories. Missing stays
 /// missing (NaN) so the model's missing-value handling applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CategoryList", into = "CategoryList")]
 pub struct CategoryEncoder {
     categories: Vec<String>,
-    #[serde(skip)]
     lookup: FxHashMap<String, u32>,
+}
+
+/// The stored form of a [`CategoryEncoder`]: its lookup table is rebuilt on load.
+#[derive(Serialize, Deserialize)]
+struct CategoryList {
+    categories: Vec<String>,
+}
+
+impl From<CategoryList> for CategoryEncoder {
+    fn from(list: CategoryList) -> Self {
+        Self::from_categories(list.categories)
+    }
+}
+
+impl From<CategoryEncoder> for CategoryList {
+    fn from(encoder: CategoryEncoder) -> Self {
+        Self {
+            categories: encoder.categories,
+        }
+    }
 }
 
 impl CategoryEncoder {
@@ -359,9 +379,6 @@ impl CategoryEncoder {
         }
     }
 
-    fn rebuild_lookup(&mut self) {
-        *self = Self::from_categories(std::mem::take(&mut self.categories));
-    }
 }
 
 /// Candidate names of a label column, tried in order when none is given.
@@ -473,15 +490,6 @@ impl TabularEncoding {
             excluded: excluded_columns,
         };
         (encoding, inferred)
-    }
-
-    /// Restores lookup tables after deserialisation.
-    pub fn prepare(&mut self) {
-        for feature in &mut self.features {
-            if let ColumnKind::Categorical(encoder) = &mut feature.kind {
-                encoder.rebuild_lookup();
-            }
-        }
     }
 
     /// Names of the model inputs in order.
@@ -621,8 +629,7 @@ mod tests {
             profile("y", &["0", "1", "0"]),
         ];
         let (encoding, _) = TabularEncoding::fit(&profiles, Some(2), &[]);
-        let mut restored: TabularEncoding = serde_json::from_str(&serde_json::to_string(&encoding).unwrap()).unwrap();
-        restored.prepare();
+        let restored: TabularEncoding = serde_json::from_str(&serde_json::to_string(&encoding).unwrap()).unwrap();
         let mut row = Vec::new();
         restored.encode_row(|idx| [Some("y"), Some("")][idx], &mut row).unwrap();
         assert_eq!(row[0], 1.0);
