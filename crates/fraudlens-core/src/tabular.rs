@@ -378,7 +378,6 @@ impl CategoryEncoder {
             Some(text) => f64::from(self.lookup.get(text).copied().unwrap_or(self.categories.len() as u32)),
         }
     }
-
 }
 
 /// Candidate names of a label column, tried in order when none is given.

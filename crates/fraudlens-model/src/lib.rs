@@ -1,6 +1,8 @@
 //! fraudlens models: everything between a feature matrix and a fraud probability.
 //!
 //! - [`train`]: the histogram gradient-boosted tree trainer.
+//! - [`inputs`]: how a transaction or tabular row becomes the model's input row.
+//! - [`artifact`]: the versioned, checksummed model directory.
 //! - [`tree`]: decision trees as plain values, the exchange format.
 //! - [`Forest`]: the flattened inference engine, single-row and batch.
 //! - [`shap`]: exact path-dependent TreeSHAP per-feature contributions.
@@ -11,10 +13,12 @@
 //! - [`calibration`]: isotonic and Platt calibration of raw scores.
 //! - [`iforest`]: isolation forest anomaly scores for unlabeled data.
 
+pub mod artifact;
 mod binning;
 pub mod calibration;
 mod forest;
 pub mod iforest;
+pub mod inputs;
 pub mod interop;
 pub mod metrics;
 pub mod shap;

@@ -55,8 +55,12 @@ pub struct GbdtParams {
     pub min_data_in_leaf: usize,
     /// Smallest sum of hessians in a leaf.
     pub min_child_weight: f64,
-    /// L2 regularisation of leaf values.
+    /// L2 regularisation of leaf values. The default 1 (XGBoost's) keeps the
+    /// first rounds on rare-fraud data from taking huge Newton steps on
+    /// leaves with a tiny hessian.
     pub lambda_l2: f64,
+    /// Largest absolute leaf value before shrinkage; 0 = no limit.
+    pub max_delta_step: f64,
     /// Smallest loss reduction to make a split.
     pub min_split_gain: f64,
     /// Share of rows sampled (without replacement) for each tree.
@@ -91,7 +95,8 @@ impl Default for GbdtParams {
             max_depth: 0,
             min_data_in_leaf: 20,
             min_child_weight: 1e-3,
-            lambda_l2: 0.0,
+            lambda_l2: 1.0,
+            max_delta_step: 0.0,
             min_split_gain: 0.0,
             subsample: 1.0,
             colsample_bytree: 1.0,
@@ -159,6 +164,7 @@ impl GbdtParams {
         for (name, value) in [
             ("min_child_weight", self.min_child_weight),
             ("lambda_l2", self.lambda_l2),
+            ("max_delta_step", self.max_delta_step),
             ("min_split_gain", self.min_split_gain),
             ("cat_smooth", self.cat_smooth),
         ] {
@@ -693,7 +699,11 @@ impl<'p> Trainer<'p> {
                 BuildNode::Leaf { .. } => self.sums(&indices[start..end], gradients, hessians),
                 BuildNode::Split { .. } => continue,
             };
-            let value = -sums.g / (sums.h + lambda) * params.learning_rate;
+            let mut value = -sums.g / (sums.h + lambda);
+            if params.max_delta_step > 0.0 {
+                value = value.clamp(-params.max_delta_step, params.max_delta_step);
+            }
+            let value = value * params.learning_rate;
             nodes[node] = BuildNode::Leaf { value, cover: sums.h };
             leaf_ranges.push((value, start, end));
         }

@@ -34,7 +34,13 @@ pub enum Command {
     Features(FeaturesArgs),
     /// Show how a file is read: schema roles, or inferred column types for tabular data.
     Inspect(InspectArgs),
-    /// The quick start: simulate a dataset, build its features and show how the scenarios separate.
+    /// Train a gradient-boosted fraud model and write its artifact directory.
+    Train(TrainArgs),
+    /// Evaluate a model on a time window, or prequentially over several folds.
+    Evaluate(EvaluateArgs),
+    /// Batch scoring: predictions (probability, decision, reasons) for a file, plus run statistics.
+    Score(ScoreArgs),
+    /// The quick start: simulate, build features, train, evaluate and score.
     Demo(DemoArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
@@ -46,7 +52,8 @@ impl Command {
         match self {
             Self::Features(args) => args.schema.schema.as_deref(),
             Self::Inspect(args) => args.schema.schema.as_deref(),
-            Self::Simulate(_) | Self::Demo(_) | Self::Config => None,
+            Self::Train(args) => args.schema.schema.as_deref(),
+            Self::Simulate(_) | Self::Demo(_) | Self::Config | Self::Evaluate(_) | Self::Score(_) => None,
         }
     }
 }
@@ -221,4 +228,130 @@ pub struct DemoArgs {
     /// Days to simulate.
     #[arg(long, default_value_t = 90)]
     pub days: u32,
+}
+
+/// Training parameters settable from the command line (the rest: `[train]` in the config file).
+#[derive(Debug, Default, Args)]
+pub struct TrainParamArgs {
+    /// Most boosting rounds.
+    #[arg(long, value_name = "N")]
+    pub trees: Option<usize>,
+    /// Learning rate.
+    #[arg(long, value_name = "RATE")]
+    pub learning_rate: Option<f64>,
+    /// Most leaves per tree (leaf-wise growth).
+    #[arg(long, value_name = "N")]
+    pub num_leaves: Option<usize>,
+    /// Deepest a tree may grow (0 = no limit for leaf-wise growth).
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Grow depth-wise (XGBoost style) instead of leaf-wise.
+    #[arg(long)]
+    pub depth_wise: bool,
+    /// Weight of fraud rows relative to legitimate ones.
+    #[arg(long, value_name = "W")]
+    pub scale_pos_weight: Option<f64>,
+    /// Worker threads (0 = all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Seed of row and column sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `fraudlens train`
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub schema: SchemaArgs,
+    /// Model directory to write.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    /// First transaction time of the training window (inclusive; date or date-time, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub train_from: Option<String>,
+    /// End of the training window (exclusive).
+    #[arg(long, value_name = "TIME")]
+    pub train_to: Option<String>,
+    #[command(flatten)]
+    pub params: TrainParamArgs,
+    /// Also train an isolation forest; predictions then carry an anomaly score.
+    #[arg(long)]
+    pub anomaly: bool,
+}
+
+/// A time window given on the command line.
+#[derive(Debug, Default, Args)]
+pub struct WindowArgs {
+    /// First transaction time to evaluate (inclusive; date or date-time, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub test_from: Option<String>,
+    /// End of the evaluated window (exclusive).
+    #[arg(long, value_name = "TIME")]
+    pub test_to: Option<String>,
+}
+
+/// `fraudlens evaluate`
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Model directory.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Transactions (all history: rows before the window build the feature state).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Prequential evaluation: retrain with the model's parameters on N successive folds.
+    #[arg(long, value_name = "N", conflicts_with_all = ["test_from", "test_to"])]
+    pub prequential: Option<usize>,
+    /// Prequential: days of each test fold.
+    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    pub fold_days: u32,
+    /// Prequential: days of training data before each fold's gap.
+    #[arg(long, value_name = "DAYS", default_value_t = 21)]
+    pub train_days: u32,
+    /// Prequential: days between training and test (labels not yet known; default: the label delay).
+    #[arg(long, value_name = "DAYS")]
+    pub gap_days: Option<u32>,
+    /// k of precision@k and card precision@k per day.
+    #[arg(long, default_value_t = 100)]
+    pub k: usize,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Stop at the first bad row instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `fraudlens score`
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Model directory.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Transactions to score (earlier rows build the feature state).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Predictions CSV; `-` for standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// First transaction time to score (inclusive).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the scored window (exclusive).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Run statistics as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+    /// Reasons per prediction.
+    #[arg(long, default_value_t = 3)]
+    pub reasons: usize,
+    /// Stop at the first bad row instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
 }

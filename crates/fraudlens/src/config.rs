@@ -11,6 +11,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use fraudlens_core::{SchemaConfig, Secret};
 use fraudlens_features::FeatureSpecConfig;
+use fraudlens_model::threshold::ThresholdObjective;
+use fraudlens_model::train::GbdtParams;
 use fraudlens_sim::SimConfig;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,40 @@ pub struct Config {
     pub features: FeatureSpecConfig,
     /// Defaults of `fraudlens simulate`.
     pub simulate: SimConfig,
+    /// Model training.
+    pub train: TrainConfig,
+}
+
+/// `[train]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Share of the window's rows, the latest in time, used for early
+    /// stopping, calibration, thresholds and validation metrics.
+    pub valid_fraction: f64,
+    /// `auto` (isotonic with ≥ 1000 validation frauds, else Platt), `isotonic`, `platt` or `none`.
+    pub calibration: String,
+    /// How the review threshold is chosen.
+    pub threshold_objective: ThresholdObjective,
+    /// Precision the decline threshold must reach on the validation rows.
+    pub decline_precision: f64,
+    /// k of the precision@k metrics (alerts an analyst team checks per day).
+    pub k: usize,
+    /// Gradient-boosted tree parameters.
+    pub gbdt: GbdtParams,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            valid_fraction: 0.2,
+            calibration: "auto".to_owned(),
+            threshold_objective: ThresholdObjective::MaxF1,
+            decline_precision: 0.95,
+            k: 100,
+            gbdt: GbdtParams::default(),
+        }
+    }
 }
 
 /// `[log]`
@@ -102,7 +138,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 6] = ["log", "security", "ingest", "schema", "features", "simulate"];
+const SECTIONS: [&str; 7] = ["log", "security", "ingest", "schema", "features", "simulate", "train"];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a
 /// string) and never echoed in an error.

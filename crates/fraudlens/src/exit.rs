@@ -63,10 +63,16 @@ impl From<fraudlens_ingest::IngestError> for Failure {
 pub trait Classify<T> {
     /// A usage error (exit 2).
     fn usage(self) -> CliResult<T>;
+    /// A data error (exit 65): the input (a file, a model) is unusable.
+    fn data(self) -> CliResult<T>;
 }
 
 impl<T, E: Into<anyhow::Error>> Classify<T> for Result<T, E> {
     fn usage(self) -> CliResult<T> {
         self.map_err(|error| Failure::Usage(error.into()))
+    }
+
+    fn data(self) -> CliResult<T> {
+        self.map_err(|error| Failure::Data(error.into()))
     }
 }

@@ -39,6 +39,9 @@ fn run(cli: Cli) -> CliResult {
         Command::Simulate(args) => commands::simulate::run(&config, args),
         Command::Features(args) => commands::features::run(config, args),
         Command::Inspect(args) => commands::inspect::run(config, args),
+        Command::Train(args) => commands::train::run(config, args),
+        Command::Evaluate(args) => commands::evaluate::run(&config, args),
+        Command::Score(args) => commands::score::run(&config, args),
         Command::Demo(args) => commands::demo::run(config, args),
         Command::Config => commands::print_config(&config),
     }

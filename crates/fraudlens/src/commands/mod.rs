@@ -1,11 +1,16 @@
 //! The subcommands, and what they share: schema overrides from flags, output
 //! files, and the per-group feature summary.
 
+pub mod dataset;
 pub mod demo;
+pub mod evaluate;
 pub mod features;
 pub mod inspect;
 pub mod output;
+pub mod progress;
+pub mod score;
 pub mod simulate;
+pub mod train;
 
 use std::collections::BTreeMap;
 

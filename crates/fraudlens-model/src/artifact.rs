@@ -1,0 +1,398 @@
+//! The model artifact: a directory that holds everything needed to score
+//! exactly as at training time, and to know what the model is.
+//!
+//! ```text
+//! model.json     manifest: format version, inputs (schema + feature spec + encoders),
+//!                feature names and kinds, parameters, calibration, thresholds,
+//!                training summary with a fingerprint of the data, validation metrics
+//! trees.json     the trees (tree exchange format)
+//! anomaly.json   isolation forest (optional)
+//! model.lgb.txt  the trees as a LightGBM text model, for inspection in Python (optional)
+//! SHA256SUMS     checksums of every file above (`sha256sum -c SHA256SUMS` works)
+//! ```
+//!
+//! Loading verifies every checksum, the format version, and that the parts
+//! agree with each other (the feature spec and schema produce the feature
+//! names the trees were trained on); anything else is refused with an error
+//! naming the file and the problem, so a server keeps its current model.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::calibration::Calibration;
+use crate::iforest::IsolationForest;
+use crate::inputs::InputSpec;
+use crate::metrics::Evaluation;
+use crate::shap::Reason;
+use crate::threshold::{Decision, ThresholdChoice, Thresholds};
+use crate::train::{FeatureKind, GbdtParams, Round};
+use crate::{Forest, ModelError};
+
+/// Format version written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+/// Format versions this build reads.
+pub const SUPPORTED_VERSIONS: [u32; 1] = [1];
+
+const MANIFEST: &str = "model.json";
+const TREES: &str = "trees.json";
+const ANOMALY: &str = "anomaly.json";
+const LIGHTGBM: &str = "model.lgb.txt";
+const CHECKSUMS: &str = "SHA256SUMS";
+
+/// Why an artifact cannot be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file the model needs is not there.
+    #[error("{}: missing {file} (not a fraudlens model directory, or an incomplete copy)", dir.display())]
+    Missing {
+        /// The artifact directory.
+        dir: PathBuf,
+        /// The missing file.
+        file: String,
+    },
+    /// A file's content does not match its checksum.
+    #[error("{}: checksum mismatch: the file is corrupt or was modified", path.display())]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file cannot be parsed.
+    #[error("{}: {reason}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The artifact was written by a newer (or unknown) format.
+    #[error("{}: model format version {found} is not supported (this build reads {SUPPORTED_VERSIONS:?})", path.display())]
+    UnsupportedVersion {
+        /// The manifest.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// The parts of the artifact do not agree.
+    #[error("{}: inconsistent model: {reason}", dir.display())]
+    Mismatch {
+        /// The artifact directory.
+        dir: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
+}
+
+/// Facts about the training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSummary {
+    /// SHA-256 over the training and validation rows (values and labels, in order).
+    pub data_fingerprint: String,
+    /// The data file trained on (as given).
+    pub data_source: String,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Fraud rows among them.
+    pub train_frauds: usize,
+    /// Validation rows (later in time than every training row).
+    pub valid_rows: usize,
+    /// Fraud rows among them.
+    pub valid_frauds: usize,
+    /// First and last training transaction time (event mode).
+    pub train_period: Option<(String, String)>,
+    /// First and last validation transaction time (event mode).
+    pub valid_period: Option<(String, String)>,
+    /// Boosting rounds kept.
+    pub best_round: usize,
+    /// Loss of every round.
+    pub rounds: Vec<Round>,
+    /// Brier score of the validation rows before calibration.
+    pub brier_uncalibrated: Option<f64>,
+    /// Seconds spent training the trees.
+    pub train_seconds: f64,
+}
+
+/// The manifest (`model.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Artifact format version.
+    pub format_version: u32,
+    /// fraudlens version that wrote it.
+    pub fraudlens_version: String,
+    /// When it was written (RFC 3339, UTC).
+    pub created_at: String,
+    /// Identifier: derived from the trees' checksum.
+    pub model_id: String,
+    /// How input rows are built.
+    pub inputs: InputSpec,
+    /// Model input names, in order.
+    pub feature_names: Vec<String>,
+    /// Model input kinds, in order.
+    pub feature_kinds: Vec<FeatureKind>,
+    /// Training parameters.
+    pub params: GbdtParams,
+    /// Maps raw scores to probabilities.
+    pub calibration: Calibration,
+    /// Review and decline thresholds on the calibrated probability.
+    pub thresholds: Thresholds,
+    /// How the thresholds were chosen.
+    pub threshold_choice: Option<ThresholdChoice>,
+    /// The training run.
+    pub training: TrainingSummary,
+    /// Metrics on the validation rows (calibrated probabilities).
+    pub validation: Option<Evaluation>,
+    /// Total split gain per feature, largest first.
+    pub gain_importance: Vec<(String, f64)>,
+}
+
+/// A loaded (or freshly trained) model.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The trees.
+    pub forest: Forest,
+    /// The anomaly detector, when trained.
+    pub anomaly: Option<IsolationForest>,
+}
+
+/// A scored row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Raw score (log-odds) of the trees.
+    pub raw: f64,
+    /// Calibrated fraud probability.
+    pub probability: f64,
+    /// The decision at the artifact's thresholds.
+    pub decision: Decision,
+}
+
+impl Artifact {
+    /// Scores one model input row.
+    pub fn score(&self, row: &[f64]) -> Result<Score, ModelError> {
+        let raw = self.forest.predict_raw(row)?;
+        let probability = self.manifest.calibration.apply(raw);
+        Ok(Score {
+            raw,
+            probability,
+            decision: self.decide(probability),
+        })
+    }
+
+    /// The decision for a calibrated probability.
+    pub fn decide(&self, probability: f64) -> Decision {
+        self.manifest.thresholds.decide(probability)
+    }
+
+    /// The `k` strongest reasons for a row's raw score.
+    pub fn reasons(&self, row: &[f64], k: usize) -> Result<Vec<Reason>, ModelError> {
+        self.forest.top_reasons(row, &self.manifest.feature_names, k)
+    }
+
+    /// Checks that the parts agree: input spec, feature names and kinds, trees, thresholds.
+    pub fn check(&self) -> Result<(), String> {
+        let manifest = &self.manifest;
+        let n_features = manifest.feature_names.len();
+        if manifest.feature_kinds.len() != n_features {
+            return Err(format!(
+                "{} feature kinds for {n_features} features",
+                manifest.feature_kinds.len()
+            ));
+        }
+        if self.forest.n_features() != n_features {
+            return Err(format!(
+                "the trees read {} features, the manifest names {n_features}",
+                self.forest.n_features()
+            ));
+        }
+        let from_inputs = manifest.inputs.feature_names().map_err(|error| error.to_string())?;
+        if from_inputs != manifest.feature_names {
+            return Err("the schema and feature spec produce other features than the model was trained on".to_owned());
+        }
+        let kinds = manifest.inputs.feature_kinds().map_err(|error| error.to_string())?;
+        if kinds != manifest.feature_kinds {
+            return Err("feature kinds differ from the input encoders".to_owned());
+        }
+        if let Some(anomaly) = &self.anomaly
+            && anomaly.n_features() != n_features
+        {
+            return Err(format!("the anomaly detector reads {} features", anomaly.n_features()));
+        }
+        Ok(())
+    }
+
+    /// Writes the artifact to `dir` (created; an existing model directory is
+    /// replaced only once the new one is complete). `lightgbm_text` is
+    /// written alongside when given.
+    pub fn save(&self, dir: &Path, lightgbm_text: Option<&str>) -> Result<(), ArtifactError> {
+        if let Err(reason) = self.check() {
+            return Err(ArtifactError::Mismatch {
+                dir: dir.to_owned(),
+                reason,
+            });
+        }
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ArtifactError::Io { path, source }
+        };
+        if dir.exists() && !dir.join(MANIFEST).exists() && fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+            return Err(ArtifactError::Format {
+                path: dir.to_owned(),
+                reason: "exists and is not a model directory: refusing to replace it".to_owned(),
+            });
+        }
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io(parent))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        }
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let mut files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+        files.insert(MANIFEST, to_json(&self.manifest, dir)?);
+        files.insert(TREES, to_json(self.forest.data(), dir)?);
+        if let Some(anomaly) = &self.anomaly {
+            files.insert(ANOMALY, to_json(anomaly, dir)?);
+        }
+        if let Some(text) = lightgbm_text {
+            files.insert(LIGHTGBM, text.as_bytes().to_vec());
+        }
+        let mut sums = String::new();
+        for (file, bytes) in &files {
+            let path = staging.join(file);
+            fs::write(&path, bytes).map_err(io(&path))?;
+            sums.push_str(&format!("{}  {file}\n", sha256_hex(bytes)));
+        }
+        let sums_path = staging.join(CHECKSUMS);
+        fs::write(&sums_path, sums).map_err(io(&sums_path))?;
+        if dir.exists() {
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            fs::rename(dir, &old).map_err(io(dir))?;
+            fs::rename(&staging, dir).map_err(io(dir))?;
+            fs::remove_dir_all(&old).map_err(io(&old))?;
+        } else {
+            fs::rename(&staging, dir).map_err(io(dir))?;
+        }
+        Ok(())
+    }
+
+    /// Loads and verifies an artifact.
+    pub fn load(dir: &Path) -> Result<Self, ArtifactError> {
+        let read = |file: &str| {
+            let path = dir.join(file);
+            match fs::read(&path) {
+                Ok(bytes) => Ok(bytes),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(ArtifactError::Missing {
+                    dir: dir.to_owned(),
+                    file: file.to_owned(),
+                }),
+                Err(source) => Err(ArtifactError::Io { path, source }),
+            }
+        };
+        let sums_path = dir.join(CHECKSUMS);
+        let sums = String::from_utf8(read(CHECKSUMS)?).map_err(|_| ArtifactError::Format {
+            path: sums_path.clone(),
+            reason: "not UTF-8".to_owned(),
+        })?;
+        let mut expected: BTreeMap<String, String> = BTreeMap::new();
+        for (idx, line) in sums.lines().enumerate() {
+            let Some((hash, file)) = line.split_once("  ") else {
+                return Err(ArtifactError::Format {
+                    path: sums_path.clone(),
+                    reason: format!("line {}: expected \"<sha256>  <file>\"", idx + 1),
+                });
+            };
+            expected.insert(file.to_owned(), hash.to_owned());
+        }
+        let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for required in [MANIFEST, TREES] {
+            if !expected.contains_key(required) {
+                return Err(ArtifactError::Format {
+                    path: sums_path.clone(),
+                    reason: format!("no checksum for {required}"),
+                });
+            }
+        }
+        for (file, hash) in &expected {
+            if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+                return Err(ArtifactError::Format {
+                    path: sums_path.clone(),
+                    reason: format!("unexpected file name {file:?}"),
+                });
+            }
+            let bytes = read(file)?;
+            if sha256_hex(&bytes) != *hash {
+                return Err(ArtifactError::Checksum { path: dir.join(file) });
+            }
+            contents.insert(file.clone(), bytes);
+        }
+        let manifest_path = dir.join(MANIFEST);
+        let version: VersionOnly = parse(&manifest_path, &contents[MANIFEST])?;
+        if !SUPPORTED_VERSIONS.contains(&version.format_version) {
+            return Err(ArtifactError::UnsupportedVersion {
+                path: manifest_path,
+                found: version.format_version,
+            });
+        }
+        let manifest: Manifest = parse(&manifest_path, &contents[MANIFEST])?;
+        let forest: Forest = parse(&dir.join(TREES), &contents[TREES])?;
+        let anomaly = match contents.get(ANOMALY) {
+            Some(bytes) => Some(parse(&dir.join(ANOMALY), bytes)?),
+            None => None,
+        };
+        let artifact = Artifact {
+            manifest,
+            forest,
+            anomaly,
+        };
+        artifact.check().map_err(|reason| ArtifactError::Mismatch {
+            dir: dir.to_owned(),
+            reason,
+        })?;
+        Ok(artifact)
+    }
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    format_version: u32,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, ArtifactError> {
+    serde_json::from_slice(bytes).map_err(|error| ArtifactError::Format {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn to_json<T: Serialize>(value: &T, dir: &Path) -> Result<Vec<u8>, ArtifactError> {
+    serde_json::to_vec_pretty(value).map_err(|error| ArtifactError::Format {
+        path: dir.to_owned(),
+        reason: format!("serialising the model: {error}"),
+    })
+}

@@ -1,0 +1,369 @@
+//! `fraudlens score`: the daily batch-inference job. Replays the file through
+//! the model's own schema and feature spec (rows before `--from` only build
+//! state), scores the rows of the window in parallel batches, and writes one
+//! prediction per row — probability, decision, reasons — plus run statistics.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use fraudlens_ingest::TabularReader;
+use fraudlens_model::artifact::Artifact;
+use fraudlens_model::inputs::InputSpec;
+use fraudlens_model::metrics::{average_precision, roc_auc};
+use fraudlens_model::shap::Reason;
+use fraudlens_model::threshold::Decision;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::cli::ScoreArgs;
+use crate::commands::dataset::{Window, format_time, is_fraud, replay_file};
+use crate::commands::output::{Output, write_atomically};
+use crate::commands::progress;
+use crate::config::Config;
+use crate::exit::{Classify, CliResult, Failure};
+
+/// Rows scored together (in parallel) before they are written.
+const BATCH_ROWS: usize = 16 * 1024;
+
+/// Loads a model directory; a corrupt or mismatched artifact is a data error.
+pub fn load_model(dir: &Path) -> CliResult<Artifact> {
+    Artifact::load(dir)
+        .with_context(|| format!("loading the model {}", dir.display()))
+        .data()
+}
+
+/// Decision as written in outputs.
+pub fn decision_name(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Approve => "approve",
+        Decision::Review => "review",
+        Decision::Decline => "decline",
+    }
+}
+
+/// Statistics of a scoring run (`--stats`).
+#[derive(Debug, Serialize)]
+pub struct ScoreStats {
+    /// Model that scored.
+    pub model_id: String,
+    /// The input file.
+    pub input: String,
+    /// Rows read (all of them build feature state).
+    pub rows_read: u64,
+    /// Rows scored (inside the window).
+    pub rows_scored: u64,
+    /// Unreadable rows skipped.
+    pub bad_rows: u64,
+    /// Rows per decision.
+    pub decisions: DecisionCounts,
+    /// Scored rows with a label.
+    pub labelled_rows: u64,
+    /// Fraud share among labelled rows.
+    pub fraud_rate: Option<f64>,
+    /// ROC AUC on labelled rows.
+    pub roc_auc: Option<f64>,
+    /// Average precision on labelled rows.
+    pub average_precision: Option<f64>,
+    /// Mean fraud probability.
+    pub mean_probability: f64,
+    /// Counts of probabilities in ten equal bins of [0, 1].
+    pub score_histogram: Vec<HistogramBin>,
+    /// Review and decline thresholds.
+    pub thresholds: (f64, Option<f64>),
+    /// Wall time of the run.
+    pub seconds: f64,
+    /// Scored rows per second of wall time (replay included).
+    pub rows_per_second: f64,
+}
+
+/// Rows per decision.
+#[derive(Debug, Default, Serialize)]
+pub struct DecisionCounts {
+    /// Approved.
+    pub approve: u64,
+    /// Sent to review.
+    pub review: u64,
+    /// Declined.
+    pub decline: u64,
+}
+
+/// One bin of the score histogram.
+#[derive(Debug, Serialize)]
+pub struct HistogramBin {
+    /// Lower edge (inclusive).
+    pub lower: f64,
+    /// Upper edge (exclusive, inclusive for the last).
+    pub upper: f64,
+    /// Rows.
+    pub count: u64,
+}
+
+/// A row waiting in a batch.
+struct Pending {
+    id: String,
+    time: String,
+    label: Option<bool>,
+}
+
+/// Scores batches and writes predictions.
+struct Scorer<'a> {
+    artifact: &'a Artifact,
+    n_reasons: usize,
+    writer: csv::Writer<Output>,
+    values: Vec<f64>,
+    pending: Vec<Pending>,
+    probabilities: Vec<f64>,
+    labels: Vec<(f64, bool)>,
+    decisions: DecisionCounts,
+}
+
+impl<'a> Scorer<'a> {
+    fn new(artifact: &'a Artifact, n_reasons: usize, output: Output, id_column: &str) -> CliResult<Self> {
+        let mut writer = csv::Writer::from_writer(output);
+        let mut header = vec![id_column.to_owned(), "timestamp".into(), "fraud_probability".into()];
+        header.extend(["decision".into(), "raw_score".into()]);
+        if artifact.anomaly.is_some() {
+            header.push("anomaly_score".into());
+        }
+        for idx in 1..=n_reasons {
+            header.extend([
+                format!("reason_{idx}"),
+                format!("reason_{idx}_value"),
+                format!("reason_{idx}_contribution"),
+            ]);
+        }
+        header.push("label".into());
+        writer.write_record(&header).context("writing the header")?;
+        Ok(Self {
+            artifact,
+            n_reasons,
+            writer,
+            values: Vec::new(),
+            pending: Vec::new(),
+            probabilities: Vec::new(),
+            labels: Vec::new(),
+            decisions: DecisionCounts::default(),
+        })
+    }
+
+    fn push(&mut self, row: &[f64], meta: Pending) -> CliResult {
+        self.values.extend_from_slice(row);
+        self.pending.push(meta);
+        if self.pending.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> CliResult {
+        let artifact = self.artifact;
+        let n_features = artifact.forest.n_features();
+        let mut raw = vec![0.0; self.pending.len()];
+        artifact
+            .forest
+            .predict_raw_batch(&self.values, &mut raw)
+            .context("scoring")?;
+        // reasons for every flagged row (and all rows when asked to explain approvals too)
+        let n_reasons = self.n_reasons;
+        let scored: Vec<(f64, Decision, Vec<Reason>, Option<f64>)> = raw
+            .par_iter()
+            .zip(self.values.par_chunks(n_features.max(1)))
+            .map(|(raw, row)| {
+                let probability = artifact.manifest.calibration.apply(*raw);
+                let decision = artifact.decide(probability);
+                let reasons = if n_reasons > 0 && decision != Decision::Approve {
+                    artifact.reasons(row, n_reasons).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let anomaly = artifact.anomaly.as_ref().and_then(|forest| forest.score(row).ok());
+                (probability, decision, reasons, anomaly)
+            })
+            .collect();
+        for ((meta, (probability, decision, reasons, anomaly)), raw) in self.pending.drain(..).zip(scored).zip(&raw) {
+            let w = &mut self.writer;
+            w.write_field(&meta.id)?;
+            w.write_field(&meta.time)?;
+            w.write_field(format!("{probability:.6}"))?;
+            w.write_field(decision_name(decision))?;
+            w.write_field(format!("{raw:.6}"))?;
+            if let Some(anomaly) = anomaly {
+                w.write_field(format!("{anomaly:.6}"))?;
+            } else if artifact.anomaly.is_some() {
+                w.write_field("")?;
+            }
+            for idx in 0..self.n_reasons {
+                match reasons.get(idx) {
+                    Some(reason) => {
+                        w.write_field(&reason.feature)?;
+                        w.write_field(reason.value.map(|v| v.to_string()).unwrap_or_default())?;
+                        w.write_field(format!("{:.6}", reason.contribution))?;
+                    }
+                    None => {
+                        for _ in 0..3 {
+                            w.write_field("")?;
+                        }
+                    }
+                }
+            }
+            w.write_field(match meta.label {
+                Some(true) => "1",
+                Some(false) => "0",
+                None => "",
+            })?;
+            w.write_record(None::<&[u8]>)?;
+            self.probabilities.push(probability);
+            if let Some(label) = meta.label {
+                self.labels.push((probability, label));
+            }
+            match decision {
+                Decision::Approve => self.decisions.approve += 1,
+                Decision::Review => self.decisions.review += 1,
+                Decision::Decline => self.decisions.decline += 1,
+            }
+        }
+        self.values.clear();
+        Ok(())
+    }
+
+    fn finish(mut self, input: &Path, rows_read: u64, bad_rows: u64, started: Instant) -> CliResult<ScoreStats> {
+        self.flush()?;
+        self.writer.flush().context("writing predictions")?;
+        let output = self
+            .writer
+            .into_inner()
+            .map_err(|error| anyhow::anyhow!("writing predictions: {error}"))?;
+        output.commit()?;
+        let n = self.probabilities.len() as u64;
+        let mut histogram: Vec<HistogramBin> = (0..10)
+            .map(|idx| HistogramBin {
+                lower: f64::from(idx) / 10.0,
+                upper: f64::from(idx + 1) / 10.0,
+                count: 0,
+            })
+            .collect();
+        for probability in &self.probabilities {
+            histogram[((probability * 10.0) as usize).min(9)].count += 1;
+        }
+        let (scores, labels): (Vec<f64>, Vec<bool>) = self.labels.iter().copied().unzip();
+        let frauds = labels.iter().filter(|label| **label).count();
+        let seconds = started.elapsed().as_secs_f64();
+        let thresholds = &self.artifact.manifest.thresholds;
+        Ok(ScoreStats {
+            model_id: self.artifact.manifest.model_id.clone(),
+            input: input.display().to_string(),
+            rows_read,
+            rows_scored: n,
+            bad_rows,
+            decisions: self.decisions,
+            labelled_rows: labels.len() as u64,
+            fraud_rate: (!labels.is_empty()).then(|| frauds as f64 / labels.len() as f64),
+            roc_auc: roc_auc(&scores, &labels),
+            average_precision: average_precision(&scores, &labels),
+            mean_probability: self.probabilities.iter().sum::<f64>() / n.max(1) as f64,
+            score_histogram: histogram,
+            thresholds: (thresholds.review(), thresholds.decline()),
+            seconds,
+            rows_per_second: n as f64 / seconds.max(1e-9),
+        })
+    }
+}
+
+/// Runs `fraudlens score`.
+pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
+    let started = Instant::now();
+    let artifact = load_model(&args.model)?;
+    let window = Window::parse(args.from.as_deref(), args.to.as_deref(), ("from", "to"))?;
+    let strict = args.strict || config.ingest.strict;
+    let max_examples = config.ingest.max_error_examples;
+    let output = Output::create(&args.output, &[&args.input])?;
+    let stats = match &artifact.manifest.inputs {
+        InputSpec::Events { .. } => {
+            let inputs = artifact
+                .manifest
+                .inputs
+                .prepare_events(config.security.card_hash_key.as_ref())
+                .context("preparing the model's inputs")
+                .data()?;
+            let mut scorer = Scorer::new(&artifact, args.reasons, output, "transaction_id")?;
+            let mut row = Vec::new();
+            let bar = progress::spinner("scoring");
+            let summary = replay_file(
+                &inputs.schema,
+                inputs.spec.clone(),
+                &args.input,
+                strict,
+                max_examples,
+                |tx, features| {
+                    bar.inc(1);
+                    let time = tx.timestamp.as_millis();
+                    if !window.contains(time) {
+                        return Ok(());
+                    }
+                    row.clear();
+                    row.extend_from_slice(features);
+                    inputs.push_attributes(tx, &mut row);
+                    scorer.push(
+                        &row,
+                        Pending {
+                            id: tx.id.as_str().to_owned(),
+                            time: format_time(time),
+                            label: is_fraud(tx.label),
+                        },
+                    )
+                },
+            )?;
+            bar.finish_and_clear();
+            eprint!("{}", summary.report(&args.input));
+            scorer.finish(&args.input, summary.rows, summary.bad_rows.count(), started)?
+        }
+        InputSpec::Tabular { encoding } => {
+            if window != Window::ALL {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "--from/--to need a model trained on transactions"
+                )));
+            }
+            let mut reader = TabularReader::open(&args.input, encoding, strict, max_examples)?;
+            let mut scorer = Scorer::new(&artifact, args.reasons, output, "row")?;
+            let mut row = Vec::new();
+            let mut n = 0u64;
+            while let Some(label) = reader.next_row(&mut row)? {
+                n += 1;
+                scorer.push(
+                    &row,
+                    Pending {
+                        id: n.to_string(),
+                        time: String::new(),
+                        label: label.map(|label| label == fraudlens_core::Label::Fraud),
+                    },
+                )?;
+            }
+            if reader.bad_rows().count() > 0 {
+                eprintln!(
+                    "{}: {} bad rows skipped",
+                    args.input.display(),
+                    reader.bad_rows().count()
+                );
+                for issue in reader.bad_rows().examples() {
+                    eprintln!("  line {}: {}", issue.line, issue.reason);
+                }
+            }
+            scorer.finish(&args.input, n, reader.bad_rows().count(), started)?
+        }
+    };
+    eprintln!(
+        "scored {} rows in {:.1}s ({:.0} rows/s): {} approve, {} review, {} decline",
+        stats.rows_scored,
+        stats.seconds,
+        stats.rows_per_second,
+        stats.decisions.approve,
+        stats.decisions.review,
+        stats.decisions.decline
+    );
+    if let Some(path) = &args.stats {
+        let json = serde_json::to_vec_pretty(&stats).context("serialising the stats")?;
+        write_atomically(path, &json)?;
+    }
+    Ok(())
+}

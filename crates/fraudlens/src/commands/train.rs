@@ -1,0 +1,592 @@
+//! `fraudlens train`: transactions (or a tabular file) → a model artifact.
+//!
+//! Event mode replays the whole file through the feature engine, keeps the
+//! labelled rows of the training window, and cuts the last share of them *in
+//! time* as the validation set (never a random split). The trees stop early
+//! on that set; then calibration, thresholds and the validation metrics are
+//! fitted on it and stored in the artifact.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use fraudlens_core::AttributeValue;
+use fraudlens_core::tabular::find_label_column;
+use fraudlens_features::FeatureSpec;
+use fraudlens_ingest::{TabularReader, profile_csv};
+use fraudlens_model::artifact::{Artifact, Manifest, TrainingSummary, sha256_hex};
+use fraudlens_model::calibration::Calibration;
+use fraudlens_model::iforest::IsolationForestParams;
+use fraudlens_model::inputs::{AttributeEncoding, InputSpec};
+use fraudlens_model::metrics::{EvalInput, Evaluation, brier};
+use fraudlens_model::threshold::{ThresholdChoice, Thresholds, choose_thresholds};
+use fraudlens_model::train::{Growth, Round, TrainSet, train};
+use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
+
+use crate::cli::{Mode, TrainArgs, TrainParamArgs};
+use crate::commands::dataset::{Window, format_time, is_fraud, primary_entity, replay_file};
+use crate::commands::features::resolve_mode;
+use crate::commands::{apply_input_flags, build_schema, progress};
+use crate::config::{Config, TrainConfig};
+use crate::exit::{Classify, CliResult, Failure};
+
+/// Rows for training: a row-major matrix with what evaluation needs per row.
+#[derive(Default)]
+pub struct Table {
+    /// Features per row.
+    pub n_features: usize,
+    /// Row-major values.
+    pub values: Vec<f64>,
+    /// Fraud labels.
+    pub labels: Vec<bool>,
+    /// Transaction times (ms); empty in tabular mode.
+    pub times: Vec<i64>,
+    /// Primary entity hash per row; empty in tabular mode.
+    pub entities: Vec<u64>,
+    /// Amounts in major units (1.0 per row in tabular mode).
+    pub amounts: Vec<f64>,
+}
+
+impl Table {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Rows `range` as a new table.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Table {
+        let n = self.n_features;
+        let part = |v: &Vec<i64>| {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                v[range.clone()].to_vec()
+            }
+        };
+        Table {
+            n_features: n,
+            values: self.values[range.start * n..range.end * n].to_vec(),
+            labels: self.labels[range.clone()].to_vec(),
+            times: part(&self.times),
+            entities: if self.entities.is_empty() {
+                Vec::new()
+            } else {
+                self.entities[range.clone()].to_vec()
+            },
+            amounts: self.amounts[range].to_vec(),
+        }
+    }
+
+    fn push_meta(&mut self, label: bool, time: Option<i64>, entity: Option<u64>, amount: f64) {
+        self.labels.push(label);
+        self.times.extend(time);
+        self.entities.extend(entity);
+        self.amounts.push(amount);
+    }
+
+    fn frauds(&self) -> usize {
+        self.labels.iter().filter(|label| **label).count()
+    }
+
+    fn set(&self) -> TrainSet<'_> {
+        TrainSet {
+            values: &self.values,
+            n_features: self.n_features,
+            labels: &self.labels,
+            weights: None,
+        }
+    }
+}
+
+/// Runs `fraudlens train`.
+pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
+    let schema = build_schema(&mut config, &args.schema)?;
+    apply_input_flags(&mut config, &args.input);
+    apply_param_flags(&mut config.train, &args.params);
+    let params = config
+        .train
+        .gbdt
+        .clone()
+        .check()
+        .context("invalid training parameters")
+        .usage()?;
+    let window = Window::parse(
+        args.train_from.as_deref(),
+        args.train_to.as_deref(),
+        ("train-from", "train-to"),
+    )?;
+    let started = Instant::now();
+    let (inputs, table) = match resolve_mode(&args.input, &schema)? {
+        Mode::Tabular => {
+            if window != Window::ALL {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "--train-from/--train-to need transactions with timestamps (event mode)"
+                )));
+            }
+            load_tabular(
+                &args.input.data,
+                args.schema.label.as_deref(),
+                &config,
+                &args.input.exclude,
+            )?
+        }
+        _ => {
+            let spec = Arc::new(
+                FeatureSpec::new(config.features.clone(), &schema)
+                    .context("invalid feature spec")
+                    .usage()?,
+            );
+            load_events(&schema, spec, &config, &args.input.data, window)?
+        }
+    };
+    eprintln!(
+        "read {} labelled rows ({} fraud) with {} features in {:.1}s",
+        table.len(),
+        table.frauds(),
+        table.n_features,
+        started.elapsed().as_secs_f64()
+    );
+    let fitted = fit(
+        &config.train,
+        &params,
+        inputs,
+        &table,
+        &args.input.data.display().to_string(),
+        args.anomaly,
+    )?;
+    fitted
+        .save(&args.out, None)
+        .with_context(|| format!("writing the model to {}", args.out.display()))?;
+    eprint!("{}", render_training(&fitted.manifest));
+    eprintln!("model written to {}", args.out.display());
+    Ok(())
+}
+
+fn apply_param_flags(train: &mut TrainConfig, flags: &TrainParamArgs) {
+    let params = &mut train.gbdt;
+    let set = |target: &mut usize, value: Option<usize>| {
+        if let Some(value) = value {
+            *target = value;
+        }
+    };
+    set(&mut params.n_trees, flags.trees);
+    set(&mut params.num_leaves, flags.num_leaves);
+    set(&mut params.max_depth, flags.max_depth);
+    set(&mut params.threads, flags.threads);
+    if let Some(rate) = flags.learning_rate {
+        params.learning_rate = rate;
+    }
+    if let Some(weight) = flags.scale_pos_weight {
+        params.scale_pos_weight = weight;
+    }
+    if let Some(seed) = flags.seed {
+        params.seed = seed;
+    }
+    if flags.depth_wise {
+        params.growth = Growth::DepthWise;
+    }
+}
+
+/// Categorical attribute values seen in the training rows, as dense ids.
+#[derive(Default)]
+struct Interner {
+    ids: FxHashMap<String, u32>,
+    counts: Vec<u64>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, value: &str) -> u32 {
+        let next = self.names.len() as u32;
+        let id = *self.ids.entry(value.to_owned()).or_insert(next);
+        if id == next {
+            self.names.push(value.to_owned());
+            self.counts.push(0);
+        }
+        self.counts[id as usize] += 1;
+        id
+    }
+}
+
+/// Replays the file and keeps the labelled rows of `window`.
+fn load_events(
+    schema: &fraudlens_core::Schema,
+    spec: Arc<FeatureSpec>,
+    config: &Config,
+    data: &Path,
+    window: Window,
+) -> CliResult<(InputSpec, Table)> {
+    let n_engine = spec.feature_names().len();
+    let n_attributes = schema.attribute_names().len();
+    let mut table = Table {
+        n_features: n_engine + n_attributes,
+        ..Table::default()
+    };
+    let mut interners: Vec<Interner> = (0..n_attributes).map(|_| Interner::default()).collect();
+    let mut unlabeled = 0u64;
+    let bar = progress::spinner("replaying transactions");
+    let summary = replay_file(
+        schema,
+        spec.clone(),
+        data,
+        config.ingest.strict,
+        config.ingest.max_error_examples,
+        |tx, features| {
+            bar.inc(1);
+            let time = tx.timestamp.as_millis();
+            if !window.contains(time) {
+                return Ok(());
+            }
+            let Some(label) = is_fraud(tx.label) else {
+                unlabeled += 1;
+                return Ok(());
+            };
+            table.values.extend_from_slice(features);
+            for (interner, value) in interners.iter_mut().zip(&tx.attributes) {
+                table.values.push(match value {
+                    AttributeValue::Numeric(value) => *value,
+                    AttributeValue::Categorical(Some(value)) => f64::from(interner.id(value)),
+                    AttributeValue::Categorical(None) => f64::NAN,
+                });
+            }
+            table.push_meta(label, Some(time), Some(primary_entity(tx)), tx.amount.major());
+            Ok(())
+        },
+    )?;
+    bar.finish_and_clear();
+    eprint!("{}", summary.report(data));
+    if unlabeled > 0 {
+        eprintln!("{unlabeled} rows in the window have no label and were left out of training");
+    }
+    // fit the attribute encoders on the training rows, then turn ids into their codes
+    let inputs = InputSpec::fit_events(schema, spec.config().clone(), std::iter::empty());
+    let InputSpec::Events {
+        schema: schema_config,
+        features,
+        mut attributes,
+    } = inputs
+    else {
+        unreachable!("fit_events builds event inputs")
+    };
+    for (idx, (attribute, interner)) in attributes.iter_mut().zip(&interners).enumerate() {
+        if let AttributeEncoding::Categorical { encoder, .. } = attribute {
+            let counts: FxHashMap<String, u64> = interner
+                .names
+                .iter()
+                .cloned()
+                .zip(interner.counts.iter().copied())
+                .collect();
+            *encoder = fraudlens_core::tabular::CategoryEncoder::fit(&counts, fraudlens_model::inputs::MAX_CATEGORIES);
+            let codes: Vec<f64> = interner.names.iter().map(|name| encoder.encode(Some(name))).collect();
+            for value in table.values.iter_mut().skip(n_engine + idx).step_by(table.n_features) {
+                if !value.is_nan() {
+                    *value = codes[*value as usize];
+                }
+            }
+        }
+    }
+    let inputs = InputSpec::Events {
+        schema: schema_config,
+        features,
+        attributes,
+    };
+    Ok((inputs, table))
+}
+
+/// Reads a tabular file: types inferred, categoricals encoded; file order is time order.
+fn load_tabular(
+    data: &Path,
+    label: Option<&str>,
+    config: &Config,
+    exclude: &[String],
+) -> CliResult<(InputSpec, Table)> {
+    let (strict, max_examples) = (config.ingest.strict, config.ingest.max_error_examples);
+    let profile = profile_csv(data, strict, max_examples)?;
+    let label_idx = find_label_column(&profile.header, label).ok_or_else(|| {
+        Failure::Usage(anyhow::anyhow!(
+            "{}: no label column found; name it with --label",
+            data.display()
+        ))
+    })?;
+    let (encoding, _) = fraudlens_core::tabular::TabularEncoding::fit(&profile.columns, Some(label_idx), exclude);
+    let mut reader = TabularReader::open(data, &encoding, strict, max_examples)?;
+    let mut table = Table {
+        n_features: encoding.features.len(),
+        ..Table::default()
+    };
+    let mut row = Vec::new();
+    let mut unlabeled = 0u64;
+    while let Some(label) = reader.next_row(&mut row)? {
+        match label {
+            Some(label) => {
+                table.values.extend_from_slice(&row);
+                table.push_meta(label == fraudlens_core::Label::Fraud, None, None, 1.0);
+            }
+            None => unlabeled += 1,
+        }
+    }
+    if reader.bad_rows().count() > 0 {
+        eprintln!("{}: {} bad rows skipped", data.display(), reader.bad_rows().count());
+        for issue in reader.bad_rows().examples() {
+            eprintln!("  line {}: {}", issue.line, issue.reason);
+        }
+    }
+    if unlabeled > 0 {
+        eprintln!("{unlabeled} rows have no label and were left out of training");
+    }
+    Ok((InputSpec::Tabular { encoding }, table))
+}
+
+/// Trains trees (early stopping on the later share of rows), then fits
+/// calibration and thresholds and computes metrics on that share.
+pub fn fit(
+    train_config: &TrainConfig,
+    params: &fraudlens_model::train::CheckedParams,
+    inputs: InputSpec,
+    table: &Table,
+    data_source: &str,
+    with_anomaly: bool,
+) -> CliResult<Artifact> {
+    if !(train_config.valid_fraction > 0.0 && train_config.valid_fraction < 1.0) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "train.valid_fraction must be between 0 and 1 (got {})",
+            train_config.valid_fraction
+        )));
+    }
+    let n_valid = ((table.len() as f64) * train_config.valid_fraction).round() as usize;
+    let n_train = table.len() - n_valid;
+    let (train_part, valid_part) = (table.slice(0..n_train), table.slice(n_train..table.len()));
+    if train_part.frauds() == 0 || valid_part.frauds() == 0 {
+        return Err(Failure::Data(anyhow::anyhow!(
+            "need fraud rows in both the training part ({}) and the validation part ({}) of the window",
+            train_part.frauds(),
+            valid_part.frauds()
+        )));
+    }
+    let kinds = inputs.feature_kinds().context("feature kinds")?;
+    let feature_names = inputs.feature_names().context("feature names")?;
+    let bar = progress::bar(params.get().n_trees as u64, "training");
+    let started = Instant::now();
+    let trained = train(
+        params,
+        &kinds,
+        &train_part.set(),
+        Some(&valid_part.set()),
+        &mut |round: &Round| {
+            bar.set_position(round.round as u64);
+            if let Some(loss) = round.valid_logloss {
+                bar.set_message(format!("valid logloss {loss:.5}"));
+            }
+        },
+    )
+    .context("training")
+    .data()?;
+    bar.finish_and_clear();
+    let train_seconds = started.elapsed().as_secs_f64();
+
+    let mut raw = vec![0.0; valid_part.len()];
+    trained
+        .forest
+        .predict_raw_batch(&valid_part.values, &mut raw)
+        .context("scoring the validation rows")?;
+    let uncalibrated: Vec<f64> = raw.iter().map(|raw| Calibration::Identity.apply(*raw)).collect();
+    let calibration = match train_config.calibration.as_str() {
+        "none" => Ok(Calibration::Identity),
+        "platt" => Calibration::fit_platt(&raw, &valid_part.labels),
+        "isotonic" => Calibration::fit_isotonic(&raw, &valid_part.labels),
+        "auto" if valid_part.frauds() >= 1000 => Calibration::fit_isotonic(&raw, &valid_part.labels),
+        "auto" => Calibration::fit_platt(&raw, &valid_part.labels),
+        other => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "train.calibration {other:?}: use auto, isotonic, platt or none"
+            )));
+        }
+    }
+    .context("calibrating")
+    .data()?;
+    let probabilities: Vec<f64> = raw.iter().map(|raw| calibration.apply(*raw)).collect();
+    let choice: ThresholdChoice = choose_thresholds(
+        &probabilities,
+        &valid_part.labels,
+        &valid_part.amounts,
+        train_config.threshold_objective,
+        train_config.decline_precision,
+    )
+    .context("choosing thresholds")
+    .data()?;
+    let days: Vec<i64> = valid_part
+        .times
+        .iter()
+        .map(|time| time.div_euclid(86_400_000))
+        .collect();
+    let has_times = !valid_part.times.is_empty();
+    let validation = Evaluation::compute(&EvalInput {
+        probabilities: &probabilities,
+        labels: &valid_part.labels,
+        days: has_times.then_some(&days[..]),
+        entities: has_times.then_some(&valid_part.entities[..]),
+        threshold: choice.thresholds.review(),
+        k: train_config.k,
+        reliability_bins: 10,
+    });
+    let anomaly = if with_anomaly {
+        let columns: Vec<Vec<f64>> = (0..train_part.n_features)
+            .map(|feature| {
+                train_part
+                    .values
+                    .iter()
+                    .skip(feature)
+                    .step_by(train_part.n_features)
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        let params = IsolationForestParams::default()
+            .check()
+            .context("anomaly detector parameters")?;
+        Some(params.fit(&columns).context("training the isolation forest")?)
+    } else {
+        None
+    };
+    let mut importance: Vec<(String, f64)> = feature_names
+        .iter()
+        .cloned()
+        .zip(trained.gain_importance.iter().copied())
+        .collect();
+    importance.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let period = |part: &Table| match (part.times.first(), part.times.last()) {
+        (Some(first), Some(last)) => Some((format_time(*first), format_time(*last))),
+        _ => None,
+    };
+    let trees_json = serde_json::to_vec(trained.forest.data()).context("serialising the trees")?;
+    let manifest = Manifest {
+        format_version: fraudlens_model::artifact::FORMAT_VERSION,
+        fraudlens_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_at: now_rfc3339(),
+        model_id: format!("gbdt-{}", &sha256_hex(&trees_json)[..12]),
+        inputs,
+        feature_names,
+        feature_kinds: kinds,
+        params: params.get().clone(),
+        calibration,
+        thresholds: choice.thresholds,
+        threshold_choice: Some(choice),
+        training: TrainingSummary {
+            data_fingerprint: fingerprint(table),
+            data_source: data_source.to_owned(),
+            train_rows: train_part.len(),
+            train_frauds: train_part.frauds(),
+            valid_rows: valid_part.len(),
+            valid_frauds: valid_part.frauds(),
+            train_period: period(&train_part),
+            valid_period: period(&valid_part),
+            best_round: trained.best_round,
+            rounds: trained.history,
+            brier_uncalibrated: Some(brier(&uncalibrated, &valid_part.labels)),
+            train_seconds,
+        },
+        validation: Some(validation),
+        gain_importance: importance,
+    };
+    Ok(Artifact {
+        manifest,
+        forest: trained.forest,
+        anomaly,
+    })
+}
+
+/// SHA-256 over the rows' values and labels, in order.
+fn fingerprint(table: &Table) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update((table.n_features as u64).to_le_bytes());
+    for (row, label) in table.values.chunks(table.n_features.max(1)).zip(&table.labels) {
+        for value in row {
+            hasher.update(value.to_bits().to_le_bytes());
+        }
+        hasher.update([u8::from(*label)]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The current time as RFC 3339 UTC (the only clock read of training: it names the artifact).
+fn now_rfc3339() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    let text = format_time(millis);
+    format!("{}Z", text.replacen(' ', "T", 1))
+}
+
+/// The training report for the terminal.
+pub fn render_training(manifest: &Manifest) -> String {
+    let training = &manifest.training;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "trained {} trees (best of {} rounds) in {:.1}s on {} rows ({} fraud); validated on {} later rows ({} fraud)\n",
+        training.best_round,
+        training.rounds.len(),
+        training.train_seconds,
+        training.train_rows,
+        training.train_frauds,
+        training.valid_rows,
+        training.valid_frauds
+    ));
+    if let (Some(train), Some(valid)) = (&training.train_period, &training.valid_period) {
+        out.push_str(&format!(
+            "  training period {} .. {}; validation period {} .. {}\n",
+            train.0, train.1, valid.0, valid.1
+        ));
+    }
+    if let Some(validation) = &manifest.validation {
+        out.push_str(&crate::commands::evaluate::render_evaluation("validation", validation));
+    }
+    if let Some(before) = training.brier_uncalibrated
+        && let Some(validation) = &manifest.validation
+    {
+        out.push_str(&format!(
+            "  calibration: {} (Brier {:.5} → {:.5})\n",
+            calibration_name(&manifest.calibration),
+            before,
+            validation.brier
+        ));
+    }
+    out.push_str(&render_thresholds(
+        &manifest.thresholds,
+        manifest.threshold_choice.as_ref(),
+    ));
+    out.push_str("  top features by gain:");
+    for (name, gain) in manifest.gain_importance.iter().take(8) {
+        out.push_str(&format!(" {name} ({gain:.0})"));
+    }
+    out.push('\n');
+    out
+}
+
+fn calibration_name(calibration: &Calibration) -> &'static str {
+    match calibration {
+        Calibration::Identity => "none",
+        Calibration::Platt { .. } => "platt",
+        Calibration::Isotonic(_) => "isotonic",
+    }
+}
+
+fn render_thresholds(thresholds: &Thresholds, choice: Option<&ThresholdChoice>) -> String {
+    let decline = thresholds.decline().map_or_else(
+        || "never (no threshold reaches the decline precision)".to_owned(),
+        |d| format!("{d:.4}"),
+    );
+    let mut out = format!(
+        "  thresholds: review ≥ {:.4}, decline ≥ {decline}\n",
+        thresholds.review()
+    );
+    if let Some(choice) = choice {
+        let at = &choice.at_review;
+        out.push_str(&format!(
+            "    at review: precision {:.3}, recall {:.3}, {} flagged\n",
+            at.precision, at.recall, at.flagged
+        ));
+    }
+    out
+}
