@@ -199,7 +199,16 @@ impl Artifact {
 
     /// The `k` strongest reasons for a row's raw score.
     pub fn reasons(&self, row: &[f64], k: usize) -> Result<Vec<Reason>, ModelError> {
-        self.forest.top_reasons(row, &self.manifest.feature_names, k)
+        let mut reasons = self.forest.top_reasons(row, &self.manifest.feature_names, k)?;
+        let encoders = self.manifest.inputs.encoders();
+        for reason in &mut reasons {
+            let feature = self.manifest.feature_names.iter().position(|name| *name == reason.feature);
+            if let (Some(Some(encoder)), Some(code)) = (feature.and_then(|idx| encoders.get(idx)), reason.value) {
+                let categories = encoder.categories();
+                reason.category = Some(categories.get(code as usize).cloned().unwrap_or_else(|| "(other)".to_owned()));
+            }
+        }
+        Ok(reasons)
     }
 
     /// Checks that the parts agree: input spec, feature names and kinds, trees, thresholds.

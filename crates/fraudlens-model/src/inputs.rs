@@ -143,6 +143,29 @@ impl InputSpec {
         })
     }
 
+    /// The category encoder of each model input (`None` for numeric inputs).
+    pub fn encoders(&self) -> Vec<Option<&CategoryEncoder>> {
+        match self {
+            Self::Events { attributes, .. } => {
+                let n_engine = self.feature_kinds().map_or(0, |kinds| kinds.len() - attributes.len());
+                let mut encoders = vec![None; n_engine];
+                encoders.extend(attributes.iter().map(|attribute| match attribute {
+                    AttributeEncoding::Categorical { encoder, .. } => Some(encoder),
+                    AttributeEncoding::Numeric { .. } => None,
+                }));
+                encoders
+            }
+            Self::Tabular { encoding } => encoding
+                .features
+                .iter()
+                .map(|feature| match &feature.kind {
+                    ColumnKind::Categorical(encoder) => Some(encoder),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
     /// The schema, feature spec and attribute encoders of event mode, checked
     /// against each other. `card_hash_key` is needed when the schema hashes
     /// card numbers and transactions will be parsed.

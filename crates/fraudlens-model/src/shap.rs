@@ -20,6 +20,9 @@ pub struct Reason {
     pub feature: String,
     /// The feature's value in this row (`None` when missing).
     pub value: Option<f64>,
+    /// For a categorical feature: the category the value codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Contribution to the raw score (log-odds); positive pushes towards fraud.
     pub contribution: f64,
 }
@@ -175,6 +178,7 @@ pub fn top_reasons(phi: &[f64], row: &[f64], names: &[String], k: usize) -> Vec<
         .map(|idx| Reason {
             feature: names.get(idx).cloned().unwrap_or_else(|| format!("f{idx}")),
             value: row.get(idx).copied().filter(|value| !value.is_nan()),
+            category: None,
             contribution: phi[idx],
         })
         .collect()

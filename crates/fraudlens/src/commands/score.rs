@@ -197,7 +197,12 @@ impl<'a> Scorer<'a> {
                 match reasons.get(idx) {
                     Some(reason) => {
                         w.write_field(&reason.feature)?;
-                        w.write_field(reason.value.map(|v| v.to_string()).unwrap_or_default())?;
+                        let value = match (&reason.category, reason.value) {
+                            (Some(category), _) => category.clone(),
+                            (None, Some(value)) => value.to_string(),
+                            (None, None) => String::new(),
+                        };
+                        w.write_field(value)?;
                         w.write_field(format!("{:.6}", reason.contribution))?;
                     }
                     None => {

@@ -5,6 +5,7 @@
 
 mod config;
 mod features;
+mod model;
 mod security;
 mod simulate;
 mod tabular;

@@ -1,0 +1,326 @@
+//! `train`, `evaluate` and `score` on a small simulated dataset.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::{fraudlens, ok};
+
+/// A simulated dataset and a model trained on its first 35 days, shared by the tests.
+struct Trained {
+    dir: tempfile::TempDir,
+}
+
+impl Trained {
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("tx.csv")
+    }
+
+    fn model(&self) -> PathBuf {
+        self.dir.path().join("model")
+    }
+}
+
+fn trained() -> &'static Trained {
+    static TRAINED: OnceLock<Trained> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        ok(
+            path,
+            &[
+                "simulate", "--customers", "800", "--terminals", "1600", "--days", "50", "--seed", "7",
+                "--stolen-card-rate", "0.004", "--out", "tx.csv",
+            ],
+        );
+        let run = ok(
+            path,
+            &["train", "--data", "tx.csv", "--train-to", "2026-02-05", "--out", "model", "--anomaly"],
+        );
+        assert!(run.stderr.contains("model written to model"), "{}", run.stderr);
+        Trained { dir }
+    })
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn copy_model(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn the_artifact_holds_what_serving_needs() {
+    let trained = trained();
+    let model = trained.model();
+    for file in ["model.json", "trees.json", "anomaly.json", "SHA256SUMS"] {
+        assert!(model.join(file).is_file(), "{file} missing");
+    }
+    let manifest = read_json(&model.join("model.json"));
+    assert_eq!(manifest["format_version"], 1);
+    assert_eq!(manifest["inputs"]["mode"], "events");
+    let names = manifest["feature_names"].as_array().unwrap();
+    assert_eq!(names.len(), 60, "57 engine features and 3 attributes");
+    let training = &manifest["training"];
+    assert_eq!(training["data_fingerprint"].as_str().unwrap().len(), 64);
+    // validation rows come after every training row
+    let (train_end, valid_start) = (
+        training["train_period"][1].as_str().unwrap(),
+        training["valid_period"][0].as_str().unwrap(),
+    );
+    assert!(train_end <= valid_start, "{train_end} > {valid_start}");
+    assert!(training["valid_period"][1].as_str().unwrap() < "2026-02-05");
+    let validation = &manifest["validation"];
+    assert!(validation["roc_auc"].as_f64().unwrap() > 0.85, "{validation}");
+    let thresholds = &manifest["thresholds"];
+    assert!(thresholds["review"].as_f64().unwrap() > 0.0);
+    assert!(manifest["calibration"]["method"].is_string());
+}
+
+#[test]
+fn evaluate_a_later_window() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("eval.json");
+    let data = trained.data();
+    let model = trained.model();
+    let run = ok(
+        out.path(),
+        &[
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--test-from",
+            "2026-02-12",
+            "--test-to",
+            "2026-02-20",
+            "--k",
+            "20",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(run.stdout.contains("ROC AUC"), "{}", run.stdout);
+    assert!(run.stdout.contains("card precision@k"), "{}", run.stdout);
+    let report = read_json(&json);
+    let window = &report["windows"][0];
+    assert!(window["test"][0].as_str().unwrap() >= "2026-02-12");
+    assert!(window["test"][1].as_str().unwrap() < "2026-02-20");
+    let metrics = &window["metrics"];
+    assert!(metrics["roc_auc"].as_f64().unwrap() > 0.8, "{metrics}");
+    assert_eq!(metrics["card_precision_at_k"]["per_day"].as_array().unwrap().len(), 8);
+    assert!(metrics["brier"].as_f64().unwrap() < 0.05);
+}
+
+#[test]
+fn prequential_evaluation_retrains_per_fold() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("folds.json");
+    let data = trained.data();
+    let model = trained.model();
+    let run = ok(
+        out.path(),
+        &[
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--prequential",
+            "2",
+            "--fold-days",
+            "5",
+            "--train-days",
+            "21",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(run.stdout.contains("prequential, 2 folds"), "{}", run.stdout);
+    let report = read_json(&json);
+    let windows = report["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2);
+    // fold 1 is the latest; each trains on days before its test window minus the gap
+    let (train_end, test_start) = (
+        windows[0]["train"][1].as_str().unwrap(),
+        windows[0]["test"][0].as_str().unwrap(),
+    );
+    assert!(train_end < test_start);
+    assert!(windows[1]["test"][1].as_str().unwrap() < test_start);
+    let auc = &report["summary"]["roc_auc"];
+    assert_eq!(auc["n"], 2);
+    assert!(auc["mean"].as_f64().unwrap() > 0.8, "{auc}");
+    assert!(auc["std"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn score_writes_predictions_with_reasons_and_stats() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let data = trained.data();
+    let model = trained.model();
+    ok(
+        out.path(),
+        &[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            data.to_str().unwrap(),
+            "--from",
+            "2026-02-10",
+            "--output",
+            "pred.csv",
+            "--stats",
+            "stats.json",
+        ],
+    );
+    let mut reader = csv::Reader::from_path(out.path().join("pred.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (probability, decision, reason, timestamp) = (
+        column("fraud_probability"),
+        column("decision"),
+        column("reason_1"),
+        column("timestamp"),
+    );
+    let anomaly = column("anomaly_score");
+    let mut rows = 0u64;
+    let mut flagged = 0u64;
+    for record in reader.records() {
+        let record = record.unwrap();
+        rows += 1;
+        assert!(&record[timestamp] >= "2026-02-10");
+        let p: f64 = record[probability].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        let a: f64 = record[anomaly].parse().unwrap();
+        assert!(a > 0.0 && a <= 1.0);
+        if &record[decision] != "approve" {
+            flagged += 1;
+            assert!(!record[reason].is_empty(), "a flagged row without reasons: {record:?}");
+        }
+    }
+    assert!(flagged > 0);
+    let stats = read_json(&out.path().join("stats.json"));
+    assert_eq!(stats["rows_scored"].as_u64().unwrap(), rows);
+    let decisions = &stats["decisions"];
+    let total: u64 = ["approve", "review", "decline"].iter().map(|d| decisions[d].as_u64().unwrap()).sum();
+    assert_eq!(total, rows);
+    assert_eq!(decisions["review"].as_u64().unwrap() + decisions["decline"].as_u64().unwrap(), flagged);
+    let histogram: u64 = stats["score_histogram"].as_array().unwrap().iter().map(|bin| bin["count"].as_u64().unwrap()).sum();
+    assert_eq!(histogram, rows);
+    assert!(stats["roc_auc"].as_f64().unwrap() > 0.8);
+    assert!(stats["rows_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn training_is_deterministic_across_thread_counts() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let data = trained.data();
+    for threads in ["1", "2"] {
+        ok(
+            out.path(),
+            &[
+                "train", "--data", data.to_str().unwrap(), "--train-to", "2026-02-05", "--trees", "40",
+                "--threads", threads, "--out", threads,
+            ],
+        );
+    }
+    let one = std::fs::read(out.path().join("1/trees.json")).unwrap();
+    let two = std::fs::read(out.path().join("2/trees.json")).unwrap();
+    assert!(one == two, "trees differ between 1 and 2 threads");
+}
+
+/// A damaged or inconsistent model directory is refused with a clear error (exit 65).
+#[test]
+fn corrupt_artifacts_are_refused() {
+    let trained = trained();
+    let data = trained.data();
+    let out = tempfile::tempdir().unwrap();
+    let check = |name: &str, damage: &dyn Fn(&Path), expected: &str| {
+        let model = out.path().join(name);
+        copy_model(&trained.model(), &model);
+        damage(&model);
+        let run = fraudlens(
+            out.path(),
+            &["score", "--model", model.to_str().unwrap(), "--input", data.to_str().unwrap(), "--output", "p.csv"],
+            &[],
+        );
+        assert_eq!(run.code, 65, "{name}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{name}: expected {expected:?} in {}", run.stderr);
+        assert!(!out.path().join("p.csv").exists(), "{name}: no output for a refused model");
+    };
+    let rewrite = |model: &Path, file: &str, edit: &dyn Fn(String) -> String| {
+        let path = model.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+    };
+    // re-sign a changed file, as a careless edit with a fixed checksum would
+    let resign = |model: &Path| {
+        let sums: String = std::fs::read_to_string(model.join("SHA256SUMS"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let file = line.split_once("  ").unwrap().1;
+                let bytes = std::fs::read(model.join(file)).unwrap();
+                format!("{}  {file}\n", sha256_hex(&bytes))
+            })
+            .collect();
+        std::fs::write(model.join("SHA256SUMS"), sums).unwrap();
+    };
+    check(
+        "flipped",
+        &|m| rewrite(m, "trees.json", &|t| t.replacen("\"value\": ", "\"value\": 1", 1)),
+        "checksum mismatch",
+    );
+    check(
+        "truncated",
+        &|m| {
+            let path = m.join("model.json");
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        },
+        "checksum mismatch",
+    );
+    check("no checksums", &|m| std::fs::remove_file(m.join("SHA256SUMS")).unwrap(), "missing SHA256SUMS");
+    check("no trees", &|m| std::fs::remove_file(m.join("trees.json")).unwrap(), "missing trees.json");
+    check(
+        "future version",
+        &|m| {
+            rewrite(m, "model.json", &|t| t.replacen("\"format_version\": 1", "\"format_version\": 99", 1));
+            resign(m);
+        },
+        "format version 99 is not supported",
+    );
+    check(
+        "other feature spec",
+        &|m| {
+            rewrite(m, "model.json", &|t| t.replacen("\"1d\"", "\"2d\"", 1));
+            resign(m);
+        },
+        "inconsistent model",
+    );
+    check(
+        "truncated json, re-signed",
+        &|m| {
+            rewrite(m, "trees.json", &|t| t[..t.len() / 3].to_owned());
+            resign(m);
+        },
+        "trees.json",
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
