@@ -405,3 +405,78 @@ fn to_json<T: Serialize>(value: &T, dir: &Path) -> Result<Vec<u8>, ArtifactError
         reason: format!("serialising the model: {error}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use fraudlens_core::rng::Rng;
+    use serde_json::json;
+
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    /// Model inputs that reach many leaves: plausible magnitudes, some missing values.
+    fn rows(n_features: usize) -> Vec<Vec<f64>> {
+        let mut rng = Rng::new(11, 0);
+        (0..50)
+            .map(|_| {
+                (0..n_features)
+                    .map(|_| match rng.below(8) {
+                        0 => f64::NAN,
+                        1 => rng.below(5) as f64,
+                        _ => rng.range(0.0, 2000.0),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The sample artifact of every format version still loads and scores as
+    /// when it was written. Regenerate the expectations (after a deliberate
+    /// change) with `FRAUDLENS_WRITE_FIXTURES=1`.
+    #[test]
+    fn sample_artifact_v1_still_scores_the_same() {
+        let artifact = Artifact::load(&fixture("artifact-v1")).unwrap();
+        let scores: Vec<serde_json::Value> = rows(artifact.forest.n_features())
+            .iter()
+            .map(|row| {
+                let score = artifact.score(row).unwrap();
+                json!([score.raw, score.probability, score.decision])
+            })
+            .collect();
+        let expected_path = fixture("artifact-v1.expected.json");
+        if std::env::var_os("FRAUDLENS_WRITE_FIXTURES").is_some() {
+            std::fs::write(&expected_path, serde_json::to_vec_pretty(&scores).unwrap()).unwrap();
+        }
+        let expected: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(expected_path).unwrap()).unwrap();
+        assert_eq!(scores, expected);
+        assert!(scores.iter().any(|score| score[2] != "approve"), "the rows should reach a flagged leaf");
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let artifact = Artifact::load(&fixture("artifact-v1")).unwrap();
+        let dir = std::env::temp_dir().join(format!("fraudlens-artifact-{}", std::process::id()));
+        artifact.save(&dir, None).unwrap();
+        // saving over an existing model directory replaces it
+        artifact.save(&dir, Some("tree\n")).unwrap();
+        let loaded = Artifact::load(&dir).unwrap();
+        assert_eq!(loaded.manifest, artifact.manifest);
+        assert_eq!(loaded.forest, artifact.forest);
+        assert_eq!(std::fs::read_to_string(dir.join(LIGHTGBM)).unwrap(), "tree\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_model_is_not_replaced() {
+        let artifact = Artifact::load(&fixture("artifact-v1")).unwrap();
+        let dir = std::env::temp_dir().join(format!("fraudlens-not-a-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("precious.txt"), "keep me").unwrap();
+        assert!(matches!(artifact.save(&dir, None), Err(ArtifactError::Format { .. })));
+        assert_eq!(std::fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
