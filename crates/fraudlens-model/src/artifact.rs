@@ -202,10 +202,19 @@ impl Artifact {
         let mut reasons = self.forest.top_reasons(row, &self.manifest.feature_names, k)?;
         let encoders = self.manifest.inputs.encoders();
         for reason in &mut reasons {
-            let feature = self.manifest.feature_names.iter().position(|name| *name == reason.feature);
+            let feature = self
+                .manifest
+                .feature_names
+                .iter()
+                .position(|name| *name == reason.feature);
             if let (Some(Some(encoder)), Some(code)) = (feature.and_then(|idx| encoders.get(idx)), reason.value) {
                 let categories = encoder.categories();
-                reason.category = Some(categories.get(code as usize).cloned().unwrap_or_else(|| "(other)".to_owned()));
+                reason.category = Some(
+                    categories
+                        .get(code as usize)
+                        .cloned()
+                        .unwrap_or_else(|| "(other)".to_owned()),
+                );
             }
         }
         Ok(reasons)
@@ -452,7 +461,10 @@ mod tests {
         }
         let expected: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(expected_path).unwrap()).unwrap();
         assert_eq!(scores, expected);
-        assert!(scores.iter().any(|score| score[2] != "approve"), "the rows should reach a flagged leaf");
+        assert!(
+            scores.iter().any(|score| score[2] != "approve"),
+            "the rows should reach a flagged leaf"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `fraudlens demo`: the quick start. Simulates a dataset, replays it through
 //! the feature engine and shows how the fraud scenarios separate on a few of
-//! the default features. Later stages (train, serve) will extend it.
+//! the default features, then trains a model on the first two thirds of the
+//! days, evaluates it on later days (after a gap for the label delay), and
+//! batch-scores the last week.
 
 use std::sync::Arc;
 
@@ -9,7 +11,8 @@ use fraudlens_core::Schema;
 use fraudlens_features::FeatureSpec;
 use fraudlens_sim::SimConfig;
 
-use crate::cli::{DemoArgs, SimFormat};
+use crate::cli::{DemoArgs, EvaluateArgs, InputArgs, Mode, ScoreArgs, SimFormat, TrainArgs, WindowArgs};
+use crate::commands::dataset::format_time;
 use crate::commands::features::{EventJob, featurize_events};
 use crate::commands::simulate::simulate_to;
 use crate::config::Config;
@@ -33,6 +36,15 @@ const SHOWN: [&str; 12] = [
 
 /// Runs `fraudlens demo`.
 pub fn run(config: Config, args: DemoArgs) -> CliResult {
+    let start =
+        fraudlens_core::Timestamp::parse(&config.simulate.start_date, fraudlens_core::TimestampFormat::Datetime)
+            .context("simulate.start_date")
+            .usage()?
+            .as_millis();
+    let day = |n: u32| format_time(start + i64::from(n) * 86_400_000);
+    let train_days = args.days * 2 / 3;
+    // the gap lets the labels of the training days arrive, as they would in production
+    let test_from = train_days + 7;
     let sim = SimConfig {
         customers: args.customers,
         terminals: args.terminals,
@@ -41,7 +53,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     };
     let transactions = args.dir.join("transactions.csv");
     eprintln!(
-        "1/2 simulating {} customers x {} days into {}",
+        "1/5 simulating {} customers x {} days into {}",
         sim.customers,
         sim.days,
         transactions.display()
@@ -61,11 +73,11 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     let features = args.dir.join("features.csv");
     let snapshot = args.dir.join("engine.snapshot");
     eprintln!(
-        "2/2 replaying them through the feature engine into {}",
+        "2/5 replaying them through the feature engine into {}",
         features.display()
     );
     let job = EventJob {
-        data: transactions,
+        data: transactions.clone(),
         out: features,
         strict: true,
         max_examples: config.ingest.max_error_examples,
@@ -82,7 +94,84 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     println!(
         "\nEach fraud scenario stands apart from `none` on some feature: stolen cards on amount, amount ratio and night \
          time; takeovers on amount ratio; card testing on daily counts and seconds since the previous transaction; \
-         compromised terminals on the terminal's label-delayed risk."
+         compromised terminals on the terminal's label-delayed risk.\n"
+    );
+    if train_days < 14 || args.days < test_from + 7 {
+        println!("(train, evaluate and score need at least 30 simulated days: skipped)");
+        return Ok(());
+    }
+
+    let model = args.dir.join("model");
+    eprintln!("3/5 training on days 1-{train_days} into {}", model.display());
+    let path = |p: &std::path::Path| p.display().to_string();
+    super::train::run(
+        config.clone(),
+        TrainArgs {
+            input: input_args(&transactions),
+            schema: Default::default(),
+            out: model.clone(),
+            train_from: None,
+            train_to: Some(day(train_days)),
+            params: Default::default(),
+            anomaly: false,
+        },
+    )?;
+    eprintln!(
+        "4/5 evaluating on days {}-{} (after a 7-day gap for the label delay)",
+        test_from + 1,
+        args.days
+    );
+    super::evaluate::run(
+        &config,
+        EvaluateArgs {
+            model: model.clone(),
+            data: transactions.clone(),
+            window: WindowArgs {
+                test_from: Some(day(test_from)),
+                test_to: None,
+            },
+            prequential: None,
+            fold_days: 7,
+            train_days: 21,
+            gap_days: None,
+            k: config.train.k,
+            json: Some(args.dir.join("evaluation.json")),
+            strict: false,
+        },
+    )?;
+    let predictions = args.dir.join("predictions.csv");
+    let stats = args.dir.join("score_stats.json");
+    eprintln!("5/5 batch-scoring the last 7 days into {}", predictions.display());
+    super::score::run(
+        &config,
+        ScoreArgs {
+            model: model.clone(),
+            input: transactions,
+            output: predictions.clone(),
+            from: Some(day(args.days - 7)),
+            to: None,
+            stats: Some(stats.clone()),
+            reasons: 3,
+            strict: false,
+        },
+    )?;
+    println!(
+        "\nModel: {}  Predictions: {}  Run statistics: {}\nNext: `fraudlens evaluate --model {} --data {} --prequential 3`",
+        path(&model),
+        path(&predictions),
+        path(&stats),
+        path(&model),
+        path(&args.dir.join("transactions.csv"))
     );
     Ok(())
+}
+
+fn input_args(data: &std::path::Path) -> InputArgs {
+    InputArgs {
+        data: data.to_owned(),
+        mode: Mode::Event,
+        strict: false,
+        max_error_examples: None,
+        exclude: Vec::new(),
+    }
 }

@@ -30,13 +30,33 @@ fn trained() -> &'static Trained {
         ok(
             path,
             &[
-                "simulate", "--customers", "800", "--terminals", "1600", "--days", "50", "--seed", "7",
-                "--stolen-card-rate", "0.004", "--out", "tx.csv",
+                "simulate",
+                "--customers",
+                "800",
+                "--terminals",
+                "1600",
+                "--days",
+                "50",
+                "--seed",
+                "7",
+                "--stolen-card-rate",
+                "0.004",
+                "--out",
+                "tx.csv",
             ],
         );
         let run = ok(
             path,
-            &["train", "--data", "tx.csv", "--train-to", "2026-02-05", "--out", "model", "--anomaly"],
+            &[
+                "train",
+                "--data",
+                "tx.csv",
+                "--train-to",
+                "2026-02-05",
+                "--out",
+                "model",
+                "--anomaly",
+            ],
         );
         assert!(run.stderr.contains("model written to model"), "{}", run.stderr);
         Trained { dir }
@@ -213,10 +233,21 @@ fn score_writes_predictions_with_reasons_and_stats() {
     let stats = read_json(&out.path().join("stats.json"));
     assert_eq!(stats["rows_scored"].as_u64().unwrap(), rows);
     let decisions = &stats["decisions"];
-    let total: u64 = ["approve", "review", "decline"].iter().map(|d| decisions[d].as_u64().unwrap()).sum();
+    let total: u64 = ["approve", "review", "decline"]
+        .iter()
+        .map(|d| decisions[d].as_u64().unwrap())
+        .sum();
     assert_eq!(total, rows);
-    assert_eq!(decisions["review"].as_u64().unwrap() + decisions["decline"].as_u64().unwrap(), flagged);
-    let histogram: u64 = stats["score_histogram"].as_array().unwrap().iter().map(|bin| bin["count"].as_u64().unwrap()).sum();
+    assert_eq!(
+        decisions["review"].as_u64().unwrap() + decisions["decline"].as_u64().unwrap(),
+        flagged
+    );
+    let histogram: u64 = stats["score_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bin| bin["count"].as_u64().unwrap())
+        .sum();
     assert_eq!(histogram, rows);
     assert!(stats["roc_auc"].as_f64().unwrap() > 0.8);
     assert!(stats["rows_per_second"].as_f64().unwrap() > 0.0);
@@ -231,8 +262,17 @@ fn training_is_deterministic_across_thread_counts() {
         ok(
             out.path(),
             &[
-                "train", "--data", data.to_str().unwrap(), "--train-to", "2026-02-05", "--trees", "40",
-                "--threads", threads, "--out", threads,
+                "train",
+                "--data",
+                data.to_str().unwrap(),
+                "--train-to",
+                "2026-02-05",
+                "--trees",
+                "40",
+                "--threads",
+                threads,
+                "--out",
+                threads,
             ],
         );
     }
@@ -253,12 +293,27 @@ fn corrupt_artifacts_are_refused() {
         damage(&model);
         let run = fraudlens(
             out.path(),
-            &["score", "--model", model.to_str().unwrap(), "--input", data.to_str().unwrap(), "--output", "p.csv"],
+            &[
+                "score",
+                "--model",
+                model.to_str().unwrap(),
+                "--input",
+                data.to_str().unwrap(),
+                "--output",
+                "p.csv",
+            ],
             &[],
         );
         assert_eq!(run.code, 65, "{name}: {}", run.stderr);
-        assert!(run.stderr.contains(expected), "{name}: expected {expected:?} in {}", run.stderr);
-        assert!(!out.path().join("p.csv").exists(), "{name}: no output for a refused model");
+        assert!(
+            run.stderr.contains(expected),
+            "{name}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert!(
+            !out.path().join("p.csv").exists(),
+            "{name}: no output for a refused model"
+        );
     };
     let rewrite = |model: &Path, file: &str, edit: &dyn Fn(String) -> String| {
         let path = model.join(file);
@@ -292,12 +347,22 @@ fn corrupt_artifacts_are_refused() {
         },
         "checksum mismatch",
     );
-    check("no checksums", &|m| std::fs::remove_file(m.join("SHA256SUMS")).unwrap(), "missing SHA256SUMS");
-    check("no trees", &|m| std::fs::remove_file(m.join("trees.json")).unwrap(), "missing trees.json");
+    check(
+        "no checksums",
+        &|m| std::fs::remove_file(m.join("SHA256SUMS")).unwrap(),
+        "missing SHA256SUMS",
+    );
+    check(
+        "no trees",
+        &|m| std::fs::remove_file(m.join("trees.json")).unwrap(),
+        "missing trees.json",
+    );
     check(
         "future version",
         &|m| {
-            rewrite(m, "model.json", &|t| t.replacen("\"format_version\": 1", "\"format_version\": 99", 1));
+            rewrite(m, "model.json", &|t| {
+                t.replacen("\"format_version\": 1", "\"format_version\": 99", 1)
+            });
             resign(m);
         },
         "format version 99 is not supported",
