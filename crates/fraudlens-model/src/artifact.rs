@@ -457,9 +457,9 @@ mod tests {
             .collect();
         let expected_path = fixture("artifact-v1.expected.json");
         if std::env::var_os("FRAUDLENS_WRITE_FIXTURES").is_some() {
-            std::fs::write(&expected_path, serde_json::to_vec_pretty(&scores).unwrap()).unwrap();
+            fs::write(&expected_path, serde_json::to_vec_pretty(&scores).unwrap()).unwrap();
         }
-        let expected: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(expected_path).unwrap()).unwrap();
+        let expected: Vec<serde_json::Value> = serde_json::from_slice(&fs::read(expected_path).unwrap()).unwrap();
         assert_eq!(scores, expected);
         assert!(
             scores.iter().any(|score| score[2] != "approve"),
@@ -477,18 +477,18 @@ mod tests {
         let loaded = Artifact::load(&dir).unwrap();
         assert_eq!(loaded.manifest, artifact.manifest);
         assert_eq!(loaded.forest, artifact.forest);
-        assert_eq!(std::fs::read_to_string(dir.join(LIGHTGBM)).unwrap(), "tree\n");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(fs::read_to_string(dir.join(LIGHTGBM)).unwrap(), "tree\n");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_directory_that_is_not_a_model_is_not_replaced() {
         let artifact = Artifact::load(&fixture("artifact-v1")).unwrap();
         let dir = std::env::temp_dir().join(format!("fraudlens-not-a-model-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("precious.txt"), "keep me").unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("precious.txt"), "keep me").unwrap();
         assert!(matches!(artifact.save(&dir, None), Err(ArtifactError::Format { .. })));
-        assert_eq!(std::fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
