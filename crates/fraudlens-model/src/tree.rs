@@ -68,7 +68,9 @@ pub struct SplitNode {
 pub enum Condition {
     /// `x <= threshold` goes left.
     Numeric {
-        /// The threshold.
+        /// The threshold; `+inf` (written `"inf"` in JSON) sends every value
+        /// left, so the split separates only missing values.
+        #[serde(with = "extended_float")]
         threshold: f64,
     },
     /// A category code in `left` goes left; any other value goes right.
@@ -192,4 +194,51 @@ impl SplitNode {
 #[inline]
 pub fn category_code(x: f64) -> Option<u32> {
     (0.0..4_294_967_296.0).contains(&x).then_some(x as u32)
+}
+
+/// JSON numbers cannot be infinite: `±inf` are written as the strings `"inf"` / `"-inf"`.
+mod extended_float {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        match *value {
+            f64::INFINITY => serializer.serialize_str("inf"),
+            f64::NEG_INFINITY => serializer.serialize_str("-inf"),
+            value => serializer.serialize_f64(value),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        match Written::deserialize(deserializer)? {
+            Written::Number(value) => Ok(value),
+            Written::Text(text) => match text.as_str() {
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!("expected a number, \"inf\" or \"-inf\", got {other:?}"))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infinite_thresholds_survive_json() {
+        for threshold in [f64::INFINITY, f64::NEG_INFINITY, 0.1 + 0.2, -0.0] {
+            let condition = Condition::Numeric { threshold };
+            let json = serde_json::to_string(&condition).unwrap();
+            let back: Condition = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, condition, "{json}");
+        }
+        assert!(serde_json::from_str::<Condition>(r#"{"type":"numeric","threshold":"nan"}"#).is_err());
+    }
 }
