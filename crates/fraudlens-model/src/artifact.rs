@@ -156,6 +156,10 @@ pub struct Manifest {
     pub validation: Option<Evaluation>,
     /// Total split gain per feature, largest first.
     pub gain_importance: Vec<(String, f64)>,
+    /// The isolation forest's score of the other inputs is the last model
+    /// input ([`ANOMALY_FEATURE`]).
+    #[serde(default)]
+    pub anomaly_input: bool,
 }
 
 /// A loaded (or freshly trained) model.
@@ -178,17 +182,77 @@ pub struct Score {
     pub probability: f64,
     /// The decision at the artifact's thresholds.
     pub decision: Decision,
+    /// The isolation forest's score, when the model has one.
+    pub anomaly: Option<f64>,
 }
 
+/// Name of the model input that holds the isolation forest's score.
+pub const ANOMALY_FEATURE: &str = "ml_anomaly_score";
+
 impl Artifact {
-    /// Scores one model input row.
+    /// Length of the rows callers pass: the inputs [`InputSpec`] builds. When
+    /// the isolation forest's score is a model input, the artifact appends it.
+    pub fn n_inputs(&self) -> usize {
+        self.manifest.feature_names.len() - usize::from(self.manifest.anomaly_input)
+    }
+
+    /// The trees' input row: `row` plus the anomaly score when it is an input.
+    fn model_row<'r>(&self, row: &'r [f64], buffer: &'r mut Vec<f64>) -> Result<&'r [f64], ModelError> {
+        if !self.manifest.anomaly_input {
+            return Ok(row);
+        }
+        let anomaly = self
+            .anomaly
+            .as_ref()
+            .ok_or_else(|| ModelError::invalid("the anomaly score is an input but there is no isolation forest"))?;
+        let score = anomaly.score(row).map_err(|error| ModelError::invalid(error.to_string()))?;
+        buffer.clear();
+        buffer.extend_from_slice(row);
+        buffer.push(score);
+        Ok(buffer)
+    }
+
+    /// The isolation forest's score of a row, when the model has one.
+    pub fn anomaly_score(&self, row: &[f64]) -> Option<f64> {
+        self.anomaly.as_ref().and_then(|anomaly| anomaly.score(row).ok())
+    }
+
+    /// Raw score of one row of [`Self::n_inputs`] values.
+    pub fn predict_raw(&self, row: &[f64]) -> Result<f64, ModelError> {
+        let mut buffer = Vec::new();
+        self.forest.predict_raw(self.model_row(row, &mut buffer)?)
+    }
+
+    /// Raw scores of row-major `rows` of [`Self::n_inputs`] values into `out`.
+    pub fn predict_raw_batch(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        if !self.manifest.anomaly_input {
+            return self.forest.predict_raw_batch(rows, out);
+        }
+        let n_inputs = self.n_inputs();
+        if rows.len() != out.len() * n_inputs {
+            return Err(ModelError::invalid(format!(
+                "batch of {} values does not hold {} rows of {n_inputs} inputs",
+                rows.len(),
+                out.len()
+            )));
+        }
+        let mut full = Vec::with_capacity(out.len() * (n_inputs + 1));
+        let mut buffer = Vec::new();
+        for row in rows.chunks_exact(n_inputs.max(1)) {
+            full.extend_from_slice(self.model_row(row, &mut buffer)?);
+        }
+        self.forest.predict_raw_batch(&full, out)
+    }
+
+    /// Scores one row of [`Self::n_inputs`] values.
     pub fn score(&self, row: &[f64]) -> Result<Score, ModelError> {
-        let raw = self.forest.predict_raw(row)?;
+        let raw = self.predict_raw(row)?;
         let probability = self.manifest.calibration.apply(raw);
         Ok(Score {
             raw,
             probability,
             decision: self.decide(probability),
+            anomaly: self.anomaly_score(row),
         })
     }
 
@@ -197,9 +261,11 @@ impl Artifact {
         self.manifest.thresholds.decide(probability)
     }
 
-    /// The `k` strongest reasons for a row's raw score.
+    /// The `k` strongest reasons for a row's raw score (categories by name).
     pub fn reasons(&self, row: &[f64], k: usize) -> Result<Vec<Reason>, ModelError> {
-        let mut reasons = self.forest.top_reasons(row, &self.manifest.feature_names, k)?;
+        let mut buffer = Vec::new();
+        let full = self.model_row(row, &mut buffer)?;
+        let mut reasons = self.forest.top_reasons(full, &self.manifest.feature_names, k)?;
         let encoders = self.manifest.inputs.encoders();
         for reason in &mut reasons {
             let feature = self
@@ -220,7 +286,7 @@ impl Artifact {
         Ok(reasons)
     }
 
-    /// Checks that the parts agree: input spec, feature names and kinds, trees, thresholds.
+    /// Checks that the parts agree: input spec, feature names and kinds, trees, anomaly detector.
     pub fn check(&self) -> Result<(), String> {
         let manifest = &self.manifest;
         let n_features = manifest.feature_names.len();
@@ -236,20 +302,25 @@ impl Artifact {
                 self.forest.n_features()
             ));
         }
-        let from_inputs = manifest.inputs.feature_names().map_err(|error| error.to_string())?;
+        let mut from_inputs = manifest.inputs.feature_names().map_err(|error| error.to_string())?;
+        let mut kinds = manifest.inputs.feature_kinds().map_err(|error| error.to_string())?;
+        if manifest.anomaly_input {
+            from_inputs.push(ANOMALY_FEATURE.to_owned());
+            kinds.push(FeatureKind::Numeric);
+        }
         if from_inputs != manifest.feature_names {
             return Err("the schema and feature spec produce other features than the model was trained on".to_owned());
         }
-        let kinds = manifest.inputs.feature_kinds().map_err(|error| error.to_string())?;
         if kinds != manifest.feature_kinds {
             return Err("feature kinds differ from the input encoders".to_owned());
         }
-        if let Some(anomaly) = &self.anomaly
-            && anomaly.n_features() != n_features
-        {
-            return Err(format!("the anomaly detector reads {} features", anomaly.n_features()));
+        match &self.anomaly {
+            Some(anomaly) if anomaly.n_features() != self.n_inputs() => {
+                Err(format!("the anomaly detector reads {} features", anomaly.n_features()))
+            }
+            None if manifest.anomaly_input => Err("the anomaly score is an input but anomaly.json is absent".to_owned()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Writes the artifact to `dir` (created; an existing model directory is
@@ -448,7 +519,7 @@ mod tests {
     #[test]
     fn sample_artifact_v1_still_scores_the_same() {
         let artifact = Artifact::load(&fixture("artifact-v1")).unwrap();
-        let scores: Vec<serde_json::Value> = rows(artifact.forest.n_features())
+        let scores: Vec<serde_json::Value> = rows(artifact.n_inputs())
             .iter()
             .map(|row| {
                 let score = artifact.score(row).unwrap();

@@ -85,9 +85,7 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
             }
             let test = table.slice(rows);
             let mut raw = vec![0.0; test.len()];
-            artifact
-                .forest
-                .predict_raw_batch(&test.values, &mut raw)
+            artifact.predict_raw_batch(&test.values, &mut raw)
                 .context("scoring")?;
             let probabilities: Vec<f64> = raw
                 .iter()
@@ -123,7 +121,7 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
         .context("preparing the model's inputs")
         .data()?;
     let mut table = Table {
-        n_features: artifact.forest.n_features(),
+        n_features: artifact.n_inputs(),
         ..Table::default()
     };
     let bar = progress::spinner("replaying transactions");
@@ -252,13 +250,11 @@ fn prequential(
             artifact.manifest.inputs.clone(),
             &train_table,
             &args.data.display().to_string(),
-            false,
+            artifact.manifest.anomaly_input,
         )?;
         let test = table.slice(test_rows);
         let mut raw = vec![0.0; test.len()];
-        model
-            .forest
-            .predict_raw_batch(&test.values, &mut raw)
+        model.predict_raw_batch(&test.values, &mut raw)
             .context("scoring")?;
         let probabilities: Vec<f64> = raw.iter().map(|raw| model.manifest.calibration.apply(*raw)).collect();
         windows.push(WindowResult {

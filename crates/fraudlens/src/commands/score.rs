@@ -158,11 +158,9 @@ impl<'a> Scorer<'a> {
 
     fn flush(&mut self) -> CliResult {
         let artifact = self.artifact;
-        let n_features = artifact.forest.n_features();
+        let n_features = artifact.n_inputs();
         let mut raw = vec![0.0; self.pending.len()];
-        artifact
-            .forest
-            .predict_raw_batch(&self.values, &mut raw)
+        artifact.predict_raw_batch(&self.values, &mut raw)
             .context("scoring")?;
         // reasons for every flagged row (and all rows when asked to explain approvals too)
         let n_reasons = self.n_reasons;
@@ -177,7 +175,7 @@ impl<'a> Scorer<'a> {
                 } else {
                     Vec::new()
                 };
-                let anomaly = artifact.anomaly.as_ref().and_then(|forest| forest.score(row).ok());
+                let anomaly = artifact.anomaly_score(row);
                 (probability, decision, reasons, anomaly)
             })
             .collect();

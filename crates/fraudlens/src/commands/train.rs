@@ -15,13 +15,13 @@ use fraudlens_core::AttributeValue;
 use fraudlens_core::tabular::find_label_column;
 use fraudlens_features::FeatureSpec;
 use fraudlens_ingest::{TabularReader, profile_csv};
-use fraudlens_model::artifact::{Artifact, Manifest, TrainingSummary, sha256_hex};
+use fraudlens_model::artifact::{ANOMALY_FEATURE, Artifact, Manifest, TrainingSummary, sha256_hex};
 use fraudlens_model::calibration::Calibration;
 use fraudlens_model::iforest::IsolationForestParams;
 use fraudlens_model::inputs::{AttributeEncoding, InputSpec};
 use fraudlens_model::metrics::{EvalInput, Evaluation, brier};
 use fraudlens_model::threshold::{ThresholdChoice, Thresholds, choose_thresholds};
-use fraudlens_model::train::{Growth, Round, TrainSet, train};
+use fraudlens_model::train::{FeatureKind, Growth, Round, TrainSet, train};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
@@ -76,6 +76,24 @@ impl Table {
                 self.entities[range.clone()].to_vec()
             },
             amounts: self.amounts[range].to_vec(),
+        }
+    }
+
+    /// The same rows with one more column.
+    fn with_column(&self, column: &[f64]) -> Table {
+        let n = self.n_features;
+        let mut values = Vec::with_capacity(self.values.len() + column.len());
+        for (row, extra) in self.values.chunks(n.max(1)).zip(column) {
+            values.extend_from_slice(row);
+            values.push(*extra);
+        }
+        Table {
+            n_features: n + 1,
+            values,
+            labels: self.labels.clone(),
+            times: self.times.clone(),
+            entities: self.entities.clone(),
+            amounts: self.amounts.clone(),
         }
     }
 
@@ -365,8 +383,37 @@ pub fn fit(
             valid_part.frauds()
         )));
     }
-    let kinds = inputs.feature_kinds().context("feature kinds")?;
-    let feature_names = inputs.feature_names().context("feature names")?;
+    let mut kinds = inputs.feature_kinds().context("feature kinds")?;
+    let mut feature_names = inputs.feature_names().context("feature names")?;
+    // the isolation forest learns from the training rows only; its score becomes one more input
+    let (anomaly, train_part, valid_part) = if with_anomaly {
+        let columns: Vec<Vec<f64>> = (0..train_part.n_features)
+            .map(|feature| {
+                train_part
+                    .values
+                    .iter()
+                    .skip(feature)
+                    .step_by(train_part.n_features)
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        let params = IsolationForestParams::default()
+            .check()
+            .context("anomaly detector parameters")?;
+        let anomaly = params.fit(&columns).context("training the isolation forest")?;
+        let augment = |part: &Table| -> CliResult<Table> {
+            let mut scores = vec![0.0; part.len()];
+            anomaly.score_batch(&part.values, &mut scores).context("anomaly scores")?;
+            Ok(part.with_column(&scores))
+        };
+        let (train_part, valid_part) = (augment(&train_part)?, augment(&valid_part)?);
+        kinds.push(FeatureKind::Numeric);
+        feature_names.push(ANOMALY_FEATURE.to_owned());
+        (Some(anomaly), train_part, valid_part)
+    } else {
+        (None, train_part, valid_part)
+    };
     let bar = progress::bar(params.get().n_trees as u64, "training");
     let started = Instant::now();
     let trained = train(
@@ -431,25 +478,6 @@ pub fn fit(
         k: train_config.k,
         reliability_bins: 10,
     });
-    let anomaly = if with_anomaly {
-        let columns: Vec<Vec<f64>> = (0..train_part.n_features)
-            .map(|feature| {
-                train_part
-                    .values
-                    .iter()
-                    .skip(feature)
-                    .step_by(train_part.n_features)
-                    .copied()
-                    .collect()
-            })
-            .collect();
-        let params = IsolationForestParams::default()
-            .check()
-            .context("anomaly detector parameters")?;
-        Some(params.fit(&columns).context("training the isolation forest")?)
-    } else {
-        None
-    };
     let mut importance: Vec<(String, f64)> = feature_names
         .iter()
         .cloned()
@@ -489,6 +517,7 @@ pub fn fit(
         },
         validation: Some(validation),
         gain_importance: importance,
+        anomaly_input: anomaly.is_some(),
     };
     Ok(Artifact {
         manifest,
