@@ -5,8 +5,8 @@
 //! model.json     manifest: format version, inputs (schema + feature spec + encoders),
 //!                feature names and kinds, parameters, calibration, thresholds,
 //!                training summary with a fingerprint of the data, validation metrics
-//! trees.json     the trees (tree exchange format)
-//! anomaly.json   isolation forest (optional)
+//! trees.json     the trees (tree exchange format); absent for an unsupervised model
+//! anomaly.json   isolation forest (with --anomaly, or the whole of an unsupervised model)
 //! model.lgb.txt  the trees as a LightGBM text model, for inspection in Python (optional)
 //! SHA256SUMS     checksums of every file above (`sha256sum -c SHA256SUMS` works)
 //! ```
@@ -124,6 +124,18 @@ pub struct TrainingSummary {
     pub train_seconds: f64,
 }
 
+/// What kind of model an artifact holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Gradient-boosted trees trained on labels (optionally with an isolation forest beside them).
+    #[default]
+    Gbdt,
+    /// An isolation forest alone, for data without labels: decisions come
+    /// from thresholds on the anomaly score, and there is no fraud probability.
+    IsolationForest,
+}
+
 /// The manifest (`model.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +148,9 @@ pub struct Manifest {
     pub created_at: String,
     /// Identifier: derived from the trees' checksum.
     pub model_id: String,
+    /// Supervised trees or an unsupervised isolation forest.
+    #[serde(default)]
+    pub kind: ModelKind,
     /// How input rows are built.
     pub inputs: InputSpec,
     /// Model input names, in order.
@@ -146,7 +161,8 @@ pub struct Manifest {
     pub params: GbdtParams,
     /// Maps raw scores to probabilities.
     pub calibration: Calibration,
-    /// Review and decline thresholds on the calibrated probability.
+    /// Review and decline thresholds on the calibrated probability (on the
+    /// anomaly score for [`ModelKind::IsolationForest`]).
     pub thresholds: Thresholds,
     /// How the thresholds were chosen.
     pub threshold_choice: Option<ThresholdChoice>,
@@ -167,8 +183,8 @@ pub struct Manifest {
 pub struct Artifact {
     /// The manifest.
     pub manifest: Manifest,
-    /// The trees.
-    pub forest: Forest,
+    /// The trees (`None` for an unsupervised model).
+    pub forest: Option<Forest>,
     /// The anomaly detector, when trained.
     pub anomaly: Option<IsolationForest>,
 }
@@ -176,14 +192,21 @@ pub struct Artifact {
 /// A scored row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Score {
-    /// Raw score (log-odds) of the trees.
-    pub raw: f64,
-    /// Calibrated fraud probability.
-    pub probability: f64,
+    /// Raw score (log-odds) of the trees (`None` for an unsupervised model).
+    pub raw: Option<f64>,
+    /// Calibrated fraud probability (`None` for an unsupervised model).
+    pub probability: Option<f64>,
     /// The decision at the artifact's thresholds.
     pub decision: Decision,
     /// The isolation forest's score, when the model has one.
     pub anomaly: Option<f64>,
+}
+
+impl Score {
+    /// What ranks transactions: the probability, else the anomaly score.
+    pub fn ranking(&self) -> f64 {
+        self.probability.or(self.anomaly).unwrap_or(f64::NAN)
+    }
 }
 
 /// Name of the model input that holds the isolation forest's score.
@@ -205,7 +228,9 @@ impl Artifact {
             .anomaly
             .as_ref()
             .ok_or_else(|| ModelError::invalid("the anomaly score is an input but there is no isolation forest"))?;
-        let score = anomaly.score(row).map_err(|error| ModelError::invalid(error.to_string()))?;
+        let score = anomaly
+            .score(row)
+            .map_err(|error| ModelError::invalid(error.to_string()))?;
         buffer.clear();
         buffer.extend_from_slice(row);
         buffer.push(score);
@@ -217,16 +242,22 @@ impl Artifact {
         self.anomaly.as_ref().and_then(|anomaly| anomaly.score(row).ok())
     }
 
+    fn trees(&self) -> Result<&Forest, ModelError> {
+        self.forest
+            .as_ref()
+            .ok_or_else(|| ModelError::invalid("an unsupervised model has no trees"))
+    }
+
     /// Raw score of one row of [`Self::n_inputs`] values.
     pub fn predict_raw(&self, row: &[f64]) -> Result<f64, ModelError> {
         let mut buffer = Vec::new();
-        self.forest.predict_raw(self.model_row(row, &mut buffer)?)
+        self.trees()?.predict_raw(self.model_row(row, &mut buffer)?)
     }
 
     /// Raw scores of row-major `rows` of [`Self::n_inputs`] values into `out`.
     pub fn predict_raw_batch(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
         if !self.manifest.anomaly_input {
-            return self.forest.predict_raw_batch(rows, out);
+            return self.trees()?.predict_raw_batch(rows, out);
         }
         let n_inputs = self.n_inputs();
         if rows.len() != out.len() * n_inputs {
@@ -241,31 +272,76 @@ impl Artifact {
         for row in rows.chunks_exact(n_inputs.max(1)) {
             full.extend_from_slice(self.model_row(row, &mut buffer)?);
         }
-        self.forest.predict_raw_batch(&full, out)
+        self.trees()?.predict_raw_batch(&full, out)
     }
 
     /// Scores one row of [`Self::n_inputs`] values.
     pub fn score(&self, row: &[f64]) -> Result<Score, ModelError> {
-        let raw = self.predict_raw(row)?;
-        let probability = self.manifest.calibration.apply(raw);
-        Ok(Score {
+        let raw = match self.manifest.kind {
+            ModelKind::Gbdt => Some(self.predict_raw(row)?),
+            ModelKind::IsolationForest => None,
+        };
+        Ok(self.finish_score(raw, self.anomaly_score(row)))
+    }
+
+    /// Scores row-major `rows` of [`Self::n_inputs`] values (trees in parallel
+    /// for large batches).
+    pub fn score_batch(&self, rows: &[f64]) -> Result<Vec<Score>, ModelError> {
+        let n_inputs = self.n_inputs().max(1);
+        let n_rows = rows.len() / n_inputs;
+        let raw = match self.manifest.kind {
+            ModelKind::Gbdt => {
+                let mut raw = vec![0.0; n_rows];
+                self.predict_raw_batch(rows, &mut raw)?;
+                raw.into_iter().map(Some).collect()
+            }
+            ModelKind::IsolationForest => vec![None; n_rows],
+        };
+        let anomaly = match &self.anomaly {
+            Some(anomaly) => {
+                let mut scores = vec![0.0; n_rows];
+                anomaly
+                    .score_batch(rows, &mut scores)
+                    .map_err(|error| ModelError::invalid(error.to_string()))?;
+                scores.into_iter().map(Some).collect()
+            }
+            None => vec![None; n_rows],
+        };
+        Ok(raw
+            .into_iter()
+            .zip(anomaly)
+            .map(|(raw, anomaly)| self.finish_score(raw, anomaly))
+            .collect())
+    }
+
+    fn finish_score(&self, raw: Option<f64>, anomaly: Option<f64>) -> Score {
+        let probability = raw.map(|raw| self.manifest.calibration.apply(raw));
+        let decided_on = match self.manifest.kind {
+            ModelKind::Gbdt => probability,
+            ModelKind::IsolationForest => anomaly,
+        };
+        Score {
             raw,
             probability,
-            decision: self.decide(probability),
-            anomaly: self.anomaly_score(row),
-        })
+            decision: self.decide(decided_on.unwrap_or(f64::NAN)),
+            anomaly,
+        }
     }
 
-    /// The decision for a calibrated probability.
-    pub fn decide(&self, probability: f64) -> Decision {
-        self.manifest.thresholds.decide(probability)
+    /// The decision for a calibrated probability (an anomaly score for an unsupervised model).
+    pub fn decide(&self, score: f64) -> Decision {
+        self.manifest.thresholds.decide(score)
     }
 
-    /// The `k` strongest reasons for a row's raw score (categories by name).
+    /// The `k` strongest reasons for a row's raw score (categories by name);
+    /// none for an unsupervised model.
     pub fn reasons(&self, row: &[f64], k: usize) -> Result<Vec<Reason>, ModelError> {
+        let Some(forest) = &self.forest else {
+            return Ok(Vec::new());
+        };
         let mut buffer = Vec::new();
         let full = self.model_row(row, &mut buffer)?;
-        let mut reasons = self.forest.top_reasons(full, &self.manifest.feature_names, k)?;
+        let mut reasons = forest.top_reasons(full, &self.manifest.feature_names, k)?;
         let encoders = self.manifest.inputs.encoders();
         for reason in &mut reasons {
             let feature = self
@@ -296,11 +372,24 @@ impl Artifact {
                 manifest.feature_kinds.len()
             ));
         }
-        if self.forest.n_features() != n_features {
-            return Err(format!(
-                "the trees read {} features, the manifest names {n_features}",
-                self.forest.n_features()
-            ));
+        match (manifest.kind, &self.forest, &self.anomaly) {
+            (ModelKind::Gbdt, Some(forest), _) if forest.n_features() != n_features => {
+                return Err(format!(
+                    "the trees read {} features, the manifest names {n_features}",
+                    forest.n_features()
+                ));
+            }
+            (ModelKind::Gbdt, None, _) => return Err("a gbdt model without trees.json".to_owned()),
+            (ModelKind::IsolationForest, Some(_), _) => {
+                return Err("an isolation-forest model with trees".to_owned());
+            }
+            (ModelKind::IsolationForest, None, None) => {
+                return Err("an isolation-forest model without anomaly.json".to_owned());
+            }
+            (ModelKind::IsolationForest, None, Some(_)) if manifest.anomaly_input => {
+                return Err("an isolation-forest model cannot take its own score as an input".to_owned());
+            }
+            _ => {}
         }
         let mut from_inputs = manifest.inputs.feature_names().map_err(|error| error.to_string())?;
         let mut kinds = manifest.inputs.feature_kinds().map_err(|error| error.to_string())?;
@@ -318,7 +407,9 @@ impl Artifact {
             Some(anomaly) if anomaly.n_features() != self.n_inputs() => {
                 Err(format!("the anomaly detector reads {} features", anomaly.n_features()))
             }
-            None if manifest.anomaly_input => Err("the anomaly score is an input but anomaly.json is absent".to_owned()),
+            None if manifest.anomaly_input => {
+                Err("the anomaly score is an input but anomaly.json is absent".to_owned())
+            }
             _ => Ok(()),
         }
     }
@@ -359,7 +450,9 @@ impl Artifact {
         fs::create_dir_all(&staging).map_err(io(&staging))?;
         let mut files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
         files.insert(MANIFEST, to_json(&self.manifest, dir)?);
-        files.insert(TREES, to_json(self.forest.data(), dir)?);
+        if let Some(forest) = &self.forest {
+            files.insert(TREES, to_json(forest.data(), dir)?);
+        }
         if let Some(anomaly) = &self.anomaly {
             files.insert(ANOMALY, to_json(anomaly, dir)?);
         }
@@ -414,7 +507,7 @@ impl Artifact {
             expected.insert(file.to_owned(), hash.to_owned());
         }
         let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for required in [MANIFEST, TREES] {
+        for required in [MANIFEST] {
             if !expected.contains_key(required) {
                 return Err(ArtifactError::Format {
                     path: sums_path.clone(),
@@ -444,7 +537,16 @@ impl Artifact {
             });
         }
         let manifest: Manifest = parse(&manifest_path, &contents[MANIFEST])?;
-        let forest: Forest = parse(&dir.join(TREES), &contents[TREES])?;
+        let forest: Option<Forest> = match (contents.get(TREES), manifest.kind) {
+            (Some(bytes), _) => Some(parse(&dir.join(TREES), bytes)?),
+            (None, ModelKind::Gbdt) => {
+                return Err(ArtifactError::Format {
+                    path: sums_path,
+                    reason: format!("no checksum for {TREES}"),
+                });
+            }
+            (None, ModelKind::IsolationForest) => None,
+        };
         let anomaly = match contents.get(ANOMALY) {
             Some(bytes) => Some(parse(&dir.join(ANOMALY), bytes)?),
             None => None,
@@ -523,7 +625,7 @@ mod tests {
             .iter()
             .map(|row| {
                 let score = artifact.score(row).unwrap();
-                json!([score.raw, score.probability, score.decision])
+                json!([score.raw.unwrap(), score.probability.unwrap(), score.decision])
             })
             .collect();
         let expected_path = fixture("artifact-v1.expected.json");

@@ -221,7 +221,9 @@ mod extended_float {
             Written::Text(text) => match text.as_str() {
                 "inf" => Ok(f64::INFINITY),
                 "-inf" => Ok(f64::NEG_INFINITY),
-                other => Err(serde::de::Error::custom(format!("expected a number, \"inf\" or \"-inf\", got {other:?}"))),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected a number, \"inf\" or \"-inf\", got {other:?}"
+                ))),
             },
         }
     }

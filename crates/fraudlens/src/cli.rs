@@ -277,9 +277,12 @@ pub struct TrainArgs {
     pub train_to: Option<String>,
     #[command(flatten)]
     pub params: TrainParamArgs,
-    /// Also train an isolation forest; predictions then carry an anomaly score.
+    /// Also train an isolation forest: its score becomes a model input and appears in predictions.
     #[arg(long)]
     pub anomaly: bool,
+    /// No labels: fit an isolation forest alone; review/decline the most anomalous shares.
+    #[arg(long, conflicts_with = "anomaly")]
+    pub unsupervised: bool,
 }
 
 /// A time window given on the command line.

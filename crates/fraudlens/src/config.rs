@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use fraudlens_core::{SchemaConfig, Secret};
 use fraudlens_features::FeatureSpecConfig;
+use fraudlens_model::iforest::IsolationForestParams;
 use fraudlens_model::threshold::ThresholdObjective;
 use fraudlens_model::train::GbdtParams;
 use fraudlens_sim::SimConfig;
@@ -51,8 +52,15 @@ pub struct TrainConfig {
     pub decline_precision: f64,
     /// k of the precision@k metrics (alerts an analyst team checks per day).
     pub k: usize,
+    /// Share of training rows an unsupervised model (`--unsupervised`) sends
+    /// to review: the review threshold is that quantile of anomaly scores.
+    pub unsupervised_review_share: f64,
+    /// Share an unsupervised model declines.
+    pub unsupervised_decline_share: f64,
     /// Gradient-boosted tree parameters.
     pub gbdt: GbdtParams,
+    /// Isolation forest parameters (`--anomaly`, `--unsupervised`).
+    pub isolation_forest: IsolationForestParams,
 }
 
 impl Default for TrainConfig {
@@ -63,7 +71,10 @@ impl Default for TrainConfig {
             threshold_objective: ThresholdObjective::MaxF1,
             decline_precision: 0.95,
             k: 100,
+            unsupervised_review_share: 0.01,
+            unsupervised_decline_share: 0.001,
             gbdt: GbdtParams::default(),
+            isolation_forest: IsolationForestParams::default(),
         }
     }
 }

@@ -114,6 +114,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
             train_to: Some(day(train_days)),
             params: Default::default(),
             anomaly: false,
+            unsupervised: false,
         },
     )?;
     eprintln!(

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use fraudlens_model::artifact::Artifact;
+use fraudlens_model::artifact::{Artifact, ModelKind, Score};
 use fraudlens_model::inputs::InputSpec;
 use fraudlens_model::metrics::{EvalInput, Evaluation, MeanStd, mean_std};
 use serde::Serialize;
@@ -18,7 +18,7 @@ use crate::commands::dataset::{Window, format_time, is_fraud, primary_entity, re
 use crate::commands::output::write_atomically;
 use crate::commands::progress;
 use crate::commands::score::load_model;
-use crate::commands::train::{Table, fit};
+use crate::commands::train::{Table, fit, fit_unsupervised};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
@@ -84,13 +84,7 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
                 )));
             }
             let test = table.slice(rows);
-            let mut raw = vec![0.0; test.len()];
-            artifact.predict_raw_batch(&test.values, &mut raw)
-                .context("scoring")?;
-            let probabilities: Vec<f64> = raw
-                .iter()
-                .map(|raw| artifact.manifest.calibration.apply(*raw))
-                .collect();
+            let probabilities = ranking_scores(&artifact, &test)?;
             let metrics = evaluate(&test, &probabilities, artifact.manifest.thresholds.review(), args.k);
             EvaluateReport {
                 model_id: artifact.manifest.model_id.clone(),
@@ -151,6 +145,12 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
     bar.finish_and_clear();
     eprint!("{}", summary.report(&args.data));
     Ok(table)
+}
+
+/// What ranks the rows: calibrated probabilities, or anomaly scores for an unsupervised model.
+fn ranking_scores(artifact: &Artifact, rows: &Table) -> CliResult<Vec<f64>> {
+    let scores = artifact.score_batch(&rows.values).context("scoring")?;
+    Ok(scores.iter().map(Score::ranking).collect())
 }
 
 /// Indices of the rows inside `window` (rows are in time order).
@@ -244,19 +244,21 @@ fn prequential(
             format_time(test_window.to)
         );
         let train_table = table.slice(train_rows);
-        let model = fit(
-            &config.train,
-            &params,
-            artifact.manifest.inputs.clone(),
-            &train_table,
-            &args.data.display().to_string(),
-            artifact.manifest.anomaly_input,
-        )?;
+        let source = args.data.display().to_string();
+        let inputs = artifact.manifest.inputs.clone();
+        let model = match artifact.manifest.kind {
+            ModelKind::Gbdt => fit(
+                &config.train,
+                &params,
+                inputs,
+                &train_table,
+                &source,
+                artifact.manifest.anomaly_input,
+            )?,
+            ModelKind::IsolationForest => fit_unsupervised(&config.train, inputs, &train_table, &source)?,
+        };
         let test = table.slice(test_rows);
-        let mut raw = vec![0.0; test.len()];
-        model.predict_raw_batch(&test.values, &mut raw)
-            .context("scoring")?;
-        let probabilities: Vec<f64> = raw.iter().map(|raw| model.manifest.calibration.apply(*raw)).collect();
+        let probabilities = ranking_scores(&model, &test)?;
         windows.push(WindowResult {
             train: Some(period(&train_table)),
             test: period(&test),

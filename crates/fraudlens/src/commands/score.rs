@@ -159,37 +159,30 @@ impl<'a> Scorer<'a> {
     fn flush(&mut self) -> CliResult {
         let artifact = self.artifact;
         let n_features = artifact.n_inputs();
-        let mut raw = vec![0.0; self.pending.len()];
-        artifact.predict_raw_batch(&self.values, &mut raw)
-            .context("scoring")?;
-        // reasons for every flagged row (and all rows when asked to explain approvals too)
+        let scores = artifact.score_batch(&self.values).context("scoring")?;
+        // reasons for every flagged row
         let n_reasons = self.n_reasons;
-        let scored: Vec<(f64, Decision, Vec<Reason>, Option<f64>)> = raw
+        let reasons: Vec<Vec<Reason>> = scores
             .par_iter()
             .zip(self.values.par_chunks(n_features.max(1)))
-            .map(|(raw, row)| {
-                let probability = artifact.manifest.calibration.apply(*raw);
-                let decision = artifact.decide(probability);
-                let reasons = if n_reasons > 0 && decision != Decision::Approve {
+            .map(|(score, row)| {
+                if n_reasons > 0 && score.decision != Decision::Approve {
                     artifact.reasons(row, n_reasons).unwrap_or_default()
                 } else {
                     Vec::new()
-                };
-                let anomaly = artifact.anomaly_score(row);
-                (probability, decision, reasons, anomaly)
+                }
             })
             .collect();
-        for ((meta, (probability, decision, reasons, anomaly)), raw) in self.pending.drain(..).zip(scored).zip(&raw) {
+        let number = |value: Option<f64>| value.map(|value| format!("{value:.6}")).unwrap_or_default();
+        for ((meta, score), reasons) in self.pending.drain(..).zip(&scores).zip(reasons) {
             let w = &mut self.writer;
             w.write_field(&meta.id)?;
             w.write_field(&meta.time)?;
-            w.write_field(format!("{probability:.6}"))?;
-            w.write_field(decision_name(decision))?;
-            w.write_field(format!("{raw:.6}"))?;
-            if let Some(anomaly) = anomaly {
-                w.write_field(format!("{anomaly:.6}"))?;
-            } else if artifact.anomaly.is_some() {
-                w.write_field("")?;
+            w.write_field(number(score.probability))?;
+            w.write_field(decision_name(score.decision))?;
+            w.write_field(number(score.raw))?;
+            if artifact.anomaly.is_some() {
+                w.write_field(number(score.anomaly))?;
             }
             for idx in 0..self.n_reasons {
                 match reasons.get(idx) {
@@ -216,11 +209,11 @@ impl<'a> Scorer<'a> {
                 None => "",
             })?;
             w.write_record(None::<&[u8]>)?;
-            self.probabilities.push(probability);
+            self.probabilities.push(score.ranking());
             if let Some(label) = meta.label {
-                self.labels.push((probability, label));
+                self.labels.push((score.ranking(), label));
             }
-            match decision {
+            match score.decision {
                 Decision::Approve => self.decisions.approve += 1,
                 Decision::Review => self.decisions.review += 1,
                 Decision::Decline => self.decisions.decline += 1,

@@ -15,9 +15,8 @@ use fraudlens_core::AttributeValue;
 use fraudlens_core::tabular::find_label_column;
 use fraudlens_features::FeatureSpec;
 use fraudlens_ingest::{TabularReader, profile_csv};
-use fraudlens_model::artifact::{ANOMALY_FEATURE, Artifact, Manifest, TrainingSummary, sha256_hex};
+use fraudlens_model::artifact::{ANOMALY_FEATURE, Artifact, Manifest, ModelKind, TrainingSummary, sha256_hex};
 use fraudlens_model::calibration::Calibration;
-use fraudlens_model::iforest::IsolationForestParams;
 use fraudlens_model::inputs::{AttributeEncoding, InputSpec};
 use fraudlens_model::metrics::{EvalInput, Evaluation, brier};
 use fraudlens_model::threshold::{ThresholdChoice, Thresholds, choose_thresholds};
@@ -148,6 +147,7 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
                 args.schema.label.as_deref(),
                 &config,
                 &args.input.exclude,
+                args.unsupervised,
             )?
         }
         _ => {
@@ -156,24 +156,23 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
                     .context("invalid feature spec")
                     .usage()?,
             );
-            load_events(&schema, spec, &config, &args.input.data, window)?
+            load_events(&schema, spec, &config, &args.input.data, window, args.unsupervised)?
         }
     };
     eprintln!(
-        "read {} labelled rows ({} fraud) with {} features in {:.1}s",
+        "read {} {}rows ({} fraud) with {} features in {:.1}s",
         table.len(),
+        if args.unsupervised { "" } else { "labelled " },
         table.frauds(),
         table.n_features,
         started.elapsed().as_secs_f64()
     );
-    let fitted = fit(
-        &config.train,
-        &params,
-        inputs,
-        &table,
-        &args.input.data.display().to_string(),
-        args.anomaly,
-    )?;
+    let source = args.input.data.display().to_string();
+    let fitted = if args.unsupervised {
+        fit_unsupervised(&config.train, inputs, &table, &source)?
+    } else {
+        fit(&config.train, &params, inputs, &table, &source, args.anomaly)?
+    };
     fitted
         .save(&args.out, None)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
@@ -235,6 +234,7 @@ fn load_events(
     config: &Config,
     data: &Path,
     window: Window,
+    keep_unlabeled: bool,
 ) -> CliResult<(InputSpec, Table)> {
     let n_engine = spec.feature_names().len();
     let n_attributes = schema.attribute_names().len();
@@ -257,9 +257,13 @@ fn load_events(
             if !window.contains(time) {
                 return Ok(());
             }
-            let Some(label) = is_fraud(tx.label) else {
-                unlabeled += 1;
-                return Ok(());
+            let label = match is_fraud(tx.label) {
+                Some(label) => label,
+                None if keep_unlabeled => false,
+                None => {
+                    unlabeled += 1;
+                    return Ok(());
+                }
             };
             table.values.extend_from_slice(features);
             for (interner, value) in interners.iter_mut().zip(&tx.attributes) {
@@ -319,16 +323,18 @@ fn load_tabular(
     label: Option<&str>,
     config: &Config,
     exclude: &[String],
+    keep_unlabeled: bool,
 ) -> CliResult<(InputSpec, Table)> {
     let (strict, max_examples) = (config.ingest.strict, config.ingest.max_error_examples);
     let profile = profile_csv(data, strict, max_examples)?;
-    let label_idx = find_label_column(&profile.header, label).ok_or_else(|| {
-        Failure::Usage(anyhow::anyhow!(
-            "{}: no label column found; name it with --label",
+    let label_idx = find_label_column(&profile.header, label);
+    if label_idx.is_none() && !keep_unlabeled {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "{}: no label column found; name it with --label, or train without labels with --unsupervised",
             data.display()
-        ))
-    })?;
-    let (encoding, _) = fraudlens_core::tabular::TabularEncoding::fit(&profile.columns, Some(label_idx), exclude);
+        )));
+    }
+    let (encoding, _) = fraudlens_core::tabular::TabularEncoding::fit(&profile.columns, label_idx, exclude);
     let mut reader = TabularReader::open(data, &encoding, strict, max_examples)?;
     let mut table = Table {
         n_features: encoding.features.len(),
@@ -341,6 +347,10 @@ fn load_tabular(
             Some(label) => {
                 table.values.extend_from_slice(&row);
                 table.push_meta(label == fraudlens_core::Label::Fraud, None, None, 1.0);
+            }
+            None if keep_unlabeled => {
+                table.values.extend_from_slice(&row);
+                table.push_meta(false, None, None, 1.0);
             }
             None => unlabeled += 1,
         }
@@ -378,7 +388,7 @@ pub fn fit(
     let (train_part, valid_part) = (table.slice(0..n_train), table.slice(n_train..table.len()));
     if train_part.frauds() == 0 || valid_part.frauds() == 0 {
         return Err(Failure::Data(anyhow::anyhow!(
-            "need fraud rows in both the training part ({}) and the validation part ({}) of the window",
+            "need fraud rows in both the training part ({}) and the validation part ({}) of the window (without labels: --unsupervised)",
             train_part.frauds(),
             valid_part.frauds()
         )));
@@ -398,13 +408,17 @@ pub fn fit(
                     .collect()
             })
             .collect();
-        let params = IsolationForestParams::default()
+        let params = train_config
+            .isolation_forest
             .check()
-            .context("anomaly detector parameters")?;
+            .context("invalid isolation forest parameters")
+            .usage()?;
         let anomaly = params.fit(&columns).context("training the isolation forest")?;
         let augment = |part: &Table| -> CliResult<Table> {
             let mut scores = vec![0.0; part.len()];
-            anomaly.score_batch(&part.values, &mut scores).context("anomaly scores")?;
+            anomaly
+                .score_batch(&part.values, &mut scores)
+                .context("anomaly scores")?;
             Ok(part.with_column(&scores))
         };
         let (train_part, valid_part) = (augment(&train_part)?, augment(&valid_part)?);
@@ -494,6 +508,7 @@ pub fn fit(
         fraudlens_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_at: now_rfc3339(),
         model_id: format!("gbdt-{}", &sha256_hex(&trees_json)[..12]),
+        kind: ModelKind::Gbdt,
         inputs,
         feature_names,
         feature_kinds: kinds,
@@ -521,8 +536,90 @@ pub fn fit(
     };
     Ok(Artifact {
         manifest,
-        forest: trained.forest,
+        forest: Some(trained.forest),
         anomaly,
+    })
+}
+
+/// An isolation forest alone, for data without labels: review and decline
+/// the given shares of the most anomalous training rows.
+pub fn fit_unsupervised(
+    train_config: &TrainConfig,
+    inputs: InputSpec,
+    table: &Table,
+    data_source: &str,
+) -> CliResult<Artifact> {
+    let started = Instant::now();
+    let n = table.n_features;
+    let columns: Vec<Vec<f64>> = (0..n)
+        .map(|feature| table.values.iter().skip(feature).step_by(n.max(1)).copied().collect())
+        .collect();
+    let params = train_config
+        .isolation_forest
+        .check()
+        .context("invalid isolation forest parameters")
+        .usage()?;
+    let anomaly = params.fit(&columns).context("training the isolation forest").data()?;
+    let mut scores = vec![0.0; table.len()];
+    anomaly
+        .score_batch(&table.values, &mut scores)
+        .context("anomaly scores")?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let shares = (
+        train_config.unsupervised_review_share,
+        train_config.unsupervised_decline_share,
+    );
+    if !(shares.0 > 0.0 && shares.0 < 1.0 && shares.1 > 0.0 && shares.1 <= shares.0) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "train.unsupervised_review_share and unsupervised_decline_share must satisfy 0 < decline ≤ review < 1"
+        )));
+    }
+    let mut sorted = scores.clone();
+    sorted.sort_by(f64::total_cmp);
+    let quantile = |share: f64| sorted[((sorted.len() as f64 * (1.0 - share)) as usize).min(sorted.len() - 1)];
+    let thresholds = Thresholds::new(quantile(shares.0), Some(quantile(shares.1)))
+        .context("anomaly thresholds")
+        .data()?;
+    let anomaly_json = serde_json::to_vec(&anomaly).context("serialising the isolation forest")?;
+    let period = match (table.times.first(), table.times.last()) {
+        (Some(first), Some(last)) => Some((format_time(*first), format_time(*last))),
+        _ => None,
+    };
+    let manifest = Manifest {
+        format_version: fraudlens_model::artifact::FORMAT_VERSION,
+        fraudlens_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_at: now_rfc3339(),
+        model_id: format!("iforest-{}", &sha256_hex(&anomaly_json)[..12]),
+        kind: ModelKind::IsolationForest,
+        feature_names: inputs.feature_names().context("feature names")?,
+        feature_kinds: inputs.feature_kinds().context("feature kinds")?,
+        inputs,
+        params: train_config.gbdt.clone(),
+        calibration: Calibration::Identity,
+        thresholds,
+        threshold_choice: None,
+        training: TrainingSummary {
+            data_fingerprint: fingerprint(table),
+            data_source: data_source.to_owned(),
+            train_rows: table.len(),
+            train_frauds: table.frauds(),
+            valid_rows: 0,
+            valid_frauds: 0,
+            train_period: period,
+            valid_period: None,
+            best_round: 0,
+            rounds: Vec::new(),
+            brier_uncalibrated: None,
+            train_seconds,
+        },
+        validation: None,
+        gain_importance: Vec::new(),
+        anomaly_input: false,
+    };
+    Ok(Artifact {
+        manifest,
+        forest: None,
+        anomaly: Some(anomaly),
     })
 }
 
@@ -552,6 +649,19 @@ fn now_rfc3339() -> String {
 pub fn render_training(manifest: &Manifest) -> String {
     let training = &manifest.training;
     let mut out = String::new();
+    if manifest.kind == ModelKind::IsolationForest {
+        let thresholds = &manifest.thresholds;
+        out.push_str(&format!(
+            "fitted an isolation forest in {:.1}s on {} rows; anomaly score thresholds: review ≥ {:.4}, decline ≥ {}\n",
+            training.train_seconds,
+            training.train_rows,
+            thresholds.review(),
+            thresholds
+                .decline()
+                .map_or_else(|| "never".to_owned(), |d| format!("{d:.4}"))
+        ));
+        return out;
+    }
     out.push_str(&format!(
         "trained {} trees (best of {} rounds) in {:.1}s on {} rows ({} fraud); validated on {} later rows ({} fraud)\n",
         training.best_round,

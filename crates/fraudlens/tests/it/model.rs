@@ -396,30 +396,74 @@ fn tabular_training_and_scoring() {
     let trained = trained();
     let out = tempfile::tempdir().unwrap();
     let data = trained.data();
-    ok(out.path(), &["features", "--data", data.to_str().unwrap(), "--out", "features.csv"]);
+    ok(
+        out.path(),
+        &["features", "--data", data.to_str().unwrap(), "--out", "features.csv"],
+    );
     let run = ok(
         out.path(),
         &[
-            "train", "--mode", "tabular", "--data", "features.csv", "--label", "is_fraud", "--exclude", "timestamp",
-            "--exclude", "fraud_scenario", "--trees", "60", "--out", "tabular",
+            "train",
+            "--mode",
+            "tabular",
+            "--data",
+            "features.csv",
+            "--label",
+            "is_fraud",
+            "--exclude",
+            "timestamp",
+            "--exclude",
+            "fraud_scenario",
+            "--trees",
+            "60",
+            "--out",
+            "tabular",
         ],
     );
     assert!(run.stderr.contains("ROC AUC"), "{}", run.stderr);
     let manifest = read_json(&out.path().join("tabular/model.json"));
     assert_eq!(manifest["inputs"]["mode"], "tabular");
-    let names: Vec<&str> = manifest["feature_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let names: Vec<&str> = manifest["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
     assert!(!names.contains(&"transaction_id") && !names.contains(&"timestamp") && !names.contains(&"is_fraud"));
-    assert!(names.contains(&"channel"), "categorical attributes are model inputs: {names:?}");
+    assert!(
+        names.contains(&"channel"),
+        "categorical attributes are model inputs: {names:?}"
+    );
     ok(
         out.path(),
-        &["score", "--model", "tabular", "--input", "features.csv", "--output", "p.csv", "--stats", "s.json"],
+        &[
+            "score",
+            "--model",
+            "tabular",
+            "--input",
+            "features.csv",
+            "--output",
+            "p.csv",
+            "--stats",
+            "s.json",
+        ],
     );
     let stats = read_json(&out.path().join("s.json"));
     assert!(stats["roc_auc"].as_f64().unwrap() > 0.85, "{stats}");
     // a time window needs transactions
     let run = fraudlens(
         out.path(),
-        &["score", "--model", "tabular", "--input", "features.csv", "--output", "q.csv", "--from", "2026-02-01"],
+        &[
+            "score",
+            "--model",
+            "tabular",
+            "--input",
+            "features.csv",
+            "--output",
+            "q.csv",
+            "--from",
+            "2026-02-01",
+        ],
         &[],
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
