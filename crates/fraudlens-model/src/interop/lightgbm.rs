@@ -31,10 +31,11 @@
 //! categorical splits become [`Missing::NaN`] with `default_left = false`.
 //!
 //! LightGBM's prediction API reads every value with `|x| <= 1e-35`
-//! ([`ZERO_THRESHOLD`]) as 0 before any comparison (its row reader drops
-//! zeros), so a numeric threshold inside that band is moved to its edge
-//! ([`ZERO_THRESHOLD`] when it is `>= 0`, just below `-ZERO_THRESHOLD`
-//! otherwise), which sends those values where LightGBM does.
+//! ([`crate::tree::ZERO_THRESHOLD`]) as 0 before any comparison (its row
+//! reader drops zeros); we compare the value itself. The two only differ for
+//! such tiny values at a threshold within ±1e-35 of zero: LightGBM's own
+//! thresholds near zero are ±1e-35 exactly, so for its models that is the
+//! single value -1e-35.
 //!
 //! One divergence is left: LightGBM truncates a categorical value in (-1, 0)
 //! (and reads a tiny negative value as 0) to category 0, while
@@ -44,8 +45,8 @@
 //! # Export
 //! [`export_lightgbm_text`] writes a model that `lightgbm.Booster(model_file=…)`
 //! loads and scores like the [`Forest`]: the base score becomes a leading
-//! single-leaf tree, and every rule LightGBM has no direct form for gets an
-//! exact equivalent:
+//! single-leaf tree, and rules LightGBM has no direct form for get an
+//! equivalent:
 //! - a categorical split whose missing values LightGBM would send elsewhere
 //!   (NaN left, or zero for [`Missing::Zero`]) gets a guard split in front of
 //!   it on the same feature: `x <= inf`, with the missing values going to a
@@ -61,9 +62,9 @@
 //!   rounded; internal counts are the sums of their children's, so LightGBM's
 //!   child/parent fractions are the same as ours.
 //!
-//! What LightGBM cannot express: a numeric threshold within ±1e-35 of zero
-//! (LightGBM reads that whole band as 0, see above: values in it may take
-//! the other branch), categorical values in (-1, 0), and, for `F32` forests,
+//! What LightGBM cannot express: how values within ±1e-35 of zero compare
+//! with a threshold in that band, such as `x <= 0` (LightGBM reads them all
+//! as 0, see above), categorical values in (-1, 0), and, for `F32` forests,
 //! the rounding of categorical values and of the zero test.
 //!
 //! `import_lightgbm_text(export_lightgbm_text(f))` gives back `f` exactly for
@@ -75,7 +76,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use super::{Format, Imported, InteropError};
-use crate::tree::{Condition, Missing, Node, SplitNode, Tree, ZERO_THRESHOLD};
+use crate::tree::{Condition, Missing, Node, SplitNode, Tree};
 use crate::{Forest, ForestData, InputPrecision};
 
 const FORMAT: Format = Format::LightGbm;
@@ -254,17 +255,16 @@ impl<'a> Document<'a> {
                 };
                 malformed(location, format!("line `{}` is not `key=value`", truncate(line)))
             })?;
-            match (in_tree, trees.last_mut()) {
-                (true, Some(fields)) => fields.insert(key, value),
-                (false, None) => header.insert(key, value),
-                (false, Some(_)) => {
-                    return Err(malformed(
-                        format!("after tree {}", trees.len() - 1),
-                        format!("line `{}` outside a tree", truncate(line)),
-                    ));
-                }
-                (true, None) => unreachable!("in_tree is only set after a tree is pushed"),
-            };
+            if in_tree && let Some(fields) = trees.last_mut() {
+                fields.insert(key, value);
+            } else if trees.is_empty() {
+                header.insert(key, value);
+            } else {
+                return Err(malformed(
+                    format!("after tree {}", trees.len() - 1),
+                    format!("line `{}` outside a tree", truncate(line)),
+                ));
+            }
         }
         Err(malformed(
             "end of file",
@@ -397,7 +397,7 @@ fn read_tree(tree_idx: usize, fields: &HashMap<&str, &str>, leaf_scale: f64) -> 
                 }
             };
             let condition = Condition::Numeric {
-                threshold: zero_band_threshold(threshold[node]),
+                threshold: threshold[node],
             };
             (condition, missing, decision & DEFAULT_LEFT_MASK != 0)
         };
@@ -460,20 +460,6 @@ impl TreeFields<'_, '_> {
             return Err(self.malformed(field, format!("expected {len} values, found {}", values.len())));
         }
         Ok(Some(values))
-    }
-}
-
-/// LightGBM's prediction API reads every `|x| <= ZERO_THRESHOLD` as 0 before
-/// any comparison, so a threshold `t` inside that band splits it as `0 <= t`
-/// would: the band all goes left when `t >= 0`, all right otherwise. This is
-/// the threshold that does the same on unchanged inputs.
-fn zero_band_threshold(t: f64) -> f64 {
-    if !(-ZERO_THRESHOLD..=ZERO_THRESHOLD).contains(&t) {
-        t
-    } else if t >= 0.0 {
-        ZERO_THRESHOLD
-    } else {
-        (-ZERO_THRESHOLD).next_down()
     }
 }
 
@@ -805,28 +791,6 @@ mod tests {
             assert_eq!(number(x).parse::<f64>().unwrap().to_bits(), x.to_bits(), "{x}");
         }
         assert_eq!(number(f64::INFINITY), "inf");
-    }
-
-    /// Inside ±1e-35 LightGBM compares 0 instead of the value.
-    #[test]
-    fn thresholds_in_the_zero_band_move_to_its_edge() {
-        for t in [
-            0.0,
-            -0.0,
-            1e-40,
-            ZERO_THRESHOLD,
-            -1e-40,
-            -ZERO_THRESHOLD,
-            2e-35,
-            -2e-35,
-            0.5,
-        ] {
-            let moved = zero_band_threshold(t);
-            for x in [-3e-35, -ZERO_THRESHOLD, -1e-40, 0.0, 1e-40, ZERO_THRESHOLD, 3e-35, 1.0] {
-                let lightgbm_reads = if x.abs() <= ZERO_THRESHOLD { 0.0 } else { x };
-                assert_eq!(x <= moved, lightgbm_reads <= t, "t={t} x={x}");
-            }
-        }
     }
 
     #[test]

@@ -214,8 +214,15 @@ def generate(out_dir, small):
     xgb_train = train.copy()
     xgb_train["merchant_category"] = pd.Categorical(train["merchant_category"], categories=list(range(N_CATEGORIES)))
     dtrain = xgb.DMatrix(xgb_train, label, enable_categorical=True)
-    for name, objective, rounds in [("xgboost", "binary:logistic", n_trees), ("xgboost_logitraw", "binary:logitraw", n_trees // 3)]:
+    xgboost_variants = [
+        ("xgboost", "binary:logistic", n_trees, {}),
+        ("xgboost_logitraw", "binary:logitraw", n_trees // 3, {}),
+        # a random forest: several parallel trees per round, all summed
+        ("xgboost_forest", "binary:logistic", 3, {"num_parallel_tree": 4, "subsample": 0.8, "colsample_bynode": 0.8}),
+    ]
+    for name, objective, rounds, extra in xgboost_variants:
         params = {
+            **extra,
             "objective": objective,
             "tree_method": "hist",
             "max_depth": 6 if not small else 5,

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use fraudlens_model::Forest;
 use fraudlens_model::InputPrecision;
 use fraudlens_model::interop::{Imported, export_lightgbm_text, import_lightgbm_text, import_xgboost_json};
+use fraudlens_model::tree::ZERO_THRESHOLD;
 use serde_json::{Value, json};
 
-use super::random::{random_forest, random_rows};
+use super::random::{random_forest, random_rows, trained_forest};
 
 /// Largest allowed differences, per format: LightGBM computes in `f64` like
 /// us; XGBoost sums leaves and contributions in `f32`.
@@ -185,7 +186,8 @@ fn imports_match_library_outputs_on_fixtures() {
             "lightgbm_zero",
             "lightgbm_rf",
             "xgboost",
-            "xgboost_logitraw"
+            "xgboost_logitraw",
+            "xgboost_forest"
         ]
     );
     for case in &cases {
@@ -264,6 +266,18 @@ fn live_parity_with_python() {
         let forest = random_forest(11, 60, precision, integral);
         exports.push(write_export(&dir, name, &forest, &names, &random_rows(12, 2000)));
     }
+    // our trainer splits at 0.0; LightGBM reads values within 1e-35 of zero as 0 (see the lightgbm module docs)
+    let mut rows = random_rows(14, 2000);
+    for value in rows.iter_mut().flatten().filter(|value| value.abs() <= ZERO_THRESHOLD) {
+        *value = 0.0;
+    }
+    exports.push(write_export(
+        &dir,
+        "export_trained",
+        &trained_forest(13, 60),
+        &names,
+        &rows,
+    ));
     let manifest = json!({ "exports": exports });
     fs::write(
         dir.join("exports.json"),

@@ -10,7 +10,8 @@ use fraudlens_model::{Forest, ForestData, InputPrecision};
 pub const N_CATEGORICAL: usize = 2;
 pub const N_FEATURES: usize = 6;
 /// Numeric thresholds come from this grid, so rows can sit exactly on them.
-/// None lies within ±1e-35 of zero, where LightGBM reads every value as 0.
+/// None lies within ±1e-35 of zero, where LightGBM reads every value as 0
+/// (see the lightgbm module docs).
 const THRESHOLDS: [f64; 9] = [-2.0, -0.75, -0.1, -1e-30, 0.1, 0.3, 1.0, 2.5, 1e10];
 
 pub fn random_forest(seed: u64, n_trees: usize, precision: InputPrecision, integral_covers: bool) -> Forest {
@@ -125,4 +126,58 @@ pub fn random_rows(seed: u64, n_rows: usize) -> Vec<Vec<f64>> {
                 .collect()
         })
         .collect()
+}
+
+/// A forest from our own trainer, on rows like [`random_rows`] with a label
+/// that depends on a categorical and numeric features and on missingness.
+pub fn trained_forest(seed: u64, n_trees: usize) -> Forest {
+    use fraudlens_model::train::{FeatureKind, GbdtParams, TrainSet, train};
+    let mut rng = Rng::new(seed, 2);
+    let rows: Vec<Vec<f64>> = random_rows(seed, 3000)
+        .into_iter()
+        .map(|row| {
+            // category-like features hold codes 0..50 or NaN, as the trainer expects
+            let mut row = row;
+            for value in &mut row[..N_CATEGORICAL] {
+                if !value.is_nan() {
+                    *value = rng.below(50) as f64;
+                }
+            }
+            row
+        })
+        .collect();
+    let labels: Vec<bool> = rows
+        .iter()
+        .map(|row| {
+            let score = if row[0].is_nan() {
+                1.0
+            } else {
+                f64::from((row[0] as u32).is_multiple_of(3))
+            } + if row[2].is_nan() { -0.5 } else { row[2].clamp(-3.0, 3.0) }
+                + row[3].abs().min(2.0) * 0.5;
+            rng.uniform() < 1.0 / (1.0 + (-(score - 1.0)).exp())
+        })
+        .collect();
+    let values: Vec<f64> = rows.concat();
+    let mut kinds = vec![FeatureKind::Numeric; N_FEATURES];
+    for kind in &mut kinds[..N_CATEGORICAL] {
+        *kind = FeatureKind::Categorical { n_codes: 50 };
+    }
+    let params = GbdtParams {
+        n_trees,
+        num_leaves: 24,
+        max_depth: 6,
+        seed,
+        threads: 1,
+        ..GbdtParams::default()
+    }
+    .check()
+    .unwrap();
+    let train_set = TrainSet {
+        values: &values,
+        n_features: N_FEATURES,
+        labels: &labels,
+        weights: None,
+    };
+    train(&params, &kinds, &train_set, None, &mut |_| {}).unwrap().forest
 }

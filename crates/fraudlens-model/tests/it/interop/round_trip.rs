@@ -3,7 +3,7 @@
 use fraudlens_model::interop::{export_lightgbm_text, import_lightgbm_text};
 use fraudlens_model::{Forest, InputPrecision};
 
-use super::random::{N_FEATURES, random_forest, random_rows};
+use super::random::{N_FEATURES, random_forest, random_rows, trained_forest};
 
 fn names() -> Vec<String> {
     (0..N_FEATURES).map(|idx| format!("feature {idx}")).collect()
@@ -84,4 +84,18 @@ fn export_is_deterministic_and_stable() {
     assert!(export_lightgbm_text(&random, &names()) == export_lightgbm_text(&random, &names()));
     let again = import_lightgbm_text(&text).unwrap();
     assert!(export_lightgbm_text(&again.forest, &again.feature_names) == text);
+}
+
+/// A forest of our own trainer keeps its scores and contributions.
+#[test]
+fn trained_forests_keep_their_scores() {
+    let forest = trained_forest(3, 15);
+    assert!(forest.trees().iter().any(|tree| tree.nodes.iter().any(|node| matches!(
+        node,
+        fraudlens_model::tree::Node::Split(fraudlens_model::tree::SplitNode {
+            condition: fraudlens_model::tree::Condition::Categorical { .. },
+            ..
+        })
+    ))));
+    assert_same_scores(&forest, 7, 1e-6);
 }
