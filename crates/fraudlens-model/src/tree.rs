@@ -6,7 +6,8 @@
 //! or right from one feature value:
 //! - numeric splits send `x <= threshold` left;
 //! - categorical splits send the category codes of their set left and every
-//!   other code (including negative or non-integer values) right;
+//!   other code right (negative values have no code; non-integer values are
+//!   truncated to their integer part, as LightGBM does);
 //! - what a missing value does is the split's [`Missing`] rule, with the
 //!   learned `default_left` direction.
 //!

@@ -40,6 +40,8 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Batch scoring: predictions (probability, decision, reasons) for a file, plus run statistics.
     Score(ScoreArgs),
+    /// Turn a LightGBM text or XGBoost JSON model (binary) into a fraudlens model directory.
+    Import(ImportArgs),
     /// The quick start: simulate, build features, train, evaluate and score.
     Demo(DemoArgs),
     /// Print the effective configuration (secrets redacted).
@@ -53,7 +55,9 @@ impl Command {
             Self::Features(args) => args.schema.schema.as_deref(),
             Self::Inspect(args) => args.schema.schema.as_deref(),
             Self::Train(args) => args.schema.schema.as_deref(),
-            Self::Simulate(_) | Self::Demo(_) | Self::Config | Self::Evaluate(_) | Self::Score(_) => None,
+            Self::Simulate(_) | Self::Demo(_) | Self::Config | Self::Evaluate(_) | Self::Score(_) | Self::Import(_) => {
+                None
+            }
         }
     }
 }
@@ -357,4 +361,24 @@ pub struct ScoreArgs {
     /// Stop at the first bad row instead of skipping it.
     #[arg(long)]
     pub strict: bool,
+}
+
+/// `fraudlens import`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A LightGBM text model (`booster.save_model("model.txt")`), objective binary.
+    #[arg(long, value_name = "FILE", conflicts_with = "xgboost")]
+    pub lightgbm: Option<PathBuf>,
+    /// An XGBoost JSON model (`booster.save_model("model.json")`), binary:logistic or binary:logitraw.
+    #[arg(long, value_name = "FILE")]
+    pub xgboost: Option<PathBuf>,
+    /// Model directory to write.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Probability at or above which a transaction goes to review.
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    pub review_threshold: f64,
+    /// Probability at or above which a transaction is declined [default: never].
+    #[arg(long, value_name = "P")]
+    pub decline_threshold: Option<f64>,
 }

@@ -42,6 +42,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Train(args) => commands::train::run(config, args),
         Command::Evaluate(args) => commands::evaluate::run(&config, args),
         Command::Score(args) => commands::score::run(&config, args),
+        Command::Import(args) => commands::import::run(args),
         Command::Demo(args) => commands::demo::run(config, args),
         Command::Config => commands::print_config(&config),
     }

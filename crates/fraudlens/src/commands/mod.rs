@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod demo;
 pub mod evaluate;
 pub mod features;
+pub mod import;
 pub mod inspect;
 pub mod output;
 pub mod progress;

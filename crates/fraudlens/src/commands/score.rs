@@ -173,7 +173,8 @@ impl<'a> Scorer<'a> {
                 }
             })
             .collect();
-        let number = |value: Option<f64>| value.map(|value| format!("{value:.6}")).unwrap_or_default();
+        // shortest representations that read back to the same f64
+        let number = |value: Option<f64>| value.map(|value| value.to_string()).unwrap_or_default();
         for ((meta, score), reasons) in self.pending.drain(..).zip(&scores).zip(reasons) {
             let w = &mut self.writer;
             w.write_field(&meta.id)?;

@@ -173,8 +173,13 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
     } else {
         fit(&config.train, &params, inputs, &table, &source, args.anomaly)?
     };
+    // the trees as a LightGBM text model too, to inspect them in Python
+    let lightgbm = fitted
+        .forest
+        .as_ref()
+        .map(|forest| fraudlens_model::interop::export_lightgbm_text(forest, &fitted.manifest.feature_names));
     fitted
-        .save(&args.out, None)
+        .save(&args.out, lightgbm.as_deref())
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
     eprint!("{}", render_training(&fitted.manifest));
     eprintln!("model written to {}", args.out.display());
@@ -637,7 +642,7 @@ fn fingerprint(table: &Table) -> String {
 }
 
 /// The current time as RFC 3339 UTC (the only clock read of training: it names the artifact).
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64);

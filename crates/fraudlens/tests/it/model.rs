@@ -79,7 +79,13 @@ fn copy_model(from: &Path, to: &Path) {
 fn the_artifact_holds_what_serving_needs() {
     let trained = trained();
     let model = trained.model();
-    for file in ["model.json", "trees.json", "anomaly.json", "SHA256SUMS"] {
+    for file in [
+        "model.json",
+        "trees.json",
+        "anomaly.json",
+        "model.lgb.txt",
+        "SHA256SUMS",
+    ] {
         assert!(model.join(file).is_file(), "{file} missing");
     }
     let manifest = read_json(&model.join("model.json"));
@@ -467,4 +473,59 @@ fn tabular_training_and_scoring() {
         &[],
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
+}
+
+/// Models trained in Python serve through fraudlens: imported, then scored on
+/// the same rows, they give the libraries' own probabilities (fixtures made by
+/// the pinned LightGBM and XGBoost, see scripts/parity).
+#[test]
+fn imported_python_models_score_like_the_library() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fraudlens-model/tests/fixtures/interop");
+    let out = tempfile::tempdir().unwrap();
+    for (name, flag) in [
+        ("lightgbm", "--lightgbm"),
+        ("xgboost", "--xgboost"),
+        ("lightgbm_zero", "--lightgbm"),
+    ] {
+        let model_file = fixtures.join(if flag == "--lightgbm" {
+            format!("{name}.txt")
+        } else {
+            format!("{name}.json")
+        });
+        ok(
+            out.path(),
+            &["import", flag, model_file.to_str().unwrap(), "--out", name],
+        );
+        let rows = fixtures.join(format!("{name}_rows.csv"));
+        let predictions = format!("{name}.csv");
+        ok(
+            out.path(),
+            &[
+                "score",
+                "--model",
+                name,
+                "--input",
+                rows.to_str().unwrap(),
+                "--output",
+                &predictions,
+            ],
+        );
+        let ours: Vec<f64> = csv::Reader::from_path(out.path().join(&predictions))
+            .unwrap()
+            .deserialize::<std::collections::HashMap<String, String>>()
+            .map(|row| row.unwrap()["fraud_probability"].parse().unwrap())
+            .collect();
+        let theirs: Vec<f64> = csv::Reader::from_path(fixtures.join(format!("{name}_expected.csv")))
+            .unwrap()
+            .deserialize::<std::collections::HashMap<String, String>>()
+            .map(|row| row.unwrap()["proba"].parse().unwrap())
+            .collect();
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        for (idx, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!((a - b).abs() < 1e-6, "{name} row {idx}: {a} vs {b}");
+        }
+    }
+    let run = fraudlens(out.path(), &["import", "--xgboost", "/dev/null", "--out", "bad"], &[]);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(!out.path().join("bad").exists());
 }
