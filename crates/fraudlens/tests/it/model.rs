@@ -92,7 +92,9 @@ fn the_artifact_holds_what_serving_needs() {
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["inputs"]["mode"], "events");
     let names = manifest["feature_names"].as_array().unwrap();
-    assert_eq!(names.len(), 60, "57 engine features and 3 attributes");
+    assert_eq!(names.len(), 61, "57 engine features, 3 attributes and the anomaly score");
+    assert_eq!(names[60], "ml_anomaly_score");
+    assert_eq!(manifest["anomaly_input"], true);
     let training = &manifest["training"];
     assert_eq!(training["data_fingerprint"].as_str().unwrap().len(), 64);
     // validation rows come after every training row
