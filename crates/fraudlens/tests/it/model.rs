@@ -92,7 +92,11 @@ fn the_artifact_holds_what_serving_needs() {
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["inputs"]["mode"], "events");
     let names = manifest["feature_names"].as_array().unwrap();
-    assert_eq!(names.len(), 61, "57 engine features, 3 attributes and the anomaly score");
+    assert_eq!(
+        names.len(),
+        61,
+        "57 engine features, 3 attributes and the anomaly score"
+    );
     assert_eq!(names[60], "ml_anomaly_score");
     assert_eq!(manifest["anomaly_input"], true);
     let training = &manifest["training"];
@@ -530,4 +534,79 @@ fn imported_python_models_score_like_the_library() {
     let run = fraudlens(out.path(), &["import", "--xgboost", "/dev/null", "--out", "bad"], &[]);
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(!out.path().join("bad").exists());
+}
+
+/// Without labels, an isolation forest alone ranks transactions by anomaly.
+#[test]
+fn unsupervised_models_need_no_labels() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let data = trained.data();
+    // drop the label column: nothing to learn from but the transactions themselves
+    let text = std::fs::read_to_string(&data).unwrap();
+    let mut unlabeled = String::new();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let label = header.iter().position(|h| *h == "is_fraud").unwrap();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let kept: Vec<&str> = cells
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != label)
+            .map(|(_, c)| *c)
+            .collect();
+        unlabeled.push_str(&kept.join(","));
+        unlabeled.push('\n');
+    }
+    std::fs::write(out.path().join("unlabeled.csv"), unlabeled).unwrap();
+    let run = fraudlens(
+        out.path(),
+        &["train", "--data", "unlabeled.csv", "--out", "supervised"],
+        &[],
+    );
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("--unsupervised"), "{}", run.stderr);
+    ok(
+        out.path(),
+        &["train", "--unsupervised", "--data", "unlabeled.csv", "--out", "iforest"],
+    );
+    let manifest = read_json(&out.path().join("iforest/model.json"));
+    assert_eq!(manifest["kind"], "isolation_forest");
+    assert!(!out.path().join("iforest/trees.json").exists());
+    ok(
+        out.path(),
+        &[
+            "score",
+            "--model",
+            "iforest",
+            "--input",
+            "unlabeled.csv",
+            "--output",
+            "p.csv",
+            "--stats",
+            "s.json",
+        ],
+    );
+    let stats = read_json(&out.path().join("s.json"));
+    let rows = stats["rows_scored"].as_u64().unwrap() as f64;
+    let flagged = stats["decisions"]["review"].as_u64().unwrap() + stats["decisions"]["decline"].as_u64().unwrap();
+    // the thresholds flag the most anomalous 1 % of the training rows
+    assert!((flagged as f64 / rows - 0.01).abs() < 0.003, "{flagged} of {rows}");
+    let mut reader = csv::Reader::from_path(out.path().join("p.csv")).unwrap();
+    let record = reader.records().next().unwrap().unwrap();
+    assert_eq!(&record[2], "", "no fraud probability without labels");
+    // on labelled data the anomaly ranking is still evaluated the usual way
+    let run = ok(
+        out.path(),
+        &[
+            "evaluate",
+            "--model",
+            "iforest",
+            "--data",
+            data.to_str().unwrap(),
+            "--test-from",
+            "2026-02-10",
+        ],
+    );
+    assert!(run.stdout.contains("ROC AUC"), "{}", run.stdout);
 }
