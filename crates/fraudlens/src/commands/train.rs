@@ -17,6 +17,7 @@ use fraudlens_features::FeatureSpec;
 use fraudlens_ingest::{TabularReader, profile_csv};
 use fraudlens_model::artifact::{ANOMALY_FEATURE, Artifact, Manifest, ModelKind, TrainingSummary, sha256_hex};
 use fraudlens_model::calibration::Calibration;
+use fraudlens_model::iforest::IsolationForest;
 use fraudlens_model::inputs::{AttributeEncoding, InputSpec};
 use fraudlens_model::metrics::{EvalInput, Evaluation, brier};
 use fraudlens_model::threshold::{ThresholdChoice, Thresholds, choose_thresholds};
@@ -402,23 +403,7 @@ pub fn fit(
     let mut feature_names = inputs.feature_names().context("feature names")?;
     // the isolation forest learns from the training rows only; its score becomes one more input
     let (anomaly, train_part, valid_part) = if with_anomaly {
-        let columns: Vec<Vec<f64>> = (0..train_part.n_features)
-            .map(|feature| {
-                train_part
-                    .values
-                    .iter()
-                    .skip(feature)
-                    .step_by(train_part.n_features)
-                    .copied()
-                    .collect()
-            })
-            .collect();
-        let params = train_config
-            .isolation_forest
-            .check()
-            .context("invalid isolation forest parameters")
-            .usage()?;
-        let anomaly = params.fit(&columns).context("training the isolation forest")?;
+        let anomaly = fit_isolation_forest(train_config, &train_part)?;
         let augment = |part: &Table| -> CliResult<Table> {
             let mut scores = vec![0.0; part.len()];
             anomaly
@@ -546,6 +531,20 @@ pub fn fit(
     })
 }
 
+/// An isolation forest fitted on the rows of `table`.
+fn fit_isolation_forest(train_config: &TrainConfig, table: &Table) -> CliResult<IsolationForest> {
+    let n = table.n_features.max(1);
+    let columns: Vec<Vec<f64>> = (0..table.n_features)
+        .map(|feature| table.values.iter().skip(feature).step_by(n).copied().collect())
+        .collect();
+    let params = train_config
+        .isolation_forest
+        .check()
+        .context("invalid isolation forest parameters")
+        .usage()?;
+    params.fit(&columns).context("training the isolation forest").data()
+}
+
 /// An isolation forest alone, for data without labels: review and decline
 /// the given shares of the most anomalous training rows.
 pub fn fit_unsupervised(
@@ -555,16 +554,7 @@ pub fn fit_unsupervised(
     data_source: &str,
 ) -> CliResult<Artifact> {
     let started = Instant::now();
-    let n = table.n_features;
-    let columns: Vec<Vec<f64>> = (0..n)
-        .map(|feature| table.values.iter().skip(feature).step_by(n.max(1)).copied().collect())
-        .collect();
-    let params = train_config
-        .isolation_forest
-        .check()
-        .context("invalid isolation forest parameters")
-        .usage()?;
-    let anomaly = params.fit(&columns).context("training the isolation forest").data()?;
+    let anomaly = fit_isolation_forest(train_config, table)?;
     let mut scores = vec![0.0; table.len()];
     anomaly
         .score_batch(&table.values, &mut scores)
