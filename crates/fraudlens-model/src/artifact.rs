@@ -342,7 +342,7 @@ impl Artifact {
         let mut buffer = Vec::new();
         let full = self.model_row(row, &mut buffer)?;
         let mut reasons = forest.top_reasons(full, &self.manifest.feature_names, k)?;
-        let encoders = self.manifest.inputs.encoders();
+        let encoders = self.manifest.inputs.encoders(self.n_inputs());
         for reason in &mut reasons {
             let feature = self
                 .manifest
@@ -428,11 +428,23 @@ impl Artifact {
             let path = path.to_owned();
             move |source| ArtifactError::Io { path, source }
         };
-        if dir.exists() && !dir.join(MANIFEST).exists() && fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
-            return Err(ArtifactError::Format {
-                path: dir.to_owned(),
-                reason: "exists and is not a model directory: refusing to replace it".to_owned(),
-            });
+        // replace a directory only when it holds nothing but an artifact's files
+        if dir.exists() {
+            let known = [MANIFEST, TREES, ANOMALY, LIGHTGBM, CHECKSUMS];
+            for entry in fs::read_dir(dir).map_err(io(dir))? {
+                let entry = entry.map_err(io(dir))?;
+                let name = entry.file_name();
+                let is_file = entry.file_type().map_err(io(&entry.path()))?.is_file();
+                if !is_file || !known.iter().any(|known| name == *known) {
+                    return Err(ArtifactError::Format {
+                        path: dir.to_owned(),
+                        reason: format!(
+                            "exists and holds {:?}, which is not part of a model: refusing to replace it",
+                            name
+                        ),
+                    });
+                }
+            }
         }
         let parent = dir
             .parent()
@@ -455,6 +467,33 @@ impl Artifact {
         }
         if let Some(anomaly) = &self.anomaly {
             files.insert(ANOMALY, to_json(anomaly, dir)?);
+        }
+        // never write what could not be read back (JSON has no NaN or infinity)
+        let reread = |file: &str, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ArtifactError::Format {
+                    path: dir.join(file),
+                    reason: "the model does not read back as written (a value is not finite?)".to_owned(),
+                })
+            }
+        };
+        reread(
+            MANIFEST,
+            serde_json::from_slice::<Manifest>(&files[MANIFEST]).ok().as_ref() == Some(&self.manifest),
+        )?;
+        if let Some(bytes) = files.get(TREES) {
+            reread(
+                TREES,
+                serde_json::from_slice::<Forest>(bytes).as_ref().ok() == self.forest.as_ref(),
+            )?;
+        }
+        if let Some(bytes) = files.get(ANOMALY) {
+            reread(
+                ANOMALY,
+                serde_json::from_slice::<IsolationForest>(bytes).as_ref().ok() == self.anomaly.as_ref(),
+            )?;
         }
         if let Some(text) = lightgbm_text {
             files.insert(LIGHTGBM, text.as_bytes().to_vec());
@@ -660,6 +699,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fraudlens-not-a-model-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("precious.txt"), "keep me").unwrap();
+        assert!(matches!(artifact.save(&dir, None), Err(ArtifactError::Format { .. })));
+        // a model.json beside other files does not make it a model directory
+        fs::write(dir.join(MANIFEST), "{}").unwrap();
         assert!(matches!(artifact.save(&dir, None), Err(ArtifactError::Format { .. })));
         assert_eq!(fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
         fs::remove_dir_all(&dir).unwrap();

@@ -109,6 +109,9 @@ impl Forest {
         if !data.base_score.is_finite() {
             return Err(ModelError::invalid("base score is not finite"));
         }
+        if data.n_features == 0 {
+            return Err(ModelError::invalid("a model needs at least one feature"));
+        }
         if data.n_features > FEATURE_MASK as usize {
             return Err(ModelError::invalid(format!("too many features ({})", data.n_features)));
         }
@@ -532,7 +535,34 @@ mod tests {
                 leaf(2.0),
             ],
         };
-        for tree in [cycle, bad_feature, Tree { nodes: vec![] }] {
+        let no_features = ForestData {
+            base_score: 0.0,
+            n_features: 0,
+            input_precision: InputPrecision::F64,
+            trees: vec![Tree::leaf(1.0, 1.0)],
+        };
+        assert!(Forest::new(no_features).is_err());
+        let unsorted = Tree {
+            nodes: vec![
+                split(0, Condition::Categorical { left: vec![3, 1] }, Missing::NaN, false, 1),
+                leaf(1.0),
+                leaf(2.0),
+            ],
+        };
+        let huge_category = Tree {
+            nodes: vec![
+                split(
+                    0,
+                    Condition::Categorical { left: vec![u32::MAX] },
+                    Missing::NaN,
+                    false,
+                    1,
+                ),
+                leaf(1.0),
+                leaf(2.0),
+            ],
+        };
+        for tree in [cycle, bad_feature, Tree { nodes: vec![] }, unsorted, huge_category] {
             let data = ForestData {
                 base_score: 0.0,
                 n_features: 2,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use fraudlens_core::tabular::{CategoryEncoder, ColumnKind, TabularEncoding};
-use fraudlens_core::{AttributeKind, AttributeValue, Schema, SchemaConfig, Secret, Transaction};
+use fraudlens_core::{AttributeValue, Schema, SchemaConfig, Secret, Transaction};
 use fraudlens_features::{FeatureSpec, FeatureSpecConfig};
 use serde::{Deserialize, Serialize};
 
@@ -68,42 +68,6 @@ impl AttributeEncoding {
 }
 
 impl InputSpec {
-    /// Fits the attribute encoders of event mode on training transactions'
-    /// attribute values (`values[row][attribute]`).
-    pub fn fit_events<'a>(
-        schema: &Schema,
-        features: FeatureSpecConfig,
-        training_rows: impl Iterator<Item = &'a [AttributeValue]>,
-    ) -> Self {
-        let names = schema.attribute_names();
-        let mut counts: Vec<rustc_hash::FxHashMap<String, u64>> = vec![Default::default(); names.len()];
-        for attributes in training_rows {
-            for (counts, value) in counts.iter_mut().zip(attributes) {
-                if let AttributeValue::Categorical(Some(value)) = value {
-                    *counts.entry(value.clone()).or_default() += 1;
-                }
-            }
-        }
-        let attributes = names
-            .iter()
-            .zip(counts)
-            .map(
-                |(name, counts)| match schema.config().attributes.get(name).map(|field| field.kind) {
-                    Some(AttributeKind::Categorical) => AttributeEncoding::Categorical {
-                        name: name.clone(),
-                        encoder: CategoryEncoder::fit(&counts, MAX_CATEGORIES),
-                    },
-                    _ => AttributeEncoding::Numeric { name: name.clone() },
-                },
-            )
-            .collect();
-        Self::Events {
-            schema: schema.config().clone(),
-            features,
-            attributes,
-        }
-    }
-
     /// Names of the model inputs, in order.
     pub fn feature_names(&self) -> Result<Vec<String>, ModelError> {
         Ok(match self {
@@ -143,11 +107,13 @@ impl InputSpec {
         })
     }
 
-    /// The category encoder of each model input (`None` for numeric inputs).
-    pub fn encoders(&self) -> Vec<Option<&CategoryEncoder>> {
+    /// The category encoder of each of the first `n_inputs` model inputs
+    /// (`None` for numeric inputs). Cheap: no schema is built.
+    pub fn encoders(&self, n_inputs: usize) -> Vec<Option<&CategoryEncoder>> {
         match self {
             Self::Events { attributes, .. } => {
-                let n_engine = self.feature_kinds().map_or(0, |kinds| kinds.len() - attributes.len());
+                // engine features come first, then the attributes
+                let n_engine = n_inputs.saturating_sub(attributes.len());
                 let mut encoders = vec![None; n_engine];
                 encoders.extend(attributes.iter().map(|attribute| match attribute {
                     AttributeEncoding::Categorical { encoder, .. } => Some(encoder),

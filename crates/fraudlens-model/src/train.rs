@@ -125,8 +125,8 @@ impl CheckedParams {
     fn max_depth(&self) -> usize {
         match (self.0.max_depth, self.0.growth) {
             (0, Growth::DepthWise) => 6,
-            (0, Growth::LeafWise) => usize::MAX,
-            (depth, _) => depth,
+            (0, Growth::LeafWise) => crate::tree::MAX_DEPTH,
+            (depth, _) => depth.min(crate::tree::MAX_DEPTH),
         }
     }
 
@@ -143,8 +143,8 @@ impl GbdtParams {
     pub fn check(self) -> Result<CheckedParams, ModelError> {
         let fail = |what: String| Err(ModelError::InvalidParameter(what));
         let unit = |value: f64| value > 0.0 && value <= 1.0;
-        if self.n_trees == 0 {
-            return fail("n_trees must be at least 1".to_owned());
+        if self.n_trees == 0 || self.n_trees > 100_000 {
+            return fail(format!("n_trees must be in 1..=100000 (got {})", self.n_trees));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return fail(format!("learning_rate must be > 0 (got {})", self.learning_rate));
@@ -219,6 +219,9 @@ impl TrainSet<'_> {
         let fail = |reason: String| Err(ModelError::InvalidData(format!("{what}: {reason}")));
         if self.labels.is_empty() {
             return fail("no rows".to_owned());
+        }
+        if self.n_features == 0 {
+            return fail("no features (every column was excluded or unusable)".to_owned());
         }
         if self.values.len() != self.labels.len() * self.n_features {
             return fail(format!(
@@ -483,7 +486,6 @@ impl<'p> Trainer<'p> {
         let mut hessians = vec![0.0; n_rows];
         let mut trees = Vec::with_capacity(params.n_trees);
         let mut history = Vec::with_capacity(params.n_trees);
-        let mut gain_importance = vec![0.0; self.n_features];
         let mut best = (f64::INFINITY, 0usize);
         for round in 1..=params.n_trees {
             let train_logloss = self.gradients(&scores, &mut gradients, &mut hessians);
@@ -511,7 +513,7 @@ impl<'p> Trainer<'p> {
                 });
                 logloss(&valid.scores, &valid.labels)
             });
-            let tree = self.to_tree(&nodes, &mut gain_importance);
+            let tree = self.to_tree(&nodes);
             trees.push(tree);
             let record = Round {
                 round,
@@ -540,6 +542,15 @@ impl<'p> Trainer<'p> {
             input_precision: InputPrecision::F64,
             trees,
         })?;
+        // importance of the trees kept, not of the rounds early stopping dropped
+        let mut gain_importance = vec![0.0; self.n_features];
+        for tree in forest.trees() {
+            for node in &tree.nodes {
+                if let Node::Split(split) = node {
+                    gain_importance[split.feature as usize] += split.gain;
+                }
+            }
+        }
         Ok(Trained {
             forest,
             best_round,
@@ -699,7 +710,8 @@ impl<'p> Trainer<'p> {
                 BuildNode::Leaf { .. } => self.sums(&indices[start..end], gradients, hessians),
                 BuildNode::Split { .. } => continue,
             };
-            let mut value = -sums.g / (sums.h + lambda);
+            // an empty leaf (possible only with an empty row sample) adds nothing
+            let mut value = if sums.n == 0 { 0.0 } else { -sums.g / (sums.h + lambda) };
             if params.max_delta_step > 0.0 {
                 value = value.clamp(-params.max_delta_step, params.max_delta_step);
             }
@@ -919,8 +931,8 @@ impl<'p> Trainer<'p> {
         n_left
     }
 
-    /// The finished tree in value space; adds split gains to `importance`.
-    fn to_tree(&self, nodes: &[BuildNode], importance: &mut [f64]) -> Tree {
+    /// The finished tree in value space.
+    fn to_tree(&self, nodes: &[BuildNode]) -> Tree {
         let nodes = nodes
             .iter()
             .map(|node| match node {
@@ -934,7 +946,6 @@ impl<'p> Trainer<'p> {
                     right,
                     cover,
                 } => {
-                    importance[candidate.feature] += candidate.gain;
                     let mapper = &self.mappers[candidate.feature];
                     let (condition, default_left) = match &candidate.rule {
                         BinRule::Numeric { bin, default_left } => (
@@ -1248,6 +1259,15 @@ mod tests {
         );
         assert!(trained.history.len() < 100, "{}", trained.history.len());
         assert_eq!(trained.forest.n_trees(), trained.best_round);
+        // importance describes the kept trees only
+        let kept: f64 = trained
+            .forest
+            .trees()
+            .iter()
+            .flat_map(|tree| &tree.nodes)
+            .map(|node| if let Node::Split(split) = node { split.gain } else { 0.0 })
+            .sum();
+        assert!((trained.gain_importance.iter().sum::<f64>() - kept).abs() < 1e-9 * kept.max(1.0));
         let best = trained.history[trained.best_round - 1].valid_logloss.unwrap();
         assert!(trained.history.iter().all(|round| round.valid_logloss.unwrap() >= best));
     }
@@ -1302,6 +1322,16 @@ mod tests {
         };
         assert!(matches!(
             train(&params, &KINDS, &set, None, &mut |_| {}),
+            Err(ModelError::InvalidData(_))
+        ));
+        let no_features = TrainSet {
+            values: &[],
+            n_features: 0,
+            labels: &[true, false],
+            weights: None,
+        };
+        assert!(matches!(
+            train(&params, &[], &no_features, None, &mut |_| {}),
             Err(ModelError::InvalidData(_))
         ));
     }

@@ -17,6 +17,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Deepest tree a model may hold: TreeSHAP needs O(depth²) memory per row
+/// and recursion as deep as the tree, so deeper (degenerate) trees are refused.
+pub const MAX_DEPTH: usize = 256;
+/// Largest category code a categorical split may name (XGBoost's limit too):
+/// the inference engine keeps a bitset per split.
+pub const MAX_CATEGORY: u32 = 1 << 24;
+
 /// Values with `|x| <= ZERO_THRESHOLD` count as zero for [`Missing::Zero`] (LightGBM's `kZeroThreshold`).
 pub const ZERO_THRESHOLD: f64 = 1e-35_f32 as f64;
 
@@ -149,10 +156,22 @@ impl Tree {
                             split.feature
                         ));
                     }
-                    if let Condition::Numeric { threshold } = split.condition
-                        && threshold.is_nan()
-                    {
-                        return Err(format!("node {idx}: threshold is NaN"));
+                    match &split.condition {
+                        Condition::Numeric { threshold } if threshold.is_nan() => {
+                            return Err(format!("node {idx}: threshold is NaN"));
+                        }
+                        Condition::Categorical { left } => {
+                            if left.windows(2).any(|pair| pair[0] >= pair[1]) {
+                                return Err(format!("node {idx}: categories are not sorted and unique"));
+                            }
+                            if left.last().is_some_and(|&max| max >= MAX_CATEGORY) {
+                                return Err(format!("node {idx}: category code above {MAX_CATEGORY}"));
+                            }
+                        }
+                        Condition::Numeric { .. } => {}
+                    }
+                    if !split.gain.is_finite() || !split.cover.is_finite() {
+                        return Err(format!("node {idx}: split gain or cover is not finite"));
                     }
                     for child in [split.left, split.right] {
                         let child = child as usize;
@@ -166,6 +185,9 @@ impl Tree {
         }
         if let Some(idx) = (1..self.nodes.len()).find(|&idx| parents[idx] != 1) {
             return Err(format!("node {idx} has {} parents", parents[idx]));
+        }
+        if self.depth() > MAX_DEPTH {
+            return Err(format!("deeper than {MAX_DEPTH} levels"));
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
+use fraudlens_core::{Timestamp, TimestampFormat};
 use fraudlens_model::artifact::{Artifact, ModelKind, Score};
 use fraudlens_model::inputs::InputSpec;
 use fraudlens_model::metrics::{EvalInput, Evaluation, MeanStd, mean_std};
@@ -72,11 +73,27 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
     let table = load_table(config, &artifact, &args)?;
     let report = match args.prequential {
         None => {
-            let window = Window::parse(
+            let mut window = Window::parse(
                 args.window.test_from.as_deref(),
                 args.window.test_to.as_deref(),
                 ("test-from", "test-to"),
             )?;
+            // the model's own rows say nothing about how it does on new data
+            let seen_until = seen_until(&artifact);
+            match (args.window.test_from.is_some(), seen_until) {
+                (false, Some(last)) => {
+                    window.from = last + 1;
+                    eprintln!(
+                        "testing on the transactions after the model's training data (after {})",
+                        format_time(last)
+                    );
+                }
+                (true, Some(last)) if window.from <= last => eprintln!(
+                    "warning: the test window starts before the end of the model's training data ({}): these metrics are partly in-sample",
+                    format_time(last)
+                ),
+                _ => {}
+            }
             let rows = rows_in(&table, window);
             if rows.is_empty() {
                 return Err(Failure::Data(anyhow::anyhow!(
@@ -144,7 +161,18 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
     )?;
     bar.finish_and_clear();
     eprint!("{}", summary.report(&args.data));
+    // windows are cut by binary search on time
+    table.sort_by_time();
     Ok(table)
+}
+
+/// Time of the last transaction the model was trained or validated on.
+fn seen_until(artifact: &Artifact) -> Option<i64> {
+    let training = &artifact.manifest.training;
+    let last = training.valid_period.as_ref().or(training.train_period.as_ref())?;
+    Timestamp::parse(&last.1, TimestampFormat::Datetime)
+        .ok()
+        .map(Timestamp::as_millis)
 }
 
 /// What ranks the rows: calibrated probabilities, or anomaly scores for an unsupervised model.

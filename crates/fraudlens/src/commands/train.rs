@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use fraudlens_core::AttributeValue;
+use fraudlens_core::tabular::CategoryEncoder;
 use fraudlens_core::tabular::find_label_column;
+use fraudlens_core::{AttributeKind, AttributeValue};
 use fraudlens_features::FeatureSpec;
 use fraudlens_ingest::{TabularReader, profile_csv};
 use fraudlens_model::artifact::{ANOMALY_FEATURE, Artifact, Manifest, ModelKind, TrainingSummary, sha256_hex};
 use fraudlens_model::calibration::Calibration;
 use fraudlens_model::iforest::IsolationForest;
-use fraudlens_model::inputs::{AttributeEncoding, InputSpec};
+use fraudlens_model::inputs::{AttributeEncoding, InputSpec, MAX_CATEGORIES};
 use fraudlens_model::metrics::{EvalInput, Evaluation, brier};
 use fraudlens_model::threshold::{ThresholdChoice, Thresholds, choose_thresholds};
 use fraudlens_model::train::{FeatureKind, Growth, Round, TrainSet, train};
@@ -77,6 +78,27 @@ impl Table {
             },
             amounts: self.amounts[range].to_vec(),
         }
+    }
+
+    /// Orders the rows by time (stable); returns whether they were out of order.
+    pub fn sort_by_time(&mut self) -> bool {
+        if self.times.windows(2).all(|pair| pair[0] <= pair[1]) {
+            return false;
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|&row| self.times[row]);
+        let n = self.n_features;
+        let mut values = Vec::with_capacity(self.values.len());
+        for &row in &order {
+            values.extend_from_slice(&self.values[row * n..(row + 1) * n]);
+        }
+        self.values = values;
+        let permute = |column: &[i64]| order.iter().map(|&row| column[row]).collect::<Vec<_>>();
+        self.times = permute(&self.times);
+        self.labels = order.iter().map(|&row| self.labels[row]).collect();
+        self.entities = order.iter().map(|&row| self.entities[row]).collect();
+        self.amounts = order.iter().map(|&row| self.amounts[row]).collect();
+        true
     }
 
     /// The same rows with one more column.
@@ -212,25 +234,28 @@ fn apply_param_flags(train: &mut TrainConfig, flags: &TrainParamArgs) {
     }
 }
 
-/// Categorical attribute values seen in the training rows, as dense ids.
+/// Categorical attribute values seen in the window, as dense ids.
 #[derive(Default)]
 struct Interner {
     ids: FxHashMap<String, u32>,
-    counts: Vec<u64>,
     names: Vec<String>,
 }
 
 impl Interner {
     fn id(&mut self, value: &str) -> u32 {
-        let next = self.names.len() as u32;
-        let id = *self.ids.entry(value.to_owned()).or_insert(next);
-        if id == next {
-            self.names.push(value.to_owned());
-            self.counts.push(0);
+        if let Some(id) = self.ids.get(value) {
+            return *id;
         }
-        self.counts[id as usize] += 1;
+        let id = self.names.len() as u32;
+        self.ids.insert(value.to_owned(), id);
+        self.names.push(value.to_owned());
         id
     }
+}
+
+/// Rows before this index train; the rest (the latest `valid_fraction`) validate.
+fn split_point(n_rows: usize, valid_fraction: f64) -> usize {
+    n_rows - ((n_rows as f64) * valid_fraction).round() as usize
 }
 
 /// Replays the file and keeps the labelled rows of `window`.
@@ -288,36 +313,50 @@ fn load_events(
     if unlabeled > 0 {
         eprintln!("{unlabeled} rows in the window have no label and were left out of training");
     }
-    // fit the attribute encoders on the training rows, then turn ids into their codes
-    let inputs = InputSpec::fit_events(schema, spec.config().clone(), std::iter::empty());
-    let InputSpec::Events {
-        schema: schema_config,
-        features,
-        mut attributes,
-    } = inputs
-    else {
-        unreachable!("fit_events builds event inputs")
-    };
-    for (idx, (attribute, interner)) in attributes.iter_mut().zip(&interners).enumerate() {
-        if let AttributeEncoding::Categorical { encoder, .. } = attribute {
-            let counts: FxHashMap<String, u64> = interner
-                .names
-                .iter()
-                .cloned()
-                .zip(interner.counts.iter().copied())
-                .collect();
-            *encoder = fraudlens_core::tabular::CategoryEncoder::fit(&counts, fraudlens_model::inputs::MAX_CATEGORIES);
-            let codes: Vec<f64> = interner.names.iter().map(|name| encoder.encode(Some(name))).collect();
-            for value in table.values.iter_mut().skip(n_engine + idx).step_by(table.n_features) {
-                if !value.is_nan() {
-                    *value = codes[*value as usize];
-                }
+    // late rows: the split and every window assume time order
+    if table.sort_by_time() {
+        eprintln!("rows sorted by time (the file is not in time order)");
+    }
+    // fit the attribute encoders on the training share only (the validation
+    // rows must not shape the model), then turn ids into their codes
+    let n_train = split_point(table.len(), config.train.valid_fraction);
+    let n = table.n_features;
+    let mut attributes = Vec::with_capacity(n_attributes);
+    for (idx, (name, interner)) in schema.attribute_names().iter().zip(&interners).enumerate() {
+        let kind = schema.config().attributes.get(name).map(|field| field.kind);
+        if kind != Some(AttributeKind::Categorical) {
+            attributes.push(AttributeEncoding::Numeric { name: name.clone() });
+            continue;
+        }
+        let column = n_engine + idx;
+        let mut counts = vec![0u64; interner.names.len()];
+        for row in table.values.chunks(n).take(n_train) {
+            if !row[column].is_nan() {
+                counts[row[column] as usize] += 1;
             }
         }
+        let counts: FxHashMap<String, u64> = interner
+            .names
+            .iter()
+            .cloned()
+            .zip(counts)
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        let encoder = CategoryEncoder::fit(&counts, MAX_CATEGORIES);
+        let codes: Vec<f64> = interner.names.iter().map(|name| encoder.encode(Some(name))).collect();
+        for value in table.values.iter_mut().skip(column).step_by(n) {
+            if !value.is_nan() {
+                *value = codes[*value as usize];
+            }
+        }
+        attributes.push(AttributeEncoding::Categorical {
+            name: name.clone(),
+            encoder,
+        });
     }
     let inputs = InputSpec::Events {
-        schema: schema_config,
-        features,
+        schema: schema.config().clone(),
+        features: spec.config().clone(),
         attributes,
     };
     Ok((inputs, table))
@@ -389,8 +428,7 @@ pub fn fit(
             train_config.valid_fraction
         )));
     }
-    let n_valid = ((table.len() as f64) * train_config.valid_fraction).round() as usize;
-    let n_train = table.len() - n_valid;
+    let n_train = split_point(table.len(), train_config.valid_fraction);
     let (train_part, valid_part) = (table.slice(0..n_train), table.slice(n_train..table.len()));
     if train_part.frauds() == 0 || valid_part.frauds() == 0 {
         return Err(Failure::Data(anyhow::anyhow!(
@@ -674,7 +712,10 @@ pub fn render_training(manifest: &Manifest) -> String {
         ));
     }
     if let Some(validation) = &manifest.validation {
-        out.push_str(&crate::commands::evaluate::render_evaluation("validation", validation));
+        out.push_str(&crate::commands::evaluate::render_evaluation(
+            "validation (the same rows chose the round, calibration and thresholds: optimistic; use `evaluate` on later data)",
+            validation,
+        ));
     }
     if let Some(before) = training.brier_uncalibrated
         && let Some(validation) = &manifest.validation

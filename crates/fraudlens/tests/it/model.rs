@@ -610,3 +610,44 @@ fn unsupervised_models_need_no_labels() {
     );
     assert!(run.stdout.contains("ROC AUC"), "{}", run.stdout);
 }
+
+/// A file that is not in time order evaluates like the sorted file: windows
+/// are cut on time, not on file position.
+#[test]
+fn late_rows_do_not_move_rows_between_windows() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(trained.data()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // move a block of rows from inside the test window to the end of the file
+    let start = lines.iter().position(|line| line.contains(",2026-02-10")).unwrap();
+    let block: Vec<&str> = lines.drain(start..start + 500).collect();
+    lines.extend(block);
+    std::fs::write(out.path().join("late.csv"), lines.join("\n") + "\n").unwrap();
+    let model = trained.model();
+    let mut counts = Vec::new();
+    for (data, json) in [
+        (trained.data(), "sorted.json"),
+        (out.path().join("late.csv"), "late.json"),
+    ] {
+        ok(
+            out.path(),
+            &[
+                "evaluate",
+                "--model",
+                model.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--test-from",
+                "2026-02-08",
+                "--test-to",
+                "2026-02-15",
+                "--json",
+                json,
+            ],
+        );
+        let report = read_json(&out.path().join(json));
+        counts.push(report["windows"][0]["metrics"]["n"].as_u64().unwrap());
+    }
+    assert_eq!(counts[0], counts[1], "the same transactions fall in the window");
+}
