@@ -93,8 +93,7 @@ impl Table {
             values.extend_from_slice(&self.values[row * n..(row + 1) * n]);
         }
         self.values = values;
-        let permute = |column: &[i64]| order.iter().map(|&row| column[row]).collect::<Vec<_>>();
-        self.times = permute(&self.times);
+        self.times = order.iter().map(|&row| self.times[row]).collect();
         self.labels = order.iter().map(|&row| self.labels[row]).collect();
         self.entities = order.iter().map(|&row| self.entities[row]).collect();
         self.amounts = order.iter().map(|&row| self.amounts[row]).collect();
