@@ -41,7 +41,9 @@ pub fn run(args: ImportArgs) -> CliResult {
     .data()?;
     let in_unit = |p: f64| (0.0..=1.0).contains(&p);
     if !in_unit(args.review_threshold) || !args.decline_threshold.is_none_or(in_unit) {
-        return Err(Failure::Usage(anyhow::anyhow!("thresholds are probabilities, between 0 and 1")));
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "thresholds are probabilities, between 0 and 1"
+        )));
     }
     let thresholds = Thresholds::new(args.review_threshold, args.decline_threshold)
         .context("thresholds")
