@@ -66,6 +66,9 @@ def main():
     report_parser = commands.add_parser("report")
     report_parser.add_argument("results")
     report_parser.add_argument("--dir", required=True)
+    report_parser.add_argument("--scoring", nargs=2, metavar=("FRAUDLENS_JSON", "XGBOOST_JSON"))
+    report_parser.add_argument("--xgb-model")
+    report_parser.add_argument("--latency")
     args = parser.parse_args()
     {"train": train, "xgb-model": xgb_model, "xgb-score": xgb_score, "report": report}[args.command](args)
 
@@ -213,6 +216,7 @@ def train_xgboost(args, categorical, x_train, y_train, x_valid, y_valid):
             feature_types=feature_types,
             enable_categorical=bool(categorical),
             ref=train_matrix,
+            max_bin=MAX_BIN,
             nthread=args.threads,
         )
         evals = [(valid_matrix, "valid")]
@@ -281,17 +285,83 @@ def average_precision(raw, labels):
 
 
 def report(args):
-    _, _, y_test = load(args.dir, "test")
-    rows = []
+    meta, _, y_test = load(args.dir, "test")
+    runs = []
     with open(args.results) as results:
         for line in results:
             if line.strip():
-                rows.append(json.loads(line))
-    for row in rows:
-        path = row.get("predictions")
-        if path:
-            row["ap"] = average_precision(np.fromfile(path, dtype="<f8"), y_test)
-    json.dump(rows, sys.stdout)
+                runs.append(json.loads(line))
+    by_label = {}
+    for run in runs:
+        run["ap"] = average_precision(np.fromfile(run["predictions"], dtype="<f8"), y_test)
+        by_label.setdefault(run["label"], []).append(run)
+
+    parts = meta["parts"]
+    n_rows = sum(part["rows"] for part in parts.values())
+    print(
+        f"dataset: {n_rows:,} simulated transactions, {len(meta['features'])} features "
+        f"({len(meta['categorical'])} categorical: {', '.join(meta['features'][c['index']] for c in meta['categorical'])})"
+    )
+    for name, part in parts.items():
+        print(f"  {name:5} {part['rows']:>9,} rows {part['frauds']:>6,} fraud   {part['from'][:16]} .. {part['to'][:16]}")
+    print()
+    header = f"{'training (' + str(runs[0]['params'].get('threads', runs[0]['params'].get('num_threads', runs[0]['params'].get('nthread')))) + ' threads)':44} {'trees':>6} {'train s':>8} {'min s':>7} {'peak RSS MiB':>13} {'(+ over data)':>13} {'test AP':>8}"
+    print(header)
+    sections = [
+        ("leaf300", "leaf-wise, 31 leaves, 300 trees, no early stopping", "lightgbm"),
+        ("leaf-es", "leaf-wise, 31 leaves, early stopping (50 rounds, validation log loss)", "lightgbm"),
+        ("depth300", "depth-wise, max depth 6, 300 trees, no early stopping", "xgboost"),
+        ("depth-es", "depth-wise, max depth 6, early stopping (50 rounds, validation log loss)", "xgboost"),
+    ]
+    for key, title, peer in sections:
+        ours, theirs = by_label.get(f"{key}/fraudlens"), by_label.get(f"{key}/{peer}")
+        if not ours or not theirs:
+            continue
+        print(title)
+        rows = {}
+        for name, group in (("fraudlens", ours), (peer, theirs)):
+            seconds = sorted(run["train_seconds"] for run in group)
+            median = seconds[len(seconds) // 2]
+            peak = sorted(run["peak_rss_mib"] for run in group)[len(group) // 2]
+            before = sorted(run["rss_before_mib"] for run in group)[len(group) // 2]
+            aps = {round(run["ap"], 6) for run in group}
+            trees = {run["trees"] for run in group}
+            first = group[0]
+            title = {
+                "fraudlens": f"fraudlens {first['version']}",
+                "lightgbm": f"LightGBM {first['version']}",
+                "xgboost": f"XGBoost {first['version']} hist, base_score {first['params'].get('base_score', 0):.5f}",
+            }[name]
+            note = "" if len(aps) == 1 and len(trees) == 1 else "  (differs between runs)"
+            print(
+                f"  {title:42} {'/'.join(map(str, sorted(trees))):>6} {median:8.2f} {seconds[0]:7.2f} "
+                f"{peak:13.0f} {peak - before:13.0f} {first['ap']:8.4f}{note}"
+            )
+            rows[name] = (median, first["ap"])
+        ratio = rows["fraudlens"][0] / rows[peer][0]
+        delta = rows["fraudlens"][1] - rows[peer][1]
+        print(f"  {'time ratio fraudlens / ' + peer + ', AP difference':42} {'':>6} {ratio:8.2f} {'':>7} {'':>13} {'':>13} {delta:+8.4f}")
+    if args.scoring:
+        ours, theirs = (json.load(open(path)) for path in args.scoring)
+        model = json.load(open(args.xgb_model)) if args.xgb_model else {}
+        print()
+        print(
+            f"batch scoring, 1 thread, {ours['rows']:,} test rows, XGBoost model "
+            f"({model.get('trees', '?')} trees, depth 6, {model.get('leaves', '?')} leaves, base_score {model.get('params', {}).get('base_score', 0):.5f})"
+        )
+        print(f"  {'fraudlens predict_raw_batch (import_xgboost_json)':52} {ours['rows_per_second']:>12,.0f} rows/s")
+        print(f"  {'XGBoost ' + model.get('version', '') + ' inplace_predict, nthread=1':52} {theirs['rows_per_second']:>12,.0f} rows/s")
+        print(f"  {'ratio fraudlens / XGBoost (goal >= 2)':52} {ours['rows_per_second'] / theirs['rows_per_second']:>12.2f}")
+        print(
+            f"  {'agreement (probabilities; raw scores)':52} {theirs['max_abs_proba_diff']:>12.1e} max |diff|; {theirs['max_abs_raw_diff']:.1e} on raw scores"
+        )
+    if args.latency:
+        print()
+        print("single-row latency, 1 thread, each call timed")
+        with open(args.latency) as latency:
+            for line in latency:
+                if not line.startswith("{"):
+                    print("  " + line.rstrip())
 
 
 if __name__ == "__main__":
