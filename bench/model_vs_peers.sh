@@ -106,9 +106,11 @@ train_run depth-es/xgboost xgboost 1 peer_train --lib xgboost --trees 2000 --ear
 echo "scoring: XGBoost model of 200 trees, depth 6" >&2
 "$python" "$peers" xgb-model --dir "$matrix" --model "$work/xgb200.json" --threads "$threads" > "$work/xgb-model.json"
 wait_for_idle
-"$examples/score_xgboost" --model "$work/xgb200.json" --dir "$matrix" --raw "$work/xgb200-rust.f64" > "$work/score-fraudlens.json"
+"$examples/score_xgboost" --model "$work/xgb200.json" --dir "$matrix" --raw "$work/xgb200-rust.f64" \
+    --contributions "$work/xgb200-rust-shap.f64" > "$work/score-fraudlens.json"
 wait_for_idle
-"$python" "$peers" xgb-score --dir "$matrix" --model "$work/xgb200.json" --rust-raw "$work/xgb200-rust.f64" > "$work/score-xgboost.json"
+"$python" "$peers" xgb-score --dir "$matrix" --model "$work/xgb200.json" --rust-raw "$work/xgb200-rust.f64" \
+    --rust-contributions "$work/xgb200-rust-shap.f64" > "$work/score-xgboost.json"
 
 echo "latency: fraudlens model, depth-wise, depth 6, 200 trees" >&2
 "$examples/train_matrix" --dir "$matrix" --threads "$threads" "${leaf[@]}" --growth depth --max-depth 6 --trees 200 \

@@ -63,6 +63,8 @@ def main():
     score_parser.add_argument("--model", required=True)
     score_parser.add_argument("--rust-raw", required=True)
     score_parser.add_argument("--repeats", type=int, default=5)
+    score_parser.add_argument("--shap-rows", type=int, default=2000)
+    score_parser.add_argument("--rust-contributions")
     report_parser = commands.add_parser("report")
     report_parser.add_argument("results")
     report_parser.add_argument("--dir", required=True)
@@ -262,6 +264,15 @@ def xgb_score(args):
         margin = booster.inplace_predict(x_test, predict_type="margin")
         times.append(time.perf_counter() - started)
     proba = booster.inplace_predict(x_test)
+    shap_rows = x_test[: args.shap_rows]
+    shap_matrix = xgb.DMatrix(shap_rows, nthread=1)
+    started = time.perf_counter()
+    contributions = booster.predict(shap_matrix, pred_contribs=True)
+    shap_seconds = time.perf_counter() - started
+    shap_diff = None
+    if args.rust_contributions:
+        rust_contributions = np.fromfile(args.rust_contributions, dtype="<f8").reshape(contributions.shape)
+        shap_diff = float(np.max(np.abs(contributions.astype(np.float64) - rust_contributions)))
     rust_proba = 1.0 / (1.0 + np.exp(-rust_raw))
     rows = x_test.shape[0]
     print(
@@ -273,6 +284,9 @@ def xgb_score(args):
                 "rows_per_second": rows / float(np.median(times)),
                 "max_abs_raw_diff": float(np.max(np.abs(margin.astype(np.float64) - rust_raw))),
                 "max_abs_proba_diff": float(np.max(np.abs(proba.astype(np.float64) - rust_proba))),
+                "shap_rows": len(shap_rows),
+                "shap_us_per_row": shap_seconds / len(shap_rows) * 1e6,
+                "max_abs_contribution_diff": shap_diff,
             }
         )
     )
@@ -355,6 +369,11 @@ def report(args):
         print(
             f"  {'agreement (probabilities; raw scores)':52} {theirs['max_abs_proba_diff']:>12.1e} max |diff|; {theirs['max_abs_raw_diff']:.1e} on raw scores"
         )
+        print(f"TreeSHAP contributions, 1 thread, first {ours['shap_rows']:,} test rows, same model")
+        print(f"  {'fraudlens Forest::contributions, one row at a time':52} {ours['shap_us_per_row']:>12,.1f} µs/row")
+        print(f"  {'XGBoost predict(pred_contribs=True), nthread=1':52} {theirs['shap_us_per_row']:>12,.1f} µs/row")
+        if theirs.get("max_abs_contribution_diff") is not None:
+            print(f"  {'agreement (contributions incl. bias)':52} {theirs['max_abs_contribution_diff']:>12.1e} max |diff|")
     if args.latency:
         print()
         print("single-row latency, 1 thread, each call timed")

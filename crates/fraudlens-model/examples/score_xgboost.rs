@@ -3,7 +3,8 @@
 //!
 //! ```sh
 //! cargo run --release -p fraudlens-model --example score_xgboost -- \
-//!     --model XGB.json --dir MATRIX_DIR [--repeats 5] [--raw OUT.f64]
+//!     --model XGB.json --dir MATRIX_DIR [--repeats 5] [--raw OUT.f64] \
+//!     [--shap-rows 2000] [--contributions OUT.f64]
 //! ```
 //!
 //! The model is read with `interop::import_xgboost_json`; the rows are the
@@ -11,7 +12,11 @@
 //! `Forest::predict_raw_batch` inside a rayon pool of one thread, so the
 //! batch path (blocks of rows per tree) runs exactly as in production but on
 //! one core. Import and reading the rows are not timed; each repeat scores
-//! every row, and the median repeat is reported. One JSON line goes to stdout.
+//! every row, and the median repeat is reported. Then the TreeSHAP
+//! contributions of the first `--shap-rows` (2,000) rows are computed one row
+//! at a time (XGBoost's `pred_contribs` is timed on the same rows) and
+//! written with `--contributions OUT.f64` (per row: one value per feature,
+//! then the expected value). One JSON line goes to stdout.
 
 mod common;
 
@@ -41,6 +46,20 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })?;
+    // TreeSHAP of the first rows, one at a time (the reasons of a decision)
+    let shap_rows: usize = flags.get("shap-rows", 2000)?.min(n_rows);
+    let mut phi = Vec::new();
+    let mut contributions = Vec::with_capacity(shap_rows * (forest.n_features() + 1));
+    let started = Instant::now();
+    for row in test.values.chunks_exact(forest.n_features()).take(shap_rows) {
+        let expected = forest.contributions(row, &mut phi)?;
+        contributions.extend_from_slice(&phi);
+        contributions.push(expected);
+    }
+    let shap_seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = flags.path("contributions") {
+        common::write_f64(&path, &contributions)?;
+    }
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
     if let Some(path) = flags.path("raw") {
@@ -54,6 +73,8 @@ fn main() -> anyhow::Result<()> {
         "seconds_median": median,
         "seconds_min": seconds[0],
         "rows_per_second": n_rows as f64 / median,
+        "shap_rows": shap_rows,
+        "shap_us_per_row": shap_seconds / shap_rows.max(1) as f64 * 1e6,
     });
     println!("{summary}");
     Ok(())
