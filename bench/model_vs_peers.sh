@@ -16,7 +16,8 @@
 #    model, depth-wise, depth 6, 200 trees, no early stopping).
 #
 # usage: bench/model_vs_peers.sh [CUSTOMERS] [DAYS]     (default 5000 105: ~1.05M transactions)
-# env:   RUNS (3), THREADS (2), IDLE_WAIT (120), FRAUDLENS_CACHE_DIR, CARGO_TARGET_DIR
+# env:   RUNS (3), THREADS (2), IDLE_WAIT (120), BENCH_WORK (keep outputs there),
+#        FRAUDLENS_CACHE_DIR, CARGO_TARGET_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +29,14 @@ cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 venv="$cache/bench-venv"
 data="$cache/bench-model/c${customers}-d${days}-s42"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+if [ -n "${BENCH_WORK:-}" ]; then
+    work="$BENCH_WORK" # kept: models, predictions and results of this run
+    mkdir -p "$work"
+    rm -f "$work/results.jsonl"
+else
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+fi
 
 # Pinned Python packages (xgboost-cpu: the `xgboost` wheel also pulls a 200 MB
 # NCCL wheel). pandas 2.2.3 is features_vs_pandas.sh's; numpy < 2.3 for it.
