@@ -483,9 +483,17 @@ impl Forest {
             // `|` and `&`, not `||` and `&&`: no branch on the data
             (x <= node.threshold) | (x.is_nan() & (flags & DEFAULT_LEFT != 0))
         } else {
-            self.goes_left_flat(&self.nodes[idx], x)
+            self.goes_left_slow(idx, x)
         };
         node.left as usize + usize::from(!left)
+    }
+
+    /// The general decision, kept out of line so the walk's loop stays small
+    /// enough to unroll (categorical and zero-rule splits are the rare ones).
+    #[cold]
+    #[inline(never)]
+    fn goes_left_slow(&self, idx: usize, x: f64) -> bool {
+        self.goes_left_flat(&self.nodes[idx], x)
     }
 
     #[inline]
