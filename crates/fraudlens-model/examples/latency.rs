@@ -36,13 +36,23 @@ fn main() -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let forest: Forest = serde_json::from_str(&text).context("parsing the forest")?;
-            let dir = flags.path("dir").context("--model needs --dir MATRIX_DIR for the rows")?;
+            let dir = flags
+                .path("dir")
+                .context("--model needs --dir MATRIX_DIR for the rows")?;
             let test = common::Matrix::open(&dir)?.part("test")?;
-            (forest, test.values, format!("{} on the test rows of {}", path.display(), dir.display()))
+            (
+                forest,
+                test.values,
+                format!("{} on the test rows of {}", path.display(), dir.display()),
+            )
         }
         None => {
             let (forest, rows, _) = sim_model::depth6_model();
-            (forest, rows, "trained on simulated rows (2,000 customers, 45 days)".to_owned())
+            (
+                forest,
+                rows,
+                "trained on simulated rows (2,000 customers, 45 days)".to_owned(),
+            )
         }
     };
     let n_features = forest.n_features();

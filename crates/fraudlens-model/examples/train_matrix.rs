@@ -55,7 +55,11 @@ fn main() -> anyhow::Result<()> {
     let train_part = matrix.part("train")?;
     // the validation part is given to the trainer only for early stopping:
     // with it, fraudlens scores it every round (and keeps the best round)
-    let valid_part = if early_stopping > 0 { Some(matrix.part("valid")?) } else { None };
+    let valid_part = if early_stopping > 0 {
+        Some(matrix.part("valid")?)
+    } else {
+        None
+    };
     let test_part = matrix.part("test")?;
     let set = |part| train_set(part, n_features);
     let valid_set = valid_part.as_ref().map(set);

@@ -46,7 +46,8 @@ pub struct Matrix {
 impl Matrix {
     /// Opens `dir` (reads `meta.json`).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(dir.join("meta.json")).with_context(|| format!("reading {}/meta.json", dir.display()))?;
+        let text = std::fs::read_to_string(dir.join("meta.json"))
+            .with_context(|| format!("reading {}/meta.json", dir.display()))?;
         Ok(Self {
             dir: dir.to_owned(),
             meta: serde_json::from_str(&text).context("parsing meta.json")?,
@@ -63,7 +64,9 @@ impl Matrix {
         let mut kinds = vec![FeatureKind::Numeric; self.n_features()];
         if categorical {
             for column in &self.meta.categorical {
-                kinds[column.index] = FeatureKind::Categorical { n_codes: column.n_codes };
+                kinds[column.index] = FeatureKind::Categorical {
+                    n_codes: column.n_codes,
+                };
             }
         }
         kinds
@@ -84,7 +87,12 @@ impl Matrix {
             .map(|label| label != 0)
             .collect();
         if values.len() != labels.len() * self.n_features() {
-            bail!("{name}: {} values for {} rows of {} features", values.len(), labels.len(), self.n_features());
+            bail!(
+                "{name}: {} values for {} rows of {} features",
+                values.len(),
+                labels.len(),
+                self.n_features()
+            );
         }
         Ok(Part { values, labels })
     }
@@ -124,7 +132,9 @@ impl Flags {
     {
         match self.0.get(name) {
             None => Ok(default),
-            Some(text) => text.parse().map_err(|error| anyhow::anyhow!("--{name} {text:?}: {error}")),
+            Some(text) => text
+                .parse()
+                .map_err(|error| anyhow::anyhow!("--{name} {text:?}: {error}")),
         }
     }
 
@@ -141,7 +151,9 @@ impl Flags {
 
 /// `VmRSS` or `VmHWM` of this process in MiB (Linux; 0 elsewhere).
 pub fn status_mib(field: &str) -> f64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0.0;
+    };
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
@@ -152,12 +164,19 @@ pub fn status_mib(field: &str) -> f64 {
 /// CPU seconds (user + system, all threads) this process has used so far
 /// (Linux, from `/proc/self/stat`; 0 elsewhere).
 pub fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     // fields after the command name (which is in parentheses and may hold spaces)
-    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
-    let ticks: f64 = [11, 12].iter().filter_map(|&idx| fields.get(idx)?.parse::<f64>().ok()).sum();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&idx| fields.get(idx)?.parse::<f64>().ok())
+        .sum();
     ticks / clock_ticks_per_second()
 }
 
