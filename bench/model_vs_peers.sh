@@ -63,7 +63,7 @@ if [ ! -f "$data/matrix/meta.json" ]; then
     mkdir -p "$data"
     "$fraudlens" simulate --customers "$customers" --terminals $((customers * 2)) --days "$days" --seed 42 --out "$data/tx.csv"
     "$fraudlens" features --data "$data/tx.csv" --out "$data/features.csv"
-    "$python" bench/peers/prepare_matrix.py "$data/features.csv" "$data/matrix"
+    "$python" bench/peers/prepare_matrix.py "$data/features.csv" "$data/matrix" >&2
 fi
 matrix="$data/matrix"
 
