@@ -56,7 +56,40 @@ pub struct Forest {
     cat_ranges: Vec<(u32, u32)>,
     cat_words: Vec<u32>,
     max_depth: usize,
+    /// The branch-free walk: one node per flat node, a leaf looping to
+    /// itself, so a row takes exactly its tree's depth in steps and several
+    /// trees (or rows) can be walked at once. Numeric splits with NaN as the
+    /// missing rule (our trainer's and XGBoost's) take no data-dependent
+    /// branch; other splits (categorical, LightGBM's zero rules) take the
+    /// general decision. `None` only for a forest without features.
+    walk: Option<Walk>,
 }
+
+/// See [`Forest::walk`].
+#[derive(Clone, Debug)]
+struct Walk {
+    nodes: Vec<WalkNode>,
+    /// Depth of each tree.
+    depths: Vec<u8>,
+    /// Deepest tree of each full group of [`LANES`] trees.
+    group_depths: Vec<u8>,
+}
+
+/// A node of the branch-free walk: `left + !(x <= threshold || (NaN && default_left))`
+/// for a plain numeric split. A leaf has threshold +inf, default left, and
+/// itself as `left`. Flags are the flat node's (its [`SLOW_PATH`] flags send
+/// the step to the general decision of the flat node).
+#[derive(Clone, Copy, Debug)]
+struct WalkNode {
+    threshold: f64,
+    /// Feature index and flags, as in the flat node.
+    feature_flags: u32,
+    left: u32,
+}
+
+/// Trees (single row) or rows (batch) walked side by side: independent
+/// chains of loads that the CPU overlaps.
+const LANES: usize = 8;
 
 /// The serialized form of a [`Forest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +148,7 @@ impl Forest {
         if data.n_features > FEATURE_MASK as usize {
             return Err(ModelError::invalid(format!("too many features ({})", data.n_features)));
         }
+        let mut depths = Vec::with_capacity(data.trees.len());
         let mut forest = Forest {
             nodes: Vec::new(),
             covers: Vec::new(),
@@ -122,6 +156,7 @@ impl Forest {
             cat_ranges: Vec::new(),
             cat_words: Vec::new(),
             max_depth: 0,
+            walk: None,
             data: ForestData {
                 trees: Vec::new(),
                 ..data.clone()
@@ -130,12 +165,15 @@ impl Forest {
         for (tree_idx, tree) in data.trees.iter().enumerate() {
             tree.validate(data.n_features)
                 .map_err(|reason| ModelError::invalid(format!("tree {tree_idx}: {reason}")))?;
-            forest.max_depth = forest.max_depth.max(tree.depth());
+            let depth = tree.depth();
+            forest.max_depth = forest.max_depth.max(depth);
+            depths.push(depth);
             forest.flatten(tree);
         }
         if forest.nodes.len() > u32::MAX as usize / 2 {
             return Err(ModelError::invalid("too many nodes"));
         }
+        forest.walk = forest.build_walk(&depths);
         forest.data.trees = data.trees;
         Ok(forest)
     }
@@ -195,6 +233,39 @@ impl Forest {
             };
             self.nodes[slot] = node;
         }
+    }
+
+    fn build_walk(&self, depths: &[usize]) -> Option<Walk> {
+        if self.data.n_features == 0 || depths.iter().any(|&depth| depth > usize::from(u8::MAX)) {
+            return None;
+        }
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (idx, node) in self.nodes.iter().enumerate() {
+            let flags = node.feature_flags;
+            nodes.push(if flags & LEAF != 0 {
+                WalkNode {
+                    threshold: f64::INFINITY,
+                    feature_flags: DEFAULT_LEFT,
+                    left: idx as u32,
+                }
+            } else {
+                WalkNode {
+                    threshold: node.value,
+                    feature_flags: flags,
+                    left: node.left,
+                }
+            });
+        }
+        let depths: Vec<u8> = depths.iter().map(|&depth| depth as u8).collect();
+        let group_depths = depths
+            .chunks_exact(LANES)
+            .map(|group| group.iter().copied().max().unwrap_or(0))
+            .collect();
+        Some(Walk {
+            nodes,
+            depths,
+            group_depths,
+        })
     }
 
     fn push_placeholder(&mut self) {
@@ -293,12 +364,75 @@ impl Forest {
                 }
             };
             out.fill(self.data.base_score);
+            if let Some(walk) = &self.walk {
+                self.walk_block(walk, rows, out);
+                continue;
+            }
             for &root in &self.roots {
                 for (row, score) in rows.chunks_exact(n_features).zip(out.iter_mut()) {
                     *score += self.nodes[self.leaf(root, row)].value;
                 }
             }
         }
+    }
+
+    /// Adds every tree's leaf value to `out` (one score per row), walking
+    /// [`LANES`] rows through a tree side by side; trees are added in order,
+    /// so the sums equal the single-row path bit for bit.
+    fn walk_block(&self, walk: &Walk, rows: &[f64], out: &mut [f64]) {
+        let n_features = self.n_features();
+        let lane_rows = rows.chunks_exact(n_features * LANES);
+        let rest_rows = lane_rows.remainder();
+        for (&root, &depth) in self.roots.iter().zip(&walk.depths) {
+            let mut lane_out = out.chunks_exact_mut(LANES);
+            for (rows, out) in rows.chunks_exact(n_features * LANES).zip(lane_out.by_ref()) {
+                let rows: [&[f64]; LANES] = std::array::from_fn(|k| &rows[k * n_features..(k + 1) * n_features]);
+                let mut idx = [root as usize; LANES];
+                for _ in 0..depth {
+                    for k in 0..LANES {
+                        idx[k] = self.walk_step(&walk.nodes, idx[k], rows[k]);
+                    }
+                }
+                for k in 0..LANES {
+                    out[k] += self.nodes[idx[k]].value;
+                }
+            }
+            for (row, score) in rest_rows.chunks_exact(n_features).zip(lane_out.into_remainder()) {
+                let mut idx = root as usize;
+                for _ in 0..depth {
+                    idx = self.walk_step(&walk.nodes, idx, row);
+                }
+                *score += self.nodes[idx].value;
+            }
+        }
+    }
+
+    /// Raw score of one row by the walk, [`LANES`] trees side by side, trees
+    /// added in order.
+    fn walk_row(&self, walk: &Walk, row: &[f64]) -> f64 {
+        let mut score = self.data.base_score;
+        let groups = self.roots.chunks_exact(LANES);
+        let rest = groups.remainder();
+        for (roots, &depth) in groups.zip(&walk.group_depths) {
+            let mut idx: [usize; LANES] = std::array::from_fn(|k| roots[k] as usize);
+            for _ in 0..depth {
+                for slot in &mut idx {
+                    *slot = self.walk_step(&walk.nodes, *slot, row);
+                }
+            }
+            for slot in idx {
+                score += self.nodes[slot].value;
+            }
+        }
+        let first_rest = self.roots.len() - rest.len();
+        for (&root, &depth) in rest.iter().zip(&walk.depths[first_rest..]) {
+            let mut idx = root as usize;
+            for _ in 0..depth {
+                idx = self.walk_step(&walk.nodes, idx, row);
+            }
+            score += self.nodes[idx].value;
+        }
+        score
     }
 
     fn check_row(&self, row: &[f64]) -> Result<(), ModelError> {
@@ -315,6 +449,9 @@ impl Forest {
     /// Raw score of a row already checked and rounded.
     #[inline]
     fn raw_unchecked(&self, row: &[f64]) -> f64 {
+        if let Some(walk) = &self.walk {
+            return self.walk_row(walk, row);
+        }
         let mut score = self.data.base_score;
         for &root in &self.roots {
             score += self.nodes[self.leaf(root, row)].value;
@@ -334,6 +471,29 @@ impl Forest {
             let x = row[(node.feature_flags & FEATURE_MASK) as usize];
             idx = node.left as usize + usize::from(!self.goes_left_flat(node, x));
         }
+    }
+
+    /// One step of the walk (a leaf stays where it is).
+    #[inline(always)]
+    fn walk_step(&self, nodes: &[WalkNode], idx: usize, row: &[f64]) -> usize {
+        let node = &nodes[idx];
+        let flags = node.feature_flags;
+        let x = row[(flags & FEATURE_MASK) as usize];
+        let left = if flags & SLOW_PATH == 0 {
+            // `|` and `&`, not `||` and `&&`: no branch on the data
+            (x <= node.threshold) | (x.is_nan() & (flags & DEFAULT_LEFT != 0))
+        } else {
+            self.goes_left_slow(idx, x)
+        };
+        node.left as usize + usize::from(!left)
+    }
+
+    /// The general decision, kept out of line so the walk's loop stays small
+    /// enough to unroll (categorical and zero-rule splits are the rare ones).
+    #[cold]
+    #[inline(never)]
+    fn goes_left_slow(&self, idx: usize, x: f64) -> bool {
+        self.goes_left_flat(&self.nodes[idx], x)
     }
 
     #[inline]
