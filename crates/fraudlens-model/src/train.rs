@@ -81,6 +81,12 @@ pub struct GbdtParams {
     pub max_cat_threshold: usize,
     /// Smoothing of the gradient ratio that orders categories.
     pub cat_smooth: f64,
+    /// Extra L2 regularisation in the gain of categorical splits (rare
+    /// categories otherwise overfit; LightGBM's `cat_l2`).
+    pub cat_l2: f64,
+    /// Fewest rows a category needs to be placed on the left of a
+    /// many-vs-many split (LightGBM's `min_data_per_group`).
+    pub min_data_per_group: usize,
     /// Seed of row and column sampling.
     pub seed: u64,
     /// Worker threads; 0 = all cores.
@@ -108,6 +114,8 @@ impl Default for GbdtParams {
             max_cat_to_onehot: 4,
             max_cat_threshold: 32,
             cat_smooth: 10.0,
+            cat_l2: 10.0,
+            min_data_per_group: 100,
             seed: 0,
             threads: 0,
         }
@@ -169,6 +177,7 @@ impl GbdtParams {
             ("max_delta_step", self.max_delta_step),
             ("min_split_gain", self.min_split_gain),
             ("cat_smooth", self.cat_smooth),
+            ("cat_l2", self.cat_l2),
         ] {
             if !(value >= 0.0 && value.is_finite()) {
                 return fail(format!("{name} must be ≥ 0 (got {value})"));
@@ -532,7 +541,7 @@ impl<'p> Trainer<'p> {
                 }
             }
         }
-        let best_round = if self.valid.is_some() {
+        let best_round = if self.valid.is_some() && params.early_stopping_rounds > 0 {
             best.1.max(1)
         } else {
             trees.len()
@@ -797,19 +806,20 @@ impl<'p> Trainer<'p> {
             .max_by(|a, b| a.gain.total_cmp(&b.gain).then(b.feature.cmp(&a.feature)))
     }
 
-    fn leaf_score(&self, cell: &Cell) -> f64 {
-        cell.g * cell.g / (cell.h + self.params.0.lambda_l2)
-    }
-
-    /// Gain of a split, or `None` when a side breaks the size limits.
-    fn gain(&self, left: &Cell, right: &Cell, parent: &Cell) -> Option<f64> {
+    /// Gain of a split with L2 `lambda`, or `None` when a side breaks the size limits.
+    fn gain_with(&self, left: &Cell, right: &Cell, parent: &Cell, lambda: f64) -> Option<f64> {
         let params = &self.params.0;
         let enough = |cell: &Cell| cell.n as usize >= params.min_data_in_leaf && cell.h >= params.min_child_weight;
         if !enough(left) || !enough(right) {
             return None;
         }
-        let gain = self.leaf_score(left) + self.leaf_score(right) - self.leaf_score(parent);
+        let score = |cell: &Cell| cell.g * cell.g / (cell.h + lambda);
+        let gain = score(left) + score(right) - score(parent);
         (gain > params.min_split_gain && gain > 1e-12).then_some(gain)
+    }
+
+    fn gain(&self, left: &Cell, right: &Cell, parent: &Cell) -> Option<f64> {
+        self.gain_with(left, right, parent, self.params.0.lambda_l2)
     }
 
     fn best_numeric(&self, feature: usize, cells: &[Cell], sums: &Cell) -> Option<Candidate> {
@@ -870,7 +880,7 @@ impl<'p> Trainer<'p> {
                 set[bin / 64] |= 1 << (bin % 64);
             }
             let right = sums.minus(&left);
-            if let Some(gain) = self.gain(&left, &right, sums)
+            if let Some(gain) = self.gain_with(&left, &right, sums, params.lambda_l2 + params.cat_l2)
                 && best.as_ref().is_none_or(|best| gain > best.gain)
             {
                 *best = Some(Candidate {
@@ -889,8 +899,15 @@ impl<'p> Trainer<'p> {
             return best;
         }
         // many-vs-many: order categories by smoothed mean gradient, then try
-        // prefixes from either end (Fisher 1958, as LightGBM does)
-        let mut ordered = categories;
+        // prefixes from either end (Fisher 1958, as LightGBM does); categories
+        // too rare to judge stay on the right
+        let mut ordered: Vec<usize> = categories
+            .into_iter()
+            .filter(|&bin| cells[bin].n as usize >= params.min_data_per_group)
+            .collect();
+        if ordered.len() < 2 {
+            return None;
+        }
         let ratio = |bin: usize| cells[bin].g / (cells[bin].h + params.cat_smooth);
         ordered.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)).then(a.cmp(&b)));
         let max_left = params.max_cat_threshold.min(ordered.len().saturating_sub(1)).max(1);
