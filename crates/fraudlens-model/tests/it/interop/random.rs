@@ -167,6 +167,8 @@ pub fn trained_forest(seed: u64, n_trees: usize) -> Forest {
         n_trees,
         num_leaves: 24,
         max_depth: 6,
+        // 3000 rows over 50 categories: let small groups split, so the forest has categorical splits
+        min_data_per_group: 10,
         seed,
         threads: 1,
         ..GbdtParams::default()
