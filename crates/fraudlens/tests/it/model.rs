@@ -63,6 +63,21 @@ fn trained() -> &'static Trained {
     })
 }
 
+/// Runs `fraudlens evaluate` on the shared model, or `score` with `--input`, plus `extra` flags.
+fn with_model(dir: &Path, command: &str, data: &Path, extra: &[&str]) -> crate::Run {
+    let model = trained().model();
+    let data_flag = if command == "score" { "--input" } else { "--data" };
+    let mut args = vec![
+        command,
+        "--model",
+        model.to_str().unwrap(),
+        data_flag,
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(dir, &args)
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -121,15 +136,11 @@ fn evaluate_a_later_window() {
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("eval.json");
     let data = trained.data();
-    let model = trained.model();
-    let run = ok(
+    let run = with_model(
         out.path(),
+        "evaluate",
+        &data,
         &[
-            "evaluate",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
             "--test-from",
             "2026-02-12",
             "--test-to",
@@ -158,15 +169,11 @@ fn prequential_evaluation_retrains_per_fold() {
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("folds.json");
     let data = trained.data();
-    let model = trained.model();
-    let run = ok(
+    let run = with_model(
         out.path(),
+        "evaluate",
+        &data,
         &[
-            "evaluate",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
             "--prequential",
             "2",
             "--fold-days",
@@ -199,22 +206,11 @@ fn score_writes_predictions_with_reasons_and_stats() {
     let trained = trained();
     let out = tempfile::tempdir().unwrap();
     let data = trained.data();
-    let model = trained.model();
-    ok(
+    with_model(
         out.path(),
-        &[
-            "score",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            data.to_str().unwrap(),
-            "--from",
-            "2026-02-10",
-            "--output",
-            "pred.csv",
-            "--stats",
-            "stats.json",
-        ],
+        "score",
+        &data,
+        &["--from", "2026-02-10", "--output", "pred.csv", "--stats", "stats.json"],
     );
     let mut reader = csv::Reader::from_path(out.path().join("pred.csv")).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
