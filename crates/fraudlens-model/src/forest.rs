@@ -325,7 +325,7 @@ impl Forest {
 
     /// Uncalibrated probability of one row: the sigmoid of the raw score.
     pub fn predict_proba(&self, row: &[f64]) -> Result<f64, ModelError> {
-        Ok(logistic(self.predict_raw(row)?))
+        Ok(crate::calibration::logistic(self.predict_raw(row)?))
     }
 
     /// Raw scores of `rows` (row-major, `n_features` values per row) into `out`.
@@ -562,16 +562,6 @@ impl Forest {
 
     pub(crate) fn check(&self, row: &[f64]) -> Result<(), ModelError> {
         self.check_row(row)
-    }
-}
-
-/// The logistic sigmoid, stable for large |raw|.
-pub(crate) fn logistic(raw: f64) -> f64 {
-    if raw >= 0.0 {
-        1.0 / (1.0 + (-raw).exp())
-    } else {
-        let e = raw.exp();
-        e / (1.0 + e)
     }
 }
 

@@ -578,7 +578,7 @@ impl<'p> Trainer<'p> {
             .enumerate()
             .with_min_len(4096)
             .map(|(row, gh)| {
-                let p = crate::forest::logistic(scores[row]);
+                let p = crate::calibration::logistic(scores[row]);
                 let (y, w) = (f64::from(u8::from(self.labels[row])), self.weights[row]);
                 *gh = [w * (p - y), (w * p * (1.0 - p)).max(MIN_HESSIAN)];
                 (w * row_logloss(p, self.labels[row]), w)
@@ -1052,7 +1052,7 @@ pub fn logloss(raw_scores: &[f64], labels: &[bool]) -> f64 {
     let total: f64 = raw_scores
         .iter()
         .zip(labels)
-        .map(|(raw, &label)| row_logloss(crate::forest::logistic(*raw), label))
+        .map(|(raw, &label)| row_logloss(crate::calibration::logistic(*raw), label))
         .sum();
     total / raw_scores.len().max(1) as f64
 }
@@ -1075,7 +1075,7 @@ mod tests {
             let score = signal
                 + if missing_means_fraud { 2.5 } else { 0.0 }
                 + if [2.0, 5.0, 7.0].contains(&code) { 2.0 } else { -1.0 };
-            labels.push(rng.uniform() < crate::forest::logistic(2.0 * score - 3.0));
+            labels.push(rng.uniform() < crate::calibration::logistic(2.0 * score - 3.0));
             values.extend([
                 signal,
                 noise,
