@@ -56,6 +56,9 @@ pub struct Forest {
     cat_ranges: Vec<(u32, u32)>,
     cat_words: Vec<u32>,
     max_depth: usize,
+    /// Expected raw score under the training covers (TreeSHAP's base value),
+    /// computed once here rather than on every explained row.
+    expected_value: f64,
     /// The branch-free walk: one node per flat node, a leaf looping to
     /// itself, so a row takes exactly its tree's depth in steps and several
     /// trees (or rows) can be walked at once. Numeric splits with NaN as the
@@ -156,6 +159,7 @@ impl Forest {
             cat_ranges: Vec::new(),
             cat_words: Vec::new(),
             max_depth: 0,
+            expected_value: 0.0,
             walk: None,
             data: ForestData {
                 trees: Vec::new(),
@@ -175,6 +179,7 @@ impl Forest {
         }
         forest.walk = forest.build_walk(&depths);
         forest.data.trees = data.trees;
+        forest.expected_value = forest.compute_expected_value();
         Ok(forest)
     }
 
@@ -558,6 +563,10 @@ impl Forest {
                 buffer
             }
         }
+    }
+
+    pub(crate) fn cached_expected_value(&self) -> f64 {
+        self.expected_value
     }
 
     pub(crate) fn check(&self, row: &[f64]) -> Result<(), ModelError> {

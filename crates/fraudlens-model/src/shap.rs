@@ -43,6 +43,10 @@ impl Forest {
     /// The model's expected raw score: the base score plus each tree's
     /// cover-weighted mean leaf value.
     pub fn expected_value(&self) -> f64 {
+        self.cached_expected_value()
+    }
+
+    pub(crate) fn compute_expected_value(&self) -> f64 {
         self.base_score()
             + self
                 .roots()
