@@ -219,18 +219,42 @@ impl Artifact {
         self.manifest.feature_names.len() - usize::from(self.manifest.anomaly_input)
     }
 
-    /// The trees' input row: `row` plus the anomaly score when it is an input.
-    fn model_row<'r>(&self, row: &'r [f64], buffer: &'r mut Vec<f64>) -> Result<&'r [f64], ModelError> {
-        if !self.manifest.anomaly_input {
-            return Ok(row);
-        }
+    /// The isolation forest's score of a row (an error when the model has none).
+    fn anomaly_of(&self, row: &[f64]) -> Result<f64, ModelError> {
         let anomaly = self
             .anomaly
             .as_ref()
             .ok_or_else(|| ModelError::invalid("the anomaly score is an input but there is no isolation forest"))?;
-        let score = anomaly
+        anomaly
             .score(row)
+            .map_err(|error| ModelError::invalid(error.to_string()))
+    }
+
+    /// The isolation forest's scores of row-major `rows`, when the model has one.
+    fn anomaly_batch(&self, rows: &[f64], n_rows: usize) -> Result<Option<Vec<f64>>, ModelError> {
+        let Some(anomaly) = &self.anomaly else { return Ok(None) };
+        let mut scores = vec![0.0; n_rows];
+        anomaly
+            .score_batch(rows, &mut scores)
             .map_err(|error| ModelError::invalid(error.to_string()))?;
+        Ok(Some(scores))
+    }
+
+    /// The trees' input row: `row`, plus its anomaly score (`anomaly`,
+    /// computed once by the caller) when that is an input.
+    fn model_row<'r>(
+        &self,
+        row: &'r [f64],
+        anomaly: Option<f64>,
+        buffer: &'r mut Vec<f64>,
+    ) -> Result<&'r [f64], ModelError> {
+        if !self.manifest.anomaly_input {
+            return Ok(row);
+        }
+        let score = match anomaly {
+            Some(score) => score,
+            None => self.anomaly_of(row)?,
+        };
         buffer.clear();
         buffer.extend_from_slice(row);
         buffer.push(score);
@@ -251,16 +275,27 @@ impl Artifact {
     /// Raw score of one row of [`Self::n_inputs`] values.
     pub fn predict_raw(&self, row: &[f64]) -> Result<f64, ModelError> {
         let mut buffer = Vec::new();
-        self.trees()?.predict_raw(self.model_row(row, &mut buffer)?)
+        self.trees()?.predict_raw(self.model_row(row, None, &mut buffer)?)
     }
 
     /// Raw scores of row-major `rows` of [`Self::n_inputs`] values into `out`.
     pub fn predict_raw_batch(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        let anomaly = match self.manifest.anomaly_input {
+            true => self.anomaly_batch(rows, out.len())?,
+            false => None,
+        };
+        self.raw_batch(rows, anomaly.as_deref(), out)
+    }
+
+    /// Raw scores given the rows' anomaly scores (needed when they are an input).
+    fn raw_batch(&self, rows: &[f64], anomaly: Option<&[f64]>, out: &mut [f64]) -> Result<(), ModelError> {
         if !self.manifest.anomaly_input {
             return self.trees()?.predict_raw_batch(rows, out);
         }
         let n_inputs = self.n_inputs();
-        if rows.len() != out.len() * n_inputs {
+        let anomaly = anomaly
+            .ok_or_else(|| ModelError::invalid("the anomaly score is an input but there is no isolation forest"))?;
+        if rows.len() != out.len() * n_inputs || anomaly.len() != out.len() {
             return Err(ModelError::invalid(format!(
                 "batch of {} values does not hold {} rows of {n_inputs} inputs",
                 rows.len(),
@@ -268,45 +303,40 @@ impl Artifact {
             )));
         }
         let mut full = Vec::with_capacity(out.len() * (n_inputs + 1));
-        let mut buffer = Vec::new();
-        for row in rows.chunks_exact(n_inputs.max(1)) {
-            full.extend_from_slice(self.model_row(row, &mut buffer)?);
+        for (row, score) in rows.chunks_exact(n_inputs.max(1)).zip(anomaly) {
+            full.extend_from_slice(row);
+            full.push(*score);
         }
         self.trees()?.predict_raw_batch(&full, out)
     }
 
     /// Scores one row of [`Self::n_inputs`] values.
     pub fn score(&self, row: &[f64]) -> Result<Score, ModelError> {
+        let anomaly = self.anomaly_score(row);
         let raw = match self.manifest.kind {
-            ModelKind::Gbdt => Some(self.predict_raw(row)?),
+            ModelKind::Gbdt => {
+                let mut buffer = Vec::new();
+                Some(self.trees()?.predict_raw(self.model_row(row, anomaly, &mut buffer)?)?)
+            }
             ModelKind::IsolationForest => None,
         };
-        Ok(self.finish_score(raw, self.anomaly_score(row)))
+        Ok(self.finish_score(raw, anomaly))
     }
 
     /// Scores row-major `rows` of [`Self::n_inputs`] values (trees in parallel
-    /// for large batches).
+    /// for large batches); each row's anomaly score is computed once.
     pub fn score_batch(&self, rows: &[f64]) -> Result<Vec<Score>, ModelError> {
-        let n_inputs = self.n_inputs().max(1);
-        let n_rows = rows.len() / n_inputs;
+        let n_rows = rows.len() / self.n_inputs().max(1);
+        let anomaly = self.anomaly_batch(rows, n_rows)?;
         let raw = match self.manifest.kind {
             ModelKind::Gbdt => {
                 let mut raw = vec![0.0; n_rows];
-                self.predict_raw_batch(rows, &mut raw)?;
+                self.raw_batch(rows, anomaly.as_deref(), &mut raw)?;
                 raw.into_iter().map(Some).collect()
             }
             ModelKind::IsolationForest => vec![None; n_rows],
         };
-        let anomaly = match &self.anomaly {
-            Some(anomaly) => {
-                let mut scores = vec![0.0; n_rows];
-                anomaly
-                    .score_batch(rows, &mut scores)
-                    .map_err(|error| ModelError::invalid(error.to_string()))?;
-                scores.into_iter().map(Some).collect()
-            }
-            None => vec![None; n_rows],
-        };
+        let anomaly = anomaly.map_or_else(|| vec![None; n_rows], |scores| scores.into_iter().map(Some).collect());
         Ok(raw
             .into_iter()
             .zip(anomaly)
@@ -340,7 +370,7 @@ impl Artifact {
             return Ok(Vec::new());
         };
         let mut buffer = Vec::new();
-        let full = self.model_row(row, &mut buffer)?;
+        let full = self.model_row(row, None, &mut buffer)?;
         let mut reasons = forest.top_reasons(full, &self.manifest.feature_names, k)?;
         let encoders = self.manifest.inputs.encoders(self.n_inputs());
         for reason in &mut reasons {
