@@ -95,34 +95,31 @@ pub fn import_lightgbm_text(text: &str) -> Result<Imported, InteropError> {
     let version = header.get("version").copied().unwrap_or("unknown");
     let num_class: i64 = header_value(header, "num_class")?;
     if num_class != 1 {
-        return Err(unsupported(format!(
+        return Err(FORMAT.unsupported(format!(
             "num_class={num_class}: only binary models (num_class=1) are supported"
         )));
     }
     if let Some(per_iteration) = header.get("num_tree_per_iteration")
         && parse_scalar::<i64>(per_iteration, "num_tree_per_iteration")? != 1
     {
-        return Err(unsupported(format!(
+        return Err(FORMAT.unsupported(format!(
             "num_tree_per_iteration={per_iteration}: only one tree per iteration (binary) is supported"
         )));
     }
     let sigmoid = binary_sigmoid(header.get("objective").copied())?;
     let max_feature_idx: i64 = header_value(header, "max_feature_idx")?;
     if !(-1..i64::from(i32::MAX)).contains(&max_feature_idx) {
-        return Err(malformed(
-            "max_feature_idx",
-            format!("{max_feature_idx} is out of range"),
-        ));
+        return Err(FORMAT.malformed("max_feature_idx", format!("{max_feature_idx} is out of range")));
     }
     let n_features = (max_feature_idx + 1) as usize;
     let feature_names: Vec<String> = header
         .get("feature_names")
-        .ok_or_else(|| malformed("feature_names", "missing"))?
+        .ok_or_else(|| FORMAT.malformed("feature_names", "missing"))?
         .split_whitespace()
         .map(str::to_owned)
         .collect();
     if feature_names.len() != n_features {
-        return Err(malformed(
+        return Err(FORMAT.malformed(
             "feature_names",
             format!("{} names for {n_features} features", feature_names.len()),
         ));
@@ -130,7 +127,7 @@ pub fn import_lightgbm_text(text: &str) -> Result<Imported, InteropError> {
     if let Some(sizes) = header.get("tree_sizes") {
         let n_sizes = sizes.split_whitespace().count();
         if n_sizes != document.trees.len() {
-            return Err(malformed(
+            return Err(FORMAT.malformed(
                 "tree_sizes",
                 format!("lists {n_sizes} trees but the file holds {}", document.trees.len()),
             ));
@@ -221,10 +218,7 @@ impl<'a> Document<'a> {
         match lines.by_ref().find(|line| !line.trim().is_empty()) {
             Some("tree") => {}
             _ => {
-                return Err(malformed(
-                    "first line",
-                    "expected `tree` (is this a LightGBM text model?)",
-                ));
+                return Err(FORMAT.malformed("first line", "expected `tree` (is this a LightGBM text model?)"));
             }
         }
         let mut header = HashMap::new();
@@ -253,20 +247,20 @@ impl<'a> Document<'a> {
                     0 => "header".to_owned(),
                     n => format!("after tree {}", n - 1),
                 };
-                malformed(location, format!("line `{}` is not `key=value`", truncate(line)))
+                FORMAT.malformed(location, format!("line `{}` is not `key=value`", truncate(line)))
             })?;
             if in_tree && let Some(fields) = trees.last_mut() {
                 fields.insert(key, value);
             } else if trees.is_empty() {
                 header.insert(key, value);
             } else {
-                return Err(malformed(
+                return Err(FORMAT.malformed(
                     format!("after tree {}", trees.len() - 1),
                     format!("line `{}` outside a tree", truncate(line)),
                 ));
             }
         }
-        Err(malformed(
+        Err(FORMAT.malformed(
             "end of file",
             format!(
                 "no `end of trees` line after {} trees: the file is truncated",
@@ -279,10 +273,10 @@ impl<'a> Document<'a> {
 /// The sigmoid scale `S` of `objective=binary sigmoid:S`.
 fn binary_sigmoid(objective: Option<&str>) -> Result<f64, InteropError> {
     let objective =
-        objective.ok_or_else(|| unsupported("no objective (custom objective?): only `binary` is supported"))?;
+        objective.ok_or_else(|| FORMAT.unsupported("no objective (custom objective?): only `binary` is supported"))?;
     let mut tokens = objective.split_whitespace();
     if tokens.next() != Some("binary") {
-        return Err(unsupported(format!(
+        return Err(FORMAT.unsupported(format!(
             "objective `{}`: only `binary` is supported",
             truncate(objective)
         )));
@@ -294,10 +288,7 @@ fn binary_sigmoid(objective: Option<&str>) -> Result<f64, InteropError> {
         }
     }
     if !(sigmoid.is_finite() && sigmoid > 0.0) {
-        return Err(malformed(
-            "objective",
-            format!("sigmoid {sigmoid} is not a positive number"),
-        ));
+        return Err(FORMAT.malformed("objective", format!("sigmoid {sigmoid} is not a positive number")));
     }
     Ok(sigmoid)
 }
@@ -310,7 +301,7 @@ fn read_tree(tree_idx: usize, fields: &HashMap<&str, &str>, leaf_scale: f64) -> 
         return Err(fields.malformed("num_leaves", "a tree needs at least one leaf"));
     }
     if fields.fields.get("is_linear").is_some_and(|value| value.trim() != "0") {
-        return Err(unsupported(format!("tree {tree_idx}: linear trees (is_linear=1)")));
+        return Err(FORMAT.unsupported(format!("tree {tree_idx}: linear trees (is_linear=1)")));
     }
     let leaf_value: Vec<f64> = fields.list("leaf_value", num_leaves)?;
     if num_leaves == 1 {
@@ -428,7 +419,7 @@ struct TreeFields<'f, 'a> {
 
 impl TreeFields<'_, '_> {
     fn malformed(&self, field: &str, reason: impl Into<String>) -> InteropError {
-        malformed(format!("tree {}, field `{field}`", self.tree_idx), reason)
+        FORMAT.malformed(format!("tree {}, field `{field}`", self.tree_idx), reason)
     }
 
     fn scalar<T: FromStr>(&self, field: &str) -> Result<T, InteropError> {
@@ -707,7 +698,7 @@ fn number(x: f64) -> String {
 }
 
 fn header_value<T: FromStr>(header: &HashMap<&str, &str>, field: &str) -> Result<T, InteropError> {
-    let value = header.get(field).ok_or_else(|| malformed(field, "missing"))?;
+    let value = header.get(field).ok_or_else(|| FORMAT.malformed(field, "missing"))?;
     parse_scalar(value, field)
 }
 
@@ -715,7 +706,7 @@ fn parse_scalar<T: FromStr>(value: &str, field: &str) -> Result<T, InteropError>
     value
         .trim()
         .parse()
-        .map_err(|_| malformed(field, format!("cannot read `{}`", truncate(value))))
+        .map_err(|_| FORMAT.malformed(field, format!("cannot read `{}`", truncate(value))))
 }
 
 /// At most 60 characters of `text`, for error messages.
@@ -723,21 +714,6 @@ fn truncate(text: &str) -> String {
     match text.char_indices().nth(60) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
-    }
-}
-
-fn malformed(location: impl Into<String>, reason: impl Into<String>) -> InteropError {
-    InteropError::Malformed {
-        format: FORMAT,
-        location: location.into(),
-        reason: reason.into(),
-    }
-}
-
-fn unsupported(reason: impl Into<String>) -> InteropError {
-    InteropError::Unsupported {
-        format: FORMAT,
-        reason: reason.into(),
     }
 }
 

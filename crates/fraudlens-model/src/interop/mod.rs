@@ -48,6 +48,25 @@ pub enum Format {
     XgBoost,
 }
 
+impl Format {
+    /// A field of a model in this format is missing, unparsable or inconsistent.
+    pub(crate) fn malformed(self, location: impl Into<String>, reason: impl Into<String>) -> InteropError {
+        InteropError::Malformed {
+            format: self,
+            location: location.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A valid model of this format that the importer does not handle.
+    pub(crate) fn unsupported(self, reason: impl Into<String>) -> InteropError {
+        InteropError::Unsupported {
+            format: self,
+            reason: reason.into(),
+        }
+    }
+}
+
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

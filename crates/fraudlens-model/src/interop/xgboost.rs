@@ -49,46 +49,39 @@ pub fn import_xgboost_json(json: &str) -> Result<Imported, InteropError> {
     let learner = document.learner;
     let objective = learner.objective.name.as_str();
     if !matches!(objective, "binary:logistic" | "binary:logitraw") {
-        return Err(unsupported(format!(
+        return Err(FORMAT.unsupported(format!(
             "objective `{objective}`: only binary:logistic and binary:logitraw are supported"
         )));
     }
     let params = &learner.learner_model_param;
     let num_class: u64 = parse_param(&params.num_class, "learner_model_param.num_class")?;
     if num_class > 1 {
-        return Err(unsupported(format!(
-            "num_class={num_class}: only binary models are supported"
-        )));
+        return Err(FORMAT.unsupported(format!("num_class={num_class}: only binary models are supported")));
     }
     if let Some(num_target) = &params.num_target
         && parse_param::<u64>(num_target, "learner_model_param.num_target")? > 1
     {
-        return Err(unsupported(format!(
-            "num_target={num_target}: only one target is supported"
-        )));
+        return Err(FORMAT.unsupported(format!("num_target={num_target}: only one target is supported")));
     }
     let n_features: usize = parse_param(&params.num_feature, "learner_model_param.num_feature")?;
     let base_score = base_margin(&params.base_score, objective)?;
 
     let booster = learner.gradient_booster;
     if booster.name != "gbtree" {
-        return Err(unsupported(format!(
-            "booster `{}`: only gbtree is supported",
-            booster.name
-        )));
+        return Err(FORMAT.unsupported(format!("booster `{}`: only gbtree is supported", booster.name)));
     }
     let model = booster
         .model
-        .ok_or_else(|| malformed("learner.gradient_booster", "missing field `model`"))?;
+        .ok_or_else(|| FORMAT.malformed("learner.gradient_booster", "missing field `model`"))?;
     if let Some(group) = model.tree_info.iter().position(|&group| group != 0) {
-        return Err(unsupported(format!(
+        return Err(FORMAT.unsupported(format!(
             "tree {group} belongs to output group {}: only binary models (one group) are supported",
             model.tree_info[group]
         )));
     }
     let num_trees: usize = parse_param(&model.gbtree_model_param.num_trees, "gbtree_model_param.num_trees")?;
     if num_trees != model.trees.len() {
-        return Err(malformed(
+        return Err(FORMAT.malformed(
             "gbtree_model_param.num_trees",
             format!("says {num_trees} trees but the model holds {}", model.trees.len()),
         ));
@@ -99,7 +92,7 @@ pub fn import_xgboost_json(json: &str) -> Result<Imported, InteropError> {
         .enumerate()
         .map(|(tree_idx, value)| {
             let tree: XgbTree = serde_json::from_value(value)
-                .map_err(|error| malformed(format!("tree {tree_idx}"), error.to_string()))?;
+                .map_err(|error| FORMAT.malformed(format!("tree {tree_idx}"), error.to_string()))?;
             convert_tree(tree_idx, &tree)
         })
         .collect::<Result<Vec<Tree>, InteropError>>()?;
@@ -109,7 +102,7 @@ pub fn import_xgboost_json(json: &str) -> Result<Imported, InteropError> {
     } else if learner.feature_names.len() == n_features {
         learner.feature_names
     } else {
-        return Err(malformed(
+        return Err(FORMAT.malformed(
             "learner.feature_names",
             format!("{} names for {n_features} features", learner.feature_names.len()),
         ));
@@ -238,21 +231,18 @@ fn base_margin(base_score: &str, objective: &str) -> Result<f64, InteropError> {
         .map(str::trim)
         .collect();
     let [value] = values[..] else {
-        return Err(unsupported(format!(
+        return Err(FORMAT.unsupported(format!(
             "{field} `{base_score}` has several values: only one target is supported"
         )));
     };
     let value: f32 = value
         .parse()
-        .map_err(|_| malformed(field, format!("cannot read `{base_score}`")))?;
+        .map_err(|_| FORMAT.malformed(field, format!("cannot read `{base_score}`")))?;
     if objective == "binary:logitraw" {
         return Ok(f64::from(value));
     }
     if !(value > 0.0 && value < 1.0) {
-        return Err(malformed(
-            field,
-            format!("{value} is not a probability strictly between 0 and 1"),
-        ));
+        return Err(FORMAT.malformed(field, format!("{value} is not a probability strictly between 0 and 1")));
     }
     // XGBoost's ProbToMargin, in f32
     Ok(f64::from(-(1.0f32 / value - 1.0).ln()))
@@ -264,9 +254,7 @@ fn convert_tree(tree_idx: usize, tree: &XgbTree) -> Result<Tree, InteropError> {
     if let Some(size) = &tree.tree_param.size_leaf_vector
         && parse_param::<u64>(size, &location("tree_param.size_leaf_vector"))? > 1
     {
-        return Err(unsupported(format!(
-            "tree {tree_idx}: vector leaves (multi-target trees)"
-        )));
+        return Err(FORMAT.unsupported(format!("tree {tree_idx}: vector leaves (multi-target trees)")));
     }
     let lengths = [
         ("left_children", tree.left_children.len()),
@@ -277,17 +265,11 @@ fn convert_tree(tree_idx: usize, tree: &XgbTree) -> Result<Tree, InteropError> {
         ("sum_hessian", tree.sum_hessian.len()),
     ];
     if n_nodes == 0 {
-        return Err(malformed(
-            location("tree_param.num_nodes"),
-            "a tree needs at least one node",
-        ));
+        return Err(FORMAT.malformed(location("tree_param.num_nodes"), "a tree needs at least one node"));
     }
     for (field, len) in lengths {
         if len != n_nodes {
-            return Err(malformed(
-                location(field),
-                format!("expected {n_nodes} values, found {len}"),
-            ));
+            return Err(FORMAT.malformed(location(field), format!("expected {n_nodes} values, found {len}")));
         }
     }
     for (field, len) in [
@@ -295,26 +277,23 @@ fn convert_tree(tree_idx: usize, tree: &XgbTree) -> Result<Tree, InteropError> {
         ("loss_changes", tree.loss_changes.len()),
     ] {
         if len != 0 && len != n_nodes {
-            return Err(malformed(
-                location(field),
-                format!("expected {n_nodes} values, found {len}"),
-            ));
+            return Err(FORMAT.malformed(location(field), format!("expected {n_nodes} values, found {len}")));
         }
     }
-    let categories = categorical_sets(tree).map_err(|reason| malformed(location("categories"), reason))?;
+    let categories = categorical_sets(tree).map_err(|reason| FORMAT.malformed(location("categories"), reason))?;
 
     let mut nodes = vec![Node::Leaf { value: 0.0, cover: 0.0 }];
     let mut seen = vec![false; n_nodes];
     let mut queue = VecDeque::from([(0i64, 0usize)]);
     while let Some((node, slot)) = queue.pop_front() {
         let Some(idx) = usize::try_from(node).ok().filter(|&idx| idx < n_nodes) else {
-            return Err(malformed(
+            return Err(FORMAT.malformed(
                 location("left_children/right_children"),
                 format!("child {node} is out of range"),
             ));
         };
         if std::mem::replace(&mut seen[idx], true) {
-            return Err(malformed(
+            return Err(FORMAT.malformed(
                 location("left_children/right_children"),
                 format!("node {idx} is reached twice"),
             ));
@@ -331,7 +310,7 @@ fn convert_tree(tree_idx: usize, tree: &XgbTree) -> Result<Tree, InteropError> {
         let xgb_default_left = tree.default_left[idx].is_set();
         let (condition, first, second, default_left) = if tree.split_type.get(idx) == Some(&CATEGORICAL_SPLIT) {
             let codes = categories.get(&idx).ok_or_else(|| {
-                malformed(
+                FORMAT.malformed(
                     location("categories_nodes"),
                     format!("categorical node {idx} has no categories"),
                 )
@@ -346,10 +325,7 @@ fn convert_tree(tree_idx: usize, tree: &XgbTree) -> Result<Tree, InteropError> {
         } else {
             let split_condition = tree.split_conditions[idx] as f32;
             if split_condition.is_nan() {
-                return Err(malformed(
-                    location("split_conditions"),
-                    format!("node {idx}: NaN split condition"),
-                ));
+                return Err(FORMAT.malformed(location("split_conditions"), format!("node {idx}: NaN split condition")));
             }
             let threshold = f64::from(split_condition.next_down());
             (Condition::Numeric { threshold }, xgb_left, xgb_right, xgb_default_left)
@@ -414,20 +390,5 @@ fn parse_param<T: std::str::FromStr>(value: &str, field: &str) -> Result<T, Inte
     value
         .trim()
         .parse()
-        .map_err(|_| malformed(field, format!("cannot read `{value}`")))
-}
-
-fn malformed(location: impl Into<String>, reason: impl Into<String>) -> InteropError {
-    InteropError::Malformed {
-        format: FORMAT,
-        location: location.into(),
-        reason: reason.into(),
-    }
-}
-
-fn unsupported(reason: impl Into<String>) -> InteropError {
-    InteropError::Unsupported {
-        format: FORMAT,
-        reason: reason.into(),
-    }
+        .map_err(|_| FORMAT.malformed(field, format!("cannot read `{value}`")))
 }
