@@ -21,24 +21,29 @@ pub struct ReplaySummary {
     pub duplicates: BadRows,
     /// Rows earlier than a row before them.
     pub late_rows: u64,
+    /// Notes of the reader (header fixes and the like).
+    pub notes: Vec<String>,
+    /// The engine after the last transaction (labels as known in replay).
+    pub engine: FeatureEngine,
 }
 
 impl ReplaySummary {
-    /// Lines for the terminal about skipped rows.
-    pub fn report(&self, data: &Path) -> String {
+    /// Lines for the terminal about skipped and late rows.
+    pub fn report(&self) -> String {
         let mut text = String::new();
-        for (what, rows) in [("bad rows", &self.bad_rows), ("duplicate rows", &self.duplicates)] {
-            if rows.count() > 0 {
-                text.push_str(&format!("{}: {} {what} skipped\n", data.display(), rows.count()));
-                for issue in rows.examples() {
-                    text.push_str(&format!("  line {}: {}\n", issue.line, issue.reason));
-                }
-            }
+        for note in &self.notes {
+            text.push_str(&format!("note: {note}\n"));
+        }
+        if self.bad_rows.count() > 0 {
+            text.push_str(&format!("{}\n", self.bad_rows));
+        }
+        if self.duplicates.count() > 0 {
+            text.push_str(&format!("duplicates: {}\n", self.duplicates));
         }
         if self.late_rows > 0 {
             text.push_str(&format!(
-                "{}: {} rows are earlier than a row before them (processed at the latest time seen; sort the file for exact features)\n",
-                data.display(),
+                "warning: {} rows were earlier than a row before them; they were processed at the latest time \
+                 seen, as the online engine would. Sort the input (features --sort) for pure event-time features.\n",
                 self.late_rows
             ));
         }
@@ -46,49 +51,83 @@ impl ReplaySummary {
     }
 }
 
-/// Replays `data` through a fresh engine; `visit(tx, features)` sees every transaction.
+/// The one replay loop of the commands: reads `data` (in file order, or
+/// sorted by time first when `sort`), skips repeated transaction ids (the
+/// engine would count them twice), replays every transaction through a fresh
+/// engine with historical labels released `label_delay` late, and calls
+/// `visit(tx, passthrough fields, features)` for each.
 pub fn replay_file(
     schema: &Schema,
     spec: Arc<FeatureSpec>,
     data: &Path,
-    strict: bool,
-    max_examples: usize,
-    mut visit: impl FnMut(&Transaction, &[f64]) -> CliResult,
+    input: ReadOptions,
+    mut visit: impl FnMut(&Transaction, &[Option<String>], &[f64]) -> CliResult,
 ) -> CliResult<ReplaySummary> {
     let format = InputFormat::from_path(data);
-    let mut reader = EventReader::open(data, format, schema, strict, max_examples)?;
+    let mut reader = EventReader::open(data, format, schema, input.strict, input.max_examples)?;
     let mut replay = Replay::new(FeatureEngine::new(spec));
     let mut features = Vec::new();
-    let mut duplicates = BadRows::new(max_examples);
+    let mut duplicates = BadRows::new(input.max_examples);
     let (mut rows, mut late_rows, mut latest) = (0u64, 0u64, i64::MIN);
-    while let Some(tx) = reader.next_transaction()? {
-        if replay.engine().has_seen(&tx) {
-            let reason = format!("duplicate transaction id {:?}: skipped", tx.id.as_str());
-            if strict {
-                return Err(Failure::Data(anyhow::anyhow!(
-                    "{}:{}: {reason}",
-                    data.display(),
-                    reader.line()
-                )));
+    let mut process = |tx: &Transaction, passthrough: &[Option<String>], line: u64| -> CliResult {
+        if replay.engine().has_seen(tx) {
+            let reason = format!(
+                "duplicate transaction id {:?} at {}: skipped",
+                tx.id.as_str(),
+                tx.timestamp
+            );
+            if input.strict {
+                return Err(Failure::Data(anyhow::anyhow!("{}:{line}: {reason}", data.display())));
             }
-            duplicates.push(reader.line(), reason);
-            continue;
+            duplicates.push(line, reason);
+            return Ok(());
         }
         let time = tx.timestamp.as_millis();
         if time < latest {
             late_rows += 1;
         }
         latest = latest.max(time);
-        replay.push(&tx, &mut features);
-        visit(&tx, &features)?;
+        replay.push(tx, &mut features);
+        visit(tx, passthrough, &features)?;
         rows += 1;
+        Ok(())
+    };
+    if input.sort {
+        let mut all = Vec::new();
+        while let Some(tx) = reader.next_transaction()? {
+            let passthrough = reader.passthrough();
+            all.push((tx, passthrough, reader.line()));
+        }
+        all.sort_by_key(|(tx, _, _)| tx.timestamp);
+        for (tx, passthrough, line) in &all {
+            process(tx, passthrough, *line)?;
+        }
+    } else {
+        while let Some(tx) = reader.next_transaction()? {
+            let passthrough = reader.passthrough();
+            let line = reader.line();
+            process(&tx, &passthrough, line)?;
+        }
     }
     Ok(ReplaySummary {
         rows,
         bad_rows: reader.bad_rows().clone(),
         duplicates,
         late_rows,
+        notes: reader.notes().to_vec(),
+        engine: replay.finish(None),
     })
+}
+
+/// How a replay reads its input.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    /// Stop at the first bad row.
+    pub strict: bool,
+    /// Bad-row examples to keep.
+    pub max_examples: usize,
+    /// Sort by time in memory first.
+    pub sort: bool,
 }
 
 /// A half-open time window `[from, to)` in milliseconds.

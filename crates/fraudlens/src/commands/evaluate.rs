@@ -15,7 +15,7 @@ use fraudlens_model::metrics::{EvalInput, Evaluation, MeanStd, mean_std};
 use serde::Serialize;
 
 use crate::cli::EvaluateArgs;
-use crate::commands::dataset::{Window, format_time, is_fraud, primary_entity, replay_file};
+use crate::commands::dataset::{ReadOptions, Window, format_time, is_fraud, primary_entity, replay_file};
 use crate::commands::output::write_atomically;
 use crate::commands::progress;
 use crate::commands::score::load_model;
@@ -141,9 +141,12 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
         &inputs.schema,
         inputs.spec.clone(),
         &args.data,
-        strict,
-        config.ingest.max_error_examples,
-        |tx, features| {
+        ReadOptions {
+            strict,
+            max_examples: config.ingest.max_error_examples,
+            sort: false,
+        },
+        |tx, _, features| {
             bar.inc(1);
             if let Some(label) = is_fraud(tx.label) {
                 let start = table.values.len();
@@ -160,7 +163,7 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
         },
     )?;
     bar.finish_and_clear();
-    eprint!("{}", summary.report(&args.data));
+    eprint!("{}", summary.report());
     // windows are cut by binary search on time
     table.sort_by_time();
     Ok(table)

@@ -13,11 +13,12 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use fraudlens_core::tabular::{TabularEncoding, find_label_column};
-use fraudlens_core::{AttributeValue, Label, Schema, SchemaConfig, Transaction};
-use fraudlens_features::{FeatureEngine, FeatureSpec, Replay};
-use fraudlens_ingest::{BadRows, EventReader, InputFormat, TabularReader, profile_csv};
+use fraudlens_core::{AttributeValue, Label, Schema, SchemaConfig};
+use fraudlens_features::FeatureSpec;
+use fraudlens_ingest::{InputFormat, TabularReader, profile_csv};
 
 use crate::cli::{FeaturesArgs, InputArgs, Mode};
+use crate::commands::dataset::{ReadOptions, replay_file};
 use crate::commands::inspect::render_inference;
 use crate::commands::output::{Output, write_atomically};
 use crate::commands::{GroupSummary, apply_input_flags, build_schema};
@@ -139,8 +140,6 @@ pub struct EventReport {
 /// Replays the transactions of `job.data` through the engine and writes the feature matrix.
 pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob) -> CliResult<EventReport> {
     let started = Instant::now();
-    let format = InputFormat::from_path(&job.data);
-    let mut reader = EventReader::open(&job.data, format, schema, job.strict, job.max_examples)?;
     let feature_names = spec.feature_names().to_vec();
     let passthrough_names = schema.config().passthrough.clone();
     let label_name = schema.config().label.clone().unwrap_or_else(|| "label".to_owned());
@@ -172,96 +171,54 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         .chain(passthrough_names.iter().cloned());
     writer.write_record(header).context("writing the header")?;
 
-    let mut replay = Replay::new(FeatureEngine::new(spec));
-    let mut features = Vec::with_capacity(feature_names.len());
     let mut cell = String::new();
-    let mut rows = 0u64;
-    let mut late_rows = 0u64;
-    let mut latest = i64::MIN;
-    // the engine counts every observation; a repeated transaction would be counted twice
-    let mut duplicates = BadRows::new(job.max_examples);
-    let mut process =
-        |tx: &Transaction, passthrough: &[Option<String>], line: u64, writer: &mut csv::Writer<_>| -> CliResult {
-            if replay.engine().has_seen(tx) {
-                let reason = format!(
-                    "duplicate transaction id {:?} at {}: skipped",
-                    tx.id.as_str(),
-                    tx.timestamp
-                );
-                if job.strict {
-                    return Err(Failure::Data(anyhow::anyhow!(
-                        "{}:{line}: {reason}",
-                        job.data.display()
-                    )));
-                }
-                duplicates.push(line, reason);
-                return Ok(());
-            }
-            let time = tx.timestamp.as_millis();
-            if time < latest {
-                late_rows += 1;
-            }
-            latest = latest.max(time);
-            replay.push(tx, &mut features);
-            writer.write_field(tx.id.as_str())?;
-            cell.clear();
-            let _ = write!(cell, "{}", tx.timestamp);
-            writer.write_field(&cell)?;
-            for value in &features {
-                write_number(writer, *value)?;
-            }
-            for attribute in &tx.attributes {
-                match attribute {
-                    AttributeValue::Numeric(value) => write_number(writer, *value)?,
-                    AttributeValue::Categorical(value) => writer.write_field(value.as_deref().unwrap_or(""))?,
-                }
-            }
-            writer.write_field(match tx.label {
-                Some(Label::Fraud) => "1",
-                Some(Label::Legit) => "0",
-                None => "",
-            })?;
-            for value in passthrough {
-                writer.write_field(value.as_deref().unwrap_or(""))?;
-            }
-            writer.write_record(None::<&[u8]>)?;
-            if let (Some(summary), Some(group_of)) = (summary.as_mut(), &group_of) {
-                let group = match group_of {
-                    GroupBy::Label => match tx.label {
-                        Some(Label::Fraud) => "1",
-                        Some(Label::Legit) => "0",
-                        None => "unlabeled",
-                    },
-                    GroupBy::Passthrough(idx) => passthrough[*idx].as_deref().unwrap_or(""),
-                };
-                summary.add(group, &features);
-            }
-            rows += 1;
-            Ok(())
-        };
-
-    if job.sort {
-        let mut all = Vec::new();
-        while let Some(tx) = reader.next_transaction()? {
-            let passthrough = reader.passthrough();
-            all.push((tx, passthrough, reader.line()));
+    let input = ReadOptions {
+        strict: job.strict,
+        max_examples: job.max_examples,
+        sort: job.sort,
+    };
+    let replayed = replay_file(schema, spec, &job.data, input, |tx, passthrough, features| {
+        writer.write_field(tx.id.as_str())?;
+        cell.clear();
+        let _ = write!(cell, "{}", tx.timestamp);
+        writer.write_field(&cell)?;
+        for value in features {
+            write_number(&mut writer, *value)?;
         }
-        all.sort_by_key(|(tx, _, _)| tx.timestamp);
-        for (tx, passthrough, line) in &all {
-            process(tx, passthrough, *line, &mut writer)?;
+        for attribute in &tx.attributes {
+            match attribute {
+                AttributeValue::Numeric(value) => write_number(&mut writer, *value)?,
+                AttributeValue::Categorical(value) => writer.write_field(value.as_deref().unwrap_or(""))?,
+            }
         }
-    } else {
-        while let Some(tx) = reader.next_transaction()? {
-            let passthrough = reader.passthrough();
-            let line = reader.line();
-            process(&tx, &passthrough, line, &mut writer)?;
+        writer.write_field(match tx.label {
+            Some(Label::Fraud) => "1",
+            Some(Label::Legit) => "0",
+            None => "",
+        })?;
+        for value in passthrough {
+            writer.write_field(value.as_deref().unwrap_or(""))?;
         }
-    }
+        writer.write_record(None::<&[u8]>)?;
+        if let (Some(summary), Some(group_of)) = (summary.as_mut(), &group_of) {
+            let group = match group_of {
+                GroupBy::Label => match tx.label {
+                    Some(Label::Fraud) => "1",
+                    Some(Label::Legit) => "0",
+                    None => "unlabeled",
+                },
+                GroupBy::Passthrough(idx) => passthrough[*idx].as_deref().unwrap_or(""),
+            };
+            summary.add(group, features);
+        }
+        Ok(())
+    })?;
+    let rows = replayed.rows;
     if rows == 0 {
         return Err(Failure::Data(anyhow::anyhow!(
             "{}: no valid rows\n{}",
             job.data.display(),
-            reader.bad_rows()
+            replayed.bad_rows
         )));
     }
     let output = writer
@@ -269,11 +226,8 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         .map_err(|error| anyhow::anyhow!("writing {}: {}", job.out.display(), error.error()))?;
     output.commit()?;
     let elapsed = started.elapsed();
-    let engine = replay.finish(None);
+    let engine = &replayed.engine;
     let mut text = String::new();
-    for note in reader.notes() {
-        let _ = writeln!(text, "note: {note}");
-    }
     let _ = writeln!(
         text,
         "wrote {rows} rows x {} features to {} in {:.2}s ({:.0} rows/s)",
@@ -289,19 +243,7 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         engine.state_bytes() as f64 / (1024.0 * 1024.0),
         engine.state_bytes() as f64 / engine.n_entities().max(1) as f64
     );
-    if reader.bad_rows().count() > 0 {
-        let _ = writeln!(text, "{}", reader.bad_rows());
-    }
-    if duplicates.count() > 0 {
-        let _ = writeln!(text, "duplicates: {duplicates}");
-    }
-    if late_rows > 0 {
-        let _ = writeln!(
-            text,
-            "warning: {late_rows} rows were earlier than a row before them; they were processed at the latest time \
-             seen, as the online engine would. Use --sort for pure event-time features."
-        );
-    }
+    text.push_str(&replayed.report());
     if let Some(path) = &job.snapshot_out {
         write_atomically(path, &engine.snapshot())?;
         let _ = writeln!(text, "engine state written to {}", path.display());

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cli::ScoreArgs;
-use crate::commands::dataset::{Window, format_time, is_fraud, replay_file};
+use crate::commands::dataset::{ReadOptions, Window, format_time, is_fraud, replay_file};
 use crate::commands::output::{Output, write_atomically};
 use crate::commands::progress;
 use crate::config::Config;
@@ -290,9 +290,12 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
                 &inputs.schema,
                 inputs.spec.clone(),
                 &args.input,
-                strict,
-                max_examples,
-                |tx, features| {
+                ReadOptions {
+                    strict,
+                    max_examples,
+                    sort: false,
+                },
+                |tx, _, features| {
                     bar.inc(1);
                     let time = tx.timestamp.as_millis();
                     if !window.contains(time) {
@@ -312,7 +315,7 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
                 },
             )?;
             bar.finish_and_clear();
-            eprint!("{}", summary.report(&args.input));
+            eprint!("{}", summary.report());
             scorer.finish(&args.input, summary.rows, summary.bad_rows.count(), started)?
         }
         InputSpec::Tabular { encoding } => {

@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use crate::cli::{Mode, TrainArgs, TrainParamArgs};
-use crate::commands::dataset::{Window, format_time, is_fraud, primary_entity, replay_file};
+use crate::commands::dataset::{ReadOptions, Window, format_time, is_fraud, primary_entity, replay_file};
 use crate::commands::features::resolve_mode;
 use crate::commands::{apply_input_flags, build_schema, progress};
 use crate::config::{Config, TrainConfig};
@@ -279,9 +279,12 @@ fn load_events(
         schema,
         spec.clone(),
         data,
-        config.ingest.strict,
-        config.ingest.max_error_examples,
-        |tx, features| {
+        ReadOptions {
+            strict: config.ingest.strict,
+            max_examples: config.ingest.max_error_examples,
+            sort: false,
+        },
+        |tx, _, features| {
             bar.inc(1);
             let time = tx.timestamp.as_millis();
             if !window.contains(time) {
@@ -308,7 +311,7 @@ fn load_events(
         },
     )?;
     bar.finish_and_clear();
-    eprint!("{}", summary.report(data));
+    eprint!("{}", summary.report());
     if unlabeled > 0 {
         eprintln!("{unlabeled} rows in the window have no label and were left out of training");
     }
