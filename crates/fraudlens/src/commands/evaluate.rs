@@ -149,11 +149,8 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
         |tx, _, features| {
             bar.inc(1);
             if let Some(label) = is_fraud(tx.label) {
-                let start = table.values.len();
                 table.values.extend_from_slice(features);
-                let mut row = table.values.split_off(start);
-                inputs.push_attributes(tx, &mut row);
-                table.values.extend_from_slice(&row);
+                inputs.push_attributes(tx, &mut table.values);
                 table.labels.push(label);
                 table.times.push(tx.timestamp.as_millis());
                 table.entities.push(primary_entity(tx));
