@@ -322,10 +322,8 @@ impl Forest {
     /// Raw score (log-odds) of one row.
     pub fn predict_raw(&self, row: &[f64]) -> Result<f64, ModelError> {
         self.check_row(row)?;
-        Ok(match self.data.input_precision {
-            InputPrecision::F64 => self.raw_unchecked(row),
-            InputPrecision::F32 => self.raw_unchecked(&round_f32(row)),
-        })
+        let mut rounded = Vec::new();
+        Ok(self.raw_unchecked(self.round_if_needed(row, &mut rounded)))
     }
 
     /// Uncalibrated probability of one row: the sigmoid of the raw score.
@@ -572,10 +570,6 @@ impl Forest {
     pub(crate) fn check(&self, row: &[f64]) -> Result<(), ModelError> {
         self.check_row(row)
     }
-}
-
-fn round_f32(row: &[f64]) -> Vec<f64> {
-    row.iter().map(|&x| f64::from(x as f32)).collect()
 }
 
 #[cfg(test)]
