@@ -1,7 +1,7 @@
 //! `fraudlens features`: the feature matrix of a dataset.
 //!
 //! Event mode replays the transactions in order through the same
-//! [`FeatureEngine`] that serves online, with historical labels becoming known
+//! [`FeatureEngine`](fraudlens_features::FeatureEngine) that serves online, with historical labels becoming known
 //! `label_delay` after their transaction. Tabular mode infers column types,
 //! encodes categoricals and writes the encoded matrix.
 
