@@ -28,7 +28,7 @@ pub mod tabular;
 mod time;
 mod transaction;
 
-pub use card::{CardHasher, Secret, looks_like_card_number};
+pub use card::{CardHasher, Secret, looks_like_card_number, redact_card_numbers};
 pub use duration::{DurationError, WindowDuration};
 pub use money::{Amount, AmountError, Currency};
 pub use schema::{

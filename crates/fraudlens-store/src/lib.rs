@@ -1,0 +1,157 @@
+//! Durable state of fraudlens: the [`Store`] trait and its two backends,
+//! chosen by URL ([`connect`]): `sqlite://path` (the embedded default) and
+//! `postgres://…`. Both run the same SQL (numbered `$n` parameters work on
+//! both), each has its own migrations (`migrations/sqlite`,
+//! `migrations/postgres`), and one conformance suite (`tests/conformance.rs`)
+//! runs against both.
+//!
+//! What is kept: every scored transaction with its decision (idempotent on the
+//! transaction id), review statuses, labels, the audit log, the model
+//! registry, API keys (a SHA-256 of the secret only) and dead letters.
+//!
+//! Times are milliseconds since the epoch (UTC), taken by the caller: the store
+//! reads no clock, which keeps it testable.
+
+mod sql;
+mod types;
+
+use std::sync::Arc;
+
+pub use sql::{PostgresStore, SqliteStore, SqliteSync};
+pub use types::*;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The URL names no supported backend.
+    #[error("unsupported store URL {0:?}: use sqlite://PATH or postgres://…")]
+    Url(String),
+    /// A stored value cannot be read back (a column holds something this build does not know).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The operation names something that does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request is not valid (a cursor from another sort order, say).
+    #[error("{0}")]
+    Invalid(String),
+    /// The operation conflicts with the stored state.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How a store is opened.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// SQLite only: how hard a commit waits for the disk.
+    pub sqlite_sync: SqliteSync,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            sqlite_sync: SqliteSync::Full,
+        }
+    }
+}
+
+/// Opens the store a URL names and brings its schema up to date.
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, options).await?))
+    } else {
+        Err(StoreError::Url(url.to_owned()))
+    }
+}
+
+/// The durable state behind the scoring path, the review queue and the admin API.
+///
+/// Every method is one database transaction: it happens entirely or not at all.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend (`sqlite` or `postgres`), for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// A cheap query that succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Writes a batch of decisions in one transaction (group commit). For each
+    /// input, in order: [`PutOutcome::Inserted`], or the stored row when the
+    /// transaction id was already there (also when it appears twice in the
+    /// batch: the first is inserted). The caller compares fingerprints.
+    async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>>;
+
+    /// One transaction with its decision.
+    async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>>;
+
+    /// Stored transactions after `seq`, oldest first (to rebuild entity state).
+    async fn transactions_after(&self, seq: i64, limit: u32) -> Result<Vec<StoredDecision>>;
+
+    /// How many transactions are stored.
+    async fn count_transactions(&self) -> Result<u64>;
+
+    /// The review queue: transactions with a review status, filtered, sorted, paged.
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Page>;
+
+    /// Sets a review status: the row, an audit entry and (for
+    /// `confirmed_fraud` / `false_positive`) a label, in one transaction.
+    async fn review(&self, change: &ReviewRequest) -> Result<ReviewOutcome>;
+
+    /// Records labels (chargebacks, uploads); each also updates its
+    /// transaction's label when the transaction is stored. Returns, per
+    /// label, the stored transaction it applies to (if any).
+    async fn put_labels(&self, labels: &[NewLabel]) -> Result<Vec<Option<StoredDecision>>>;
+
+    /// The labels of one transaction, oldest first.
+    async fn labels(&self, transaction_id: &str) -> Result<Vec<LabelEntry>>;
+
+    /// Audit entries about one subject (a transaction id, `model:V`, `key:ID`), oldest first.
+    async fn audit(&self, subject: &str) -> Result<Vec<AuditEntry>>;
+
+    /// Appends an audit entry on its own (model and key changes).
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+
+    /// Registers a model version as `staging` (a no-op when that version and path are already there).
+    async fn register_model(&self, model: &NewModel) -> Result<()>;
+
+    /// Every registered model, newest registration first.
+    async fn models(&self) -> Result<Vec<ModelEntry>>;
+
+    /// Makes `version` the production model; the previous one becomes `archived`.
+    async fn promote_model(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry>;
+
+    /// Adds an API key.
+    async fn create_key(&self, key: &ApiKeyEntry) -> Result<()>;
+
+    /// One API key by id (also when revoked).
+    async fn key(&self, key_id: &str) -> Result<Option<ApiKeyEntry>>;
+
+    /// Every API key, oldest first.
+    async fn keys(&self) -> Result<Vec<ApiKeyEntry>>;
+
+    /// Revokes a key; `false` when it was already revoked.
+    async fn revoke_key(&self, key_id: &str, at: i64, actor: &str) -> Result<bool>;
+
+    /// Appends dead letters (their payloads with card numbers redacted).
+    async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
+
+    /// The latest dead letters, newest first.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>>;
+
+    /// Closes the pool (waits for connections to be returned).
+    async fn close(&self);
+}

@@ -1,0 +1,384 @@
+//! The rows the store reads and writes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use fraudlens_core::Label;
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
+            /// The stored spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(format!(
+                        concat!("unknown ", stringify!($name), " {:?} (expected one of: {})"),
+                        text,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// Where a transaction stands in manual review.
+    ReviewStatus {
+        /// Waiting for an analyst (every `review` and `decline` decision starts here).
+        PendingReview = "pending_review",
+        /// The analyst confirmed fraud (becomes a fraud label).
+        ConfirmedFraud = "confirmed_fraud",
+        /// Not fraud (becomes a legit label).
+        FalsePositive = "false_positive",
+        /// Handed to someone more senior.
+        Escalated = "escalated",
+    }
+}
+
+text_enum! {
+    /// What was decided for a transaction.
+    Outcome {
+        /// Let through.
+        Approve = "approve",
+        /// Let through or held (as the deployment decides), and queued for an analyst.
+        Review = "review",
+        /// Refused.
+        Decline = "decline",
+    }
+}
+
+text_enum! {
+    /// A model's place in the registry.
+    ModelStage {
+        /// Registered, not serving.
+        Staging = "staging",
+        /// Serving (at most one).
+        Production = "production",
+        /// Served before.
+        Archived = "archived",
+    }
+}
+
+text_enum! {
+    /// What an API key may do.
+    Role {
+        /// Score transactions.
+        Service = "service",
+        /// Read transactions and work the review queue.
+        Analyst = "analyst",
+        /// Everything, including models and keys.
+        Admin = "admin",
+    }
+}
+
+impl ReviewStatus {
+    /// The label a status implies, if any.
+    pub fn label(self) -> Option<Label> {
+        match self {
+            Self::ConfirmedFraud => Some(Label::Fraud),
+            Self::FalsePositive => Some(Label::Legit),
+            Self::PendingReview | Self::Escalated => None,
+        }
+    }
+}
+
+/// The stored spelling of a label.
+pub fn label_str(label: Label) -> &'static str {
+    match label {
+        Label::Fraud => "fraud",
+        Label::Legit => "legit",
+    }
+}
+
+pub(crate) fn parse<T: FromStr<Err = String>>(text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+pub(crate) fn parse_label(text: &str) -> Result<Label, StoreError> {
+    match text {
+        "fraud" => Ok(Label::Fraud),
+        "legit" => Ok(Label::Legit),
+        other => Err(StoreError::Corrupt(format!("unknown label {other:?}"))),
+    }
+}
+
+/// A decision to store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewDecision {
+    /// The transaction id (unique).
+    pub transaction_id: String,
+    /// A hash of the request body, to tell a replay from a conflicting reuse of the id.
+    pub fingerprint: String,
+    /// Event time of the transaction.
+    pub event_time: i64,
+    /// When the server received it.
+    pub received_at: i64,
+    /// The primary entity key (customer or card token), for the queue's entity filter.
+    pub entity: Option<String>,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 currency code.
+    pub currency: String,
+    /// The parsed transaction as JSON (card numbers already tokenised).
+    pub body: String,
+    /// The ranking score (calibrated probability, or the anomaly score of an unsupervised model).
+    pub score: f64,
+    /// Calibrated fraud probability.
+    pub probability: Option<f64>,
+    /// Raw model score (log-odds).
+    pub raw_score: Option<f64>,
+    /// Isolation-forest score, when the model has one.
+    pub anomaly_score: Option<f64>,
+    /// The decision.
+    pub decision: Outcome,
+    /// Top reasons, JSON.
+    pub reasons: String,
+    /// The feature vector, JSON object of name → value.
+    pub features: String,
+    /// Model version that decided.
+    pub model_version: String,
+    /// Scoring latency in microseconds (parse to decision, before the write).
+    pub latency_us: i64,
+    /// Initial review status (`pending_review` for review and decline).
+    pub review_status: Option<ReviewStatus>,
+}
+
+/// A stored transaction with its decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredDecision {
+    /// Insertion order.
+    pub seq: i64,
+    /// What was written.
+    pub decision: NewDecision,
+    /// When the review status last changed.
+    pub review_updated_at: Option<i64>,
+    /// The latest label.
+    pub label: Option<Label>,
+}
+
+/// What happened to one decision of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PutOutcome {
+    /// Written now.
+    Inserted,
+    /// The id was already stored (this is that row).
+    Existing(Box<StoredDecision>),
+}
+
+/// How the review queue is sorted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOrder {
+    /// Highest score first (the default: worst first).
+    #[default]
+    ScoreDesc,
+    /// Newest event first.
+    TimeDesc,
+    /// Oldest event first.
+    TimeAsc,
+}
+
+/// Filters and paging of the review queue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnomalyQuery {
+    /// Only this status (any review status when `None`).
+    pub status: Option<ReviewStatus>,
+    /// Only scores at or above.
+    pub min_score: Option<f64>,
+    /// Event time at or after.
+    pub from: Option<i64>,
+    /// Event time before.
+    pub to: Option<i64>,
+    /// Only this primary entity.
+    pub entity: Option<String>,
+    /// Sort order.
+    pub order: QueueOrder,
+    /// Continue after this cursor (from a previous [`Page`]).
+    pub cursor: Option<String>,
+    /// Page size (at least 1).
+    pub limit: u32,
+}
+
+/// One page of the review queue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// The rows.
+    pub items: Vec<StoredDecision>,
+    /// Pass this as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A review status change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReviewRequest {
+    /// The transaction.
+    pub transaction_id: String,
+    /// The new status.
+    pub status: ReviewStatus,
+    /// Who (an API key's name and id).
+    pub actor: String,
+    /// Why.
+    pub note: Option<String>,
+    /// When.
+    pub at: i64,
+}
+
+/// What a review changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReviewOutcome {
+    /// The status before.
+    pub before: Option<ReviewStatus>,
+    /// The transaction after the change.
+    pub transaction: StoredDecision,
+    /// The label written, if the status implies one.
+    pub label: Option<Label>,
+}
+
+/// A label to record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewLabel {
+    /// The transaction it is about (may not be stored yet).
+    pub transaction_id: String,
+    /// Fraud or legit.
+    pub label: Label,
+    /// Where it came from (`review`, `chargeback`, `api`, `kafka`…).
+    pub source: String,
+    /// Who sent it.
+    pub actor: String,
+    /// When it was recorded.
+    pub at: i64,
+}
+
+/// A recorded label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelEntry {
+    /// Fraud or legit.
+    pub label: Label,
+    /// Where it came from.
+    pub source: String,
+    /// Who sent it.
+    pub actor: String,
+    /// When.
+    pub at: i64,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What (`review`, `label`, `promote`, `key_create`, `key_revoke`…).
+    pub action: String,
+    /// About what (a transaction id, `model:V`, `key:ID`).
+    pub subject: String,
+    /// The value before.
+    pub before: Option<String>,
+    /// The value after.
+    pub after: Option<String>,
+    /// A free-text note.
+    pub note: Option<String>,
+}
+
+/// A model version to register.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewModel {
+    /// Version (unique).
+    pub version: String,
+    /// The artifact directory.
+    pub path: String,
+    /// A JSON summary (kind, metrics, training period).
+    pub summary: String,
+    /// When.
+    pub registered_at: i64,
+}
+
+/// A registered model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// Version.
+    pub version: String,
+    /// The artifact directory.
+    pub path: String,
+    /// Stage.
+    pub stage: ModelStage,
+    /// JSON summary.
+    pub summary: String,
+    /// When registered.
+    pub registered_at: i64,
+    /// When it last became the production model.
+    pub promoted_at: Option<i64>,
+}
+
+/// An API key (the secret itself is never stored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyEntry {
+    /// Public id (the key's prefix).
+    pub key_id: String,
+    /// A name for people.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the secret part, hex.
+    pub secret_sha256: String,
+    /// When created.
+    pub created_at: i64,
+    /// When revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A record that could not be processed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// When.
+    pub at: i64,
+    /// Where from (`api`, `upload`, `kafka:TOPIC`…).
+    pub source: String,
+    /// Where in the source (`line 12`, `partition 3 offset 1207`).
+    pub location: String,
+    /// Why it was refused.
+    pub error: String,
+    /// The raw record (lossy UTF-8; card numbers are redacted on write).
+    pub payload: String,
+}
+
+/// A stored dead letter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredDeadLetter {
+    /// Row id.
+    pub id: i64,
+    /// The letter.
+    pub letter: DeadLetter,
+}

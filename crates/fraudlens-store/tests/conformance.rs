@@ -1,0 +1,411 @@
+//! One behavioural suite, run against both backends: every test below runs
+//! once on a fresh SQLite file and once on a fresh PostgreSQL database.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+
+use fraudlens_core::Label;
+use fraudlens_store::*;
+use fraudlens_testkit::{Backend, TestDb};
+
+async fn open(db: &TestDb) -> Arc<dyn Store> {
+    connect(&db.url, &StoreOptions::default()).await.unwrap()
+}
+
+fn decision(id: &str, score: f64, time: i64, entity: &str) -> NewDecision {
+    let decision = if score >= 0.9 {
+        Outcome::Decline
+    } else if score >= 0.5 {
+        Outcome::Review
+    } else {
+        Outcome::Approve
+    };
+    NewDecision {
+        transaction_id: id.to_owned(),
+        fingerprint: format!("fp-{id}"),
+        event_time: time,
+        received_at: time + 5,
+        entity: Some(entity.to_owned()),
+        amount_minor: 1234,
+        currency: "EUR".to_owned(),
+        body: format!(r#"{{"id":"{id}"}}"#),
+        score,
+        probability: Some(score),
+        raw_score: Some(0.1 + score),
+        anomaly_score: None,
+        decision,
+        reasons: "[]".to_owned(),
+        features: r#"{"amount":12.34}"#.to_owned(),
+        model_version: "m1".to_owned(),
+        latency_us: 42,
+        review_status: (decision != Outcome::Approve).then_some(ReviewStatus::PendingReview),
+    }
+}
+
+async fn put_is_idempotent_and_batches_dedupe(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let a = decision("a", 0.7, 1_000, "c1");
+    let b = decision("b", 0.1 / 3.0, 2_000, "c2");
+    let outcomes = store.put_decisions(&[a.clone(), b.clone(), a.clone()]).await.unwrap();
+    assert_eq!(outcomes[0], PutOutcome::Inserted);
+    assert_eq!(outcomes[1], PutOutcome::Inserted);
+    let PutOutcome::Existing(stored) = &outcomes[2] else {
+        panic!("{:?}", outcomes[2])
+    };
+    assert_eq!(stored.decision, a);
+    assert_eq!(store.count_transactions().await.unwrap(), 2);
+
+    let mut changed = b.clone();
+    changed.fingerprint = "other".to_owned();
+    let outcomes = store
+        .put_decisions(&[changed, decision("c", 0.2, 3_000, "c1")])
+        .await
+        .unwrap();
+    let PutOutcome::Existing(stored) = &outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(
+        stored.decision, b,
+        "the stored row is returned unchanged, floats bit for bit"
+    );
+    assert_eq!(outcomes[1], PutOutcome::Inserted);
+    assert_eq!(store.count_transactions().await.unwrap(), 3);
+
+    let read = store.transaction("b").await.unwrap().unwrap();
+    assert_eq!(read.decision, b);
+    assert_eq!(read.label, None);
+    assert!(store.transaction("zzz").await.unwrap().is_none());
+    let after = store.transactions_after(read.seq - 1, 10).await.unwrap();
+    assert_eq!(
+        after
+            .iter()
+            .map(|d| d.decision.transaction_id.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+}
+
+async fn large_batches_commit_whole(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let batch: Vec<_> = (0..1_203).map(|i| decision(&format!("t{i}"), 0.3, i, "c")).collect();
+    let outcomes = store.put_decisions(&batch).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == PutOutcome::Inserted));
+    assert_eq!(store.count_transactions().await.unwrap(), 1_203);
+    let again = store.put_decisions(&batch).await.unwrap();
+    assert!(again.iter().all(|o| matches!(o, PutOutcome::Existing(_))));
+    assert_eq!(store.count_transactions().await.unwrap(), 1_203);
+}
+
+async fn queue_filters_sorts_and_pages(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let mut batch = Vec::new();
+    for i in 0..40 {
+        // scores repeat so that paging must break ties by seq
+        let score = 0.5 + f64::from(i % 5) / 10.0;
+        batch.push(decision(
+            &format!("q{i}"),
+            score,
+            10_000 + i64::from(i),
+            if i % 2 == 0 { "even" } else { "odd" },
+        ));
+    }
+    batch.push(decision("approved", 0.1, 5, "even"));
+    store.put_decisions(&batch).await.unwrap();
+
+    for order in [QueueOrder::ScoreDesc, QueueOrder::TimeDesc, QueueOrder::TimeAsc] {
+        let mut seen = Vec::new();
+        let mut query = AnomalyQuery {
+            order,
+            limit: 7,
+            ..AnomalyQuery::default()
+        };
+        loop {
+            let page = store.anomalies(&query).await.unwrap();
+            assert!(page.items.len() <= 7);
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|d| (d.decision.score, d.decision.event_time, d.seq)),
+            );
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 40, "{order:?}: every queued row once, approvals not queued");
+        let mut sorted = seen.clone();
+        match order {
+            QueueOrder::ScoreDesc => sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.2.cmp(&a.2))),
+            QueueOrder::TimeDesc => sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2))),
+            QueueOrder::TimeAsc => sorted.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2))),
+        }
+        assert_eq!(seen, sorted, "{order:?}");
+    }
+
+    let filtered = store
+        .anomalies(&AnomalyQuery {
+            min_score: Some(0.8),
+            from: Some(10_010),
+            to: Some(10_030),
+            entity: Some("even".to_owned()),
+            status: Some(ReviewStatus::PendingReview),
+            limit: 100,
+            ..AnomalyQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = filtered
+        .items
+        .iter()
+        .map(|d| d.decision.transaction_id.clone())
+        .collect();
+    // even i in 10..30 with i % 5 in {3, 4}: 14, 18, 24, 28
+    assert_eq!(filtered.items.len(), 4, "{ids:?}");
+    assert!(filtered.next_cursor.is_none());
+
+    let bad = store
+        .anomalies(&AnomalyQuery {
+            order: QueueOrder::TimeAsc,
+            cursor: Some("s3ff0000000000000.4".to_owned()),
+            limit: 5,
+            ..AnomalyQuery::default()
+        })
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
+}
+
+async fn review_writes_audit_and_label(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.put_decisions(&[decision("r1", 0.8, 1, "c")]).await.unwrap();
+    let outcome = store
+        .review(&ReviewRequest {
+            transaction_id: "r1".to_owned(),
+            status: ReviewStatus::Escalated,
+            actor: "ana".to_owned(),
+            note: Some("looks odd".to_owned()),
+            at: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.before, Some(ReviewStatus::PendingReview));
+    assert_eq!(outcome.label, None);
+    assert_eq!(
+        outcome.transaction.decision.review_status,
+        Some(ReviewStatus::Escalated)
+    );
+
+    let outcome = store
+        .review(&ReviewRequest {
+            transaction_id: "r1".to_owned(),
+            status: ReviewStatus::ConfirmedFraud,
+            actor: "bo".to_owned(),
+            note: None,
+            at: 200,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.before, Some(ReviewStatus::Escalated));
+    assert_eq!(outcome.label, Some(Label::Fraud));
+    assert_eq!(outcome.transaction.label, Some(Label::Fraud));
+    assert_eq!(outcome.transaction.review_updated_at, Some(200));
+
+    let audit = store.audit("r1").await.unwrap();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].actor, "ana");
+    assert_eq!(audit[0].before.as_deref(), Some("pending_review"));
+    assert_eq!(audit[0].after.as_deref(), Some("escalated"));
+    assert_eq!(audit[0].note.as_deref(), Some("looks odd"));
+    assert_eq!(audit[1].after.as_deref(), Some("confirmed_fraud"));
+    let labels = store.labels("r1").await.unwrap();
+    assert_eq!(labels.len(), 1);
+    assert_eq!((labels[0].label, labels[0].source.as_str()), (Label::Fraud, "review"));
+
+    let missing = store
+        .review(&ReviewRequest {
+            transaction_id: "nope".to_owned(),
+            status: ReviewStatus::FalsePositive,
+            actor: "ana".to_owned(),
+            note: None,
+            at: 300,
+        })
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    assert!(
+        store.audit("nope").await.unwrap().is_empty(),
+        "a failed review leaves no audit entry"
+    );
+}
+
+async fn labels_update_known_transactions(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.put_decisions(&[decision("l1", 0.1, 1, "c")]).await.unwrap();
+    let label = |id: &str, label| NewLabel {
+        transaction_id: id.to_owned(),
+        label,
+        source: "chargeback".to_owned(),
+        actor: "bank".to_owned(),
+        at: 50,
+    };
+    let applied = store
+        .put_labels(&[label("l1", Label::Fraud), label("unknown", Label::Legit)])
+        .await
+        .unwrap();
+    assert_eq!(applied[0].as_ref().unwrap().label, Some(Label::Fraud));
+    assert!(applied[1].is_none());
+    assert_eq!(
+        store.transaction("l1").await.unwrap().unwrap().label,
+        Some(Label::Fraud)
+    );
+    assert_eq!(
+        store.labels("unknown").await.unwrap().len(),
+        1,
+        "labels for unseen transactions are kept"
+    );
+}
+
+async fn model_registry_promotes_one_at_a_time(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let model = |version: &str, at| NewModel {
+        version: version.to_owned(),
+        path: format!("/models/{version}"),
+        summary: "{}".to_owned(),
+        registered_at: at,
+    };
+    store.register_model(&model("v1", 1)).await.unwrap();
+    store.register_model(&model("v1", 1)).await.unwrap();
+    store.register_model(&model("v2", 2)).await.unwrap();
+    let mut clash = model("v2", 3);
+    clash.path = "/elsewhere".to_owned();
+    assert!(matches!(
+        store.register_model(&clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    assert_eq!(
+        store.promote_model("v1", 10, "admin").await.unwrap().stage,
+        ModelStage::Production
+    );
+    let v2 = store.promote_model("v2", 20, "admin").await.unwrap();
+    assert_eq!((v2.stage, v2.promoted_at), (ModelStage::Production, Some(20)));
+    let models = store.models().await.unwrap();
+    let stage = |v: &str| models.iter().find(|m| m.version == v).unwrap().stage;
+    assert_eq!(
+        (stage("v1"), stage("v2")),
+        (ModelStage::Archived, ModelStage::Production)
+    );
+    assert_eq!(models[0].version, "v2", "newest first");
+    assert!(matches!(
+        store.promote_model("v9", 30, "admin").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let stage_after = store.models().await.unwrap();
+    assert_eq!(stage_after, models, "a failed promotion changes nothing");
+    let audit = store.audit("model:v2").await.unwrap();
+    assert_eq!(audit[0].before.as_deref(), Some("v1"));
+}
+
+async fn keys_are_created_and_revoked(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let key = ApiKeyEntry {
+        key_id: "k1".to_owned(),
+        name: "checkout".to_owned(),
+        role: Role::Service,
+        secret_sha256: "ab".repeat(32),
+        created_at: 5,
+        revoked_at: None,
+    };
+    store.create_key(&key).await.unwrap();
+    assert!(store.create_key(&key).await.is_err(), "key ids are unique");
+    assert_eq!(store.key("k1").await.unwrap().unwrap(), key);
+    assert!(store.revoke_key("k1", 9, "admin").await.unwrap());
+    assert!(!store.revoke_key("k1", 10, "admin").await.unwrap());
+    assert_eq!(store.key("k1").await.unwrap().unwrap().revoked_at, Some(9));
+    assert!(matches!(
+        store.revoke_key("k2", 9, "admin").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.keys().await.unwrap().len(), 1);
+    let audit = store.audit("key:k1").await.unwrap();
+    assert_eq!(
+        audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        ["key_create", "key_revoke"]
+    );
+}
+
+async fn dead_letters_redact_card_numbers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let letter = |n: i64| DeadLetter {
+        at: n,
+        source: "api".to_owned(),
+        location: format!("line {n}"),
+        error: "amount: not a number".to_owned(),
+        payload: r#"{"card":"4111 1111 1111 1111","amount":"x"}"#.to_owned(),
+    };
+    store.put_dead_letters(&[letter(1), letter(2)]).await.unwrap();
+    let stored = store.dead_letters(10).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].letter.location, "line 2", "newest first");
+    assert_eq!(stored[0].letter.payload, r#"{"card":"[card]","amount":"x"}"#);
+}
+
+async fn data_survives_reopening(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.put_decisions(&[decision("d1", 0.6, 1, "c")]).await.unwrap();
+    store.close().await;
+    let store = open(&db).await;
+    assert_eq!(store.count_transactions().await.unwrap(), 1);
+    assert!(store.ping().await.is_ok());
+    assert_eq!(
+        store.backend(),
+        if backend == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    );
+}
+
+macro_rules! suite {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(fraudlens_testkit::Backend::Sqlite).await
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(fraudlens_testkit::Backend::Postgres).await
+            })+
+        }
+    };
+}
+
+suite!(
+    put_is_idempotent_and_batches_dedupe,
+    large_batches_commit_whole,
+    queue_filters_sorts_and_pages,
+    review_writes_audit_and_label,
+    labels_update_known_transactions,
+    model_registry_promotes_one_at_a_time,
+    keys_are_created_and_revoked,
+    dead_letters_redact_card_numbers,
+    data_survives_reopening,
+);
+
+#[tokio::test]
+async fn unknown_urls_are_refused() {
+    let error = connect("mysql://x", &StoreOptions::default()).await.err().unwrap();
+    assert!(error.to_string().contains("sqlite://"), "{error}");
+}
