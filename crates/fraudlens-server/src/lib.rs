@@ -1,1 +1,204 @@
-//! placeholder
+//! The REST API of fraudlens: [`app`] builds the axum router over an
+//! [`AppState`] (the shared scoring pipeline, key checks, metrics).
+//!
+//! | path | who | what |
+//! |---|---|---|
+//! | `POST /api/v1/transactions` (`/batch`, `/upload`) | service, admin | score and store |
+//! | `GET /api/v1/anomalies`, `GET /api/v1/transactions/{id}`, `PUT /api/v1/anomalies/{id}`, `POST /api/v1/labels` | analyst, admin | review |
+//! | `GET /api/v1/models`, `GET /api/v1/models/production`, `GET /model/info` | any key | models |
+//! | `POST /api/v1/models/{version}/promote` | admin | hot swap |
+//! | `POST /predict`, `/predict/batch`, `/upload` | service, admin | aliases of the common Python services |
+//! | `/health`, `/health/live`, `/health/ready`, `/metrics`, `/openapi.json`, `/docs` | public | operations |
+//!
+//! Every error is `{"code", "message"}` JSON; bodies are size-limited (413),
+//! JSON routes need `application/json` (415), keys are checked in constant
+//! time with per-key rate limits (429 + `Retry-After`).
+
+pub mod api;
+pub mod auth;
+pub mod compat;
+pub mod error;
+pub mod ops;
+pub mod upload;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post, put};
+use fraudlens_core::Secret;
+use fraudlens_pipeline::Pipeline;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+
+pub use auth::{Auth, Caller, new_key};
+
+/// Limits and options of the API.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest JSON body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest CSV upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Most transactions per batch request.
+    pub max_batch: usize,
+    /// Requests per second per API key (0: unlimited).
+    pub rate_limit_per_key: u32,
+    /// Origins allowed by CORS (empty: no CORS headers, browsers on other origins are refused).
+    pub cors_origins: Vec<String>,
+    /// The key that tokenises card numbers (needed to load models whose schema has a card field).
+    pub card_hash_key: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 256 << 20,
+            max_batch: 1_000,
+            rate_limit_per_key: 0,
+            cors_origins: Vec::new(),
+            card_hash_key: None,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// The scoring path (and through it, the store).
+    pub pipeline: Arc<Pipeline>,
+    /// Key checks and rate limits.
+    pub auth: Arc<Auth>,
+    /// Limits.
+    pub config: ServerConfig,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Set once shutdown begins (readiness turns 503).
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// State over a started pipeline.
+    pub fn new(pipeline: Arc<Pipeline>, config: ServerConfig) -> Arc<Self> {
+        let auth = Arc::new(Auth::new(pipeline.store().clone(), config.rate_limit_per_key));
+        let metrics = ops::install_metrics();
+        ops::set_model_info(&pipeline.model());
+        Arc::new(Self {
+            pipeline,
+            auth,
+            config,
+            metrics,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// The OpenAPI document (served at `/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "fraudlens", description = "Fraud scoring, review queue and models. Send `X-API-Key` (create one with `fraudlens keys create`)."),
+    paths(
+        api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, api::review, api::labels,
+        api::models, api::production, api::promote, compat::predict, compat::predict_batch,
+        ops::health, ops::live, ops::ready, ops::metrics,
+    ),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "scoring", description = "Score transactions; every decision is stored before the response"),
+        (name = "review", description = "The analyst review queue, audit trail and labels"),
+        (name = "models", description = "Model registry and hot swap"),
+        (name = "compatibility", description = "Paths of common Python fraud services"),
+        (name = "operations", description = "Probes and metrics (no key)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The router.
+pub fn app(state: Arc<AppState>) -> Router {
+    let guard = |allowed| from_fn_with_state((state.auth.clone(), allowed), auth::require);
+    let upload_limit = DefaultBodyLimit::max(state.config.max_upload_bytes);
+    let scoring = Router::new()
+        .route("/api/v1/transactions", post(api::score_one))
+        .route("/api/v1/transactions/batch", post(api::score_batch))
+        .route("/predict", post(compat::predict))
+        .route("/predict/batch", post(compat::predict_batch))
+        .merge(
+            Router::new()
+                .route("/api/v1/transactions/upload", post(upload::upload))
+                .route("/upload", post(upload::upload))
+                .layer(upload_limit),
+        )
+        .route_layer(guard(auth::SCORE));
+    let review = Router::new()
+        .route("/api/v1/anomalies", get(api::anomalies))
+        .route("/api/v1/anomalies/{id}", put(api::review))
+        .route("/api/v1/transactions/{id}", get(api::transaction))
+        .route("/api/v1/labels", post(api::labels))
+        .route_layer(guard(auth::REVIEW));
+    let read = Router::new()
+        .route("/api/v1/models", get(api::models))
+        .route("/api/v1/models/production", get(api::production))
+        .route("/model/info", get(api::production))
+        .route_layer(guard(auth::ANY));
+    let admin = Router::new()
+        .route("/api/v1/models/{version}/promote", post(api::promote))
+        .route_layer(guard(auth::ADMIN));
+    let public = Router::new()
+        .route("/health", get(ops::health))
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics));
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi());
+
+    let mut router = Router::new()
+        .merge(scoring)
+        .merge(review)
+        .merge(read)
+        .merge(admin)
+        .merge(public)
+        .with_state(state.clone())
+        .merge(docs)
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn(ops::track))
+        .layer(from_fn(ops::security_headers));
+    if !state.config.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = state
+            .config
+            .cors_origins
+            .iter()
+            .filter_map(|origin| HeaderValue::from_str(origin).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PUT])
+                .allow_headers([axum::http::header::CONTENT_TYPE, HeaderName::from_static("x-api-key")]),
+        );
+    }
+    router
+}

@@ -101,6 +101,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stored transactions after `seq`, oldest first (to rebuild entity state).
     async fn transactions_after(&self, seq: i64, limit: u32) -> Result<Vec<StoredDecision>>;
 
+    /// The sequence number of the newest stored transaction (0 when none).
+    async fn last_seq(&self) -> Result<i64>;
+
     /// How many transactions are stored.
     async fn count_transactions(&self) -> Result<u64>;
 

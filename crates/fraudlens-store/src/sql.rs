@@ -266,6 +266,13 @@ macro_rules! sql_store {
                 rows.iter().map(Self::decision_from_row).collect()
             }
 
+            async fn last_seq(&self) -> Result<i64> {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM transactions")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(seq.unwrap_or(0))
+            }
+
             async fn count_transactions(&self) -> Result<u64> {
                 let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
                     .fetch_one(&self.pool)

@@ -94,6 +94,8 @@ async fn large_batches_commit_whole(backend: Backend) {
     let outcomes = store.put_decisions(&batch).await.unwrap();
     assert!(outcomes.iter().all(|o| *o == PutOutcome::Inserted));
     assert_eq!(store.count_transactions().await.unwrap(), 1_203);
+    let last = store.last_seq().await.unwrap();
+    assert_eq!(store.transactions_after(last - 3, 10).await.unwrap().len(), 3);
     let again = store.put_decisions(&batch).await.unwrap();
     assert!(again.iter().all(|o| matches!(o, PutOutcome::Existing(_))));
     assert_eq!(store.count_transactions().await.unwrap(), 1_203);

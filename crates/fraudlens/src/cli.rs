@@ -44,6 +44,14 @@ pub enum Command {
     Import(ImportArgs),
     /// The quick start: simulate, build features, train, evaluate and score.
     Demo(DemoArgs),
+    /// Run the scoring API: durable decisions, review queue, models, probes and metrics.
+    Serve(ServeArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The model registry: register, list, promote, roll back.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -55,9 +63,15 @@ impl Command {
             Self::Features(args) => args.schema.schema.as_deref(),
             Self::Inspect(args) => args.schema.schema.as_deref(),
             Self::Train(args) => args.schema.schema.as_deref(),
-            Self::Simulate(_) | Self::Demo(_) | Self::Config | Self::Evaluate(_) | Self::Score(_) | Self::Import(_) => {
-                None
-            }
+            Self::Simulate(_)
+            | Self::Demo(_)
+            | Self::Config
+            | Self::Evaluate(_)
+            | Self::Score(_)
+            | Self::Import(_)
+            | Self::Serve(_)
+            | Self::Keys(_)
+            | Self::Models(_) => None,
         }
     }
 }
@@ -381,4 +395,92 @@ pub struct ImportArgs {
     /// Probability at or above which a transaction is declined [default: never].
     #[arg(long, value_name = "P")]
     pub decline_threshold: Option<f64>,
+}
+
+/// The store to use (overrides `store.url`).
+#[derive(Debug, Args)]
+pub struct StoreArg {
+    /// `sqlite://PATH` or `postgres://…` [default: store.url].
+    #[arg(long, value_name = "URL", env = "FRAUDLENS_DATABASE_URL")]
+    pub database: Option<String>,
+}
+
+/// `fraudlens serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve this model directory: it is registered and promoted to production.
+    /// Without it, the registry's production model is served.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Address to listen on [default: serve.listen]; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// `fraudlens keys`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        /// `service` (score), `analyst` (read and review) or `admin` (everything).
+        #[arg(long)]
+        role: String,
+        /// A name for people (shown in the audit log).
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// List keys (ids, names, roles; never secrets).
+    List {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Revoke a key by id (takes effect within 5 seconds on running servers).
+    Revoke {
+        /// The key id (the part after `fl_`, before the second `_`).
+        key_id: String,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+/// `fraudlens models`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Verify a model directory and register it as `staging`.
+    Register {
+        /// Model directory.
+        dir: PathBuf,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// List registered models.
+    List {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Make a registered version the production model (a running server picks
+    /// it up on restart; `POST /api/v1/models/{version}/promote` swaps it live).
+    Promote {
+        /// Version (model id).
+        version: String,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Promote the model that was in production before the current one.
+    Rollback {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
 }

@@ -35,6 +35,85 @@ pub struct Config {
     pub simulate: SimConfig,
     /// Model training.
     pub train: TrainConfig,
+    /// Where decisions, reviews, labels, models and keys are kept.
+    pub store: StoreConfig,
+    /// `fraudlens serve`.
+    pub serve: ServeConfig,
+}
+
+/// `[store]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// SQLite only. `full`: every acknowledged decision is on disk (fsync per
+    /// commit; group commit keeps that cheap). `normal`: survives a crash of the
+    /// process but the last commits can be lost on power failure.
+    pub sqlite_sync: fraudlens_store::SqliteSync,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://fraudlens-data/fraudlens.db".to_owned(),
+            max_connections: 8,
+            sqlite_sync: fraudlens_store::SqliteSync::Full,
+        }
+    }
+}
+
+/// `[serve]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest JSON request body, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Largest CSV upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Most transactions per batch request.
+    pub max_batch: usize,
+    /// Requests per second per API key; 0 for no limit.
+    pub rate_limit_per_key: u32,
+    /// Origins allowed to call the API from a browser (CORS); empty for none.
+    pub cors_origins: Vec<String>,
+    /// Entity-state snapshot, written at shutdown and read at start.
+    pub state_file: PathBuf,
+    /// Which decisions carry per-feature reasons: `flagged` (review and decline), `all` or `none`.
+    pub explain: fraudlens_pipeline::ExplainPolicy,
+    /// Reasons per explained decision.
+    pub top_reasons: usize,
+    /// Most decisions written in one commit.
+    pub max_commit_rows: usize,
+    /// Decisions waiting for the writer before requests get 503.
+    pub queue_capacity: usize,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        let pipeline = fraudlens_pipeline::PipelineConfig::default();
+        let server = fraudlens_server::ServerConfig::default();
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: server.max_body_bytes,
+            max_upload_bytes: server.max_upload_bytes,
+            max_batch: server.max_batch,
+            rate_limit_per_key: server.rate_limit_per_key,
+            cors_origins: server.cors_origins,
+            state_file: PathBuf::from("fraudlens-data/entity-state.bin"),
+            explain: pipeline.explain,
+            top_reasons: pipeline.top_reasons,
+            max_commit_rows: pipeline.max_commit_rows,
+            queue_capacity: pipeline.queue_capacity,
+            shutdown_grace_seconds: 30,
+        }
+    }
 }
 
 /// `[train]`
@@ -149,7 +228,9 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 7] = ["log", "security", "ingest", "schema", "features", "simulate", "train"];
+const SECTIONS: [&str; 9] = [
+    "log", "security", "ingest", "schema", "features", "simulate", "train", "store", "serve",
+];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a
 /// string) and never echoed in an error.

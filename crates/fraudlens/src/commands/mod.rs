@@ -1,6 +1,7 @@
 //! The subcommands, and what they share: schema overrides from flags, output
 //! files, and the per-group feature summary.
 
+pub mod admin;
 pub mod dataset;
 pub mod demo;
 pub mod evaluate;
@@ -10,6 +11,7 @@ pub mod inspect;
 pub mod output;
 pub mod progress;
 pub mod score;
+pub mod serve;
 pub mod simulate;
 pub mod train;
 

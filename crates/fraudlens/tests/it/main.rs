@@ -7,6 +7,7 @@ mod config;
 mod features;
 mod model;
 mod security;
+mod serve;
 mod simulate;
 mod tabular;
 

@@ -8,21 +8,21 @@ use serde_json::Value;
 use crate::{fraudlens, ok};
 
 /// A simulated dataset and a model trained on its first 35 days, shared by the tests.
-struct Trained {
+pub(crate) struct Trained {
     dir: tempfile::TempDir,
 }
 
 impl Trained {
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("tx.csv")
     }
 
-    fn model(&self) -> PathBuf {
+    pub(crate) fn model(&self) -> PathBuf {
         self.dir.path().join("model")
     }
 }
 
-fn trained() -> &'static Trained {
+pub(crate) fn trained() -> &'static Trained {
     static TRAINED: OnceLock<Trained> = OnceLock::new();
     TRAINED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,80 @@
+//! A model ready to serve: the artifact plus its parsed event-mode inputs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fraudlens_core::Secret;
+use fraudlens_features::FeatureSpec;
+use fraudlens_model::artifact::{Artifact, ModelKind};
+use fraudlens_model::inputs::EventInputs;
+
+use crate::PipelineError;
+
+/// A loaded, checked model and how transactions become its input rows.
+#[derive(Debug)]
+pub struct ServingModel {
+    /// The artifact.
+    pub artifact: Artifact,
+    /// Schema, feature spec and attribute encoders.
+    pub inputs: EventInputs,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+}
+
+impl ServingModel {
+    /// Loads and checks the artifact at `dir`. Only event-mode models can be
+    /// served (they read transactions); a tabular model is refused.
+    pub fn load(dir: &Path, card_hash_key: Option<&Secret>) -> Result<Self, PipelineError> {
+        let artifact = Artifact::load(dir).map_err(|error| PipelineError::Model(error.to_string()))?;
+        Self::new(artifact, dir.to_owned(), card_hash_key)
+    }
+
+    /// Wraps an artifact already in memory.
+    pub fn new(artifact: Artifact, path: PathBuf, card_hash_key: Option<&Secret>) -> Result<Self, PipelineError> {
+        let inputs = artifact
+            .manifest
+            .inputs
+            .prepare_events(card_hash_key)
+            .map_err(|error| PipelineError::Model(format!("{}: {error}", path.display())))?;
+        Ok(Self { artifact, inputs, path })
+    }
+
+    /// The model's version (its id).
+    pub fn version(&self) -> &str {
+        &self.artifact.manifest.model_id
+    }
+
+    /// The feature spec the entity state is built for.
+    pub fn spec(&self) -> &Arc<FeatureSpec> {
+        &self.inputs.spec
+    }
+
+    /// `gbdt` or `isolation_forest`.
+    pub fn kind(&self) -> &'static str {
+        match self.artifact.manifest.kind {
+            ModelKind::Gbdt => "gbdt",
+            ModelKind::IsolationForest => "isolation_forest",
+        }
+    }
+
+    /// Whether `other` can replace this model without rebuilding the entity
+    /// state: same schema and the same feature spec.
+    pub fn check_replacement(&self, other: &ServingModel) -> Result<(), PipelineError> {
+        if other.spec().fingerprint() != self.spec().fingerprint() {
+            return Err(PipelineError::Model(format!(
+                "model {} computes other features than the serving model {} (a different feature spec): \
+                 restart the server with it to rebuild the entity state",
+                other.version(),
+                self.version()
+            )));
+        }
+        if other.inputs.schema.config() != self.inputs.schema.config() {
+            return Err(PipelineError::Model(format!(
+                "model {} reads another schema than the serving model {}",
+                other.version(),
+                self.version()
+            )));
+        }
+        Ok(())
+    }
+}

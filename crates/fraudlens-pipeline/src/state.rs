@@ -1,0 +1,107 @@
+//! The entity state across restarts: a snapshot file written at shutdown (and
+//! on demand), holding the store position it covers; on start, the
+//! transactions stored after that position are replayed through the engine
+//! (skipping those it has seen). Without a snapshot, or with one that does not
+//! fit the model's feature spec, the whole store is replayed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fraudlens_core::Transaction;
+use fraudlens_features::{FeatureEngine, FeatureSpec};
+use fraudlens_store::Store;
+
+use crate::PipelineError;
+
+const MAGIC: &[u8; 8] = b"FLSTATE1";
+const REPLAY_PAGE: u32 = 10_000;
+
+/// The snapshot file: `FLSTATE1`, the last store sequence number it covers
+/// (little-endian i64), then the engine's own checksummed snapshot.
+pub struct StateFile;
+
+impl StateFile {
+    /// Writes the file atomically (temporary file, fsync, rename).
+    pub fn write(path: &Path, last_seq: i64, engine_snapshot: &[u8]) -> Result<(), PipelineError> {
+        let error = |reason: String| PipelineError::State {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut bytes = Vec::with_capacity(engine_snapshot.len() + 16);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&last_seq.to_le_bytes());
+        bytes.extend_from_slice(engine_snapshot);
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| error(e.to_string()))?;
+        }
+        let temporary = path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&temporary).map_err(|e| error(e.to_string()))?;
+            file.write_all(&bytes).map_err(|e| error(e.to_string()))?;
+            file.sync_all().map_err(|e| error(e.to_string()))?;
+        }
+        std::fs::rename(&temporary, path).map_err(|e| error(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Reads the file: the store position and the engine it holds.
+    pub fn read(path: &Path, spec: &Arc<FeatureSpec>) -> Result<(i64, FeatureEngine), String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return Err("not a fraudlens entity-state file".to_owned());
+        }
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[8..16]);
+        let engine = FeatureEngine::restore(spec.clone(), &bytes[16..]).map_err(|e| e.to_string())?;
+        Ok((i64::from_le_bytes(seq), engine))
+    }
+}
+
+/// The engine for `spec`: from the snapshot if it fits, then caught up with the store.
+pub(crate) async fn restore(
+    store: &dyn Store,
+    spec: &Arc<FeatureSpec>,
+    state_file: Option<&Path>,
+) -> Result<FeatureEngine, PipelineError> {
+    let (mut seq, mut engine) = match state_file.filter(|path| path.exists()) {
+        Some(path) => match StateFile::read(path, spec) {
+            Ok(restored) => restored,
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), reason, "entity-state snapshot not used; rebuilding from the store");
+                (0, FeatureEngine::new(spec.clone()))
+            }
+        },
+        None => (0, FeatureEngine::new(spec.clone())),
+    };
+    let mut replayed = 0usize;
+    let mut row = Vec::new();
+    loop {
+        let page = store.transactions_after(seq, REPLAY_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        seq = last.seq;
+        for stored in &page {
+            let tx: Transaction =
+                serde_json::from_str(&stored.decision.body).map_err(|error| PipelineError::State {
+                    path: PathBuf::from(format!("store row {}", stored.seq)),
+                    reason: format!("stored transaction unreadable: {error}"),
+                })?;
+            if !engine.has_seen(&tx) {
+                row.clear();
+                engine.observe(&tx, &mut row);
+                if let Some(label) = stored.label {
+                    engine.apply_label(&tx, label);
+                }
+                replayed += 1;
+            }
+        }
+    }
+    if replayed > 0 {
+        tracing::info!(
+            replayed,
+            entities = engine.n_entities(),
+            "entity state caught up with the store"
+        );
+    }
+    Ok(engine)
+}

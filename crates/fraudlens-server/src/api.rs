@@ -1,0 +1,752 @@
+//! `/api/v1`: scoring, the review queue, labels and models.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fraudlens_core::Label;
+use fraudlens_pipeline::{Scored, ServingModel};
+use fraudlens_store::{
+    AnomalyQuery, AuditEntry, LabelEntry, ModelEntry, NewDecision, NewLabel, QueueOrder, ReviewRequest, ReviewStatus,
+    StoredDecision,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody, Json, Query};
+use crate::{AppState, now_ms};
+
+/// A transaction in the default schema (a deployment's own schema maps other
+/// field names; see `fraudlens config`). Unknown fields are ignored.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct TransactionInput {
+    /// Unique id (≤ 128 characters); re-sending it returns the stored decision.
+    pub transaction_id: String,
+    /// Event time: RFC 3339, `YYYY-MM-DD HH:MM:SS` or unix seconds/milliseconds.
+    pub timestamp: String,
+    /// Customer id.
+    pub customer_id: String,
+    /// Terminal or merchant id.
+    pub terminal_id: String,
+    /// Amount in major units (`12.50`).
+    #[schema(minimum = 0)]
+    pub amount: f64,
+    /// ISO 4217 code (default EUR).
+    pub currency: Option<String>,
+    /// Merchant category code.
+    pub mcc: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+}
+
+/// One per-feature reason: how much a feature pushed the raw score.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReasonView {
+    /// Feature name.
+    pub feature: String,
+    /// Its value (`null` when missing).
+    pub value: Option<f64>,
+    /// The category, for categorical features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Contribution to the log-odds (positive: towards fraud).
+    pub contribution: f64,
+}
+
+/// The decision for one transaction.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DecisionView {
+    /// The transaction.
+    pub transaction_id: String,
+    /// Calibrated fraud probability (`null` for an unsupervised model).
+    pub fraud_probability: Option<f64>,
+    /// Flagged: the decision is `review` or `decline`.
+    pub is_fraud: bool,
+    /// `approve`, `review` or `decline`.
+    pub decision: String,
+    /// `HIGH` (decline), `MEDIUM` (review) or `LOW` (approve).
+    pub confidence: &'static str,
+    /// The strongest per-feature contributions (for flagged decisions by default).
+    pub reasons: Vec<ReasonView>,
+    /// The model that decided.
+    pub model_version: String,
+    /// Time from parsing to decision, in microseconds (before the durable write).
+    pub latency_us: i64,
+    /// Isolation-forest score, when the model has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomaly_score: Option<f64>,
+    /// Review status (`pending_review` for flagged decisions).
+    pub review_status: Option<ReviewStatus>,
+}
+
+fn confidence(decision: &NewDecision) -> &'static str {
+    match decision.decision.as_str() {
+        "decline" => "HIGH",
+        "review" => "MEDIUM",
+        _ => "LOW",
+    }
+}
+
+impl From<&NewDecision> for DecisionView {
+    fn from(d: &NewDecision) -> Self {
+        Self {
+            transaction_id: d.transaction_id.clone(),
+            fraud_probability: d.probability,
+            is_fraud: d.decision.as_str() != "approve",
+            decision: d.decision.as_str().to_owned(),
+            confidence: confidence(d),
+            reasons: serde_json::from_str(&d.reasons).unwrap_or_default(),
+            model_version: d.model_version.clone(),
+            latency_us: d.latency_us,
+            anomaly_score: d.anomaly_score,
+            review_status: d.review_status,
+        }
+    }
+}
+
+/// A decision response: 200, with `Idempotent-Replayed: true` when the id was scored before.
+pub(crate) fn decision_response(scored: &Scored) -> Response {
+    let mut response = Json(DecisionView::from(&scored.record)).into_response();
+    if scored.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Scores one transaction and stores the decision before answering.
+#[utoipa::path(post, path = "/api/v1/transactions", tag = "scoring",
+    request_body = TransactionInput,
+    responses(
+        (status = 200, description = "The decision (stored before this response)", body = DecisionView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The id was scored before with other content", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "The transaction does not fit the schema", body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn score_one(
+    State(state): State<Arc<AppState>>,
+    Json(record): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    if !record.is_object() {
+        return Err(ApiError::invalid("expected one JSON object"));
+    }
+    let scored = state.pipeline.score(&record).await?;
+    Ok(decision_response(&scored))
+}
+
+/// One result of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// Position in the request.
+    pub index: usize,
+    /// HTTP status this record alone would have had.
+    pub status: u16,
+    /// The decision, when scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionView>,
+    /// The error, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// Results of a batch, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// Records scored (new or replayed).
+    pub scored: usize,
+    /// Records refused.
+    pub failed: usize,
+    /// One entry per record.
+    pub results: Vec<BatchItem>,
+}
+
+pub(crate) fn check_batch(state: &AppState, records: &[serde_json::Value]) -> Result<(), ApiError> {
+    if records.is_empty() {
+        return Err(ApiError::invalid("empty batch"));
+    }
+    if records.len() > state.config.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("at most {} transactions per batch", state.config.max_batch),
+        ));
+    }
+    Ok(())
+}
+
+/// Scores a batch (one commit for all); each record succeeds or fails on its own.
+#[utoipa::path(post, path = "/api/v1/transactions/batch", tag = "scoring",
+    request_body = Vec<TransactionInput>,
+    responses(
+        (status = 200, description = "Per-record results (stored before this response)", body = BatchResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn score_batch(
+    State(state): State<Arc<AppState>>,
+    Json(records): Json<Vec<serde_json::Value>>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    check_batch(&state, &records)?;
+    let results = state.pipeline.score_many(&records).await;
+    let mut response = BatchResponse {
+        scored: 0,
+        failed: 0,
+        results: Vec::with_capacity(results.len()),
+    };
+    for (index, result) in results.into_iter().enumerate() {
+        response.results.push(match result {
+            Ok(scored) => {
+                response.scored += 1;
+                BatchItem {
+                    index,
+                    status: 200,
+                    decision: Some(DecisionView::from(&scored.record)),
+                    error: None,
+                }
+            }
+            Err(error) => {
+                response.failed += 1;
+                let error = ApiError::from(error);
+                BatchItem {
+                    index,
+                    status: error.status.as_u16(),
+                    decision: None,
+                    error: Some(error.body),
+                }
+            }
+        });
+    }
+    Ok(Json(response))
+}
+
+/// Filters of the review queue.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QueueParams {
+    /// Only this status.
+    pub status: Option<ReviewStatus>,
+    /// Only scores at or above.
+    pub min_score: Option<f64>,
+    /// Event time at or after (RFC 3339 or unix ms).
+    pub from: Option<String>,
+    /// Event time before.
+    pub to: Option<String>,
+    /// Only this primary entity (customer).
+    pub entity: Option<String>,
+    /// `score_desc` (default), `time_desc` or `time_asc`.
+    pub sort: Option<QueueOrder>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// A queued transaction.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueItem {
+    /// The decision.
+    #[serde(flatten)]
+    pub decision: DecisionView,
+    /// Ranking score (probability or anomaly score).
+    pub score: f64,
+    /// Event time (RFC 3339).
+    pub event_time: String,
+    /// Primary entity.
+    pub entity: Option<String>,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// Latest label (`fraud` or `legit`).
+    #[schema(value_type = Option<String>)]
+    pub label: Option<Label>,
+}
+
+/// One page of the review queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuePage {
+    /// The rows.
+    pub items: Vec<QueueItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn parse_time(text: &str, field: &str) -> Result<i64, ApiError> {
+    fraudlens_core::Timestamp::parse(text, fraudlens_core::TimestampFormat::Auto)
+        .map(fraudlens_core::Timestamp::as_millis)
+        .map_err(|error| ApiError::invalid(format!("{field}: {error}")))
+}
+
+fn format_time(ms: i64) -> String {
+    fraudlens_core::Timestamp::from_millis(ms).to_string()
+}
+
+fn queue_item(stored: &StoredDecision) -> QueueItem {
+    let d = &stored.decision;
+    QueueItem {
+        decision: DecisionView::from(d),
+        score: d.score,
+        event_time: format_time(d.event_time),
+        entity: d.entity.clone(),
+        amount_minor: d.amount_minor,
+        currency: d.currency.clone(),
+        label: stored.label,
+    }
+}
+
+/// The review queue: flagged transactions, filtered, sorted and paged by cursor.
+#[utoipa::path(get, path = "/api/v1/anomalies", tag = "review", params(QueueParams),
+    responses((status = 200, body = QueuePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn anomalies(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<QueueParams>,
+) -> Result<Json<QueuePage>, ApiError> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
+    }
+    if params.min_score.is_some_and(|score| !score.is_finite()) {
+        return Err(ApiError::invalid("min_score must be a finite number"));
+    }
+    let query = AnomalyQuery {
+        status: params.status,
+        min_score: params.min_score,
+        from: params.from.as_deref().map(|t| parse_time(t, "from")).transpose()?,
+        to: params.to.as_deref().map(|t| parse_time(t, "to")).transpose()?,
+        entity: params.entity,
+        order: params.sort.unwrap_or_default(),
+        cursor: params.cursor,
+        limit,
+    };
+    let page = state.pipeline.store().anomalies(&query).await?;
+    Ok(Json(QueuePage {
+        items: page.items.iter().map(queue_item).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A transaction with everything known about it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionDetail {
+    /// The decision and queue fields.
+    #[serde(flatten)]
+    pub item: QueueItem,
+    /// The model inputs it was scored on.
+    #[schema(value_type = Object)]
+    pub features: BTreeMap<String, Option<f64>>,
+    /// The transaction as parsed (card numbers tokenised).
+    #[schema(value_type = Object)]
+    pub transaction: serde_json::Value,
+    /// When the server received it (RFC 3339).
+    pub received_at: String,
+    /// Review status changes and other audit entries, oldest first.
+    pub history: Vec<AuditView>,
+    /// Labels received, oldest first.
+    pub labels: Vec<LabelView>,
+}
+
+/// An audit entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Before.
+    pub before: Option<String>,
+    /// After.
+    pub after: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+}
+
+impl From<AuditEntry> for AuditView {
+    fn from(entry: AuditEntry) -> Self {
+        Self {
+            at: format_time(entry.at),
+            actor: entry.actor,
+            action: entry.action,
+            before: entry.before,
+            after: entry.after,
+            note: entry.note,
+        }
+    }
+}
+
+/// A received label.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelView {
+    /// `fraud` or `legit`.
+    #[schema(value_type = String)]
+    pub label: Label,
+    /// Where it came from.
+    pub source: String,
+    /// Who sent it.
+    pub actor: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl From<LabelEntry> for LabelView {
+    fn from(entry: LabelEntry) -> Self {
+        Self {
+            label: entry.label,
+            source: entry.source,
+            actor: entry.actor,
+            at: format_time(entry.at),
+        }
+    }
+}
+
+/// One transaction: decision, features, reasons, review history, labels.
+#[utoipa::path(get, path = "/api/v1/transactions/{id}", tag = "review",
+    params(("id" = String, Path, description = "Transaction id")),
+    responses((status = 200, body = TransactionDetail), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn transaction(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<TransactionDetail>, ApiError> {
+    let store = state.pipeline.store();
+    let stored = store
+        .transaction(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("transaction {id:?} not found")))?;
+    let history = store.audit(&id).await?.into_iter().map(AuditView::from).collect();
+    let labels = store.labels(&id).await?.into_iter().map(LabelView::from).collect();
+    Ok(Json(TransactionDetail {
+        features: serde_json::from_str(&stored.decision.features).unwrap_or_default(),
+        transaction: serde_json::from_str(&stored.decision.body).unwrap_or_default(),
+        received_at: format_time(stored.decision.received_at),
+        item: queue_item(&stored),
+        history,
+        labels,
+    }))
+}
+
+/// A review decision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewInput {
+    /// The new status.
+    pub status: ReviewStatus,
+    /// Why (kept in the audit log).
+    #[schema(max_length = 4000)]
+    pub note: Option<String>,
+}
+
+/// What a review changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewResult {
+    /// The transaction.
+    pub transaction_id: String,
+    /// Status before.
+    pub before: Option<ReviewStatus>,
+    /// Status now.
+    pub status: ReviewStatus,
+    /// The label written (`confirmed_fraud` → fraud, `false_positive` → legit).
+    #[schema(value_type = Option<String>)]
+    pub label: Option<Label>,
+    /// Whether the label reached the live entity state (the label-delayed risk features).
+    pub label_applied: bool,
+}
+
+/// Sets a review status: audit-logged, and turned into a label.
+#[utoipa::path(put, path = "/api/v1/anomalies/{id}", tag = "review",
+    params(("id" = String, Path, description = "Transaction id")),
+    request_body = ReviewInput,
+    responses((status = 200, body = ReviewResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn review(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(input): Json<ReviewInput>,
+) -> Result<Json<ReviewResult>, ApiError> {
+    if input.note.as_ref().is_some_and(|note| note.chars().count() > 4000) {
+        return Err(ApiError::invalid("note: at most 4000 characters"));
+    }
+    let outcome = state
+        .pipeline
+        .store()
+        .review(&ReviewRequest {
+            transaction_id: id.clone(),
+            status: input.status,
+            actor: caller.actor(),
+            note: input.note,
+            at: now_ms(),
+        })
+        .await?;
+    let label_applied = outcome
+        .label
+        .is_some_and(|label| state.pipeline.apply_review_label(&outcome.transaction, label));
+    Ok(Json(ReviewResult {
+        transaction_id: id,
+        before: outcome.before,
+        status: input.status,
+        label: outcome.label,
+        label_applied,
+    }))
+}
+
+/// A label (chargeback, confirmed fraud, or cleared).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelInput {
+    /// The transaction.
+    pub transaction_id: String,
+    /// `fraud` or `legit` (also `1`/`0`, `true`/`false`).
+    pub label: String,
+    /// Where it came from (default `api`).
+    pub source: Option<String>,
+}
+
+/// What happened to posted labels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelsResult {
+    /// Labels recorded.
+    pub recorded: usize,
+    /// Labels whose transaction is stored and reached the live entity state.
+    pub applied: usize,
+}
+
+const MAX_LABELS: usize = 100_000;
+
+/// Records labels: a JSON list, or CSV (`text/csv`) with `transaction_id,label[,source]`.
+#[utoipa::path(post, path = "/api/v1/labels", tag = "review",
+    request_body(content = Vec<LabelInput>, description = "JSON list, or text/csv with a header row"),
+    responses((status = 200, body = LabelsResult), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn labels(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<LabelsResult>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let inputs: Vec<LabelInput> = if content_type.starts_with("application/json") {
+        serde_json::from_slice(&body).map_err(|error| ApiError::invalid(format!("labels: {error}")))?
+    } else if content_type.starts_with("text/csv") {
+        parse_label_csv(&body)?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json or text/csv",
+        ));
+    };
+    if inputs.is_empty() || inputs.len() > MAX_LABELS {
+        return Err(ApiError::invalid(format!(
+            "between 1 and {MAX_LABELS} labels per request"
+        )));
+    }
+    let at = now_ms();
+    let labels = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(idx, input)| {
+            let label =
+                Label::parse(&input.label).map_err(|error| ApiError::invalid(format!("label {idx}: {error}")))?;
+            let id = fraudlens_core::TransactionId::parse(&input.transaction_id)
+                .map_err(|error| ApiError::invalid(format!("label {idx}: transaction_id: {error}")))?;
+            Ok(NewLabel {
+                transaction_id: id.as_str().to_owned(),
+                label,
+                source: input
+                    .source
+                    .unwrap_or_else(|| "api".to_owned())
+                    .chars()
+                    .take(64)
+                    .collect(),
+                actor: caller.actor(),
+                at,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let applied = state.pipeline.apply_labels(&labels).await?;
+    Ok(Json(LabelsResult {
+        recorded: labels.len(),
+        applied,
+    }))
+}
+
+fn parse_label_csv(body: &[u8]) -> Result<Vec<LabelInput>, ApiError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(body);
+    let header = reader
+        .headers()
+        .map_err(|error| ApiError::invalid(format!("labels CSV: {error}")))?
+        .clone();
+    let column = |name: &str| header.iter().position(|h| h.trim() == name);
+    let id_col = column("transaction_id").ok_or_else(|| ApiError::invalid("labels CSV: no transaction_id column"))?;
+    let label_col = column("label").ok_or_else(|| ApiError::invalid("labels CSV: no label column"))?;
+    let source_col = column("source");
+    reader
+        .records()
+        .enumerate()
+        .map(|(idx, record)| {
+            let record = record.map_err(|error| ApiError::invalid(format!("labels CSV line {}: {error}", idx + 2)))?;
+            Ok(LabelInput {
+                transaction_id: record.get(id_col).unwrap_or("").to_owned(),
+                label: record.get(label_col).unwrap_or("").to_owned(),
+                source: source_col.and_then(|col| record.get(col)).map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+/// A registered model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelView {
+    /// Version.
+    pub version: String,
+    /// `staging`, `production` or `archived`.
+    pub stage: String,
+    /// Artifact directory.
+    pub path: String,
+    /// When registered (RFC 3339).
+    pub registered_at: String,
+    /// When last promoted (RFC 3339).
+    pub promoted_at: Option<String>,
+    /// Kind, metrics and training period.
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Value,
+    /// Whether this process is serving it now.
+    pub serving: bool,
+}
+
+fn model_view(entry: ModelEntry, serving: &str) -> ModelView {
+    ModelView {
+        serving: entry.version == serving,
+        version: entry.version,
+        stage: entry.stage.to_string(),
+        path: entry.path,
+        registered_at: format_time(entry.registered_at),
+        promoted_at: entry.promoted_at.map(format_time),
+        summary: serde_json::from_str(&entry.summary).unwrap_or_default(),
+    }
+}
+
+/// Every registered model, newest first.
+#[utoipa::path(get, path = "/api/v1/models", tag = "models",
+    responses((status = 200, body = Vec<ModelView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Vec<ModelView>>, ApiError> {
+    let serving = state.pipeline.model();
+    let models = state.pipeline.store().models().await?;
+    Ok(Json(
+        models.into_iter().map(|m| model_view(m, serving.version())).collect(),
+    ))
+}
+
+/// The model serving now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelInfo {
+    /// Version.
+    pub version: String,
+    /// `gbdt` or `isolation_forest`.
+    pub kind: &'static str,
+    /// Artifact directory.
+    pub path: String,
+    /// When trained (RFC 3339).
+    pub created_at: String,
+    /// Model inputs, in order.
+    pub features: Vec<String>,
+    /// Review threshold.
+    pub review_threshold: f64,
+    /// Decline threshold (none: never declined automatically).
+    pub decline_threshold: Option<f64>,
+    /// Validation metrics stored at training time.
+    #[schema(value_type = Object)]
+    pub validation: serde_json::Value,
+}
+
+pub(crate) fn model_info(model: &ServingModel) -> ModelInfo {
+    let manifest = &model.artifact.manifest;
+    ModelInfo {
+        version: model.version().to_owned(),
+        kind: model.kind(),
+        path: model.path.display().to_string(),
+        created_at: manifest.created_at.clone(),
+        features: manifest.feature_names.clone(),
+        review_threshold: manifest.thresholds.review(),
+        decline_threshold: manifest.thresholds.decline(),
+        validation: serde_json::to_value(&manifest.validation).unwrap_or_default(),
+    }
+}
+
+/// The model this process is serving.
+#[utoipa::path(get, path = "/api/v1/models/production", tag = "models",
+    responses((status = 200, body = ModelInfo), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn production(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
+    Json(model_info(&state.pipeline.model()))
+}
+
+/// Makes a registered version the production model and starts serving it.
+/// The artifact is loaded and verified first: a corrupt or mismatched one is
+/// refused (422) and the current model keeps serving.
+#[utoipa::path(post, path = "/api/v1/models/{version}/promote", tag = "models",
+    params(("version" = String, Path, description = "Registered model version")),
+    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn promote(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(version): Path<String>,
+) -> Result<Json<ModelInfo>, ApiError> {
+    let store = state.pipeline.store();
+    let entry = store
+        .models()
+        .await?
+        .into_iter()
+        .find(|m| m.version == version)
+        .ok_or_else(|| ApiError::not_found(format!("model version {version:?} is not registered")))?;
+    let path = std::path::PathBuf::from(&entry.path);
+    let key = state.config.card_hash_key.clone();
+    let loaded = tokio::task::spawn_blocking(move || ServingModel::load(&path, key.as_ref()))
+        .await
+        .map_err(|_| ApiError::unavailable("loading the model failed"))?
+        .map_err(|error| ApiError::invalid(format!("model {version} refused: {error}")))?;
+    if loaded.version() != version {
+        return Err(ApiError::invalid(format!(
+            "the artifact at {} is version {}, not {version}",
+            entry.path,
+            loaded.version()
+        )));
+    }
+    state
+        .pipeline
+        .model()
+        .check_replacement(&loaded)
+        .map_err(|error| ApiError::invalid(error.to_string()))?;
+    store.promote_model(&version, now_ms(), &caller.actor()).await?;
+    state
+        .pipeline
+        .swap_model(loaded)
+        .map_err(|error| ApiError::invalid(error.to_string()))?;
+    crate::ops::set_model_info(&state.pipeline.model());
+    Ok(Json(model_info(&state.pipeline.model())))
+}

@@ -1,0 +1,84 @@
+//! The paths common Python fraud services expose, so clients written for
+//! them work unchanged: `POST /predict`, `POST /predict/batch`, `POST /upload`.
+//! Same scoring path and durability as `/api/v1`; only the JSON shape differs.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::api::{TransactionInput, check_batch};
+use crate::error::{ApiError, ErrorBody, Json};
+
+/// The answer of `/predict`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Prediction {
+    /// The transaction.
+    pub transaction_id: String,
+    /// Calibrated fraud probability (the anomaly score for an unsupervised model).
+    pub fraud_probability: f64,
+    /// Flagged (`review` or `decline`).
+    pub is_fraud: bool,
+    /// `HIGH`, `MEDIUM` or `LOW`.
+    pub confidence: &'static str,
+}
+
+fn prediction(record: &fraudlens_store::NewDecision) -> Prediction {
+    let view = crate::api::DecisionView::from(record);
+    Prediction {
+        transaction_id: view.transaction_id,
+        fraud_probability: view.fraud_probability.unwrap_or(record.score),
+        is_fraud: view.is_fraud,
+        confidence: view.confidence,
+    }
+}
+
+/// Scores one transaction (alias of `POST /api/v1/transactions` with the common Python response shape).
+#[utoipa::path(post, path = "/predict", tag = "compatibility", request_body = TransactionInput,
+    responses((status = 200, body = Prediction), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    Json(record): Json<serde_json::Value>,
+) -> Result<Json<Prediction>, ApiError> {
+    if !record.is_object() {
+        return Err(ApiError::invalid("expected one JSON object"));
+    }
+    let scored = state.pipeline.score(&record).await?;
+    Ok(Json(prediction(&scored.record)))
+}
+
+/// `{"predictions": [...]}` in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Predictions {
+    /// One per transaction.
+    pub predictions: Vec<Prediction>,
+}
+
+/// Scores a batch; any invalid record fails the whole request (422), as the Python services do.
+#[utoipa::path(post, path = "/predict/batch", tag = "compatibility", request_body = Vec<TransactionInput>,
+    responses((status = 200, body = Predictions), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn predict_batch(
+    State(state): State<Arc<AppState>>,
+    Json(records): Json<Vec<serde_json::Value>>,
+) -> Result<Json<Predictions>, ApiError> {
+    check_batch(&state, &records)?;
+    // validate everything first, so that a bad record stores nothing
+    let model = state.pipeline.model();
+    for (idx, record) in records.iter().enumerate() {
+        model
+            .inputs
+            .schema
+            .parse_json(record)
+            .map_err(|error| ApiError::invalid(format!("transaction {idx}: {error}")))?;
+    }
+    let mut predictions = Vec::with_capacity(records.len());
+    for result in state.pipeline.score_many(&records).await {
+        predictions.push(prediction(&result?.record));
+    }
+    Ok(Json(Predictions { predictions }))
+}

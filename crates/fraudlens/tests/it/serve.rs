@@ -1,0 +1,632 @@
+//! `fraudlens serve`, driven over HTTP: scoring with durable idempotent
+//! decisions, the review queue and its audit trail, labels, keys and roles,
+//! limits and JSON errors, model promotion, probes, metrics, shutdown and
+//! crash recovery — on SQLite and on PostgreSQL.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fraudlens_testkit::{Backend, TestDb};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::model::trained;
+use crate::{fraudlens, read_csv};
+
+/// A running `fraudlens serve`.
+struct Server {
+    child: Child,
+    base: String,
+    dir: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a free port in `dir`, on `database`, serving `model` (or the registry's).
+    fn start(dir: &Path, database: &str, model: Option<&Path>) -> Self {
+        let stderr = dir.join(format!(
+            "serve-{}.log",
+            std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
+        ));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fraudlens"));
+        command
+            .current_dir(dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        if let Some(model) = model {
+            command.arg("--model").arg(model);
+        }
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FRAUDLENS_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(rest) = line.split("listening on ").nth(1) else {
+            let _ = child.kill();
+            panic!(
+                "server did not start: {line:?}\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        };
+        let base = rest.split_whitespace().next().unwrap().to_owned();
+        Self {
+            child,
+            base,
+            dir: dir.to_owned(),
+            stderr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    /// `kill -9`.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new API key of `role` on `database`.
+fn key(dir: &Path, database: &str, role: &str) -> String {
+    let run = fraudlens(
+        dir,
+        &["keys", "create", "--role", role, "--name", role, "--database", database],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.trim().to_owned()
+}
+
+/// Transactions of the simulated data after the model's training period, as JSON objects.
+fn transactions(n: usize) -> Vec<Value> {
+    let (header, rows) = read_csv(&trained().data());
+    rows[rows.len() - n..]
+        .iter()
+        .map(|row| {
+            let object: serde_json::Map<String, Value> = header
+                .iter()
+                .zip(row)
+                .filter(|(name, _)| name.as_str() != "is_fraud" && name.as_str() != "fraud_scenario")
+                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+                .collect();
+            Value::Object(object)
+        })
+        .collect()
+}
+
+/// The same rows as CSV (with their header).
+fn csv_of(n: usize) -> String {
+    let text = std::fs::read_to_string(trained().data()).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let mut out = format!("{header}\n");
+    for row in &rows[rows.len() - n..] {
+        out.push_str(row);
+        out.push('\n');
+    }
+    out
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+    let response = client
+        .post(url)
+        .header("x-api-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(client: &reqwest::Client, url: &str, key: &str) -> (StatusCode, Value) {
+    let response = client.get(url).header("x-api-key", key).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn is_error_body(body: &Value) -> bool {
+    body["code"].is_string() && body["message"].is_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoring_review_and_audit_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+
+    // probes need no key
+    let health: Value = client
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (health["status"].as_str(), health["service"].as_str()),
+        (Some("healthy"), Some("fraudlens"))
+    );
+    assert!(health["timestamp"].is_string());
+    let ready = client.get(server.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    // one transaction: a decision with the contract's fields, stored
+    let txs = transactions(400);
+    let (status, decision) = post(&client, &server.url("/api/v1/transactions"), &service, &txs[0]).await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["transaction_id"], txs[0]["transaction_id"]);
+    let p = decision["fraud_probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    assert!(["approve", "review", "decline"].contains(&decision["decision"].as_str().unwrap()));
+    assert!(["LOW", "MEDIUM", "HIGH"].contains(&decision["confidence"].as_str().unwrap()));
+    assert!(decision["model_version"].as_str().unwrap().starts_with("gbdt-"));
+
+    // idempotency: same body → the stored decision, flagged as a replay; other body → 409
+    let again = client
+        .post(server.url("/api/v1/transactions"))
+        .header("x-api-key", &service)
+        .json(&txs[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        decision,
+        "a replay returns the stored decision unchanged"
+    );
+    let mut changed = txs[0].clone();
+    changed["amount"] = json!("9999.99");
+    let (status, body) = post(&client, &server.url("/api/v1/transactions"), &service, &changed).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(is_error_body(&body), "{body}");
+
+    // batch: one commit, per-record results
+    let mut batch: Vec<Value> = txs[1..100].to_vec();
+    batch.push(json!({"transaction_id": "broken", "timestamp": "yesterday"}));
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/transactions/batch"),
+        &service,
+        &Value::from(batch),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["scored"].as_u64(), body["failed"].as_u64()), (Some(99), Some(1)));
+    assert_eq!(body["results"][99]["status"], 422);
+    assert!(
+        body["results"][99]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp")
+    );
+
+    // CSV upload, with two bad rows reported by line number
+    let mut csv = csv_of(300);
+    csv.push_str("bad1,not-a-time,c1,t1,12.5,EUR,,,,0,\n");
+    csv.push_str("bad2,2026-02-20T10:00:00Z,c1,t1,-x,EUR,,,,0,\n");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.clone().into_bytes()).file_name("tx.csv"),
+    );
+    let upload = client
+        .post(server.url("/api/v1/transactions/upload"))
+        .header("x-api-key", &service)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::OK);
+    let upload: Value = upload.json().await.unwrap();
+    assert_eq!(upload["accepted"], 300, "{upload}");
+    assert_eq!(upload["rejected"], 2, "{upload}");
+    let lines: Vec<u64> = upload["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [302, 303]);
+    let flagged = upload["review"].as_u64().unwrap() + upload["decline"].as_u64().unwrap();
+    assert!(flagged > 0, "the simulated frauds should flag something: {upload}");
+
+    // the review queue: analyst only
+    let (status, body) = get(&client, &server.url("/api/v1/anomalies?limit=5"), &service).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(is_error_body(&body));
+    let (status, page) = get(&client, &server.url("/api/v1/anomalies?limit=5"), &analyst).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "worst first: {scores:?}");
+    assert!(
+        !items[0]["reasons"].as_array().unwrap().is_empty(),
+        "flagged decisions carry reasons"
+    );
+    let id = items[0]["transaction_id"].as_str().unwrap().to_owned();
+
+    // review it: audit entry and label
+    let response = client
+        .put(server.url(&format!("/api/v1/anomalies/{id}")))
+        .header("x-api-key", &analyst)
+        .json(&json!({"status": "confirmed_fraud", "note": "customer confirmed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let review: Value = response.json().await.unwrap();
+    assert_eq!(
+        (review["before"].as_str(), review["label"].as_str()),
+        (Some("pending_review"), Some("fraud"))
+    );
+    let (status, detail) = get(&client, &server.url(&format!("/api/v1/transactions/{id}")), &analyst).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["review_status"], "confirmed_fraud");
+    assert_eq!(detail["label"], "fraud");
+    let history = detail["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["after"], "confirmed_fraud");
+    assert_eq!(history[0]["note"], "customer confirmed");
+    assert!(history[0]["actor"].as_str().unwrap().starts_with("analyst"));
+    assert!(detail["features"].as_object().unwrap().len() > 10);
+    let (status, _) = get(&client, &server.url("/api/v1/transactions/nope"), &analyst).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let bad_status = client
+        .put(server.url(&format!("/api/v1/anomalies/{id}")))
+        .header("x-api-key", &analyst)
+        .json(&json!({"status": "maybe"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_status.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // labels as CSV
+    let labels = client
+        .post(server.url("/api/v1/labels"))
+        .header("x-api-key", &analyst)
+        .header("content-type", "text/csv")
+        .body(format!(
+            "transaction_id,label\n{},1\nunknown-tx,0\n",
+            txs[5]["transaction_id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(labels.status(), StatusCode::OK);
+    assert_eq!(labels.json::<Value>().await.unwrap()["recorded"], 2);
+
+    // the compatibility alias
+    let mut fresh = txs[399].clone();
+    fresh["transaction_id"] = json!("predict-1");
+    let (status, prediction) = post(&client, &server.url("/predict"), &service, &fresh).await;
+    assert_eq!(status, StatusCode::OK, "{prediction}");
+    assert!(prediction["fraud_probability"].is_number() && prediction["is_fraud"].is_boolean());
+
+    // metrics
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "fraud_predictions_total",
+        "prediction_duration_seconds_bucket",
+        "http_requests_total{",
+        "http_request_duration_seconds_bucket",
+        "store_commit_duration_seconds_bucket",
+        "store_commit_batch_size_bucket",
+        "fraudlens_model_info{",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(
+        metrics.contains("route=\"/api/v1/transactions/{id}\""),
+        "routes are templates, not raw paths"
+    );
+
+    // docs are served from the binary
+    let openapi: Value = client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(openapi["paths"]["/api/v1/transactions"]["post"].is_object());
+    let docs = client.get(server.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+
+    // graceful shutdown snapshots the entity state
+    let state = server.dir.join("fraudlens-data/entity-state.bin");
+    assert_eq!(server.terminate(), 0);
+    assert!(state.exists(), "no entity-state snapshot at {}", state.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let url = server.url("/api/v1/transactions");
+
+    let send = |body: Vec<u8>, content_type: &'static str, key: Option<String>| {
+        let mut request = client.post(&url).header("content-type", content_type).body(body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.send()
+    };
+    let cases: Vec<(Vec<u8>, &str, Option<String>, StatusCode)> = vec![
+        (b"{}".to_vec(), "application/json", None, StatusCode::UNAUTHORIZED),
+        (b"{}".to_vec(), "application/json", Some("fl_000000000000_wrong".to_owned()), StatusCode::UNAUTHORIZED),
+        (b"{\"transaction_id\":".to_vec(), "application/json", Some(service.clone()), StatusCode::BAD_REQUEST),
+        (b"{}".to_vec(), "text/plain", Some(service.clone()), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (vec![0xff, 0xfe, b'{'], "application/json", Some(service.clone()), StatusCode::BAD_REQUEST),
+        (b"[1,2]".to_vec(), "application/json", Some(service.clone()), StatusCode::UNPROCESSABLE_ENTITY),
+        (b"{}".to_vec(), "application/json", Some(service.clone()), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            br#"{"transaction_id":"x","timestamp":"2026-02-01T00:00:00Z","customer_id":"c","terminal_id":"t","amount":1e400}"#.to_vec(),
+            "application/json",
+            Some(service.clone()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            br#"{"transaction_id":"x","timestamp":"2026-02-01T00:00:00Z","customer_id":"c","terminal_id":"t","amount":"12.5.5"}"#.to_vec(),
+            "application/json",
+            Some(service.clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (vec![b' '; 2 << 20], "application/json", Some(service.clone()), StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (body, content_type, key, expected) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+        let response = send(body, content_type, key).await.unwrap();
+        assert_eq!(response.status(), expected, "{shown}");
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(is_error_body(&body), "{shown}: {body}");
+    }
+    // the server closes a connection whose oversized body it did not read: start afresh
+    let client = reqwest::Client::new();
+    let unknown = client.get(server.url("/nope")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(is_error_body(&unknown.json().await.unwrap()));
+    let headers = client.get(server.url("/health")).send().await.unwrap();
+    assert_eq!(headers.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(headers.headers()["x-frame-options"], "DENY");
+    // still healthy after all that
+    assert_eq!(
+        client.get(server.url("/health/ready")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+/// Acknowledged decisions survive `kill -9`; a restart replays the entity
+/// state from the store and keeps idempotency.
+async fn crash_loses_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(backend).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let txs = transactions(3_000);
+    let url = server.url("/api/v1/transactions");
+
+    // 8 concurrent clients; the server is killed while they send
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (client, url, key, acknowledged) = (client.clone(), url.clone(), service.clone(), acknowledged.clone());
+        let mine: Vec<Value> = txs.iter().skip(worker).step_by(8).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            for tx in mine {
+                match client.post(&url).header("x-api-key", &key).json(&tx).send().await {
+                    Ok(response) if response.status().is_success() => {
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .push(tx["transaction_id"].as_str().unwrap().to_owned());
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if acknowledged.lock().unwrap().len() >= 500 {
+            break;
+        }
+    }
+    server.kill();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 500 && acknowledged.len() < txs.len(),
+        "{}",
+        acknowledged.len()
+    );
+
+    let server = Server::start(dir.path(), &db.url, None);
+    let analyst = key(dir.path(), &db.url, "analyst");
+    for id in &acknowledged {
+        let (status, _) = get(&client, &server.url(&format!("/api/v1/transactions/{id}")), &analyst).await;
+        assert_eq!(status, StatusCode::OK, "acknowledged {id} lost after kill -9");
+    }
+    assert!(
+        server.log().contains("entity state caught up with the store"),
+        "{}",
+        server.log()
+    );
+    // a retry of an acknowledged transaction is a replay, not a second row
+    let first = txs
+        .iter()
+        .find(|tx| tx["transaction_id"] == acknowledged[0].as_str())
+        .unwrap();
+    let retry = client
+        .post(server.url("/api/v1/transactions"))
+        .header("x-api-key", &service)
+        .json(first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(server.terminate(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loses_nothing_on_sqlite() {
+    crash_loses_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loses_nothing_on_postgres() {
+    crash_loses_nothing(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_model_is_refused_under_load_and_the_current_one_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let service = key(dir.path(), &db.url, "service");
+    let admin = key(dir.path(), &db.url, "admin");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    let version = info["version"].as_str().unwrap().to_owned();
+
+    // a copy of the model with one flipped bit: the CLI refuses to register it
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(trained().model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let trees = copy.join("trees.json");
+    let mut bytes = std::fs::read(&trees).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&trees, bytes).unwrap();
+    let run = fraudlens(dir.path(), &["models", "register", "copy", "--database", &db.url], &[]);
+    assert_eq!(run.code, 65, "a corrupt model cannot be registered: {}", run.stderr);
+    // ... but an artifact can rot after registration: put such an entry in the registry
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    store
+        .register_model(&fraudlens_store::NewModel {
+            version: "rotten".to_owned(),
+            path: copy.display().to_string(),
+            summary: "{}".to_owned(),
+            registered_at: 1,
+        })
+        .await
+        .unwrap();
+
+    // promote it repeatedly while clients score
+    let txs = transactions(800);
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (client, url, key) = (client.clone(), server.url("/api/v1/transactions"), service.clone());
+        let mine: Vec<Value> = txs.iter().skip(worker).step_by(4).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0;
+            for tx in mine {
+                let response = client
+                    .post(&url)
+                    .header("x-api-key", &key)
+                    .json(&tx)
+                    .send()
+                    .await
+                    .unwrap();
+                failed += usize::from(!response.status().is_success());
+            }
+            failed
+        }));
+    }
+    let promote = server.url("/api/v1/models/rotten/promote");
+    let (status, _) = post(&client, &promote, &service, &Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for _ in 0..5 {
+        let (status, body) = post(&client, &promote, &admin, &Value::Null).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["message"].as_str().unwrap().contains("checksum"), "{body}");
+    }
+    let mut failed = 0;
+    for task in tasks {
+        failed += task.await.unwrap();
+    }
+    assert_eq!(failed, 0, "requests failed while a corrupt model was refused");
+    let (_, after) = get(&client, &server.url("/model/info"), &service).await;
+    assert_eq!(after["version"], version.as_str(), "the current model keeps serving");
+    let models = store.models().await.unwrap();
+    let production: Vec<_> = models
+        .iter()
+        .filter(|m| m.stage == fraudlens_store::ModelStage::Production)
+        .collect();
+    assert_eq!(production.len(), 1);
+    assert_eq!(production[0].version, version);
+    let (status, _) = post(
+        &client,
+        &server.url("/api/v1/models/nope/promote"),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // re-promoting the intact production model is allowed (a no-op swap)
+    let (status, body) = post(
+        &client,
+        &server.url(&format!("/api/v1/models/{version}/promote")),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
