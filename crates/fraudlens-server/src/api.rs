@@ -433,12 +433,50 @@ pub async fn transaction(
     let labels = store.labels(&id).await?.into_iter().map(LabelView::from).collect();
     Ok(Json(TransactionDetail {
         features: serde_json::from_str(&stored.decision.features).unwrap_or_default(),
-        transaction: serde_json::from_str(&stored.decision.body).unwrap_or_default(),
+        transaction: transaction_view(&stored.decision.body, &state.pipeline.model()),
         received_at: format_time(stored.decision.received_at),
         item: queue_item(&stored),
         history,
         labels,
     }))
+}
+
+/// The stored transaction with the schema's names for its entities and attributes.
+fn transaction_view(body: &str, model: &ServingModel) -> serde_json::Value {
+    let Ok(tx) = serde_json::from_str::<fraudlens_core::Transaction>(body) else {
+        return serde_json::Value::Null;
+    };
+    let schema = &model.inputs.schema;
+    let entities: serde_json::Map<String, serde_json::Value> = schema
+        .entity_names()
+        .iter()
+        .zip(&tx.entities)
+        .map(|(name, key)| (name.clone(), key.as_ref().map(|key| key.as_str()).into()))
+        .collect();
+    let attributes: serde_json::Map<String, serde_json::Value> = schema
+        .attribute_names()
+        .iter()
+        .zip(&tx.attributes)
+        .map(|(name, value)| {
+            let value = match value {
+                fraudlens_core::AttributeValue::Numeric(number) => number
+                    .is_finite()
+                    .then_some(*number)
+                    .map_or(serde_json::Value::Null, Into::into),
+                fraudlens_core::AttributeValue::Categorical(category) => category.clone().into(),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::json!({
+        "id": tx.id.as_str(),
+        "timestamp": tx.timestamp.to_string(),
+        "amount": tx.amount.major(),
+        "currency": tx.amount.currency().as_str(),
+        "entities": entities,
+        "attributes": attributes,
+        "label": tx.label,
+    })
 }
 
 /// A review decision.

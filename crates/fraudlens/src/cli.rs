@@ -42,7 +42,7 @@ pub enum Command {
     Score(ScoreArgs),
     /// Turn a LightGBM text or XGBoost JSON model (binary) into a fraudlens model directory.
     Import(ImportArgs),
-    /// The quick start: simulate, build features, train, evaluate and score.
+    /// The quick start: simulate, build features, train, evaluate, score, then serve the model.
     Demo(DemoArgs),
     /// Run the scoring API: durable decisions, review queue, models, probes and metrics.
     Serve(ServeArgs),
@@ -246,6 +246,12 @@ pub struct DemoArgs {
     /// Days to simulate.
     #[arg(long, default_value_t = 90)]
     pub days: u32,
+    /// Stop after scoring instead of starting the API server.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Where the demo server listens [default: serve.listen].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 /// Training parameters settable from the command line (the rest: `[train]` in the config file).

@@ -11,7 +11,9 @@ use fraudlens_core::Schema;
 use fraudlens_features::FeatureSpec;
 use fraudlens_sim::SimConfig;
 
-use crate::cli::{DemoArgs, EvaluateArgs, InputArgs, Mode, ScoreArgs, SimFormat, TrainArgs, WindowArgs};
+use crate::cli::{
+    DemoArgs, EvaluateArgs, InputArgs, Mode, ScoreArgs, ServeArgs, SimFormat, StoreArg, TrainArgs, WindowArgs,
+};
 use crate::commands::dataset::format_time;
 use crate::commands::features::{EventJob, featurize_events};
 use crate::commands::simulate::simulate_to;
@@ -53,7 +55,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     };
     let transactions = args.dir.join("transactions.csv");
     eprintln!(
-        "1/5 simulating {} customers x {} days into {}",
+        "1/6 simulating {} customers x {} days into {}",
         sim.customers,
         sim.days,
         transactions.display()
@@ -73,7 +75,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     let features = args.dir.join("features.csv");
     let snapshot = args.dir.join("engine.snapshot");
     eprintln!(
-        "2/5 replaying them through the feature engine into {}",
+        "2/6 replaying them through the feature engine into {}",
         features.display()
     );
     let job = EventJob {
@@ -102,7 +104,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     }
 
     let model = args.dir.join("model");
-    eprintln!("3/5 training on days 1-{train_days} into {}", model.display());
+    eprintln!("3/6 training on days 1-{train_days} into {}", model.display());
     let path = |p: &std::path::Path| p.display().to_string();
     super::train::run(
         config.clone(),
@@ -118,7 +120,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
         },
     )?;
     eprintln!(
-        "4/5 evaluating on days {}-{} (after a 7-day gap for the label delay)",
+        "4/6 evaluating on days {}-{} (after a 7-day gap for the label delay)",
         test_from + 1,
         args.days
     );
@@ -142,7 +144,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     )?;
     let predictions = args.dir.join("predictions.csv");
     let stats = args.dir.join("score_stats.json");
-    eprintln!("5/5 batch-scoring the last 7 days into {}", predictions.display());
+    eprintln!("5/6 batch-scoring the last 7 days into {}", predictions.display());
     super::score::run(
         &config,
         ScoreArgs {
@@ -157,14 +159,64 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
         },
     )?;
     println!(
-        "\nModel: {}  Predictions: {}  Run statistics: {}\nNext: `fraudlens evaluate --model {} --data {} --prequential 3`",
+        "\nModel: {}  Predictions: {}  Run statistics: {}\nAlso try: `fraudlens evaluate --model {} --data {} --prequential 3`",
         path(&model),
         path(&predictions),
         path(&stats),
         path(&model),
         path(&args.dir.join("transactions.csv"))
     );
-    Ok(())
+    if args.no_serve {
+        return Ok(());
+    }
+    serve_demo(config, &args, model, start + i64::from(args.days) * 86_400_000)
+}
+
+/// Step 6: serves the model on a SQLite store in the demo directory, with the
+/// entity state of the whole simulated history, and prints a curl session.
+fn serve_demo(mut config: Config, args: &DemoArgs, model: std::path::PathBuf, end_ms: i64) -> CliResult {
+    let state_file = args.dir.join("entity-state.bin");
+    if !state_file.exists() {
+        // the replay of step 2 saw every simulated transaction: start from its state
+        let engine = std::fs::read(args.dir.join("engine.snapshot")).context("reading the engine snapshot")?;
+        fraudlens_pipeline::StateFile::write(&state_file, 0, &engine).context("seeding the entity state")?;
+    }
+    config.serve.state_file = state_file;
+    let database = format!("sqlite://{}", args.dir.join("fraudlens.db").display());
+    eprintln!("6/6 serving the model (store {database}); stop with Ctrl-C");
+    let serve_args = ServeArgs {
+        model: Some(model),
+        listen: args.listen.clone(),
+        store: StoreArg {
+            database: Some(database),
+        },
+    };
+    let when = format_time(end_ms + 9 * 3_600_000);
+    super::admin::block_on(super::serve::serve(&config, serve_args, async |address, store| {
+        let (key, entry) = match fraudlens_server::new_key("demo", fraudlens_store::Role::Admin, super::admin::now_ms())
+        {
+            Ok(key) => key,
+            Err(error) => return eprintln!("no demo key: {error}"),
+        };
+        if let Err(error) = store.create_key(&entry).await {
+            return eprintln!("no demo key: {error}");
+        }
+        let base = format!("http://{address}");
+        println!(
+            "\nAn admin key for this demo (stored hashed; create others with `fraudlens keys create --role service|analyst|admin`):\n\
+             \n  export FRAUDLENS_KEY={key}\n\
+             \nScore a transaction (a customer of the simulation, an unusual amount):\n\
+             \n  curl -s -X POST {base}/api/v1/transactions -H \"X-API-Key: $FRAUDLENS_KEY\" -H 'content-type: application/json' \\\n    \
+             -d '{{\"transaction_id\":\"demo-1\",\"timestamp\":\"{when}\",\"customer_id\":\"cust_000188\",\"terminal_id\":\"term_002676\",\"amount\":\"1890.00\",\"currency\":\"EUR\",\"mcc\":\"5411\",\"channel\":\"online\",\"country\":\"SE\"}}'\n\
+             \nThe review queue, worst first:\n\
+             \n  curl -s '{base}/api/v1/anomalies?limit=5' -H \"X-API-Key: $FRAUDLENS_KEY\"\n\
+             \nReview it, then see the audit entry in its history:\n\
+             \n  curl -s -X PUT {base}/api/v1/anomalies/demo-1 -H \"X-API-Key: $FRAUDLENS_KEY\" -H 'content-type: application/json' \\\n    \
+             -d '{{\"status\":\"confirmed_fraud\",\"note\":\"customer confirmed\"}}'\n  \
+             curl -s {base}/api/v1/transactions/demo-1 -H \"X-API-Key: $FRAUDLENS_KEY\"\n\
+             \nAPI docs: {base}/docs   metrics: {base}/metrics\n"
+        );
+    }))
 }
 
 fn input_args(data: &std::path::Path) -> InputArgs {

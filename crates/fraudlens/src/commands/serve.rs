@@ -17,7 +17,7 @@ use crate::exit::{Classify, CliResult};
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: &Config, args: ServeArgs) -> CliResult {
-    block_on(serve(config, args))
+    block_on(serve(config, args, async |_, _| {}))
 }
 
 /// The model to serve: `--model` (registered and promoted), else the registry's production model.
@@ -51,7 +51,13 @@ async fn serving_model(config: &Config, store: &dyn Store, dir: Option<&std::pat
     load_model(config, std::path::Path::new(&production.path))
 }
 
-async fn serve(config: &Config, args: ServeArgs) -> CliResult {
+/// Serves until SIGTERM or SIGINT; `on_listen` runs once the port is bound,
+/// with the address and the store.
+pub async fn serve(
+    config: &Config,
+    args: ServeArgs,
+    on_listen: impl AsyncFnOnce(std::net::SocketAddr, &dyn Store),
+) -> CliResult {
     let url = store_url(config, &args.store);
     let store = open_store(config, &url).await?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
@@ -94,6 +100,7 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
         "serving"
     );
     println!("fraudlens listening on http://{address} (API docs: http://{address}/docs)");
+    on_listen(address, store.as_ref()).await;
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let signal_state = state.clone();

@@ -188,6 +188,7 @@ fn demo_runs_end_to_end() {
             "45",
             "--dir",
             "out",
+            "--no-serve",
         ],
     );
     for file in ["transactions.csv", "features.csv", "engine.snapshot"] {

@@ -307,6 +307,14 @@ async fn scoring_review_and_audit_on_sqlite() {
     assert_eq!(history[0]["note"], "customer confirmed");
     assert!(history[0]["actor"].as_str().unwrap().starts_with("analyst"));
     assert!(detail["features"].as_object().unwrap().len() > 10);
+    assert!(
+        detail["transaction"]["entities"]["customer"]
+            .as_str()
+            .unwrap()
+            .starts_with("cust_"),
+        "{detail}"
+    );
+    assert!(detail["transaction"]["attributes"]["channel"].is_string(), "{detail}");
     let (status, _) = get(&client, &server.url("/api/v1/transactions/nope"), &analyst).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let bad_status = client
