@@ -429,13 +429,6 @@ impl Pipeline {
         } else {
             Vec::new()
         };
-        let features: serde_json::Map<String, serde_json::Value> = artifact
-            .manifest
-            .feature_names
-            .iter()
-            .zip(&item.row)
-            .map(|(name, value)| (name.clone(), serde_json::Value::from(finite(*value))))
-            .collect();
         let latency = item.started.elapsed();
         metrics::histogram!("prediction_duration_seconds").record(latency.as_secs_f64());
         let outcome = outcome(decision);
@@ -454,7 +447,7 @@ impl Pipeline {
             anomaly_score: anomaly,
             decision: outcome,
             reasons: serde_json::to_string(&reasons).unwrap_or_else(|_| "[]".to_owned()),
-            features: serde_json::Value::Object(features).to_string(),
+            features: item.row.clone(),
             model_version: model.version().to_owned(),
             latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
             review_status: (outcome != Outcome::Approve).then_some(ReviewStatus::PendingReview),
@@ -578,10 +571,6 @@ impl Pipeline {
     pub fn n_entities(&self) -> usize {
         lock(&self.engine).n_entities()
     }
-}
-
-fn finite(value: f64) -> Option<f64> {
-    value.is_finite().then_some(value)
 }
 
 fn compare(stored: &StoredDecision, fingerprint: &str) -> Result<Scored, ScoreError> {

@@ -431,8 +431,26 @@ pub async fn transaction(
         .ok_or_else(|| ApiError::not_found(format!("transaction {id:?} not found")))?;
     let history = store.audit(&id).await?.into_iter().map(AuditView::from).collect();
     let labels = store.labels(&id).await?.into_iter().map(LabelView::from).collect();
+    let serving = state.pipeline.model();
+    let names = if stored.decision.model_version == serving.version() {
+        serving.artifact.manifest.feature_names.clone()
+    } else {
+        let models = store.models().await?;
+        let entry = models.into_iter().find(|m| m.version == stored.decision.model_version);
+        entry.map(|m| m.feature_names).unwrap_or_default()
+    };
+    let features = stored
+        .decision
+        .features
+        .iter()
+        .enumerate()
+        .map(|(idx, value)| {
+            let name = names.get(idx).cloned().unwrap_or_else(|| format!("input_{idx}"));
+            (name, value.is_finite().then_some(*value))
+        })
+        .collect();
     Ok(Json(TransactionDetail {
-        features: serde_json::from_str(&stored.decision.features).unwrap_or_default(),
+        features,
         transaction: transaction_view(&stored.decision.body, &state.pipeline.model()),
         received_at: format_time(stored.decision.received_at),
         item: queue_item(&stored),

@@ -37,12 +37,34 @@ macro_rules! decision_columns {
 }
 const DECISION_COLUMNS: &str = decision_columns!();
 
-const INSERT_COLUMNS: &str = "INSERT INTO transactions (transaction_id, fingerprint, event_time, received_at, entity, \
-     amount_minor, currency, body, score, probability, raw_score, anomaly_score, decision, reasons, features, \
-     model_version, latency_us, review_status) ";
+macro_rules! insert_columns {
+    () => {
+        "INSERT INTO transactions (transaction_id, fingerprint, event_time, received_at, entity, amount_minor, \
+         currency, body, score, probability, raw_score, anomaly_score, decision, reasons, features, model_version, \
+         latency_us, review_status) "
+    };
+}
 
-/// Rows per INSERT statement (18 parameters each; both databases allow far more than 18 × 500).
+/// Ids per `IN (…)` list and rows per multi-row statement.
 const INSERT_CHUNK: usize = 500;
+
+/// The stored form of a feature vector: little-endian f64s.
+fn encode_features(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|value| value.to_le_bytes()).collect()
+}
+
+fn decode_features(bytes: &[u8]) -> Result<Vec<f64>> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(StoreError::Corrupt(format!(
+            "a feature vector of {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|chunk| f64::from_le_bytes(chunk.try_into().unwrap_or_default()))
+        .collect())
+}
 
 /// A cursor into the review queue: the sort key and the row of the last item.
 fn encode_cursor(order: QueueOrder, item: &StoredDecision) -> String {
@@ -100,7 +122,7 @@ macro_rules! sql_store {
                         anomaly_score: row.try_get("anomaly_score")?,
                         decision: parse(&decision)?,
                         reasons: row.try_get("reasons")?,
-                        features: row.try_get("features")?,
+                        features: decode_features(&row.try_get::<Vec<u8>, _>("features")?)?,
                         model_version: row.try_get("model_version")?,
                         latency_us: row.try_get("latency_us")?,
                         review_status: status.as_deref().map(parse).transpose()?,
@@ -112,11 +134,14 @@ macro_rules! sql_store {
 
             fn model_from_row(row: &$row) -> Result<ModelEntry> {
                 let stage: String = row.try_get("stage")?;
+                let names: String = row.try_get("feature_names")?;
                 Ok(ModelEntry {
                     version: row.try_get("version")?,
                     path: row.try_get("path")?,
                     stage: parse(&stage)?,
                     summary: row.try_get("summary")?,
+                    feature_names: serde_json::from_str(&names)
+                        .map_err(|error| StoreError::Corrupt(format!("feature names: {error}")))?,
                     registered_at: row.try_get("registered_at")?,
                     promoted_at: row.try_get("promoted_at")?,
                 })
@@ -189,34 +214,7 @@ macro_rules! sql_store {
 
             async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
                 let mut tx = self.pool.begin().await?;
-                let mut inserted = std::collections::HashSet::with_capacity(batch.len());
-                for chunk in batch.chunks(INSERT_CHUNK) {
-                    let mut query = QueryBuilder::<$db>::new(INSERT_COLUMNS);
-                    query.push_values(chunk, |mut row, d| {
-                        row.push_bind(d.transaction_id.clone())
-                            .push_bind(d.fingerprint.clone())
-                            .push_bind(d.event_time)
-                            .push_bind(d.received_at)
-                            .push_bind(d.entity.clone())
-                            .push_bind(d.amount_minor)
-                            .push_bind(d.currency.clone())
-                            .push_bind(d.body.clone())
-                            .push_bind(d.score)
-                            .push_bind(d.probability)
-                            .push_bind(d.raw_score)
-                            .push_bind(d.anomaly_score)
-                            .push_bind(d.decision.as_str())
-                            .push_bind(d.reasons.clone())
-                            .push_bind(d.features.clone())
-                            .push_bind(d.model_version.clone())
-                            .push_bind(d.latency_us)
-                            .push_bind(d.review_status.map(ReviewStatus::as_str));
-                    });
-                    query.push(" ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id");
-                    for row in query.build().fetch_all(&mut *tx).await? {
-                        inserted.insert(row.try_get::<String, _>(0)?);
-                    }
-                }
+                let mut inserted = Self::insert_new(&mut tx, batch).await?;
                 // An id inserted now counts once: its first occurrence in the batch.
                 let mut outcomes = Vec::with_capacity(batch.len());
                 let mut missing = Vec::new();
@@ -488,11 +486,13 @@ macro_rules! sql_store {
                     None => {}
                 }
                 sqlx::query(
-                    "INSERT INTO models (version, path, stage, summary, registered_at) VALUES ($1, $2, 'staging', $3, $4)",
+                    "INSERT INTO models (version, path, stage, summary, feature_names, registered_at) \
+                     VALUES ($1, $2, 'staging', $3, $4, $5)",
                 )
                 .bind(&model.version)
                 .bind(&model.path)
                 .bind(&model.summary)
+                .bind(serde_json::to_string(&model.feature_names).unwrap_or_else(|_| "[]".to_owned()))
                 .bind(model.registered_at)
                 .execute(&mut *tx)
                 .await?;
@@ -502,7 +502,7 @@ macro_rules! sql_store {
 
             async fn models(&self) -> Result<Vec<ModelEntry>> {
                 let rows = sqlx::query(
-                    "SELECT version, path, stage, summary, registered_at, promoted_at FROM models \
+                    "SELECT version, path, stage, summary, feature_names, registered_at, promoted_at FROM models \
                      ORDER BY registered_at DESC, version DESC",
                 )
                 .fetch_all(&self.pool)
@@ -522,7 +522,7 @@ macro_rules! sql_store {
                     .await?;
                 let row = sqlx::query(
                     "UPDATE models SET stage = 'production', promoted_at = $1 WHERE version = $2 \
-                     RETURNING version, path, stage, summary, registered_at, promoted_at",
+                     RETURNING version, path, stage, summary, feature_names, registered_at, promoted_at",
                 )
                 .bind(at)
                 .bind(version)
@@ -728,6 +728,107 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+impl SqliteStore {
+    /// Inserts the new rows of a batch with multi-row statements of 64, 16, 4
+    /// or 1 rows: few statements per batch (each is a round trip to sqlx's
+    /// SQLite thread), and only four SQL texts, each prepared once and cached.
+    /// Returns the ids inserted.
+    async fn insert_new(
+        conn: &mut sqlx::SqliteConnection,
+        batch: &[NewDecision],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut inserted = std::collections::HashSet::with_capacity(batch.len());
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let n = [64, 16, 4, 1].into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut query = QueryBuilder::<sqlx::Sqlite>::new(insert_columns!());
+            query.push_values(chunk, |mut row, d| {
+                row.push_bind(d.transaction_id.clone())
+                    .push_bind(d.fingerprint.clone())
+                    .push_bind(d.event_time)
+                    .push_bind(d.received_at)
+                    .push_bind(d.entity.clone())
+                    .push_bind(d.amount_minor)
+                    .push_bind(d.currency.clone())
+                    .push_bind(d.body.clone())
+                    .push_bind(d.score)
+                    .push_bind(d.probability)
+                    .push_bind(d.raw_score)
+                    .push_bind(d.anomaly_score)
+                    .push_bind(d.decision.as_str())
+                    .push_bind(d.reasons.clone())
+                    .push_bind(encode_features(&d.features))
+                    .push_bind(d.model_version.clone())
+                    .push_bind(d.latency_us)
+                    .push_bind(d.review_status.map(ReviewStatus::as_str));
+            });
+            query.push(" ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id");
+            for row in query.build().persistent(true).fetch_all(&mut *conn).await? {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(inserted)
+    }
+}
+
+impl PostgresStore {
+    /// Inserts the new rows of a batch with one statement per 500 rows: every
+    /// column as an array, `UNNEST`ed (a constant SQL text, so it is prepared
+    /// once, and one round trip per chunk). Returns the ids inserted.
+    async fn insert_new(
+        conn: &mut sqlx::PgConnection,
+        batch: &[NewDecision],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut inserted = std::collections::HashSet::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let column = |f: &dyn Fn(&NewDecision) -> String| chunk.iter().map(f).collect::<Vec<String>>();
+            let rows = sqlx::query(concat!(
+                insert_columns!(),
+                "SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[], \
+                 $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::text[], \
+                 $14::text[], $15::bytea[], $16::text[], $17::int8[], $18::text[]) \
+                 ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
+            ))
+            .bind(column(&|d| d.transaction_id.clone()))
+            .bind(column(&|d| d.fingerprint.clone()))
+            .bind(chunk.iter().map(|d| d.event_time).collect::<Vec<i64>>())
+            .bind(chunk.iter().map(|d| d.received_at).collect::<Vec<i64>>())
+            .bind(chunk.iter().map(|d| d.entity.clone()).collect::<Vec<Option<String>>>())
+            .bind(chunk.iter().map(|d| d.amount_minor).collect::<Vec<i64>>())
+            .bind(column(&|d| d.currency.clone()))
+            .bind(column(&|d| d.body.clone()))
+            .bind(chunk.iter().map(|d| d.score).collect::<Vec<f64>>())
+            .bind(chunk.iter().map(|d| d.probability).collect::<Vec<Option<f64>>>())
+            .bind(chunk.iter().map(|d| d.raw_score).collect::<Vec<Option<f64>>>())
+            .bind(chunk.iter().map(|d| d.anomaly_score).collect::<Vec<Option<f64>>>())
+            .bind(column(&|d| d.decision.as_str().to_owned()))
+            .bind(column(&|d| d.reasons.clone()))
+            .bind(
+                chunk
+                    .iter()
+                    .map(|d| encode_features(&d.features))
+                    .collect::<Vec<Vec<u8>>>(),
+            )
+            .bind(column(&|d| d.model_version.clone()))
+            .bind(chunk.iter().map(|d| d.latency_us).collect::<Vec<i64>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|d| d.review_status.map(|s| s.as_str().to_owned()))
+                    .collect::<Vec<Option<String>>>(),
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(inserted)
     }
 }
 

@@ -165,8 +165,8 @@ pub struct NewDecision {
     pub decision: Outcome,
     /// Top reasons, JSON.
     pub reasons: String,
-    /// The feature vector, JSON object of name → value.
-    pub features: String,
+    /// The model inputs, in the model's order (names: [`ModelEntry::feature_names`]); NaN when missing.
+    pub features: Vec<f64>,
     /// Model version that decided.
     pub model_version: String,
     /// Scoring latency in microseconds (parse to decision, before the write).
@@ -323,6 +323,8 @@ pub struct NewModel {
     pub path: String,
     /// A JSON summary (kind, metrics, training period).
     pub summary: String,
+    /// Names of the model inputs, in order (how stored feature vectors are read).
+    pub feature_names: Vec<String>,
     /// When.
     pub registered_at: i64,
 }
@@ -338,6 +340,8 @@ pub struct ModelEntry {
     pub stage: ModelStage,
     /// JSON summary.
     pub summary: String,
+    /// Names of the model inputs, in order.
+    pub feature_names: Vec<String>,
     /// When registered.
     pub registered_at: i64,
     /// When it last became the production model.

@@ -1,7 +1,8 @@
 -- fraudlens store, SQLite. Times are milliseconds since the epoch (UTC); JSON is text.
 
 -- One row per scored transaction: the transaction (card numbers tokenised),
--- its decision, and where it stands in review.
+-- its decision, and where it stands in review. `features` holds the model
+-- inputs as little-endian f64s (NaN: missing), named by models.feature_names.
 CREATE TABLE transactions (
     seq               INTEGER PRIMARY KEY AUTOINCREMENT,
     transaction_id    TEXT    NOT NULL UNIQUE,
@@ -18,16 +19,20 @@ CREATE TABLE transactions (
     anomaly_score     REAL,
     decision          TEXT    NOT NULL CHECK (decision IN ('approve', 'review', 'decline')),
     reasons           TEXT    NOT NULL,
-    features          TEXT    NOT NULL,
+    features          BLOB    NOT NULL,
     model_version     TEXT    NOT NULL,
     latency_us        INTEGER NOT NULL,
     review_status     TEXT CHECK (review_status IN ('pending_review', 'confirmed_fraud', 'false_positive', 'escalated')),
     review_updated_at INTEGER,
     label             TEXT CHECK (label IN ('fraud', 'legit'))
 );
-CREATE INDEX transactions_queue_score ON transactions (review_status, score DESC, seq DESC);
-CREATE INDEX transactions_queue_time ON transactions (review_status, event_time, seq);
-CREATE INDEX transactions_entity ON transactions (entity, event_time);
+-- the review queue holds the flagged few: partial indexes keep approvals out of them
+CREATE INDEX transactions_queue_score ON transactions (review_status, score DESC, seq DESC)
+    WHERE review_status IS NOT NULL;
+CREATE INDEX transactions_queue_time ON transactions (review_status, event_time, seq)
+    WHERE review_status IS NOT NULL;
+CREATE INDEX transactions_queue_entity ON transactions (entity, event_time)
+    WHERE review_status IS NOT NULL;
 
 -- Who changed what, when: review status changes, labels, models, keys.
 CREATE TABLE audit_log (
@@ -59,6 +64,7 @@ CREATE TABLE models (
     path           TEXT    NOT NULL,
     stage          TEXT    NOT NULL CHECK (stage IN ('staging', 'production', 'archived')),
     summary        TEXT    NOT NULL,
+    feature_names  TEXT    NOT NULL,
     registered_at  INTEGER NOT NULL,
     promoted_at    INTEGER
 );

@@ -133,6 +133,7 @@ pub fn model_entry(model: &ServingModel) -> anyhow::Result<NewModel> {
         version: model.version().to_owned(),
         path: path.display().to_string(),
         summary: summary.to_string(),
+        feature_names: manifest.feature_names[..model.artifact.n_inputs()].to_vec(),
         registered_at: now_ms(),
     })
 }
