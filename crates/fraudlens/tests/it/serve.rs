@@ -512,6 +512,18 @@ async fn crash_loses_nothing(backend: Backend) {
         "{}",
         server.log()
     );
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let stored = store.count_transactions().await.unwrap();
+    println!(
+        "kill -9 on {backend:?}: sent {}, acknowledged {}, acknowledged and found after restart {}, \
+         stored {stored} (one row per id: the store's unique key)",
+        txs.len(),
+        acknowledged.len(),
+        acknowledged.len()
+    );
+    assert!(stored as usize >= acknowledged.len());
     // a retry of an acknowledged transaction is a replay, not a second row
     let first = txs
         .iter()
@@ -638,4 +650,212 @@ async fn a_corrupt_model_is_refused_under_load_and_the_current_one_keeps_serving
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A small deterministic generator for the malformed-input test.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A malformed (or, by chance, still valid) variant of a valid JSON body.
+fn mutate(valid: &str, rng: &mut Lcg) -> Vec<u8> {
+    let mut bytes = valid.as_bytes().to_vec();
+    let replacements: [&[u8]; 14] = [
+        b"null",
+        b"[]",
+        b"{}",
+        b"true",
+        b"\"\"",
+        b"1e309",
+        b"-1e309",
+        b"123456789012345678901234567890",
+        b"\"\xff\xfe\"",
+        b"\"2026-13-45T99:99:99Z\"",
+        b"-5",
+        b"\"\\u0000\"",
+        b"NaN",
+        b"\"x\"",
+    ];
+    match rng.below(8) {
+        // cut somewhere
+        0 => bytes.truncate(rng.below(bytes.len())),
+        // random bytes in the middle (invalid UTF-8 among them)
+        1 => {
+            let at = rng.below(bytes.len());
+            let junk: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next() as u8).collect();
+            bytes.splice(at..at, junk);
+        }
+        // a value replaced by another type or an out-of-range value
+        2 | 3 => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let colons: Vec<usize> = text.match_indices(':').map(|(i, _)| i).collect();
+            let start = colons[rng.below(colons.len())] + 1;
+            let end = text[start..].find([',', '}']).map_or(text.len(), |e| start + e);
+            let replacement = replacements[rng.below(replacements.len())];
+            bytes.splice(start..end, replacement.iter().copied());
+        }
+        // a field removed
+        4 => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let commas: Vec<usize> = text.match_indices(',').map(|(i, _)| i).collect();
+            let start = commas[rng.below(commas.len())];
+            let end = text[start + 1..].find(',').map_or(text.len() - 1, |e| start + 1 + e);
+            bytes.drain(start..end);
+        }
+        // very long strings, deep nesting, not JSON at all
+        5 => bytes = format!("{{\"transaction_id\":\"{}\"}}", "x".repeat(5_000 + rng.below(50_000))).into_bytes(),
+        6 => bytes = format!("{}1{}", "[".repeat(200 + rng.below(5_000)), "]".repeat(10)).into_bytes(),
+        _ => bytes = (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+    }
+    bytes
+}
+
+/// A malformed CSV upload.
+fn bad_csv(valid: &str, rng: &mut Lcg) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = valid.lines().map(|line| line.as_bytes().to_vec()).collect();
+    for _ in 0..1 + rng.below(5) {
+        let idx = rng.below(lines.len());
+        match rng.below(6) {
+            0 => {
+                let keep = rng.below(lines[idx].len());
+                lines[idx].truncate(keep);
+            }
+            1 => lines[idx].extend((0..1 + rng.below(20)).map(|_| rng.next() as u8)),
+            2 => lines[idx] = b"\"unterminated,quote".to_vec(),
+            3 => lines[idx].extend_from_slice(b",extra,columns,here"),
+            4 => lines[0] = b"nothing,we,know".to_vec(),
+            _ => lines.insert(idx, vec![0xff, 0xfe, b',', 0x80]),
+        }
+    }
+    lines.join(&b"\n"[..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_malformed_requests_get_4xx_json_and_never_5xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let valid = transactions(1)[0].to_string();
+    let valid_csv = csv_of(20);
+    let mut rng = Lcg(20_261_126);
+
+    let mut requests = Vec::new();
+    for i in 0..3_000 {
+        let body = mutate(&valid, &mut rng);
+        let (path, key, body) = match i % 6 {
+            0 | 1 => ("/api/v1/transactions", &service, body),
+            2 => ("/predict", &service, body),
+            3 => {
+                let mut batch = b"[".to_vec();
+                batch.extend_from_slice(valid.as_bytes());
+                batch.push(b',');
+                batch.extend_from_slice(&body);
+                batch.push(b']');
+                ("/api/v1/transactions/batch", &service, batch)
+            }
+            4 => ("/api/v1/labels", &analyst, body),
+            _ => ("/predict/batch", &service, body),
+        };
+        requests.push(
+            client
+                .post(server.url(path))
+                .header("x-api-key", key)
+                .header("content-type", "application/json")
+                .body(body),
+        );
+    }
+    for _ in 0..300 {
+        let queries = [
+            "limit=0",
+            "limit=abc",
+            "min_score=nan",
+            "status=unknown",
+            "sort=sideways",
+            "from=yesterday",
+            "cursor=zzz",
+            "cursor=s00.1",
+            "limit=99999",
+            "entity=%ff",
+        ];
+        let query = queries[rng.below(queries.len())];
+        requests.push(
+            client
+                .get(server.url(&format!("/api/v1/anomalies?{query}")))
+                .header("x-api-key", &analyst),
+        );
+        let review = mutate(r#"{"status":"confirmed_fraud","note":"n"}"#, &mut rng);
+        requests.push(
+            client
+                .put(server.url("/api/v1/anomalies/some-id"))
+                .header("x-api-key", &analyst)
+                .header("content-type", "application/json")
+                .body(review),
+        );
+    }
+    for _ in 0..500 {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bad_csv(&valid_csv, &mut rng)).file_name("x.csv"),
+        );
+        requests.push(
+            client
+                .post(server.url("/api/v1/transactions/upload"))
+                .header("x-api-key", &service)
+                .multipart(form),
+        );
+    }
+    let total = requests.len();
+    let mut counts = std::collections::BTreeMap::new();
+    let mut bodies_without_json = 0;
+    let mut pending = futures_util::stream::iter(requests.into_iter().map(|request| async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }))
+    .buffer_unordered(16);
+    use futures_util::StreamExt as _;
+    while let Some((status, body)) = pending.next().await {
+        *counts.entry(status).or_insert(0usize) += 1;
+        if status >= 400 && !is_error_body(&body) {
+            bodies_without_json += 1;
+        }
+    }
+    println!("malformed requests: {total}, by status: {counts:?}");
+    let server_errors: usize = counts
+        .iter()
+        .filter(|(status, _)| **status >= 500)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(server_errors, 0, "{counts:?}");
+    assert_eq!(bodies_without_json, 0, "every error is {{code, message}} JSON");
+    let client_errors: usize = counts
+        .iter()
+        .filter(|(status, _)| (400..500).contains(*status))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(client_errors > total * 3 / 4, "{counts:?}");
+    assert_eq!(
+        client.get(server.url("/health/ready")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let mut fresh = transactions(1)[0].clone();
+    fresh["transaction_id"] = json!("after-the-storm");
+    let (status, body) = post(&client, &server.url("/api/v1/transactions"), &service, &fresh).await;
+    assert_eq!(status, StatusCode::OK, "still scoring after the storm: {body}");
 }
