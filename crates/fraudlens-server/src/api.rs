@@ -25,18 +25,23 @@ use crate::{AppState, now_ms};
 /// field names; see `fraudlens config`). Unknown fields are ignored.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct TransactionInput {
-    /// Unique id (≤ 128 characters); re-sending it returns the stored decision.
+    /// Unique id (≤ 128 characters, no control characters); re-sending it returns the stored decision.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
     pub transaction_id: String,
-    /// Event time: RFC 3339, `YYYY-MM-DD HH:MM:SS` or unix seconds/milliseconds.
+    /// Event time: RFC 3339 (also accepted: `YYYY-MM-DD HH:MM:SS`, unix seconds or milliseconds).
+    #[schema(format = DateTime)]
     pub timestamp: String,
     /// Customer id.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
     pub customer_id: String,
     /// Terminal or merchant id.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
     pub terminal_id: String,
-    /// Amount in major units (`12.50`).
-    #[schema(minimum = 0)]
+    /// Amount in major units (`12.50`; a string of digits is accepted too).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub amount: f64,
     /// ISO 4217 code (default EUR).
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// Merchant category code.
     pub mcc: Option<String>,
@@ -238,6 +243,7 @@ pub struct QueueParams {
     /// Only this status.
     pub status: Option<ReviewStatus>,
     /// Only scores at or above.
+    #[param(minimum = 0, maximum = 1)]
     pub min_score: Option<f64>,
     /// Event time at or after (RFC 3339 or unix ms).
     pub from: Option<String>,
@@ -250,6 +256,7 @@ pub struct QueueParams {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

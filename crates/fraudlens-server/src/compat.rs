@@ -37,7 +37,9 @@ fn prediction(record: &fraudlens_store::NewDecision) -> Prediction {
 
 /// Scores one transaction (alias of `POST /api/v1/transactions` with the common Python response shape).
 #[utoipa::path(post, path = "/predict", tag = "compatibility", request_body = TransactionInput,
-    responses((status = 200, body = Prediction), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = Prediction), (status = 401, body = ErrorBody),
+        (status = 409, description = "The id was scored before with other content", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
@@ -60,6 +62,7 @@ pub struct Predictions {
 /// Scores a batch; any invalid record fails the whole request (422), as the Python services do.
 #[utoipa::path(post, path = "/predict/batch", tag = "compatibility", request_body = Vec<TransactionInput>,
     responses((status = 200, body = Predictions), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 409, description = "An id was scored before with other content", body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn predict_batch(

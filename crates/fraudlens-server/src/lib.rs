@@ -114,6 +114,11 @@ pub(crate) fn now_ms() -> i64 {
         api::models, api::production, api::promote, compat::predict, compat::predict_batch,
         ops::health, ops::live, ops::ready, ops::metrics,
     ),
+    components(schemas(
+        error::ErrorBody,
+        fraudlens_store::QueueOrder,
+        fraudlens_store::ReviewStatus,
+    )),
     modifiers(&SecurityAddon),
     tags(
         (name = "scoring", description = "Score transactions; every decision is stored before the response"),
@@ -128,12 +133,44 @@ pub struct ApiDoc;
 struct SecurityAddon;
 
 impl utoipa::Modify for SecurityAddon {
+    /// The key scheme, and the errors any keyed operation can answer (the
+    /// limits and checks in front of every handler), each with the error body.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+        let common = [
+            ("400", "Malformed request (not JSON, bad query string)"),
+            ("401", "Missing or invalid API key"),
+            ("403", "The key's role may not do this"),
+            ("413", "Body over the size limit"),
+            ("415", "Wrong content type"),
+            ("422", "A well-formed request that is not valid"),
+            ("429", "Rate limit of the key exceeded (see Retry-After)"),
+            ("503", "The store is unavailable or the server is shutting down (see Retry-After)"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.put].into_iter().flatten() {
+                if operation.security.is_none() {
+                    continue;
+                }
+                for (status, description) in common {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                            )
+                            .build()
+                            .into()
+                    });
+                }
+            }
+        }
     }
 }
 

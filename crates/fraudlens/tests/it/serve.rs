@@ -26,6 +26,11 @@ struct Server {
 impl Server {
     /// Starts a server on a free port in `dir`, on `database`, serving `model` (or the registry's).
     fn start(dir: &Path, database: &str, model: Option<&Path>) -> Self {
+        Self::start_with(dir, database, model, &[])
+    }
+
+    /// [`Self::start`] with configuration from the environment.
+    fn start_with(dir: &Path, database: &str, model: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let stderr = dir.join(format!(
             "serve-{}.log",
             std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
@@ -44,6 +49,7 @@ impl Server {
                 command.env_remove(key);
             }
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
@@ -858,4 +864,67 @@ async fn thousands_of_malformed_requests_get_4xx_json_and_never_5xx() {
     fresh["transaction_id"] = json!("after-the-storm");
     let (status, body) = post(&client, &server.url("/api/v1/transactions"), &service, &fresh).await;
     assert_eq!(status, StatusCode::OK, "still scoring after the storm: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_cors_follow_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let other = key(dir.path(), &db.url, "service");
+    let server = Server::start_with(
+        dir.path(),
+        &db.url,
+        Some(&trained().model()),
+        &[
+            ("FRAUDLENS_SERVE__RATE_LIMIT_PER_KEY", "5"),
+            ("FRAUDLENS_SERVE__CORS_ORIGINS", "[\"https://review.example.com\"]"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let mut limited = 0;
+    for _ in 0..20 {
+        let response = client
+            .get(server.url("/model/info"))
+            .header("x-api-key", &service)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+            assert!(
+                response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+                    >= 1
+            );
+            assert!(is_error_body(&response.json().await.unwrap()));
+        }
+    }
+    assert!(limited >= 10, "a burst of 20 at 5/s: {limited} limited");
+    let response = client
+        .get(server.url("/model/info"))
+        .header("x-api-key", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "limits are per key");
+
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, server.url("/api/v1/transactions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "x-api-key,content-type")
+            .send()
+    };
+    let allowed = preflight("https://review.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://review.example.com"
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
