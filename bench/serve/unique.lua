@@ -1,19 +1,29 @@
--- wrk script: POST a JSON body whose transaction_id is unique per request, so
--- every request is a new decision (scored and durably stored), never an
--- idempotent replay. Each object also gets a customer from a pool of 20,000, a
--- terminal from a pool of 5,000 and an event time that moves forward by 10 ms
--- per request, as live traffic does (a fixed body would pile every request
--- onto one customer at one instant). Same environment as the peer's post.lua:
---   WRK_BODY_FILE  JSON body (one object, or an array for batch paths)
---   WRK_API_KEY    value of X-API-Key
---   WRK_DELAY_MS   pause of each connection between requests (for a fixed,
---                  lower request rate: connections x 1000 / (delay + latency))
--- The id of each object becomes "<prefix>-<thread>-<counter>[-<n>]".
--- Prints the same RESULT line as the peer's post.lua.
+-- wrk script: every request is a new decision (scored and durably stored),
+-- never an idempotent replay: each transaction gets a transaction_id unique to
+-- the run. Prints the same RESULT line as the peer's post.lua.
+--
+-- Bodies come from one of:
+--   WRK_BODIES_FILE  JSON lines, one transaction each (e.g. simulated traffic,
+--                    made by bench/serve_vs_peer.sh); requests cycle through
+--                    them, WRK_BATCH (default 1) per request — more than one
+--                    makes a JSON array for the batch endpoints
+--   WRK_BODY_FILE    one JSON body (object or array, like the peer's bodies);
+--                    each request also gets a customer from a pool of 20,000,
+--                    a terminal from 5,000 and an event time 10 ms after the
+--                    previous request's, as live traffic would
+-- Other settings:
+--   WRK_API_KEY      value of X-API-Key
+--   WRK_DELAY_MS     pause of each connection between requests (for a fixed,
+--                    lower request rate: connections x 1000 / (delay + latency))
 -- thread_id is a global: thread:set() writes it into each thread's own Lua state
 local counter = 0
 local template = nil
+local lines = nil
+local batch = tonumber(os.getenv("WRK_BATCH") or "") or 1
 local threads = {}
+local run = tostring(os.time())
+local base_ms = 1764201652000
+local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
 
 function setup(thread)
   thread:set("thread_id", #threads)
@@ -21,9 +31,19 @@ function setup(thread)
 end
 
 function init(args)
-  local f = assert(io.open(os.getenv("WRK_BODY_FILE"), "rb"))
-  template = f:read("*a")
-  f:close()
+  local many = os.getenv("WRK_BODIES_FILE")
+  if many ~= nil and many ~= "" then
+    lines = {}
+    for line in io.lines(many) do
+      if line ~= "" then
+        table.insert(lines, line)
+      end
+    end
+  else
+    local f = assert(io.open(os.getenv("WRK_BODY_FILE"), "rb"))
+    template = f:read("*a")
+    f:close()
+  end
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   local key = os.getenv("WRK_API_KEY")
@@ -32,36 +52,49 @@ function init(args)
   end
 end
 
-local run = tostring(os.time())
-
-local base_ms = 1764201652000
-local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
-
 if pause ~= nil and pause > 0 then
   function delay()
     return pause
   end
 end
 
-function request()
-  counter = counter + 1
+local function unique_ids(body)
   local n = 0
-  local body = template:gsub('"transaction_id": *"[^"]*"', function()
+  return (body:gsub('"transaction_id": *"[^"]*"', function()
     n = n + 1
     return string.format('"transaction_id": "b%s-%d-%d-%d"', run, thread_id, counter, n)
-  end)
-  n = 0
-  body = body:gsub('"customer_id": *"[^"]*"', function()
-    n = n + 1
-    return string.format('"customer_id": "c%d"', (counter * 7919 + n * 104729 + thread_id * 31) % 20000)
-  end)
-  body = body:gsub('"terminal_id": *"[^"]*"', function()
-    n = n + 1
-    return string.format('"terminal_id": "t%d"', (counter * 3571 + n * 7907 + thread_id * 17) % 5000)
-  end)
-  body = body:gsub('"timestamp": *"[^"]*"', function()
-    return string.format('"timestamp": %d', base_ms + counter * 10)
-  end)
+  end))
+end
+
+function request()
+  counter = counter + 1
+  local body
+  if lines ~= nil then
+    local parts = {}
+    for i = 1, batch do
+      local idx = ((counter * batch + i) * 2 + thread_id) % #lines + 1
+      parts[i] = lines[idx]
+    end
+    body = table.concat(parts, ",")
+    if batch > 1 then
+      body = "[" .. body .. "]"
+    end
+    body = unique_ids(body)
+  else
+    body = unique_ids(template)
+    local n = 0
+    body = body:gsub('"customer_id": *"[^"]*"', function()
+      n = n + 1
+      return string.format('"customer_id": "c%d"', (counter * 7919 + n * 104729 + thread_id * 31) % 20000)
+    end)
+    body = body:gsub('"terminal_id": *"[^"]*"', function()
+      n = n + 1
+      return string.format('"terminal_id": "t%d"', (counter * 3571 + n * 7907 + thread_id * 17) % 5000)
+    end)
+    body = body:gsub('"timestamp": *"[^"]*"', function()
+      return string.format('"timestamp": %d', base_ms + counter * 10)
+    end)
+  end
   return wrk.format(nil, nil, nil, body)
 end
 

@@ -196,25 +196,42 @@ fn extend(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: 
         one,
         weight: if depth == 0 { 1.0 } else { 0.0 },
     };
-    let n = (depth + 1) as f64;
+    let inv_n = RECIPROCALS[depth + 1];
+    let (one_n, zero_n) = (one * inv_n, zero * inv_n);
     for i in (0..depth).rev() {
-        path[i + 1].weight += one * path[i].weight * (i + 1) as f64 / n;
-        path[i].weight = zero * path[i].weight * (depth - i) as f64 / n;
+        path[i + 1].weight += one_n * path[i].weight * (i + 1) as f64;
+        path[i].weight = zero_n * path[i].weight * (depth - i) as f64;
     }
 }
+
+/// `1 / k` for the path lengths a tree can have: divisions by small integers
+/// are the hot loop's cost, multiplications are cheap.
+const RECIPROCALS: [f64; crate::tree::MAX_DEPTH + 3] = {
+    let mut table = [0.0; crate::tree::MAX_DEPTH + 3];
+    let mut k = 1;
+    while k < table.len() {
+        table[k] = 1.0 / k as f64;
+        k += 1;
+    }
+    table
+};
 
 /// Removes element `path_index` from the path (undoes [`extend`]).
 fn unwind(path: &mut [PathElement], depth: usize, path_index: usize) {
     let PathElement { zero, one, .. } = path[path_index];
     let n = (depth + 1) as f64;
     let mut next_one = path[depth].weight;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
+    if one != 0.0 {
+        let (scale, zero_n) = (n / one, zero / n);
+        for i in (0..depth).rev() {
             let tmp = path[i].weight;
-            path[i].weight = next_one * n / ((i + 1) as f64 * one);
-            next_one = tmp - path[i].weight * zero * (depth - i) as f64 / n;
-        } else {
-            path[i].weight = path[i].weight * n / (zero * (depth - i) as f64);
+            path[i].weight = next_one * scale * RECIPROCALS[i + 1];
+            next_one = tmp - path[i].weight * zero_n * (depth - i) as f64;
+        }
+    } else {
+        let scale = n / zero;
+        for i in (0..depth).rev() {
+            path[i].weight *= scale * RECIPROCALS[depth - i];
         }
     }
     for i in path_index..depth {
@@ -228,15 +245,19 @@ fn unwind(path: &mut [PathElement], depth: usize, path_index: usize) {
 fn unwound_sum(path: &[PathElement], depth: usize, path_index: usize) -> f64 {
     let PathElement { zero, one, .. } = path[path_index];
     let n = (depth + 1) as f64;
-    let mut next_one = path[depth].weight;
     let mut total = 0.0;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
-            let tmp = next_one * n / ((i + 1) as f64 * one);
+    if one != 0.0 {
+        let (scale, zero_n) = (n / one, zero / n);
+        let mut next_one = path[depth].weight;
+        for i in (0..depth).rev() {
+            let tmp = next_one * scale * RECIPROCALS[i + 1];
             total += tmp;
-            next_one = path[i].weight - tmp * zero * (depth - i) as f64 / n;
-        } else if zero != 0.0 {
-            total += path[i].weight / zero / ((depth - i) as f64 / n);
+            next_one = path[i].weight - tmp * zero_n * (depth - i) as f64;
+        }
+    } else if zero != 0.0 {
+        let scale = n / zero;
+        for i in (0..depth).rev() {
+            total += path[i].weight * scale * RECIPROCALS[depth - i];
         }
     }
     total

@@ -25,7 +25,6 @@ mod model;
 mod state;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,8 +36,9 @@ use fraudlens_features::FeatureEngine;
 use fraudlens_model::shap::Reason;
 use fraudlens_model::threshold::Decision;
 use fraudlens_store::{NewDecision, NewLabel, Outcome, PutOutcome, ReviewStatus, Store, StoreError, StoredDecision};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 pub use model::ServingModel;
 pub use state::StateFile;
@@ -139,6 +139,33 @@ impl Scored {
 
 type Shared = Result<Scored, ScoreError>;
 
+/// Where the result of an in-flight transaction appears, for requests racing it.
+#[derive(Default)]
+struct Slot {
+    result: Mutex<Option<Shared>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Slot {
+    fn publish(&self, result: Shared) {
+        *lock(&self.result) = Some(result);
+        self.ready.notify_waiters();
+    }
+
+    async fn wait(&self) -> Shared {
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            // registered before the check, so a publish in between is not missed
+            notified.as_mut().enable();
+            if let Some(result) = lock(&self.result).clone() {
+                return result;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// The scoring path.
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -146,7 +173,7 @@ pub struct Pipeline {
     engine: Mutex<FeatureEngine>,
     /// Ids observed whose write has not finished: a request racing one of
     /// them waits for its result instead of scoring the transaction again.
-    in_flight: Mutex<HashMap<String, watch::Receiver<Option<Shared>>>>,
+    in_flight: Mutex<FxHashMap<String, Arc<Slot>>>,
     writer: mpsc::Sender<writer::Message>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
@@ -165,11 +192,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The fingerprint of a parsed transaction: equal for the same content
-/// whatever the JSON's key order or spacing.
-fn fingerprint(tx: &Transaction) -> String {
-    let bytes = serde_json::to_vec(tx).unwrap_or_default();
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+/// The stored form of a parsed transaction and its fingerprint (a hash of
+/// that form: equal for the same content whatever the JSON's key order or
+/// spacing).
+fn stored_form(tx: &Transaction) -> (String, String) {
+    let body = serde_json::to_string(tx).unwrap_or_default();
+    let fingerprint = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(body.as_bytes()));
+    (body, fingerprint)
 }
 
 fn outcome(decision: Decision) -> Outcome {
@@ -183,17 +212,18 @@ fn outcome(decision: Decision) -> Outcome {
 /// Prepared work for one transaction: observed, to be scored and written.
 struct Observed {
     tx: Transaction,
+    body: String,
     fingerprint: String,
     row: Vec<f64>,
     started: Instant,
     received_at: i64,
-    done: watch::Sender<Option<Shared>>,
+    slot: Arc<Slot>,
 }
 
 enum Admission {
     Fresh(Observed),
     /// The same id is being written right now: wait for it.
-    Racing(String, watch::Receiver<Option<Shared>>),
+    Racing(Arc<Slot>),
     /// The engine has seen the id before: the store has its decision.
     Seen(Transaction, String),
 }
@@ -214,7 +244,7 @@ impl Pipeline {
             store,
             model: ArcSwap::from_pointee(model),
             engine: Mutex::new(engine),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(FxHashMap::default()),
             writer: sender,
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
@@ -241,7 +271,7 @@ impl Pipeline {
     }
 
     /// Parses, scores and durably stores one JSON record.
-    pub async fn score(&self, record: &serde_json::Value) -> Result<Scored, ScoreError> {
+    pub async fn score(self: &Arc<Self>, record: &serde_json::Value) -> Result<Scored, ScoreError> {
         let model = self.model.load_full();
         let tx = model
             .inputs
@@ -254,7 +284,7 @@ impl Pipeline {
     /// Scores many records: each is parsed on its own (one bad record fails
     /// alone), all are observed under one lock, scored together and written
     /// in one commit.
-    pub async fn score_many(&self, records: &[serde_json::Value]) -> Vec<Result<Scored, ScoreError>> {
+    pub async fn score_many(self: &Arc<Self>, records: &[serde_json::Value]) -> Vec<Result<Scored, ScoreError>> {
         let model = self.model.load_full();
         let parsed = records
             .iter()
@@ -270,8 +300,13 @@ impl Pipeline {
     }
 
     /// Scores parsed transactions (or passes their parse errors through), in one commit.
+    ///
+    /// Admission (observing the new transactions) happens here; the rest —
+    /// scoring, the write, answering racing requests — runs in its own task,
+    /// so a caller that goes away (a client disconnecting) cannot leave an
+    /// observed transaction unwritten or its racing duplicates waiting.
     pub async fn score_parsed(
-        &self,
+        self: &Arc<Self>,
         model: &Arc<ServingModel>,
         parsed: Vec<Result<Transaction, ScoreError>>,
     ) -> Vec<Result<Scored, ScoreError>> {
@@ -280,6 +315,30 @@ impl Pipeline {
             Ok(admissions) => admissions,
             Err(error) => return vec![Err(error); n],
         };
+        let (this, model) = (self.clone(), model.clone());
+        tokio::spawn(async move { this.complete(&model, admissions).await })
+            .await
+            .unwrap_or_else(|_| vec![Err(ScoreError::Unavailable("scoring task failed".to_owned())); n])
+    }
+
+    /// Scores and stores one parsed transaction.
+    pub async fn score_transaction(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        tx: Transaction,
+    ) -> Result<Scored, ScoreError> {
+        self.score_parsed(model, vec![Ok(tx)])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())))
+    }
+
+    async fn complete(
+        &self,
+        model: &ServingModel,
+        admissions: Vec<Result<Admission, ScoreError>>,
+    ) -> Vec<Result<Scored, ScoreError>> {
+        let n = admissions.len();
         let mut results: Vec<Option<Result<Scored, ScoreError>>> = vec![None; n];
         let mut waits = Vec::new();
         let mut fresh = Vec::new();
@@ -303,21 +362,6 @@ impl Pipeline {
             .collect()
     }
 
-    /// Scores and stores one parsed transaction.
-    pub async fn score_transaction(&self, model: &Arc<ServingModel>, tx: Transaction) -> Result<Scored, ScoreError> {
-        let mut admissions = self.admit_all(model, vec![Ok(tx)])?;
-        match admissions.pop() {
-            Some(Ok(Admission::Fresh(observed))) => self
-                .finish(model, vec![observed])
-                .await
-                .pop()
-                .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned()))),
-            Some(Ok(other)) => self.resolve(other).await,
-            Some(Err(error)) => Err(error),
-            None => Err(ScoreError::Unavailable("no result".to_owned())),
-        }
-    }
-
     /// Under the engine lock: decides for each transaction whether it is new
     /// (observed now, registered in flight) or a repeat.
     fn admit_all(
@@ -329,34 +373,39 @@ impl Pipeline {
             return Err(ScoreError::Overloaded("the server is shutting down".to_owned()));
         }
         let received_at = now_ms();
+        let started = Instant::now();
+        // serialise and hash before taking the lock
+        let prepared: Vec<_> = parsed
+            .into_iter()
+            .map(|parsed| parsed.map(|tx| (stored_form(&tx), tx)))
+            .collect();
         let mut engine = lock(&self.engine);
         let mut in_flight = lock(&self.in_flight);
         let n_features = engine.spec().feature_names().len();
-        let admissions = parsed
+        let admissions = prepared
             .into_iter()
-            .map(|parsed| {
-                let started = Instant::now();
-                let tx = parsed?;
+            .map(|prepared| {
+                let ((body, fingerprint), tx) = prepared?;
                 let id = tx.id.as_str().to_owned();
-                if let Some(waiting) = in_flight.get(&id) {
-                    return Ok(Admission::Racing(id, waiting.clone()));
+                if let Some(slot) = in_flight.get(&id) {
+                    return Ok(Admission::Racing(slot.clone()));
                 }
-                let fingerprint = fingerprint(&tx);
                 if engine.has_seen(&tx) {
                     return Ok(Admission::Seen(tx, fingerprint));
                 }
                 let mut row = Vec::with_capacity(n_features + tx.attributes.len());
                 engine.observe(&tx, &mut row);
                 model.inputs.push_attributes(&tx, &mut row);
-                let (done, waiting) = watch::channel(None);
-                in_flight.insert(id, waiting);
+                let slot = Arc::new(Slot::default());
+                in_flight.insert(id, slot.clone());
                 Ok(Admission::Fresh(Observed {
                     tx,
+                    body,
                     fingerprint,
                     row,
                     started,
                     received_at,
-                    done,
+                    slot,
                 }))
             })
             .collect();
@@ -371,24 +420,26 @@ impl Pipeline {
             return Vec::new();
         }
         let records: Vec<NewDecision> = observed.iter().map(|item| self.decide(model, item)).collect();
-        let written = self.write(records.clone()).await;
+        let (records, written) = self.write(records).await;
         let mut results = Vec::with_capacity(observed.len());
         {
             let mut in_flight = lock(&self.in_flight);
-            for (idx, (item, record)) in observed.iter().zip(records).enumerate() {
-                let result = match &written {
-                    Err(error) => Err(error.clone()),
-                    Ok(outcomes) => match outcomes.get(idx) {
-                        Some(PutOutcome::Inserted) => Ok(Scored {
+            let mut records = records.into_iter();
+            // every observed item gets a result, published to its racers, whatever happened
+            for (idx, item) in observed.iter().enumerate() {
+                let result = match (&written, records.next()) {
+                    (Err(error), _) => Err(error.clone()),
+                    (Ok(outcomes), record) => match (outcomes.get(idx), record) {
+                        (Some(PutOutcome::Inserted), Some(record)) => Ok(Scored {
                             record,
                             replayed: false,
                         }),
-                        Some(PutOutcome::Existing(stored)) => compare(stored, &item.fingerprint),
-                        None => Err(ScoreError::Unavailable("missing write outcome".to_owned())),
+                        (Some(PutOutcome::Existing(stored)), _) => compare(stored, &item.fingerprint),
+                        _ => Err(ScoreError::Unavailable("missing write outcome".to_owned())),
                     },
                 };
                 in_flight.remove(item.tx.id.as_str());
-                item.done.send_replace(Some(result.clone()));
+                item.slot.publish(result.clone());
                 results.push(result);
             }
         }
@@ -440,7 +491,7 @@ impl Pipeline {
             entity: item.tx.entity(0).map(|key| key.as_str().to_owned()),
             amount_minor: item.tx.amount.minor(),
             currency: item.tx.amount.currency().as_str().to_owned(),
-            body: serde_json::to_string(&item.tx).unwrap_or_default(),
+            body: item.body.clone(),
             score: if score.is_finite() { score } else { 1.0 },
             probability,
             raw_score: raw,
@@ -454,38 +505,40 @@ impl Pipeline {
         }
     }
 
-    async fn write(&self, records: Vec<NewDecision>) -> Result<Vec<PutOutcome>, ScoreError> {
+    /// Hands records to the writer; they come back with the outcome.
+    async fn write(&self, records: Vec<NewDecision>) -> (Vec<NewDecision>, Result<Vec<PutOutcome>, ScoreError>) {
         let (reply, answer) = oneshot::channel();
-        self.writer
+        if let Err(error) = self
+            .writer
             .try_send(writer::Message::Write(writer::Job { records, reply }))
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => {
-                    ScoreError::Overloaded("too many decisions waiting to be stored".to_owned())
-                }
-                mpsc::error::TrySendError::Closed(_) => ScoreError::Overloaded("the writer has stopped".to_owned()),
-            })?;
-        answer
-            .await
-            .map_err(|_| ScoreError::Unavailable("the writer stopped".to_owned()))?
-            .map_err(ScoreError::Unavailable)
+        {
+            let (message, returned) = match error {
+                mpsc::error::TrySendError::Full(message) => ("too many decisions waiting to be stored", message),
+                mpsc::error::TrySendError::Closed(message) => ("the writer has stopped", message),
+            };
+            let records = match returned {
+                writer::Message::Write(job) => job.records,
+                writer::Message::Flush(_) => Vec::new(),
+            };
+            return (records, Err(ScoreError::Overloaded(message.to_owned())));
+        }
+        match answer.await {
+            Ok((records, result)) => (records, result.map_err(ScoreError::Unavailable)),
+            Err(_) => (
+                Vec::new(),
+                Err(ScoreError::Unavailable("the writer stopped".to_owned())),
+            ),
+        }
     }
 
     /// A repeated id: the stored (or in-flight) decision, if the content matches.
     async fn resolve(&self, admission: Admission) -> Result<Scored, ScoreError> {
         match admission {
             Admission::Fresh(_) => Err(ScoreError::Unavailable("not a repeat".to_owned())),
-            Admission::Racing(id, mut waiting) => {
-                let result = waiting
-                    .wait_for(Option::is_some)
-                    .await
-                    .map_err(|_| ScoreError::Unavailable(format!("{id}: the first request was dropped")))?
-                    .clone()
-                    .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())));
-                result.map(|scored| Scored {
-                    replayed: true,
-                    ..scored
-                })
-            }
+            Admission::Racing(slot) => slot.wait().await.map(|scored| Scored {
+                replayed: true,
+                ..scored
+            }),
             Admission::Seen(tx, fingerprint) => {
                 match self
                     .store
@@ -502,15 +555,17 @@ impl Pipeline {
                             let mut row = Vec::new();
                             engine.observe(&tx, &mut row);
                             model.inputs.push_attributes(&tx, &mut row);
-                            let (done, waiting) = watch::channel(None);
-                            lock(&self.in_flight).insert(tx.id.as_str().to_owned(), waiting);
+                            let slot = Arc::new(Slot::default());
+                            lock(&self.in_flight).insert(tx.id.as_str().to_owned(), slot.clone());
+                            let (body, _) = stored_form(&tx);
                             Observed {
                                 tx,
+                                body,
                                 fingerprint,
                                 row,
                                 started: Instant::now(),
                                 received_at: now_ms(),
-                                done,
+                                slot,
                             }
                         };
                         self.finish(&model, vec![observed])

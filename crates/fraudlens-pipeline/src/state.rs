@@ -45,11 +45,15 @@ impl StateFile {
         Ok(())
     }
 
-    /// Reads the file: the store position and the engine it holds.
+    /// Reads the file: the store position and the engine it holds. A plain
+    /// engine snapshot (`fraudlens features --snapshot-out`: history built
+    /// offline) is read too, as covering no stored transaction.
     pub fn read(path: &Path, spec: &Arc<FeatureSpec>) -> Result<(i64, FeatureEngine), String> {
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err("not a fraudlens entity-state file".to_owned());
+            let engine = FeatureEngine::restore(spec.clone(), &bytes)
+                .map_err(|e| format!("neither an entity-state file nor an engine snapshot: {e}"))?;
+            return Ok((0, engine));
         }
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&bytes[8..16]);

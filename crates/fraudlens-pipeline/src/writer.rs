@@ -10,10 +10,13 @@ use std::time::Instant;
 use fraudlens_store::{NewDecision, PutOutcome, Store};
 use tokio::sync::{mpsc, oneshot};
 
-/// Decisions to write and where to send the outcome.
+/// The records back, with the outcome of each (or why the commit failed).
+pub(crate) type Reply = (Vec<NewDecision>, Result<Vec<PutOutcome>, String>);
+
+/// Decisions to write and where to send them back with the outcome.
 pub(crate) struct Job {
     pub records: Vec<NewDecision>,
-    pub reply: oneshot::Sender<Result<Vec<PutOutcome>, String>>,
+    pub reply: oneshot::Sender<Reply>,
 }
 
 pub(crate) enum Message {
@@ -70,19 +73,23 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) {
     let backend = store.backend();
     metrics::histogram!("store_commit_duration_seconds", "backend" => backend).record(started.elapsed().as_secs_f64());
     metrics::histogram!("store_commit_batch_size", "backend" => backend).record(batch.len() as f64);
+    let mut records = batch.into_iter();
     match result {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
             for (n, reply) in replies {
-                let _ = reply.send(Ok(outcomes.by_ref().take(n).collect()));
+                let _ = reply.send((
+                    records.by_ref().take(n).collect(),
+                    Ok(outcomes.by_ref().take(n).collect()),
+                ));
             }
         }
         Err(error) => {
             metrics::counter!("store_commit_errors_total", "backend" => backend).increment(1);
-            tracing::error!(%error, rows = batch.len(), "commit failed; the requests get 503");
+            tracing::error!(%error, rows = records.len(), "commit failed; the requests get 503");
             let message = error.to_string();
-            for (_, reply) in replies {
-                let _ = reply.send(Err(message.clone()));
+            for (n, reply) in replies {
+                let _ = reply.send((records.by_ref().take(n).collect(), Err(message.clone())));
             }
         }
     }

@@ -26,16 +26,28 @@ use crate::{AppState, now_ms};
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct TransactionInput {
     /// Unique id (≤ 128 characters, no control characters); re-sending it returns the stored decision.
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+    )]
     pub transaction_id: String,
     /// Event time: RFC 3339 (also accepted: `YYYY-MM-DD HH:MM:SS`, unix seconds or milliseconds).
     #[schema(format = DateTime)]
     pub timestamp: String,
     /// Customer id.
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+    )]
     pub customer_id: String,
     /// Terminal or merchant id.
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+    )]
     pub terminal_id: String,
     /// Amount in major units (`12.50`; a string of digits is accepted too).
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]

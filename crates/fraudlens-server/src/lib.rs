@@ -150,7 +150,10 @@ impl utoipa::Modify for SecurityAddon {
             ("415", "Wrong content type"),
             ("422", "A well-formed request that is not valid"),
             ("429", "Rate limit of the key exceeded (see Retry-After)"),
-            ("503", "The store is unavailable or the server is shutting down (see Retry-After)"),
+            (
+                "503",
+                "The store is unavailable or the server is shutting down (see Retry-After)",
+            ),
         ];
         for item in openapi.paths.paths.values_mut() {
             for operation in [&mut item.get, &mut item.post, &mut item.put].into_iter().flatten() {
@@ -158,16 +161,22 @@ impl utoipa::Modify for SecurityAddon {
                     continue;
                 }
                 for (status, description) in common {
-                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
-                        ResponseBuilder::new()
-                            .description(description)
-                            .content(
-                                "application/json",
-                                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
-                            )
-                            .build()
-                            .into()
-                    });
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
                 }
             }
         }

@@ -213,8 +213,17 @@ macro_rules! sql_store {
             }
 
             async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
-                let mut tx = self.pool.begin().await?;
-                let mut inserted = Self::insert_new(&mut tx, batch).await?;
+                // a batch that fits one statement is atomic on its own (no BEGIN/COMMIT
+                // round trips); larger ones get a transaction
+                let mut inserted = if batch.len() <= Self::ONE_STATEMENT {
+                    let mut conn = self.pool.acquire().await?;
+                    Self::insert_new(&mut conn, batch).await?
+                } else {
+                    let mut tx = self.pool.begin().await?;
+                    let inserted = Self::insert_new(&mut tx, batch).await?;
+                    tx.commit().await?;
+                    inserted
+                };
                 // An id inserted now counts once: its first occurrence in the batch.
                 let mut outcomes = Vec::with_capacity(batch.len());
                 let mut missing = Vec::new();
@@ -226,8 +235,12 @@ macro_rules! sql_store {
                         missing.push(d.transaction_id.as_str());
                     }
                 }
-                let stored = Self::fetch_decisions(&mut tx, &missing).await?;
-                tx.commit().await?;
+                // rows already there are immutable in what is compared (id, fingerprint, decision)
+                let stored = if missing.is_empty() {
+                    Vec::new()
+                } else {
+                    Self::fetch_decisions(&mut *self.pool.acquire().await?, &missing).await?
+                };
                 let by_id: std::collections::HashMap<&str, &StoredDecision> =
                     stored.iter().map(|s| (s.decision.transaction_id.as_str(), s)).collect();
                 batch
@@ -702,9 +715,12 @@ impl SqliteStore {
                 SqliteSync::Normal => SqliteSynchronous::Normal,
             })
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .statement_cache_capacity(256);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            // a ping per acquire is a round trip per commit; a broken connection fails its statement instead
+            .test_before_acquire(false)
             .connect_with(connect)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -723,6 +739,7 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
@@ -732,9 +749,12 @@ impl PostgresStore {
 }
 
 impl SqliteStore {
-    /// Inserts the new rows of a batch with multi-row statements of 64, 16, 4
-    /// or 1 rows: few statements per batch (each is a round trip to sqlx's
-    /// SQLite thread), and only four SQL texts, each prepared once and cached.
+    /// Rows per INSERT statement.
+    const ONE_STATEMENT: usize = 64;
+
+    /// Inserts the new rows of a batch with multi-row statements of up to 64
+    /// rows: few statements per batch (each is a round trip to sqlx's SQLite
+    /// thread), and at most 64 SQL texts, each prepared once and cached.
     /// Returns the ids inserted.
     async fn insert_new(
         conn: &mut sqlx::SqliteConnection,
@@ -743,27 +763,27 @@ impl SqliteStore {
         let mut inserted = std::collections::HashSet::with_capacity(batch.len());
         let mut rest = batch;
         while !rest.is_empty() {
-            let n = [64, 16, 4, 1].into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
+            let n = rest.len().min(Self::ONE_STATEMENT);
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let mut query = QueryBuilder::<sqlx::Sqlite>::new(insert_columns!());
             query.push_values(chunk, |mut row, d| {
-                row.push_bind(d.transaction_id.clone())
-                    .push_bind(d.fingerprint.clone())
+                row.push_bind(d.transaction_id.as_str())
+                    .push_bind(d.fingerprint.as_str())
                     .push_bind(d.event_time)
                     .push_bind(d.received_at)
-                    .push_bind(d.entity.clone())
+                    .push_bind(d.entity.as_deref())
                     .push_bind(d.amount_minor)
-                    .push_bind(d.currency.clone())
-                    .push_bind(d.body.clone())
+                    .push_bind(d.currency.as_str())
+                    .push_bind(d.body.as_str())
                     .push_bind(d.score)
                     .push_bind(d.probability)
                     .push_bind(d.raw_score)
                     .push_bind(d.anomaly_score)
                     .push_bind(d.decision.as_str())
-                    .push_bind(d.reasons.clone())
+                    .push_bind(d.reasons.as_str())
                     .push_bind(encode_features(&d.features))
-                    .push_bind(d.model_version.clone())
+                    .push_bind(d.model_version.as_str())
                     .push_bind(d.latency_us)
                     .push_bind(d.review_status.map(ReviewStatus::as_str));
             });
@@ -777,6 +797,9 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
+    /// Rows per INSERT statement.
+    const ONE_STATEMENT: usize = INSERT_CHUNK;
+
     /// Inserts the new rows of a batch with one statement per 500 rows: every
     /// column as an array, `UNNEST`ed (a constant SQL text, so it is prepared
     /// once, and one round trip per chunk). Returns the ids inserted.
@@ -785,7 +808,7 @@ impl PostgresStore {
         batch: &[NewDecision],
     ) -> Result<std::collections::HashSet<String>> {
         let mut inserted = std::collections::HashSet::with_capacity(batch.len());
-        for chunk in batch.chunks(INSERT_CHUNK) {
+        for chunk in batch.chunks(Self::ONE_STATEMENT) {
             let column = |f: &dyn Fn(&NewDecision) -> String| chunk.iter().map(f).collect::<Vec<String>>();
             let rows = sqlx::query(concat!(
                 insert_columns!(),

@@ -178,8 +178,7 @@ fn serve_demo(mut config: Config, args: &DemoArgs, model: std::path::PathBuf, en
     let state_file = args.dir.join("entity-state.bin");
     if !state_file.exists() {
         // the replay of step 2 saw every simulated transaction: start from its state
-        let engine = std::fs::read(args.dir.join("engine.snapshot")).context("reading the engine snapshot")?;
-        fraudlens_pipeline::StateFile::write(&state_file, 0, &engine).context("seeding the entity state")?;
+        std::fs::copy(args.dir.join("engine.snapshot"), &state_file).context("seeding the entity state")?;
     }
     config.serve.state_file = state_file;
     let database = format!("sqlite://{}", args.dir.join("fraudlens.db").display());
