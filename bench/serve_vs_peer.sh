@@ -10,12 +10,15 @@
 #
 # What each row measures:
 # - peer /predict: the peer's own runner, a fixed body (the peer stores nothing).
-# - fraudlens /api/v1/transactions, new decisions: bench/serve/unique.lua gives every request a new
-#   transaction id (and a customer, terminal and time from pools), so each one is featurized, scored
-#   and durably committed before its response. This is the number the goals are about.
-# - fraudlens /predict, fixed body: the peer's runner as is; after the first request every request is
+# - fraudlens "new, simulated traffic": bench/serve/unique.lua sends the last 70,000 transactions of
+#   the demo's simulated data (customers and terminals the model knows, 0.7 % fraud) with a new
+#   transaction id on every request, to a server whose entity state holds the 90 simulated days; each
+#   request is featurized, scored and durably committed before its response. The goals are about this.
+# - fraudlens "new, peer body": the peer's body with a new id, a customer from a pool of 20,000 and a
+#   terminal from 5,000 per request (unknown to the model: more of them are flagged and explained).
+# - fraudlens /predict fixed body: the peer's runner as is; after the first request every request is
 #   an idempotent replay (the stored decision is read back).
-# - batch: 100 new transactions per request (throughput in transactions/s).
+# - batch: 100 new transactions per request (throughput in transactions/s = req/s x 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -29,6 +32,9 @@ PG_ADMIN="${PG_ADMIN:-postgres://root@127.0.0.1:5432/postgres}"
 WORK="${WORK:-$cache/bench-serve}"; OUT="$WORK/results-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$WORK" "$OUT"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+for port in 8000 8090; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then echo "port $port is in use: stop that server first" >&2; exit 1; fi
+done
 
 echo "building fraudlens (release)" >&2
 cargo build --release --locked -q -p fraudlens
@@ -38,6 +44,17 @@ if [ ! -f "$WORK/demo/model/model.json" ]; then
   (cd "$WORK" && "$BIN" demo --no-serve --dir demo > demo.log 2>&1)
 fi
 MODEL="$WORK/demo/model"
+TRAFFIC="$WORK/traffic.jsonl"
+if [ ! -s "$TRAFFIC" ]; then
+  python3 - "$WORK/demo/transactions.csv" "$TRAFFIC" <<'PY'
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1])))[-70000:]
+with open(sys.argv[2], "w") as out:
+    for row in rows:
+        row.pop("is_fraud"); row.pop("fraud_scenario")
+        out.write(json.dumps(row, separators=(",", ":")) + "\n")
+PY
+fi
 if [ "$SKIP_PEER" != 1 ] && [ ! -f "$PEER_WORK/models/fraud_detector.pkl" ]; then
   PEER_WORK="$PEER_WORK" VENV="$PEER_VENV" "$PEER_DIR/setup.sh" >&2
 fi
@@ -84,30 +101,38 @@ run_fraudlens() {
   local label=$1 url=$2 dir="$WORK/run-$1"
   rm -rf "$dir"; mkdir -p "$dir"
   local key; key="$(cd "$dir" && "$BIN" keys create --role service --database "$url" 2>/dev/null)"
-  (cd "$dir" && exec "$BIN" serve --model "$MODEL" --database "$url" --listen 127.0.0.1:8090 \
-    > "$OUT/fraudlens-$label.out" 2> "$OUT/fraudlens-$label.log") &
+  cp "$WORK/demo/engine.snapshot" "$dir/state.bin"   # the entity state of the 90 simulated days
+  (cd "$dir" && FRAUDLENS_SERVE__STATE_FILE="$dir/state.bin" exec "$BIN" serve --model "$MODEL" --database "$url" \
+    --listen 127.0.0.1:8090 > "$OUT/fraudlens-$label.out" 2> "$OUT/fraudlens-$label.log") &
+  local pid=$!   # the subshell execs the server: same pid
   for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8090/health/ready >/dev/null && break; sleep 0.25; done
-  local pid; pid="$(pgrep -f "fraudlens serve --model $MODEL --database $url")"
+  kill -0 "$pid" 2>/dev/null || { echo "fraudlens did not start:" >&2; cat "$OUT/fraudlens-$label.log" >&2; exit 1; }
   row "fraudlens" "$label RSS idle (MiB)" "$(rss_mib "$pid")"
   local uniq="$ROOT/bench/serve/unique.lua"
   # warm-up, then the runs
-  WRK_BODY_FILE=$SINGLE WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d3s -s "$uniq" http://127.0.0.1:8090/api/v1/transactions >/dev/null 2>&1
-  WRK_BODY_FILE=$SINGLE WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$uniq" \
+  WRK_BODIES_FILE=$TRAFFIC WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d3s -s "$uniq" http://127.0.0.1:8090/api/v1/transactions >/dev/null 2>&1
+  WRK_BODIES_FILE=$TRAFFIC WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$uniq" \
     http://127.0.0.1:8090/api/v1/transactions > "$OUT/fl-$label-new.txt" 2>&1 &
   local wrk_pid=$!; sleep 5; local rss_load; rss_load="$(rss_mib "$pid")"; wait $wrk_pid
-  row "fraudlens" "$label POST /api/v1/transactions new" "$(result "$OUT/fl-$label-new.txt")"
+  row "fraudlens" "$label POST /api/v1/transactions new, simulated" "$(result "$OUT/fl-$label-new.txt")"
   row "fraudlens" "$label RSS under load (MiB)" "$rss_load"
-  WRK_DELAY_MS=$PAUSE_MS WRK_BODY_FILE=$SINGLE WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$uniq" \
+  WRK_DELAY_MS=$PAUSE_MS WRK_BODIES_FILE=$TRAFFIC WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$uniq" \
     http://127.0.0.1:8090/api/v1/transactions > "$OUT/fl-$label-half.txt" 2>&1
   row "fraudlens" "$label  same, paced (~half rate)" "$(result "$OUT/fl-$label-half.txt")"
-  WRK_BODY_FILE=$BATCH WRK_API_KEY=$key wrk -t2 -c16 -d"$DURATION" --latency -s "$uniq" \
+  WRK_BODY_FILE=$SINGLE WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$uniq" \
+    http://127.0.0.1:8090/api/v1/transactions > "$OUT/fl-$label-peerbody.txt" 2>&1
+  row "fraudlens" "$label POST /api/v1/transactions new, peer body" "$(result "$OUT/fl-$label-peerbody.txt")"
+  WRK_BATCH=100 WRK_BODIES_FILE=$TRAFFIC WRK_API_KEY=$key wrk -t2 -c16 -d"$DURATION" --latency -s "$uniq" \
     http://127.0.0.1:8090/api/v1/transactions/batch > "$OUT/fl-$label-batch.txt" 2>&1
   row "fraudlens" "$label POST /api/v1/transactions/batch x100" "$(result "$OUT/fl-$label-batch.txt")"
   WRK_BODY_FILE=$SINGLE WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$PEER_DIR/post.lua" \
     http://127.0.0.1:8090/predict > "$OUT/fl-$label-predict.txt" 2>&1
   row "fraudlens" "$label POST /predict fixed body (replay)" "$(result "$OUT/fl-$label-predict.txt")"
-  local stored; stored="$(curl -s http://127.0.0.1:8090/metrics | awk '/^store_commit_batch_size_(sum|count)/ { v[$1] = $2 } END { for (k in v) printf "%s=%s ", k, v[k] }')"
-  row "fraudlens" "$label commits" "$stored"
+  local commits; commits="$(curl -s http://127.0.0.1:8090/metrics | awk '
+    /^store_commit_batch_size_sum/ { rows = $2 } /^store_commit_batch_size_count/ { n = $2 }
+    /^fraud_predictions_total/ { total += $2; if ($1 !~ /approve/) flagged += $2 }
+    END { printf "%d commits, %.1f decisions per commit, %.2f %% flagged", n, rows / n, 100 * flagged / total }')"
+  row "fraudlens" "$label commits" "$commits"
   kill -TERM "$pid"; wait 2>/dev/null || true
 }
 
