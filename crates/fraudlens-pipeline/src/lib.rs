@@ -21,6 +21,7 @@
 //! - **Entity state survives restarts**: a snapshot at shutdown (and on
 //!   demand), and on start the transactions stored after it are replayed.
 
+mod contract;
 mod model;
 mod state;
 mod writer;
@@ -40,6 +41,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use contract::{DecisionView, ReasonView};
 pub use model::ServingModel;
 pub use state::StateFile;
 

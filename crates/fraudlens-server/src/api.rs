@@ -9,10 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fraudlens_core::Label;
-use fraudlens_pipeline::{Scored, ServingModel};
+use fraudlens_pipeline::{DecisionView, Scored, ServingModel};
 use fraudlens_store::{
-    AnomalyQuery, AuditEntry, LabelEntry, ModelEntry, NewDecision, NewLabel, QueueOrder, ReviewRequest, ReviewStatus,
-    StoredDecision,
+    AnomalyQuery, AuditEntry, LabelEntry, ModelEntry, NewLabel, QueueOrder, ReviewRequest, ReviewStatus, StoredDecision,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -61,71 +60,6 @@ pub struct TransactionInput {
     pub channel: Option<String>,
     /// Country.
     pub country: Option<String>,
-}
-
-/// One per-feature reason: how much a feature pushed the raw score.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ReasonView {
-    /// Feature name.
-    pub feature: String,
-    /// Its value (`null` when missing).
-    pub value: Option<f64>,
-    /// The category, for categorical features.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// Contribution to the log-odds (positive: towards fraud).
-    pub contribution: f64,
-}
-
-/// The decision for one transaction.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DecisionView {
-    /// The transaction.
-    pub transaction_id: String,
-    /// Calibrated fraud probability (`null` for an unsupervised model).
-    pub fraud_probability: Option<f64>,
-    /// Flagged: the decision is `review` or `decline`.
-    pub is_fraud: bool,
-    /// `approve`, `review` or `decline`.
-    pub decision: String,
-    /// `HIGH` (decline), `MEDIUM` (review) or `LOW` (approve).
-    pub confidence: &'static str,
-    /// The strongest per-feature contributions (for flagged decisions by default).
-    pub reasons: Vec<ReasonView>,
-    /// The model that decided.
-    pub model_version: String,
-    /// Time from parsing to decision, in microseconds (before the durable write).
-    pub latency_us: i64,
-    /// Isolation-forest score, when the model has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub anomaly_score: Option<f64>,
-    /// Review status (`pending_review` for flagged decisions).
-    pub review_status: Option<ReviewStatus>,
-}
-
-fn confidence(decision: &NewDecision) -> &'static str {
-    match decision.decision.as_str() {
-        "decline" => "HIGH",
-        "review" => "MEDIUM",
-        _ => "LOW",
-    }
-}
-
-impl From<&NewDecision> for DecisionView {
-    fn from(d: &NewDecision) -> Self {
-        Self {
-            transaction_id: d.transaction_id.clone(),
-            fraud_probability: d.probability,
-            is_fraud: d.decision.as_str() != "approve",
-            decision: d.decision.as_str().to_owned(),
-            confidence: confidence(d),
-            reasons: serde_json::from_str(&d.reasons).unwrap_or_default(),
-            model_version: d.model_version.clone(),
-            latency_us: d.latency_us,
-            anomaly_score: d.anomaly_score,
-            review_status: d.review_status,
-        }
-    }
 }
 
 /// A decision response: 200, with `Idempotent-Replayed: true` when the id was scored before.

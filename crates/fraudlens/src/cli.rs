@@ -46,6 +46,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the scoring API: durable decisions, review queue, models, probes and metrics.
     Serve(ServeArgs),
+    /// Kafka detector: consume transactions as a consumer-group member, score and store them, publish decisions.
+    Detect(DetectArgs),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -70,6 +72,7 @@ impl Command {
             | Self::Score(_)
             | Self::Import(_)
             | Self::Serve(_)
+            | Self::Detect(_)
             | Self::Keys(_)
             | Self::Models(_) => None,
         }
@@ -91,6 +94,12 @@ pub struct SimulateArgs {
     /// Output file; `-` for standard output.
     #[arg(long, short, default_value = "-", value_name = "FILE")]
     pub out: PathBuf,
+    /// Stream the transactions to Kafka instead (`kafka://HOST:PORT/TOPIC`), as JSON keyed by customer.
+    #[arg(long, value_name = "URL", conflicts_with = "out")]
+    pub to: Option<String>,
+    /// With --to: transactions per second (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub rate: u64,
     /// Output format [default: from the file extension, else csv].
     #[arg(long, value_enum)]
     pub format: Option<SimFormat>,
@@ -426,6 +435,29 @@ pub struct ServeArgs {
     pub store: StoreArg,
 }
 
+/// `fraudlens detect`
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Kafka bootstrap servers [default: detect.brokers].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: Option<String>,
+    /// Topic of transactions [default: detect.topic].
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Consumer group [default: detect.group].
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Model directory to register and promote; else the registry's production model.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Where /metrics and the probes listen [default: detect.metrics_listen].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
 /// `fraudlens keys`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -478,7 +510,8 @@ pub enum ModelsCommand {
     /// it up on restart; `POST /api/v1/models/{version}/promote` swaps it live).
     Promote {
         /// Version (model id).
-        version: String,
+        #[arg(value_name = "VERSION")]
+        model_version: String,
         /// The store.
         #[command(flatten)]
         store: StoreArg,
@@ -489,4 +522,15 @@ pub enum ModelsCommand {
         #[command(flatten)]
         store: StoreArg,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap's own checks (duplicate names, conflicting flags) run on every subcommand
+        super::Cli::command().debug_assert();
+    }
 }

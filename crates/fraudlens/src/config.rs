@@ -39,6 +39,46 @@ pub struct Config {
     pub store: StoreConfig,
     /// `fraudlens serve`.
     pub serve: ServeConfig,
+    /// `fraudlens detect`.
+    pub detect: DetectConfig,
+}
+
+/// `[detect]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topic of transactions (JSON, keyed by the primary entity).
+    pub topic: String,
+    /// Consumer group of the detectors.
+    pub group: String,
+    /// Where decisions are published, keyed by transaction id.
+    pub decisions_topic: String,
+    /// Where records that cannot be parsed go (also the dead-letter table).
+    pub dead_letter_topic: String,
+    /// Most records per batch (one commit to the store).
+    pub max_batch: usize,
+    /// The group's session timeout: a crashed detector's partitions move after it.
+    pub session_timeout_ms: u32,
+    /// Where /metrics, /health/live and /health/ready listen.
+    pub metrics_listen: String,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        let detector = fraudlens_stream::DetectorConfig::default();
+        Self {
+            brokers: detector.brokers,
+            topic: detector.topic,
+            group: detector.group,
+            decisions_topic: detector.decisions_topic,
+            dead_letter_topic: detector.dead_letter_topic,
+            max_batch: detector.max_batch,
+            session_timeout_ms: detector.session_timeout_ms,
+            metrics_listen: "127.0.0.1:8001".to_owned(),
+        }
+    }
 }
 
 /// `[store]`
@@ -228,8 +268,8 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 9] = [
-    "log", "security", "ingest", "schema", "features", "simulate", "train", "store", "serve",
+const SECTIONS: [&str; 10] = [
+    "log", "security", "ingest", "schema", "features", "simulate", "train", "store", "serve", "detect",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

@@ -50,6 +50,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Import(args) => commands::import::run(args),
         Command::Demo(args) => commands::demo::run(config, args),
         Command::Serve(args) => commands::serve::run(&config, args),
+        Command::Detect(args) => commands::detect::run(&config, args),
         Command::Keys(command) => commands::admin::keys(&config, command),
         Command::Models(command) => commands::admin::models(&config, command),
         Command::Config => commands::print_config(&config),

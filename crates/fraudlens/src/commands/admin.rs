@@ -172,9 +172,9 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                 }
                 Ok(())
             }
-            ModelsCommand::Promote { version, store } => {
+            ModelsCommand::Promote { model_version, store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
-                promote_checked(config, store.as_ref(), &version).await
+                promote_checked(config, store.as_ref(), &model_version).await
             }
             ModelsCommand::Rollback { store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;

@@ -21,7 +21,11 @@ pub fn run(config: &Config, args: ServeArgs) -> CliResult {
 }
 
 /// The model to serve: `--model` (registered and promoted), else the registry's production model.
-async fn serving_model(config: &Config, store: &dyn Store, dir: Option<&std::path::Path>) -> CliResult<ServingModel> {
+pub(crate) async fn serving_model(
+    config: &Config,
+    store: &dyn Store,
+    dir: Option<&std::path::Path>,
+) -> CliResult<ServingModel> {
     if let Some(dir) = dir {
         let model = load_model(config, dir)?;
         store
@@ -130,7 +134,7 @@ pub async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -65,6 +65,10 @@ pub fn run(config: &Config, args: SimulateArgs) -> CliResult {
         account_takeover_rate,
         card_testing_rate
     );
+    if let Some(to) = &args.to {
+        let target = fraudlens_stream::KafkaTarget::parse(to).usage()?;
+        return super::admin::block_on(simulate_to_kafka(sim, target, args.rate));
+    }
     let format = args
         .format
         .unwrap_or_else(|| match args.out.extension().and_then(|ext| ext.to_str()) {
@@ -114,4 +118,46 @@ pub fn simulate_to(config: SimConfig, out: &Path, format: SimFormat) -> CliResul
     stats.elapsed = started.elapsed();
     tracing::debug!(rows = stats.rows, "simulation written");
     Ok(stats)
+}
+
+/// Streams the simulation to a Kafka topic: JSON records keyed by customer,
+/// at `rate` per second (0: as fast as the broker acknowledges).
+async fn simulate_to_kafka(config: SimConfig, target: fraudlens_stream::KafkaTarget, rate: u64) -> CliResult {
+    let started = Instant::now();
+    let currency = config.currency;
+    let simulator = Simulator::new(config).usage()?;
+    let mut producer = fraudlens_stream::Producer::new(&target).context("creating the Kafka producer")?;
+    let mut line = String::with_capacity(512);
+    let mut sent = 0u64;
+    for day in simulator {
+        for record in &day {
+            line.clear();
+            record.write_json(currency, &mut line);
+            let key = format!("cust_{:06}", record.customer);
+            producer
+                .send(&key, line.trim_end().as_bytes())
+                .await
+                .with_context(|| format!("producing to {}", target.topic))?;
+            sent += 1;
+            if rate > 0 {
+                // pace against the clock, not per record, so the rate holds on average
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    let sent = producer
+        .finish()
+        .await
+        .with_context(|| format!("producing to {}", target.topic))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "produced {sent} transactions to {} on {} in {elapsed:.2}s ({:.0}/s, all acknowledged)",
+        target.topic,
+        target.brokers,
+        sent as f64 / elapsed.max(1e-9)
+    );
+    Ok(())
 }

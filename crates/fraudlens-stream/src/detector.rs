@@ -1,0 +1,310 @@
+//! The detector: one member of a Kafka consumer group.
+//!
+//! ```text
+//! poll a batch ─► parse (bad records: dead-letter table + topic, with partition/offset)
+//!   ─► Pipeline::score_parsed (durable, idempotent on the transaction id)
+//!   ─► decisions topic (keyed by transaction id; replays publish the stored decision again)
+//!   ─► wait for the broker's acks ─► store the offsets (committed by the next auto-commit)
+//! ```
+//!
+//! At-least-once from Kafka, effects exactly once: an offset is stored only
+//! after its record's decision is committed to the store and published, so a
+//! crash anywhere redelivers records whose decisions may already be stored —
+//! the pipeline then returns the stored decision unchanged (no second row),
+//! and the decision message is published again with the same content.
+//! A batch is finished before the next poll, so when partitions are revoked
+//! (rebalance, shutdown) nothing is in flight: the stored offsets are
+//! committed synchronously and the partitions released.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError};
+use fraudlens_store::DeadLetter;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Statistics};
+use tokio::sync::watch;
+
+use crate::StreamError;
+
+/// How a detector connects and batches.
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topic of transactions (JSON records, keyed by the primary entity).
+    pub topic: String,
+    /// Consumer group: detectors of one group share the topic's partitions.
+    pub group: String,
+    /// Where decisions are published (keyed by transaction id).
+    pub decisions_topic: String,
+    /// Where records that cannot be parsed go (with the error and their partition/offset in headers).
+    pub dead_letter_topic: String,
+    /// Most records per batch (one commit to the store).
+    pub max_batch: usize,
+    /// The group's session timeout: a crashed member's partitions move after it.
+    pub session_timeout_ms: u32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".to_owned(),
+            topic: "transactions".to_owned(),
+            group: "fraud-detectors".to_owned(),
+            decisions_topic: "fraud-decisions".to_owned(),
+            dead_letter_topic: "fraud-dead-letters".to_owned(),
+            max_batch: 1_000,
+            session_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Consumer callbacks: commit before partitions are revoked; lag from the statistics.
+struct Context;
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    metrics::gauge!("kafka_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(stats.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                // the batch before this poll is finished and its offsets stored
+                if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(%error, "commit before revoke (nothing stored yet?)");
+                }
+                tracing::info!(partitions = partitions.count(), "partitions revoked");
+            }
+            Rebalance::Assign(partitions) => tracing::info!(partitions = partitions.count(), "partitions assigned"),
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// A running group member.
+pub struct Detector {
+    pipeline: Arc<Pipeline>,
+    consumer: StreamConsumer<Context>,
+    producer: FutureProducer,
+    config: DetectorConfig,
+}
+
+/// What happened to one record of a batch.
+enum Outcome {
+    /// Published: the decision.
+    Decided,
+    /// Dead-lettered.
+    Dead,
+}
+
+impl Detector {
+    /// Connects, joins the group and subscribes.
+    pub fn new(pipeline: Arc<Pipeline>, config: DetectorConfig) -> Result<Self, StreamError> {
+        let consumer: StreamConsumer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(Context)?;
+        consumer.subscribe(&[&config.topic])?;
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        Ok(Self {
+            pipeline,
+            consumer,
+            producer,
+            config,
+        })
+    }
+
+    /// Consumes until `stop` turns true; then commits and leaves the group.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<(), StreamError> {
+        loop {
+            let first = tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => break,
+                message = self.consumer.recv() => message,
+            };
+            let first = match first {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.config.max_batch {
+                match tokio::time::timeout(Duration::from_millis(2), self.consumer.recv()).await {
+                    Ok(Ok(message)) => batch.push(message),
+                    _ => break,
+                }
+            }
+            // retry the whole batch until it is done: what was stored comes back as replays
+            loop {
+                match self.process(&batch).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, records = batch.len(), "batch not done; retrying");
+                        if *stop.borrow() {
+                            // leave its offsets unstored: another member redoes it
+                            return self.close();
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        self.close()
+    }
+
+    fn close(&self) -> Result<(), StreamError> {
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "final commit");
+        }
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    /// Scores, stores and publishes one batch, then stores its offsets.
+    async fn process(&self, batch: &[BorrowedMessage<'_>]) -> Result<(), StreamError> {
+        let started = Instant::now();
+        metrics::counter!("records_consumed_total").increment(batch.len() as u64);
+        let model = self.pipeline.model();
+        let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
+        let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
+        let mut parsed = Vec::new();
+        let mut positions = Vec::new();
+        for (idx, message) in batch.iter().enumerate() {
+            let payload = message.payload().unwrap_or_default();
+            let record = serde_json::from_slice::<serde_json::Value>(payload)
+                .map_err(|error| format!("not JSON: {error}"))
+                .and_then(|value| match value.is_object() {
+                    true => Ok(value),
+                    false => Err("not a JSON object".to_owned()),
+                })
+                .and_then(|value| {
+                    model
+                        .inputs
+                        .schema
+                        .parse_json(&value)
+                        .map_err(|error| error.to_string())
+                });
+            match record {
+                Ok(tx) => {
+                    positions.push(idx);
+                    parsed.push(Ok(tx));
+                }
+                Err(error) => letters.push((idx, dead_letter(message, error))),
+            }
+        }
+        let results = self.pipeline.score_parsed(&model, parsed).await;
+        let mut deliveries = Vec::new();
+        for (idx, result) in positions.into_iter().zip(results) {
+            match result {
+                Ok(scored) => {
+                    let payload = serde_json::to_vec(&DecisionView::from(&scored.record))?;
+                    let key = scored.record.transaction_id.clone();
+                    let delivery = self.producer.send_result(
+                        FutureRecord::to(&self.config.decisions_topic)
+                            .key(key.as_bytes())
+                            .payload(&payload),
+                    );
+                    deliveries.push(delivery.map_err(|(error, _)| StreamError::Kafka(error))?);
+                    if scored.record.decision.as_str() != "approve" && !scored.replayed {
+                        metrics::counter!("anomalies_detected_total").increment(1);
+                    }
+                    outcomes[idx] = Some(Outcome::Decided);
+                }
+                // the id was stored with other content: not this record's decision to publish
+                Err(error @ (ScoreError::Conflict(_) | ScoreError::Invalid(_))) => {
+                    letters.push((idx, dead_letter(&batch[idx], error.to_string())));
+                }
+                Err(error) => return Err(StreamError::Unavailable(error.to_string())),
+            }
+        }
+        if !letters.is_empty() {
+            let rows: Vec<DeadLetter> = letters.iter().map(|(_, letter)| letter.clone()).collect();
+            self.pipeline.store().put_dead_letters(&rows).await?;
+            metrics::counter!("dead_letters_total").increment(rows.len() as u64);
+            for (idx, letter) in &letters {
+                let message = &batch[*idx];
+                let headers = rdkafka::message::OwnedHeaders::new()
+                    .insert(rdkafka::message::Header {
+                        key: "error",
+                        value: Some(letter.error.as_bytes()),
+                    })
+                    .insert(rdkafka::message::Header {
+                        key: "source",
+                        value: Some(letter.location.as_bytes()),
+                    });
+                let mut record = FutureRecord::to(&self.config.dead_letter_topic)
+                    .payload(message.payload().unwrap_or_default())
+                    .headers(headers);
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                let delivery = self.producer.send_result(record);
+                deliveries.push(delivery.map_err(|(error, _)| StreamError::Kafka(error))?);
+                outcomes[*idx] = Some(Outcome::Dead);
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(StreamError::Kafka(error)),
+                Err(_) => return Err(StreamError::Unavailable("delivery cancelled".to_owned())),
+            }
+        }
+        // everything of the batch is durable and published: its offsets may be committed
+        let now = now_ms();
+        for (message, outcome) in batch.iter().zip(&outcomes) {
+            if outcome.is_some() {
+                self.consumer
+                    .store_offset(message.topic(), message.partition(), message.offset())?;
+                if let Some(produced) = message.timestamp().to_millis() {
+                    metrics::histogram!("record_latency_seconds").record((now - produced).max(0) as f64 / 1000.0);
+                }
+            }
+        }
+        metrics::histogram!("batch_duration_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+fn dead_letter(message: &BorrowedMessage<'_>, error: String) -> DeadLetter {
+    DeadLetter {
+        at: now_ms(),
+        source: format!("kafka:{}", message.topic()),
+        location: format!("partition {} offset {}", message.partition(), message.offset()),
+        error,
+        payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+    }
+}

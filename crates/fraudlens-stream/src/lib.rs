@@ -1,0 +1,29 @@
+//! Kafka for fraudlens: the detector ([`Detector`], a consumer-group member on
+//! the shared scoring pipeline) and the transaction producer ([`Producer`],
+//! behind `fraudlens simulate --to kafka://…`).
+
+mod detector;
+mod producer;
+
+pub use detector::{Detector, DetectorConfig};
+pub use producer::{KafkaTarget, Producer};
+
+/// Why the detector or producer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The Kafka client failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] fraudlens_store::StoreError),
+    /// Decisions could not be stored or published now (the batch is retried).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Serialising a message failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A `kafka://HOST:PORT/TOPIC` target that does not parse.
+    #[error("invalid Kafka target {0:?}: expected kafka://HOST:PORT/TOPIC")]
+    Target(String),
+}

@@ -1,0 +1,140 @@
+//! `fraudlens detect`: a Kafka consumer-group member on the shared scoring
+//! pipeline, with `/metrics`, `/health/live` and `/health/ready` on their own
+//! port, and a graceful stop on SIGTERM/SIGINT (finish the batch, commit the
+//! offsets, leave the group, flush the store).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use fraudlens_pipeline::{Pipeline, PipelineConfig};
+use fraudlens_stream::{Detector, DetectorConfig};
+
+use super::admin::{block_on, open_store, redact_url, store_url};
+use super::serve::{serving_model, shutdown_signal};
+use crate::cli::DetectArgs;
+use crate::config::Config;
+use crate::exit::{Classify, CliResult};
+
+/// Runs the detector until SIGTERM or SIGINT.
+pub fn run(config: &Config, args: DetectArgs) -> CliResult {
+    block_on(detect(config, args))
+}
+
+struct Probe {
+    pipeline: Arc<Pipeline>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+async fn metrics(State(probe): State<Arc<Probe>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        probe.metrics.render(),
+    )
+}
+
+async fn live() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "healthy", "service": "fraudlens-detect"})),
+    )
+}
+
+async fn ready(State(probe): State<Arc<Probe>>) -> impl IntoResponse {
+    match probe.pipeline.store().ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready", "model": probe.pipeline.model().version()})),
+        ),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not_ready", "store": error.to_string()})),
+        ),
+    }
+}
+
+async fn detect(config: &Config, args: DetectArgs) -> CliResult {
+    let url = store_url(config, &args.store);
+    let store = open_store(config, &url).await?;
+    let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
+    let settings = &config.detect;
+    let pipeline = Pipeline::start(
+        store.clone(),
+        model,
+        PipelineConfig {
+            top_reasons: config.serve.top_reasons,
+            explain: config.serve.explain,
+            max_commit_rows: config.serve.max_commit_rows.max(settings.max_batch),
+            queue_capacity: config.serve.queue_capacity,
+            // the state is rebuilt from the store on start: it holds every detector's transactions
+            state_file: None,
+        },
+    )
+    .await
+    .context("starting the scoring pipeline")?;
+    let detector_config = DetectorConfig {
+        brokers: args.brokers.unwrap_or_else(|| settings.brokers.clone()),
+        topic: args.topic.unwrap_or_else(|| settings.topic.clone()),
+        group: args.group.unwrap_or_else(|| settings.group.clone()),
+        decisions_topic: settings.decisions_topic.clone(),
+        dead_letter_topic: settings.dead_letter_topic.clone(),
+        max_batch: settings.max_batch.max(1),
+        session_timeout_ms: settings.session_timeout_ms,
+    };
+    let detector = Detector::new(pipeline.clone(), detector_config.clone())
+        .context("creating the Kafka clients")
+        .usage()?;
+
+    let probe = Arc::new(Probe {
+        pipeline: pipeline.clone(),
+        metrics: fraudlens_server::ops::install_metrics(),
+    });
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(probe);
+    let listen = args.metrics_listen.as_deref().unwrap_or(&settings.metrics_listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))
+        .usage()?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics endpoint stopped");
+        }
+    });
+    tracing::info!(
+        brokers = detector_config.brokers,
+        topic = detector_config.topic,
+        group = detector_config.group,
+        store = %redact_url(&url),
+        model = pipeline.model().version(),
+        "detecting"
+    );
+    println!(
+        "fraudlens detect: topic {} in group {} (decisions to {}, dead letters to {}); metrics on http://{address}/metrics",
+        detector_config.topic,
+        detector_config.group,
+        detector_config.decisions_topic,
+        detector_config.dead_letter_topic
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing the batch and committing offsets");
+        let _ = stop_tx.send(true);
+    });
+    detector.run(stop_rx).await.context("consuming")?;
+    drop(detector);
+    pipeline.shutdown().await.context("flushing")?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! `fraudlens detect` against a real Kafka-compatible broker (tansu) and
+//! PostgreSQL: two detectors in one group, poison records, decisions topic,
+//! committed offsets on restart.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fraudlens_testkit::{Backend, Broker, TestDb};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::model::trained;
+use crate::{fraudlens, ok};
+
+/// A running `fraudlens detect`.
+struct Detect {
+    child: Child,
+    metrics: String,
+    log: std::path::PathBuf,
+}
+
+impl Detect {
+    fn start(dir: &Path, broker: &str, group: &str, database: &str, name: &str) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fraudlens"));
+        command
+            .current_dir(dir)
+            .args(["detect", "--brokers", broker, "--topic", "tx", "--group", group])
+            .args(["--database", database, "--metrics-listen", "127.0.0.1:0"])
+            .env("FRAUDLENS_DETECT__DECISIONS_TOPIC", "decisions")
+            .env("FRAUDLENS_DETECT__DEAD_LETTER_TOPIC", "dead")
+            .env("FRAUDLENS_DETECT__SESSION_TIMEOUT_MS", "6000")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(metrics) = line.split("metrics on ").nth(1) else {
+            let _ = child.kill();
+            panic!(
+                "detect did not start: {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Self {
+            child,
+            metrics: metrics.trim().to_owned(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A counter from /metrics (0 when not exported yet).
+    async fn counter(&self, name: &str) -> f64 {
+        let text = reqwest::get(&self.metrics).await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn terminate(mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Detect {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poison records: not JSON, not an object, invalid UTF-8, missing or invalid fields.
+fn poison(n: usize) -> Vec<Vec<u8>> {
+    let kinds: [&[u8]; 6] = [
+        b"not json at all",
+        b"[1, 2, 3]",
+        b"{\"transaction_id\": \"p\"",
+        b"\xff\xfe{\"a\":1}",
+        b"{\"transaction_id\":\"poison\",\"timestamp\":\"yesterday\",\"customer_id\":\"c\",\"terminal_id\":\"t\",\"amount\":1}",
+        b"{\"transaction_id\":\"poison2\",\"timestamp\":\"2026-01-02T00:00:00Z\",\"customer_id\":\"c\",\"amount\":\"x\"}",
+    ];
+    (0..n).map(|idx| kinds[idx % kinds.len()].to_vec()).collect()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
+    let broker = Broker::start();
+    for topic in ["tx", "decisions", "dead"] {
+        broker.create_topic(topic, 4);
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained().model();
+    // register and promote once, so that the two detectors find it
+    let version = ok(
+        dir.path(),
+        &["models", "register", model.to_str().unwrap(), "--database", &db.url],
+    )
+    .stdout
+    .trim()
+    .to_owned();
+    ok(dir.path(), &["models", "promote", &version, "--database", &db.url]);
+
+    let target = format!("kafka://{}/tx", broker.address);
+    let run = ok(
+        dir.path(),
+        &[
+            "simulate",
+            "--customers",
+            "150",
+            "--terminals",
+            "300",
+            "--days",
+            "4",
+            "--seed",
+            "9",
+            "--to",
+            &target,
+        ],
+    );
+    let produced: usize = run
+        .stderr
+        .split("produced ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(produced > 500, "{produced}");
+    let n_poison = produced / 100;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .unwrap();
+    for (idx, payload) in poison(n_poison).iter().enumerate() {
+        let key = format!("poison-{idx}");
+        producer.send(BaseRecord::to("tx").key(&key).payload(payload)).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let group = format!("detectors-{}", std::process::id());
+    let first = Detect::start(dir.path(), &broker.address, &group, &db.url, "d1");
+    let second = Detect::start(dir.path(), &broker.address, &group, &db.url, "d2");
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    wait_for(
+        "every record stored or dead-lettered",
+        Duration::from_secs(120),
+        async || {
+            let stored = store.count_transactions().await.unwrap() as usize;
+            let dead = store.dead_letters(100_000).await.unwrap().len();
+            stored == produced && dead == n_poison
+        },
+    )
+    .await;
+    // both members took part
+    let consumed = (
+        first.counter("records_consumed_total").await,
+        second.counter("records_consumed_total").await,
+    );
+    assert!(
+        consumed.0 > 0.0 && consumed.1 > 0.0,
+        "partitions split across the group: {consumed:?}"
+    );
+    assert_eq!((consumed.0 + consumed.1) as usize, produced + n_poison);
+
+    // every poison record is in the dead-letter table with its position, and on the topic
+    let letters = store.dead_letters(100_000).await.unwrap();
+    for letter in &letters {
+        assert!(letter.letter.location.starts_with("partition "), "{:?}", letter.letter);
+        assert!(letter.letter.location.contains(" offset "), "{:?}", letter.letter);
+        assert_eq!(letter.letter.source, "kafka:tx");
+    }
+
+    // one decision message per transaction (repeats, if any, with the same content)
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", format!("reader-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    reader.subscribe(&["decisions", "dead"]).unwrap();
+    let mut decisions = std::collections::HashMap::new();
+    let mut dead_messages = 0;
+    let started = Instant::now();
+    while (decisions.len() < produced || dead_messages < n_poison) && started.elapsed() < Duration::from_secs(60) {
+        let Some(message) = reader.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        if message.topic() == "dead" {
+            dead_messages += 1;
+            let headers = message.headers().map(rdkafka::message::Headers::count).unwrap_or(0);
+            assert!(headers >= 2, "dead letters carry the error and the source");
+            continue;
+        }
+        let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+        let payload = message.payload().unwrap().to_vec();
+        let decision: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(decision["transaction_id"], key.as_str());
+        if let Some(previous) = decisions.insert(key, payload.clone()) {
+            assert_eq!(previous, payload, "a repeated decision message has the same content");
+        }
+    }
+    assert_eq!(decisions.len(), produced, "one decision per transaction on the topic");
+    assert_eq!(dead_messages, n_poison);
+
+    assert_eq!(first.terminate(), 0);
+    assert_eq!(second.terminate(), 0);
+
+    // a member started after the stream ended resumes from the committed offsets
+    let late = Detect::start(dir.path(), &broker.address, &group, &db.url, "d3");
+    wait_for("the late member's assignment", Duration::from_secs(60), async || {
+        late.log().contains("partitions assigned")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(late.counter("records_consumed_total").await, 0.0, "{}", late.log());
+    assert_eq!(store.count_transactions().await.unwrap() as usize, produced);
+    assert_eq!(late.terminate(), 0);
+    let run = fraudlens(dir.path(), &["models", "list", "--database", &db.url], &[]);
+    assert!(run.stdout.contains("production"));
+}
