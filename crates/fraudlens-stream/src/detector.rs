@@ -12,9 +12,12 @@
 //! crash anywhere redelivers records whose decisions may already be stored —
 //! the pipeline then returns the stored decision unchanged (no second row),
 //! and the decision message is published again with the same content.
-//! A batch is finished before the next poll, so when partitions are revoked
-//! (rebalance, shutdown) nothing is in flight: the stored offsets are
-//! committed synchronously and the partitions released.
+//! A batch is finished before the next poll, and when partitions are revoked
+//! (rebalance, shutdown) the offsets stored so far are committed synchronously
+//! before they are released. A rebalance can also happen while a batch is
+//! being filled (it runs inside a poll): the records already in hand are still
+//! decided, stored and published, but their offsets belong to the new owner,
+//! which redelivers them and gets the stored decisions back as replays.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,6 +50,10 @@ pub struct DetectorConfig {
     pub max_batch: usize,
     /// The group's session timeout: a crashed member's partitions move after it.
     pub session_timeout_ms: u32,
+    /// Fault injection for the crash test: abort the process right after the
+    /// store commit of this many batches (before publishing and storing
+    /// offsets), the window where a crash must cause redelivery, not loss.
+    pub crash_after_batches: Option<u64>,
 }
 
 impl Default for DetectorConfig {
@@ -59,6 +66,7 @@ impl Default for DetectorConfig {
             dead_letter_topic: "fraud-dead-letters".to_owned(),
             max_batch: 1_000,
             session_timeout_ms: 10_000,
+            crash_after_batches: None,
         }
     }
 }
@@ -107,6 +115,7 @@ pub struct Detector {
     consumer: StreamConsumer<Context>,
     producer: FutureProducer,
     config: DetectorConfig,
+    batches: std::sync::atomic::AtomicU64,
 }
 
 /// What happened to one record of a batch.
@@ -142,6 +151,7 @@ impl Detector {
             consumer,
             producer,
             config,
+            batches: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -226,6 +236,14 @@ impl Detector {
             }
         }
         let results = self.pipeline.score_parsed(&model, parsed).await;
+        let batches = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if self.config.crash_after_batches == Some(batches) {
+            tracing::error!(
+                batches,
+                "fault injection: aborting after the store commit, before the offsets"
+            );
+            std::process::abort();
+        }
         let mut deliveries = Vec::new();
         for (idx, result) in positions.into_iter().zip(results) {
             match result {
@@ -238,7 +256,10 @@ impl Detector {
                             .payload(&payload),
                     );
                     deliveries.push(delivery.map_err(|(error, _)| StreamError::Kafka(error))?);
-                    if scored.record.decision.as_str() != "approve" && !scored.replayed {
+                    if scored.replayed {
+                        // decided before (a redelivery after a crash or rebalance): published again
+                        metrics::counter!("records_redelivered_total").increment(1);
+                    } else if scored.record.decision.as_str() != "approve" {
                         metrics::counter!("anomalies_detected_total").increment(1);
                     }
                     outcomes[idx] = Some(Outcome::Decided);
@@ -287,8 +308,19 @@ impl Detector {
         let now = now_ms();
         for (message, outcome) in batch.iter().zip(&outcomes) {
             if outcome.is_some() {
-                self.consumer
-                    .store_offset(message.topic(), message.partition(), message.offset())?;
+                match self
+                    .consumer
+                    .store_offset(message.topic(), message.partition(), message.offset())
+                {
+                    Ok(()) => {}
+                    // the partition was revoked while the batch was filled (a rebalance runs
+                    // inside poll): its new owner redelivers these records, which come back as
+                    // replays of the decisions stored here — nothing lost, nothing doubled
+                    Err(rdkafka::error::KafkaError::StoreOffset(rdkafka::types::RDKafkaErrorCode::State)) => {
+                        metrics::counter!("offsets_left_to_new_owner_total").increment(1);
+                    }
+                    Err(error) => return Err(error.into()),
+                }
                 if let Some(produced) = message.timestamp().to_millis() {
                     metrics::histogram!("record_latency_seconds").record((now - produced).max(0) as f64 / 1000.0);
                 }

@@ -84,6 +84,10 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
         dead_letter_topic: settings.dead_letter_topic.clone(),
         max_batch: settings.max_batch.max(1),
         session_timeout_ms: settings.session_timeout_ms,
+        // fault injection for the crash test only
+        crash_after_batches: std::env::var("FRAUDLENS_TEST_CRASH_AFTER_BATCHES")
+            .ok()
+            .and_then(|n| n.parse().ok()),
     };
     let detector = Detector::new(pipeline.clone(), detector_config.clone())
         .context("creating the Kafka clients")

@@ -25,6 +25,10 @@ struct Detect {
 
 impl Detect {
     fn start(dir: &Path, broker: &str, group: &str, database: &str, name: &str) -> Self {
+        Self::start_with(dir, broker, group, database, name, &[])
+    }
+
+    fn start_with(dir: &Path, broker: &str, group: &str, database: &str, name: &str, env: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("{name}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_fraudlens"));
         command
@@ -34,6 +38,7 @@ impl Detect {
             .env("FRAUDLENS_DETECT__DECISIONS_TOPIC", "decisions")
             .env("FRAUDLENS_DETECT__DEAD_LETTER_TOPIC", "dead")
             .env("FRAUDLENS_DETECT__SESSION_TIMEOUT_MS", "6000")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
         let mut child = command.spawn().unwrap();
@@ -66,6 +71,17 @@ impl Detect {
             .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// `kill -9`.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the process to end by itself (fault injection).
+    fn wait(mut self) -> Option<i32> {
+        self.child.wait().unwrap().code()
     }
 
     fn terminate(mut self) -> i32 {
@@ -248,4 +264,142 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     assert_eq!(late.terminate(), 0);
     let run = fraudlens(dir.path(), &["models", "list", "--database", &db.url], &[]);
     assert!(run.stdout.contains("production"));
+}
+
+/// Registers and promotes the shared test model on `database`.
+fn promote_model(dir: &Path, database: &str) {
+    let model = trained().model();
+    let version = ok(
+        dir,
+        &["models", "register", model.to_str().unwrap(), "--database", database],
+    )
+    .stdout
+    .trim()
+    .to_owned();
+    ok(dir, &["models", "promote", &version, "--database", database]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
+    let broker = Broker::start();
+    for topic in ["tx", "decisions", "dead"] {
+        broker.create_topic(topic, 4);
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    promote_model(dir.path(), &db.url);
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+
+    // about 100,000 transactions, produced while the detectors run
+    let target = format!("kafka://{}/tx", broker.address);
+    let producer = {
+        let dir = dir.path().to_owned();
+        std::thread::spawn(move || {
+            ok(
+                &dir,
+                &[
+                    "simulate",
+                    "--customers",
+                    "2000",
+                    "--terminals",
+                    "4000",
+                    "--days",
+                    "25",
+                    "--seed",
+                    "11",
+                    "--to",
+                    &target,
+                ],
+            )
+        })
+    };
+    let group = format!("crash-{}", std::process::id());
+    let steady = Detect::start(dir.path(), &broker.address, &group, &db.url, "steady");
+    // crash 1: the fault-injection switch aborts right after a store commit, before the offsets
+    let crashing = Detect::start_with(
+        dir.path(),
+        &broker.address,
+        &group,
+        &db.url,
+        "crash1",
+        &[("FRAUDLENS_TEST_CRASH_AFTER_BATCHES", "5")],
+    );
+    assert_ne!(crashing.wait(), Some(0), "the injected crash happened");
+    // crashes 2 and 3: kill -9 at points set by the progress of the store
+    let mut victim = Detect::start(dir.path(), &broker.address, &group, &db.url, "crash2");
+    for (round, threshold) in [(2, 40_000usize), (3, 70_000)] {
+        let started = Instant::now();
+        while (store.count_transactions().await.unwrap() as usize) < threshold {
+            if started.elapsed() > Duration::from_secs(240) {
+                let metrics = reqwest::get(&steady.metrics).await.unwrap().text().await.unwrap();
+                let metrics2 = reqwest::get(&victim.metrics).await.unwrap().text().await.unwrap();
+                let mut logs = String::new();
+                for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                    if entry.path().extension().is_some_and(|e| e == "log") {
+                        logs.push_str(&format!(
+                            "== {}\n{}\n",
+                            entry.path().display(),
+                            std::fs::read_to_string(entry.path()).unwrap()
+                        ));
+                    }
+                }
+                panic!(
+                    "stalled before crash {round} at {}\n{logs}\nsteady metrics:\n{}\nvictim metrics:\n{}",
+                    store.count_transactions().await.unwrap(),
+                    metrics
+                        .lines()
+                        .filter(|l| l.starts_with("records") || l.starts_with("kafka"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    metrics2
+                        .lines()
+                        .filter(|l| l.starts_with("records") || l.starts_with("kafka"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        victim.kill();
+        victim = Detect::start(
+            dir.path(),
+            &broker.address,
+            &group,
+            &db.url,
+            &format!("crash{}", round + 1),
+        );
+    }
+    let run = producer.join().unwrap();
+    let produced: usize = run
+        .stderr
+        .split("produced ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(produced > 90_000, "{produced}");
+    wait_for("every transaction stored", Duration::from_secs(300), async || {
+        store.count_transactions().await.unwrap() as usize >= produced
+    })
+    .await;
+    let stored = store.count_transactions().await.unwrap() as usize;
+    let redelivered =
+        steady.counter("records_redelivered_total").await + victim.counter("records_redelivered_total").await;
+    println!(
+        "crash test: produced {produced}, stored {stored}, lost {}, duplicate rows {} (unique key), \
+         dead-lettered {}, redelivered after the crashes {redelivered}",
+        produced.saturating_sub(stored),
+        stored.saturating_sub(produced),
+        store.dead_letters(10).await.unwrap().len(),
+    );
+    assert_eq!(stored, produced, "lost or duplicated rows");
+    assert!(
+        redelivered > 0.0,
+        "the crashes hit records whose offsets were not committed"
+    );
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(steady.terminate(), 0);
+    assert_eq!(victim.terminate(), 0);
 }
