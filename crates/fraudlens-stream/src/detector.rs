@@ -138,6 +138,8 @@ impl Detector {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", config.session_timeout_ms.to_string())
             .set("statistics.interval.ms", "5000")
+            // when caught up, ask again soon rather than after librdkafka's default 500 ms
+            .set("fetch.wait.max.ms", "10")
             .create_with_context(Context)?;
         consumer.subscribe(&[&config.topic])?;
         let producer: FutureProducer = ClientConfig::new()
@@ -170,9 +172,17 @@ impl Detector {
                     continue;
                 }
             };
+            // fill the batch with what is already there, for at most 10 ms: batches grow
+            // with the backlog, and a record waits little when there is none
             let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
             while batch.len() < self.config.max_batch {
-                match tokio::time::timeout(Duration::from_millis(2), self.consumer.recv()).await {
+                match tokio::time::timeout_at(
+                    deadline.min(tokio::time::Instant::now() + Duration::from_millis(2)),
+                    self.consumer.recv(),
+                )
+                .await
+                {
                     Ok(Ok(message)) => batch.push(message),
                     _ => break,
                 }
