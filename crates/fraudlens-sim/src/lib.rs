@@ -210,6 +210,38 @@ impl SimRecord {
         out.push('\n');
     }
 
+    /// Appends the record as one JSON line shaped like a Stripe charge
+    /// (`id`, `amount` in minor units, lowercase `currency`, `created` in unix
+    /// seconds, `customer`, `payment_method_details.card.{fingerprint,country,brand}`,
+    /// `billing_details.address.country`, `metadata`). Each customer has one
+    /// card; the terminal, merchant category, channel and the simulation's label
+    /// travel in `metadata`. `schemas/stripe-charge.toml` maps it.
+    pub fn write_stripe_json(&self, currency: Currency, out: &mut String) {
+        const BRANDS: [&str; 3] = ["visa", "mastercard", "amex"];
+        let _ = write!(
+            out,
+            "{{\"id\":\"ch_{:010}\",\"object\":\"charge\",\"amount\":{},\"currency\":\"{}\",\"created\":{},\
+             \"customer\":\"cust_{:06}\",\"payment_method_details\":{{\"type\":\"card\",\"card\":{{\
+             \"fingerprint\":\"fp_{:06}\",\"country\":\"{}\",\"brand\":\"{}\"}}}},\
+             \"billing_details\":{{\"address\":{{\"country\":\"{}\"}}}},\"metadata\":{{\"terminal_id\":\"term_{:06}\",\
+             \"mcc\":\"{}\",\"channel\":\"{}\",\"is_fraud\":\"{}\"}}}}",
+            self.number,
+            self.amount_minor,
+            currency.as_str().to_ascii_lowercase(),
+            self.timestamp.as_millis().div_euclid(1000),
+            self.customer,
+            self.customer,
+            self.country,
+            BRANDS[self.customer as usize % BRANDS.len()],
+            self.country,
+            self.terminal,
+            self.mcc,
+            self.channel,
+            u8::from(self.is_fraud()),
+        );
+        out.push('\n');
+    }
+
     /// Appends the record as one JSON line with the native field names.
     pub fn write_json(&self, currency: Currency, out: &mut String) {
         for (idx, (name, value)) in self.native_fields(currency).iter().enumerate() {

@@ -86,6 +86,8 @@ pub enum SimFormat {
     Csv,
     /// One JSON object per line.
     Jsonl,
+    /// One Stripe-charge-shaped JSON object per line (map it with `schemas/stripe-charge.toml`).
+    Stripe,
 }
 
 /// `fraudlens simulate`
@@ -100,7 +102,7 @@ pub struct SimulateArgs {
     /// With --to: transactions per second (0: as fast as the broker takes them).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub rate: u64,
-    /// Output format [default: from the file extension, else csv].
+    /// Output format [default: from the file extension, else csv; with --to, jsonl (native fields)].
     #[arg(long, value_enum)]
     pub format: Option<SimFormat>,
     /// Number of customers [default: 5000].

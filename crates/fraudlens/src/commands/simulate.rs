@@ -67,7 +67,11 @@ pub fn run(config: &Config, args: SimulateArgs) -> CliResult {
     );
     if let Some(to) = &args.to {
         let target = fraudlens_stream::KafkaTarget::parse(to).usage()?;
-        return super::admin::block_on(simulate_to_kafka(sim, target, args.rate));
+        let format = args.format.unwrap_or(SimFormat::Jsonl);
+        if format == SimFormat::Csv {
+            return Err(anyhow::anyhow!("--to kafka sends JSON: use --format jsonl or stripe")).usage();
+        }
+        return super::admin::block_on(simulate_to_kafka(sim, target, args.rate, format));
     }
     let format = args
         .format
@@ -100,6 +104,7 @@ pub fn simulate_to(config: SimConfig, out: &Path, format: SimFormat) -> CliResul
             match format {
                 SimFormat::Csv => record.write_csv(currency, &mut buffer),
                 SimFormat::Jsonl => record.write_json(currency, &mut buffer),
+                SimFormat::Stripe => record.write_stripe_json(currency, &mut buffer),
             }
             *stats.by_scenario.entry(record.scenario).or_insert(0) += 1;
             if buffer.len() > (1 << 20) - 512 {
@@ -122,7 +127,12 @@ pub fn simulate_to(config: SimConfig, out: &Path, format: SimFormat) -> CliResul
 
 /// Streams the simulation to a Kafka topic: JSON records keyed by customer,
 /// at `rate` per second (0: as fast as the broker acknowledges).
-async fn simulate_to_kafka(config: SimConfig, target: fraudlens_stream::KafkaTarget, rate: u64) -> CliResult {
+async fn simulate_to_kafka(
+    config: SimConfig,
+    target: fraudlens_stream::KafkaTarget,
+    rate: u64,
+    format: SimFormat,
+) -> CliResult {
     let started = Instant::now();
     let currency = config.currency;
     let simulator = Simulator::new(config).usage()?;
@@ -132,7 +142,10 @@ async fn simulate_to_kafka(config: SimConfig, target: fraudlens_stream::KafkaTar
     for day in simulator {
         for record in &day {
             line.clear();
-            record.write_json(currency, &mut line);
+            match format {
+                SimFormat::Stripe => record.write_stripe_json(currency, &mut line),
+                _ => record.write_json(currency, &mut line),
+            }
             let key = format!("cust_{:06}", record.customer);
             producer
                 .send(&key, line.trim_end().as_bytes())

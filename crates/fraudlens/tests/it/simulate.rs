@@ -83,3 +83,74 @@ fn bad_rates_are_usage_errors() {
         run.stderr
     );
 }
+
+#[test]
+fn stripe_shaped_events_give_the_same_features_through_the_bundled_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let sim = ["--customers", "150", "--terminals", "300", "--days", "8", "--seed", "5"];
+    ok(path, &[&["simulate"][..], &sim, &["--out", "native.csv"]].concat());
+    ok(
+        path,
+        &[
+            &["simulate"][..],
+            &sim,
+            &["--format", "stripe", "--out", "stripe.jsonl"],
+        ]
+        .concat(),
+    );
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(path.join("stripe.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for field in ["id", "amount", "currency", "created", "customer", "metadata"] {
+        assert!(!first[field].is_null(), "{field} in {first}");
+    }
+    assert!(first["payment_method_details"]["card"]["fingerprint"].is_string());
+    assert!(first["billing_details"]["address"]["country"].is_string());
+    assert!(first["amount"].is_i64(), "minor units");
+
+    ok(
+        path,
+        &["features", "--data", "native.csv", "--out", "native-features.csv"],
+    );
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/stripe-charge.toml");
+    let run = ok(
+        path,
+        &[
+            "features",
+            "--schema",
+            schema,
+            "--data",
+            "stripe.jsonl",
+            "--out",
+            "stripe-features.csv",
+        ],
+    );
+    assert!(!run.stderr.contains("bad row"), "{}", run.stderr);
+    let (native_header, native) = read_csv(&path.join("native-features.csv"));
+    let (stripe_header, stripe) = read_csv(&path.join("stripe-features.csv"));
+    assert_eq!(native.len(), stripe.len());
+    assert!(
+        stripe_header.iter().any(|h| h.starts_with("card_")),
+        "the card fingerprint is an entity"
+    );
+    let mut compared = 0;
+    for (idx, name) in native_header.iter().enumerate() {
+        let Some(other) = stripe_header.iter().position(|h| h == name) else {
+            continue;
+        };
+        if name == "transaction_id" {
+            continue;
+        }
+        for (a, b) in native.iter().zip(&stripe) {
+            assert_eq!(a[idx], b[other], "{name}");
+        }
+        compared += 1;
+    }
+    assert!(compared > 50, "{compared} columns compared");
+}
