@@ -50,6 +50,10 @@ pub struct DetectorConfig {
     pub max_batch: usize,
     /// The group's session timeout: a crashed member's partitions move after it.
     pub session_timeout_ms: u32,
+    /// A topic of labels (chargebacks, analyst verdicts from other systems):
+    /// `{"transaction_id": …, "label": "fraud"|"legit"|1|0, "source": …}`,
+    /// applied like `POST /api/v1/labels`.
+    pub labels_topic: Option<String>,
     /// Fault injection for the crash test: abort the process right after the
     /// store commit of this many batches (before publishing and storing
     /// offsets), the window where a crash must cause redelivery, not loss.
@@ -66,6 +70,7 @@ impl Default for DetectorConfig {
             dead_letter_topic: "fraud-dead-letters".to_owned(),
             max_batch: 1_000,
             session_timeout_ms: 10_000,
+            labels_topic: None,
             crash_after_batches: None,
         }
     }
@@ -141,7 +146,9 @@ impl Detector {
             // when caught up, ask again soon rather than after librdkafka's default 500 ms
             .set("fetch.wait.max.ms", "10")
             .create_with_context(Context)?;
-        consumer.subscribe(&[&config.topic])?;
+        let mut topics = vec![config.topic.as_str()];
+        topics.extend(config.labels_topic.as_deref());
+        consumer.subscribe(&topics)?;
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
@@ -222,8 +229,19 @@ impl Detector {
         let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
         let mut parsed = Vec::new();
         let mut positions = Vec::new();
+        let mut labels = Vec::new();
         for (idx, message) in batch.iter().enumerate() {
             let payload = message.payload().unwrap_or_default();
+            if self.config.labels_topic.as_deref() == Some(message.topic()) {
+                match parse_label(payload) {
+                    Ok(label) => {
+                        labels.push(label);
+                        outcomes[idx] = Some(Outcome::Decided);
+                    }
+                    Err(error) => letters.push((idx, dead_letter(message, error))),
+                }
+                continue;
+            }
             let record = serde_json::from_slice::<serde_json::Value>(payload)
                 .map_err(|error| format!("not JSON: {error}"))
                 .and_then(|value| match value.is_object() {
@@ -244,6 +262,11 @@ impl Detector {
                 }
                 Err(error) => letters.push((idx, dead_letter(message, error))),
             }
+        }
+        if !labels.is_empty() {
+            let applied = self.pipeline.apply_labels(&labels).await?;
+            metrics::counter!("labels_consumed_total").increment(labels.len() as u64);
+            tracing::debug!(labels = labels.len(), applied, "labels applied");
         }
         let results = self.pipeline.score_parsed(&model, parsed).await;
         let batches = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -339,6 +362,35 @@ impl Detector {
         metrics::histogram!("batch_duration_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+/// A label record: `{"transaction_id", "label", "source"?}`.
+fn parse_label(payload: &[u8]) -> Result<fraudlens_store::NewLabel, String> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        transaction_id: String,
+        label: serde_json::Value,
+        source: Option<String>,
+    }
+    let input: Input = serde_json::from_slice(payload).map_err(|error| format!("label: {error}"))?;
+    let text = match &input.label {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let label = fraudlens_core::Label::parse(&text).map_err(|error| format!("label: {error}"))?;
+    let id = fraudlens_core::TransactionId::parse(&input.transaction_id).map_err(|error| format!("label: {error}"))?;
+    Ok(fraudlens_store::NewLabel {
+        transaction_id: id.as_str().to_owned(),
+        label,
+        source: input
+            .source
+            .unwrap_or_else(|| "kafka".to_owned())
+            .chars()
+            .take(64)
+            .collect(),
+        actor: "detect".to_owned(),
+        at: now_ms(),
+    })
 }
 
 fn dead_letter(message: &BorrowedMessage<'_>, error: String) -> DeadLetter {

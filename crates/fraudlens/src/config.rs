@@ -63,6 +63,8 @@ pub struct DetectConfig {
     pub session_timeout_ms: u32,
     /// Where /metrics, /health/live and /health/ready listen.
     pub metrics_listen: String,
+    /// A topic of labels (chargebacks) to apply like `POST /api/v1/labels`; empty: none.
+    pub labels_topic: String,
 }
 
 impl Default for DetectConfig {
@@ -77,6 +79,7 @@ impl Default for DetectConfig {
             max_batch: detector.max_batch,
             session_timeout_ms: detector.session_timeout_ms,
             metrics_listen: "127.0.0.1:8001".to_owned(),
+            labels_topic: String::new(),
         }
     }
 }

@@ -84,6 +84,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
         dead_letter_topic: settings.dead_letter_topic.clone(),
         max_batch: settings.max_batch.max(1),
         session_timeout_ms: settings.session_timeout_ms,
+        labels_topic: Some(settings.labels_topic.clone()).filter(|topic| !topic.is_empty()),
         // fault injection for the crash test only
         crash_after_batches: std::env::var("FRAUDLENS_TEST_CRASH_AFTER_BATCHES")
             .ok()

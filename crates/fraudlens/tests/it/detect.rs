@@ -38,6 +38,7 @@ impl Detect {
             .env("FRAUDLENS_DETECT__DECISIONS_TOPIC", "decisions")
             .env("FRAUDLENS_DETECT__DEAD_LETTER_TOPIC", "dead")
             .env("FRAUDLENS_DETECT__SESSION_TIMEOUT_MS", "6000")
+            .env("FRAUDLENS_DETECT__LABELS_TOPIC", "labels")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -128,7 +129,7 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     let broker = Broker::start();
-    for topic in ["tx", "decisions", "dead"] {
+    for topic in ["tx", "decisions", "dead", "labels"] {
         broker.create_topic(topic, 4);
     }
     let db = TestDb::new(Backend::Postgres).await;
@@ -248,6 +249,38 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     }
     assert_eq!(decisions.len(), produced, "one decision per transaction on the topic");
     assert_eq!(dead_messages, n_poison);
+
+    // chargebacks from the labels topic are applied like the REST endpoint; a bad one is dead-lettered
+    let charged: Vec<String> = decisions.keys().take(3).cloned().collect();
+    for id in &charged {
+        let payload = serde_json::json!({"transaction_id": id, "label": "fraud", "source": "chargeback"}).to_string();
+        producer
+            .send(BaseRecord::to("labels").key(id).payload(&payload))
+            .unwrap();
+    }
+    producer
+        .send(
+            BaseRecord::to("labels")
+                .key("bad")
+                .payload("{\"transaction_id\": \"x\", \"label\": \"maybe\"}"),
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    wait_for("the labels", Duration::from_secs(60), async || {
+        let mut all = true;
+        for id in &charged {
+            let labels = store.labels(id).await.unwrap();
+            all &= labels
+                .iter()
+                .any(|l| l.source == "chargeback" && l.label == fraudlens_core::Label::Fraud);
+        }
+        all && store.dead_letters(100_000).await.unwrap().len() == n_poison + 1
+    })
+    .await;
+    assert_eq!(
+        store.transaction(&charged[0]).await.unwrap().unwrap().label,
+        Some(fraudlens_core::Label::Fraud)
+    );
 
     assert_eq!(first.terminate(), 0);
     assert_eq!(second.terminate(), 0);
