@@ -12,13 +12,17 @@
 //! crash anywhere redelivers records whose decisions may already be stored —
 //! the pipeline then returns the stored decision unchanged (no second row),
 //! and the decision message is published again with the same content.
-//! A batch is finished before the next poll, and when partitions are revoked
-//! (rebalance, shutdown) the offsets stored so far are committed synchronously
-//! before they are released. A rebalance can also happen while a batch is
-//! being filled (it runs inside a poll): the records already in hand are still
-//! decided, stored and published, but their offsets belong to the new owner,
-//! which redelivers them and gets the stored decisions back as replays.
+//! Up to three batches are in flight (one's store commit and acks overlap the
+//! next one's scoring); offsets are stored in batch order, each batch's only
+//! once it and all before it are done. When partitions are revoked
+//! (rebalance) the offsets stored so far are committed synchronously before
+//! they are released; at shutdown the batches in flight are finished first. A
+//! rebalance happens inside a poll, so batches in flight may hold records of a
+//! revoked partition: they are still decided, stored and published, but their
+//! offsets belong to the new owner, which redelivers them and gets the stored
+//! decisions back as replays.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +30,7 @@ use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError};
 use fraudlens_store::DeadLetter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Statistics};
 use tokio::sync::watch;
@@ -123,6 +127,15 @@ pub struct Detector {
     batches: std::sync::atomic::AtomicU64,
 }
 
+/// Batches processed at once.
+const WINDOW: usize = 3;
+
+/// A batch being processed.
+struct InFlight {
+    batch: Arc<Vec<OwnedMessage>>,
+    task: tokio::task::JoinHandle<Result<(), StreamError>>,
+}
+
 /// What happened to one record of a batch.
 enum Outcome {
     /// Published: the decision.
@@ -164,12 +177,41 @@ impl Detector {
         })
     }
 
-    /// Consumes until `stop` turns true; then commits and leaves the group.
-    pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<(), StreamError> {
+    /// Consumes until `stop` turns true; then finishes the batches in
+    /// flight, commits and leaves the group.
+    ///
+    /// Up to three batches are processed at once (each in its own task),
+    /// so one batch's store commit and broker acknowledgements overlap with the
+    /// next one's scoring; offsets are stored strictly in batch order, each
+    /// batch's only after it and every batch before it are done.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), StreamError> {
+        let mut window: VecDeque<InFlight> = VecDeque::new();
         loop {
-            let first = tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => break,
-                message = self.consumer.recv() => message,
+            enum Next<M> {
+                Stop,
+                Finished(Result<Result<(), StreamError>, tokio::task::JoinError>),
+                Message(M),
+            }
+            let next = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => Next::Stop,
+                done = async {
+                    match window.front_mut() {
+                        Some(front) => (&mut front.task).await,
+                        None => std::future::pending().await,
+                    }
+                } => Next::Finished(done),
+                message = self.consumer.recv() => Next::Message(message),
+            };
+            let first = match next {
+                Next::Stop => break,
+                Next::Finished(done) => {
+                    if !self.complete_oldest(done, &mut window, &stop).await {
+                        return self.close();
+                    }
+                    continue;
+                }
+                Next::Message(message) => message,
             };
             let first = match first {
                 Ok(message) => message,
@@ -181,7 +223,7 @@ impl Detector {
             };
             // fill the batch with what is already there, for at most 10 ms: batches grow
             // with the backlog, and a record waits little when there is none
-            let mut batch = vec![first];
+            let mut batch = vec![first.detach()];
             let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
             while batch.len() < self.config.max_batch {
                 match tokio::time::timeout_at(
@@ -190,26 +232,78 @@ impl Detector {
                 )
                 .await
                 {
-                    Ok(Ok(message)) => batch.push(message),
+                    Ok(Ok(message)) => batch.push(message.detach()),
                     _ => break,
                 }
             }
-            // retry the whole batch until it is done: what was stored comes back as replays
-            loop {
-                match self.process(&batch).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, records = batch.len(), "batch not done; retrying");
-                        if *stop.borrow() {
-                            // leave its offsets unstored: another member redoes it
-                            return self.close();
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+            let batch = Arc::new(batch);
+            let (this, records) = (self.clone(), batch.clone());
+            window.push_back(InFlight {
+                batch,
+                task: tokio::spawn(async move { this.process(&records).await }),
+            });
+            while window.len() >= WINDOW {
+                let done = (&mut window.front_mut().map(|f| &mut f.task).expect("non-empty")).await;
+                if !self.complete_oldest(done, &mut window, &stop).await {
+                    return self.close();
                 }
             }
         }
+        // stopping: finish what is in flight, in order
+        while let Some(front) = window.front_mut() {
+            let done = (&mut front.task).await;
+            if !self.complete_oldest(done, &mut window, &stop).await {
+                break;
+            }
+        }
         self.close()
+    }
+
+    /// The oldest batch has finished (`done`): on success its offsets are
+    /// stored; on failure it is redone until it succeeds. `false` when a stop
+    /// came first: nothing more may be stored (another member redoes the rest).
+    async fn complete_oldest(
+        &self,
+        done: Result<Result<(), StreamError>, tokio::task::JoinError>,
+        window: &mut VecDeque<InFlight>,
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
+        let Some(oldest) = window.pop_front() else { return true };
+        let mut result = done.unwrap_or_else(|error| Err(StreamError::Unavailable(error.to_string())));
+        while let Err(error) = result {
+            tracing::warn!(%error, records = oldest.batch.len(), "batch not done; retrying");
+            if *stop.borrow() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            // what was stored comes back as replays
+            result = self.process(&oldest.batch).await;
+        }
+        self.store_offsets(&oldest.batch);
+        true
+    }
+
+    /// Stores the offsets of a finished batch (committed by the next auto-commit).
+    fn store_offsets(&self, batch: &[OwnedMessage]) {
+        let now = now_ms();
+        for message in batch {
+            match self
+                .consumer
+                .store_offset(message.topic(), message.partition(), message.offset())
+            {
+                Ok(()) => {}
+                // the partition was revoked while the batch was in flight (a rebalance
+                // runs inside poll): its new owner redelivers these records, which come
+                // back as replays of the decisions stored here — nothing lost, nothing doubled
+                Err(rdkafka::error::KafkaError::StoreOffset(rdkafka::types::RDKafkaErrorCode::State)) => {
+                    metrics::counter!("offsets_left_to_new_owner_total").increment(1);
+                }
+                Err(error) => tracing::warn!(%error, "storing an offset failed; the record will be redelivered"),
+            }
+            if let Some(produced) = message.timestamp().to_millis() {
+                metrics::histogram!("record_latency_seconds").record((now - produced).max(0) as f64 / 1000.0);
+            }
+        }
     }
 
     fn close(&self) -> Result<(), StreamError> {
@@ -220,8 +314,8 @@ impl Detector {
         Ok(())
     }
 
-    /// Scores, stores and publishes one batch, then stores its offsets.
-    async fn process(&self, batch: &[BorrowedMessage<'_>]) -> Result<(), StreamError> {
+    /// Scores, stores and publishes one batch (its offsets are stored by the caller, in order).
+    async fn process(&self, batch: &[OwnedMessage]) -> Result<(), StreamError> {
         let started = Instant::now();
         metrics::counter!("records_consumed_total").increment(batch.len() as u64);
         let model = self.pipeline.model();
@@ -337,28 +431,6 @@ impl Detector {
                 Err(_) => return Err(StreamError::Unavailable("delivery cancelled".to_owned())),
             }
         }
-        // everything of the batch is durable and published: its offsets may be committed
-        let now = now_ms();
-        for (message, outcome) in batch.iter().zip(&outcomes) {
-            if outcome.is_some() {
-                match self
-                    .consumer
-                    .store_offset(message.topic(), message.partition(), message.offset())
-                {
-                    Ok(()) => {}
-                    // the partition was revoked while the batch was filled (a rebalance runs
-                    // inside poll): its new owner redelivers these records, which come back as
-                    // replays of the decisions stored here — nothing lost, nothing doubled
-                    Err(rdkafka::error::KafkaError::StoreOffset(rdkafka::types::RDKafkaErrorCode::State)) => {
-                        metrics::counter!("offsets_left_to_new_owner_total").increment(1);
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-                if let Some(produced) = message.timestamp().to_millis() {
-                    metrics::histogram!("record_latency_seconds").record((now - produced).max(0) as f64 / 1000.0);
-                }
-            }
-        }
         metrics::histogram!("batch_duration_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -393,7 +465,7 @@ fn parse_label(payload: &[u8]) -> Result<fraudlens_store::NewLabel, String> {
     })
 }
 
-fn dead_letter(message: &BorrowedMessage<'_>, error: String) -> DeadLetter {
+fn dead_letter(message: &OwnedMessage, error: String) -> DeadLetter {
     DeadLetter {
         at: now_ms(),
         source: format!("kafka:{}", message.topic()),

@@ -90,9 +90,11 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
             .ok()
             .and_then(|n| n.parse().ok()),
     };
-    let detector = Detector::new(pipeline.clone(), detector_config.clone())
-        .context("creating the Kafka clients")
-        .usage()?;
+    let detector = Arc::new(
+        Detector::new(pipeline.clone(), detector_config.clone())
+            .context("creating the Kafka clients")
+            .usage()?,
+    );
 
     let probe = Arc::new(Probe {
         pipeline: pipeline.clone(),
@@ -136,7 +138,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
         tracing::info!("stopping: finishing the batch and committing offsets");
         let _ = stop_tx.send(true);
     });
-    detector.run(stop_rx).await.context("consuming")?;
+    detector.clone().run(stop_rx).await.context("consuming")?;
     drop(detector);
     pipeline.shutdown().await.context("flushing")?;
     store.close().await;
