@@ -179,6 +179,8 @@ pub struct Pipeline {
     writer: mpsc::Sender<writer::Message>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
+    /// The newest store row the engine has been caught up with ([`Pipeline::catch_up`]).
+    caught_up: std::sync::atomic::AtomicI64,
     config: PipelineConfig,
 }
 
@@ -238,7 +240,7 @@ impl Pipeline {
         model: ServingModel,
         config: PipelineConfig,
     ) -> Result<Arc<Self>, PipelineError> {
-        let engine = state::restore(store.as_ref(), model.spec(), config.state_file.as_deref()).await?;
+        let (engine, caught_up) = state::restore(store.as_ref(), model.spec(), config.state_file.as_deref()).await?;
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let writer_task = tokio::spawn(writer::run(store.clone(), receiver, config.max_commit_rows.max(1)));
         metrics::gauge!("fraudlens_entities").set(engine.n_entities() as f64);
@@ -250,6 +252,7 @@ impl Pipeline {
             writer: sender,
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
+            caught_up: std::sync::atomic::AtomicI64::new(caught_up),
             config,
         }))
     }
@@ -622,6 +625,25 @@ impl Pipeline {
             task.abort();
         }
         self.snapshot().await
+    }
+
+    /// Observes the transactions other processes stored since the last catch-up
+    /// (those this engine has not seen): a detector calls it when it is assigned
+    /// partitions, so the state of the entities it takes over is current.
+    /// Returns how many were observed.
+    pub async fn catch_up(&self) -> Result<usize, PipelineError> {
+        let mut observed = 0;
+        loop {
+            let after = self.caught_up.load(Ordering::Acquire);
+            let page = self.store.transactions_after(after, state::REPLAY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            let last = last.seq;
+            let parsed = state::parse_page(&page)?;
+            observed += state::observe_unseen(&mut lock(&self.engine), &parsed);
+            self.caught_up.fetch_max(last, Ordering::AcqRel);
+        }
+        tracing::info!(observed, "entity state caught up with the store");
+        Ok(observed)
     }
 
     /// Entities in the state (for readiness and metrics).

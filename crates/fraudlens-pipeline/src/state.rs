@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fraudlens_core::Transaction;
+use fraudlens_core::{Label, Transaction};
 use fraudlens_features::{FeatureEngine, FeatureSpec};
-use fraudlens_store::Store;
+use fraudlens_store::{Store, StoredDecision};
 
 use crate::PipelineError;
 
 const MAGIC: &[u8; 8] = b"FLSTATE1";
-const REPLAY_PAGE: u32 = 10_000;
+pub(crate) const REPLAY_PAGE: u32 = 10_000;
 
 /// The snapshot file: `FLSTATE1`, the last store sequence number it covers
 /// (little-endian i64), then the engine's own checksummed snapshot.
@@ -67,7 +67,7 @@ pub(crate) async fn restore(
     store: &dyn Store,
     spec: &Arc<FeatureSpec>,
     state_file: Option<&Path>,
-) -> Result<FeatureEngine, PipelineError> {
+) -> Result<(FeatureEngine, i64), PipelineError> {
     let (mut seq, mut engine) = match state_file.filter(|path| path.exists()) {
         Some(path) => match StateFile::read(path, spec) {
             Ok(restored) => restored,
@@ -79,26 +79,11 @@ pub(crate) async fn restore(
         None => (0, FeatureEngine::new(spec.clone())),
     };
     let mut replayed = 0usize;
-    let mut row = Vec::new();
     loop {
         let page = store.transactions_after(seq, REPLAY_PAGE).await?;
         let Some(last) = page.last() else { break };
         seq = last.seq;
-        for stored in &page {
-            let tx: Transaction =
-                serde_json::from_str(&stored.decision.body).map_err(|error| PipelineError::State {
-                    path: PathBuf::from(format!("store row {}", stored.seq)),
-                    reason: format!("stored transaction unreadable: {error}"),
-                })?;
-            if !engine.has_seen(&tx) {
-                row.clear();
-                engine.observe(&tx, &mut row);
-                if let Some(label) = stored.label {
-                    engine.apply_label(&tx, label);
-                }
-                replayed += 1;
-            }
-        }
+        replayed += apply_page(&mut engine, &page)?;
     }
     if replayed > 0 {
         tracing::info!(
@@ -107,5 +92,40 @@ pub(crate) async fn restore(
             "entity state caught up with the store"
         );
     }
-    Ok(engine)
+    Ok((engine, seq))
+}
+
+/// Stored transactions of one page, parsed, in store order.
+pub(crate) fn parse_page(page: &[StoredDecision]) -> Result<Vec<(Transaction, Option<Label>)>, PipelineError> {
+    page.iter()
+        .map(|stored| {
+            let tx: Transaction =
+                serde_json::from_str(&stored.decision.body).map_err(|error| PipelineError::State {
+                    path: PathBuf::from(format!("store row {}", stored.seq)),
+                    reason: format!("stored transaction unreadable: {error}"),
+                })?;
+            Ok((tx, stored.label))
+        })
+        .collect()
+}
+
+/// Observes the transactions the engine has not seen (with their known labels); how many.
+pub(crate) fn observe_unseen(engine: &mut FeatureEngine, page: &[(Transaction, Option<Label>)]) -> usize {
+    let mut row = Vec::new();
+    let mut observed = 0;
+    for (tx, label) in page {
+        if !engine.has_seen(tx) {
+            row.clear();
+            engine.observe(tx, &mut row);
+            if let Some(label) = label {
+                engine.apply_label(tx, *label);
+            }
+            observed += 1;
+        }
+    }
+    observed
+}
+
+fn apply_page(engine: &mut FeatureEngine, page: &[StoredDecision]) -> Result<usize, PipelineError> {
+    Ok(observe_unseen(engine, &parse_page(page)?))
 }

@@ -80,8 +80,12 @@ impl Default for DetectorConfig {
     }
 }
 
-/// Consumer callbacks: commit before partitions are revoked; lag from the statistics.
-struct Context;
+/// Consumer callbacks: commit before partitions are revoked; lag from the
+/// statistics; note assignments (the entity state then catches up).
+#[derive(Default)]
+struct Context {
+    assigned: std::sync::atomic::AtomicBool,
+}
 
 impl ClientContext for Context {
     fn stats(&self, statistics: Statistics) {
@@ -106,7 +110,10 @@ impl ConsumerContext for Context {
                 }
                 tracing::info!(partitions = partitions.count(), "partitions revoked");
             }
-            Rebalance::Assign(partitions) => tracing::info!(partitions = partitions.count(), "partitions assigned"),
+            Rebalance::Assign(partitions) => {
+                self.assigned.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!(partitions = partitions.count(), "partitions assigned");
+            }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
         }
     }
@@ -158,7 +165,7 @@ impl Detector {
             .set("statistics.interval.ms", "5000")
             // when caught up, ask again soon rather than after librdkafka's default 500 ms
             .set("fetch.wait.max.ms", "10")
-            .create_with_context(Context)?;
+            .create_with_context(Context::default())?;
         let mut topics = vec![config.topic.as_str()];
         topics.extend(config.labels_topic.as_deref());
         consumer.subscribe(&topics)?;
@@ -203,6 +210,16 @@ impl Detector {
                 } => Next::Finished(done),
                 message = self.consumer.recv() => Next::Message(message),
             };
+            // partitions were assigned: other members stored their entities' recent
+            // transactions; observe them before scoring what now comes from there
+            let assigned = self
+                .consumer
+                .context()
+                .assigned
+                .swap(false, std::sync::atomic::Ordering::AcqRel);
+            if assigned && let Err(error) = self.pipeline.catch_up().await {
+                tracing::warn!(%error, "entity state not caught up with the store");
+            }
             let first = match next {
                 Next::Stop => break,
                 Next::Finished(done) => {

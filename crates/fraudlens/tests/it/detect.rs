@@ -432,6 +432,15 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
         redelivered > 0.0,
         "the crashes hit records whose offsets were not committed"
     );
+    // how much the steady member observed of the others' writes when it took partitions over
+    let caught_up: Vec<usize> = steady
+        .log()
+        .lines()
+        .filter(|line| line.contains("entity state caught up with the store"))
+        .filter_map(|line| line.split("observed=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    println!("the steady member's catch-ups on assignment: {caught_up:?}");
+    assert!(!caught_up.is_empty(), "every assignment catches up: {}", steady.log());
     assert!(store.dead_letters(10).await.unwrap().is_empty());
     assert_eq!(steady.terminate(), 0);
     assert_eq!(victim.terminate(), 0);
