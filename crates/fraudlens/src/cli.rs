@@ -84,7 +84,8 @@ impl Command {
 pub enum SimFormat {
     /// Comma-separated values with a header.
     Csv,
-    /// One JSON object per line.
+    /// One JSON object per line, the native field names.
+    #[value(alias = "native")]
     Jsonl,
     /// One Stripe-charge-shaped JSON object per line (map it with `schemas/stripe-charge.toml`).
     Stripe,
