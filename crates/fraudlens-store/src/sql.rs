@@ -98,8 +98,12 @@ fn decode_cursor(order: QueueOrder, cursor: &str) -> Result<CursorKey> {
     }
 }
 
+/// `$for_update`: what locks the rows a read-then-write transaction reads
+/// (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the
+/// only write lock). `$lock_models`: a statement that serialises changes to the
+/// model registry (its one-production rule spans rows).
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $pool:ty, $row:ty, $backend:literal) => {
+    ($store:ident, $db:ty, $pool:ty, $row:ty, $backend:literal, $for_update:literal, $lock_models:literal) => {
         impl $store {
             fn decision_from_row(row: &$row) -> Result<StoredDecision> {
                 let status: Option<String> = row.try_get("review_status")?;
@@ -219,7 +223,7 @@ macro_rules! sql_store {
                     let mut conn = self.pool.acquire().await?;
                     Self::insert_new(&mut conn, batch).await?
                 } else {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = Self::begin_write(&self.pool).await?;
                     let inserted = Self::insert_new(&mut tx, batch).await?;
                     tx.commit().await?;
                     inserted
@@ -353,9 +357,12 @@ macro_rules! sql_store {
             }
 
             async fn review(&self, change: &ReviewRequest) -> Result<ReviewOutcome> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Self::begin_write(&self.pool).await?;
                 let before: Option<Option<String>> =
-                    sqlx::query_scalar("SELECT review_status FROM transactions WHERE transaction_id = $1")
+                    sqlx::query_scalar(concat!(
+                        "SELECT review_status FROM transactions WHERE transaction_id = $1",
+                        $for_update
+                    ))
                         .bind(&change.transaction_id)
                         .fetch_optional(&mut *tx)
                         .await?;
@@ -407,7 +414,7 @@ macro_rules! sql_store {
             }
 
             async fn put_labels(&self, labels: &[NewLabel]) -> Result<Vec<Option<StoredDecision>>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Self::begin_write(&self.pool).await?;
                 for label in labels {
                     sqlx::query(
                         "INSERT INTO labels (transaction_id, label, source, actor, at) VALUES ($1, $2, $3, $4, $5)",
@@ -483,7 +490,8 @@ macro_rules! sql_store {
             }
 
             async fn register_model(&self, model: &NewModel) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Self::begin_write(&self.pool).await?;
+                sqlx::query($lock_models).execute(&mut *tx).await?;
                 let existing: Option<String> = sqlx::query_scalar("SELECT path FROM models WHERE version = $1")
                     .bind(&model.version)
                     .fetch_optional(&mut *tx)
@@ -524,7 +532,8 @@ macro_rules! sql_store {
             }
 
             async fn promote_model(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Self::begin_write(&self.pool).await?;
+                sqlx::query($lock_models).execute(&mut *tx).await?;
                 let before: Option<String> =
                     sqlx::query_scalar("SELECT version FROM models WHERE stage = 'production'")
                         .fetch_optional(&mut *tx)
@@ -563,7 +572,7 @@ macro_rules! sql_store {
             }
 
             async fn create_key(&self, key: &ApiKeyEntry) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Self::begin_write(&self.pool).await?;
                 sqlx::query(
                     "INSERT INTO api_keys (key_id, name, role, secret_sha256, created_at, revoked_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -614,9 +623,9 @@ macro_rules! sql_store {
             }
 
             async fn revoke_key(&self, key_id: &str, at: i64, actor: &str) -> Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Self::begin_write(&self.pool).await?;
                 let exists: Option<Option<i64>> =
-                    sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE key_id = $1")
+                    sqlx::query_scalar(concat!("SELECT revoked_at FROM api_keys WHERE key_id = $1", $for_update))
                         .bind(key_id)
                         .fetch_optional(&mut *tx)
                         .await?;
@@ -651,7 +660,7 @@ macro_rules! sql_store {
                 if letters.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Self::begin_write(&self.pool).await?;
                 for chunk in letters.chunks(INSERT_CHUNK) {
                     let mut query =
                         QueryBuilder::<$db>::new("INSERT INTO dead_letters (at, source, location, error, payload) ");
@@ -749,6 +758,13 @@ impl PostgresStore {
 }
 
 impl SqliteStore {
+    /// A write transaction that takes SQLite's write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred one that reads first and then writes fails with
+    /// SQLITE_BUSY, without waiting, when another writer got there in between.
+    async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Rows per INSERT statement.
     const ONE_STATEMENT: usize = 64;
 
@@ -797,6 +813,11 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
+    /// A transaction (row locks and MVCC make an ordinary one enough).
+    async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(pool.begin().await?)
+    }
+
     /// Rows per INSERT statement.
     const ONE_STATEMENT: usize = INSERT_CHUNK;
 
@@ -855,5 +876,21 @@ impl PostgresStore {
     }
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, SqlitePool, SqliteRow, "sqlite");
-sql_store!(PostgresStore, sqlx::Postgres, PgPool, PgRow, "postgres");
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    SqlitePool,
+    SqliteRow,
+    "sqlite",
+    "",
+    "SELECT 1"
+);
+sql_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    PgPool,
+    PgRow,
+    "postgres",
+    " FOR UPDATE",
+    "LOCK TABLE models IN SHARE ROW EXCLUSIVE MODE"
+);

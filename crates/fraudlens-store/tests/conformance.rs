@@ -390,6 +390,57 @@ async fn data_survives_reopening(backend: Backend) {
     );
 }
 
+async fn concurrent_read_then_write_transactions_succeed(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    for version in ["v1", "v2"] {
+        store
+            .register_model(&NewModel {
+                version: version.to_owned(),
+                path: format!("/models/{version}"),
+                summary: "{}".to_owned(),
+                feature_names: Vec::new(),
+                registered_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    store.put_decisions(&[decision("c1", 0.8, 1, "c")]).await.unwrap();
+    // promotions and reviews read, then write: many at once must all succeed
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let version = if i % 2 == 0 { "v1" } else { "v2" };
+            store.promote_model(version, i, "admin").await.map(|_| ())?;
+            store
+                .review(&ReviewRequest {
+                    transaction_id: "c1".to_owned(),
+                    status: if i % 2 == 0 {
+                        ReviewStatus::Escalated
+                    } else {
+                        ReviewStatus::PendingReview
+                    },
+                    actor: format!("analyst {i}"),
+                    note: None,
+                    at: i,
+                })
+                .await
+                .map(|_| ())
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let models = store.models().await.unwrap();
+    assert_eq!(models.iter().filter(|m| m.stage == ModelStage::Production).count(), 1);
+    assert_eq!(
+        store.audit("c1").await.unwrap().len(),
+        16,
+        "every review is in the audit log"
+    );
+}
+
 macro_rules! suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -417,6 +468,7 @@ suite!(
     keys_are_created_and_revoked,
     dead_letters_redact_card_numbers,
     data_survives_reopening,
+    concurrent_read_then_write_transactions_succeed,
 );
 
 #[tokio::test]
