@@ -184,7 +184,9 @@ pub struct Pipeline {
     config: PipelineConfig,
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock time in milliseconds since the epoch: when a record was
+/// received, reviewed, labelled (the store itself reads no clock).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
@@ -420,11 +422,11 @@ impl Pipeline {
 
     /// Scores observed transactions, writes them in one request to the
     /// writer, and publishes each result to requests racing it.
-    async fn finish(&self, model: &ServingModel, observed: Vec<Observed>) -> Vec<Result<Scored, ScoreError>> {
+    async fn finish(&self, model: &ServingModel, mut observed: Vec<Observed>) -> Vec<Result<Scored, ScoreError>> {
         if observed.is_empty() {
             return Vec::new();
         }
-        let records: Vec<NewDecision> = observed.iter().map(|item| self.decide(model, item)).collect();
+        let records: Vec<NewDecision> = observed.iter_mut().map(|item| self.decide(model, item)).collect();
         let (records, written) = self.write(records).await;
         let mut results = Vec::with_capacity(observed.len());
         {
@@ -458,8 +460,8 @@ impl Pipeline {
         results
     }
 
-    /// The decision record for one observed transaction.
-    fn decide(&self, model: &ServingModel, item: &Observed) -> NewDecision {
+    /// The decision record for one observed transaction; its row and stored form move into the record.
+    fn decide(&self, model: &ServingModel, item: &mut Observed) -> NewDecision {
         let artifact = &model.artifact;
         let (score, probability, raw, anomaly, decision) = match artifact.score(&item.row) {
             Ok(score) => (
@@ -496,14 +498,14 @@ impl Pipeline {
             entity: item.tx.entity(0).map(|key| key.as_str().to_owned()),
             amount_minor: item.tx.amount.minor(),
             currency: item.tx.amount.currency().as_str().to_owned(),
-            body: item.body.clone(),
+            body: std::mem::take(&mut item.body),
             score: if score.is_finite() { score } else { 1.0 },
             probability,
             raw_score: raw,
             anomaly_score: anomaly,
             decision: outcome,
             reasons: serde_json::to_string(&reasons).unwrap_or_else(|_| "[]".to_owned()),
-            features: item.row.clone(),
+            features: std::mem::take(&mut item.row),
             model_version: model.version().to_owned(),
             latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
             review_status: (outcome != Outcome::Approve).then_some(ReviewStatus::PendingReview),

@@ -23,7 +23,6 @@ pub mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -38,6 +37,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 pub use auth::{Auth, Caller, new_key};
+pub(crate) use fraudlens_pipeline::now_ms;
 
 /// Limits and options of the API.
 #[derive(Clone, Debug)]
@@ -97,12 +97,6 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
         })
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 /// The OpenAPI document (served at `/openapi.json`).

@@ -24,9 +24,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError};
+use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError, now_ms};
 use fraudlens_store::DeadLetter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -117,12 +117,6 @@ impl ConsumerContext for Context {
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 /// A running group member.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use fraudlens_pipeline::ServingModel;
+pub(crate) use fraudlens_pipeline::now_ms;
 use fraudlens_store::{ModelStage, NewModel, Role, Store, StoreOptions};
 
 use crate::cli::{KeysCommand, ModelsCommand, StoreArg};
@@ -57,12 +58,6 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 fn format_ms(ms: i64) -> String {

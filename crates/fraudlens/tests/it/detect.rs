@@ -2,9 +2,8 @@
 //! PostgreSQL: two detectors in one group, poison records, decisions topic,
 //! committed offsets on restart.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use fraudlens_testkit::{Backend, Broker, TestDb};
@@ -14,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::model::trained;
-use crate::{fraudlens, ok};
+use crate::{Run, fraudlens, ok, spawn_service, terminate};
 
 /// A running `fraudlens detect`.
 struct Detect {
@@ -30,35 +29,16 @@ impl Detect {
 
     fn start_with(dir: &Path, broker: &str, group: &str, database: &str, name: &str, env: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("{name}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fraudlens"));
-        command
-            .current_dir(dir)
-            .args(["detect", "--brokers", broker, "--topic", "tx", "--group", group])
-            .args(["--database", database, "--metrics-listen", "127.0.0.1:0"])
-            .env("FRAUDLENS_DETECT__DECISIONS_TOPIC", "decisions")
-            .env("FRAUDLENS_DETECT__DEAD_LETTER_TOPIC", "dead")
-            .env("FRAUDLENS_DETECT__SESSION_TIMEOUT_MS", "6000")
-            .env("FRAUDLENS_DETECT__LABELS_TOPIC", "labels")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = command.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(metrics) = line.split("metrics on ").nth(1) else {
-            let _ = child.kill();
-            panic!(
-                "detect did not start: {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        Self {
-            child,
-            metrics: metrics.trim().to_owned(),
-            log,
-        }
+        let args = ["detect", "--brokers", broker, "--topic", "tx", "--group", group];
+        let args = [&args[..], &["--database", database, "--metrics-listen", "127.0.0.1:0"]].concat();
+        let topics = [
+            ("FRAUDLENS_DETECT__DECISIONS_TOPIC", "decisions"),
+            ("FRAUDLENS_DETECT__DEAD_LETTER_TOPIC", "dead"),
+            ("FRAUDLENS_DETECT__SESSION_TIMEOUT_MS", "6000"),
+            ("FRAUDLENS_DETECT__LABELS_TOPIC", "labels"),
+        ];
+        let (child, metrics) = spawn_service(dir, &args, &[&topics[..], env].concat(), &log, "metrics on ");
+        Self { child, metrics, log }
     }
 
     fn log(&self) -> String {
@@ -86,12 +66,7 @@ impl Detect {
     }
 
     fn terminate(mut self) -> i32 {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap().code().unwrap_or(-1)
+        terminate(&mut self.child)
     }
 }
 
@@ -134,16 +109,8 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     }
     let db = TestDb::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    let model = trained().model();
     // register and promote once, so that the two detectors find it
-    let version = ok(
-        dir.path(),
-        &["models", "register", model.to_str().unwrap(), "--database", &db.url],
-    )
-    .stdout
-    .trim()
-    .to_owned();
-    ok(dir.path(), &["models", "promote", &version, "--database", &db.url]);
+    promote_model(dir.path(), &db.url);
 
     let target = format!("kafka://{}/tx", broker.address);
     let run = ok(
@@ -162,13 +129,7 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
             &target,
         ],
     );
-    let produced: usize = run
-        .stderr
-        .split("produced ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{}", run.stderr));
+    let produced = produced(&run);
     assert!(produced > 500, "{produced}");
     let n_poison = produced / 100;
     let producer: BaseProducer = ClientConfig::new()
@@ -299,6 +260,16 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     assert!(run.stdout.contains("production"));
 }
 
+/// How many transactions `simulate --to kafka` reports it produced.
+fn produced(run: &Run) -> usize {
+    run.stderr
+        .split("produced ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", run.stderr))
+}
+
 /// Registers and promotes the shared test model on `database`.
 fn promote_model(dir: &Path, database: &str) {
     let model = trained().model();
@@ -405,13 +376,7 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
         );
     }
     let run = producer.join().unwrap();
-    let produced: usize = run
-        .stderr
-        .split("produced ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{}", run.stderr));
+    let produced = produced(&run);
     assert!(produced > 90_000, "{produced}");
     wait_for("every transaction stored", Duration::from_secs(300), async || {
         store.count_transactions().await.unwrap() as usize >= produced

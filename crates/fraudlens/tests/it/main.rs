@@ -43,6 +43,52 @@ pub fn fraudlens(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Starts a long-running `fraudlens args…` (serve, detect) in `dir` with only
+/// the given `FRAUDLENS_*` variables, stderr to `log`. Returns the process and
+/// the word after `marker` in its first line of output (the address it bound).
+pub fn spawn_service(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: &Path,
+    marker: &str,
+) -> (std::process::Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fraudlens"));
+    command
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FRAUDLENS_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let Some(rest) = line.split(marker).nth(1) else {
+        let _ = child.kill();
+        panic!(
+            "fraudlens {args:?} did not start: {line:?}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    };
+    let word = rest.split_whitespace().next().unwrap_or_default().to_owned();
+    (child, word)
+}
+
+/// Sends SIGTERM and returns the exit code.
+pub fn terminate(child: &mut std::process::Child) -> i32 {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
 /// Asserts success and returns the run.
 pub fn ok(dir: &Path, args: &[&str]) -> Run {
     let run = fraudlens(dir, args, &[]);

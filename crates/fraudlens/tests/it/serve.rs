@@ -3,9 +3,8 @@
 //! limits and JSON errors, model promotion, probes, metrics, shutdown and
 //! crash recovery — on SQLite and on PostgreSQL.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use fraudlens_testkit::{Backend, TestDb};
@@ -13,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::model::trained;
-use crate::{fraudlens, read_csv};
+use crate::{fraudlens, read_csv, spawn_service, terminate};
 
 /// A running `fraudlens serve`.
 struct Server {
@@ -35,34 +34,10 @@ impl Server {
             "serve-{}.log",
             std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
         ));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fraudlens"));
-        command
-            .current_dir(dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        if let Some(model) = model {
-            command.arg("--model").arg(model);
-        }
-        for (key, _) in std::env::vars() {
-            if key.starts_with("FRAUDLENS_") {
-                command.env_remove(key);
-            }
-        }
-        command.envs(env.iter().copied());
-        let mut child = command.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(rest) = line.split("listening on ").nth(1) else {
-            let _ = child.kill();
-            panic!(
-                "server did not start: {line:?}\n{}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
-        };
-        let base = rest.split_whitespace().next().unwrap().to_owned();
+        let model = model.map(|model| model.to_str().unwrap());
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database", database];
+        args.extend(model.iter().flat_map(|model| ["--model", model]));
+        let (child, base) = spawn_service(dir, &args, env, &stderr, "listening on ");
         Self {
             child,
             base,
@@ -77,12 +52,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit code.
     fn terminate(mut self) -> i32 {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap().code().unwrap_or(-1)
+        terminate(&mut self.child)
     }
 
     /// `kill -9`.
