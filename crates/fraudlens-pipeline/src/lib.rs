@@ -20,9 +20,14 @@
 //!   entity state is refused and the current one keeps serving.
 //! - **Entity state survives restarts**: a snapshot at shutdown (and on
 //!   demand), and on start the transactions stored after it are replayed.
+//! - **Sharded state for detectors** ([`PipelineConfig::sharded`]): one state
+//!   per assigned partition, rebuilt from the store when acquired
+//!   ([`Pipeline::acquire_shard`]) and dropped when the partition is gone
+//!   ([`Pipeline::release_shards`], [`Pipeline::retain_shards`]); see [`EntityState`].
 
 mod contract;
 mod model;
+mod shards;
 mod state;
 mod writer;
 
@@ -43,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use contract::{DecisionView, ReasonView};
 pub use model::ServingModel;
+pub use shards::{EntityState, ShardKey};
 pub use state::StateFile;
 
 /// Why the pipeline cannot start or change.
@@ -79,6 +85,10 @@ pub enum ScoreError {
     /// Too much queued, or shutting down (retry later).
     #[error("{0}")]
     Overloaded(String),
+    /// The record belongs to a shard this process does not hold (a partition
+    /// that moved to another detector): not scored here.
+    #[error("the entity state of {0} is not held here")]
+    NotOwned(String),
 }
 
 /// Which decisions get per-feature reasons (exact TreeSHAP: about a
@@ -109,6 +119,10 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     /// Where the entity state is snapshotted (none: rebuilt from the store on every start).
     pub state_file: Option<PathBuf>,
+    /// One entity state per shard, acquired and released by the caller (a
+    /// detector: one per assigned partition), instead of one state over the
+    /// whole store restored at start. No snapshot file is used.
+    pub sharded: bool,
 }
 
 impl Default for PipelineConfig {
@@ -119,6 +133,7 @@ impl Default for PipelineConfig {
             max_commit_rows: 2_000,
             queue_capacity: 16_384,
             state_file: None,
+            sharded: false,
         }
     }
 }
@@ -172,15 +187,15 @@ impl Slot {
 pub struct Pipeline {
     store: Arc<dyn Store>,
     model: ArcSwap<ServingModel>,
-    engine: Mutex<FeatureEngine>,
+    states: Mutex<shards::States>,
+    /// One shard acquisition at a time (two batches needing the same shard build it once).
+    acquiring: tokio::sync::Mutex<()>,
     /// Ids observed whose write has not finished: a request racing one of
     /// them waits for its result instead of scoring the transaction again.
     in_flight: Mutex<FxHashMap<String, Arc<Slot>>>,
     writer: mpsc::Sender<writer::Message>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
-    /// The newest store row the engine has been caught up with ([`Pipeline::catch_up`]).
-    caught_up: std::sync::atomic::AtomicI64,
     config: PipelineConfig,
 }
 
@@ -218,6 +233,7 @@ fn outcome(decision: Decision) -> Outcome {
 /// Prepared work for one transaction: observed, to be scored and written.
 struct Observed {
     tx: Transaction,
+    shard: ShardKey,
     body: String,
     fingerprint: String,
     row: Vec<f64>,
@@ -231,7 +247,7 @@ enum Admission {
     /// The same id is being written right now: wait for it.
     Racing(Arc<Slot>),
     /// The engine has seen the id before: the store has its decision.
-    Seen(Transaction, String),
+    Seen(Transaction, ShardKey, String),
 }
 
 impl Pipeline {
@@ -242,19 +258,29 @@ impl Pipeline {
         model: ServingModel,
         config: PipelineConfig,
     ) -> Result<Arc<Self>, PipelineError> {
-        let (engine, caught_up) = state::restore(store.as_ref(), model.spec(), config.state_file.as_deref()).await?;
+        let mut states = shards::States::default();
+        if !config.sharded {
+            let (engine, seq) = state::restore(store.as_ref(), model.spec(), config.state_file.as_deref()).await?;
+            states.held.insert(
+                None,
+                shards::Held {
+                    state: Box::new(engine),
+                    seq,
+                },
+            );
+        }
+        states.publish_gauges();
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let writer_task = tokio::spawn(writer::run(store.clone(), receiver, config.max_commit_rows.max(1)));
-        metrics::gauge!("fraudlens_entities").set(engine.n_entities() as f64);
         Ok(Arc::new(Self {
             store,
             model: ArcSwap::from_pointee(model),
-            engine: Mutex::new(engine),
+            states: Mutex::new(states),
+            acquiring: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(FxHashMap::default()),
             writer: sender,
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
-            caught_up: std::sync::atomic::AtomicI64::new(caught_up),
             config,
         }))
     }
@@ -306,16 +332,28 @@ impl Pipeline {
         self.score_parsed(&model, parsed).await
     }
 
-    /// Scores parsed transactions (or passes their parse errors through), in one commit.
+    /// Scores parsed transactions (or passes their parse errors through), in
+    /// one commit, on the whole-store state.
+    pub async fn score_parsed(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        parsed: Vec<Result<Transaction, ScoreError>>,
+    ) -> Vec<Result<Scored, ScoreError>> {
+        self.score_sharded(model, parsed.into_iter().map(|parsed| (None, parsed)).collect())
+            .await
+    }
+
+    /// Scores parsed transactions, each on the state of its shard (a shard
+    /// not held: [`ScoreError::NotOwned`]), in one commit.
     ///
     /// Admission (observing the new transactions) happens here; the rest —
     /// scoring, the write, answering racing requests — runs in its own task,
     /// so a caller that goes away (a client disconnecting) cannot leave an
     /// observed transaction unwritten or its racing duplicates waiting.
-    pub async fn score_parsed(
+    pub async fn score_sharded(
         self: &Arc<Self>,
         model: &Arc<ServingModel>,
-        parsed: Vec<Result<Transaction, ScoreError>>,
+        parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Vec<Result<Scored, ScoreError>> {
         let n = parsed.len();
         let admissions = match self.admit_all(model, parsed) {
@@ -374,7 +412,7 @@ impl Pipeline {
     fn admit_all(
         &self,
         model: &ServingModel,
-        parsed: Vec<Result<Transaction, ScoreError>>,
+        parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Result<Vec<Result<Admission, ScoreError>>, ScoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ScoreError::Overloaded("the server is shutting down".to_owned()));
@@ -384,29 +422,33 @@ impl Pipeline {
         // serialise and hash before taking the lock
         let prepared: Vec<_> = parsed
             .into_iter()
-            .map(|parsed| parsed.map(|tx| (stored_form(&tx), tx)))
+            .map(|(shard, parsed)| parsed.map(|tx| (shard, stored_form(&tx), tx)))
             .collect();
-        let mut engine = lock(&self.engine);
+        let mut states = lock(&self.states);
         let mut in_flight = lock(&self.in_flight);
-        let n_features = engine.spec().feature_names().len();
+        let n_features = model.spec().feature_names().len();
         let admissions = prepared
             .into_iter()
             .map(|prepared| {
-                let ((body, fingerprint), tx) = prepared?;
+                let (shard, (body, fingerprint), tx) = prepared?;
+                let Some(held) = states.held.get_mut(&shard) else {
+                    return Err(ScoreError::NotOwned(shard.unwrap_or_default()));
+                };
                 let id = tx.id.as_str().to_owned();
                 if let Some(slot) = in_flight.get(&id) {
                     return Ok(Admission::Racing(slot.clone()));
                 }
-                if engine.has_seen(&tx) {
-                    return Ok(Admission::Seen(tx, fingerprint));
+                if held.state.has_seen(&tx) {
+                    return Ok(Admission::Seen(tx, shard, fingerprint));
                 }
                 let mut row = Vec::with_capacity(n_features + tx.attributes.len());
-                engine.observe(&tx, &mut row);
+                held.state.observe(&tx, &mut row);
                 model.inputs.push_attributes(&tx, &mut row);
                 let slot = Arc::new(Slot::default());
                 in_flight.insert(id, slot.clone());
                 Ok(Admission::Fresh(Observed {
                     tx,
+                    shard,
                     body,
                     fingerprint,
                     row,
@@ -416,7 +458,7 @@ impl Pipeline {
                 }))
             })
             .collect();
-        metrics::gauge!("fraudlens_entities").set(engine.n_entities() as f64);
+        states.publish_gauges();
         Ok(admissions)
     }
 
@@ -509,6 +551,7 @@ impl Pipeline {
             model_version: model.version().to_owned(),
             latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
             review_status: (outcome != Outcome::Approve).then_some(ReviewStatus::PendingReview),
+            shard: item.shard.clone(),
         }
     }
 
@@ -546,7 +589,7 @@ impl Pipeline {
                 replayed: true,
                 ..scored
             }),
-            Admission::Seen(tx, fingerprint) => {
+            Admission::Seen(tx, shard, fingerprint) => {
                 match self
                     .store
                     .transaction(tx.id.as_str())
@@ -558,15 +601,19 @@ impl Pipeline {
                     None => {
                         let model = self.model.load_full();
                         let observed = {
-                            let mut engine = lock(&self.engine);
+                            let mut states = lock(&self.states);
+                            let Some(held) = states.held.get_mut(&shard) else {
+                                return Err(ScoreError::NotOwned(shard.unwrap_or_default()));
+                            };
                             let mut row = Vec::new();
-                            engine.observe(&tx, &mut row);
+                            held.state.observe(&tx, &mut row);
                             model.inputs.push_attributes(&tx, &mut row);
                             let slot = Arc::new(Slot::default());
                             lock(&self.in_flight).insert(tx.id.as_str().to_owned(), slot.clone());
                             let (body, _) = stored_form(&tx);
                             Observed {
                                 tx,
+                                shard,
                                 body,
                                 fingerprint,
                                 row,
@@ -586,22 +633,36 @@ impl Pipeline {
     }
 
     /// Records labels and feeds those of stored transactions to the entity
-    /// state (the label-delayed risk features).
+    /// state that observed them (the label-delayed risk features); returns
+    /// how many were applied. A label of a shard held elsewhere is stored only:
+    /// its owner applies it when it next rebuilds that shard.
     pub async fn apply_labels(&self, labels: &[NewLabel]) -> Result<usize, StoreError> {
         let stored = self.store.put_labels(labels).await?;
         let mut applied = 0;
-        let mut engine = lock(&self.engine);
         for (label, stored) in labels.iter().zip(stored) {
             if let Some(stored) = stored {
-                applied += usize::from(apply(&mut engine, &stored, label.label));
+                applied += usize::from(self.apply_review_label(&stored, label.label));
             }
         }
         Ok(applied)
     }
 
-    /// Feeds a review's label to the entity state.
+    /// Feeds a review's label to the entity state that observed the transaction.
     pub fn apply_review_label(&self, stored: &StoredDecision, label: Label) -> bool {
-        apply(&mut lock(&self.engine), stored, label)
+        let shard = if self.config.sharded {
+            match &stored.decision.shard {
+                Some(shard) => Some(shard.clone()),
+                None => return false,
+            }
+        } else {
+            None
+        };
+        let mut states = lock(&self.states);
+        let Some(held) = states.held.get_mut(&shard) else {
+            metrics::counter!("labels_for_other_shards_total").increment(1);
+            return false;
+        };
+        apply(held.state.as_mut(), stored, label)
     }
 
     /// Writes the entity-state snapshot now (if a state file is configured).
@@ -609,9 +670,18 @@ impl Pipeline {
         let Some(path) = &self.config.state_file else {
             return Ok(());
         };
+        if self.config.sharded {
+            return Ok(());
+        }
         let last_seq = self.store.last_seq().await?;
-        let bytes = lock(&self.engine).snapshot();
-        StateFile::write(path, last_seq, &bytes)
+        let bytes = lock(&self.states)
+            .held
+            .get(&None)
+            .and_then(|held| held.state.snapshot());
+        match bytes {
+            Some(bytes) => StateFile::write(path, last_seq, &bytes),
+            None => Ok(()),
+        }
     }
 
     /// Stops taking records, waits for every queued decision to commit, and
@@ -629,28 +699,76 @@ impl Pipeline {
         self.snapshot().await
     }
 
-    /// Observes the transactions other processes stored since the last catch-up
-    /// (those this engine has not seen): a detector calls it when it is assigned
-    /// partitions, so the state of the entities it takes over is current.
-    /// Returns how many were observed.
-    pub async fn catch_up(&self) -> Result<usize, PipelineError> {
-        let mut observed = 0;
-        loop {
-            let after = self.caught_up.load(Ordering::Acquire);
-            let page = self.store.transactions_after(after, state::REPLAY_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            let last = last.seq;
-            let parsed = state::parse_page(&page)?;
-            observed += state::observe_unseen(&mut lock(&self.engine), &parsed);
-            self.caught_up.fetch_max(last, Ordering::AcqRel);
+    /// Whether this process holds the state of `shard`.
+    pub fn holds(&self, shard: &str) -> bool {
+        lock(&self.states).held.contains_key(&Some(shard.to_owned()))
+    }
+
+    /// Takes on the state of `shard` (a partition assigned to this detector):
+    /// the state kept from an earlier release, or a new one, brought up to
+    /// date with the store rows of that shard. Returns how many transactions
+    /// were observed to get there.
+    pub async fn acquire_shard(&self, shard: &str) -> Result<usize, PipelineError> {
+        let _one_at_a_time = self.acquiring.lock().await;
+        let key = Some(shard.to_owned());
+        if lock(&self.states).held.contains_key(&key) {
+            return Ok(0);
         }
-        tracing::info!(observed, "entity state caught up with the store");
+        let parked = lock(&self.states).parked.remove(shard);
+        let reused = parked.is_some();
+        let mut held = parked.unwrap_or_else(|| shards::Held {
+            state: Box::new(FeatureEngine::new(self.model.load().spec().clone())),
+            seq: 0,
+        });
+        let started = Instant::now();
+        let observed = state::catch_up_shard(self.store.as_ref(), shard, &mut held).await?;
+        let mut states = lock(&self.states);
+        states.held.insert(key, held);
+        states.publish_gauges();
+        tracing::info!(
+            shard,
+            reused,
+            observed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "entity state acquired"
+        );
         Ok(observed)
+    }
+
+    /// Stops using the state of these shards (partitions revoked); each is
+    /// kept until the next [`Pipeline::retain_shards`], in case it comes back.
+    pub fn release_shards(&self, shards: &[String]) {
+        let mut states = lock(&self.states);
+        for shard in shards {
+            if let Some(held) = states.held.remove(&Some(shard.clone())) {
+                states.parked.insert(shard.clone(), held);
+            }
+        }
+        states.publish_gauges();
+    }
+
+    /// Drops the released states of shards other than `assigned` (the new
+    /// assignment), and releases held shards not in it.
+    pub fn retain_shards(&self, assigned: &[String]) {
+        let mut states = lock(&self.states);
+        let keep = |shard: &str| assigned.iter().any(|assigned| assigned == shard);
+        let gone: Vec<String> = states
+            .held
+            .keys()
+            .flatten()
+            .filter(|shard| !keep(shard))
+            .cloned()
+            .collect();
+        for shard in gone {
+            states.held.remove(&Some(shard));
+        }
+        states.parked.retain(|shard, _| keep(shard));
+        states.publish_gauges();
     }
 
     /// Entities in the state (for readiness and metrics).
     pub fn n_entities(&self) -> usize {
-        lock(&self.engine).n_entities()
+        lock(&self.states).n_entities()
     }
 }
 
@@ -665,9 +783,9 @@ fn compare(stored: &StoredDecision, fingerprint: &str) -> Result<Scored, ScoreEr
     }
 }
 
-fn apply(engine: &mut FeatureEngine, stored: &StoredDecision, label: Label) -> bool {
+fn apply(state: &mut dyn EntityState, stored: &StoredDecision, label: Label) -> bool {
     match serde_json::from_str::<Transaction>(&stored.decision.body) {
-        Ok(tx) => engine.apply_label(&tx, label).found > 0,
+        Ok(tx) => state.apply_label(&tx, label),
         Err(error) => {
             tracing::warn!(%error, id = stored.decision.transaction_id, "stored transaction unreadable");
             false

@@ -12,6 +12,7 @@ use fraudlens_features::{FeatureEngine, FeatureSpec};
 use fraudlens_store::{Store, StoredDecision};
 
 use crate::PipelineError;
+use crate::shards::{Held, observe_unseen};
 
 const MAGIC: &[u8; 8] = b"FLSTATE1";
 pub(crate) const REPLAY_PAGE: u32 = 10_000;
@@ -80,7 +81,7 @@ pub(crate) async fn restore(
     };
     let mut replayed = 0usize;
     loop {
-        let page = store.transactions_after(seq, REPLAY_PAGE).await?;
+        let page = store.transactions_after(seq, REPLAY_PAGE, None).await?;
         let Some(last) = page.last() else { break };
         seq = last.seq;
         replayed += apply_page(&mut engine, &page)?;
@@ -109,23 +110,18 @@ pub(crate) fn parse_page(page: &[StoredDecision]) -> Result<Vec<(Transaction, Op
         .collect()
 }
 
-/// Observes the transactions the engine has not seen (with their known labels); how many.
-pub(crate) fn observe_unseen(engine: &mut FeatureEngine, page: &[(Transaction, Option<Label>)]) -> usize {
-    let mut row = Vec::new();
-    let mut observed = 0;
-    for (tx, label) in page {
-        if !engine.has_seen(tx) {
-            row.clear();
-            engine.observe(tx, &mut row);
-            if let Some(label) = label {
-                engine.apply_label(tx, *label);
-            }
-            observed += 1;
-        }
-    }
-    observed
-}
-
 fn apply_page(engine: &mut FeatureEngine, page: &[StoredDecision]) -> Result<usize, PipelineError> {
     Ok(observe_unseen(engine, &parse_page(page)?))
+}
+
+/// Brings a shard's state up to date with the store rows of that shard; how many were observed.
+pub(crate) async fn catch_up_shard(store: &dyn Store, shard: &str, held: &mut Held) -> Result<usize, PipelineError> {
+    let mut observed = 0;
+    loop {
+        let page = store.transactions_after(held.seq, REPLAY_PAGE, Some(shard)).await?;
+        let Some(last) = page.last() else { break };
+        held.seq = last.seq;
+        observed += observe_unseen(held.state.as_mut(), &parse_page(&page)?);
+    }
+    Ok(observed)
 }

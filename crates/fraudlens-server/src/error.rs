@@ -97,6 +97,11 @@ impl From<ScoreError> for ApiError {
                 Self::unavailable("the decision could not be stored; retry")
             }
             ScoreError::Overloaded(message) => Self::unavailable(message),
+            // the API's pipeline holds the whole-store state: a bug if it happens
+            ScoreError::NotOwned(shard) => {
+                tracing::error!(shard, "no entity state for the record");
+                Self::unavailable("the entity state is not available; retry")
+            }
         }
     }
 }

@@ -191,7 +191,11 @@ pub async fn upload(
                             _ => result.approve += 1,
                         }
                     }
-                    Err(ScoreError::Unavailable(message)) | Err(ScoreError::Overloaded(message)) => {
+                    Err(
+                        ScoreError::Unavailable(message)
+                        | ScoreError::Overloaded(message)
+                        | ScoreError::NotOwned(message),
+                    ) => {
                         return Err(ApiError::unavailable(format!(
                             "stopped at line {line}: {message}; {} rows before it were stored",
                             result.accepted

@@ -98,8 +98,9 @@ pub trait Store: Send + Sync + 'static {
     /// One transaction with its decision.
     async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>>;
 
-    /// Stored transactions after `seq`, oldest first (to rebuild entity state).
-    async fn transactions_after(&self, seq: i64, limit: u32) -> Result<Vec<StoredDecision>>;
+    /// Stored transactions after `seq`, oldest first (to rebuild entity
+    /// state): all of them, or those of one entity-state shard.
+    async fn transactions_after(&self, seq: i64, limit: u32, shard: Option<&str>) -> Result<Vec<StoredDecision>>;
 
     /// The sequence number of the newest stored transaction (0 when none).
     async fn last_seq(&self) -> Result<i64>;

@@ -32,7 +32,7 @@ macro_rules! decision_columns {
     () => {
         "seq, transaction_id, fingerprint, event_time, received_at, entity, amount_minor, \
      currency, body, score, probability, raw_score, anomaly_score, decision, reasons, features, model_version, \
-     latency_us, review_status, review_updated_at, label"
+     latency_us, review_status, review_updated_at, label, shard"
     };
 }
 const DECISION_COLUMNS: &str = decision_columns!();
@@ -41,7 +41,7 @@ macro_rules! insert_columns {
     () => {
         "INSERT INTO transactions (transaction_id, fingerprint, event_time, received_at, entity, amount_minor, \
          currency, body, score, probability, raw_score, anomaly_score, decision, reasons, features, model_version, \
-         latency_us, review_status) "
+         latency_us, review_status, shard) "
     };
 }
 
@@ -130,6 +130,7 @@ macro_rules! sql_store {
                         model_version: row.try_get("model_version")?,
                         latency_us: row.try_get("latency_us")?,
                         review_status: status.as_deref().map(parse).transpose()?,
+                        shard: row.try_get("shard")?,
                     },
                     review_updated_at: row.try_get("review_updated_at")?,
                     label: label.as_deref().map(parse_label).transpose()?,
@@ -268,16 +269,28 @@ macro_rules! sql_store {
                 row.as_ref().map(Self::decision_from_row).transpose()
             }
 
-            async fn transactions_after(&self, seq: i64, limit: u32) -> Result<Vec<StoredDecision>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    decision_columns!(),
-                    " FROM transactions WHERE seq > $1 ORDER BY seq LIMIT $2"
-                ))
-                .bind(seq)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+            async fn transactions_after(&self, seq: i64, limit: u32, shard: Option<&str>) -> Result<Vec<StoredDecision>> {
+                let rows = match shard {
+                    None => sqlx::query(concat!(
+                        "SELECT ",
+                        decision_columns!(),
+                        " FROM transactions WHERE seq > $1 ORDER BY seq LIMIT $2"
+                    ))
+                    .bind(seq)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?,
+                    Some(shard) => sqlx::query(concat!(
+                        "SELECT ",
+                        decision_columns!(),
+                        " FROM transactions WHERE shard = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                    ))
+                    .bind(shard)
+                    .bind(seq)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?,
+                };
                 rows.iter().map(Self::decision_from_row).collect()
             }
 
@@ -801,7 +814,8 @@ impl SqliteStore {
                     .push_bind(encode_features(&d.features))
                     .push_bind(d.model_version.as_str())
                     .push_bind(d.latency_us)
-                    .push_bind(d.review_status.map(ReviewStatus::as_str));
+                    .push_bind(d.review_status.map(ReviewStatus::as_str))
+                    .push_bind(d.shard.as_deref());
             });
             query.push(" ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id");
             for row in query.build().persistent(true).fetch_all(&mut *conn).await? {
@@ -835,7 +849,7 @@ impl PostgresStore {
                 insert_columns!(),
                 "SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[], \
                  $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::text[], \
-                 $14::text[], $15::bytea[], $16::text[], $17::int8[], $18::text[]) \
+                 $14::text[], $15::bytea[], $16::text[], $17::int8[], $18::text[], $19::text[]) \
                  ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
             ))
             .bind(column(&|d| d.transaction_id.clone()))
@@ -866,6 +880,7 @@ impl PostgresStore {
                     .map(|d| d.review_status.map(|s| s.as_str().to_owned()))
                     .collect::<Vec<Option<String>>>(),
             )
+            .bind(chunk.iter().map(|d| d.shard.clone()).collect::<Vec<Option<String>>>())
             .fetch_all(&mut *conn)
             .await?;
             for row in rows {

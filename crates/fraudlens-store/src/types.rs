@@ -173,6 +173,10 @@ pub struct NewDecision {
     pub latency_us: i64,
     /// Initial review status (`pending_review` for review and decline).
     pub review_status: Option<ReviewStatus>,
+    /// The entity-state shard that observed it (`TOPIC/PARTITION` for a
+    /// detector; none for the API, whose one state covers the whole store).
+    #[serde(default)]
+    pub shard: Option<String>,
 }
 
 /// A stored transaction with its decision.

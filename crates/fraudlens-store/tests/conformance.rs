@@ -40,6 +40,7 @@ fn decision(id: &str, score: f64, time: i64, entity: &str) -> NewDecision {
         model_version: "m1".to_owned(),
         latency_us: 42,
         review_status: (decision != Outcome::Approve).then_some(ReviewStatus::PendingReview),
+        shard: None,
     }
 }
 
@@ -89,7 +90,7 @@ async fn put_is_idempotent_and_batches_dedupe(backend: Backend) {
     assert_eq!(without_features(&read.decision), without_features(&b));
     assert_eq!(read.label, None);
     assert!(store.transaction("zzz").await.unwrap().is_none());
-    let after = store.transactions_after(read.seq - 1, 10).await.unwrap();
+    let after = store.transactions_after(read.seq - 1, 10, None).await.unwrap();
     assert_eq!(
         after
             .iter()
@@ -107,10 +108,52 @@ async fn large_batches_commit_whole(backend: Backend) {
     assert!(outcomes.iter().all(|o| *o == PutOutcome::Inserted));
     assert_eq!(store.count_transactions().await.unwrap(), 1_203);
     let last = store.last_seq().await.unwrap();
-    assert_eq!(store.transactions_after(last - 3, 10).await.unwrap().len(), 3);
+    assert_eq!(store.transactions_after(last - 3, 10, None).await.unwrap().len(), 3);
     let again = store.put_decisions(&batch).await.unwrap();
     assert!(again.iter().all(|o| matches!(o, PutOutcome::Existing(_))));
     assert_eq!(store.count_transactions().await.unwrap(), 1_203);
+}
+
+async fn shards_replay_their_own_rows(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let batch: Vec<_> = (0..300)
+        .map(|i| NewDecision {
+            shard: (i % 3 != 0).then(|| format!("transactions/{}", i % 3)),
+            ..decision(&format!("t{i}"), 0.3, i, "c")
+        })
+        .collect();
+    store.put_decisions(&batch).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .transactions_after(after, 7, Some("transactions/2"))
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(last.seq > after, "pages move forward");
+        after = last.seq;
+        seen.extend(page.into_iter().map(|row| {
+            assert_eq!(row.decision.shard.as_deref(), Some("transactions/2"));
+            row.decision.event_time
+        }));
+    }
+    assert_eq!(
+        seen,
+        (0..300).filter(|i| i % 3 == 2).collect::<Vec<_>>(),
+        "all of the shard, in order"
+    );
+    assert!(
+        store
+            .transactions_after(0, 10, Some("transactions/9"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store.transactions_after(0, 1_000, None).await.unwrap();
+    assert_eq!(all.len(), 300, "no shard filter: every row, the API's included");
+    assert_eq!(all[0].decision.shard, None);
 }
 
 async fn queue_filters_sorts_and_pages(backend: Backend) {
@@ -461,6 +504,7 @@ macro_rules! suite {
 suite!(
     put_is_idempotent_and_batches_dedupe,
     large_batches_commit_whole,
+    shards_replay_their_own_rows,
     queue_filters_sorts_and_pages,
     review_writes_audit_and_label,
     labels_update_known_transactions,

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! poll a batch ─► parse (bad records: dead-letter table + topic, with partition/offset)
-//!   ─► Pipeline::score_parsed (durable, idempotent on the transaction id)
+//!   ─► the entity state of each record's partition (rebuilt from the store on its first record)
+//!   ─► Pipeline::score_sharded (durable, idempotent on the transaction id)
 //!   ─► decisions topic (keyed by transaction id; replays publish the stored decision again)
 //!   ─► wait for the broker's acks ─► store the offsets (committed by the next auto-commit)
 //! ```
@@ -15,15 +16,17 @@
 //! Up to three batches are in flight (one's store commit and acks overlap the
 //! next one's scoring); offsets are stored in batch order, each batch's only
 //! once it and all before it are done. When partitions are revoked
-//! (rebalance) the offsets stored so far are committed synchronously before
-//! they are released; at shutdown the batches in flight are finished first. A
-//! rebalance happens inside a poll, so batches in flight may hold records of a
-//! revoked partition: they are still decided, stored and published, but their
-//! offsets belong to the new owner, which redelivers them and gets the stored
-//! decisions back as replays.
+//! (rebalance), the callback waits for the batches in flight to finish and
+//! store their offsets, commits them synchronously, and releases the revoked
+//! partitions' entity state; at shutdown the batches in flight are finished
+//! first. A batch fetched before a rebalance and finished after it (a drain
+//! that timed out, or a batch still filling when the rebalance came) stores no
+//! offsets: its records come back from the committed offsets to their owner
+//! — this member or another — which gets the stored decisions as replays.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError, now_ms};
@@ -32,8 +35,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientContext, Statistics};
-use tokio::sync::watch;
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
+use tokio::sync::{oneshot, watch};
 
 use crate::StreamError;
 
@@ -80,11 +83,82 @@ impl Default for DetectorConfig {
     }
 }
 
-/// Consumer callbacks: commit before partitions are revoked; lag from the
-/// statistics; note assignments (the entity state then catches up).
+/// Batches in flight, for the rebalance callback to wait on.
 #[derive(Default)]
+struct Pending {
+    count: std::sync::Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+/// Held by a batch from its spawn to its end (offsets stored or given up).
+struct PendingGuard(Arc<Pending>);
+
+impl Pending {
+    fn start(self: &Arc<Self>) -> PendingGuard {
+        *self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        PendingGuard(self.clone())
+    }
+
+    /// Waits until no batch is in flight, or `timeout`; whether it got there.
+    fn wait_idle(&self, timeout: Duration) -> bool {
+        let count = self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (count, _) = self
+            .idle
+            .wait_timeout_while(count, timeout, |count| *count > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count == 0
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        self.0.idle.notify_all();
+    }
+}
+
+/// Consumer callbacks: drain and commit before partitions are revoked, and
+/// release their entity state; keep only the state of assigned partitions;
+/// lag from the statistics.
 struct Context {
-    assigned: std::sync::atomic::AtomicBool,
+    pipeline: Arc<Pipeline>,
+    topic: String,
+    /// Bumped by every rebalance: a batch fetched before it stores no offsets.
+    generation: AtomicU64,
+    pending: Arc<Pending>,
+    drain_timeout: Duration,
+}
+
+impl Context {
+    /// The entity-state shards of the transactions topic's partitions in `partitions`.
+    fn shards(&self, partitions: &TopicPartitionList) -> Vec<String> {
+        partitions
+            .elements()
+            .iter()
+            .filter(|element| element.topic() == self.topic)
+            .map(|element| shard_name(element.topic(), element.partition()))
+            .collect()
+    }
+
+    /// Waits for the batches in flight to finish and store their offsets
+    /// (the callback runs inside a poll, on a runtime thread: it hands that
+    /// thread's work to another while it waits).
+    fn drain(&self) -> bool {
+        match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.pending.wait_idle(self.drain_timeout))
+            }
+            // a single-threaded runtime cannot run the batches while this waits
+            Ok(_) => false,
+            Err(_) => self.pending.wait_idle(self.drain_timeout),
+        }
+    }
+}
+
+/// The entity-state shard of a partition.
+fn shard_name(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
 }
 
 impl ClientContext for Context {
@@ -104,17 +178,35 @@ impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
-                // the batch before this poll is finished and its offsets stored
+                // the batches in flight finish and store their offsets, which are
+                // committed before the partitions go
+                let drained = self.drain();
+                if !drained {
+                    tracing::warn!("batches still in flight at a rebalance: their records go to the new owners");
+                }
                 if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
                     tracing::debug!(%error, "commit before revoke (nothing stored yet?)");
                 }
-                tracing::info!(partitions = partitions.count(), "partitions revoked");
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.pipeline.release_shards(&self.shards(partitions));
+                tracing::info!(partitions = partitions.count(), drained, "partitions revoked");
             }
             Rebalance::Assign(partitions) => {
-                self.assigned.store(true, std::sync::atomic::Ordering::Release);
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::info!(partitions = partitions.count(), "partitions assigned");
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            // the whole assignment (incremental protocols assign a part): the state of
+            // partitions not in it is dropped; the others' is acquired on their first record
+            match consumer.assignment() {
+                Ok(assignment) => self.pipeline.retain_shards(&self.shards(&assignment)),
+                Err(error) => tracing::warn!(%error, "reading the assignment"),
+            }
         }
     }
 }
@@ -125,29 +217,26 @@ pub struct Detector {
     consumer: StreamConsumer<Context>,
     producer: FutureProducer,
     config: DetectorConfig,
-    batches: std::sync::atomic::AtomicU64,
+    batches: AtomicU64,
 }
 
 /// Batches processed at once.
 const WINDOW: usize = 3;
 
-/// A batch being processed.
-struct InFlight {
-    batch: Arc<Vec<OwnedMessage>>,
-    task: tokio::task::JoinHandle<Result<(), StreamError>>,
-}
-
-/// What happened to one record of a batch.
-enum Outcome {
-    /// Published: the decision.
-    Decided,
-    /// Dead-lettered.
-    Dead,
-}
+/// How a batch ended, for the next one: its generation and whether its
+/// offsets were stored (or may be: a stop leaves the rest to another member).
+type Done = (u64, bool);
 
 impl Detector {
     /// Connects, joins the group and subscribes.
     pub fn new(pipeline: Arc<Pipeline>, config: DetectorConfig) -> Result<Self, StreamError> {
+        let context = Context {
+            pipeline: pipeline.clone(),
+            topic: config.topic.clone(),
+            generation: AtomicU64::new(0),
+            pending: Arc::default(),
+            drain_timeout: Duration::from_millis(u64::from(config.session_timeout_ms)),
+        };
         let consumer: StreamConsumer<Context> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
@@ -159,7 +248,7 @@ impl Detector {
             .set("statistics.interval.ms", "5000")
             // when caught up, ask again soon rather than after librdkafka's default 500 ms
             .set("fetch.wait.max.ms", "10")
-            .create_with_context(Context::default())?;
+            .create_with_context(context)?;
         let mut topics = vec![config.topic.as_str()];
         topics.extend(config.labels_topic.as_deref());
         consumer.subscribe(&topics)?;
@@ -174,8 +263,12 @@ impl Detector {
             consumer,
             producer,
             config,
-            batches: std::sync::atomic::AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         })
+    }
+
+    fn generation(&self) -> u64 {
+        self.consumer.context().generation.load(Ordering::Acquire)
     }
 
     /// Consumes until `stop` turns true; then finishes the batches in
@@ -183,55 +276,48 @@ impl Detector {
     ///
     /// Up to three batches are processed at once (each in its own task),
     /// so one batch's store commit and broker acknowledgements overlap with the
-    /// next one's scoring; offsets are stored strictly in batch order, each
-    /// batch's only after it and every batch before it are done.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), StreamError> {
-        let mut window: VecDeque<InFlight> = VecDeque::new();
+    /// next one's scoring; each batch stores its offsets only after every
+    /// batch before it has (strictly in batch order).
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), StreamError> {
+        let mut window: VecDeque<tokio::task::JoinHandle<bool>> = VecDeque::new();
+        let mut previous: Option<oneshot::Receiver<Done>> = None;
+        let mut stopping = stop.clone();
         loop {
             enum Next<M> {
                 Stop,
-                Finished(Result<Result<(), StreamError>, tokio::task::JoinError>),
+                Finished,
                 Message(M),
             }
             let next = tokio::select! {
                 biased;
-                _ = stop.wait_for(|stop| *stop) => Next::Stop,
+                _ = stopping.wait_for(|stop| *stop) => Next::Stop,
                 done = async {
                     match window.front_mut() {
-                        Some(front) => (&mut front.task).await,
+                        Some(front) => front.await.unwrap_or(false),
                         None => std::future::pending().await,
                     }
-                } => Next::Finished(done),
+                } => {
+                    let _: bool = done;
+                    Next::Finished
+                }
                 message = self.consumer.recv() => Next::Message(message),
             };
-            // partitions were assigned: other members stored their entities' recent
-            // transactions; observe them before scoring what now comes from there
-            let assigned = self
-                .consumer
-                .context()
-                .assigned
-                .swap(false, std::sync::atomic::Ordering::AcqRel);
-            if assigned && let Err(error) = self.pipeline.catch_up().await {
-                tracing::warn!(%error, "entity state not caught up with the store");
-            }
             let first = match next {
                 Next::Stop => break,
-                Next::Finished(done) => {
-                    if !self.complete_oldest(done, &mut window, &stop).await {
-                        return self.close();
-                    }
+                Next::Finished => {
+                    window.pop_front();
                     continue;
                 }
-                Next::Message(message) => message,
-            };
-            let first = match first {
-                Ok(message) => message,
-                Err(error) => {
+                Next::Message(Ok(message)) => message,
+                Next::Message(Err(error)) => {
                     tracing::warn!(%error, "consume error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
             };
+            // records fetched under this assignment; a rebalance while the batch
+            // fills (or is processed) means its offsets are no longer this member's to store
+            let generation = self.generation();
             // fill the batch with what is already there, for at most 10 ms: batches grow
             // with the backlog, and a record waits little when there is none
             let mut batch = vec![first.detach()];
@@ -247,65 +333,84 @@ impl Detector {
                     _ => break,
                 }
             }
-            let batch = Arc::new(batch);
-            let (this, records) = (self.clone(), batch.clone());
-            window.push_back(InFlight {
-                batch,
-                task: tokio::spawn(async move { this.process(&records).await }),
-            });
+            let guard = self.consumer.context().pending.start();
+            let (done, next_previous) = oneshot::channel();
+            let before = previous.replace(next_previous);
+            let (this, stop) = (self.clone(), stop.clone());
+            window.push_back(tokio::spawn(async move {
+                let _in_flight = guard;
+                this.run_batch(batch, generation, before, done, stop).await
+            }));
             while window.len() >= WINDOW {
-                let done = (&mut window.front_mut().map(|f| &mut f.task).expect("non-empty")).await;
-                if !self.complete_oldest(done, &mut window, &stop).await {
-                    return self.close();
+                if let Some(front) = window.pop_front() {
+                    let _ = front.await;
                 }
             }
         }
-        // stopping: finish what is in flight, in order
-        while let Some(front) = window.front_mut() {
-            let done = (&mut front.task).await;
-            if !self.complete_oldest(done, &mut window, &stop).await {
-                break;
-            }
+        // stopping: finish what is in flight (each batch stores its offsets in order)
+        for task in window {
+            let _ = task.await;
         }
         self.close()
     }
 
-    /// The oldest batch has finished (`done`): on success its offsets are
-    /// stored; on failure it is redone until it succeeds. `false` when a stop
-    /// came first: nothing more may be stored (another member redoes the rest).
-    async fn complete_oldest(
-        &self,
-        done: Result<Result<(), StreamError>, tokio::task::JoinError>,
-        window: &mut VecDeque<InFlight>,
-        stop: &watch::Receiver<bool>,
+    /// Processes a batch until it is done (retrying failures: what was stored
+    /// comes back as replays), then — after the batch before it — stores its
+    /// offsets. A stop during retries gives up: nothing more of this
+    /// assignment is stored (another member redoes the rest); a rebalance
+    /// gives up too (the records go to their new owner, or come back to this
+    /// one, from the committed offsets).
+    async fn run_batch(
+        self: Arc<Self>,
+        batch: Vec<OwnedMessage>,
+        generation: u64,
+        before: Option<oneshot::Receiver<Done>>,
+        done: oneshot::Sender<Done>,
+        stop: watch::Receiver<bool>,
     ) -> bool {
-        let Some(oldest) = window.pop_front() else { return true };
-        let mut result = done.unwrap_or_else(|error| Err(StreamError::Unavailable(error.to_string())));
-        while let Err(error) = result {
-            tracing::warn!(%error, records = oldest.batch.len(), "batch not done; retrying");
-            if *stop.borrow() {
-                return false;
+        let mut processed = self.process(&batch, generation).await;
+        while let Err(error) = &processed {
+            tracing::warn!(%error, records = batch.len(), "batch not done; retrying");
+            if *stop.borrow() || self.generation() != generation {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            // what was stored comes back as replays
-            result = self.process(&oldest.batch).await;
+            processed = self.process(&batch, generation).await;
         }
-        self.store_offsets(&oldest.batch);
-        true
+        let mut ok = processed.is_ok();
+        if let Some(before) = before {
+            match before.await {
+                // an earlier batch of this assignment gave up: nothing after it may be stored
+                Ok((earlier, false)) if earlier == generation => ok = false,
+                Ok(_) => {}
+                Err(_) => ok = false,
+            }
+        }
+        if ok {
+            self.store_offsets(&batch, generation);
+        }
+        let _ = done.send((generation, ok));
+        ok
     }
 
-    /// Stores the offsets of a finished batch (committed by the next auto-commit).
-    fn store_offsets(&self, batch: &[OwnedMessage]) {
+    /// Stores the offsets of a finished batch (committed by the next
+    /// auto-commit, or before a revoke), unless a rebalance came since it was
+    /// fetched: its partitions' offsets are then the new assignment's.
+    fn store_offsets(&self, batch: &[OwnedMessage], generation: u64) {
         let now = now_ms();
+        let current = self.generation() == generation;
         for message in batch {
+            if !current {
+                metrics::counter!("offsets_left_to_new_owner_total").increment(1);
+                continue;
+            }
             match self
                 .consumer
                 .store_offset(message.topic(), message.partition(), message.offset())
             {
                 Ok(()) => {}
-                // the partition was revoked while the batch was in flight (a rebalance
-                // runs inside poll): its new owner redelivers these records, which come
-                // back as replays of the decisions stored here — nothing lost, nothing doubled
+                // the partition was revoked after a drain that timed out: its new owner
+                // redelivers these records, which come back as replays of the stored decisions
                 Err(rdkafka::error::KafkaError::StoreOffset(rdkafka::types::RDKafkaErrorCode::State)) => {
                     metrics::counter!("offsets_left_to_new_owner_total").increment(1);
                 }
@@ -326,11 +431,10 @@ impl Detector {
     }
 
     /// Scores, stores and publishes one batch (its offsets are stored by the caller, in order).
-    async fn process(&self, batch: &[OwnedMessage]) -> Result<(), StreamError> {
+    async fn process(&self, batch: &[OwnedMessage], generation: u64) -> Result<(), StreamError> {
         let started = Instant::now();
         metrics::counter!("records_consumed_total").increment(batch.len() as u64);
         let model = self.pipeline.model();
-        let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
         let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
         let mut parsed = Vec::new();
         let mut positions = Vec::new();
@@ -341,7 +445,6 @@ impl Detector {
                 match parse_label(payload) {
                     Ok(label) => {
                         labels.push(label);
-                        outcomes[idx] = Some(Outcome::Decided);
                     }
                     Err(error) => letters.push((idx, dead_letter(message, error))),
                 }
@@ -363,7 +466,7 @@ impl Detector {
             match record {
                 Ok(tx) => {
                     positions.push(idx);
-                    parsed.push(Ok(tx));
+                    parsed.push((Some(shard_name(message.topic(), message.partition())), Ok(tx)));
                 }
                 Err(error) => letters.push((idx, dead_letter(message, error))),
             }
@@ -373,8 +476,23 @@ impl Detector {
             metrics::counter!("labels_consumed_total").increment(labels.len() as u64);
             tracing::debug!(labels = labels.len(), applied, "labels applied");
         }
-        let results = self.pipeline.score_parsed(&model, parsed).await;
-        let batches = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // the entity state of partitions this batch is the first to reach: rebuilt
+        // from the store (or kept from a rebalance that handed them back)
+        let mut shards: Vec<&str> = parsed.iter().filter_map(|(shard, _)| shard.as_deref()).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            if !self.pipeline.holds(shard) && self.generation() == generation {
+                let observed = self
+                    .pipeline
+                    .acquire_shard(shard)
+                    .await
+                    .map_err(|error| StreamError::Unavailable(error.to_string()))?;
+                tracing::debug!(shard, observed, "partition state rebuilt from the store");
+            }
+        }
+        let results = self.pipeline.score_sharded(&model, parsed).await;
+        let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.crash_after_batches == Some(batches) {
             tracing::error!(
                 batches,
@@ -400,11 +518,15 @@ impl Detector {
                     } else if scored.record.decision.as_str() != "approve" {
                         metrics::counter!("anomalies_detected_total").increment(1);
                     }
-                    outcomes[idx] = Some(Outcome::Decided);
                 }
                 // the id was stored with other content: not this record's decision to publish
                 Err(error @ (ScoreError::Conflict(_) | ScoreError::Invalid(_))) => {
                     letters.push((idx, dead_letter(&batch[idx], error.to_string())));
+                }
+                // the partition moved in a rebalance while the batch was in flight: its
+                // new owner (possibly this member again) gets the record from the committed offset
+                Err(ScoreError::NotOwned(_)) if self.generation() != generation => {
+                    metrics::counter!("records_left_to_new_owner_total").increment(1);
                 }
                 Err(error) => return Err(StreamError::Unavailable(error.to_string())),
             }
@@ -432,7 +554,6 @@ impl Detector {
                 }
                 let delivery = self.producer.send_result(record);
                 deliveries.push(delivery.map_err(|(error, _)| StreamError::Kafka(error))?);
-                outcomes[*idx] = Some(Outcome::Dead);
             }
         }
         for delivery in deliveries {

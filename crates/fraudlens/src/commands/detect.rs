@@ -70,8 +70,10 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
             explain: config.serve.explain,
             max_commit_rows: config.serve.max_commit_rows.max(settings.max_batch),
             queue_capacity: config.serve.queue_capacity,
-            // the state is rebuilt from the store on start: it holds every detector's transactions
+            // one entity state per assigned partition, rebuilt from the store rows of
+            // that partition when it is assigned here: no snapshot file
             state_file: None,
+            sharded: true,
         },
     )
     .await

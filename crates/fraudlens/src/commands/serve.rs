@@ -75,6 +75,7 @@ pub async fn serve(
             max_commit_rows: serve.max_commit_rows,
             queue_capacity: serve.queue_capacity,
             state_file: Some(serve.state_file.clone()),
+            sharded: false,
         },
     )
     .await

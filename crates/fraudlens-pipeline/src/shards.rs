@@ -1,0 +1,101 @@
+//! The online entity state, in shards.
+//!
+//! A shard is the state one scorer owns. The API has one shard over the whole
+//! store (its key is `None`). A Kafka detector has one shard per assigned
+//! partition (key `TOPIC/PARTITION`): records are keyed by the primary entity,
+//! so a partition holds every transaction of its customers, and its state can
+//! move to another detector — rebuilt there from the store rows that carry the
+//! shard's name — when the partition does.
+//!
+//! [`EntityState`] is all the scoring path asks of a shard. The in-process
+//! implementation is [`FeatureEngine`]; a shared backend (one state that every
+//! detector reads and updates, so that features keyed on a second entity — a
+//! card, a terminal, a device used by customers of several partitions — see all
+//! of its transactions) implements the same calls and needs no rebuild when a
+//! partition moves.
+
+use fraudlens_core::{Label, Transaction};
+use fraudlens_features::FeatureEngine;
+use rustc_hash::FxHashMap;
+
+/// What the scoring path asks of the entity state of one shard.
+pub trait EntityState: Send {
+    /// Whether this transaction (by id) was observed before.
+    fn has_seen(&self, tx: &Transaction) -> bool;
+    /// Observes a new transaction and appends its features (as of just before it) to `row`.
+    fn observe(&mut self, tx: &Transaction, row: &mut Vec<f64>);
+    /// Feeds a label of an observed transaction to the risk features; `false` if it is not held.
+    fn apply_label(&mut self, tx: &Transaction, label: Label) -> bool;
+    /// Entities held.
+    fn n_entities(&self) -> usize;
+    /// A snapshot to restore from, if this state is held in-process.
+    fn snapshot(&self) -> Option<Vec<u8>>;
+}
+
+impl EntityState for FeatureEngine {
+    fn has_seen(&self, tx: &Transaction) -> bool {
+        FeatureEngine::has_seen(self, tx)
+    }
+
+    fn observe(&mut self, tx: &Transaction, row: &mut Vec<f64>) {
+        FeatureEngine::observe(self, tx, row);
+    }
+
+    fn apply_label(&mut self, tx: &Transaction, label: Label) -> bool {
+        FeatureEngine::apply_label(self, tx, label).found > 0
+    }
+
+    fn n_entities(&self) -> usize {
+        FeatureEngine::n_entities(self)
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        Some(FeatureEngine::snapshot(self))
+    }
+}
+
+/// Which shard observes a transaction: `None` for the whole store.
+pub type ShardKey = Option<String>;
+
+/// A shard's state and the newest store row it has seen.
+pub(crate) struct Held {
+    pub state: Box<dyn EntityState>,
+    pub seq: i64,
+}
+
+/// The shards held, and those released but kept until the next assignment
+/// (a rebalance that hands a partition straight back reuses its state after
+/// catching up, instead of rebuilding it).
+#[derive(Default)]
+pub(crate) struct States {
+    pub held: FxHashMap<ShardKey, Held>,
+    pub parked: FxHashMap<String, Held>,
+}
+
+impl States {
+    pub fn n_entities(&self) -> usize {
+        self.held.values().map(|held| held.state.n_entities()).sum()
+    }
+
+    pub fn publish_gauges(&self) {
+        metrics::gauge!("fraudlens_entities").set(self.n_entities() as f64);
+        metrics::gauge!("fraudlens_state_shards").set(self.held.len() as f64);
+    }
+}
+
+/// Observes the transactions the state has not seen (with their known labels); how many.
+pub(crate) fn observe_unseen(state: &mut dyn EntityState, page: &[(Transaction, Option<Label>)]) -> usize {
+    let mut row = Vec::new();
+    let mut observed = 0;
+    for (tx, label) in page {
+        if !state.has_seen(tx) {
+            row.clear();
+            state.observe(tx, &mut row);
+            if let Some(label) = label {
+                state.apply_label(tx, *label);
+            }
+            observed += 1;
+        }
+    }
+    observed
+}
