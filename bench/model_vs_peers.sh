@@ -17,13 +17,15 @@
 #
 # usage: bench/model_vs_peers.sh [CUSTOMERS] [DAYS]     (default 5000 105: ~1.05M transactions)
 # env:   RUNS (3), THREADS (2), IDLE_WAIT (120), BENCH_WORK (keep outputs there),
-#        FRAUDLENS_CACHE_DIR, CARGO_TARGET_DIR
+#        SECTIONS ("training scoring latency": which parts run), FRAUDLENS_CACHE_DIR, CARGO_TARGET_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 customers="${1:-5000}"
 days="${2:-105}"
 runs="${RUNS:-3}"
+sections="${SECTIONS:-training scoring latency}"
+section() { [[ " $sections " == *" $1 "* ]]; }
 threads="${THREADS:-2}"
 cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
@@ -83,6 +85,7 @@ wait_for_idle() {
 }
 
 results="$work/results.jsonl"
+touch "$results"
 # one training run: LABEL LIB CMD... (the command prints one JSON line)
 train_run() {
     local label="$1" lib="$2" run="$3"; shift 3
@@ -97,34 +100,41 @@ peer_train() { "$python" "$peers" train --dir "$matrix" --threads "$threads" "$@
 
 leaf=(--growth leaf --num-leaves 31 --learning-rate 0.1 --min-data-in-leaf 20 --min-child-weight 0.001 --lambda-l2 1 --max-bin 255)
 depth=(--growth depth --max-depth 6 --learning-rate 0.1 --min-data-in-leaf 1 --min-child-weight 1 --lambda-l2 1 --max-bin 255)
-echo "training: $runs runs of each, interleaved" >&2
-for run in $(seq "$runs"); do
-    train_run leaf300/fraudlens fraudlens "$run" fraudlens_train "${leaf[@]}" --trees 300
-    train_run leaf300/lightgbm lightgbm "$run" peer_train --lib lightgbm --trees 300
-    train_run depth300/fraudlens fraudlens "$run" fraudlens_train "${depth[@]}" --trees 300
-    train_run depth300/xgboost xgboost "$run" peer_train --lib xgboost --trees 300
-done
-# early stopping: the runs are as long as the stopping point, one of each
-train_run leaf-es/fraudlens fraudlens 1 fraudlens_train "${leaf[@]}" --trees 2000 --early-stopping 50
-train_run leaf-es/lightgbm lightgbm 1 peer_train --lib lightgbm --trees 2000 --early-stopping 50
-train_run depth-es/fraudlens fraudlens 1 fraudlens_train "${depth[@]}" --trees 2000 --early-stopping 50
-train_run depth-es/xgboost xgboost 1 peer_train --lib xgboost --trees 2000 --early-stopping 50
+if section training; then
+    echo "training: $runs runs of each, interleaved" >&2
+    for run in $(seq "$runs"); do
+        train_run leaf300/fraudlens fraudlens "$run" fraudlens_train "${leaf[@]}" --trees 300
+        train_run leaf300/lightgbm lightgbm "$run" peer_train --lib lightgbm --trees 300
+        train_run depth300/fraudlens fraudlens "$run" fraudlens_train "${depth[@]}" --trees 300
+        train_run depth300/xgboost xgboost "$run" peer_train --lib xgboost --trees 300
+    done
+    # early stopping: the runs are as long as the stopping point, one of each
+    train_run leaf-es/fraudlens fraudlens 1 fraudlens_train "${leaf[@]}" --trees 2000 --early-stopping 50
+    train_run leaf-es/lightgbm lightgbm 1 peer_train --lib lightgbm --trees 2000 --early-stopping 50
+    train_run depth-es/fraudlens fraudlens 1 fraudlens_train "${depth[@]}" --trees 2000 --early-stopping 50
+    train_run depth-es/xgboost xgboost 1 peer_train --lib xgboost --trees 2000 --early-stopping 50
+fi
 
-echo "scoring: XGBoost model of 200 trees, depth 6" >&2
-"$python" "$peers" xgb-model --dir "$matrix" --model "$work/xgb200.json" --threads "$threads" > "$work/xgb-model.json"
-wait_for_idle
-"$examples/score_xgboost" --model "$work/xgb200.json" --dir "$matrix" --raw "$work/xgb200-rust.f64" \
-    --contributions "$work/xgb200-rust-shap.f64" > "$work/score-fraudlens.json"
-wait_for_idle
-"$python" "$peers" xgb-score --dir "$matrix" --model "$work/xgb200.json" --rust-raw "$work/xgb200-rust.f64" \
-    --rust-contributions "$work/xgb200-rust-shap.f64" > "$work/score-xgboost.json"
+if section scoring; then
+    echo "scoring: XGBoost model of 200 trees, depth 6" >&2
+    "$python" "$peers" xgb-model --dir "$matrix" --model "$work/xgb200.json" --threads "$threads" > "$work/xgb-model.json"
+    wait_for_idle
+    "$examples/score_xgboost" --model "$work/xgb200.json" --dir "$matrix" --raw "$work/xgb200-rust.f64" \
+        --contributions "$work/xgb200-rust-shap.f64" > "$work/score-fraudlens.json"
+    wait_for_idle
+    "$python" "$peers" xgb-score --dir "$matrix" --model "$work/xgb200.json" --rust-raw "$work/xgb200-rust.f64" \
+        --rust-contributions "$work/xgb200-rust-shap.f64" > "$work/score-xgboost.json"
+fi
 
-echo "latency: fraudlens model, depth-wise, depth 6, 200 trees" >&2
-"$examples/train_matrix" --dir "$matrix" --threads "$threads" "${leaf[@]}" --growth depth --max-depth 6 --trees 200 \
-    --model "$work/depth6.json" > /dev/null
-wait_for_idle
-"$examples/latency" --model "$work/depth6.json" --dir "$matrix" > "$work/latency.txt"
+if section latency; then
+    echo "latency: fraudlens model, depth-wise, depth 6, 200 trees" >&2
+    "$examples/train_matrix" --dir "$matrix" --threads "$threads" "${leaf[@]}" --growth depth --max-depth 6 --trees 200 \
+        --model "$work/depth6.json" > /dev/null
+    wait_for_idle
+    "$examples/latency" --model "$work/depth6.json" --dir "$matrix" > "$work/latency.txt"
+fi
 
-"$python" "$peers" report "$results" --dir "$matrix" \
-    --scoring "$work/score-fraudlens.json" "$work/score-xgboost.json" --xgb-model "$work/xgb-model.json" \
-    --latency "$work/latency.txt"
+report=(--dir "$matrix")
+section scoring && report+=(--scoring "$work/score-fraudlens.json" "$work/score-xgboost.json" --xgb-model "$work/xgb-model.json")
+section latency && report+=(--latency "$work/latency.txt")
+"$python" "$peers" report "$results" "${report[@]}"

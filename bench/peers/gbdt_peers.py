@@ -319,8 +319,11 @@ def report(args):
     for name, part in parts.items():
         print(f"  {name:5} {part['rows']:>9,} rows {part['frauds']:>6,} fraud   {part['from'][:16]} .. {part['to'][:16]}")
     print()
-    header = f"{'training (' + str(runs[0]['params'].get('threads', runs[0]['params'].get('num_threads', runs[0]['params'].get('nthread')))) + ' threads)':44} {'trees':>6} {'train s':>8} {'min s':>7} {'peak RSS MiB':>13} {'(+ over data)':>13} {'test AP':>8}"
-    print(header)
+    if runs:
+        params = runs[0]["params"]
+        threads = params.get("threads", params.get("num_threads", params.get("nthread")))
+        header = f"{'training (' + str(threads) + ' threads)':44} {'trees':>6} {'train s':>8} {'min s':>7} {'peak RSS MiB':>13} {'(+ over data)':>13} {'test AP':>8}"
+        print(header)
     sections = [
         ("leaf300", "leaf-wise, 31 leaves, 300 trees, no early stopping", "lightgbm"),
         ("leaf-es", "leaf-wise, 31 leaves, early stopping (50 rounds, validation log loss)", "lightgbm"),

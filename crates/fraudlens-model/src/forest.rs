@@ -72,6 +72,9 @@ pub struct Forest {
 #[derive(Clone, Debug)]
 struct Walk {
     nodes: Vec<WalkNode>,
+    /// The batch walk of a forest of plain numeric splits (NaN as the
+    /// missing rule) only: see [`ColumnNode`].
+    columns: Option<Columns>,
     /// Depth of each tree.
     depths: Vec<u8>,
     /// Deepest tree of each full group of [`LANES`] trees.
@@ -88,6 +91,57 @@ struct WalkNode {
     /// Feature index and flags, as in the flat node.
     feature_flags: u32,
     left: u32,
+}
+
+/// A node of the batch walk over *doubled* rows: each feature `f` appears
+/// twice, at `2f` with NaN replaced by +inf and at `2f + 1` with NaN replaced
+/// by -inf. A split that sends NaN right reads column `2f`, one that sends it
+/// left reads `2f + 1`; no NaN is left, so a step is one comparison:
+/// `left + (x > threshold)`. A leaf has threshold +inf and itself as `left`.
+///
+/// A forest that reads its inputs as f32 (XGBoost's) and whose thresholds are
+/// all f32 values compares in f32: the same decisions on half the bytes.
+#[derive(Clone, Copy, Debug)]
+struct ColumnNode<T> {
+    threshold: T,
+    column: u32,
+    left: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Columns {
+    F64(Vec<ColumnNode<f64>>),
+    F32(Vec<ColumnNode<f32>>),
+}
+
+/// A value of a doubled row (see [`ColumnNode`]).
+trait Doubled: Copy + PartialOrd {
+    /// The value, and the two columns it fills.
+    fn double(x: f64) -> [Self; 2];
+}
+
+impl Doubled for f64 {
+    #[inline]
+    fn double(x: f64) -> [Self; 2] {
+        if x.is_nan() {
+            [f64::INFINITY, f64::NEG_INFINITY]
+        } else {
+            [x, x]
+        }
+    }
+}
+
+impl Doubled for f32 {
+    #[inline]
+    fn double(x: f64) -> [Self; 2] {
+        // the rounding of InputPrecision::F32 (out-of-range values become infinite)
+        let x = x as f32;
+        if x.is_nan() {
+            [f32::INFINITY, f32::NEG_INFINITY]
+        } else {
+            [x, x]
+        }
+    }
 }
 
 /// Trees (single row) or rows (batch) walked side by side: independent
@@ -261,6 +315,35 @@ impl Forest {
                 }
             });
         }
+        let column = |node: &WalkNode| {
+            2 * (node.feature_flags & FEATURE_MASK) + u32::from(node.feature_flags & DEFAULT_LEFT != 0)
+        };
+        let f32_exact = |node: &WalkNode| f64::from(node.threshold as f32) == node.threshold;
+        let columns = if !nodes.iter().all(|node| node.feature_flags & SLOW_PATH == 0) {
+            None
+        } else if self.data.input_precision == InputPrecision::F32 && nodes.iter().all(f32_exact) {
+            Some(Columns::F32(
+                nodes
+                    .iter()
+                    .map(|node| ColumnNode {
+                        threshold: node.threshold as f32,
+                        column: column(node),
+                        left: node.left,
+                    })
+                    .collect(),
+            ))
+        } else {
+            Some(Columns::F64(
+                nodes
+                    .iter()
+                    .map(|node| ColumnNode {
+                        threshold: node.threshold,
+                        column: column(node),
+                        left: node.left,
+                    })
+                    .collect(),
+            ))
+        };
         let depths: Vec<u8> = depths.iter().map(|&depth| depth as u8).collect();
         let group_depths = depths
             .chunks_exact(LANES)
@@ -268,6 +351,7 @@ impl Forest {
             .collect();
         Some(Walk {
             nodes,
+            columns,
             depths,
             group_depths,
         })
@@ -357,7 +441,31 @@ impl Forest {
     fn block_predict(&self, rows: &[f64], out: &mut [f64]) {
         let n_features = self.n_features().max(1);
         let mut rounded = Vec::new();
+        let (mut doubled, mut doubled32) = (Vec::new(), Vec::new());
         for (rows, out) in rows.chunks(BLOCK_ROWS * n_features).zip(out.chunks_mut(BLOCK_ROWS)) {
+            out.fill(self.data.base_score);
+            if let Some(walk) = &self.walk {
+                match &walk.columns {
+                    Some(Columns::F32(columns)) => {
+                        doubled32.clear();
+                        doubled32.extend(rows.iter().flat_map(|&x| f32::double(x)));
+                        self.walk_columns(walk, columns, &doubled32, out);
+                        continue;
+                    }
+                    Some(Columns::F64(columns)) => {
+                        doubled.clear();
+                        match self.data.input_precision {
+                            InputPrecision::F64 => doubled.extend(rows.iter().flat_map(|&x| f64::double(x))),
+                            InputPrecision::F32 => {
+                                doubled.extend(rows.iter().flat_map(|&x| f64::double(f64::from(x as f32))));
+                            }
+                        }
+                        self.walk_columns(walk, columns, &doubled, out);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
             let rows = match self.data.input_precision {
                 InputPrecision::F64 => rows,
                 InputPrecision::F32 => {
@@ -366,7 +474,6 @@ impl Forest {
                     &rounded[..]
                 }
             };
-            out.fill(self.data.base_score);
             if let Some(walk) = &self.walk {
                 self.walk_block(walk, rows, out);
                 continue;
@@ -404,6 +511,40 @@ impl Forest {
                 let mut idx = root as usize;
                 for _ in 0..depth {
                     idx = self.walk_step(&walk.nodes, idx, row);
+                }
+                *score += self.nodes[idx].value;
+            }
+        }
+    }
+
+    /// [`Forest::walk_block`] on doubled rows (see [`ColumnNode`]): the same
+    /// leaves, one comparison per step.
+    fn walk_columns<T: Doubled>(&self, walk: &Walk, columns: &[ColumnNode<T>], rows: &[T], out: &mut [f64]) {
+        let width = 2 * self.n_features();
+        let step = |idx: usize, row: &[T]| {
+            let node = &columns[idx];
+            node.left as usize + usize::from(row[node.column as usize] > node.threshold)
+        };
+        let lane_rows = rows.chunks_exact(width * LANES);
+        let rest_rows = lane_rows.remainder();
+        for (&root, &depth) in self.roots.iter().zip(&walk.depths) {
+            let mut lane_out = out.chunks_exact_mut(LANES);
+            for (rows, out) in rows.chunks_exact(width * LANES).zip(lane_out.by_ref()) {
+                let rows: [&[T]; LANES] = std::array::from_fn(|k| &rows[k * width..(k + 1) * width]);
+                let mut idx = [root as usize; LANES];
+                for _ in 0..depth {
+                    for k in 0..LANES {
+                        idx[k] = step(idx[k], rows[k]);
+                    }
+                }
+                for k in 0..LANES {
+                    out[k] += self.nodes[idx[k]].value;
+                }
+            }
+            for (row, score) in rest_rows.chunks_exact(width).zip(lane_out.into_remainder()) {
+                let mut idx = root as usize;
+                for _ in 0..depth {
+                    idx = step(idx, row);
                 }
                 *score += self.nodes[idx].value;
             }
@@ -661,8 +802,14 @@ mod tests {
             ],
         };
         let forest = forest(vec![tree.clone(), tree], 2);
+        // missing values (each split sends them its own way) and infinities among them
         let rows: Vec<f64> = (0..20_000)
-            .map(|idx| ((idx * 7919) % 1000) as f64 / 250.0 - 2.0)
+            .map(|idx| match idx {
+                _ if idx % 13 == 0 => f64::NAN,
+                _ if idx % 17 == 0 => f64::INFINITY,
+                _ if idx % 19 == 0 => f64::NEG_INFINITY,
+                _ => ((idx * 7919) % 1000) as f64 / 250.0 - 2.0,
+            })
             .collect();
         let mut out = vec![0.0; 10_000];
         forest.predict_raw_batch(&rows, &mut out).unwrap();
@@ -747,6 +894,23 @@ mod tests {
         assert!(x > threshold);
         assert_eq!(Forest::new(data.clone()).unwrap().predict_raw(&[x]).unwrap(), 1.0);
         data.input_precision = InputPrecision::F32;
-        assert_eq!(Forest::new(data).unwrap().predict_raw(&[x]).unwrap(), -1.0);
+        assert_eq!(Forest::new(data.clone()).unwrap().predict_raw(&[x]).unwrap(), -1.0);
+
+        // the batch path compares in f32 when every threshold is an f32 value (here), and in
+        // f64 otherwise: both agree with the single-row path, out-of-range inputs included
+        for threshold in [threshold, 0.1] {
+            data.trees[0].nodes[0] = split(0, Condition::Numeric { threshold }, Missing::NaN, true, 1);
+            let forest = Forest::new(data.clone()).unwrap();
+            let rows: Vec<f64> = [x, 0.1, f64::NAN, 1e39, -1e39, 0.05, f64::INFINITY]
+                .into_iter()
+                .cycle()
+                .take(700)
+                .collect();
+            let mut out = vec![0.0; rows.len()];
+            forest.predict_raw_batch(&rows, &mut out).unwrap();
+            for (row, score) in rows.iter().zip(&out) {
+                assert_eq!(forest.predict_raw(&[*row]).unwrap(), *score, "{row} at {threshold}");
+            }
+        }
     }
 }
