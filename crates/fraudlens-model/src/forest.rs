@@ -490,43 +490,31 @@ impl Forest {
     /// [`LANES`] rows through a tree side by side; trees are added in order,
     /// so the sums equal the single-row path bit for bit.
     fn walk_block(&self, walk: &Walk, rows: &[f64], out: &mut [f64]) {
-        let n_features = self.n_features();
-        let lane_rows = rows.chunks_exact(n_features * LANES);
-        let rest_rows = lane_rows.remainder();
-        for (&root, &depth) in self.roots.iter().zip(&walk.depths) {
-            let mut lane_out = out.chunks_exact_mut(LANES);
-            for (rows, out) in rows.chunks_exact(n_features * LANES).zip(lane_out.by_ref()) {
-                let rows: [&[f64]; LANES] = std::array::from_fn(|k| &rows[k * n_features..(k + 1) * n_features]);
-                let mut idx = [root as usize; LANES];
-                for _ in 0..depth {
-                    for k in 0..LANES {
-                        idx[k] = self.walk_step(&walk.nodes, idx[k], rows[k]);
-                    }
-                }
-                for k in 0..LANES {
-                    out[k] += self.nodes[idx[k]].value;
-                }
-            }
-            for (row, score) in rest_rows.chunks_exact(n_features).zip(lane_out.into_remainder()) {
-                let mut idx = root as usize;
-                for _ in 0..depth {
-                    idx = self.walk_step(&walk.nodes, idx, row);
-                }
-                *score += self.nodes[idx].value;
-            }
-        }
+        self.walk_lanes(walk, rows, self.n_features(), out, |idx, row| {
+            self.walk_step(&walk.nodes, idx, row)
+        });
     }
 
     /// [`Forest::walk_block`] on doubled rows (see [`ColumnNode`]): the same
     /// leaves, one comparison per step.
     fn walk_columns<T: Doubled>(&self, walk: &Walk, columns: &[ColumnNode<T>], rows: &[T], out: &mut [f64]) {
-        let width = 2 * self.n_features();
-        let step = |idx: usize, row: &[T]| {
+        self.walk_lanes(walk, rows, 2 * self.n_features(), out, |idx, row| {
             let node = &columns[idx];
             node.left as usize + usize::from(row[node.column as usize] > node.threshold)
-        };
-        let lane_rows = rows.chunks_exact(width * LANES);
-        let rest_rows = lane_rows.remainder();
+        });
+    }
+
+    /// Rows of `width` values walked through each tree by `step`, [`LANES`] at a time.
+    #[inline(always)]
+    fn walk_lanes<T>(
+        &self,
+        walk: &Walk,
+        rows: &[T],
+        width: usize,
+        out: &mut [f64],
+        step: impl Fn(usize, &[T]) -> usize,
+    ) {
+        let rest_rows = rows.chunks_exact(width * LANES).remainder();
         for (&root, &depth) in self.roots.iter().zip(&walk.depths) {
             let mut lane_out = out.chunks_exact_mut(LANES);
             for (rows, out) in rows.chunks_exact(width * LANES).zip(lane_out.by_ref()) {
