@@ -260,14 +260,8 @@ impl Pipeline {
     ) -> Result<Arc<Self>, PipelineError> {
         let mut states = shards::States::default();
         if !config.sharded {
-            let (engine, seq) = state::restore(store.as_ref(), model.spec(), config.state_file.as_deref()).await?;
-            states.held.insert(
-                None,
-                shards::Held {
-                    state: Box::new(engine),
-                    seq,
-                },
-            );
+            let held = state::restore(store.as_ref(), model.spec(), config.state_file.as_deref()).await?;
+            states.held.insert(None, held);
         }
         states.publish_gauges();
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
@@ -551,7 +545,7 @@ impl Pipeline {
             model_version: model.version().to_owned(),
             latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
             review_status: (outcome != Outcome::Approve).then_some(ReviewStatus::PendingReview),
-            shard: item.shard.clone(),
+            shard: std::mem::take(&mut item.shard),
         }
     }
 
@@ -711,17 +705,20 @@ impl Pipeline {
     pub async fn acquire_shard(&self, shard: &str) -> Result<usize, PipelineError> {
         let _one_at_a_time = self.acquiring.lock().await;
         let key = Some(shard.to_owned());
-        if lock(&self.states).held.contains_key(&key) {
-            return Ok(0);
-        }
-        let parked = lock(&self.states).parked.remove(shard);
+        let parked = {
+            let mut states = lock(&self.states);
+            if states.held.contains_key(&key) {
+                return Ok(0);
+            }
+            states.parked.remove(shard)
+        };
         let reused = parked.is_some();
         let mut held = parked.unwrap_or_else(|| shards::Held {
             state: Box::new(FeatureEngine::new(self.model.load().spec().clone())),
             seq: 0,
         });
         let started = Instant::now();
-        let observed = state::catch_up_shard(self.store.as_ref(), shard, &mut held).await?;
+        let observed = state::catch_up(self.store.as_ref(), Some(shard), &mut held).await?;
         let mut states = lock(&self.states);
         states.held.insert(key, held);
         states.publish_gauges();

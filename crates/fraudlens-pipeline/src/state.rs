@@ -63,13 +63,13 @@ impl StateFile {
     }
 }
 
-/// The engine for `spec`: from the snapshot if it fits, then caught up with the store.
+/// The whole-store state for `spec`: from the snapshot if it fits, then caught up with the store.
 pub(crate) async fn restore(
     store: &dyn Store,
     spec: &Arc<FeatureSpec>,
     state_file: Option<&Path>,
-) -> Result<(FeatureEngine, i64), PipelineError> {
-    let (mut seq, mut engine) = match state_file.filter(|path| path.exists()) {
+) -> Result<Held, PipelineError> {
+    let (seq, engine) = match state_file.filter(|path| path.exists()) {
         Some(path) => match StateFile::read(path, spec) {
             Ok(restored) => restored,
             Err(reason) => {
@@ -79,21 +79,19 @@ pub(crate) async fn restore(
         },
         None => (0, FeatureEngine::new(spec.clone())),
     };
-    let mut replayed = 0usize;
-    loop {
-        let page = store.transactions_after(seq, REPLAY_PAGE, None).await?;
-        let Some(last) = page.last() else { break };
-        seq = last.seq;
-        replayed += apply_page(&mut engine, &page)?;
-    }
+    let mut held = Held {
+        state: Box::new(engine),
+        seq,
+    };
+    let replayed = catch_up(store, None, &mut held).await?;
     if replayed > 0 {
         tracing::info!(
             replayed,
-            entities = engine.n_entities(),
+            entities = held.state.n_entities(),
             "entity state caught up with the store"
         );
     }
-    Ok((engine, seq))
+    Ok(held)
 }
 
 /// Stored transactions of one page, parsed, in store order.
@@ -110,15 +108,12 @@ pub(crate) fn parse_page(page: &[StoredDecision]) -> Result<Vec<(Transaction, Op
         .collect()
 }
 
-fn apply_page(engine: &mut FeatureEngine, page: &[StoredDecision]) -> Result<usize, PipelineError> {
-    Ok(observe_unseen(engine, &parse_page(page)?))
-}
-
-/// Brings a shard's state up to date with the store rows of that shard; how many were observed.
-pub(crate) async fn catch_up_shard(store: &dyn Store, shard: &str, held: &mut Held) -> Result<usize, PipelineError> {
+/// Brings a state up to date with the store rows after its position (all of
+/// them, or those of one shard); how many it observed.
+pub(crate) async fn catch_up(store: &dyn Store, shard: Option<&str>, held: &mut Held) -> Result<usize, PipelineError> {
     let mut observed = 0;
     loop {
-        let page = store.transactions_after(held.seq, REPLAY_PAGE, Some(shard)).await?;
+        let page = store.transactions_after(held.seq, REPLAY_PAGE, shard).await?;
         let Some(last) = page.last() else { break };
         held.seq = last.seq;
         observed += observe_unseen(held.state.as_mut(), &parse_page(&page)?);

@@ -261,11 +261,7 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     let started = Instant::now();
     while !late.log().contains("partitions assigned") {
         if started.elapsed() > Duration::from_secs(60) {
-            let logs: Vec<String> = ["d1", "d2", "d3"]
-                .iter()
-                .map(|name| std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default())
-                .collect();
-            panic!("no assignment for the late member:\n{}", logs.join("\n=====\n"));
+            panic!("no assignment for the late member:\n{}", all_logs(dir.path()));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -330,19 +326,7 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     })
     .await;
     assert_eq!(late.counter("fraudlens_state_shards").await, 4.0, "{}", late.log());
-    let rebuilt: usize = late
-        .log()
-        .lines()
-        .filter(|line| line.contains("entity state acquired"))
-        .filter_map(|line| {
-            line.split("observed=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .sum();
+    let rebuilt: usize = acquired(&late.log()).iter().sum();
     assert_eq!(
         rebuilt,
         produced,
@@ -376,6 +360,26 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     assert_eq!(late.terminate(), 0);
     let run = fraudlens(dir.path(), &["models", "list", "--database", &db.url], &[]);
     assert!(run.stdout.contains("production"));
+}
+
+/// The log of every detector started in `dir`, each under its file name.
+fn all_logs(dir: &Path) -> String {
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            logs.push_str(&format!("== {}\n{text}\n", entry.path().display()));
+        }
+    }
+    logs
+}
+
+/// How many stored transactions each partition state acquired in `log` was rebuilt from.
+fn acquired(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|line| line.contains("entity state acquired"))
+        .filter_map(|line| line.split("observed=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 /// Every stored transaction, in store order.
@@ -470,16 +474,7 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
             if started.elapsed() > Duration::from_secs(240) {
                 let metrics = reqwest::get(&steady.metrics).await.unwrap().text().await.unwrap();
                 let metrics2 = reqwest::get(&victim.metrics).await.unwrap().text().await.unwrap();
-                let mut logs = String::new();
-                for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-                    if entry.path().extension().is_some_and(|e| e == "log") {
-                        logs.push_str(&format!(
-                            "== {}\n{}\n",
-                            entry.path().display(),
-                            std::fs::read_to_string(entry.path()).unwrap()
-                        ));
-                    }
-                }
+                let logs = all_logs(dir.path());
                 panic!(
                     "stalled before crash {round} at {}\n{logs}\nsteady metrics:\n{}\nvictim metrics:\n{}",
                     store.count_transactions().await.unwrap(),
@@ -529,17 +524,8 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
         "the crashes hit records whose offsets were not committed"
     );
     // partitions moved between members (crashes, restarts): their states were rebuilt from the store
-    let mut logs = String::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        if entry.path().extension().is_some_and(|e| e == "log") {
-            logs.push_str(&std::fs::read_to_string(entry.path()).unwrap());
-        }
-    }
-    let acquired: Vec<usize> = logs
-        .lines()
-        .filter(|line| line.contains("entity state acquired"))
-        .filter_map(|line| line.split("observed=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect();
+    let logs = all_logs(dir.path());
+    let acquired = acquired(&logs);
     println!("partition states acquired (transactions replayed to build each): {acquired:?}");
     assert!(
         acquired.iter().any(|&observed| observed > 0),
