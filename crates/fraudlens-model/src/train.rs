@@ -6,9 +6,10 @@
 //! cuts in time order.
 //!
 //! Determinism: the result depends only on the data, the parameters and the
-//! seed — not on the number of threads. Histograms are summed over fixed row
-//! chunks and reduced in chunk order, and random choices come from
-//! [`fraudlens_core::rng::Rng`] streams keyed by iteration.
+//! seed — not on the number of threads. Histograms hold fixed-point integer
+//! sums (exact in any order, see `Scale`), leaf values are summed in row
+//! order, and random choices come from [`fraudlens_core::rng::Rng`] streams
+//! keyed by iteration.
 
 use fraudlens_core::rng::Rng;
 use rayon::prelude::*;
@@ -18,11 +19,12 @@ use crate::binning::BinMapper;
 use crate::tree::{Condition, Missing, Node, SplitNode, Tree};
 use crate::{Forest, ForestData, InputPrecision, ModelError};
 
-/// Rows per histogram chunk: chunk boundaries depend only on the node size,
-/// so sums (and the model) do not depend on the thread count.
-const HIST_CHUNK_ROWS: usize = 32 * 1024;
+/// Nodes with fewer rows get their histogram from one thread.
+const PARALLEL_HIST_ROWS: usize = 4096;
+/// Scattered rows copied together before they are added to a histogram.
+const GATHER_ROWS: usize = 64;
 /// Histogram cells per feature: every bin of a feature (≤ 255 values + missing).
-const HIST_STRIDE: usize = 256;
+const HIST_STRIDE: usize = 260;
 /// Ranges larger than this are partitioned in parallel chunks.
 const PARTITION_CHUNK_ROWS: usize = 64 * 1024;
 /// Smallest hessian of a row, so leaves of perfectly fit rows stay finite.
@@ -320,26 +322,92 @@ pub fn train(
     pool.install(|| Trainer::new(params, kinds, train_set, valid)?.run(progress))
 }
 
-/// Histogram cell: sums over the rows whose value falls in a bin.
+/// Histogram cell: the gradient sum, and the hessian sum with the row
+/// count in its low bits, of the rows whose value falls in a bin — both
+/// fixed-point integers (see [`Scale`]). Integer sums are exact, so they do
+/// not depend on the order rows are added in (any split of the work between
+/// threads gives the same model), a subtraction of histograms is exact, and
+/// a row adds to a cell with one 16-byte integer add.
 #[derive(Clone, Copy, Debug, Default)]
-struct Cell {
+struct Cell([u64; 2]);
+
+impl Cell {
+    fn add(&mut self, other: &Cell) {
+        let [g, hn] = &mut self.0;
+        *g = g.wrapping_add(other.0[0]);
+        *hn = hn.wrapping_add(other.0[1]);
+    }
+
+    fn minus(&self, other: &Cell) -> Cell {
+        Cell([self.0[0].wrapping_sub(other.0[0]), self.0[1].wrapping_sub(other.0[1])])
+    }
+}
+
+/// Sums in real numbers: what split gains and leaf values are computed from.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sums {
     g: f64,
     h: f64,
     n: u32,
 }
 
-impl Cell {
-    fn add(&mut self, other: &Cell) {
-        self.g += other.g;
-        self.h += other.h;
-        self.n += other.n;
+/// The fixed-point scales of one round's gradients: powers of two chosen so
+/// no sum over the training rows can overflow. The hessian shares its word
+/// with the count (`count_bits` low bits, enough for every training row), so
+/// its resolution is the round's total hessian over 2^(61 − count_bits):
+/// about 1e-9 of a row's typical hessian with a million rows. Leaf values
+/// are summed in `f64` from the gradients themselves, not from cells.
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    g: f64,
+    h: f64,
+    count_bits: u32,
+}
+
+impl Scale {
+    fn new(gradients: &[[f64; 2]]) -> Self {
+        let n_rows = gradients.len().max(1);
+        let count_bits = usize::BITS - n_rows.leading_zeros();
+        // the largest |g| and the total hessian, summed in fixed chunks so
+        // the scale (and the model) does not depend on the thread count
+        let max_g = gradients.par_iter().map(|gh| gh[0].abs()).reduce(|| 0.0, f64::max);
+        let partial: Vec<f64> = gradients
+            .par_chunks(4096)
+            .map(|chunk| chunk.iter().map(|gh| gh[1]).sum())
+            .collect();
+        let total_h: f64 = partial.iter().sum();
+        // |sum of g| < 2^62 and sum of h (each rounded up by < 1) < 2^(63 - count_bits)
+        let power = |limit: f64, total: f64| {
+            if total > 0.0 && total.is_finite() {
+                (limit / total).log2().floor().exp2()
+            } else {
+                1.0
+            }
+        };
+        Self {
+            g: power(2f64.powi(62), n_rows as f64 * max_g),
+            h: power(2f64.powi(61 - count_bits as i32), total_h),
+            count_bits,
+        }
     }
 
-    fn minus(&self, other: &Cell) -> Cell {
-        Cell {
-            g: self.g - other.g,
-            h: self.h - other.h,
-            n: self.n - other.n,
+    /// One row's cell.
+    fn cell(&self, [g, h]: [f64; 2]) -> Cell {
+        // rounded half away from zero (`as` truncates; `round` is a libm call here)
+        let g = (g * self.g + 0.5f64.copysign(g)) as i64 as u64;
+        let h = (h * self.h + 0.5) as u64;
+        Cell([g, (h << self.count_bits) | 1])
+    }
+
+    fn count(&self, cell: &Cell) -> u32 {
+        (cell.0[1] & ((1 << self.count_bits) - 1)) as u32
+    }
+
+    fn sums(&self, cell: &Cell) -> Sums {
+        Sums {
+            g: cell.0[0] as i64 as f64 / self.g,
+            h: (cell.0[1] >> self.count_bits) as f64 / self.h,
+            n: self.count(cell),
         }
     }
 }
@@ -383,6 +451,53 @@ enum BuildNode {
     },
 }
 
+/// Row-major bins, each row padded to a power of two (≥ 16) or a multiple
+/// of 64 bytes and the first row aligned to 64 bytes, so a row never
+/// straddles more cache lines than it must and copies in whole 16-byte pieces.
+struct RowBins {
+    data: Vec<u8>,
+    start: usize,
+    stride: usize,
+}
+
+impl RowBins {
+    fn new(values: &[f64], n_features: usize, mappers: &[BinMapper]) -> Self {
+        let stride = if n_features <= 64 {
+            n_features.next_power_of_two().max(16)
+        } else {
+            n_features.next_multiple_of(64)
+        };
+        let n_rows = values.len() / n_features.max(1);
+        let mut data = vec![0u8; n_rows * stride + 63];
+        let start = data.as_ptr().align_offset(64).min(63);
+        data[start..start + n_rows * stride]
+            .par_chunks_mut(stride * 4096)
+            .zip(values.par_chunks(n_features.max(1) * 4096))
+            .for_each(|(rows, values)| {
+                for (row, values) in rows
+                    .chunks_exact_mut(stride)
+                    .zip(values.chunks_exact(n_features.max(1)))
+                {
+                    for ((bin, value), mapper) in row.iter_mut().zip(values).zip(mappers) {
+                        *bin = mapper.bin(*value);
+                    }
+                }
+            });
+        Self { data, start, stride }
+    }
+
+    /// The padded bins of one row (its features first).
+    fn row(&self, row: usize) -> &[u8] {
+        let at = self.start + row * self.stride;
+        &self.data[at..at + self.stride]
+    }
+
+    /// Consecutive rows, padded.
+    fn rows(&self, rows: std::ops::Range<usize>) -> std::slice::ChunksExact<'_, u8> {
+        self.data[self.start + rows.start * self.stride..self.start + rows.end * self.stride].chunks_exact(self.stride)
+    }
+}
+
 /// A leaf that may still be split.
 struct OpenLeaf {
     node: usize,
@@ -398,7 +513,7 @@ struct Trainer<'p> {
     params: &'p CheckedParams,
     mappers: Vec<BinMapper>,
     /// Row-major bins of the training rows (histograms read whole rows).
-    bins: Vec<u8>,
+    bins: RowBins,
     /// Column-major bins (partitions read one feature of scattered rows).
     column_bins: Vec<u8>,
     n_features: usize,
@@ -446,14 +561,14 @@ impl<'p> Trainer<'p> {
                 });
             bins
         };
-        let bins = bin_rows(train_set.values);
-        let mut column_bins = vec![0u8; bins.len()];
+        let bins = RowBins::new(train_set.values, n_features, &mappers);
+        let mut column_bins = vec![0u8; n_rows * n_features];
         column_bins
             .par_chunks_mut(n_rows.max(1))
             .enumerate()
             .for_each(|(feature, column)| {
                 for (row, bin) in column.iter_mut().enumerate() {
-                    *bin = bins[row * n_features + feature];
+                    *bin = bins.row(row)[feature];
                 }
             });
         let scale = params.0.scale_pos_weight;
@@ -495,6 +610,7 @@ impl<'p> Trainer<'p> {
         let n_rows = self.labels.len();
         let mut scores = vec![self.base_score; n_rows];
         let mut gradients = vec![[0.0; 2]; n_rows];
+        let mut cells = vec![Cell::default(); n_rows];
         let mut trees = Vec::with_capacity(params.n_trees);
         let mut history = Vec::with_capacity(params.n_trees);
         let mut best = (f64::INFINITY, 0usize);
@@ -503,12 +619,17 @@ impl<'p> Trainer<'p> {
             let mut rng = Rng::new(params.seed, round as u64);
             let rows = self.sample_rows(&mut rng);
             let features = self.sample_features(&mut rng);
-            let (nodes, indices, leaf_ranges) = self.grow(rows, &features, &gradients);
+            let scale = Scale::new(&gradients);
+            cells
+                .par_iter_mut()
+                .zip(&gradients)
+                .for_each(|(cell, &gh)| *cell = scale.cell(gh));
+            let (nodes, indices, leaf_ranges) = self.grow(rows, &features, &gradients, &cells, &scale);
             // training scores: in-bag rows from the partition, the others by traversal
             if params.subsample < 1.0 {
                 let nodes = &nodes;
                 scores.par_iter_mut().enumerate().for_each(|(row, score)| {
-                    *score += leaf_value(nodes, &self.mappers, &self.bins[row * self.n_features..]);
+                    *score += leaf_value(nodes, &self.mappers, self.bins.row(row));
                 });
             } else {
                 for (value, start, end) in leaf_ranges {
@@ -620,17 +741,22 @@ impl<'p> Trainer<'p> {
         mut indices: Vec<u32>,
         features: &[usize],
         gradients: &[[f64; 2]],
+        cells: &[Cell],
+        scale: &Scale,
     ) -> (Vec<BuildNode>, Vec<u32>, Vec<(f64, usize, usize)>) {
         let params = &self.params.0;
         let (max_leaves, max_depth) = (self.params.max_leaves(), self.params.max_depth());
-        let sums = self.sums(&indices, gradients);
+        let mut sums = Cell::default();
+        for &row in &indices {
+            sums.add(&cells[row as usize]);
+        }
         let mut nodes = vec![BuildNode::Leaf {
             value: 0.0,
-            cover: sums.h,
+            cover: scale.sums(&sums).h,
         }];
         let mut open: Vec<OpenLeaf> = Vec::new();
         let mut done: Vec<(usize, usize, usize)> = Vec::new(); // (node, start, end)
-        let root_hist = self.histogram(&indices, features, gradients);
+        let root_hist = self.histogram(&indices, features, cells);
         let mut root = OpenLeaf {
             node: 0,
             start: 0,
@@ -641,7 +767,7 @@ impl<'p> Trainer<'p> {
             best: None,
         };
         if max_depth > 0 {
-            root.best = self.best_split(&root.hist, &root.sums, features);
+            root.best = self.best_split(&root.hist, &root.sums, features, scale);
         }
         open.push(root);
         let mut n_leaves = 1;
@@ -663,17 +789,17 @@ impl<'p> Trainer<'p> {
             let (left_node, right_node) = (nodes.len(), nodes.len() + 1);
             nodes.push(BuildNode::Leaf {
                 value: 0.0,
-                cover: candidate.left.h,
+                cover: scale.sums(&candidate.left).h,
             });
             nodes.push(BuildNode::Leaf {
                 value: 0.0,
-                cover: candidate.right.h,
+                cover: scale.sums(&candidate.right).h,
             });
             nodes[leaf.node] = BuildNode::Split {
                 candidate: candidate.clone(),
                 left: left_node,
                 right: right_node,
-                cover: leaf.sums.h,
+                cover: scale.sums(&leaf.sums).h,
             };
             n_leaves += 1;
             let depth = leaf.depth + 1;
@@ -683,7 +809,7 @@ impl<'p> Trainer<'p> {
                 // histogram of the smaller child, the other by subtraction
                 let left_smaller = mid - leaf.start <= leaf.end - mid;
                 let small_range = if left_smaller { left_range } else { right_range };
-                let small = self.histogram(&indices[small_range.0..small_range.1], features, gradients);
+                let small = self.histogram(&indices[small_range.0..small_range.1], features, cells);
                 let mut large = leaf.hist;
                 for (large, small) in large.iter_mut().zip(&small) {
                     *large = large.minus(small);
@@ -693,7 +819,7 @@ impl<'p> Trainer<'p> {
                     (left_node, left_range, candidate.left, left_hist),
                     (right_node, right_range, candidate.right, right_hist),
                 ] {
-                    let best = self.best_split(&hist, &sums, features);
+                    let best = self.best_split(&hist, &sums, features, scale);
                     // a leaf that cannot split needs no histogram
                     let hist = if best.is_some() { hist } else { Vec::new() };
                     open.push(OpenLeaf {
@@ -716,7 +842,7 @@ impl<'p> Trainer<'p> {
         let mut leaf_ranges = Vec::with_capacity(done.len());
         for (node, start, end) in done {
             let sums = match &nodes[node] {
-                BuildNode::Leaf { .. } => self.sums(&indices[start..end], gradients),
+                BuildNode::Leaf { .. } => leaf_sums(&indices[start..end], gradients),
                 BuildNode::Split { .. } => continue,
             };
             // an empty leaf (possible only with an empty row sample) adds nothing
@@ -731,64 +857,81 @@ impl<'p> Trainer<'p> {
         (nodes, indices, leaf_ranges)
     }
 
-    fn sums(&self, indices: &[u32], gradients: &[[f64; 2]]) -> Cell {
-        let mut sums = Cell::default();
-        for &row in indices {
-            let [g, h] = gradients[row as usize];
-            sums.g += g;
-            sums.h += h;
-        }
-        sums.n = indices.len() as u32;
-        sums
-    }
-
-    /// The histogram of `indices` over `features`, summed in fixed row chunks.
-    /// Every feature owns [`HIST_STRIDE`] cells, so a `u8` bin indexes its
-    /// feature's cells with no bounds check and no offset table.
-    fn histogram(&self, indices: &[u32], features: &[usize], gradients: &[[f64; 2]]) -> Vec<Cell> {
+    /// The histogram of `indices` over `features`. Every feature owns
+    /// [`HIST_STRIDE`] cells, so a `u8` bin indexes its feature's cells with
+    /// no bounds check and no offset table. Large nodes are split between
+    /// threads; the integer sums make the split invisible in the result.
+    fn histogram(&self, indices: &[u32], features: &[usize], row_cells: &[Cell]) -> Vec<Cell> {
         let n_features = self.n_features;
         let n_cells = n_features * HIST_STRIDE;
         let all_features = features.len() == n_features;
-        let build = |chunk: &[u32]| {
-            let mut hist = vec![Cell::default(); n_cells];
+        let stride = self.bins.stride;
+        let accumulate = |mut hist: Vec<Cell>, chunk: &[u32]| {
             let (per_feature, _) = hist.as_chunks_mut::<HIST_STRIDE>();
-            for &row in chunk {
-                let row = row as usize;
-                let [g, h] = gradients[row];
-                let bins = &self.bins[row * n_features..(row + 1) * n_features];
-                let add = |cell: &mut Cell| {
-                    cell.g += g;
-                    cell.h += h;
-                    cell.n += 1;
-                };
+            let mut add_row = |bins: &[u8], row_cell: &Cell| {
                 if all_features {
                     for (cells, &bin) in per_feature.iter_mut().zip(bins) {
-                        add(&mut cells[usize::from(bin)]);
+                        cells[usize::from(bin)].add(row_cell);
                     }
                 } else {
                     for &feature in features {
-                        add(&mut per_feature[feature][usize::from(bins[feature])]);
+                        per_feature[feature][usize::from(bins[feature])].add(row_cell);
                     }
+                }
+            };
+            // Rows of a split node are scattered: copying a block of them
+            // first lets their cache misses overlap (a tight loop of
+            // independent loads) instead of stalling each row of the
+            // accumulation loop in turn.
+            let mut block_bins = vec![0u8; GATHER_ROWS * stride];
+            let mut block_cells = [Cell::default(); GATHER_ROWS];
+            for block in chunk.chunks(GATHER_ROWS) {
+                let (first, last) = (block[0] as usize, block[block.len() - 1] as usize);
+                if last - first + 1 == block.len() {
+                    // consecutive rows (the root): read them in place
+                    for (bins, row_cell) in self.bins.rows(first..last + 1).zip(&row_cells[first..=last]) {
+                        add_row(bins, row_cell);
+                    }
+                    continue;
+                }
+                for ((&row, copy), cell) in block
+                    .iter()
+                    .zip(block_bins.chunks_exact_mut(stride))
+                    .zip(&mut block_cells)
+                {
+                    let row = row as usize;
+                    *cell = row_cells[row];
+                    // whole 16-byte pieces: a few moves, not a memcpy call
+                    let (to, _) = copy.as_chunks_mut::<16>();
+                    let (from, _) = self.bins.row(row).as_chunks::<16>();
+                    for (to, from) in to.iter_mut().zip(from) {
+                        *to = *from;
+                    }
+                }
+                for (bins, row_cell) in block_bins.chunks_exact(stride).zip(&block_cells[..block.len()]) {
+                    add_row(bins, row_cell);
                 }
             }
             hist
         };
-        if indices.len() <= HIST_CHUNK_ROWS {
-            return build(indices);
+        let empty = || vec![Cell::default(); n_cells];
+        if indices.len() < PARALLEL_HIST_ROWS {
+            return accumulate(empty(), indices);
         }
-        let partials: Vec<Vec<Cell>> = indices.par_chunks(HIST_CHUNK_ROWS).map(build).collect();
-        let mut partials = partials.into_iter();
-        let mut hist = partials.next().unwrap_or_else(|| vec![Cell::default(); n_cells]);
-        for partial in partials {
-            for (cell, other) in hist.iter_mut().zip(&partial) {
-                cell.add(other);
-            }
-        }
-        hist
+        indices
+            .par_chunks(GATHER_ROWS * 16)
+            .fold(empty, accumulate)
+            .reduce_with(|mut hist, other| {
+                for (cell, other) in hist.iter_mut().zip(&other) {
+                    cell.add(other);
+                }
+                hist
+            })
+            .unwrap_or_else(empty)
     }
 
-    fn best_split(&self, hist: &[Cell], sums: &Cell, features: &[usize]) -> Option<Candidate> {
-        if (sums.n as usize) < 2 * self.params.0.min_data_in_leaf {
+    fn best_split(&self, hist: &[Cell], sums: &Cell, features: &[usize], scale: &Scale) -> Option<Candidate> {
+        if (scale.count(sums) as usize) < 2 * self.params.0.min_data_in_leaf {
             return None;
         }
         features
@@ -797,9 +940,9 @@ impl<'p> Trainer<'p> {
                 let offset = feature * HIST_STRIDE;
                 let cells = &hist[offset..offset + self.mappers[feature].n_bins()];
                 if self.mappers[feature].is_categorical() {
-                    self.best_categorical(feature, cells, sums)
+                    self.best_categorical(feature, cells, sums, scale)
                 } else {
-                    self.best_numeric(feature, cells, sums)
+                    self.best_numeric(feature, cells, sums, scale)
                 }
             })
             // ties go to the lower feature index, whatever the thread order
@@ -807,23 +950,22 @@ impl<'p> Trainer<'p> {
     }
 
     /// Gain of a split with L2 `lambda`, or `None` when a side breaks the size limits.
-    fn gain_with(&self, left: &Cell, right: &Cell, parent: &Cell, lambda: f64) -> Option<f64> {
+    fn gain_with(&self, left: &Sums, right: &Sums, parent: &Sums, lambda: f64) -> Option<f64> {
         let params = &self.params.0;
-        let enough = |cell: &Cell| cell.n as usize >= params.min_data_in_leaf && cell.h >= params.min_child_weight;
+        let enough = |sums: &Sums| sums.n as usize >= params.min_data_in_leaf && sums.h >= params.min_child_weight;
         if !enough(left) || !enough(right) {
             return None;
         }
-        let score = |cell: &Cell| cell.g * cell.g / (cell.h + lambda);
+        let score = |sums: &Sums| sums.g * sums.g / (sums.h + lambda);
         let gain = score(left) + score(right) - score(parent);
         (gain > params.min_split_gain && gain > 1e-12).then_some(gain)
     }
 
-    fn gain(&self, left: &Cell, right: &Cell, parent: &Cell) -> Option<f64> {
-        self.gain_with(left, right, parent, self.params.0.lambda_l2)
-    }
-
-    fn best_numeric(&self, feature: usize, cells: &[Cell], sums: &Cell) -> Option<Candidate> {
+    fn best_numeric(&self, feature: usize, cells: &[Cell], sums: &Cell, scale: &Scale) -> Option<Candidate> {
+        let min_data = self.params.0.min_data_in_leaf;
+        let (parent, n) = (scale.sums(sums), scale.count(sums) as usize);
         let missing = cells[cells.len() - 1];
+        let has_missing = scale.count(&missing) > 0;
         let value_cells = &cells[..cells.len() - 1];
         let mut best: Option<Candidate> = None;
         let mut prefix = Cell::default();
@@ -831,23 +973,29 @@ impl<'p> Trainer<'p> {
             prefix.add(cell);
             // missing values right, then (if there are any) left
             for missing_left in [false, true] {
-                if missing_left && missing.n == 0 {
+                if missing_left && !has_missing {
                     continue;
                 }
                 let mut left = prefix;
                 if missing_left {
                     left.add(&missing);
                 }
+                // too few rows on a side: no need to look at the sums
+                let n_left = scale.count(&left) as usize;
+                if n_left < min_data || n - n_left < min_data {
+                    continue;
+                }
                 let right = sums.minus(&left);
-                let Some(gain) = self.gain(&left, &right, sums) else {
+                let (left_sums, right_sums) = (scale.sums(&left), scale.sums(&right));
+                let Some(gain) = self.gain_with(&left_sums, &right_sums, &parent, self.params.0.lambda_l2) else {
                     continue;
                 };
                 if best.as_ref().is_none_or(|best| gain > best.gain) {
                     // with no missing values in training, unseen ones follow the heavier side
-                    let default_left = if missing.n == 0 {
-                        left.h >= right.h
-                    } else {
+                    let default_left = if has_missing {
                         missing_left
+                    } else {
+                        left_sums.h >= right_sums.h
                     };
                     best = Some(Candidate {
                         feature,
@@ -862,13 +1010,15 @@ impl<'p> Trainer<'p> {
         best
     }
 
-    fn best_categorical(&self, feature: usize, cells: &[Cell], sums: &Cell) -> Option<Candidate> {
+    fn best_categorical(&self, feature: usize, cells: &[Cell], sums: &Cell, scale: &Scale) -> Option<Candidate> {
         let params = &self.params.0;
         let mapper = &self.mappers[feature];
+        let parent = scale.sums(sums);
+        let count = |bin: usize| scale.count(&cells[bin]);
         let categories: Vec<usize> = (0..cells.len() - 1)
-            .filter(|&bin| cells[bin].n > 0 && mapper.is_splittable_category(bin))
+            .filter(|&bin| count(bin) > 0 && mapper.is_splittable_category(bin))
             .collect();
-        if categories.len() < 2 && !(categories.len() == 1 && cells[categories[0]].n < sums.n) {
+        if categories.len() < 2 && !(categories.len() == 1 && count(categories[0]) < parent.n) {
             return None;
         }
         let mut best: Option<Candidate> = None;
@@ -880,7 +1030,8 @@ impl<'p> Trainer<'p> {
                 set[bin / 64] |= 1 << (bin % 64);
             }
             let right = sums.minus(&left);
-            if let Some(gain) = self.gain_with(&left, &right, sums, params.lambda_l2 + params.cat_l2)
+            let (left_sums, right_sums) = (scale.sums(&left), scale.sums(&right));
+            if let Some(gain) = self.gain_with(&left_sums, &right_sums, &parent, params.lambda_l2 + params.cat_l2)
                 && best.as_ref().is_none_or(|best| gain > best.gain)
             {
                 *best = Some(Candidate {
@@ -903,12 +1054,15 @@ impl<'p> Trainer<'p> {
         // too rare to judge stay on the right
         let mut ordered: Vec<usize> = categories
             .into_iter()
-            .filter(|&bin| cells[bin].n as usize >= params.min_data_per_group)
+            .filter(|&bin| count(bin) as usize >= params.min_data_per_group)
             .collect();
         if ordered.len() < 2 {
             return None;
         }
-        let ratio = |bin: usize| cells[bin].g / (cells[bin].h + params.cat_smooth);
+        let ratio = |bin: usize| {
+            let sums = scale.sums(&cells[bin]);
+            sums.g / (sums.h + params.cat_smooth)
+        };
         ordered.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)).then(a.cmp(&b)));
         let max_left = params.max_cat_threshold.min(ordered.len().saturating_sub(1)).max(1);
         for size in 1..=max_left {
@@ -924,17 +1078,24 @@ impl<'p> Trainer<'p> {
         let missing = self.mappers[feature].missing_bin();
         let n_rows = self.labels.len();
         let column = &self.column_bins[feature * n_rows..(feature + 1) * n_rows];
-        let goes_left = |row: u32| bin_goes_left(&candidate.rule, usize::from(column[row as usize]), missing);
+        let mut goes_left = [false; 256];
+        for (bin, left) in goes_left.iter_mut().enumerate() {
+            *left = bin_goes_left(&candidate.rule, bin, missing);
+        }
+        // branch-free: each row is written to both sides, and one side's
+        // length grows (the direction of a row is not predictable)
         let split = |chunk: &[u32]| {
-            let mut left = Vec::with_capacity(chunk.len());
-            let mut right = Vec::with_capacity(chunk.len());
+            let (mut left, mut right) = (vec![0; chunk.len()], vec![0; chunk.len()]);
+            let (mut n_left, mut n_right) = (0, 0);
             for &row in chunk {
-                if goes_left(row) {
-                    left.push(row);
-                } else {
-                    right.push(row);
-                }
+                let is_left = goes_left[usize::from(column[row as usize])];
+                left[n_left] = row;
+                right[n_right] = row;
+                n_left += usize::from(is_left);
+                n_right += usize::from(!is_left);
             }
+            left.truncate(n_left);
+            right.truncate(n_right);
             (left, right)
         };
         let parts: Vec<(Vec<u32>, Vec<u32>)> = if indices.len() > PARTITION_CHUNK_ROWS {
@@ -1040,6 +1201,18 @@ fn leaf_value(nodes: &[BuildNode], mappers: &[BinMapper], bins: &[u8]) -> f64 {
             }
         }
     }
+}
+
+/// Sums of a leaf's rows in `f64`, in row order: its value and cover.
+fn leaf_sums(indices: &[u32], gradients: &[[f64; 2]]) -> Sums {
+    let mut sums = Sums::default();
+    for &row in indices {
+        let [g, h] = gradients[row as usize];
+        sums.g += g;
+        sums.h += h;
+    }
+    sums.n = indices.len() as u32;
+    sums
 }
 
 fn row_logloss(p: f64, label: bool) -> f64 {
@@ -1230,6 +1403,45 @@ mod tests {
         assert_eq!(one, three);
         let other_seed = fit(params(2, 8), &values, &labels, None).forest;
         assert_ne!(one, other_seed);
+    }
+
+    #[test]
+    fn fixed_point_cells_sum_like_floats_and_count_exactly() {
+        // weighted rows (large gradients) and nearly certain rows (tiny hessians)
+        let mut rng = Rng::new(3, 0);
+        let gradients: Vec<[f64; 2]> = (0..200_000)
+            .map(|row| {
+                let p = rng.uniform().powi(8);
+                let w = if row % 97 == 0 { 250.0 } else { 1.0 };
+                let y = if row % 3 == 0 { 1.0 } else { 0.0 };
+                [w * (p - y), (w * p * (1.0 - p)).max(MIN_HESSIAN)]
+            })
+            .collect();
+        let scale = Scale::new(&gradients);
+        let mut total = Cell::default();
+        let mut part = Cell::default();
+        for (row, &gh) in gradients.iter().enumerate() {
+            total.add(&scale.cell(gh));
+            if row % 5 == 0 {
+                part.add(&scale.cell(gh));
+            }
+        }
+        let exact = leaf_sums(&(0..gradients.len() as u32).collect::<Vec<_>>(), &gradients);
+        let sums = scale.sums(&total);
+        assert_eq!(sums.n, 200_000);
+        assert!(
+            (sums.g - exact.g).abs() <= 1e-9 * exact.g.abs(),
+            "{} vs {}",
+            sums.g,
+            exact.g
+        );
+        assert!((sums.h - exact.h).abs() <= 1e-9 * exact.h, "{} vs {}", sums.h, exact.h);
+        // subtraction is exact: the rest plus the part gives the total back
+        let rest = total.minus(&part);
+        assert_eq!(scale.count(&rest), 160_000);
+        let mut back = rest;
+        back.add(&part);
+        assert_eq!(back.0, total.0);
     }
 
     #[test]
