@@ -104,20 +104,56 @@ struct WalkNode {
 #[derive(Clone, Copy, Debug)]
 struct ColumnNode<T> {
     threshold: T,
+    /// Where the column's values start in a group of [`lanes_of`]: the
+    /// doubled column times [`LANES`].
     column: u32,
     left: u32,
 }
 
 #[derive(Clone, Debug)]
 enum Columns {
-    F64(Vec<ColumnNode<f64>>),
-    F32(Vec<ColumnNode<f32>>),
+    F64(ColumnWalk<f64>),
+    F32(ColumnWalk<f32>),
 }
 
+/// The batch walk over doubled rows, with thresholds in `T`.
+#[derive(Clone, Debug)]
+struct ColumnWalk<T> {
+    nodes: Vec<ColumnNode<T>>,
+    /// The same trees in heap order, when they are shallow enough.
+    heap: Option<Heap<T>>,
+}
+
+/// Shallow trees in heap order: a tree of depth `d` is `2^d - 1` splits
+/// (the children of split `i` are `2i + 1` and `2i + 2`) and `2^d` leaf
+/// values; a leaf above depth `d` is pushed down by splits that always go
+/// left (threshold +inf). A step is `i = 2i + 1 + (x > threshold)`: no child
+/// index to load. Built when it costs at most [`HEAP_MAX_GROWTH`] times the
+/// nodes of the trees as they are.
+#[derive(Clone, Debug)]
+struct Heap<T> {
+    splits: Vec<HeapSplit<T>>,
+    leaves: Vec<f64>,
+    /// Per tree: first split, first leaf, depth.
+    trees: Vec<(usize, usize, u8)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HeapSplit<T> {
+    threshold: T,
+    /// As in [`ColumnNode::column`].
+    column: u32,
+}
+
+/// See [`Heap`].
+const HEAP_MAX_GROWTH: usize = 4;
+
 /// A value of a doubled row (see [`ColumnNode`]).
-trait Doubled: Copy + PartialOrd {
+trait Doubled: Copy + PartialOrd + Default {
     /// The value, and the two columns it fills.
     fn double(x: f64) -> [Self; 2];
+    /// A threshold in this precision (exact: checked when the walk is built).
+    fn threshold(x: f64) -> Self;
 }
 
 impl Doubled for f64 {
@@ -128,6 +164,10 @@ impl Doubled for f64 {
         } else {
             [x, x]
         }
+    }
+
+    fn threshold(x: f64) -> Self {
+        x
     }
 }
 
@@ -142,11 +182,35 @@ impl Doubled for f32 {
             [x, x]
         }
     }
+
+    fn threshold(x: f64) -> Self {
+        x as f32
+    }
 }
 
 /// Trees (single row) or rows (batch) walked side by side: independent
 /// chains of loads that the CPU overlaps.
 const LANES: usize = 8;
+
+/// Doubles `rows` (`n_features` values each) into `lanes`, [`LANES`] rows at
+/// a time with their values interleaved: column `c` of row `k` of a group at
+/// `c * LANES + k`. The last group is padded with zeros (lanes whose result
+/// is not used).
+fn lanes_of<T: Doubled>(rows: &[f64], n_features: usize, lanes: &mut Vec<T>, double: impl Fn(f64) -> [T; 2]) {
+    let n_rows = rows.len() / n_features;
+    let group_len = 2 * n_features * LANES;
+    lanes.clear();
+    lanes.resize(n_rows.div_ceil(LANES) * group_len, T::default());
+    for (group, rows) in lanes.chunks_exact_mut(group_len).zip(rows.chunks(n_features * LANES)) {
+        for (k, row) in rows.chunks_exact(n_features).enumerate() {
+            for (feature, &x) in row.iter().enumerate() {
+                let [nan_right, nan_left] = double(x);
+                group[2 * feature * LANES + k] = nan_right;
+                group[(2 * feature + 1) * LANES + k] = nan_left;
+            }
+        }
+    }
+}
 
 /// The serialized form of a [`Forest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -315,34 +379,17 @@ impl Forest {
                 }
             });
         }
+        // the column's first lane in a group of interleaved doubled rows (see `lanes_of`)
         let column = |node: &WalkNode| {
-            2 * (node.feature_flags & FEATURE_MASK) + u32::from(node.feature_flags & DEFAULT_LEFT != 0)
+            (2 * (node.feature_flags & FEATURE_MASK) + u32::from(node.feature_flags & DEFAULT_LEFT != 0)) * LANES as u32
         };
         let f32_exact = |node: &WalkNode| f64::from(node.threshold as f32) == node.threshold;
         let columns = if !nodes.iter().all(|node| node.feature_flags & SLOW_PATH == 0) {
             None
         } else if self.data.input_precision == InputPrecision::F32 && nodes.iter().all(f32_exact) {
-            Some(Columns::F32(
-                nodes
-                    .iter()
-                    .map(|node| ColumnNode {
-                        threshold: node.threshold as f32,
-                        column: column(node),
-                        left: node.left,
-                    })
-                    .collect(),
-            ))
+            Some(Columns::F32(self.column_walk(&nodes, depths, column)))
         } else {
-            Some(Columns::F64(
-                nodes
-                    .iter()
-                    .map(|node| ColumnNode {
-                        threshold: node.threshold,
-                        column: column(node),
-                        left: node.left,
-                    })
-                    .collect(),
-            ))
+            Some(Columns::F64(self.column_walk(&nodes, depths, column)))
         };
         let depths: Vec<u8> = depths.iter().map(|&depth| depth as u8).collect();
         let group_depths = depths
@@ -355,6 +402,82 @@ impl Forest {
             depths,
             group_depths,
         })
+    }
+
+    fn column_walk<T: Doubled>(
+        &self,
+        nodes: &[WalkNode],
+        depths: &[usize],
+        column: impl Fn(&WalkNode) -> u32,
+    ) -> ColumnWalk<T> {
+        ColumnWalk {
+            nodes: nodes
+                .iter()
+                .map(|node| ColumnNode {
+                    threshold: T::threshold(node.threshold),
+                    column: column(node),
+                    left: node.left,
+                })
+                .collect(),
+            heap: self.heap(nodes, depths, column),
+        }
+    }
+
+    /// The trees in heap order (see [`Heap`]), if they are shallow enough.
+    fn heap<T: Doubled>(
+        &self,
+        nodes: &[WalkNode],
+        depths: &[usize],
+        column: impl Fn(&WalkNode) -> u32,
+    ) -> Option<Heap<T>> {
+        let size: usize = depths
+            .iter()
+            .map(|&depth| 1usize.checked_shl(depth as u32).unwrap_or(usize::MAX))
+            .sum();
+        if depths.iter().any(|&depth| depth > 16) || size > HEAP_MAX_GROWTH * nodes.len() {
+            return None;
+        }
+        let mut heap = Heap {
+            splits: Vec::with_capacity(size),
+            leaves: Vec::with_capacity(size),
+            trees: Vec::with_capacity(depths.len()),
+        };
+        for (&root, &depth) in self.roots.iter().zip(depths) {
+            let (first_split, first_leaf) = (heap.splits.len(), heap.leaves.len());
+            heap.splits.resize(
+                first_split + (1 << depth) - 1,
+                HeapSplit {
+                    threshold: T::default(),
+                    column: 0,
+                },
+            );
+            heap.leaves.resize(first_leaf + (1 << depth), 0.0);
+            let splits = &mut heap.splits[first_split..];
+            let leaves = &mut heap.leaves[first_leaf..];
+            // (node, heap position, level)
+            let mut stack = vec![(root as usize, 0usize, 0usize)];
+            while let Some((idx, pos, level)) = stack.pop() {
+                let node = &nodes[idx];
+                let is_leaf = node.left as usize == idx;
+                if level == depth {
+                    leaves[pos + 1 - (1 << depth)] = self.nodes[idx].value;
+                    continue;
+                }
+                let (threshold, left, right) = if is_leaf {
+                    (T::threshold(f64::INFINITY), idx, idx)
+                } else {
+                    (T::threshold(node.threshold), node.left as usize, node.left as usize + 1)
+                };
+                splits[pos] = HeapSplit {
+                    threshold,
+                    column: if is_leaf { 0 } else { column(node) },
+                };
+                stack.push((left, 2 * pos + 1, level + 1));
+                stack.push((right, 2 * pos + 2, level + 1));
+            }
+            heap.trees.push((first_split, first_leaf, depth as u8));
+        }
+        Some(heap)
     }
 
     fn push_placeholder(&mut self) {
@@ -447,17 +570,15 @@ impl Forest {
             if let Some(walk) = &self.walk {
                 match &walk.columns {
                     Some(Columns::F32(columns)) => {
-                        doubled32.clear();
-                        doubled32.extend(rows.iter().flat_map(|&x| f32::double(x)));
+                        lanes_of(rows, n_features, &mut doubled32, f32::double);
                         self.walk_columns(walk, columns, &doubled32, out);
                         continue;
                     }
                     Some(Columns::F64(columns)) => {
-                        doubled.clear();
                         match self.data.input_precision {
-                            InputPrecision::F64 => doubled.extend(rows.iter().flat_map(|&x| f64::double(x))),
+                            InputPrecision::F64 => lanes_of(rows, n_features, &mut doubled, f64::double),
                             InputPrecision::F32 => {
-                                doubled.extend(rows.iter().flat_map(|&x| f64::double(f64::from(x as f32))));
+                                lanes_of(rows, n_features, &mut doubled, |x| f64::double(f64::from(x as f32)));
                             }
                         }
                         self.walk_columns(walk, columns, &doubled, out);
@@ -495,13 +616,46 @@ impl Forest {
         });
     }
 
-    /// [`Forest::walk_block`] on doubled rows (see [`ColumnNode`]): the same
-    /// leaves, one comparison per step.
-    fn walk_columns<T: Doubled>(&self, walk: &Walk, columns: &[ColumnNode<T>], rows: &[T], out: &mut [f64]) {
-        self.walk_lanes(walk, rows, 2 * self.n_features(), out, |idx, row| {
-            let node = &columns[idx];
-            node.left as usize + usize::from(row[node.column as usize] > node.threshold)
-        });
+    /// [`Forest::walk_block`] on doubled rows (see [`ColumnNode`]) laid out
+    /// by [`lanes_of`]: the same leaves, one comparison per step, and each
+    /// lane's value at a fixed distance from the node's column — no row
+    /// pointer per lane to keep in a register.
+    fn walk_columns<T: Doubled>(&self, walk: &Walk, columns: &ColumnWalk<T>, lanes: &[T], out: &mut [f64]) {
+        let group_len = 2 * self.n_features() * LANES;
+        if let Some(heap) = &columns.heap {
+            for &(first_split, first_leaf, depth) in &heap.trees {
+                let splits = &heap.splits[first_split..];
+                let leaves = &heap.leaves[first_leaf..];
+                let first_leaf_pos = (1usize << depth) - 1;
+                for (group, out) in lanes.chunks_exact(group_len).zip(out.chunks_mut(LANES)) {
+                    let mut pos = [0usize; LANES];
+                    for _ in 0..depth {
+                        for (k, pos) in pos.iter_mut().enumerate() {
+                            let split = &splits[*pos];
+                            *pos = 2 * *pos + 1 + usize::from(group[split.column as usize + k] > split.threshold);
+                        }
+                    }
+                    for (score, pos) in out.iter_mut().zip(pos) {
+                        *score += leaves[pos - first_leaf_pos];
+                    }
+                }
+            }
+            return;
+        }
+        for (&root, &depth) in self.roots.iter().zip(&walk.depths) {
+            for (group, out) in lanes.chunks_exact(group_len).zip(out.chunks_mut(LANES)) {
+                let mut idx = [root as usize; LANES];
+                for _ in 0..depth {
+                    for (k, idx) in idx.iter_mut().enumerate() {
+                        let node = &columns.nodes[*idx];
+                        *idx = node.left as usize + usize::from(group[node.column as usize + k] > node.threshold);
+                    }
+                }
+                for (score, idx) in out.iter_mut().zip(idx) {
+                    *score += self.nodes[idx].value;
+                }
+            }
+        }
     }
 
     /// Rows of `width` values walked through each tree by `step`, [`LANES`] at a time.
@@ -789,7 +943,7 @@ mod tests {
                 leaf(0.75),
             ],
         };
-        let forest = forest(vec![tree.clone(), tree], 2);
+        let shallow = forest(vec![tree.clone(), tree.clone()], 2);
         // missing values (each split sends them its own way) and infinities among them
         let rows: Vec<f64> = (0..20_000)
             .map(|idx| match idx {
@@ -800,12 +954,36 @@ mod tests {
             })
             .collect();
         let mut out = vec![0.0; 10_000];
-        forest.predict_raw_batch(&rows, &mut out).unwrap();
+        shallow.predict_raw_batch(&rows, &mut out).unwrap();
         for (row, score) in rows.chunks(2).zip(&out) {
-            assert_eq!(forest.predict_raw(row).unwrap(), *score);
+            assert_eq!(shallow.predict_raw(row).unwrap(), *score);
         }
-        assert!(forest.predict_raw_batch(&rows, &mut out[..3]).is_err());
-        assert!(forest.predict_raw(&[1.0]).is_err());
+        assert!(shallow.predict_raw_batch(&rows, &mut out[..3]).is_err());
+        assert!(shallow.predict_raw(&[1.0]).is_err());
+        let heap_built = |forest: &Forest| matches!(&forest.walk.as_ref().unwrap().columns, Some(Columns::F64(walk)) if walk.heap.is_some());
+        assert!(heap_built(&shallow));
+
+        // a deep chain: too deep for the heap layout, walked by child indices
+        let depth = 12;
+        let mut nodes = vec![split(0, Condition::Numeric { threshold: -1.5 }, Missing::NaN, true, 1)];
+        for level in 1..depth {
+            let threshold = level as f64 * 0.3 - 1.5;
+            nodes.push(split(
+                level % 2,
+                Condition::Numeric { threshold },
+                Missing::NaN,
+                level % 3 == 0,
+                (2 * level + 1) as u32,
+            ));
+            nodes.push(leaf(level as f64));
+        }
+        nodes.extend([leaf(-1.0), leaf(-2.0)]);
+        let deep = forest(vec![Tree { nodes }, tree], 2);
+        assert!(!heap_built(&deep));
+        deep.predict_raw_batch(&rows, &mut out).unwrap();
+        for (row, score) in rows.chunks(2).zip(&out) {
+            assert_eq!(deep.predict_raw(row).unwrap(), *score);
+        }
     }
 
     #[test]
