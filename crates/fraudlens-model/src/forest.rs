@@ -973,7 +973,7 @@ mod tests {
                 Condition::Numeric { threshold },
                 Missing::NaN,
                 level % 3 == 0,
-                (2 * level + 1) as u32,
+                2 * level + 1,
             ));
             nodes.push(leaf(level as f64));
         }
