@@ -6,12 +6,16 @@ the unique transaction id), WAL + synchronous=FULL, 2,000 rows per commit — no
 features, scoring or HTTP. SQLite has one writer at a time, so whatever else the
 pipeline does, durable decisions cannot be stored faster than this.
 
-usage: python3 bench/sqlite_floor.py [ROWS] [--small]    (--small: 8-byte features, empty body)
+usage: python3 bench/sqlite_floor.py [ROWS] [--small | --compact]
+  --small:   8-byte features, empty body (stores less than a decision must)
+  --compact: what a compact binary row format could reach while storing everything:
+             features as 60 f32 (240 bytes), a 90-byte binary body, a 16-byte binary fingerprint
 """
 import os, sqlite3, sys, time
 import tempfile
 args = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
 small = "--small" in sys.argv
+compact = "--compact" in sys.argv
 path = os.path.join(tempfile.mkdtemp(), "floor.db")
 for suffix in ("", "-wal", "-shm"):
     try: os.remove(path + suffix)
@@ -35,12 +39,15 @@ if small:
     sql = sql.replace("randomblob(480)", "randomblob(8)")
     sql = sql[: sql.index("printf('{")] + "'{}'," + sql[sql.index("0.01, 0.01"):]
     sql = sql.replace("'{}',0.01", "'{}', 0.01")
+if compact:
+    sql = sql.replace("randomblob(480)", "randomblob(240)").replace("hex(randomblob(16))", "randomblob(16)")
+    sql = sql[: sql.index("printf('{")] + "randomblob(90), " + sql[sql.index("0.01, 0.01"):]
 start = time.perf_counter()
 for first in range(0, n, batch):
     db.execute("BEGIN IMMEDIATE"); db.execute(sql, (first, first + batch)); db.execute("COMMIT")
 elapsed = time.perf_counter() - start
 count = db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0]
-kind = "minimal rows" if small else "decision-shaped rows"
+kind = "minimal rows" if small else "compact complete rows" if compact else "decision-shaped rows"
 print(f"sqlite {sqlite3.sqlite_version}, {kind}: {count} rows in {elapsed:.2f} s = {count / elapsed:,.0f} rows/s (one writer, storage only)")
 for suffix in ("", "-wal", "-shm"):
     if os.path.exists(path + suffix):
