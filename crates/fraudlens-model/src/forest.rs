@@ -97,7 +97,13 @@ struct WalkNode {
 /// twice, at `2f` with NaN replaced by +inf and at `2f + 1` with NaN replaced
 /// by -inf. A split that sends NaN right reads column `2f`, one that sends it
 /// left reads `2f + 1`; no NaN is left, so a step is one comparison:
-/// `left + (x > threshold)`. A leaf has threshold +inf and itself as `left`.
+/// `left + (x > threshold)`. So that NaN stays apart from real infinities,
+/// these are stored as the largest finite values, and so are infinite
+/// thresholds: a split at +inf that sends NaN right ("is missing", which our
+/// trainer makes at its last bin edge) compares against `MAX`, which only
+/// the NaN's +inf exceeds. A forest with a finite threshold of `f32::MAX` or
+/// more in size does not get this walk. A leaf has threshold `MAX` and
+/// itself as `left`.
 ///
 /// A forest that reads its inputs as f32 (XGBoost's) and whose thresholds are
 /// all f32 values compares in f32: the same decisions on half the bytes.
@@ -162,12 +168,13 @@ impl Doubled for f64 {
         if x.is_nan() {
             [f64::INFINITY, f64::NEG_INFINITY]
         } else {
+            let x = x.clamp(f64::MIN, f64::MAX);
             [x, x]
         }
     }
 
     fn threshold(x: f64) -> Self {
-        x
+        x.clamp(f64::MIN, f64::MAX)
     }
 }
 
@@ -179,12 +186,13 @@ impl Doubled for f32 {
         if x.is_nan() {
             [f32::INFINITY, f32::NEG_INFINITY]
         } else {
+            let x = x.clamp(f32::MIN, f32::MAX);
             [x, x]
         }
     }
 
     fn threshold(x: f64) -> Self {
-        x as f32
+        (x as f32).clamp(f32::MIN, f32::MAX)
     }
 }
 
@@ -384,7 +392,9 @@ impl Forest {
             (2 * (node.feature_flags & FEATURE_MASK) + u32::from(node.feature_flags & DEFAULT_LEFT != 0)) * LANES as u32
         };
         let f32_exact = |node: &WalkNode| f64::from(node.threshold as f32) == node.threshold;
-        let columns = if !nodes.iter().all(|node| node.feature_flags & SLOW_PATH == 0) {
+        // see `ColumnNode`: a finite threshold this large would meet a clamped infinity
+        let huge = |node: &WalkNode| node.threshold.is_finite() && node.threshold.abs() >= f64::from(f32::MAX);
+        let columns = if !nodes.iter().all(|node| node.feature_flags & SLOW_PATH == 0) || nodes.iter().any(huge) {
             None
         } else if self.data.input_precision == InputPrecision::F32 && nodes.iter().all(f32_exact) {
             Some(Columns::F32(self.column_walk(&nodes, depths, column)))
@@ -430,11 +440,11 @@ impl Forest {
         depths: &[usize],
         column: impl Fn(&WalkNode) -> u32,
     ) -> Option<Heap<T>> {
-        let size: usize = depths
-            .iter()
-            .map(|&depth| 1usize.checked_shl(depth as u32).unwrap_or(usize::MAX))
-            .sum();
-        if depths.iter().any(|&depth| depth > 16) || size > HEAP_MAX_GROWTH * nodes.len() {
+        if depths.iter().any(|&depth| depth > 16) {
+            return None;
+        }
+        let size: usize = depths.iter().map(|&depth| 1usize << depth).sum();
+        if size > HEAP_MAX_GROWTH * nodes.len() {
             return None;
         }
         let mut heap = Heap {
@@ -470,7 +480,8 @@ impl Forest {
                 };
                 splits[pos] = HeapSplit {
                     threshold,
-                    column: if is_leaf { 0 } else { column(node) },
+                    // a leaf reads feature 0's NaN-as-−inf column: always left
+                    column: if is_leaf { LANES as u32 } else { column(node) },
                 };
                 stack.push((left, 2 * pos + 1, level + 1));
                 stack.push((right, 2 * pos + 2, level + 1));
@@ -943,7 +954,24 @@ mod tests {
                 leaf(0.75),
             ],
         };
-        let shallow = forest(vec![tree.clone(), tree.clone()], 2);
+        // "is missing": every value left (a real +inf too), NaN right — the
+        // split our trainer makes at the last bin's edge
+        let is_missing = Tree {
+            nodes: vec![
+                split(
+                    1,
+                    Condition::Numeric {
+                        threshold: f64::INFINITY,
+                    },
+                    Missing::NaN,
+                    false,
+                    1,
+                ),
+                leaf(1.5),
+                leaf(-1.5),
+            ],
+        };
+        let shallow = forest(vec![tree.clone(), is_missing.clone(), tree.clone()], 2);
         // missing values (each split sends them its own way) and infinities among them
         let rows: Vec<f64> = (0..20_000)
             .map(|idx| match idx {
@@ -978,7 +1006,7 @@ mod tests {
             nodes.push(leaf(level as f64));
         }
         nodes.extend([leaf(-1.0), leaf(-2.0)]);
-        let deep = forest(vec![Tree { nodes }, tree], 2);
+        let deep = forest(vec![Tree { nodes }, is_missing, tree], 2);
         assert!(!heap_built(&deep));
         deep.predict_raw_batch(&rows, &mut out).unwrap();
         for (row, score) in rows.chunks(2).zip(&out) {

@@ -355,8 +355,10 @@ struct Sums {
 /// no sum over the training rows can overflow. The hessian shares its word
 /// with the count (`count_bits` low bits, enough for every training row), so
 /// its resolution is the round's total hessian over 2^(61 − count_bits):
-/// about 1e-9 of a row's typical hessian with a million rows. Leaf values
-/// are summed in `f64` from the gradients themselves, not from cells.
+/// about 5e-7 of the mean row hessian with a million rows (rounded to
+/// nearest, so sums stay unbiased), 3e-2 with 2^28 rows. A decoded hessian
+/// is never below `n · MIN_HESSIAN`, as a float sum would not be. Leaf
+/// values are summed in `f64` from the gradients themselves, not from cells.
 #[derive(Clone, Copy, Debug)]
 struct Scale {
     g: f64,
@@ -376,17 +378,21 @@ impl Scale {
             .map(|chunk| chunk.iter().map(|gh| gh[1]).sum())
             .collect();
         let total_h: f64 = partial.iter().sum();
-        // |sum of g| < 2^62 and sum of h (each rounded up by < 1) < 2^(63 - count_bits)
-        let power = |limit: f64, total: f64| {
-            if total > 0.0 && total.is_finite() {
-                (limit / total).log2().floor().exp2()
+        // |sum of g| ≤ 2^62 and sum of h ≤ 2^(61 - count_bits), plus < 1 of
+        // rounding per row; in logarithms, so huge or tiny totals (extreme
+        // weights) still get a finite, non-zero power of two
+        let power = |limit_log2: f64, total_log2: f64| {
+            let exponent = limit_log2 - total_log2;
+            if exponent.is_finite() {
+                exponent.floor().clamp(-1022.0, 1023.0).exp2()
             } else {
                 1.0
             }
         };
+        let rows_log2 = (n_rows as f64).log2();
         Self {
-            g: power(2f64.powi(62), n_rows as f64 * max_g),
-            h: power(2f64.powi(61 - count_bits as i32), total_h),
+            g: power(62.0, rows_log2 + max_g.log2()),
+            h: power(f64::from(61 - count_bits), total_h.log2()),
             count_bits,
         }
     }
@@ -404,10 +410,11 @@ impl Scale {
     }
 
     fn sums(&self, cell: &Cell) -> Sums {
+        let n = self.count(cell);
         Sums {
             g: cell.0[0] as i64 as f64 / self.g,
-            h: (cell.0[1] >> self.count_bits) as f64 / self.h,
-            n: self.count(cell),
+            h: ((cell.0[1] >> self.count_bits) as f64 / self.h).max(f64::from(n) * MIN_HESSIAN),
+            n,
         }
     }
 }
