@@ -894,7 +894,7 @@ impl<'p> Trainer<'p> {
             let mut block_cells = [Cell::default(); GATHER_ROWS];
             for block in chunk.chunks(GATHER_ROWS) {
                 let (first, last) = (block[0] as usize, block[block.len() - 1] as usize);
-                if last - first + 1 == block.len() {
+                if last >= first && last - first + 1 == block.len() {
                     // consecutive rows (the root): read them in place
                     for (bins, row_cell) in self.bins.rows(first..last + 1).zip(&row_cells[first..=last]) {
                         add_row(bins, row_cell);
