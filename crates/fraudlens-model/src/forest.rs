@@ -156,42 +156,39 @@ const HEAP_MAX_GROWTH: usize = 4;
 
 /// A value of a doubled row (see [`ColumnNode`]).
 trait Doubled: Copy + PartialOrd + Default {
-    /// The value, and the two columns it fills.
-    fn double(x: f64) -> [Self; 2];
-    /// A threshold in this precision (exact: checked when the walk is built).
-    fn threshold(x: f64) -> Self;
-}
+    const INFINITY: Self;
+    const NEG_INFINITY: Self;
 
-impl Doubled for f64 {
+    /// `x` in this precision (rounded as [`InputPrecision::F32`] rounds),
+    /// infinities clamped to the largest finite values.
+    fn finite(x: f64) -> Self;
+
+    /// The value, and the two columns it fills.
     #[inline]
     fn double(x: f64) -> [Self; 2] {
         if x.is_nan() {
-            [f64::INFINITY, f64::NEG_INFINITY]
+            [Self::INFINITY, Self::NEG_INFINITY]
         } else {
-            let x = x.clamp(f64::MIN, f64::MAX);
+            let x = Self::finite(x);
             [x, x]
         }
     }
+}
 
-    fn threshold(x: f64) -> Self {
+impl Doubled for f64 {
+    const INFINITY: Self = f64::INFINITY;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+
+    fn finite(x: f64) -> Self {
         x.clamp(f64::MIN, f64::MAX)
     }
 }
 
 impl Doubled for f32 {
-    #[inline]
-    fn double(x: f64) -> [Self; 2] {
-        // the rounding of InputPrecision::F32 (out-of-range values become infinite)
-        let x = x as f32;
-        if x.is_nan() {
-            [f32::INFINITY, f32::NEG_INFINITY]
-        } else {
-            let x = x.clamp(f32::MIN, f32::MAX);
-            [x, x]
-        }
-    }
+    const INFINITY: Self = f32::INFINITY;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
 
-    fn threshold(x: f64) -> Self {
+    fn finite(x: f64) -> Self {
         (x as f32).clamp(f32::MIN, f32::MAX)
     }
 }
@@ -424,7 +421,7 @@ impl Forest {
             nodes: nodes
                 .iter()
                 .map(|node| ColumnNode {
-                    threshold: T::threshold(node.threshold),
+                    threshold: T::finite(node.threshold),
                     column: column(node),
                     left: node.left,
                 })
@@ -474,9 +471,9 @@ impl Forest {
                     continue;
                 }
                 let (threshold, left, right) = if is_leaf {
-                    (T::threshold(f64::INFINITY), idx, idx)
+                    (T::finite(f64::INFINITY), idx, idx)
                 } else {
-                    (T::threshold(node.threshold), node.left as usize, node.left as usize + 1)
+                    (T::finite(node.threshold), node.left as usize, node.left as usize + 1)
                 };
                 splits[pos] = HeapSplit {
                     threshold,
@@ -622,9 +619,30 @@ impl Forest {
     /// [`LANES`] rows through a tree side by side; trees are added in order,
     /// so the sums equal the single-row path bit for bit.
     fn walk_block(&self, walk: &Walk, rows: &[f64], out: &mut [f64]) {
-        self.walk_lanes(walk, rows, self.n_features(), out, |idx, row| {
-            self.walk_step(&walk.nodes, idx, row)
-        });
+        let n_features = self.n_features();
+        let rest_rows = rows.chunks_exact(n_features * LANES).remainder();
+        for (&root, &depth) in self.roots.iter().zip(&walk.depths) {
+            let mut lane_out = out.chunks_exact_mut(LANES);
+            for (rows, out) in rows.chunks_exact(n_features * LANES).zip(lane_out.by_ref()) {
+                let rows: [&[f64]; LANES] = std::array::from_fn(|k| &rows[k * n_features..(k + 1) * n_features]);
+                let mut idx = [root as usize; LANES];
+                for _ in 0..depth {
+                    for k in 0..LANES {
+                        idx[k] = self.walk_step(&walk.nodes, idx[k], rows[k]);
+                    }
+                }
+                for k in 0..LANES {
+                    out[k] += self.nodes[idx[k]].value;
+                }
+            }
+            for (row, score) in rest_rows.chunks_exact(n_features).zip(lane_out.into_remainder()) {
+                let mut idx = root as usize;
+                for _ in 0..depth {
+                    idx = self.walk_step(&walk.nodes, idx, row);
+                }
+                *score += self.nodes[idx].value;
+            }
+        }
     }
 
     /// [`Forest::walk_block`] on doubled rows (see [`ColumnNode`]) laid out
@@ -665,41 +683,6 @@ impl Forest {
                 for (score, idx) in out.iter_mut().zip(idx) {
                     *score += self.nodes[idx].value;
                 }
-            }
-        }
-    }
-
-    /// Rows of `width` values walked through each tree by `step`, [`LANES`] at a time.
-    #[inline(always)]
-    fn walk_lanes<T>(
-        &self,
-        walk: &Walk,
-        rows: &[T],
-        width: usize,
-        out: &mut [f64],
-        step: impl Fn(usize, &[T]) -> usize,
-    ) {
-        let rest_rows = rows.chunks_exact(width * LANES).remainder();
-        for (&root, &depth) in self.roots.iter().zip(&walk.depths) {
-            let mut lane_out = out.chunks_exact_mut(LANES);
-            for (rows, out) in rows.chunks_exact(width * LANES).zip(lane_out.by_ref()) {
-                let rows: [&[T]; LANES] = std::array::from_fn(|k| &rows[k * width..(k + 1) * width]);
-                let mut idx = [root as usize; LANES];
-                for _ in 0..depth {
-                    for k in 0..LANES {
-                        idx[k] = step(idx[k], rows[k]);
-                    }
-                }
-                for k in 0..LANES {
-                    out[k] += self.nodes[idx[k]].value;
-                }
-            }
-            for (row, score) in rest_rows.chunks_exact(width).zip(lane_out.into_remainder()) {
-                let mut idx = root as usize;
-                for _ in 0..depth {
-                    idx = step(idx, row);
-                }
-                *score += self.nodes[idx].value;
             }
         }
     }
