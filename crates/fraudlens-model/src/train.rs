@@ -531,7 +531,7 @@ struct Trainer<'p> {
 }
 
 struct ValidRows {
-    bins: Vec<u8>,
+    bins: RowBins,
     labels: Vec<bool>,
     scores: Vec<f64>,
 }
@@ -557,17 +557,6 @@ impl<'p> Trainer<'p> {
                 FeatureKind::Categorical { n_codes } => BinMapper::categorical(n_codes, max_bin),
             })
             .collect();
-        let bin_rows = |values: &[f64]| -> Vec<u8> {
-            let mut bins = vec![0u8; values.len()];
-            bins.par_chunks_mut(n_features.max(1) * 4096)
-                .zip(values.par_chunks(n_features.max(1) * 4096))
-                .for_each(|(bins, values)| {
-                    for (idx, (bin, value)) in bins.iter_mut().zip(values).enumerate() {
-                        *bin = mappers[idx % n_features].bin(*value);
-                    }
-                });
-            bins
-        };
         let bins = RowBins::new(train_set.values, n_features, &mappers);
         let mut column_bins = vec![0u8; n_rows * n_features];
         column_bins
@@ -595,7 +584,7 @@ impl<'p> Trainer<'p> {
         let rate = (fraud_weight / weight_sum).clamp(1e-12, 1.0 - 1e-12);
         let base_score = (rate / (1.0 - rate)).ln();
         let valid = valid.map(|valid| ValidRows {
-            bins: bin_rows(valid.values),
+            bins: RowBins::new(valid.values, n_features, &mappers),
             labels: valid.labels.to_vec(),
             scores: vec![base_score; valid.labels.len()],
         });
@@ -646,9 +635,9 @@ impl<'p> Trainer<'p> {
                 }
             }
             let valid_logloss = self.valid.as_mut().map(|valid| {
-                let (bins, mappers, n_features) = (&valid.bins, &self.mappers, self.n_features);
+                let (bins, mappers) = (&valid.bins, &self.mappers);
                 valid.scores.par_iter_mut().enumerate().for_each(|(row, score)| {
-                    *score += leaf_value(&nodes, mappers, &bins[row * n_features..]);
+                    *score += leaf_value(&nodes, mappers, bins.row(row));
                 });
                 logloss(&valid.scores, &valid.labels)
             });
@@ -753,9 +742,12 @@ impl<'p> Trainer<'p> {
     ) -> (Vec<BuildNode>, Vec<u32>, Vec<(f64, usize, usize)>) {
         let params = &self.params.0;
         let (max_leaves, max_depth) = (self.params.max_leaves(), self.params.max_depth());
+        let root_hist = self.histogram(&indices, features, cells);
+        // every row is in one bin of each feature: one feature's cells add up to the node
         let mut sums = Cell::default();
-        for &row in &indices {
-            sums.add(&cells[row as usize]);
+        let first = features[0] * HIST_STRIDE;
+        for cell in &root_hist[first..first + HIST_STRIDE] {
+            sums.add(cell);
         }
         let mut nodes = vec![BuildNode::Leaf {
             value: 0.0,
@@ -763,7 +755,6 @@ impl<'p> Trainer<'p> {
         }];
         let mut open: Vec<OpenLeaf> = Vec::new();
         let mut done: Vec<(usize, usize, usize)> = Vec::new(); // (node, start, end)
-        let root_hist = self.histogram(&indices, features, cells);
         let mut root = OpenLeaf {
             node: 0,
             start: 0,
