@@ -749,16 +749,7 @@ impl Pipeline {
     pub fn retain_shards(&self, assigned: &[String]) {
         let mut states = lock(&self.states);
         let keep = |shard: &str| assigned.iter().any(|assigned| assigned == shard);
-        let gone: Vec<String> = states
-            .held
-            .keys()
-            .flatten()
-            .filter(|shard| !keep(shard))
-            .cloned()
-            .collect();
-        for shard in gone {
-            states.held.remove(&Some(shard));
-        }
+        states.held.retain(|shard, _| shard.as_deref().is_none_or(keep));
         states.parked.retain(|shard, _| keep(shard));
         states.publish_gauges();
     }
