@@ -3,10 +3,20 @@
 //! offline replay and online scoring, which is what makes train/serve parity a
 //! plain test rather than a hope.
 //!
-//! Time comes only from events. The engine clock is the latest event time seen;
-//! a late event (earlier than the clock) is processed as if it happened at the
-//! clock, so window state never runs backwards. Calendar features still use the
+//! Time comes only from events, and each entity keeps its own clock: the
+//! latest time of its own events. A late event (earlier than an entity's
+//! clock) is processed for that entity as if it happened at its clock, so
+//! window state never runs backwards, and no event — however far in the future
+//! it is dated — moves the clock of an entity it does not name: one poisoned
+//! event cannot expire anybody else's windows. Calendar features still use the
 //! event's own time.
+//!
+//! The engine clock (the latest event time over all entities) only decides
+//! when idle entities are evicted and which events are too late
+//! ([`EventTimePolicy`]): callers check every event with
+//! [`FeatureEngine::check_time`] before observing it, on every path (API,
+//! detector, offline replay), so the engine clock cannot run ahead of the
+//! wall clock by more than the policy allows.
 //!
 //! Amounts are kept as integer micro-units and summed in `i128`, so aggregates
 //! do not depend on the order of additions and removals.
@@ -14,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use fraudlens_core::{Label, Transaction};
+use fraudlens_core::{Label, Timestamp, Transaction};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +48,94 @@ pub struct FeatureEngine {
     next_sweep: i64,
     /// How often (in event time) idle entities are evicted.
     sweep_interval: i64,
+    /// Which event times are accepted; also how long idle entities are kept.
+    policy: EventTimePolicy,
     /// Scratch: the hash of each entity key of the current event, in schema order (0 = no key).
     key_hashes: Vec<u64>,
+}
+
+/// Which event times the engine accepts, checked by [`FeatureEngine::check_time`].
+///
+/// - `max_future`: how far an event may be dated ahead of the wall clock of
+///   the process checking it (clients' clocks drift; nothing real happens in
+///   the future). The same rule holds offline: a history file cannot contain
+///   events after the time it is read.
+/// - `max_lateness`: how far an event may be dated behind the latest event time
+///   the engine has accepted. Later events would be processed at their
+///   entities' clocks (their windows have moved on); beyond this they are
+///   refused instead. It also bounds eviction: an entity is dropped only when
+///   no acceptable event could still see its state.
+///
+/// `None` means no bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTimePolicy {
+    /// Most milliseconds an event may be ahead of the wall clock.
+    pub max_future_ms: Option<i64>,
+    /// Most milliseconds an event may be behind the engine clock.
+    pub max_lateness_ms: Option<i64>,
+}
+
+impl EventTimePolicy {
+    /// Default `max_future`: 5 minutes.
+    pub const DEFAULT_MAX_FUTURE_MS: i64 = 5 * 60_000;
+    /// Default `max_lateness`: 1 day.
+    pub const DEFAULT_MAX_LATENESS_MS: i64 = 86_400_000;
+    /// No bound at all (tests of the engine's own arithmetic).
+    pub const UNBOUNDED: Self = Self {
+        max_future_ms: None,
+        max_lateness_ms: None,
+    };
+}
+
+impl Default for EventTimePolicy {
+    fn default() -> Self {
+        Self {
+            max_future_ms: Some(Self::DEFAULT_MAX_FUTURE_MS),
+            max_lateness_ms: Some(Self::DEFAULT_MAX_LATENESS_MS),
+        }
+    }
+}
+
+/// Why an event's time is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EventTimeError {
+    /// Dated too far ahead of the wall clock.
+    #[error("event time {event} is more than {max_future} ahead of the current time {now} (event_time.max_future)")]
+    Future {
+        /// The event's time.
+        event: Timestamp,
+        /// The wall clock when it was checked.
+        now: Timestamp,
+        /// The bound, as written in the config (`5m`).
+        max_future: String,
+    },
+    /// Dated too far behind the events already accepted.
+    #[error(
+        "event time {event} is more than {max_lateness} before the latest accepted event time {latest} \
+         (event_time.max_lateness; sort the input by time, or raise the bound)"
+    )]
+    TooLate {
+        /// The event's time.
+        event: Timestamp,
+        /// The engine clock.
+        latest: Timestamp,
+        /// The bound, as written in the config (`1d`).
+        max_lateness: String,
+    },
+}
+
+impl EventTimeError {
+    /// A short, stable name of the rule broken (a metric label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Future { .. } => "future",
+            Self::TooLate { .. } => "too_late",
+        }
+    }
+}
+
+fn duration_text(millis: i64) -> String {
+    fraudlens_core::WindowDuration::from_millis(millis).map_or_else(|| format!("{millis}ms"), |d| d.to_string())
 }
 
 /// What [`FeatureEngine::apply_label`] did.
@@ -151,8 +247,46 @@ impl FeatureEngine {
             clock: i64::MIN,
             next_sweep: i64::MIN,
             sweep_interval: Self::DEFAULT_SWEEP_INTERVAL_MS,
+            policy: EventTimePolicy::default(),
             key_hashes: Vec::new(),
         }
+    }
+
+    /// Sets which event times [`Self::check_time`] accepts (and so how long
+    /// idle entities are kept: their horizon plus `max_lateness`).
+    pub fn set_time_policy(&mut self, policy: EventTimePolicy) {
+        self.policy = policy;
+    }
+
+    /// The event-time policy.
+    pub fn time_policy(&self) -> EventTimePolicy {
+        self.policy
+    }
+
+    /// Whether an event dated `event` may be observed, with the wall clock at
+    /// `now_ms` (`None`: no wall clock, only the lateness rule). Every caller
+    /// checks before [`Self::observe`]; an event refused here changes nothing.
+    pub fn check_time(&self, event: Timestamp, now_ms: Option<i64>) -> Result<(), EventTimeError> {
+        let event_ms = event.as_millis();
+        if let (Some(max_future), Some(now)) = (self.policy.max_future_ms, now_ms)
+            && event_ms > now.saturating_add(max_future)
+        {
+            return Err(EventTimeError::Future {
+                event,
+                now: Timestamp::from_millis(now),
+                max_future: duration_text(max_future),
+            });
+        }
+        if let (Some(max_lateness), Some(latest)) = (self.policy.max_lateness_ms, self.clock())
+            && event_ms < latest.saturating_sub(max_lateness)
+        {
+            return Err(EventTimeError::TooLate {
+                event,
+                latest: Timestamp::from_millis(latest),
+                max_lateness: duration_text(max_lateness),
+            });
+        }
+        Ok(())
     }
 
     /// Sets how often (in event time, ms) idle entities are evicted. Eviction
@@ -215,7 +349,8 @@ impl FeatureEngine {
                 f64::from(u8::from(civil.weekday >= 5)),
             ]);
         }
-        let event = Event::new(now, tx.amount.micros(), key_hash(tx.id.as_str()));
+        // the event's own time; each entity processes it at its own clock (see `EntityState::update`)
+        let event = Event::new(event_time, tx.amount.micros(), key_hash(tx.id.as_str()));
         // every entity key of the transaction is hashed once: blocks and distinct counts share them
         self.key_hashes.clear();
         self.key_hashes.extend(
@@ -306,10 +441,15 @@ impl FeatureEngine {
 
     /// Drops entities whose newest event is older than their block's horizon:
     /// such state can no longer change any feature.
+    ///
+    /// Entities are kept `max_lateness` longer than their horizon: an accepted
+    /// late event is at most that far behind the engine clock, so an entity
+    /// dropped here could not have had state in any window that event sees.
     fn sweep(&mut self) {
         let now = self.clock;
+        let lateness = self.policy.max_lateness_ms.unwrap_or(i64::MAX).max(0);
         for (block, states) in self.spec.blocks.iter().zip(&mut self.states) {
-            let cutoff = now.saturating_sub(block.horizon);
+            let cutoff = now.saturating_sub(block.horizon).saturating_sub(lateness);
             states.retain(|_, state| state.events.back().is_some_and(|event| event.ts > cutoff));
         }
     }
@@ -356,7 +496,11 @@ impl EntityState {
         &self.events[(seq - self.first_seq) as usize]
     }
 
-    fn update(&mut self, block: &Block, event: Event, others: impl Iterator<Item = u64>, out: &mut Vec<f64>) {
+    fn update(&mut self, block: &Block, mut event: Event, others: impl Iterator<Item = u64>, out: &mut Vec<f64>) {
+        // this entity's clock: an event earlier than its newest is processed at the newest's time
+        if let Some(newest) = self.events.back() {
+            event.ts = event.ts.max(newest.ts);
+        }
         let now = event.ts;
         // label-delayed risk windows move first: they never contain the current event
         for (idx, window) in block.risk_windows.iter().enumerate() {

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use fraudlens_core::{Label, Transaction};
-use fraudlens_features::FeatureEngine;
+use fraudlens_features::{EventTimePolicy, FeatureEngine};
 use fraudlens_model::shap::Reason;
 use fraudlens_model::threshold::Decision;
 use fraudlens_store::{NewDecision, NewLabel, Outcome, PutOutcome, ReviewStatus, Store, StoreError, StoredDecision};
@@ -79,6 +79,11 @@ pub enum ScoreError {
     /// The id was stored before with other content.
     #[error("transaction {0:?} was already scored with different content")]
     Conflict(String),
+    /// The event time is outside the accepted range (too far ahead of the
+    /// clock, or too late behind the events already accepted): the caller's
+    /// fault, nothing changed (4xx, dead letter).
+    #[error("{0}")]
+    EventTime(String),
     /// The store failed; nothing was acknowledged (retry later).
     #[error("the decision could not be stored: {0}")]
     Unavailable(String),
@@ -123,6 +128,8 @@ pub struct PipelineConfig {
     /// detector: one per assigned partition), instead of one state over the
     /// whole store restored at start. No snapshot file is used.
     pub sharded: bool,
+    /// Which event times are accepted (and how long idle entities are kept).
+    pub time_policy: EventTimePolicy,
 }
 
 impl Default for PipelineConfig {
@@ -134,6 +141,7 @@ impl Default for PipelineConfig {
             queue_capacity: 16_384,
             state_file: None,
             sharded: false,
+            time_policy: EventTimePolicy::default(),
         }
     }
 }
@@ -248,6 +256,9 @@ enum Admission {
     Racing(Arc<Slot>),
     /// The engine has seen the id before: the store has its decision.
     Seen(Transaction, ShardKey, String),
+    /// Refused by the event-time policy (nothing observed): unless the id is
+    /// stored already (an idempotent retry of an old transaction), this error.
+    Refused(String, String, ScoreError),
 }
 
 impl Pipeline {
@@ -260,7 +271,13 @@ impl Pipeline {
     ) -> Result<Arc<Self>, PipelineError> {
         let mut states = shards::States::default();
         if !config.sharded {
-            let held = state::restore(store.as_ref(), model.spec(), config.state_file.as_deref()).await?;
+            let held = state::restore(
+                store.as_ref(),
+                model.spec(),
+                config.state_file.as_deref(),
+                config.time_policy,
+            )
+            .await?;
             states.held.insert(None, held);
         }
         states.publish_gauges();
@@ -435,6 +452,14 @@ impl Pipeline {
                 if held.state.has_seen(&tx) {
                     return Ok(Admission::Seen(tx, shard, fingerprint));
                 }
+                if let Err(error) = held.state.check_time(tx.timestamp, Some(received_at)) {
+                    metrics::counter!("fraudlens_event_time_refused_total", "reason" => error.reason()).increment(1);
+                    return Ok(Admission::Refused(
+                        id,
+                        fingerprint,
+                        ScoreError::EventTime(error.to_string()),
+                    ));
+                }
                 let mut row = Vec::with_capacity(n_features + tx.attributes.len());
                 held.state.observe(&tx, &mut row);
                 model.inputs.push_attributes(&tx, &mut row);
@@ -583,6 +608,15 @@ impl Pipeline {
                 replayed: true,
                 ..scored
             }),
+            Admission::Refused(id, fingerprint, error) => match self
+                .store
+                .transaction(&id)
+                .await
+                .map_err(|error| ScoreError::Unavailable(error.to_string()))?
+            {
+                Some(stored) => compare(&stored, &fingerprint),
+                None => Err(error),
+            },
             Admission::Seen(tx, shard, fingerprint) => {
                 match self
                     .store
@@ -713,12 +747,17 @@ impl Pipeline {
             states.parked.remove(shard)
         };
         let reused = parked.is_some();
-        let mut held = parked.unwrap_or_else(|| shards::Held {
-            state: Box::new(FeatureEngine::new(self.model.load().spec().clone())),
-            seq: 0,
+        let mut held = parked.unwrap_or_else(|| {
+            let mut engine = FeatureEngine::new(self.model.load().spec().clone());
+            engine.set_time_policy(self.config.time_policy);
+            shards::Held {
+                state: Box::new(engine),
+                seq: 0,
+            }
         });
         let started = Instant::now();
-        let observed = state::catch_up(self.store.as_ref(), Some(shard), &mut held).await?;
+        let caught_up = state::catch_up(self.store.as_ref(), Some(shard), &mut held).await?;
+        let observed = caught_up.observed;
         let mut states = lock(&self.states);
         states.held.insert(key, held);
         states.publish_gauges();
@@ -726,6 +765,7 @@ impl Pipeline {
             shard,
             reused,
             observed,
+            refused = caught_up.refused,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "entity state acquired"
         );

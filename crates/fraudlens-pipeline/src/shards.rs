@@ -14,14 +14,17 @@
 //! of its transactions) implements the same calls and needs no rebuild when a
 //! partition moves.
 
-use fraudlens_core::{Label, Transaction};
-use fraudlens_features::FeatureEngine;
+use fraudlens_core::{Label, Timestamp, Transaction};
+use fraudlens_features::{EventTimeError, FeatureEngine};
 use rustc_hash::FxHashMap;
 
 /// What the scoring path asks of the entity state of one shard.
 pub trait EntityState: Send {
     /// Whether this transaction (by id) was observed before.
     fn has_seen(&self, tx: &Transaction) -> bool;
+    /// Whether an event at `event` may be observed now (wall clock `now_ms`,
+    /// or `None` for the lateness rule alone): the event-time policy.
+    fn check_time(&self, event: Timestamp, now_ms: Option<i64>) -> Result<(), EventTimeError>;
     /// Observes a new transaction and appends its features (as of just before it) to `row`.
     fn observe(&mut self, tx: &Transaction, row: &mut Vec<f64>);
     /// Feeds a label of an observed transaction to the risk features; `false` if it is not held.
@@ -35,6 +38,10 @@ pub trait EntityState: Send {
 impl EntityState for FeatureEngine {
     fn has_seen(&self, tx: &Transaction) -> bool {
         FeatureEngine::has_seen(self, tx)
+    }
+
+    fn check_time(&self, event: Timestamp, now_ms: Option<i64>) -> Result<(), EventTimeError> {
+        FeatureEngine::check_time(self, event, now_ms)
     }
 
     fn observe(&mut self, tx: &Transaction, row: &mut Vec<f64>) {
@@ -83,19 +90,40 @@ impl States {
     }
 }
 
-/// Observes the transactions the state has not seen (with their known labels); how many.
-pub(crate) fn observe_unseen(state: &mut dyn EntityState, page: &[(Transaction, Option<Label>)]) -> usize {
+/// What a catch-up did with a page of stored transactions.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CaughtUp {
+    /// Observed now.
+    pub observed: usize,
+    /// Refused by the event-time policy (stored before it existed, e.g. a
+    /// transaction dated years ahead): kept in the store, never in the state.
+    pub refused: usize,
+}
+
+/// Observes the transactions the state has not seen (with their known
+/// labels), under the same event-time policy as new ones (wall clock `now_ms`).
+pub(crate) fn observe_unseen(
+    state: &mut dyn EntityState,
+    page: &[(Transaction, Option<Label>)],
+    now_ms: i64,
+) -> CaughtUp {
     let mut row = Vec::new();
-    let mut observed = 0;
+    let mut done = CaughtUp::default();
     for (tx, label) in page {
-        if !state.has_seen(tx) {
-            row.clear();
-            state.observe(tx, &mut row);
-            if let Some(label) = label {
-                state.apply_label(tx, *label);
-            }
-            observed += 1;
+        if state.has_seen(tx) {
+            continue;
         }
+        if let Err(error) = state.check_time(tx.timestamp, Some(now_ms)) {
+            tracing::warn!(%error, id = tx.id.as_str(), "stored transaction left out of the entity state");
+            done.refused += 1;
+            continue;
+        }
+        row.clear();
+        state.observe(tx, &mut row);
+        if let Some(label) = label {
+            state.apply_label(tx, *label);
+        }
+        done.observed += 1;
     }
-    observed
+    done
 }

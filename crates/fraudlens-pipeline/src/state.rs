@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fraudlens_core::{Label, Transaction};
-use fraudlens_features::{FeatureEngine, FeatureSpec};
+use fraudlens_features::{EventTimePolicy, FeatureEngine, FeatureSpec};
 use fraudlens_store::{Store, StoredDecision};
 
-use crate::PipelineError;
-use crate::shards::{Held, observe_unseen};
+use crate::shards::{CaughtUp, Held, observe_unseen};
+use crate::{PipelineError, now_ms};
 
 const MAGIC: &[u8; 8] = b"FLSTATE1";
 pub(crate) const REPLAY_PAGE: u32 = 10_000;
@@ -64,13 +64,35 @@ impl StateFile {
 }
 
 /// The whole-store state for `spec`: from the snapshot if it fits, then caught up with the store.
+///
+/// A snapshot whose clock is ahead of the wall clock by more than the
+/// policy's `max_future` was written by a process that accepted a
+/// future-dated event (before the policy existed): its state is poisoned, so
+/// it is not used and the state is rebuilt from the store — where the same
+/// rule leaves that event out.
 pub(crate) async fn restore(
     store: &dyn Store,
     spec: &Arc<FeatureSpec>,
     state_file: Option<&Path>,
+    policy: EventTimePolicy,
 ) -> Result<Held, PipelineError> {
-    let (seq, engine) = match state_file.filter(|path| path.exists()) {
+    let now = now_ms();
+    let (seq, mut engine) = match state_file.filter(|path| path.exists()) {
         Some(path) => match StateFile::read(path, spec) {
+            Ok((_, engine))
+                if engine.clock().is_some_and(|clock| {
+                    policy
+                        .max_future_ms
+                        .is_some_and(|max_future| clock > now.saturating_add(max_future))
+                }) =>
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    clock = %fraudlens_core::Timestamp::from_millis(engine.clock().unwrap_or_default()),
+                    "entity-state snapshot is dated in the future; rebuilding from the store"
+                );
+                (0, FeatureEngine::new(spec.clone()))
+            }
             Ok(restored) => restored,
             Err(reason) => {
                 tracing::warn!(path = %path.display(), reason, "entity-state snapshot not used; rebuilding from the store");
@@ -79,14 +101,16 @@ pub(crate) async fn restore(
         },
         None => (0, FeatureEngine::new(spec.clone())),
     };
+    engine.set_time_policy(policy);
     let mut held = Held {
         state: Box::new(engine),
         seq,
     };
-    let replayed = catch_up(store, None, &mut held).await?;
-    if replayed > 0 {
+    let caught_up = catch_up(store, None, &mut held).await?;
+    if caught_up.observed > 0 || caught_up.refused > 0 {
         tracing::info!(
-            replayed,
+            replayed = caught_up.observed,
+            refused = caught_up.refused,
             entities = held.state.n_entities(),
             "entity state caught up with the store"
         );
@@ -110,13 +134,27 @@ pub(crate) fn parse_page(page: &[StoredDecision]) -> Result<Vec<(Transaction, Op
 
 /// Brings a state up to date with the store rows after its position (all of
 /// them, or those of one shard); how many it observed.
-pub(crate) async fn catch_up(store: &dyn Store, shard: Option<&str>, held: &mut Held) -> Result<usize, PipelineError> {
-    let mut observed = 0;
+///
+/// Stored rows go through the event-time policy like new ones: rows stored
+/// before it existed (a transaction dated years ahead) stay in the store but
+/// never reach the state.
+pub(crate) async fn catch_up(
+    store: &dyn Store,
+    shard: Option<&str>,
+    held: &mut Held,
+) -> Result<CaughtUp, PipelineError> {
+    let now = now_ms();
+    let mut total = CaughtUp::default();
     loop {
         let page = store.transactions_after(held.seq, REPLAY_PAGE, shard).await?;
         let Some(last) = page.last() else { break };
         held.seq = last.seq;
-        observed += observe_unseen(held.state.as_mut(), &parse_page(&page)?);
+        let done = observe_unseen(held.state.as_mut(), &parse_page(&page)?, now);
+        total.observed += done.observed;
+        total.refused += done.refused;
     }
-    Ok(observed)
+    if total.refused > 0 {
+        metrics::counter!("fraudlens_event_time_refused_total", "reason" => "stored").increment(total.refused as u64);
+    }
+    Ok(total)
 }

@@ -92,6 +92,9 @@ impl From<ScoreError> for ApiError {
         match error {
             ScoreError::Invalid(message) => Self::invalid(message),
             ScoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", error.to_string()),
+            ScoreError::EventTime(message) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "event_time_out_of_range", message)
+            }
             ScoreError::Unavailable(message) => {
                 tracing::error!(message, "decision not stored");
                 Self::unavailable("the decision could not be stored; retry")

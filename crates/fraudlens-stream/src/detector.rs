@@ -520,7 +520,7 @@ impl Detector {
                     }
                 }
                 // the id was stored with other content: not this record's decision to publish
-                Err(error @ (ScoreError::Conflict(_) | ScoreError::Invalid(_))) => {
+                Err(error @ (ScoreError::Conflict(_) | ScoreError::Invalid(_) | ScoreError::EventTime(_))) => {
                     letters.push((idx, dead_letter(&batch[idx], error.to_string())));
                 }
                 // the partition moved in a rebalance while the batch was in flight: its

@@ -41,6 +41,75 @@ pub struct Config {
     pub serve: ServeConfig,
     /// `fraudlens detect`.
     pub detect: DetectConfig,
+    /// Which event times are accepted, on every path (API, detector, files).
+    pub event_time: EventTimeConfig,
+}
+
+/// `[event_time]`: the policy for transactions dated ahead of the clock or
+/// far behind the events already seen. The same rules hold for the API, the
+/// detector and offline replay (`features`, `train`, `evaluate`, `score`):
+/// an event refused online is a bad row offline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventTimeConfig {
+    /// Most an event may be dated ahead of the wall clock (`5m`), or `off`.
+    /// Beyond it: 422 `event_time_out_of_range`, a dead letter, or a bad row.
+    pub max_future: TimeBound,
+    /// Most an event may be dated behind the latest event already accepted
+    /// (`1d`), or `off`. Idle entities are kept this much longer than their
+    /// feature horizon, so that an accepted late event still finds them.
+    pub max_lateness: TimeBound,
+}
+
+impl Default for EventTimeConfig {
+    fn default() -> Self {
+        let policy = fraudlens_features::EventTimePolicy::default();
+        Self {
+            max_future: TimeBound::from_millis(policy.max_future_ms),
+            max_lateness: TimeBound::from_millis(policy.max_lateness_ms),
+        }
+    }
+}
+
+impl EventTimeConfig {
+    /// The engine's policy.
+    pub fn policy(&self) -> fraudlens_features::EventTimePolicy {
+        fraudlens_features::EventTimePolicy {
+            max_future_ms: self.max_future.0.map(fraudlens_core::WindowDuration::as_millis),
+            max_lateness_ms: self.max_lateness.0.map(fraudlens_core::WindowDuration::as_millis),
+        }
+    }
+}
+
+/// A duration (`5m`, `1d`) or `off` (no bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBound(pub Option<fraudlens_core::WindowDuration>);
+
+impl TimeBound {
+    fn from_millis(millis: Option<i64>) -> Self {
+        Self(millis.and_then(fraudlens_core::WindowDuration::from_millis))
+    }
+}
+
+impl Serialize for TimeBound {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(duration) => duration.serialize(serializer),
+            None => serializer.serialize_str("off"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeBound {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim() == "off" {
+            return Ok(Self(None));
+        }
+        text.parse()
+            .map(|duration| Self(Some(duration)))
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[detect]`
@@ -271,8 +340,18 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 10] = [
-    "log", "security", "ingest", "schema", "features", "simulate", "train", "store", "serve", "detect",
+const SECTIONS: [&str; 11] = [
+    "log",
+    "security",
+    "ingest",
+    "schema",
+    "features",
+    "simulate",
+    "train",
+    "store",
+    "serve",
+    "detect",
+    "event_time",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

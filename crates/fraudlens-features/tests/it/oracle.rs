@@ -1,10 +1,11 @@
 //! The engine against the definitions: every feature recomputed from scratch
 //! over the whole history seen so far (quadratic, obviously right), for random
 //! histories with labels arriving at arbitrary points — including relabels and
-//! labels for transactions not seen yet.
+//! labels for transactions not seen yet — and with the event-time policy: each
+//! entity's own clock, late events refused beyond `max_lateness`.
 
 use fraudlens_core::{Label, Transaction};
-use fraudlens_features::{Aggregate, FeatureEngine, FeatureSpec};
+use fraudlens_features::{Aggregate, EventTimePolicy, FeatureEngine, FeatureSpec};
 use proptest::prelude::*;
 
 use crate::history::{default_spec, history, small_spec};
@@ -12,11 +13,22 @@ use crate::history::{default_spec, history, small_spec};
 /// An observed transaction as the definitions see it.
 struct Seen {
     idx: usize,
-    time: i64,
+    /// The time each entity (customer, terminal) processed it at: the later of
+    /// its own time and that entity's newest event before it.
+    times: [i64; 2],
     fraud: bool,
 }
 
-fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Transaction, now: i64) -> Vec<f64> {
+/// An entity's clock just before `tx`: the newest time it processed an event at.
+fn entity_clock(history: &[Transaction], seen: &[Seen], entity_idx: usize, tx: &Transaction) -> i64 {
+    let key = tx.entity(entity_idx);
+    seen.iter()
+        .filter(|s| key.is_some() && history[s.idx].entity(entity_idx) == key)
+        .map(|s| s.times[entity_idx])
+        .fold(tx.timestamp.as_millis(), i64::max)
+}
+
+fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Transaction) -> Vec<f64> {
     let config = spec.config();
     let entity_names = ["customer", "terminal"];
     let mut out = vec![tx.amount.major()];
@@ -45,6 +57,9 @@ fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Tr
             .iter()
             .filter(|s| history[s.idx].entity(entity_idx) == Some(key))
             .collect();
+        // this entity's clock: no other entity's events move it
+        let now = entity_clock(history, seen, entity_idx, tx);
+        let time = |s: &Seen| s.times[entity_idx];
         let horizon = block
             .windows
             .iter()
@@ -60,7 +75,7 @@ fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Tr
             .unwrap_or(30 * 86_400_000);
         let amount = tx.amount.micros() as f64;
         for window in &block.windows {
-            let in_window: Vec<&&Seen> = prior.iter().filter(|s| s.time > now - window.as_millis()).collect();
+            let in_window: Vec<&&Seen> = prior.iter().filter(|s| time(s) > now - window.as_millis()).collect();
             let mut amounts: Vec<f64> = in_window.iter().map(|s| micros(s)).collect();
             let prior_sum: f64 = amounts.iter().sum();
             let prior_count = amounts.len() as f64;
@@ -87,7 +102,7 @@ fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Tr
             }
         }
         if block.time_since_previous {
-            let dt = prior.last().map(|s| now - s.time).filter(|dt| *dt < horizon);
+            let dt = prior.last().map(|s| now - time(s)).filter(|dt| *dt < horizon);
             out.push(dt.map_or(f64::NAN, |ms| ms as f64 / 1000.0));
         }
         for distinct in &block.distinct {
@@ -95,7 +110,7 @@ fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Tr
             for window in &distinct.windows {
                 let mut keys: Vec<_> = prior
                     .iter()
-                    .filter(|s| s.time > now - window.as_millis())
+                    .filter(|s| time(s) > now - window.as_millis())
                     .filter_map(|s| history[s.idx].entity(of_idx))
                     .chain(tx.entity(of_idx))
                     .collect();
@@ -107,7 +122,7 @@ fn reference(spec: &FeatureSpec, history: &[Transaction], seen: &[Seen], tx: &Tr
         for window in &block.risk_windows {
             let end = now - block.risk_delay.as_millis();
             let start = end - window.as_millis();
-            let in_window: Vec<&&Seen> = prior.iter().filter(|s| s.time > start && s.time <= end).collect();
+            let in_window: Vec<&&Seen> = prior.iter().filter(|s| time(s) > start && time(s) <= end).collect();
             let frauds = in_window.iter().filter(|s| s.fraud).count();
             out.push(if in_window.is_empty() {
                 f64::NAN
@@ -155,9 +170,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_definitions((history, steps) in scenario(), use_default in any::<bool>(), sweep_every_event in any::<bool>()) {
+    fn engine_matches_definitions(
+        (history, steps) in scenario(),
+        use_default in any::<bool>(),
+        sweep_every_event in any::<bool>(),
+        max_lateness_ms in prop_oneof![Just(None), Just(Some(1i64)), Just(Some(3_600_000i64)), Just(Some(86_400_000i64))],
+    ) {
         let spec = if use_default { default_spec() } else { small_spec() };
         let mut engine = FeatureEngine::new(spec.clone());
+        engine.set_time_policy(EventTimePolicy { max_future_ms: None, max_lateness_ms });
         if sweep_every_event {
             engine.set_sweep_interval(1);
         }
@@ -174,14 +195,23 @@ proptest! {
                 }
                 Step::Observe(idx) => {
                     let tx = &history[idx];
-                    clock = clock.max(tx.timestamp.as_millis());
-                    let expected = reference(&spec, &history, &seen, tx, clock);
+                    let time = tx.timestamp.as_millis();
+                    // the policy's definition: refused when more than max_lateness behind the latest accepted event
+                    let too_late = clock != i64::MIN && max_lateness_ms.is_some_and(|lateness| time < clock - lateness);
+                    let checked = engine.check_time(tx.timestamp, None);
+                    prop_assert_eq!(checked.is_err(), too_late, "tx {} at {}: {:?}", idx, time, checked);
+                    if too_late {
+                        continue;
+                    }
+                    clock = clock.max(time);
+                    let expected = reference(&spec, &history, &seen, tx);
+                    let times = [0, 1].map(|entity_idx| entity_clock(&history, &seen, entity_idx, tx));
                     engine.observe(tx, &mut out);
                     prop_assert_eq!(out.len(), expected.len());
                     for (feature, (got, want)) in out.iter().zip(&expected).enumerate() {
                         prop_assert!(close(*got, *want), "tx {} feature {} ({}): engine {} != definition {}", idx, feature, spec.feature_names()[feature], got, want);
                     }
-                    seen.push(Seen { idx, time: clock, fraud: false });
+                    seen.push(Seen { idx, times, fraud: false });
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fraudlens_core::{Label, Schema, Timestamp, TimestampFormat, Transaction};
-use fraudlens_features::{FeatureEngine, FeatureSpec, Replay};
+use fraudlens_features::{EventTimePolicy, FeatureEngine, FeatureSpec, Replay};
 use fraudlens_ingest::{BadRows, EventReader, InputFormat};
 
 use crate::exit::{CliResult, Failure};
@@ -17,6 +17,8 @@ pub struct ReplaySummary {
     pub rows: u64,
     /// Rows skipped as unreadable.
     pub bad_rows: BadRows,
+    /// Rows whose event time the policy refuses (`[event_time]`), skipped.
+    pub refused_times: BadRows,
     /// Repeated transaction ids, skipped.
     pub duplicates: BadRows,
     /// Rows earlier than a row before them.
@@ -37,13 +39,16 @@ impl ReplaySummary {
         if self.bad_rows.count() > 0 {
             text.push_str(&format!("{}\n", self.bad_rows));
         }
+        if self.refused_times.count() > 0 {
+            text.push_str(&format!("event time out of range: {}\n", self.refused_times));
+        }
         if self.duplicates.count() > 0 {
             text.push_str(&format!("duplicates: {}\n", self.duplicates));
         }
         if self.late_rows > 0 {
             text.push_str(&format!(
-                "warning: {} rows were earlier than a row before them; they were processed at the latest time \
-                 seen, as the online engine would. Sort the input (features --sort) for pure event-time features.\n",
+                "warning: {} rows were earlier than a row before them; each was processed at its entities' latest \
+                 time, as the online engine would. Sort the input (features --sort) for pure event-time features.\n",
                 self.late_rows
             ));
         }
@@ -65,9 +70,14 @@ pub fn replay_file(
 ) -> CliResult<ReplaySummary> {
     let format = InputFormat::from_path(data);
     let mut reader = EventReader::open(data, format, schema, input.strict, input.max_examples)?;
-    let mut replay = Replay::new(FeatureEngine::new(spec));
+    let mut engine = FeatureEngine::new(spec);
+    engine.set_time_policy(input.time_policy);
+    let mut replay = Replay::new(engine);
     let mut features = Vec::new();
     let mut duplicates = BadRows::new(input.max_examples);
+    let mut refused = BadRows::new(input.max_examples);
+    // the wall clock when the file is read: no event in it can be later (event_time.max_future)
+    let now = fraudlens_pipeline::now_ms();
     let (mut rows, mut late_rows, mut latest) = (0u64, 0u64, i64::MIN);
     let mut process = |tx: &Transaction, passthrough: &[Option<String>], line: u64| -> CliResult {
         if replay.engine().has_seen(tx) {
@@ -80,6 +90,14 @@ pub fn replay_file(
                 return Err(Failure::Data(anyhow::anyhow!("{}:{line}: {reason}", data.display())));
             }
             duplicates.push(line, reason);
+            return Ok(());
+        }
+        // the same event-time rules as the API and the detector: a refused event is a bad row
+        if let Err(error) = replay.engine().check_time(tx.timestamp, Some(now)) {
+            if input.strict {
+                return Err(Failure::Data(anyhow::anyhow!("{}:{line}: {error}", data.display())));
+            }
+            refused.push(line, error.to_string());
             return Ok(());
         }
         let time = tx.timestamp.as_millis();
@@ -112,6 +130,7 @@ pub fn replay_file(
     Ok(ReplaySummary {
         rows,
         bad_rows: reader.bad_rows().clone(),
+        refused_times: refused,
         duplicates,
         late_rows,
         notes: reader.notes().to_vec(),
@@ -128,6 +147,9 @@ pub struct ReadOptions {
     pub max_examples: usize,
     /// Sort by time in memory first.
     pub sort: bool,
+    /// Which event times are accepted: the others are bad rows, reported by
+    /// line like unreadable ones (the API answers 422 for the same events).
+    pub time_policy: EventTimePolicy,
 }
 
 /// A half-open time window `[from, to)` in milliseconds.

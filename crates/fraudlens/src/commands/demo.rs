@@ -84,6 +84,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
         strict: true,
         max_examples: config.ingest.max_error_examples,
         sort: false,
+        time_policy: config.event_time.policy(),
         snapshot_out: Some(snapshot),
         summary_by: Some("fraud_scenario".into()),
         summary_features: SHOWN.iter().map(|name| (*name).to_owned()).collect(),

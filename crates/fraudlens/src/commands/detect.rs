@@ -74,6 +74,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
             // that partition when it is assigned here: no snapshot file
             state_file: None,
             sharded: true,
+            time_policy: config.event_time.policy(),
         },
     )
     .await

@@ -145,6 +145,7 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
             strict,
             max_examples: config.ingest.max_error_examples,
             sort: false,
+            time_policy: config.event_time.policy(),
         },
         |tx, _, features| {
             bar.inc(1);

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use fraudlens_core::tabular::{TabularEncoding, find_label_column};
 use fraudlens_core::{AttributeValue, Label, Schema, SchemaConfig};
-use fraudlens_features::FeatureSpec;
+use fraudlens_features::{EventTimePolicy, FeatureSpec};
 use fraudlens_ingest::{InputFormat, TabularReader, profile_csv};
 
 use crate::cli::{FeaturesArgs, InputArgs, Mode};
@@ -47,6 +47,7 @@ pub fn run(mut config: Config, args: FeaturesArgs) -> CliResult {
                 strict,
                 max_examples,
                 sort: args.sort,
+                time_policy: config.event_time.policy(),
                 snapshot_out: args.snapshot_out.clone(),
                 summary_by: args.summary_by.clone(),
                 summary_features: args.summary_features.clone(),
@@ -121,6 +122,8 @@ pub struct EventJob {
     pub max_examples: usize,
     /// Sort by time in memory first.
     pub sort: bool,
+    /// Which event times are accepted (the others are bad rows).
+    pub time_policy: EventTimePolicy,
     /// Where to write the engine state afterwards.
     pub snapshot_out: Option<PathBuf>,
     /// Group column of the summary.
@@ -176,6 +179,7 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         strict: job.strict,
         max_examples: job.max_examples,
         sort: job.sort,
+        time_policy: job.time_policy,
     };
     let replayed = replay_file(schema, spec, &job.data, input, |tx, passthrough, features| {
         writer.write_field(tx.id.as_str())?;
@@ -218,7 +222,7 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         return Err(Failure::Data(anyhow::anyhow!(
             "{}: no valid rows\n{}",
             job.data.display(),
-            replayed.bad_rows
+            replayed.report()
         )));
     }
     let output = writer

@@ -294,6 +294,7 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
                     strict,
                     max_examples,
                     sort: false,
+                    time_policy: config.event_time.policy(),
                 },
                 |tx, _, features| {
                     bar.inc(1);

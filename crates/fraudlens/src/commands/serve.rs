@@ -76,6 +76,7 @@ pub async fn serve(
             queue_capacity: serve.queue_capacity,
             state_file: Some(serve.state_file.clone()),
             sharded: false,
+            time_policy: config.event_time.policy(),
         },
     )
     .await

@@ -283,6 +283,7 @@ fn load_events(
             strict: config.ingest.strict,
             max_examples: config.ingest.max_error_examples,
             sort: false,
+            time_policy: config.event_time.policy(),
         },
         |tx, _, features| {
             bar.inc(1);

@@ -5,6 +5,7 @@
 
 mod config;
 mod detect;
+mod event_time;
 mod features;
 mod model;
 mod security;

@@ -15,7 +15,7 @@ use crate::model::trained;
 use crate::{fraudlens, read_csv, spawn_service, terminate};
 
 /// A running `fraudlens serve`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     dir: PathBuf,
@@ -24,7 +24,7 @@ struct Server {
 
 impl Server {
     /// Starts a server on a free port in `dir`, on `database`, serving `model` (or the registry's).
-    fn start(dir: &Path, database: &str, model: Option<&Path>) -> Self {
+    pub(crate) fn start(dir: &Path, database: &str, model: Option<&Path>) -> Self {
         Self::start_with(dir, database, model, &[])
     }
 
@@ -46,12 +46,12 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Sends SIGTERM and waits for the exit code.
-    fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(mut self) -> i32 {
         terminate(&mut self.child)
     }
 
@@ -61,7 +61,7 @@ impl Server {
         self.child.wait().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 }
@@ -74,7 +74,7 @@ impl Drop for Server {
 }
 
 /// A new API key of `role` on `database`.
-fn key(dir: &Path, database: &str, role: &str) -> String {
+pub(crate) fn key(dir: &Path, database: &str, role: &str) -> String {
     let run = fraudlens(
         dir,
         &["keys", "create", "--role", role, "--name", role, "--database", database],
@@ -115,7 +115,7 @@ fn csv_of(n: usize) -> String {
     out
 }
 
-async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (StatusCode, Value) {
     let response = client
         .post(url)
         .header("x-api-key", key)
@@ -127,13 +127,13 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(client: &reqwest::Client, url: &str, key: &str) -> (StatusCode, Value) {
+pub(crate) async fn get(client: &reqwest::Client, url: &str, key: &str) -> (StatusCode, Value) {
     let response = client.get(url).header("x-api-key", key).send().await.unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn is_error_body(body: &Value) -> bool {
+pub(crate) fn is_error_body(body: &Value) -> bool {
     body["code"].is_string() && body["message"].is_string()
 }
 
