@@ -164,6 +164,9 @@ impl Scored {
 
 type Shared = Result<Scored, ScoreError>;
 
+/// Most decisions kept for the retry of a failed write (about 1 KB each).
+const MAX_UNWRITTEN: usize = 50_000;
+
 /// Where the result of an in-flight transaction appears, for requests racing it.
 #[derive(Default)]
 struct Slot {
@@ -191,6 +194,34 @@ impl Slot {
     }
 }
 
+/// What [`Pipeline::apply_labels`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelsApplied {
+    /// Labels that reached the live entity state.
+    pub applied: usize,
+    /// Positions (in the request) of labels whose transaction is not stored.
+    pub unmatched: Vec<usize>,
+}
+
+/// Admitted transactions whose scoring and write are under way
+/// ([`Pipeline::submit`]).
+pub struct Submitted {
+    n: usize,
+    task: Result<tokio::task::JoinHandle<Vec<Result<Scored, ScoreError>>>, ScoreError>,
+}
+
+impl Submitted {
+    /// The results, in the order submitted, once the decisions are stored.
+    pub async fn results(self) -> Vec<Result<Scored, ScoreError>> {
+        match self.task {
+            Ok(task) => task
+                .await
+                .unwrap_or_else(|_| vec![Err(ScoreError::Unavailable("scoring task failed".to_owned())); self.n]),
+            Err(error) => vec![Err(error); self.n],
+        }
+    }
+}
+
 /// The scoring path.
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -201,6 +232,8 @@ pub struct Pipeline {
     /// Ids observed whose write has not finished: a request racing one of
     /// them waits for its result instead of scoring the transaction again.
     in_flight: Mutex<FxHashMap<String, Arc<Slot>>>,
+    /// Decisions whose write failed, by transaction id, for the retry.
+    unwritten: Mutex<FxHashMap<String, NewDecision>>,
     writer: mpsc::Sender<writer::Message>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
@@ -248,12 +281,15 @@ struct Observed {
     started: Instant,
     received_at: i64,
     slot: Arc<Slot>,
+    /// The decision made before, when this is the retry of a failed write.
+    decided: Option<Box<NewDecision>>,
 }
 
 enum Admission {
     Fresh(Observed),
-    /// The same id is being written right now: wait for it.
-    Racing(Arc<Slot>),
+    /// The same id is being written right now: wait for it, then compare
+    /// its content with this one's (fingerprint).
+    Racing(Arc<Slot>, String),
     /// The engine has seen the id before: the store has its decision.
     Seen(Transaction, ShardKey, String),
     /// Refused by the event-time policy (nothing observed): unless the id is
@@ -289,6 +325,7 @@ impl Pipeline {
             states: Mutex::new(states),
             acquiring: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(FxHashMap::default()),
+            unwritten: Mutex::new(FxHashMap::default()),
             writer: sender,
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
@@ -366,15 +403,26 @@ impl Pipeline {
         model: &Arc<ServingModel>,
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Vec<Result<Scored, ScoreError>> {
+        self.submit(model, parsed).results().await
+    }
+
+    /// [`Self::score_sharded`] in two steps: the transactions are observed
+    /// (in order) before this returns; their scoring and write go on in a
+    /// task of their own, whose results [`Submitted::results`] awaits. A
+    /// caller with several batches in flight (the detector) submits them one
+    /// after another, so a partition's records reach its entity state strictly
+    /// in offset order whatever finishes first.
+    pub fn submit(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
+    ) -> Submitted {
         let n = parsed.len();
-        let admissions = match self.admit_all(model, parsed) {
-            Ok(admissions) => admissions,
-            Err(error) => return vec![Err(error); n],
-        };
-        let (this, model) = (self.clone(), model.clone());
-        tokio::spawn(async move { this.complete(&model, admissions).await })
-            .await
-            .unwrap_or_else(|_| vec![Err(ScoreError::Unavailable("scoring task failed".to_owned())); n])
+        let task = self.admit_all(model, parsed).map(|admissions| {
+            let (this, model) = (self.clone(), model.clone());
+            tokio::spawn(async move { this.complete(&model, admissions).await })
+        });
+        Submitted { n, task }
     }
 
     /// Scores and stores one parsed transaction.
@@ -447,7 +495,7 @@ impl Pipeline {
                 };
                 let id = tx.id.as_str().to_owned();
                 if let Some(slot) = in_flight.get(&id) {
-                    return Ok(Admission::Racing(slot.clone()));
+                    return Ok(Admission::Racing(slot.clone(), fingerprint));
                 }
                 if held.state.has_seen(&tx) {
                     return Ok(Admission::Seen(tx, shard, fingerprint));
@@ -474,6 +522,7 @@ impl Pipeline {
                     started,
                     received_at,
                     slot,
+                    decided: None,
                 }))
             })
             .collect();
@@ -487,8 +536,23 @@ impl Pipeline {
         if observed.is_empty() {
             return Vec::new();
         }
-        let records: Vec<NewDecision> = observed.iter_mut().map(|item| self.decide(model, item)).collect();
+        let records: Vec<NewDecision> = observed
+            .iter_mut()
+            .map(|item| item.decided.take().map_or_else(|| self.decide(model, item), |decided| *decided))
+            .collect();
         let (records, written) = self.write(records).await;
+        if written.is_err() {
+            // observed but not stored: a retry writes these same decisions instead of
+            // observing the transactions a second time (which would count them twice)
+            let mut unwritten = lock(&self.unwritten);
+            for record in &records {
+                if unwritten.len() >= MAX_UNWRITTEN {
+                    metrics::counter!("fraudlens_unwritten_dropped_total").increment(1);
+                    break;
+                }
+                unwritten.insert(record.transaction_id.clone(), record.clone());
+            }
+        }
         let mut results = Vec::with_capacity(observed.len());
         {
             let mut in_flight = lock(&self.in_flight);
@@ -604,10 +668,12 @@ impl Pipeline {
     async fn resolve(&self, admission: Admission) -> Result<Scored, ScoreError> {
         match admission {
             Admission::Fresh(_) => Err(ScoreError::Unavailable("not a repeat".to_owned())),
-            Admission::Racing(slot) => slot.wait().await.map(|scored| Scored {
-                replayed: true,
-                ..scored
-            }),
+            // the same id with other content in the same batch, or in a concurrent
+            // request, is a conflict like a stored one — not a silent replay
+            Admission::Racing(slot, fingerprint) => slot
+                .wait()
+                .await
+                .and_then(|scored| compare_record(scored.record, &fingerprint)),
             Admission::Refused(id, fingerprint, error) => match self
                 .store
                 .transaction(&id)
@@ -625,7 +691,35 @@ impl Pipeline {
                     .map_err(|error| ScoreError::Unavailable(error.to_string()))?
                 {
                     Some(stored) => compare(&stored, &fingerprint),
-                    // observed but never stored (its write failed): score it again
+                    // observed but never stored (its write failed): write the decision made then
+                    None if lock(&self.unwritten)
+                        .get(tx.id.as_str())
+                        .is_some_and(|record| record.fingerprint == fingerprint) =>
+                    {
+                        let model = self.model.load_full();
+                        let Some(record) = lock(&self.unwritten).remove(tx.id.as_str()) else {
+                            return Err(ScoreError::Unavailable("retried concurrently".to_owned()));
+                        };
+                        let slot = Arc::new(Slot::default());
+                        lock(&self.in_flight).insert(tx.id.as_str().to_owned(), slot.clone());
+                        let observed = Observed {
+                            tx,
+                            shard,
+                            body: String::new(),
+                            fingerprint,
+                            row: Vec::new(),
+                            started: Instant::now(),
+                            received_at: record.received_at,
+                            slot,
+                            decided: Some(Box::new(record)),
+                        };
+                        self.finish(&model, vec![observed])
+                            .await
+                            .pop()
+                            .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())))
+                    }
+                    // observed but never stored, and its decision is gone (too many
+                    // failed writes): score it again
                     None => {
                         let model = self.model.load_full();
                         let observed = {
@@ -648,6 +742,7 @@ impl Pipeline {
                                 started: Instant::now(),
                                 received_at: now_ms(),
                                 slot,
+                                decided: None,
                             }
                         };
                         self.finish(&model, vec![observed])
@@ -661,18 +756,29 @@ impl Pipeline {
     }
 
     /// Records labels and feeds those of stored transactions to the entity
-    /// state that observed them (the label-delayed risk features); returns
-    /// how many were applied. A label of a shard held elsewhere is stored only:
-    /// its owner applies it when it next rebuilds that shard.
-    pub async fn apply_labels(&self, labels: &[NewLabel]) -> Result<usize, StoreError> {
+    /// state that observed them (the label-delayed risk features). A label of
+    /// a shard held elsewhere is stored only: its owner applies it when it
+    /// next rebuilds that shard. A label whose transaction is not stored is
+    /// recorded but can never reach a decision or the state: it is counted
+    /// (`fraudlens_labels_unmatched_total`), logged and returned as unmatched.
+    pub async fn apply_labels(&self, labels: &[NewLabel]) -> Result<LabelsApplied, StoreError> {
         let stored = self.store.put_labels(labels).await?;
-        let mut applied = 0;
-        for (label, stored) in labels.iter().zip(stored) {
-            if let Some(stored) = stored {
-                applied += usize::from(self.apply_review_label(&stored, label.label));
+        let mut result = LabelsApplied::default();
+        for (idx, (label, stored)) in labels.iter().zip(stored).enumerate() {
+            match stored {
+                Some(stored) => result.applied += usize::from(self.apply_review_label(&stored, label.label)),
+                None => result.unmatched.push(idx),
             }
         }
-        Ok(applied)
+        if !result.unmatched.is_empty() {
+            metrics::counter!("fraudlens_labels_unmatched_total").increment(result.unmatched.len() as u64);
+            tracing::warn!(
+                unmatched = result.unmatched.len(),
+                first = labels[result.unmatched[0]].transaction_id,
+                "labels for transactions that are not stored"
+            );
+        }
+        Ok(result)
     }
 
     /// Feeds a review's label to the entity state that observed the transaction.
@@ -801,13 +907,15 @@ impl Pipeline {
 }
 
 fn compare(stored: &StoredDecision, fingerprint: &str) -> Result<Scored, ScoreError> {
-    if stored.decision.fingerprint == fingerprint {
-        Ok(Scored {
-            record: stored.decision.clone(),
-            replayed: true,
-        })
+    compare_record(stored.decision.clone(), fingerprint)
+}
+
+/// The decision of an id seen before, as a replay if the content is the same.
+fn compare_record(record: NewDecision, fingerprint: &str) -> Result<Scored, ScoreError> {
+    if record.fingerprint == fingerprint {
+        Ok(Scored { record, replayed: true })
     } else {
-        Err(ScoreError::Conflict(stored.decision.transaction_id.clone()))
+        Err(ScoreError::Conflict(record.transaction_id))
     }
 }
 

@@ -535,6 +535,11 @@ pub struct LabelsResult {
     pub recorded: usize,
     /// Labels whose transaction is stored and reached the live entity state.
     pub applied: usize,
+    /// Labels whose transaction is not stored: recorded, but they can never
+    /// change a decision or a feature (a wrong id, or one from another system).
+    pub unmatched: usize,
+    /// The first unmatched transaction ids (at most 100).
+    pub unmatched_ids: Vec<String>,
 }
 
 const MAX_LABELS: usize = 100_000;
@@ -594,10 +599,17 @@ pub async fn labels(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let applied = state.pipeline.apply_labels(&labels).await?;
+    let outcome = state.pipeline.apply_labels(&labels).await?;
     Ok(Json(LabelsResult {
         recorded: labels.len(),
-        applied,
+        applied: outcome.applied,
+        unmatched: outcome.unmatched.len(),
+        unmatched_ids: outcome
+            .unmatched
+            .iter()
+            .take(100)
+            .map(|idx| labels[*idx].transaction_id.clone())
+            .collect(),
     }))
 }
 

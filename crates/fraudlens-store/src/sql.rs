@@ -684,6 +684,8 @@ macro_rules! sql_store {
                             .push_bind(redact_card_numbers(&letter.error).into_owned())
                             .push_bind(redact_card_numbers(&letter.payload).into_owned());
                     });
+                    // a Kafka record already dead-lettered (a retried batch) is not stored again
+                    query.push(" ON CONFLICT DO NOTHING");
                     query.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;

@@ -415,6 +415,39 @@ async fn dead_letters_redact_card_numbers(backend: Backend) {
     assert_eq!(stored[0].letter.payload, r#"{"card":"[card]","amount":"x"}"#);
 }
 
+/// Regression (hardening issue, defect 7): a retried detector batch stored
+/// its dead letters again on every attempt (18,533 rows for 21 offsets).
+async fn a_kafka_record_is_dead_lettered_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let letter = |source: &str, location: &str| DeadLetter {
+        at: 1,
+        source: source.to_owned(),
+        location: location.to_owned(),
+        error: "not JSON".to_owned(),
+        payload: "x".to_owned(),
+    };
+    let batch = [
+        letter("kafka:tx", "partition 0 offset 7"),
+        letter("kafka:tx", "partition 1 offset 7"),
+        letter("kafka:labels", "partition 0 offset 7"),
+        letter("upload", "line 2"),
+    ];
+    store.put_dead_letters(&batch).await.unwrap();
+    store.put_dead_letters(&batch).await.unwrap();
+    // the same offset twice in one call, too
+    store
+        .put_dead_letters(&[
+            letter("kafka:tx", "partition 2 offset 1"),
+            letter("kafka:tx", "partition 2 offset 1"),
+        ])
+        .await
+        .unwrap();
+    let stored = store.dead_letters(100).await.unwrap();
+    let count = |source: &str| stored.iter().filter(|stored| stored.letter.source == source).count();
+    assert_eq!((count("kafka:tx"), count("kafka:labels"), count("upload")), (3, 1, 2));
+}
+
 async fn data_survives_reopening(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
@@ -511,6 +544,7 @@ suite!(
     model_registry_promotes_one_at_a_time,
     keys_are_created_and_revoked,
     dead_letters_redact_card_numbers,
+    a_kafka_record_is_dead_lettered_once,
     data_survives_reopening,
     concurrent_read_then_write_transactions_succeed,
 );

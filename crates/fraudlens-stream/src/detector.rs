@@ -38,7 +38,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::{oneshot, watch};
 
-use crate::StreamError;
+use crate::{Health, StreamError};
 
 /// How a detector connects and batches.
 #[derive(Clone, Debug)]
@@ -128,6 +128,7 @@ struct Context {
     generation: AtomicU64,
     pending: Arc<Pending>,
     drain_timeout: Duration,
+    health: Arc<Health>,
 }
 
 impl Context {
@@ -162,7 +163,20 @@ fn shard_name(topic: &str, partition: i32) -> String {
 }
 
 impl ClientContext for Context {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_brokers_down(true);
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+
     fn stats(&self, statistics: Statistics) {
+        // a broker the client talks to (not its internal pseudo-brokers) is up
+        let up = statistics
+            .brokers
+            .values()
+            .any(|broker| broker.nodeid >= 0 && broker.state == "UP");
+        self.health.set_brokers_down(!up);
         for (topic, stats) in &statistics.topics {
             for (partition, stats) in &stats.partitions {
                 if *partition >= 0 && stats.consumer_lag >= 0 {
@@ -200,13 +214,19 @@ impl ConsumerContext for Context {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = rebalance {
-            // the whole assignment (incremental protocols assign a part): the state of
-            // partitions not in it is dropped; the others' is acquired on their first record
-            match consumer.assignment() {
-                Ok(assignment) => self.pipeline.retain_shards(&self.shards(&assignment)),
-                Err(error) => tracing::warn!(%error, "reading the assignment"),
+        // the whole assignment (incremental protocols assign or revoke a part)
+        let assignment = match consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                tracing::warn!(%error, "reading the assignment");
+                return;
             }
+        };
+        let shards = self.shards(&assignment);
+        self.health.set_assigned(shards.len());
+        if let Rebalance::Assign(_) = rebalance {
+            // the state of partitions not in it is dropped; the others' is acquired on their first record
+            self.pipeline.retain_shards(&shards);
         }
     }
 }
@@ -218,10 +238,31 @@ pub struct Detector {
     producer: FutureProducer,
     config: DetectorConfig,
     batches: AtomicU64,
+    health: Arc<Health>,
 }
 
 /// Batches processed at once.
 const WINDOW: usize = 3;
+
+/// Failed attempts of a batch before it is reported: readiness fails and
+/// `detector_stalled_batches` moves (retries go on, with backoff).
+const QUIET_RETRIES: u32 = 5;
+
+/// Longest wait between two attempts of a batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Most bytes of a dead letter's payload published to the dead-letter topic
+/// (the broker refuses large messages; a dead letter must always be
+/// publishable). Longer payloads are cut, with a `truncated` header giving
+/// the original size; the table keeps up to [`MAX_STORED_PAYLOAD`].
+const MAX_PUBLISHED_PAYLOAD: usize = 64 * 1024;
+
+/// Most bytes of a dead letter's payload kept in the table; beyond, the
+/// record is referenced by its topic, partition and offset.
+const MAX_STORED_PAYLOAD: usize = 1024 * 1024;
+
+/// Most bytes of a dead letter's error message.
+const MAX_ERROR: usize = 1024;
 
 /// How a batch ended, for the next one: its generation and whether its
 /// offsets were stored (or may be: a stop leaves the rest to another member).
@@ -230,12 +271,14 @@ type Done = (u64, bool);
 impl Detector {
     /// Connects, joins the group and subscribes.
     pub fn new(pipeline: Arc<Pipeline>, config: DetectorConfig) -> Result<Self, StreamError> {
+        let health = Arc::new(Health::default());
         let context = Context {
             pipeline: pipeline.clone(),
             topic: config.topic.clone(),
             generation: AtomicU64::new(0),
             pending: Arc::default(),
             drain_timeout: Duration::from_millis(u64::from(config.session_timeout_ms)),
+            health: health.clone(),
         };
         let consumer: StreamConsumer<Context> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
@@ -264,7 +307,13 @@ impl Detector {
             producer,
             config,
             batches: AtomicU64::new(0),
+            health,
         })
+    }
+
+    /// What the readiness probe reports.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     fn generation(&self) -> u64 {
@@ -281,6 +330,7 @@ impl Detector {
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), StreamError> {
         let mut window: VecDeque<tokio::task::JoinHandle<bool>> = VecDeque::new();
         let mut previous: Option<oneshot::Receiver<Done>> = None;
+        let mut admitted_before: Option<oneshot::Receiver<()>> = None;
         let mut stopping = stop.clone();
         loop {
             enum Next<M> {
@@ -336,10 +386,18 @@ impl Detector {
             let guard = self.consumer.context().pending.start();
             let (done, next_previous) = oneshot::channel();
             let before = previous.replace(next_previous);
+            // batches reach the entity state in fetch order: each admits its records
+            // only after the batch before it has admitted its own
+            let (admitted, next_admitted) = oneshot::channel();
+            let admit_after = admitted_before.replace(next_admitted);
             let (this, stop) = (self.clone(), stop.clone());
             window.push_back(tokio::spawn(async move {
                 let _in_flight = guard;
-                this.run_batch(batch, generation, before, done, stop).await
+                let order = AdmitOrder {
+                    after: admit_after,
+                    done: Some(admitted),
+                };
+                this.run_batch(batch, generation, order, before, done, stop).await
             }));
             while window.len() >= WINDOW {
                 if let Some(front) = window.pop_front() {
@@ -360,22 +418,44 @@ impl Detector {
     /// assignment is stored (another member redoes the rest); a rebalance
     /// gives up too (the records go to their new owner, or come back to this
     /// one, from the committed offsets).
+    ///
+    /// Retries back off (0.5 s doubling to 30 s); after [`QUIET_RETRIES`]
+    /// failed attempts the batch is reported — an error log, readiness
+    /// failing and `detector_stalled_batches` at 1 — until it completes.
     async fn run_batch(
         self: Arc<Self>,
         batch: Vec<OwnedMessage>,
         generation: u64,
+        mut order: AdmitOrder,
         before: Option<oneshot::Receiver<Done>>,
         done: oneshot::Sender<Done>,
         stop: watch::Receiver<bool>,
     ) -> bool {
-        let mut processed = self.process(&batch, generation).await;
+        let mut processed = self.process(&batch, generation, &mut order).await;
+        let mut attempts = 1u32;
         while let Err(error) = &processed {
-            tracing::warn!(%error, records = batch.len(), "batch not done; retrying");
+            metrics::counter!("batch_retries_total").increment(1);
+            if attempts == QUIET_RETRIES {
+                tracing::error!(%error, records = batch.len(), attempts, "batch cannot complete; not ready until it does");
+                self.health.stall();
+            } else {
+                tracing::warn!(%error, records = batch.len(), attempts, "batch not done; retrying");
+            }
             if *stop.borrow() || self.generation() != generation {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            processed = self.process(&batch, generation).await;
+            let backoff = Duration::from_millis(500)
+                .saturating_mul(1 << (attempts - 1).min(10))
+                .min(MAX_BACKOFF);
+            tokio::time::sleep(backoff).await;
+            processed = self.process(&batch, generation, &mut order).await;
+            attempts += 1;
+        }
+        if attempts > QUIET_RETRIES {
+            self.health.unstall();
+            if processed.is_ok() {
+                tracing::info!(attempts, "stalled batch completed");
+            }
         }
         let mut ok = processed.is_ok();
         if let Some(before) = before {
@@ -431,7 +511,12 @@ impl Detector {
     }
 
     /// Scores, stores and publishes one batch (its offsets are stored by the caller, in order).
-    async fn process(&self, batch: &[OwnedMessage], generation: u64) -> Result<(), StreamError> {
+    async fn process(
+        &self,
+        batch: &[OwnedMessage],
+        generation: u64,
+        order: &mut AdmitOrder,
+    ) -> Result<(), StreamError> {
         let started = Instant::now();
         metrics::counter!("records_consumed_total").increment(batch.len() as u64);
         let model = self.pipeline.model();
@@ -439,12 +524,14 @@ impl Detector {
         let mut parsed = Vec::new();
         let mut positions = Vec::new();
         let mut labels = Vec::new();
+        let mut label_positions = Vec::new();
         for (idx, message) in batch.iter().enumerate() {
             let payload = message.payload().unwrap_or_default();
             if self.config.labels_topic.as_deref() == Some(message.topic()) {
                 match parse_label(payload) {
                     Ok(label) => {
                         labels.push(label);
+                        label_positions.push(idx);
                     }
                     Err(error) => letters.push((idx, dead_letter(message, error))),
                 }
@@ -472,9 +559,15 @@ impl Detector {
             }
         }
         if !labels.is_empty() {
-            let applied = self.pipeline.apply_labels(&labels).await?;
+            let outcome = self.pipeline.apply_labels(&labels).await?;
             metrics::counter!("labels_consumed_total").increment(labels.len() as u64);
-            tracing::debug!(labels = labels.len(), applied, "labels applied");
+            tracing::debug!(labels = labels.len(), applied = outcome.applied, "labels applied");
+            // recorded, but they can never match a decision: dead-lettered so that someone sees them
+            for position in outcome.unmatched {
+                let (idx, label) = (label_positions[position], &labels[position]);
+                let error = format!("label: no stored transaction {:?}", label.transaction_id);
+                letters.push((idx, dead_letter(&batch[idx], error)));
+            }
         }
         // the entity state of partitions this batch is the first to reach: rebuilt
         // from the store (or kept from a rebalance that handed them back)
@@ -491,7 +584,16 @@ impl Detector {
                 tracing::debug!(shard, observed, "partition state rebuilt from the store");
             }
         }
-        let results = self.pipeline.score_sharded(&model, parsed).await;
+        // after the batch before this one has admitted its records (a failed earlier
+        // batch that gave up drops its sender: this one goes on, but stores no offsets)
+        if let Some(after) = order.after.take() {
+            let _ = after.await;
+        }
+        let submitted = self.pipeline.submit(&model, parsed);
+        if let Some(admitted) = order.done.take() {
+            let _ = admitted.send(());
+        }
+        let results = submitted.results().await;
         let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.crash_after_batches == Some(batches) {
             tracing::error!(
@@ -537,7 +639,9 @@ impl Detector {
             metrics::counter!("dead_letters_total").increment(rows.len() as u64);
             for (idx, letter) in &letters {
                 let message = &batch[*idx];
-                let headers = rdkafka::message::OwnedHeaders::new()
+                let payload = message.payload().unwrap_or_default();
+                let original_size = payload.len().to_string();
+                let mut headers = rdkafka::message::OwnedHeaders::new()
                     .insert(rdkafka::message::Header {
                         key: "error",
                         value: Some(letter.error.as_bytes()),
@@ -546,11 +650,20 @@ impl Detector {
                         key: "source",
                         value: Some(letter.location.as_bytes()),
                     });
+                // a dead letter must always be publishable: a payload (or key) the broker
+                // would refuse as too large is cut, and the header says so
+                if payload.len() > MAX_PUBLISHED_PAYLOAD {
+                    headers = headers.insert(rdkafka::message::Header {
+                        key: "truncated",
+                        value: Some(original_size.as_bytes()),
+                    });
+                    metrics::counter!("dead_letters_truncated_total").increment(1);
+                }
                 let mut record = FutureRecord::to(&self.config.dead_letter_topic)
-                    .payload(message.payload().unwrap_or_default())
+                    .payload(&payload[..payload.len().min(MAX_PUBLISHED_PAYLOAD)])
                     .headers(headers);
                 if let Some(key) = message.key() {
-                    record = record.key(key);
+                    record = record.key(&key[..key.len().min(MAX_ERROR)]);
                 }
                 let delivery = self.producer.send_result(record);
                 deliveries.push(delivery.map_err(|(error, _)| StreamError::Kafka(error))?);
@@ -597,12 +710,45 @@ fn parse_label(payload: &[u8]) -> Result<fraudlens_store::NewLabel, String> {
     })
 }
 
+/// The dead letter of a record: where it came from, why (at most
+/// [`MAX_ERROR`] bytes), and its payload (at most [`MAX_STORED_PAYLOAD`]
+/// bytes; a longer one is cut and says where the whole record is).
 fn dead_letter(message: &OwnedMessage, error: String) -> DeadLetter {
+    let payload = message.payload().unwrap_or_default();
+    let location = format!("partition {} offset {}", message.partition(), message.offset());
+    let mut stored = String::from_utf8_lossy(&payload[..payload.len().min(MAX_STORED_PAYLOAD)]).into_owned();
+    if payload.len() > MAX_STORED_PAYLOAD {
+        stored.push_str(&format!(
+            "… [truncated: {} bytes; the whole record is at topic {} {location}]",
+            payload.len(),
+            message.topic()
+        ));
+    }
     DeadLetter {
         at: now_ms(),
         source: format!("kafka:{}", message.topic()),
-        location: format!("partition {} offset {}", message.partition(), message.offset()),
-        error,
-        payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+        location,
+        error: truncate(error, MAX_ERROR),
+        payload: stored,
     }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("… [truncated]");
+    }
+    text
+}
+
+/// Where a batch stands in the order of admissions: it admits its records
+/// after `after` fires (the batch before it admitted its own) and then fires `done`.
+struct AdmitOrder {
+    after: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
 }

@@ -3,9 +3,11 @@
 //! behind `fraudlens simulate --to kafka://…`).
 
 mod detector;
+mod health;
 mod producer;
 
 pub use detector::{Detector, DetectorConfig};
+pub use health::Health;
 pub use producer::{KafkaTarget, Producer};
 
 /// Why the detector or producer failed.

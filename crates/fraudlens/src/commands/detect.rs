@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use fraudlens_pipeline::{Pipeline, PipelineConfig};
-use fraudlens_stream::{Detector, DetectorConfig};
+use fraudlens_stream::{Detector, DetectorConfig, Health};
 
 use super::admin::{block_on, open_store, redact_url, store_url};
 use super::serve::{serving_model, shutdown_signal};
@@ -27,8 +27,12 @@ pub fn run(config: &Config, args: DetectArgs) -> CliResult {
 
 struct Probe {
     pipeline: Arc<Pipeline>,
+    health: Arc<Health>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
+
+/// How long readiness waits for the store before answering 503.
+const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn metrics(State(probe): State<Arc<Probe>>) -> impl IntoResponse {
     (
@@ -44,16 +48,29 @@ async fn live() -> impl IntoResponse {
     )
 }
 
+/// Ready when the store answers (within a second), a broker is up, this
+/// member holds partitions of the transactions topic, and no batch is stuck
+/// past its retry bound; else 503 with every reason.
 async fn ready(State(probe): State<Arc<Probe>>) -> impl IntoResponse {
-    match probe.pipeline.store().ping().await {
-        Ok(()) => (
+    let mut reasons = match probe.health.check() {
+        Ok(()) => Vec::new(),
+        Err(reasons) => reasons,
+    };
+    match tokio::time::timeout(STORE_PING_TIMEOUT, probe.pipeline.store().ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => reasons.push(format!("store: {error}")),
+        Err(_) => reasons.push(format!("store: no answer within {} ms", STORE_PING_TIMEOUT.as_millis())),
+    }
+    if reasons.is_empty() {
+        (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ready", "model": probe.pipeline.model().version()})),
-        ),
-        Err(error) => (
+        )
+    } else {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not_ready", "store": error.to_string()})),
-        ),
+            axum::Json(serde_json::json!({"status": "not_ready", "reasons": reasons})),
+        )
     }
 }
 
@@ -101,6 +118,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
 
     let probe = Arc::new(Probe {
         pipeline: pipeline.clone(),
+        health: detector.health(),
         metrics: fraudlens_server::ops::install_metrics(),
     });
     let app = Router::new()

@@ -535,3 +535,236 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
     assert_eq!(steady.terminate(), 0);
     assert_eq!(victim.terminate(), 0);
 }
+
+/// GET a detector probe: the status and the JSON body.
+async fn probe(detect: &Detect, path: &str) -> (u16, serde_json::Value) {
+    let url = detect.metrics.replace("/metrics", path);
+    let response = reqwest::get(&url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Regression (hardening issue, defects 7, 8, 10, 11, 12): an oversized
+/// record, a record dated years ahead, a reused transaction id with other
+/// content, and a label for a transaction that does not exist are each
+/// dead-lettered once, with their reason, without stalling the partition;
+/// readiness says when the brokers are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_bad_record_is_dead_lettered_once_and_readiness_tells_the_truth() {
+    let broker = Broker::start();
+    for topic in ["tx", "decisions", "dead", "labels"] {
+        broker.create_topic(topic, 2);
+    }
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    promote_model(dir.path(), &db.url);
+    let target = format!("kafka://{}/tx", broker.address);
+    let run = ok(
+        dir.path(),
+        &[
+            "simulate",
+            "--customers",
+            "40",
+            "--terminals",
+            "80",
+            "--days",
+            "2",
+            "--seed",
+            "3",
+            "--to",
+            &target,
+        ],
+    );
+    let produced = produced(&run);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("message.max.bytes", "10000000")
+        .create()
+        .unwrap();
+    let record = |id: &str, when: &str, customer: &str, amount: &str| {
+        serde_json::json!({"transaction_id": id, "timestamp": when, "customer_id": customer,
+            "terminal_id": "term_000001", "amount": amount, "currency": "EUR"})
+        .to_string()
+    };
+    // a 2 MB customer id: refused, and its dead letter must still be publishable
+    let oversized = record("big", "2026-01-02T10:00:00Z", &"x".repeat(2_000_000), "1.00");
+    // dated ten years ahead, from a customer nobody knows
+    let future = record("future", "2036-01-01T00:00:00Z", "someone_else", "1.00");
+    // the same id twice with other content, back to back (one batch)
+    let first = record("dup-1", "2026-01-02T10:00:00Z", "cust_dup", "10.00");
+    let second = record("dup-1", "2026-01-02T10:00:00Z", "cust_dup", "9999.00");
+    for (key, payload) in [
+        ("big", &oversized),
+        ("fut", &future),
+        ("cust_dup", &first),
+        ("cust_dup", &second),
+    ] {
+        producer.send(BaseRecord::to("tx").key(key).payload(payload)).unwrap();
+    }
+    let label = r#"{"transaction_id": "no-such-transaction", "label": "fraud"}"#;
+    producer.send(BaseRecord::to("labels").key("l").payload(label)).unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let group = format!("hardened-{}", std::process::id());
+    let detect = Detect::start(dir.path(), &broker.address, &group, &db.url, "d");
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    wait_for(
+        "every record stored or dead-lettered",
+        Duration::from_secs(120),
+        async || {
+            store.count_transactions().await.unwrap() as usize == produced + 1
+                && store.dead_letters(100).await.unwrap().len() == 4
+        },
+    )
+    .await;
+    // nothing retried, nothing dead-lettered twice
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let letters = store.dead_letters(100).await.unwrap();
+    assert_eq!(letters.len(), 4, "{letters:#?}");
+    assert_eq!(detect.counter("batch_retries_total").await, 0.0, "{}", detect.log());
+    let reason_of = |needle: &str| {
+        letters
+            .iter()
+            .find(|letter| letter.letter.payload.contains(needle))
+            .map(|letter| letter.letter.error.clone())
+            .unwrap_or_else(|| panic!("no dead letter with {needle}: {letters:#?}"))
+    };
+    // the oversized record is kept up to 1 MiB, with where the whole of it is
+    let big = reason_of("[truncated: 2000");
+    assert!(big.len() < 1100, "the error is cut: {} bytes", big.len());
+    assert!(big.contains("customer_id"), "{}", &big[..big.len().min(300)]);
+    assert!(reason_of("2036-01-01").contains("ahead of the current time"));
+    assert!(reason_of("9999.00").contains("different content"));
+    assert!(reason_of("no-such-transaction").contains("no stored transaction"));
+    assert_eq!(
+        store.transaction("dup-1").await.unwrap().unwrap().decision.amount_minor,
+        1000
+    );
+    assert!(store.transaction("future").await.unwrap().is_none());
+
+    // the dead-letter topic got each once; the oversized one cut, and saying so
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", format!("reader-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    reader.subscribe(&["dead"]).unwrap();
+    let (mut dead, mut truncated) = (0, 0);
+    let started = Instant::now();
+    while dead < 4 && started.elapsed() < Duration::from_secs(30) {
+        let Some(message) = reader.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        dead += 1;
+        use rdkafka::message::Headers;
+        if let Some(headers) = message.headers()
+            && headers.iter().any(|header| header.key == "truncated")
+        {
+            truncated += 1;
+            assert!(message.payload().unwrap().len() <= 64 * 1024);
+        }
+    }
+    assert_eq!((dead, truncated), (4, 1));
+
+    // ready while it holds partitions and the broker is up; not ready once the broker is gone
+    let (status, body) = probe(&detect, "/health/ready").await;
+    assert_eq!(status, 200, "{body}");
+    drop(broker);
+    let mut last = serde_json::Value::Null;
+    wait_for(
+        "readiness to fail without brokers",
+        Duration::from_secs(60),
+        async || {
+            let (status, body) = probe(&detect, "/health/ready").await;
+            last = body;
+            status == 503
+        },
+    )
+    .await;
+    assert!(last["reasons"].to_string().contains("broker"), "{last}");
+    assert_eq!(probe(&detect, "/health/live").await.0, 200);
+}
+
+/// Regression (hardening issue, defect 9): records of a partition reach its
+/// entity state in offset order whatever the number of batches in flight, so
+/// consuming the same stream again stores the same feature vectors, bit for bit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_stream_gives_the_same_features_every_run() {
+    let broker = Broker::start();
+    for topic in ["tx", "decisions", "dead", "labels"] {
+        broker.create_topic(topic, 4);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("kafka://{}/tx", broker.address);
+    let run = ok(
+        dir.path(),
+        &[
+            "simulate",
+            "--customers",
+            "300",
+            "--terminals",
+            "600",
+            "--days",
+            "6",
+            "--seed",
+            "5",
+            "--to",
+            &target,
+        ],
+    );
+    let produced = produced(&run);
+    // three runs at once, each its own group and database, with small batches (many in flight)
+    let mut runs = Vec::new();
+    for idx in 0..3 {
+        let db = TestDb::new(Backend::Sqlite).await;
+        promote_model(dir.path(), &db.url);
+        let group = format!("replay-{idx}-{}", std::process::id());
+        let detect = Detect::start_with(
+            dir.path(),
+            &broker.address,
+            &group,
+            &db.url,
+            &format!("r{idx}"),
+            &[("FRAUDLENS_DETECT__MAX_BATCH", "37")],
+        );
+        runs.push((db, detect));
+    }
+    let mut features = Vec::new();
+    for (db, _detect) in &runs {
+        let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+            .await
+            .unwrap();
+        wait_for("the whole stream", Duration::from_secs(180), async || {
+            store.count_transactions().await.unwrap() as usize == produced
+        })
+        .await;
+        let by_id: std::collections::BTreeMap<String, Vec<u64>> = all_rows(store.as_ref())
+            .await
+            .into_iter()
+            .map(|row| {
+                let bits = row.decision.features.iter().map(|value| value.to_bits()).collect();
+                (row.decision.transaction_id, bits)
+            })
+            .collect();
+        assert_eq!(by_id.len(), produced);
+        features.push(by_id);
+    }
+    for (idx, other) in features.iter().enumerate().skip(1) {
+        let differing: Vec<&String> = features[0]
+            .iter()
+            .filter(|(id, bits)| other.get(*id) != Some(*bits))
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "run {idx}: {} of {produced} feature vectors differ from run 0, e.g. {:?}",
+            differing.len(),
+            &differing[..differing.len().min(5)]
+        );
+    }
+}

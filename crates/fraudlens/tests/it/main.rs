@@ -7,6 +7,7 @@ mod config;
 mod detect;
 mod event_time;
 mod features;
+mod hardening;
 mod model;
 mod security;
 mod serve;

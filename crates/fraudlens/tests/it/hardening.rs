@@ -1,0 +1,45 @@
+//! Regressions of the hardening issue that the API shares with the detector:
+//! a reused transaction id with other content is a conflict even inside one
+//! batch (defect 10), and labels for transactions that are not stored are
+//! reported (defect 12).
+
+use fraudlens_testkit::{Backend, TestDb};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::model::trained;
+use crate::serve::{Server, key, post};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_id_in_one_batch_is_a_conflict_and_unmatched_labels_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let tx = |amount: &str| {
+        json!({"transaction_id": "dup-1", "timestamp": "2026-03-01T10:00:00Z", "customer_id": "c1",
+               "terminal_id": "t1", "amount": amount, "currency": "EUR"})
+    };
+    let batch = json!([tx("10.00"), tx("9999.00"), tx("10.00")]);
+    let (status, body) = post(&client, &server.url("/api/v1/transactions/batch"), &service, &batch).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 409, 200], "{body}");
+    assert_eq!(body["results"][1]["error"]["code"], "conflict", "{body}");
+
+    let labels = json!([{"transaction_id": "dup-1", "label": "fraud"}, {"transaction_id": "nope", "label": "fraud"}]);
+    let (status, body) = post(&client, &server.url("/api/v1/labels"), &analyst, &labels).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["recorded"].as_u64(), body["unmatched"].as_u64()), (Some(2), Some(1)), "{body}");
+    assert_eq!(body["unmatched_ids"], json!(["nope"]), "{body}");
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("fraudlens_labels_unmatched_total 1"), "{metrics}");
+    assert_eq!(server.terminate(), 0);
+}
