@@ -538,7 +538,11 @@ impl Pipeline {
         }
         let records: Vec<NewDecision> = observed
             .iter_mut()
-            .map(|item| item.decided.take().map_or_else(|| self.decide(model, item), |decided| *decided))
+            .map(|item| {
+                item.decided
+                    .take()
+                    .map_or_else(|| self.decide(model, item), |decided| *decided)
+            })
             .collect();
         let (records, written) = self.write(records).await;
         if written.is_err() {

@@ -237,3 +237,51 @@ fn offline_replay_reports_out_of_range_times_by_line() {
         run.stderr
     );
 }
+
+/// A store and a snapshot poisoned by a version without the policy (here: the
+/// policy turned off) heal at the next start: the snapshot dated in the future
+/// is not used, the poisoning row stays stored but out of the state, and the
+/// customers' windows are whole again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_store_and_snapshot_heal_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let client = reqwest::Client::new();
+    let t0 = now_ms() - 10 * 24 * HOUR;
+    let unchecked = [
+        ("FRAUDLENS_EVENT_TIME__MAX_FUTURE", "off"),
+        ("FRAUDLENS_EVENT_TIME__MAX_LATENESS", "off"),
+    ];
+    let server = Server::start_with(dir.path(), &db.url, Some(&trained().model()), &unchecked);
+    let score = server.url("/api/v1/transactions");
+    for idx in 0..6 {
+        let tx = transaction(&format!("a{idx}"), t0 + idx * HOUR, "cust_a", "term_a");
+        assert_eq!(post(&client, &score, &service, &tx).await.0, StatusCode::OK);
+    }
+    let mut poison = transaction("poison", 0, "someone_else", "other_term");
+    poison["timestamp"] = json!("9999-12-31T00:00:00Z");
+    assert_eq!(post(&client, &score, &service, &poison).await.0, StatusCode::OK);
+    assert_eq!(server.terminate(), 0);
+    assert!(dir.path().join("fraudlens-data/entity-state.bin").exists());
+
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let log = server.log();
+    assert!(log.contains("entity-state snapshot is dated in the future"), "{log}");
+    assert!(log.contains("stored transaction left out of the entity state"), "{log}");
+    let tx = transaction("a6", t0 + 5 * HOUR + 60_000, "cust_a", "term_a");
+    let (status, body) = post(&client, &server.url("/api/v1/transactions"), &service, &tx).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, detail) = get(&client, &server.url("/api/v1/transactions/a6"), &analyst).await;
+    assert_eq!(detail["features"]["customer_count_1d"], 7.0, "{detail}");
+    assert_eq!(detail["features"]["terminal_count_1d"], 7.0, "{detail}");
+    // the poisoning transaction is still in the store, for the audit
+    assert_eq!(
+        get(&client, &server.url("/api/v1/transactions/poison"), &analyst)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(server.terminate(), 0);
+}

@@ -37,9 +37,20 @@ async fn a_reused_id_in_one_batch_is_a_conflict_and_unmatched_labels_are_reporte
     let labels = json!([{"transaction_id": "dup-1", "label": "fraud"}, {"transaction_id": "nope", "label": "fraud"}]);
     let (status, body) = post(&client, &server.url("/api/v1/labels"), &analyst, &labels).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["recorded"].as_u64(), body["unmatched"].as_u64()), (Some(2), Some(1)), "{body}");
+    assert_eq!(
+        (body["recorded"].as_u64(), body["unmatched"].as_u64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
     assert_eq!(body["unmatched_ids"], json!(["nope"]), "{body}");
-    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("fraudlens_labels_unmatched_total 1"), "{metrics}");
     assert_eq!(server.terminate(), 0);
 }

@@ -29,7 +29,7 @@ impl Server {
     }
 
     /// [`Self::start`] with configuration from the environment.
-    fn start_with(dir: &Path, database: &str, model: Option<&Path>, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(dir: &Path, database: &str, model: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let stderr = dir.join(format!(
             "serve-{}.log",
             std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
