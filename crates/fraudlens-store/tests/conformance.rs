@@ -519,4 +519,11 @@ suite!(
 async fn unknown_urls_are_refused() {
     let error = connect("mysql://x", &StoreOptions::default()).await.err().unwrap();
     assert!(error.to_string().contains("sqlite://"), "{error}");
+    // the refusal names the URL, but never its password
+    let error = connect("mysql://root:s3cret@db/x", &StoreOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("mysql://root:***@db/x"), "{error}");
+    assert!(!error.to_string().contains("s3cret"), "{error}");
 }

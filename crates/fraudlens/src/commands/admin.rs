@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use fraudlens_pipeline::ServingModel;
 pub(crate) use fraudlens_pipeline::now_ms;
+pub(crate) use fraudlens_store::redact_url;
 use fraudlens_store::{ModelStage, NewModel, Role, Store, StoreOptions};
 
 use crate::cli::{KeysCommand, ModelsCommand, StoreArg};
@@ -22,7 +23,9 @@ pub fn block_on<F: Future<Output = CliResult>>(future: F) -> CliResult {
         .block_on(future)
 }
 
-/// The store URL: the flag, else `store.url`.
+/// The store URL every command uses: `--database`, else `store.url` (in which
+/// [`Config::load`] has already put `FRAUDLENS_DATABASE_URL`, so `fraudlens
+/// config` shows the URL the other commands open).
 pub fn store_url(config: &Config, arg: &StoreArg) -> String {
     arg.database.clone().unwrap_or_else(|| config.store.url.clone())
 }
@@ -43,20 +46,6 @@ pub async fn open_store(config: &Config, url: &str) -> CliResult<Arc<dyn Store>>
     match store {
         Err(error @ fraudlens_store::StoreError::Url(_)) => Err(error).usage(),
         other => Ok(other.with_context(|| format!("opening the store {}", redact_url(url)))?),
-    }
-}
-
-/// A URL with its password hidden.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 

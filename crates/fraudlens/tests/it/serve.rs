@@ -898,3 +898,19 @@ async fn rate_limits_and_cors_follow_the_configuration() {
     let refused = preflight("https://evil.example").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Attack pass, defect 4: the URLs the binary logs hide their password (the
+/// startup line names the store it opened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_the_store_url_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    // the test server trusts local connections: the password is only carried along
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let with_password = format!("{scheme}://{user}:pw-s3cret@{host}");
+    let server = Server::start(dir.path(), &with_password, Some(&trained().model()));
+    let log = server.log();
+    assert!(log.contains(&format!("{scheme}://{user}:***@{host}")), "{log}");
+    assert!(!log.contains("pw-s3cret"), "{log}");
+}
