@@ -64,7 +64,13 @@ pub struct TransactionInput {
 
 /// A decision response: 200, with `Idempotent-Replayed: true` when the id was scored before.
 pub(crate) fn decision_response(scored: &Scored) -> Response {
-    let mut response = Json(DecisionView::from(&scored.record)).into_response();
+    mark_replay(scored, Json(DecisionView::from(&scored.record)).into_response())
+}
+
+/// Adds `Idempotent-Replayed: true` to the response of a replayed decision.
+/// Every single-transaction route answers through it, so a client can tell a
+/// retry from a first scoring whichever path it calls.
+pub(crate) fn mark_replay(scored: &Scored, mut response: Response) -> Response {
     if scored.replayed {
         response
             .headers_mut()

@@ -914,3 +914,30 @@ async fn serve_logs_the_store_url_without_its_password() {
     assert!(log.contains(&format!("{scheme}://{user}:***@{host}")), "{log}");
     assert!(!log.contains("pw-s3cret"), "{log}");
 }
+
+/// Weak point: `/predict` replays lacked `Idempotent-Replayed: true`, which
+/// `/api/v1/transactions` sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_replays_are_flagged_like_the_main_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let tx = &transactions(1)[0];
+    let send = || {
+        client
+            .post(server.url("/predict"))
+            .header("x-api-key", &service)
+            .json(tx)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+}
