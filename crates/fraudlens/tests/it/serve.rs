@@ -941,3 +941,106 @@ async fn predict_replays_are_flagged_like_the_main_route() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
 }
+
+/// A copy of the trained model at `dir/name` with `edit` applied to its
+/// manifest, and `SHA256SUMS` regenerated — what anyone who can write the
+/// files can do, so the checksums alone prove nothing about who made them.
+fn edited_model(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let copy = dir.join(name);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(trained().model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    edit_model(&copy, edit);
+    copy
+}
+
+/// Edits the manifest of the model at `dir` in place and regenerates its `SHA256SUMS`.
+fn edit_model(dir: &Path, edit: impl FnOnce(&mut Value)) {
+    let manifest_path = dir.join("model.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    let regenerated: String = sums
+        .lines()
+        .map(|line| {
+            let (_, file) = line.split_once("  ").unwrap();
+            let hash = fraudlens_model::artifact::sha256_hex(&std::fs::read(dir.join(file)).unwrap());
+            format!("{hash}  {file}\n")
+        })
+        .collect();
+    std::fs::write(dir.join("SHA256SUMS"), regenerated).unwrap();
+}
+
+/// The `fraudlens_model_info` series of a /metrics page: (labels, value).
+fn model_info_series(metrics: &str) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("fraudlens_model_info{"))
+        .map(|rest| {
+            let (labels, value) = rest.split_once("} ").unwrap();
+            (labels.to_owned(), value.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Attack pass, defect 5: after promoting B and then A, both versions read 1
+/// (the reset went to a series without the `kind` label). Exactly one series
+/// reads 1, the serving model's, after every promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_info_has_one_series_at_one_after_any_promotions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let admin = key(dir.path(), &db.url, "admin");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &admin).await;
+    let first = info["version"].as_str().unwrap().to_owned();
+    let second_dir = edited_model(dir.path(), "second", |manifest| {
+        manifest["model_id"] = json!("gbdt-second");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &[
+            "models",
+            "register",
+            second_dir.to_str().unwrap(),
+            "--database",
+            &db.url,
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    for version in ["gbdt-second", first.as_str(), "gbdt-second", first.as_str()] {
+        let (status, body) = post(
+            &client,
+            &server.url(&format!("/api/v1/models/{version}/promote")),
+            &admin,
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let metrics = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = model_info_series(&metrics);
+        let at_one: Vec<&(String, f64)> = series.iter().filter(|(_, value)| *value == 1.0).collect();
+        assert_eq!(at_one.len(), 1, "after promoting {version}: {series:?}");
+        assert!(
+            at_one[0].0.contains(&format!("version=\"{version}\"")) && at_one[0].0.contains("kind=\"gbdt\""),
+            "after promoting {version}: {series:?}"
+        );
+        assert!(
+            series.iter().all(|(labels, _)| labels.contains("kind=")),
+            "every series carries both labels: {series:?}"
+        );
+    }
+}
