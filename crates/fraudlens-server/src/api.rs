@@ -252,6 +252,21 @@ fn format_time(ms: i64) -> String {
     fraudlens_core::Timestamp::from_millis(ms).to_string()
 }
 
+/// A time written by someone else (a model manifest's `created_at`) as strict
+/// RFC 3339, or `None` when it cannot be read. Artifacts written before the
+/// fix carry `…631ZZ` (the suffix doubled): the extra `Z` is dropped, so
+/// those still show their time.
+pub(crate) fn rfc3339(text: &str) -> Option<String> {
+    let text = text.trim();
+    let text = text
+        .strip_suffix('Z')
+        .filter(|rest| rest.ends_with('Z'))
+        .unwrap_or(text);
+    fraudlens_core::Timestamp::parse(text, fraudlens_core::TimestampFormat::Datetime)
+        .ok()
+        .map(|time| time.to_string())
+}
+
 fn queue_item(stored: &StoredDecision) -> QueueItem {
     let d = &stored.decision;
     QueueItem {
@@ -659,8 +674,18 @@ fn model_view(entry: ModelEntry, serving: &str) -> ModelView {
         path: entry.path,
         registered_at: format_time(entry.registered_at),
         promoted_at: entry.promoted_at.map(format_time),
-        summary: serde_json::from_str(&entry.summary).unwrap_or_default(),
+        summary: summary_view(&entry.summary),
     }
+}
+
+/// The registry's JSON summary, its `created_at` as strict RFC 3339 (`null`
+/// when unreadable; entries registered before the fix hold the manifest's text).
+fn summary_view(summary: &str) -> serde_json::Value {
+    let mut summary: serde_json::Value = serde_json::from_str(summary).unwrap_or_default();
+    if let Some(created_at) = summary.get_mut("created_at") {
+        *created_at = created_at.as_str().and_then(rfc3339).into();
+    }
+    summary
 }
 
 /// Every registered model, newest first.
@@ -684,8 +709,8 @@ pub struct ModelInfo {
     pub kind: &'static str,
     /// Artifact directory.
     pub path: String,
-    /// When trained (RFC 3339).
-    pub created_at: String,
+    /// When trained (RFC 3339); `null` when the artifact's manifest holds no readable time.
+    pub created_at: Option<String>,
     /// Model inputs, in order.
     pub features: Vec<String>,
     /// Review threshold.
@@ -703,7 +728,7 @@ pub(crate) fn model_info(model: &ServingModel) -> ModelInfo {
         version: model.version().to_owned(),
         kind: model.kind(),
         path: model.path.display().to_string(),
-        created_at: manifest.created_at.clone(),
+        created_at: rfc3339(&manifest.created_at),
         features: manifest.feature_names.clone(),
         review_threshold: manifest.thresholds.review(),
         decline_threshold: manifest.thresholds.decline(),

@@ -1044,3 +1044,148 @@ async fn model_info_has_one_series_at_one_after_any_promotions() {
         );
     }
 }
+
+/// Every string in `value` that names or looks like a time, with its JSON path.
+fn timestamps(value: &Value, path: &str, found: &mut Vec<(String, String)>) {
+    let looks_like_time = |text: &str| {
+        let bytes = text.as_bytes();
+        bytes.len() >= 10 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-' && bytes[7] == b'-'
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let child_path = format!("{path}.{key}");
+                let named_time = key.ends_with("_at") || key == "at" || key == "timestamp" || key == "event_time";
+                match child {
+                    Value::String(text) if named_time || looks_like_time(text) => {
+                        found.push((child_path, text.clone()));
+                    }
+                    Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_) if named_time => {
+                        panic!("{child_path} is a time but not a string: {child}")
+                    }
+                    _ => timestamps(child, &child_path, found),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (idx, item) in items.iter().enumerate() {
+                timestamps(item, &format!("{path}[{idx}]"), found);
+            }
+        }
+        Value::String(text) if looks_like_time(text) => found.push((path.to_owned(), text.clone())),
+        _ => {}
+    }
+}
+
+/// Attack pass, defect 6: a model's `created_at` read `…724ZZ`. Walks the JSON
+/// of every endpoint that returns times (scoring, the queue, a transaction's
+/// detail with its audit history and labels, a review, the registry, the
+/// serving model, health) and parses each time with a strict RFC 3339 parser
+/// — also for an artifact written by a build with the bug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_timestamp_the_api_returns_is_strict_rfc3339() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let admin = key(dir.path(), &db.url, "admin");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let mut responses: Vec<(String, Value)> = Vec::new();
+    let mut record = |name: &str, status: StatusCode, body: Value| {
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        responses.push((name.to_owned(), body));
+    };
+
+    let txs = transactions(60);
+    let (status, body) = post(&client, &server.url("/api/v1/transactions"), &admin, &txs[0]).await;
+    record("POST /api/v1/transactions", status, body);
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/transactions/batch"),
+        &admin,
+        &Value::from(txs[1..59].to_vec()),
+    )
+    .await;
+    record("POST /api/v1/transactions/batch", status, body);
+    let (status, body) = post(&client, &server.url("/predict"), &admin, &txs[59]).await;
+    record("POST /predict", status, body);
+    let (status, page) = get(&client, &server.url("/api/v1/anomalies?limit=5"), &admin).await;
+    let id = page["items"][0]["transaction_id"]
+        .as_str()
+        .unwrap_or_else(|| txs[0]["transaction_id"].as_str().unwrap())
+        .to_owned();
+    record("GET /api/v1/anomalies", status, page);
+    let review = client
+        .put(server.url(&format!("/api/v1/anomalies/{id}")))
+        .header("x-api-key", &admin)
+        .json(&json!({"status": "confirmed_fraud", "note": "checked"}))
+        .send()
+        .await
+        .unwrap();
+    let status = review.status();
+    record("PUT /api/v1/anomalies/{id}", status, review.json().await.unwrap());
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/labels"),
+        &admin,
+        &json!([{"transaction_id": id, "label": "fraud", "source": "chargeback"}]),
+    )
+    .await;
+    record("POST /api/v1/labels", status, body);
+    let (status, body) = get(&client, &server.url(&format!("/api/v1/transactions/{id}")), &admin).await;
+    record("GET /api/v1/transactions/{id}", status, body);
+
+    // a model written by a build with the bug (its manifest says `…ZZ`), promoted
+    let legacy = edited_model(dir.path(), "legacy", |manifest| {
+        manifest["model_id"] = json!("gbdt-legacy");
+        manifest["created_at"] = json!("2026-11-25T23:06:24.631ZZ");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &["models", "register", legacy.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (status, body) = get(&client, &server.url("/api/v1/models/production"), &admin).await;
+    record("GET /api/v1/models/production (trained by this build)", status, body);
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/models/gbdt-legacy/promote"),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    record("POST /api/v1/models/{version}/promote", status, body);
+    for path in ["/api/v1/models", "/api/v1/models/production", "/model/info", "/health"] {
+        let (status, body) = get(&client, &server.url(path), &admin).await;
+        record(&format!("GET {path}"), status, body);
+    }
+
+    let mut seen_keys = std::collections::BTreeSet::new();
+    for (name, body) in &responses {
+        let mut found = Vec::new();
+        timestamps(body, "", &mut found);
+        for (path, text) in found {
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(&text).is_ok(),
+                "{name}: {path} = {text:?} is not RFC 3339"
+            );
+            seen_keys.insert(path.rsplit('.').next().unwrap().to_owned());
+        }
+    }
+    for key in [
+        "created_at",
+        "registered_at",
+        "promoted_at",
+        "received_at",
+        "event_time",
+        "at",
+        "timestamp",
+    ] {
+        assert!(seen_keys.contains(key), "no {key} checked; saw {seen_keys:?}");
+    }
+    let (_, info) = get(&client, &server.url("/model/info"), &admin).await;
+    assert_eq!(
+        info["created_at"], "2026-11-25T23:06:24.631Z",
+        "a legacy time is repaired, not dropped"
+    );
+}
