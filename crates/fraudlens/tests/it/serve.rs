@@ -1189,3 +1189,81 @@ async fn every_timestamp_the_api_returns_is_strict_rfc3339() {
         "a legacy time is repaired, not dropped"
     );
 }
+
+/// Weak point: 405 and 414 answered with empty bodies, though every error is
+/// `{code, message}` JSON. Checks each error the framework makes on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_errors_are_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let long_query = format!("/api/v1/anomalies?entity={}", "x".repeat(20_000));
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/api/v1/transactions".to_owned(),
+            &service,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/predict".to_owned(),
+            &service,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/health".to_owned(),
+            &service,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::GET,
+            "/no/such/route".to_owned(),
+            &service,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            reqwest::Method::GET,
+            "/docs/no-such-file.js".to_owned(),
+            &service,
+            StatusCode::NOT_FOUND,
+        ),
+        (reqwest::Method::GET, long_query, &analyst, StatusCode::URI_TOO_LONG),
+        // a path parameter that is not UTF-8: axum's plain-text rejection
+        (
+            reqwest::Method::GET,
+            "/api/v1/transactions/%ff".to_owned(),
+            &analyst,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, path, key, expected) in cases {
+        let shown = format!("{method} {}", &path[..path.len().min(60)]);
+        let response = client
+            .request(method, server.url(&path))
+            .header("x-api-key", key.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{shown}");
+        if expected == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(
+                response.headers().contains_key("allow"),
+                "{shown}: 405 keeps its Allow header"
+            );
+        }
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{shown}"
+        );
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(is_error_body(&body), "{shown}: {body}");
+    }
+}
