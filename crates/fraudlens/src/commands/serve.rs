@@ -116,7 +116,9 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let mut stopped = stop_rx.clone();
-    let server = axum::serve(listener, fraudlens_server::app(state.clone()))
+    // the peer address goes into the requests' extensions: refused keys are logged with it
+    let app = fraudlens_server::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })

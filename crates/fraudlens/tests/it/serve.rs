@@ -1267,3 +1267,74 @@ async fn framework_errors_are_json_too() {
         assert!(is_error_body(&body), "{shown}: {body}");
     }
 }
+
+/// Weak point: refused keys (401/403) were never logged. Each is logged at
+/// WARN with the key id, route and client (never the secret), and counted by
+/// reason; the log lines are rate-limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_keys_are_logged_without_their_secret_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let key_id = service.split('_').nth(1).unwrap().to_owned();
+    let wrong_secret = format!("fl_{key_id}_not-the-secret-but-also-private");
+    let url = server.url("/api/v1/transactions");
+    let (status, _) = post(&client, &url, &wrong_secret, &json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = get(&client, &server.url("/api/v1/anomalies"), &service).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // a flood: answered, counted, but the log keeps to its budget
+    for _ in 0..100 {
+        let (status, _) = post(&client, &url, "fl_000000000000_flood-secret", &json!({})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |reason: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("fraudlens_auth_failures_total{") && line.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<f64>().ok())
+    };
+    assert_eq!(counted("wrong_secret"), Some(1.0), "{metrics}");
+    assert_eq!(counted("wrong_role"), Some(1.0), "{metrics}");
+    assert_eq!(counted("unknown_key"), Some(100.0), "{metrics}");
+    let log = server.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("authentication failed"))
+        .collect();
+    let wrong = refused
+        .iter()
+        .find(|line| line.contains("wrong_secret"))
+        .unwrap_or_else(|| panic!("no log line for the wrong secret:\n{log}"));
+    assert!(wrong.contains("WARN") && wrong.contains(&key_id), "{wrong}");
+    assert!(
+        wrong.contains("/api/v1/transactions") && wrong.contains("127.0.0.1"),
+        "{wrong}"
+    );
+    assert!(refused.iter().any(|line| line.contains("wrong_role")), "{log}");
+    assert!(
+        !log.contains("not-the-secret") && !log.contains("flood-secret"),
+        "{log}"
+    );
+    let secret = service.split('_').nth(2).unwrap();
+    assert!(!log.contains(secret), "{log}");
+    assert!(
+        refused.len() < 50,
+        "{} lines for 102 refusals: the log is not rate-limited",
+        refused.len()
+    );
+}
