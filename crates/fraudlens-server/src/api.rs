@@ -746,11 +746,13 @@ pub async fn production(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
 
 /// Makes a registered version the production model and starts serving it.
 /// The artifact is loaded and verified first: a corrupt or mismatched one is
-/// refused (422) and the current model keeps serving.
+/// refused (422), one whose files changed since registration too (409), and
+/// the current model keeps serving.
 #[utoipa::path(post, path = "/api/v1/models/{version}/promote", tag = "models",
     params(("version" = String, Path, description = "Registered model version")),
-    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody),
+        (status = 409, description = "The files changed since the version was registered", body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn promote(
     State(state): State<Arc<AppState>>,
@@ -776,6 +778,25 @@ pub async fn promote(
             entry.path,
             loaded.version()
         )));
+    }
+    // checksums only say the files agree with their SHA256SUMS, which anyone
+    // who can edit the files can regenerate; the registry's digest says they
+    // are the files that were registered
+    if !entry.content_matches(&loaded.digest) {
+        tracing::warn!(
+            version,
+            path = entry.path,
+            "promotion refused: model files changed since registration"
+        );
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "model_changed",
+            format!(
+                "model {version} refused: the files at {} changed since it was registered; \
+                 register the new content as a new version",
+                entry.path
+            ),
+        ));
     }
     state
         .pipeline

@@ -335,6 +335,7 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
         summary: "{}".to_owned(),
         feature_names: vec!["amount".to_owned(), "x".to_owned()],
         registered_at: at,
+        digest: format!("digest-of-{version}"),
     };
     store.register_model(&model("v1", 1)).await.unwrap();
     store.register_model(&model("v1", 1)).await.unwrap();
@@ -367,6 +368,39 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
     assert_eq!(stage_after, models, "a failed promotion changes nothing");
     let audit = store.audit("model:v2").await.unwrap();
     assert_eq!(audit[0].before.as_deref(), Some("v1"));
+}
+
+/// The registry keeps what was registered, not only where: the content
+/// digest comes back with the entry, and the same version and path with other
+/// content is a conflict, not a silent no-op.
+async fn model_registry_keeps_the_content_digest(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let model = NewModel {
+        version: "v1".to_owned(),
+        path: "/models/v1".to_owned(),
+        summary: "{}".to_owned(),
+        feature_names: Vec::new(),
+        registered_at: 1,
+        digest: "aa".repeat(32),
+    };
+    store.register_model(&model).await.unwrap();
+    store.register_model(&model).await.unwrap();
+    let edited = NewModel {
+        digest: "bb".repeat(32),
+        ..model.clone()
+    };
+    assert!(matches!(
+        store.register_model(&edited).await,
+        Err(StoreError::Conflict(message)) if message.contains("changed")
+    ));
+    let entry = store.promote_model("v1", 2, "admin").await.unwrap();
+    assert_eq!(entry.digest.as_deref(), Some(model.digest.as_str()));
+    let listed = store.models().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0], entry);
+    assert!(entry.content_matches(&model.digest));
+    assert!(!entry.content_matches(&edited.digest));
 }
 
 async fn keys_are_created_and_revoked(backend: Backend) {
@@ -444,6 +478,7 @@ async fn concurrent_read_then_write_transactions_succeed(backend: Backend) {
                 summary: "{}".to_owned(),
                 feature_names: Vec::new(),
                 registered_at: 1,
+                digest: "d".to_owned(),
             })
             .await
             .unwrap();
@@ -509,6 +544,7 @@ suite!(
     review_writes_audit_and_label,
     labels_update_known_transactions,
     model_registry_promotes_one_at_a_time,
+    model_registry_keeps_the_content_digest,
     keys_are_created_and_revoked,
     dead_letters_redact_card_numbers,
     data_survives_reopening,

@@ -10,7 +10,7 @@ use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
 use fraudlens_server::{AppState, ServerConfig};
 use fraudlens_store::{ModelStage, Store};
 
-use super::admin::{block_on, load_model, model_entry, now_ms, open_store, redact_url, store_url};
+use super::admin::{block_on, load_model, load_registered, model_entry, now_ms, open_store, redact_url, store_url};
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
@@ -52,7 +52,7 @@ pub(crate) async fn serving_model(
             anyhow::anyhow!("no production model in the registry: pass --model DIR (or `fraudlens models promote`)")
         })
         .usage()?;
-    load_model(config, std::path::Path::new(&production.path))
+    load_registered(config, production)
 }
 
 /// Serves until SIGTERM or SIGINT; `on_listen` runs once the port is bound,

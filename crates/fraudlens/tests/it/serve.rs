@@ -562,6 +562,7 @@ async fn a_corrupt_model_is_refused_under_load_and_the_current_one_keeps_serving
             summary: "{}".to_owned(),
             feature_names: Vec::new(),
             registered_at: 1,
+            digest: String::new(),
         })
         .await
         .unwrap();
@@ -1337,4 +1338,93 @@ async fn refused_keys_are_logged_without_their_secret_and_counted() {
         "{} lines for 102 refusals: the log is not rate-limited",
         refused.len()
     );
+}
+
+/// Weak point: the registry kept only a path, so files edited after
+/// registration (with `SHA256SUMS` regenerated) were promoted and served. The
+/// content digest taken at registration now refuses them — through the API
+/// (409, the current model keeps serving), the CLI, and at server start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_edited_after_registration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let admin = key(dir.path(), &db.url, "admin");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &admin).await;
+    let serving = info["version"].as_str().unwrap().to_owned();
+
+    let tampered = edited_model(dir.path(), "tampered", |manifest| {
+        manifest["model_id"] = json!("gbdt-tampered");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &["models", "register", tampered.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // after registration: decline everything, checksums regenerated
+    edit_model(&tampered, |manifest| {
+        manifest["thresholds"] = json!({"review": 0.000_001, "decline": 0.000_001});
+    });
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/models/gbdt-tampered/promote"),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "model_changed", "{body}");
+    let (_, after) = get(&client, &server.url("/model/info"), &admin).await;
+    assert_eq!(after["version"], serving.as_str(), "the current model keeps serving");
+    let txs = transactions(3);
+    let (status, decision) = post(&client, &server.url("/api/v1/transactions"), &admin, &txs[0]).await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["model_version"], serving.as_str());
+    let cli = fraudlens(
+        dir.path(),
+        &["models", "promote", "gbdt-tampered", "--database", &db.url],
+        &[],
+    );
+    assert_eq!(cli.code, 65, "{}", cli.stderr);
+    assert!(cli.stderr.contains("changed since"), "{}", cli.stderr);
+    // registering the edited files again under the same version is refused too
+    let again = fraudlens(
+        dir.path(),
+        &["models", "register", tampered.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_ne!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("changed since"), "{}", again.stderr);
+
+    // a production model edited while the server is down: the next start refuses it
+    let next = edited_model(dir.path(), "next", |manifest| {
+        manifest["model_id"] = json!("gbdt-next");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &["models", "register", next.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/models/gbdt-next/promote"),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an intact registered model is promoted: {body}");
+    assert_eq!(server.terminate(), 0);
+    edit_model(&next, |manifest| {
+        manifest["thresholds"] = json!({"review": 0.000_001, "decline": 0.000_001});
+    });
+    let start = fraudlens(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--database", &db.url],
+        &[],
+    );
+    assert_eq!(start.code, 65, "{}", start.stderr);
+    assert!(start.stderr.contains("changed since"), "{}", start.stderr);
 }
