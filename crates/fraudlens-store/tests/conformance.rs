@@ -401,6 +401,33 @@ async fn model_registry_keeps_the_content_digest(backend: Backend) {
     assert_eq!(listed[0], entry);
     assert!(entry.content_matches(&model.digest));
     assert!(!entry.content_matches(&edited.digest));
+
+    // a row registered before the digest column: it cannot tell, and the next
+    // registration of its path supplies the digest
+    let forget = "UPDATE models SET digest = NULL";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(forget).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(forget).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let legacy = store.models().await.unwrap().remove(0);
+    assert_eq!(legacy.digest, None);
+    assert!(legacy.content_matches(&edited.digest));
+    store.register_model(&edited).await.unwrap();
+    let adopted = store.models().await.unwrap().remove(0);
+    assert_eq!(adopted.digest.as_deref(), Some(edited.digest.as_str()));
+    assert_eq!(
+        adopted.stage,
+        ModelStage::Production,
+        "filling the digest changes nothing else"
+    );
 }
 
 async fn keys_are_created_and_revoked(backend: Backend) {
