@@ -142,6 +142,7 @@ impl utoipa::Modify for SecurityAddon {
             ("401", "Missing or invalid API key"),
             ("403", "The key's role may not do this"),
             ("413", "Body over the size limit"),
+            ("414", "Request target (path and query) over 8 KiB"),
             ("415", "Wrong content type"),
             ("422", "A well-formed request that is not valid"),
             ("429", "Rate limit of the key exceeded (see Retry-After)"),
