@@ -549,6 +549,14 @@ impl Artifact {
 
     /// Loads and verifies an artifact.
     pub fn load(dir: &Path) -> Result<Self, ArtifactError> {
+        Self::load_with_digest(dir).map(|(artifact, _)| artifact)
+    }
+
+    /// [`Self::load`], and the artifact's content digest: the SHA-256 of the
+    /// `SHA256SUMS` read by this load. Every file loaded was checked against
+    /// it, so equal digests mean equal content; it is taken from the bytes
+    /// verified, not from a second read that could see other files.
+    pub fn load_with_digest(dir: &Path) -> Result<(Self, String), ArtifactError> {
         let read = |file: &str| {
             let path = dir.join(file);
             match fs::read(&path) {
@@ -561,7 +569,9 @@ impl Artifact {
             }
         };
         let sums_path = dir.join(CHECKSUMS);
-        let sums = String::from_utf8(read(CHECKSUMS)?).map_err(|_| ArtifactError::Format {
+        let sums_bytes = read(CHECKSUMS)?;
+        let digest = sha256_hex(&sums_bytes);
+        let sums = String::from_utf8(sums_bytes).map_err(|_| ArtifactError::Format {
             path: sums_path.clone(),
             reason: "not UTF-8".to_owned(),
         })?;
@@ -629,7 +639,7 @@ impl Artifact {
             dir: dir.to_owned(),
             reason,
         })?;
-        Ok(artifact)
+        Ok((artifact, digest))
     }
 }
 

@@ -19,24 +19,38 @@ pub struct ServingModel {
     pub inputs: EventInputs,
     /// Where it was loaded from.
     pub path: PathBuf,
+    /// Content digest of the files loaded ([`Artifact::load_with_digest`]),
+    /// compared with the one the registry took at registration.
+    pub digest: String,
 }
 
 impl ServingModel {
     /// Loads and checks the artifact at `dir`. Only event-mode models can be
     /// served (they read transactions); a tabular model is refused.
     pub fn load(dir: &Path, card_hash_key: Option<&Secret>) -> Result<Self, PipelineError> {
-        let artifact = Artifact::load(dir).map_err(|error| PipelineError::Model(error.to_string()))?;
-        Self::new(artifact, dir.to_owned(), card_hash_key)
+        let (artifact, digest) =
+            Artifact::load_with_digest(dir).map_err(|error| PipelineError::Model(error.to_string()))?;
+        Self::new(artifact, dir.to_owned(), digest, card_hash_key)
     }
 
-    /// Wraps an artifact already in memory.
-    pub fn new(artifact: Artifact, path: PathBuf, card_hash_key: Option<&Secret>) -> Result<Self, PipelineError> {
+    /// Wraps an artifact already in memory, loaded from `path` with content `digest`.
+    pub fn new(
+        artifact: Artifact,
+        path: PathBuf,
+        digest: String,
+        card_hash_key: Option<&Secret>,
+    ) -> Result<Self, PipelineError> {
         let inputs = artifact
             .manifest
             .inputs
             .prepare_events(card_hash_key)
             .map_err(|error| PipelineError::Model(format!("{}: {error}", path.display())))?;
-        Ok(Self { artifact, inputs, path })
+        Ok(Self {
+            artifact,
+            inputs,
+            path,
+            digest,
+        })
     }
 
     /// The model's version (its id).

@@ -64,7 +64,13 @@ pub struct TransactionInput {
 
 /// A decision response: 200, with `Idempotent-Replayed: true` when the id was scored before.
 pub(crate) fn decision_response(scored: &Scored) -> Response {
-    let mut response = Json(DecisionView::from(&scored.record)).into_response();
+    mark_replay(scored, Json(DecisionView::from(&scored.record)).into_response())
+}
+
+/// Adds `Idempotent-Replayed: true` to the response of a replayed decision.
+/// Every single-transaction route answers through it, so a client can tell a
+/// retry from a first scoring whichever path it calls.
+pub(crate) fn mark_replay(scored: &Scored, mut response: Response) -> Response {
     if scored.replayed {
         response
             .headers_mut()
@@ -244,6 +250,21 @@ fn parse_time(text: &str, field: &str) -> Result<i64, ApiError> {
 
 fn format_time(ms: i64) -> String {
     fraudlens_core::Timestamp::from_millis(ms).to_string()
+}
+
+/// A time written by someone else (a model manifest's `created_at`) as strict
+/// RFC 3339, or `None` when it cannot be read. Artifacts written before the
+/// fix carry `…631ZZ` (the suffix doubled): the extra `Z` is dropped, so
+/// those still show their time.
+pub(crate) fn rfc3339(text: &str) -> Option<String> {
+    let text = text.trim();
+    let text = text
+        .strip_suffix('Z')
+        .filter(|rest| rest.ends_with('Z'))
+        .unwrap_or(text);
+    fraudlens_core::Timestamp::parse(text, fraudlens_core::TimestampFormat::Datetime)
+        .ok()
+        .map(|time| time.to_string())
 }
 
 fn queue_item(stored: &StoredDecision) -> QueueItem {
@@ -665,8 +686,18 @@ fn model_view(entry: ModelEntry, serving: &str) -> ModelView {
         path: entry.path,
         registered_at: format_time(entry.registered_at),
         promoted_at: entry.promoted_at.map(format_time),
-        summary: serde_json::from_str(&entry.summary).unwrap_or_default(),
+        summary: summary_view(&entry.summary),
     }
+}
+
+/// The registry's JSON summary, its `created_at` as strict RFC 3339 (`null`
+/// when unreadable; entries registered before the fix hold the manifest's text).
+fn summary_view(summary: &str) -> serde_json::Value {
+    let mut summary: serde_json::Value = serde_json::from_str(summary).unwrap_or_default();
+    if let Some(created_at) = summary.get_mut("created_at") {
+        *created_at = created_at.as_str().and_then(rfc3339).into();
+    }
+    summary
 }
 
 /// Every registered model, newest first.
@@ -690,8 +721,8 @@ pub struct ModelInfo {
     pub kind: &'static str,
     /// Artifact directory.
     pub path: String,
-    /// When trained (RFC 3339).
-    pub created_at: String,
+    /// When trained (RFC 3339); `null` when the artifact's manifest holds no readable time.
+    pub created_at: Option<String>,
     /// Model inputs, in order.
     pub features: Vec<String>,
     /// Review threshold.
@@ -709,7 +740,7 @@ pub(crate) fn model_info(model: &ServingModel) -> ModelInfo {
         version: model.version().to_owned(),
         kind: model.kind(),
         path: model.path.display().to_string(),
-        created_at: manifest.created_at.clone(),
+        created_at: rfc3339(&manifest.created_at),
         features: manifest.feature_names.clone(),
         review_threshold: manifest.thresholds.review(),
         decline_threshold: manifest.thresholds.decline(),
@@ -727,11 +758,13 @@ pub async fn production(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
 
 /// Makes a registered version the production model and starts serving it.
 /// The artifact is loaded and verified first: a corrupt or mismatched one is
-/// refused (422) and the current model keeps serving.
+/// refused (422), one whose files changed since registration too (409), and
+/// the current model keeps serving.
 #[utoipa::path(post, path = "/api/v1/models/{version}/promote", tag = "models",
     params(("version" = String, Path, description = "Registered model version")),
-    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody),
+        (status = 409, description = "The files changed since the version was registered", body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn promote(
     State(state): State<Arc<AppState>>,
@@ -757,6 +790,25 @@ pub async fn promote(
             entry.path,
             loaded.version()
         )));
+    }
+    // checksums only say the files agree with their SHA256SUMS, which anyone
+    // who can edit the files can regenerate; the registry's digest says they
+    // are the files that were registered
+    if !entry.content_matches(&loaded.digest) {
+        tracing::warn!(
+            version,
+            path = entry.path,
+            "promotion refused: model files changed since registration"
+        );
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "model_changed",
+            format!(
+                "model {version} refused: the files at {} changed since it was registered; \
+                 register the new content as a new version",
+                entry.path
+            ),
+        ));
     }
     state
         .pipeline

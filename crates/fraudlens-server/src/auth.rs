@@ -3,12 +3,18 @@
 //! compared in constant time. Lookups are cached for a few seconds (so a
 //! revocation takes effect within [`CACHE_TTL`]), unknown ids too, so a flood
 //! of bad keys does not reach the database. Each key has a token bucket.
+//!
+//! Every refusal (401, 403) is an [`AuthFailure`]: counted by reason in
+//! `fraudlens_auth_failures_total` and logged at WARN with the key id, the
+//! route and the client address, never the key itself; the log lines are
+//! rate-limited ([`LogBudget`]) so a flood of bad keys cannot flood the log.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use fraudlens_store::{ApiKeyEntry, Role, Store};
@@ -82,6 +88,8 @@ pub struct Auth {
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Requests per second per key (0: unlimited); the burst is one second's worth.
     rate_per_second: f64,
+    /// Limits the WARN lines about refused keys.
+    failure_log: LogBudget,
 }
 
 impl Auth {
@@ -92,6 +100,7 @@ impl Auth {
             cache: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             rate_per_second: f64::from(rate_per_second),
+            failure_log: LogBudget::new(AUTH_FAILURE_LOG_LINES_PER_SECOND),
         }
     }
 
@@ -113,18 +122,27 @@ impl Auth {
         Ok(entry)
     }
 
-    /// The caller a key belongs to; 401 for a missing, malformed, unknown or revoked key.
+    /// The caller a key belongs to; 401 for a missing, malformed, unknown or
+    /// revoked key (one message for all, so a caller learns nothing about
+    /// which ids exist), 503 when the store cannot be asked.
     pub async fn authenticate(&self, presented: Option<&str>) -> Result<Caller, ApiError> {
-        let unauthorized = |message: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message);
-        let presented = presented.ok_or_else(|| unauthorized("missing X-API-Key header"))?;
-        let (key_id, secret) = parse(presented).ok_or_else(|| unauthorized("invalid API key"))?;
+        self.check(presented).await.map_err(Refusal::into_error)
+    }
+
+    async fn check(&self, presented: Option<&str>) -> Result<Caller, Refusal> {
+        let presented = presented.ok_or(Refusal::Denied(AuthFailureReason::MissingKey))?;
+        let (key_id, secret) = parse(presented).ok_or(Refusal::Denied(AuthFailureReason::MalformedKey))?;
         let entry = self
             .lookup(key_id)
-            .await?
-            .ok_or_else(|| unauthorized("invalid API key"))?;
+            .await
+            .map_err(Refusal::Unavailable)?
+            .ok_or(Refusal::Denied(AuthFailureReason::UnknownKey))?;
         let matches: bool = hash(secret).as_bytes().ct_eq(entry.secret_sha256.as_bytes()).into();
-        if !matches || entry.revoked_at.is_some() {
-            return Err(unauthorized("invalid API key"));
+        if !matches {
+            return Err(Refusal::Denied(AuthFailureReason::WrongSecret));
+        }
+        if entry.revoked_at.is_some() {
+            return Err(Refusal::Denied(AuthFailureReason::RevokedKey));
         }
         Ok(Caller {
             key_id: entry.key_id,
@@ -178,7 +196,8 @@ pub const ADMIN: Allowed = Allowed(&[Role::Admin]);
 pub const ANY: Allowed = Allowed(&[Role::Service, Role::Analyst, Role::Admin]);
 
 /// Middleware: authenticates, checks the role (403 when wrong), applies the
-/// rate limit, and passes the [`Caller`] on as a request extension.
+/// rate limit, and passes the [`Caller`] on as a request extension. Refusals
+/// are reported as [`AuthFailure`]s.
 pub async fn require(
     State((auth, allowed)): State<(Arc<Auth>, Allowed)>,
     mut request: Request,
@@ -189,8 +208,29 @@ pub async fn require(
         .get("x-api-key")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    let caller = auth.authenticate(presented.as_deref()).await?;
+    // owned, not borrowed from the request: a borrow of its body (not Sync)
+    // held across the key lookup would make this future not Send
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| *address);
+    let failure = |reason| AuthFailure {
+        reason,
+        key_id: presented.as_deref().and_then(parse).map(|(key_id, _)| key_id),
+        route: route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        client,
+    };
+    let caller = match auth.check(presented.as_deref()).await {
+        Ok(caller) => caller,
+        Err(Refusal::Denied(reason)) => {
+            failure(reason).emit(&auth.failure_log);
+            return Err(Refusal::Denied(reason).into_error());
+        }
+        Err(refusal @ Refusal::Unavailable(_)) => return Err(refusal.into_error()),
+    };
     if !allowed.0.contains(&caller.role) {
+        failure(AuthFailureReason::WrongRole).emit(&auth.failure_log);
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "forbidden",
@@ -200,6 +240,151 @@ pub async fn require(
     auth.admit(&caller)?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// Why the key check refused a request.
+enum Refusal {
+    /// The key is not good enough: 401.
+    Denied(AuthFailureReason),
+    /// The store could not be asked: its error (503), not an authentication failure.
+    Unavailable(ApiError),
+}
+
+impl Refusal {
+    fn into_error(self) -> ApiError {
+        match self {
+            Self::Denied(AuthFailureReason::MissingKey) => unauthorized("missing X-API-Key header"),
+            Self::Denied(_) => unauthorized("invalid API key"),
+            Self::Unavailable(error) => error,
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Why a request failed the key check: the `reason` label of
+/// `fraudlens_auth_failures_total` and the `reason` field of its log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailureReason {
+    /// No `X-API-Key` header (401).
+    MissingKey,
+    /// Not of the form `fl_<id>_<secret>` (401).
+    MalformedKey,
+    /// No key with that id (401).
+    UnknownKey,
+    /// The id exists but the secret does not match (401).
+    WrongSecret,
+    /// The key was revoked (401).
+    RevokedKey,
+    /// A valid key whose role may not call the route (403).
+    WrongRole,
+}
+
+impl AuthFailureReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_key",
+            Self::MalformedKey => "malformed_key",
+            Self::UnknownKey => "unknown_key",
+            Self::WrongSecret => "wrong_secret",
+            Self::RevokedKey => "revoked_key",
+            Self::WrongRole => "wrong_role",
+        }
+    }
+}
+
+/// Most WARN lines about refused keys per second; the rest are counted and
+/// the count goes on the next line written.
+pub const AUTH_FAILURE_LOG_LINES_PER_SECOND: u32 = 10;
+
+/// A request refused at the key check: counts it by reason and logs it
+/// (within the log budget). Holds no part of the key beyond its public id.
+#[derive(Debug)]
+pub struct AuthFailure<'a> {
+    /// Why.
+    pub reason: AuthFailureReason,
+    /// The id part of a well-formed key (public: `keys list` shows it); `None` otherwise.
+    pub key_id: Option<&'a str>,
+    /// The matched route template.
+    pub route: &'a str,
+    /// The peer address, when the server records it.
+    pub client: Option<SocketAddr>,
+}
+
+impl AuthFailure<'_> {
+    /// Counts the failure, and logs it if the budget allows.
+    pub fn emit(&self, budget: &LogBudget) {
+        metrics::counter!("fraudlens_auth_failures_total", "reason" => self.reason.as_str()).increment(1);
+        match budget.admit(Instant::now()) {
+            Some(suppressed) => tracing::warn!(
+                reason = self.reason.as_str(),
+                key_id = self.key_id.unwrap_or("-"),
+                route = self.route,
+                client = %self.client.map_or_else(|| "-".to_owned(), |address| address.to_string()),
+                suppressed,
+                "authentication failed"
+            ),
+            None => {
+                metrics::counter!("fraudlens_log_lines_suppressed_total", "event" => "auth_failure").increment(1);
+            }
+        }
+    }
+}
+
+/// A rate limit on log lines: at most `lines_per_second` in any one-second
+/// window. Lines over it are not written but counted, and the next line
+/// written carries that count (`suppressed`), so nothing goes unnoticed.
+#[derive(Debug)]
+pub struct LogBudget {
+    lines_per_second: u32,
+    window: Mutex<LogWindow>,
+}
+
+#[derive(Debug)]
+struct LogWindow {
+    /// When the current one-second window began.
+    started: Option<Instant>,
+    /// Lines written in it.
+    n_written: u32,
+    /// Lines dropped since the last line written.
+    n_suppressed: u64,
+}
+
+impl LogBudget {
+    /// A budget of `lines_per_second`.
+    pub fn new(lines_per_second: u32) -> Self {
+        Self {
+            lines_per_second,
+            window: Mutex::new(LogWindow {
+                started: None,
+                n_written: 0,
+                n_suppressed: 0,
+            }),
+        }
+    }
+
+    /// `Some(lines suppressed since the last one written)` when a line may be
+    /// written at `now`; `None` (and the line is counted) when over budget.
+    pub fn admit(&self, now: Instant) -> Option<u64> {
+        let mut window = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let expired = window
+            .started
+            .is_none_or(|started| now.saturating_duration_since(started) >= Duration::from_secs(1));
+        if expired {
+            window.started = Some(now);
+            window.n_written = 0;
+        }
+        if window.n_written < self.lines_per_second {
+            window.n_written += 1;
+            Some(std::mem::take(&mut window.n_suppressed))
+        } else {
+            window.n_suppressed += 1;
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,5 +400,18 @@ mod tests {
         assert!(!entry.secret_sha256.contains(secret));
         assert!(parse("fl_short_x").is_none());
         assert!(parse("nope").is_none());
+    }
+
+    #[test]
+    fn the_log_budget_writes_n_lines_per_second_and_reports_the_rest() {
+        let budget = LogBudget::new(3);
+        let start = Instant::now();
+        let admitted: Vec<Option<u64>> = (0..5).map(|_| budget.admit(start)).collect();
+        assert_eq!(admitted, [Some(0), Some(0), Some(0), None, None]);
+        assert_eq!(budget.admit(start + Duration::from_millis(999)), None);
+        // a new window: the first line carries the count of the dropped ones
+        let later = start + Duration::from_secs(1);
+        assert_eq!(budget.admit(later), Some(3));
+        assert_eq!(budget.admit(later), Some(0));
     }
 }

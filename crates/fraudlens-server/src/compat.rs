@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::{TransactionInput, check_batch};
+use crate::api::{TransactionInput, check_batch, mark_replay};
 use crate::error::{ApiError, ErrorBody, Json};
 
 /// The answer of `/predict`.
@@ -35,21 +36,23 @@ fn prediction(record: &fraudlens_store::NewDecision) -> Prediction {
     }
 }
 
-/// Scores one transaction (alias of `POST /api/v1/transactions` with the common Python response shape).
+/// Scores one transaction (alias of `POST /api/v1/transactions` with the common
+/// Python response shape; a replay carries `Idempotent-Replayed: true` too).
 #[utoipa::path(post, path = "/predict", tag = "compatibility", request_body = TransactionInput,
-    responses((status = 200, body = Prediction), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "The prediction (`Idempotent-Replayed: true` on a replay)", body = Prediction),
+        (status = 401, body = ErrorBody),
         (status = 409, description = "The id was scored before with other content", body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     Json(record): Json<serde_json::Value>,
-) -> Result<Json<Prediction>, ApiError> {
+) -> Result<Response, ApiError> {
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
     let scored = state.pipeline.score(&record).await?;
-    Ok(Json(prediction(&scored.record)))
+    Ok(mark_replay(&scored, Json(prediction(&scored.record)).into_response()))
 }
 
 /// `{"predictions": [...]}` in request order.

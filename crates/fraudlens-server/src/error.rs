@@ -1,11 +1,14 @@
 //! Errors as the API shows them: a status and `{"code", "message"}` JSON with
 //! no internal detail. Extractor rejections (bad JSON, wrong content type, a
-//! body over the limit) go through the same type.
+//! body over the limit) go through the same type, and [`json_errors`] turns
+//! whatever the framework answers on its own (405, a path rejection…) into
+//! the same shape.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fraudlens_pipeline::ScoreError;
 use fraudlens_store::StoreError;
@@ -69,6 +72,11 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::URI_TOO_LONG => "uri_too_long",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
             _ if status.is_server_error() => "internal",
             _ => "error",
         }
@@ -179,4 +187,56 @@ where
 /// The JSON 404 for unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+/// Longest request target (path and query string) the API reads, in bytes.
+/// Well below hyper's own limit (64 KiB, answered with a bare 414 before any
+/// middleware runs), so a long URI gets the JSON error every other refusal gets.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The most of a framework-made error body kept as the message.
+const MAX_REWRAPPED_BODY_BYTES: usize = 1024;
+
+/// Middleware: refuses request targets over [`MAX_URI_BYTES`] (414), and
+/// rewrites every error response that is not JSON yet (axum's 405 with an
+/// empty body, plain-text path rejections, a 404 of the embedded docs) as
+/// `{code, message}`, keeping its status and headers (`Allow` on a 405).
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri_bytes} bytes; at most {MAX_URI_BYTES} are read"),
+        )
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REWRAPPED_BODY_BYTES)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let message = text.unwrap_or_else(|| match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not take this method".to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    });
+    let rewrapped = ApiError::new(status, ApiError::code_for(status), message).into_response();
+    let (rewrapped_parts, rewrapped_body) = rewrapped.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &rewrapped_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, rewrapped_body)
 }

@@ -10,7 +10,8 @@
 //! | `POST /predict`, `/predict/batch`, `/upload` | service, admin | aliases of the common Python services |
 //! | `/health`, `/health/live`, `/health/ready`, `/metrics`, `/openapi.json`, `/docs` | public | operations |
 //!
-//! Every error is `{"code", "message"}` JSON; bodies are size-limited (413),
+//! Every error is `{"code", "message"}` JSON (also the framework's own 404,
+//! 405 and 414); bodies are size-limited (413),
 //! JSON routes need `application/json` (415), keys are checked in constant
 //! time with per-key rate limits (429 + `Retry-After`).
 
@@ -141,6 +142,7 @@ impl utoipa::Modify for SecurityAddon {
             ("401", "Missing or invalid API key"),
             ("403", "The key's role may not do this"),
             ("413", "Body over the size limit"),
+            ("414", "Request target (path and query) over 8 KiB"),
             ("415", "Wrong content type"),
             ("422", "A well-formed request that is not valid"),
             ("429", "Rate limit of the key exceeded (see Retry-After)"),
@@ -224,6 +226,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(docs)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn(error::json_errors))
         .layer(from_fn(ops::track))
         .layer(from_fn(ops::security_headers));
     if !state.config.cors_origins.is_empty() {

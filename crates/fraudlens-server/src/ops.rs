@@ -44,15 +44,20 @@ pub fn install_metrics() -> PrometheusHandle {
         .clone()
 }
 
-/// Publishes the serving model as an info metric (`fraudlens_model_info{version} 1`).
+/// Publishes the serving model as an info metric
+/// (`fraudlens_model_info{version, kind} 1`); the series of the model it
+/// replaces drops to 0. Exactly one series reads 1 after any sequence of
+/// calls: the reset names the previous series with every one of its labels
+/// (a reset without `kind` would land on another series and leave the old one
+/// at 1).
 pub fn set_model_info(model: &ServingModel) {
-    static CURRENT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    static CURRENT: std::sync::Mutex<Option<(String, &'static str)>> = std::sync::Mutex::new(None);
     let mut current = CURRENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(previous) = current.take() {
-        metrics::gauge!("fraudlens_model_info", "version" => previous).set(0.0);
+    if let Some((version, kind)) = current.take() {
+        metrics::gauge!("fraudlens_model_info", "version" => version, "kind" => kind).set(0.0);
     }
     metrics::gauge!("fraudlens_model_info", "version" => model.version().to_owned(), "kind" => model.kind()).set(1.0);
-    *current = Some(model.version().to_owned());
+    *current = Some((model.version().to_owned(), model.kind()));
 }
 
 /// Middleware: `http_requests_total{route,method,status}` and

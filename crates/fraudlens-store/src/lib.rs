@@ -29,7 +29,7 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The URL names no supported backend.
+    /// The URL names no supported backend (it holds the URL with its password hidden).
     #[error("unsupported store URL {0:?}: use sqlite://PATH or postgres://…")]
     Url(String),
     /// A stored value cannot be read back (a column holds something this build does not know).
@@ -74,8 +74,43 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect(url, options).await?))
     } else {
-        Err(StoreError::Url(url.to_owned()))
+        Err(StoreError::Url(redact_url(url)))
     }
+}
+
+/// A store URL fit to print or log: the password of its user part and any
+/// `password`/`sslpassword` query parameter become `***`
+/// (`postgres://fraud:***@db:5432/fraud`). The user part ends at the *last*
+/// `@`, so a password holding `@`, `/` or `?` is hidden whole; a `@` further
+/// right (in a query value) hides more than needed, never less.
+pub fn redact_url(url: &str) -> String {
+    let mut redacted = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let user_part = &url[scheme_end + 3..at];
+            match user_part.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    };
+    if let Some(query_start) = redacted.find('?') {
+        let query: Vec<String> = redacted[query_start + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_parameter(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted = format!("{}?{}", &redacted[..query_start], query.join("&"));
+    }
+    redacted
+}
+
+fn is_secret_parameter(key: &str) -> bool {
+    ["password", "sslpassword"]
+        .iter()
+        .any(|secret| key.eq_ignore_ascii_case(secret))
 }
 
 /// The durable state behind the scoring path, the review queue and the admin API.
@@ -158,4 +193,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes the pool (waits for connections to be returned).
     async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_every_password() {
+        let check = |url: &str, expected: &str| assert_eq!(redact_url(url), expected, "{url}");
+        check(
+            "postgres://fraud:s3cret@db:5432/fraud",
+            "postgres://fraud:***@db:5432/fraud",
+        );
+        check("postgresql://fraud@db/fraud", "postgresql://fraud@db/fraud");
+        check("postgres://:s3cret@db/fraud", "postgres://:***@db/fraud");
+        check("postgres://fraud:s3/c?r@t@db/fraud", "postgres://fraud:***@db/fraud");
+        check(
+            "postgres://db/fraud?user=fraud&password=s3cret&sslmode=require",
+            "postgres://db/fraud?user=fraud&password=***&sslmode=require",
+        );
+        check(
+            "postgres://u:s3cret@db/f?PassWord=x",
+            "postgres://u:***@db/f?PassWord=***",
+        );
+        check(
+            "sqlite://fraudlens-data/fraudlens.db",
+            "sqlite://fraudlens-data/fraudlens.db",
+        );
+        check("sqlite:data.db?mode=rwc", "sqlite:data.db?mode=rwc");
+        check("mysql://root:s3cret@db/x", "mysql://root:***@db/x");
+    }
 }

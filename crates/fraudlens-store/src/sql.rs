@@ -149,6 +149,7 @@ macro_rules! sql_store {
                         .map_err(|error| StoreError::Corrupt(format!("feature names: {error}")))?,
                     registered_at: row.try_get("registered_at")?,
                     promoted_at: row.try_get("promoted_at")?,
+                    digest: row.try_get("digest")?,
                 })
             }
 
@@ -505,13 +506,31 @@ macro_rules! sql_store {
             async fn register_model(&self, model: &NewModel) -> Result<()> {
                 let mut tx = Self::begin_write(&self.pool).await?;
                 sqlx::query($lock_models).execute(&mut *tx).await?;
-                let existing: Option<String> = sqlx::query_scalar("SELECT path FROM models WHERE version = $1")
-                    .bind(&model.version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let existing: Option<(String, Option<String>)> =
+                    sqlx::query_as("SELECT path, digest FROM models WHERE version = $1")
+                        .bind(&model.version)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 match existing {
-                    Some(path) if path == model.path => return Ok(()),
-                    Some(path) => {
+                    Some((path, Some(digest))) if path == model.path && digest == model.digest => return Ok(()),
+                    // registered before digests were kept: this registration supplies it
+                    Some((path, None)) if path == model.path => {
+                        sqlx::query("UPDATE models SET digest = $1 WHERE version = $2")
+                            .bind(&model.digest)
+                            .bind(&model.version)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        return Ok(());
+                    }
+                    Some((path, Some(_))) if path == model.path => {
+                        return Err(StoreError::Conflict(format!(
+                            "model version {:?} is registered with other content: the files at {path:?} \
+                             changed since its registration",
+                            model.version
+                        )));
+                    }
+                    Some((path, _)) => {
                         return Err(StoreError::Conflict(format!(
                             "model version {:?} is already registered with {path:?}",
                             model.version
@@ -520,14 +539,15 @@ macro_rules! sql_store {
                     None => {}
                 }
                 sqlx::query(
-                    "INSERT INTO models (version, path, stage, summary, feature_names, registered_at) \
-                     VALUES ($1, $2, 'staging', $3, $4, $5)",
+                    "INSERT INTO models (version, path, stage, summary, feature_names, registered_at, digest) \
+                     VALUES ($1, $2, 'staging', $3, $4, $5, $6)",
                 )
                 .bind(&model.version)
                 .bind(&model.path)
                 .bind(&model.summary)
                 .bind(serde_json::to_string(&model.feature_names).unwrap_or_else(|_| "[]".to_owned()))
                 .bind(model.registered_at)
+                .bind(&model.digest)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -536,7 +556,7 @@ macro_rules! sql_store {
 
             async fn models(&self) -> Result<Vec<ModelEntry>> {
                 let rows = sqlx::query(
-                    "SELECT version, path, stage, summary, feature_names, registered_at, promoted_at FROM models \
+                    "SELECT version, path, stage, summary, feature_names, registered_at, promoted_at, digest FROM models \
                      ORDER BY registered_at DESC, version DESC",
                 )
                 .fetch_all(&self.pool)
@@ -557,7 +577,7 @@ macro_rules! sql_store {
                     .await?;
                 let row = sqlx::query(
                     "UPDATE models SET stage = 'production', promoted_at = $1 WHERE version = $2 \
-                     RETURNING version, path, stage, summary, feature_names, registered_at, promoted_at",
+                     RETURNING version, path, stage, summary, feature_names, registered_at, promoted_at, digest",
                 )
                 .bind(at)
                 .bind(version)

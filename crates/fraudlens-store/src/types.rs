@@ -331,6 +331,10 @@ pub struct NewModel {
     pub feature_names: Vec<String>,
     /// When.
     pub registered_at: i64,
+    /// The artifact's content digest (SHA-256 of its `SHA256SUMS`, which
+    /// covers every file): a promotion or a start that loads other content
+    /// from `path` is refused.
+    pub digest: String,
 }
 
 /// A registered model.
@@ -350,6 +354,18 @@ pub struct ModelEntry {
     pub registered_at: i64,
     /// When it last became the production model.
     pub promoted_at: Option<i64>,
+    /// The content digest taken at registration (`None`: registered before
+    /// digests were kept; the next registration of the same path supplies it).
+    pub digest: Option<String>,
+}
+
+impl ModelEntry {
+    /// Whether an artifact of content `digest`, loaded from [`Self::path`],
+    /// is what was registered. An entry without a digest cannot tell, and
+    /// accepts any.
+    pub fn content_matches(&self, digest: &str) -> bool {
+        self.digest.as_deref().is_none_or(|registered| registered == digest)
+    }
 }
 
 /// An API key (the secret itself is never stored).

@@ -335,6 +335,7 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
         summary: "{}".to_owned(),
         feature_names: vec!["amount".to_owned(), "x".to_owned()],
         registered_at: at,
+        digest: format!("digest-of-{version}"),
     };
     store.register_model(&model("v1", 1)).await.unwrap();
     store.register_model(&model("v1", 1)).await.unwrap();
@@ -367,6 +368,66 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
     assert_eq!(stage_after, models, "a failed promotion changes nothing");
     let audit = store.audit("model:v2").await.unwrap();
     assert_eq!(audit[0].before.as_deref(), Some("v1"));
+}
+
+/// The registry keeps what was registered, not only where: the content
+/// digest comes back with the entry, and the same version and path with other
+/// content is a conflict, not a silent no-op.
+async fn model_registry_keeps_the_content_digest(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let model = NewModel {
+        version: "v1".to_owned(),
+        path: "/models/v1".to_owned(),
+        summary: "{}".to_owned(),
+        feature_names: Vec::new(),
+        registered_at: 1,
+        digest: "aa".repeat(32),
+    };
+    store.register_model(&model).await.unwrap();
+    store.register_model(&model).await.unwrap();
+    let edited = NewModel {
+        digest: "bb".repeat(32),
+        ..model.clone()
+    };
+    assert!(matches!(
+        store.register_model(&edited).await,
+        Err(StoreError::Conflict(message)) if message.contains("changed")
+    ));
+    let entry = store.promote_model("v1", 2, "admin").await.unwrap();
+    assert_eq!(entry.digest.as_deref(), Some(model.digest.as_str()));
+    let listed = store.models().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0], entry);
+    assert!(entry.content_matches(&model.digest));
+    assert!(!entry.content_matches(&edited.digest));
+
+    // a row registered before the digest column: it cannot tell, and the next
+    // registration of its path supplies the digest
+    let forget = "UPDATE models SET digest = NULL";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(forget).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(forget).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let legacy = store.models().await.unwrap().remove(0);
+    assert_eq!(legacy.digest, None);
+    assert!(legacy.content_matches(&edited.digest));
+    store.register_model(&edited).await.unwrap();
+    let adopted = store.models().await.unwrap().remove(0);
+    assert_eq!(adopted.digest.as_deref(), Some(edited.digest.as_str()));
+    assert_eq!(
+        adopted.stage,
+        ModelStage::Production,
+        "filling the digest changes nothing else"
+    );
 }
 
 async fn keys_are_created_and_revoked(backend: Backend) {
@@ -477,6 +538,7 @@ async fn concurrent_read_then_write_transactions_succeed(backend: Backend) {
                 summary: "{}".to_owned(),
                 feature_names: Vec::new(),
                 registered_at: 1,
+                digest: "d".to_owned(),
             })
             .await
             .unwrap();
@@ -542,6 +604,7 @@ suite!(
     review_writes_audit_and_label,
     labels_update_known_transactions,
     model_registry_promotes_one_at_a_time,
+    model_registry_keeps_the_content_digest,
     keys_are_created_and_revoked,
     dead_letters_redact_card_numbers,
     a_kafka_record_is_dead_lettered_once,
@@ -553,4 +616,11 @@ suite!(
 async fn unknown_urls_are_refused() {
     let error = connect("mysql://x", &StoreOptions::default()).await.err().unwrap();
     assert!(error.to_string().contains("sqlite://"), "{error}");
+    // the refusal names the URL, but never its password
+    let error = connect("mysql://root:s3cret@db/x", &StoreOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("mysql://root:***@db/x"), "{error}");
+    assert!(!error.to_string().contains("s3cret"), "{error}");
 }

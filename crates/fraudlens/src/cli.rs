@@ -418,8 +418,11 @@ pub struct ImportArgs {
 /// The store to use (overrides `store.url`).
 #[derive(Debug, Args)]
 pub struct StoreArg {
-    /// `sqlite://PATH` or `postgres://…` [default: store.url].
-    #[arg(long, value_name = "URL", env = "FRAUDLENS_DATABASE_URL")]
+    /// `sqlite://PATH` or `postgres://…` [default: store.url, which
+    /// `FRAUDLENS_DATABASE_URL` overrides].
+    // no clap `env`: the variable is read once, by Config::load, for every
+    // command (and clap would print its value, password and all, in --help)
+    #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 }
 

@@ -154,10 +154,12 @@ impl Default for DetectConfig {
 }
 
 /// `[store]`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
+    /// `sqlite://PATH` (created if missing) or `postgres://USER[:PASSWORD]@HOST:PORT/DB`.
+    /// `FRAUDLENS_DATABASE_URL` overrides it (and `FRAUDLENS_STORE__URL`).
+    /// May hold a password: print it through [`fraudlens_store::redact_url`].
     pub url: String,
     /// Connections in the pool.
     pub max_connections: u32,
@@ -165,6 +167,17 @@ pub struct StoreConfig {
     /// commit; group commit keeps that cheap). `normal`: survives a crash of the
     /// process but the last commits can be lost on power failure.
     pub sqlite_sync: fraudlens_store::SqliteSync,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    /// The URL with its password hidden, like every other place the URL is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &fraudlens_store::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("sqlite_sync", &self.sqlite_sync)
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
@@ -358,6 +371,10 @@ const SECTIONS: [&str; 11] = [
 /// string) and never echoed in an error.
 const CARD_HASH_KEY_ENV: &str = "FRAUDLENS_SECURITY__CARD_HASH_KEY";
 
+/// The conventional name of a database URL: overrides `store.url` (also
+/// `FRAUDLENS_STORE__URL`) for every command; `--database` overrides it.
+const DATABASE_URL_ENV: &str = "FRAUDLENS_DATABASE_URL";
+
 impl Config {
     /// Defaults, then `file`, then `schema_file` (its `[schema]`/`[features]`
     /// tables replace those so far), then the environment.
@@ -384,6 +401,9 @@ impl Config {
             .extract()
             .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
         config.security.card_hash_key = std::env::var(CARD_HASH_KEY_ENV).ok().map(Secret::new).or(card_hash_key);
+        if let Ok(url) = std::env::var(DATABASE_URL_ENV) {
+            config.store.url = url;
+        }
         Ok(config)
     }
 

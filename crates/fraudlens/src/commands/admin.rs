@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use fraudlens_pipeline::ServingModel;
 pub(crate) use fraudlens_pipeline::now_ms;
-use fraudlens_store::{ModelStage, NewModel, Role, Store, StoreOptions};
+pub(crate) use fraudlens_store::redact_url;
+use fraudlens_store::{ModelEntry, ModelStage, NewModel, Role, Store, StoreOptions};
 
 use crate::cli::{KeysCommand, ModelsCommand, StoreArg};
 use crate::config::Config;
@@ -22,7 +23,9 @@ pub fn block_on<F: Future<Output = CliResult>>(future: F) -> CliResult {
         .block_on(future)
 }
 
-/// The store URL: the flag, else `store.url`.
+/// The store URL every command uses: `--database`, else `store.url` (in which
+/// [`Config::load`] has already put `FRAUDLENS_DATABASE_URL`, so `fraudlens
+/// config` shows the URL the other commands open).
 pub fn store_url(config: &Config, arg: &StoreArg) -> String {
     arg.database.clone().unwrap_or_else(|| config.store.url.clone())
 }
@@ -43,20 +46,6 @@ pub async fn open_store(config: &Config, url: &str) -> CliResult<Arc<dyn Store>>
     match store {
         Err(error @ fraudlens_store::StoreError::Url(_)) => Err(error).usage(),
         other => Ok(other.with_context(|| format!("opening the store {}", redact_url(url)))?),
-    }
-}
-
-/// A URL with its password hidden.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -130,6 +119,7 @@ pub fn model_entry(model: &ServingModel) -> anyhow::Result<NewModel> {
         summary: summary.to_string(),
         feature_names: manifest.feature_names[..model.artifact.n_inputs()].to_vec(),
         registered_at: now_ms(),
+        digest: model.digest.clone(),
     })
 }
 
@@ -200,19 +190,36 @@ async fn promote_checked(config: &Config, store: &dyn Store, version: &str) -> C
         .find(|m| m.version == version)
         .ok_or_else(|| anyhow::anyhow!("model version {version:?} is not registered"))
         .usage()?;
-    let model = load_model(config, Path::new(&entry.path))?;
-    if model.version() != version {
-        return Err(anyhow::anyhow!(
-            "the artifact at {} is now version {}, not {version}",
-            entry.path,
-            model.version()
-        ))
-        .data();
-    }
+    load_registered(config, entry)?;
     store
         .promote_model(version, now_ms(), "cli")
         .await
         .context("promoting")?;
     eprintln!("{version} is the production model (running servers: restart, or promote through the API to swap live)");
     Ok(())
+}
+
+/// Loads a registry entry's artifact, refusing one that is now another
+/// version or whose files changed since registration (exit 65): a promotion
+/// or a start must serve what was registered.
+pub fn load_registered(config: &Config, entry: &ModelEntry) -> CliResult<ServingModel> {
+    let model = load_model(config, Path::new(&entry.path))?;
+    if model.version() != entry.version {
+        return Err(anyhow::anyhow!(
+            "the artifact at {} is now version {}, not {}",
+            entry.path,
+            model.version(),
+            entry.version
+        ))
+        .data();
+    }
+    if !entry.content_matches(&model.digest) {
+        return Err(anyhow::anyhow!(
+            "model {}: the files at {} changed since it was registered; register the new content as a new version",
+            entry.version,
+            entry.path
+        ))
+        .data();
+    }
+    Ok(model)
 }

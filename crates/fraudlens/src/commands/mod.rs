@@ -25,9 +25,12 @@ use crate::cli::{InputArgs, SchemaArgs};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
 
-/// `fraudlens config`: the effective configuration as TOML.
+/// `fraudlens config`: the effective configuration as TOML, secrets redacted
+/// (the card hash key serialises as `***`, the store URL's password too).
 pub fn print_config(config: &Config) -> CliResult {
-    let text = toml::to_string_pretty(config).context("rendering the configuration")?;
+    let mut shown = config.clone();
+    shown.store.url = fraudlens_store::redact_url(&config.store.url);
+    let text = toml::to_string_pretty(&shown).context("rendering the configuration")?;
     print!("{text}");
     Ok(())
 }

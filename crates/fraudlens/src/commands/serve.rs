@@ -10,7 +10,7 @@ use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
 use fraudlens_server::{AppState, ServerConfig};
 use fraudlens_store::{ModelStage, Store};
 
-use super::admin::{block_on, load_model, model_entry, now_ms, open_store, redact_url, store_url};
+use super::admin::{block_on, load_model, load_registered, model_entry, now_ms, open_store, redact_url, store_url};
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
@@ -52,7 +52,7 @@ pub(crate) async fn serving_model(
             anyhow::anyhow!("no production model in the registry: pass --model DIR (or `fraudlens models promote`)")
         })
         .usage()?;
-    load_model(config, std::path::Path::new(&production.path))
+    load_registered(config, production)
 }
 
 /// Serves until SIGTERM or SIGINT; `on_listen` runs once the port is bound,
@@ -117,7 +117,9 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let mut stopped = stop_rx.clone();
-    let server = axum::serve(listener, fraudlens_server::app(state.clone()))
+    // the peer address goes into the requests' extensions: refused keys are logged with it
+    let app = fraudlens_server::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })

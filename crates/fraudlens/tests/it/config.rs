@@ -157,3 +157,78 @@ fn environment_beats_the_schema_file() {
     assert!(run.stdout.contains("(default JPY)"), "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("timestamp       <- when"), "{}", run.stdout);
 }
+
+/// Attack pass, defect 4: `fraudlens config` printed the database password
+/// (from the file or `FRAUDLENS_STORE__URL`) and ignored
+/// `FRAUDLENS_DATABASE_URL`, which `serve` honoured. Every command now resolves
+/// the URL the same way, and prints or logs it with the password hidden.
+#[test]
+fn database_urls_resolve_once_and_never_show_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fraudlens.toml");
+    std::fs::write(
+        &file,
+        "[store]\nurl = \"postgres://fraud:file-s3cret@db1:5432/fraud\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let shown_url = |stdout: &str| {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with("url = "))
+            .unwrap_or_default();
+        line.to_owned()
+    };
+
+    let from_file = ok(dir.path(), &["--config", file, "config"]).stdout;
+    assert_eq!(shown_url(&from_file), "url = \"postgres://fraud:***@db1:5432/fraud\"");
+    assert!(!from_file.contains("s3cret"), "{from_file}");
+
+    let store_env = [(
+        "FRAUDLENS_STORE__URL",
+        "postgres://fraud:env-s3cret@db2/fraud?sslpassword=pw-s3cret",
+    )];
+    let from_env = fraudlens(dir.path(), &["--config", file, "config"], &store_env);
+    assert_eq!(from_env.code, 0, "{}", from_env.stderr);
+    assert_eq!(
+        shown_url(&from_env.stdout),
+        "url = \"postgres://fraud:***@db2/fraud?sslpassword=***\""
+    );
+    assert!(!from_env.stdout.contains("s3cret"), "{}", from_env.stdout);
+
+    // FRAUDLENS_DATABASE_URL wins over both, for `config` as for the commands that open the store
+    let database_env = [
+        store_env[0],
+        ("FRAUDLENS_DATABASE_URL", "mysql://root:url-s3cret@db3/fraud"),
+    ];
+    let shown = fraudlens(dir.path(), &["--config", file, "config"], &database_env);
+    assert_eq!(shown_url(&shown.stdout), "url = \"mysql://root:***@db3/fraud\"");
+    let opened = fraudlens(dir.path(), &["--config", file, "keys", "list"], &database_env);
+    assert_eq!(opened.code, 2, "an unsupported URL is a usage error: {}", opened.stderr);
+    assert!(
+        opened.stderr.contains("mysql://root:***@db3/fraud"),
+        "{}",
+        opened.stderr
+    );
+    // --database beats the environment
+    let flagged = fraudlens(
+        dir.path(),
+        &["keys", "list", "--database", "mysql://root:flag-s3cret@db4/fraud"],
+        &database_env,
+    );
+    assert!(
+        flagged.stderr.contains("mysql://root:***@db4/fraud"),
+        "{}",
+        flagged.stderr
+    );
+    for run in [&opened, &flagged] {
+        assert!(
+            !run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"),
+            "{}",
+            run.stderr
+        );
+    }
+    // clap printed an `env` value in --help; the variable is no longer a clap default
+    let help = fraudlens(dir.path(), &["serve", "--help"], &database_env);
+    assert!(!help.stdout.contains("s3cret"), "{}", help.stdout);
+}

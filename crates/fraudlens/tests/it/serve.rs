@@ -562,6 +562,7 @@ async fn a_corrupt_model_is_refused_under_load_and_the_current_one_keeps_serving
             summary: "{}".to_owned(),
             feature_names: Vec::new(),
             registered_at: 1,
+            digest: String::new(),
         })
         .await
         .unwrap();
@@ -897,4 +898,533 @@ async fn rate_limits_and_cors_follow_the_configuration() {
     );
     let refused = preflight("https://evil.example").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Attack pass, defect 4: the URLs the binary logs hide their password (the
+/// startup line names the store it opened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_the_store_url_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    // the test server trusts local connections: the password is only carried along
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let with_password = format!("{scheme}://{user}:pw-s3cret@{host}");
+    let server = Server::start(dir.path(), &with_password, Some(&trained().model()));
+    let log = server.log();
+    assert!(log.contains(&format!("{scheme}://{user}:***@{host}")), "{log}");
+    assert!(!log.contains("pw-s3cret"), "{log}");
+}
+
+/// Weak point: `/predict` replays lacked `Idempotent-Replayed: true`, which
+/// `/api/v1/transactions` sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_replays_are_flagged_like_the_main_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let tx = &transactions(1)[0];
+    let send = || {
+        client
+            .post(server.url("/predict"))
+            .header("x-api-key", &service)
+            .json(tx)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+}
+
+/// A copy of the trained model at `dir/name` with `edit` applied to its
+/// manifest, and `SHA256SUMS` regenerated — what anyone who can write the
+/// files can do, so the checksums alone prove nothing about who made them.
+fn edited_model(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let copy = dir.join(name);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(trained().model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    edit_model(&copy, edit);
+    copy
+}
+
+/// Edits the manifest of the model at `dir` in place and regenerates its `SHA256SUMS`.
+fn edit_model(dir: &Path, edit: impl FnOnce(&mut Value)) {
+    let manifest_path = dir.join("model.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    let regenerated: String = sums
+        .lines()
+        .map(|line| {
+            let (_, file) = line.split_once("  ").unwrap();
+            let hash = fraudlens_model::artifact::sha256_hex(&std::fs::read(dir.join(file)).unwrap());
+            format!("{hash}  {file}\n")
+        })
+        .collect();
+    std::fs::write(dir.join("SHA256SUMS"), regenerated).unwrap();
+}
+
+/// The `fraudlens_model_info` series of a /metrics page: (labels, value).
+fn model_info_series(metrics: &str) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("fraudlens_model_info{"))
+        .map(|rest| {
+            let (labels, value) = rest.split_once("} ").unwrap();
+            (labels.to_owned(), value.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Attack pass, defect 5: after promoting B and then A, both versions read 1
+/// (the reset went to a series without the `kind` label). Exactly one series
+/// reads 1, the serving model's, after every promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_info_has_one_series_at_one_after_any_promotions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let admin = key(dir.path(), &db.url, "admin");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &admin).await;
+    let first = info["version"].as_str().unwrap().to_owned();
+    let second_dir = edited_model(dir.path(), "second", |manifest| {
+        manifest["model_id"] = json!("gbdt-second");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &[
+            "models",
+            "register",
+            second_dir.to_str().unwrap(),
+            "--database",
+            &db.url,
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    for version in ["gbdt-second", first.as_str(), "gbdt-second", first.as_str()] {
+        let (status, body) = post(
+            &client,
+            &server.url(&format!("/api/v1/models/{version}/promote")),
+            &admin,
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let metrics = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = model_info_series(&metrics);
+        let at_one: Vec<&(String, f64)> = series.iter().filter(|(_, value)| *value == 1.0).collect();
+        assert_eq!(at_one.len(), 1, "after promoting {version}: {series:?}");
+        assert!(
+            at_one[0].0.contains(&format!("version=\"{version}\"")) && at_one[0].0.contains("kind=\"gbdt\""),
+            "after promoting {version}: {series:?}"
+        );
+        assert!(
+            series.iter().all(|(labels, _)| labels.contains("kind=")),
+            "every series carries both labels: {series:?}"
+        );
+    }
+}
+
+/// Every string in `value` that names or looks like a time, with its JSON path.
+fn timestamps(value: &Value, path: &str, found: &mut Vec<(String, String)>) {
+    let looks_like_time = |text: &str| {
+        let bytes = text.as_bytes();
+        bytes.len() >= 10 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-' && bytes[7] == b'-'
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let child_path = format!("{path}.{key}");
+                let named_time = key.ends_with("_at") || key == "at" || key == "timestamp" || key == "event_time";
+                match child {
+                    Value::String(text) if named_time || looks_like_time(text) => {
+                        found.push((child_path, text.clone()));
+                    }
+                    Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_) if named_time => {
+                        panic!("{child_path} is a time but not a string: {child}")
+                    }
+                    _ => timestamps(child, &child_path, found),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (idx, item) in items.iter().enumerate() {
+                timestamps(item, &format!("{path}[{idx}]"), found);
+            }
+        }
+        Value::String(text) if looks_like_time(text) => found.push((path.to_owned(), text.clone())),
+        _ => {}
+    }
+}
+
+/// Attack pass, defect 6: a model's `created_at` read `…724ZZ`. Walks the JSON
+/// of every endpoint that returns times (scoring, the queue, a transaction's
+/// detail with its audit history and labels, a review, the registry, the
+/// serving model, health) and parses each time with a strict RFC 3339 parser
+/// — also for an artifact written by a build with the bug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_timestamp_the_api_returns_is_strict_rfc3339() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let admin = key(dir.path(), &db.url, "admin");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let mut responses: Vec<(String, Value)> = Vec::new();
+    let mut record = |name: &str, status: StatusCode, body: Value| {
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        responses.push((name.to_owned(), body));
+    };
+
+    let txs = transactions(60);
+    let (status, body) = post(&client, &server.url("/api/v1/transactions"), &admin, &txs[0]).await;
+    record("POST /api/v1/transactions", status, body);
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/transactions/batch"),
+        &admin,
+        &Value::from(txs[1..59].to_vec()),
+    )
+    .await;
+    record("POST /api/v1/transactions/batch", status, body);
+    let (status, body) = post(&client, &server.url("/predict"), &admin, &txs[59]).await;
+    record("POST /predict", status, body);
+    let (status, page) = get(&client, &server.url("/api/v1/anomalies?limit=5"), &admin).await;
+    let id = page["items"][0]["transaction_id"]
+        .as_str()
+        .unwrap_or_else(|| txs[0]["transaction_id"].as_str().unwrap())
+        .to_owned();
+    record("GET /api/v1/anomalies", status, page);
+    let review = client
+        .put(server.url(&format!("/api/v1/anomalies/{id}")))
+        .header("x-api-key", &admin)
+        .json(&json!({"status": "confirmed_fraud", "note": "checked"}))
+        .send()
+        .await
+        .unwrap();
+    let status = review.status();
+    record("PUT /api/v1/anomalies/{id}", status, review.json().await.unwrap());
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/labels"),
+        &admin,
+        &json!([{"transaction_id": id, "label": "fraud", "source": "chargeback"}]),
+    )
+    .await;
+    record("POST /api/v1/labels", status, body);
+    let (status, body) = get(&client, &server.url(&format!("/api/v1/transactions/{id}")), &admin).await;
+    record("GET /api/v1/transactions/{id}", status, body);
+
+    // a model written by a build with the bug (its manifest says `…ZZ`), promoted
+    let legacy = edited_model(dir.path(), "legacy", |manifest| {
+        manifest["model_id"] = json!("gbdt-legacy");
+        manifest["created_at"] = json!("2026-11-25T23:06:24.631ZZ");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &["models", "register", legacy.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (status, body) = get(&client, &server.url("/api/v1/models/production"), &admin).await;
+    record("GET /api/v1/models/production (trained by this build)", status, body);
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/models/gbdt-legacy/promote"),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    record("POST /api/v1/models/{version}/promote", status, body);
+    for path in ["/api/v1/models", "/api/v1/models/production", "/model/info", "/health"] {
+        let (status, body) = get(&client, &server.url(path), &admin).await;
+        record(&format!("GET {path}"), status, body);
+    }
+
+    let mut seen_keys = std::collections::BTreeSet::new();
+    for (name, body) in &responses {
+        let mut found = Vec::new();
+        timestamps(body, "", &mut found);
+        for (path, text) in found {
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(&text).is_ok(),
+                "{name}: {path} = {text:?} is not RFC 3339"
+            );
+            seen_keys.insert(path.rsplit('.').next().unwrap().to_owned());
+        }
+    }
+    for key in [
+        "created_at",
+        "registered_at",
+        "promoted_at",
+        "received_at",
+        "event_time",
+        "at",
+        "timestamp",
+    ] {
+        assert!(seen_keys.contains(key), "no {key} checked; saw {seen_keys:?}");
+    }
+    let (_, info) = get(&client, &server.url("/model/info"), &admin).await;
+    assert_eq!(
+        info["created_at"], "2026-11-25T23:06:24.631Z",
+        "a legacy time is repaired, not dropped"
+    );
+}
+
+/// Weak point: 405 and 414 answered with empty bodies, though every error is
+/// `{code, message}` JSON. Checks each error the framework makes on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_errors_are_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let long_query = format!("/api/v1/anomalies?entity={}", "x".repeat(20_000));
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/api/v1/transactions".to_owned(),
+            &service,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/predict".to_owned(),
+            &service,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/health".to_owned(),
+            &service,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::GET,
+            "/no/such/route".to_owned(),
+            &service,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            reqwest::Method::GET,
+            "/docs/no-such-file.js".to_owned(),
+            &service,
+            StatusCode::NOT_FOUND,
+        ),
+        (reqwest::Method::GET, long_query, &analyst, StatusCode::URI_TOO_LONG),
+        // a path parameter that is not UTF-8: axum's plain-text rejection
+        (
+            reqwest::Method::GET,
+            "/api/v1/transactions/%ff".to_owned(),
+            &analyst,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, path, key, expected) in cases {
+        let shown = format!("{method} {}", &path[..path.len().min(60)]);
+        let response = client
+            .request(method, server.url(&path))
+            .header("x-api-key", key.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{shown}");
+        if expected == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(
+                response.headers().contains_key("allow"),
+                "{shown}: 405 keeps its Allow header"
+            );
+        }
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{shown}"
+        );
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(is_error_body(&body), "{shown}: {body}");
+    }
+}
+
+/// Weak point: refused keys (401/403) were never logged. Each is logged at
+/// WARN with the key id, route and client (never the secret), and counted by
+/// reason; the log lines are rate-limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_keys_are_logged_without_their_secret_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let key_id = service.split('_').nth(1).unwrap().to_owned();
+    let wrong_secret = format!("fl_{key_id}_not-the-secret-but-also-private");
+    let url = server.url("/api/v1/transactions");
+    let (status, _) = post(&client, &url, &wrong_secret, &json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = get(&client, &server.url("/api/v1/anomalies"), &service).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // a flood: answered, counted, but the log keeps to its budget
+    for _ in 0..100 {
+        let (status, _) = post(&client, &url, "fl_000000000000_flood-secret", &json!({})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |reason: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("fraudlens_auth_failures_total{") && line.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<f64>().ok())
+    };
+    assert_eq!(counted("wrong_secret"), Some(1.0), "{metrics}");
+    assert_eq!(counted("wrong_role"), Some(1.0), "{metrics}");
+    assert_eq!(counted("unknown_key"), Some(100.0), "{metrics}");
+    let log = server.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("authentication failed"))
+        .collect();
+    let wrong = refused
+        .iter()
+        .find(|line| line.contains("wrong_secret"))
+        .unwrap_or_else(|| panic!("no log line for the wrong secret:\n{log}"));
+    assert!(wrong.contains("WARN") && wrong.contains(&key_id), "{wrong}");
+    assert!(
+        wrong.contains("/api/v1/transactions") && wrong.contains("127.0.0.1"),
+        "{wrong}"
+    );
+    assert!(refused.iter().any(|line| line.contains("wrong_role")), "{log}");
+    assert!(
+        !log.contains("not-the-secret") && !log.contains("flood-secret"),
+        "{log}"
+    );
+    let secret = service.split('_').nth(2).unwrap();
+    assert!(!log.contains(secret), "{log}");
+    assert!(
+        refused.len() < 50,
+        "{} lines for 102 refusals: the log is not rate-limited",
+        refused.len()
+    );
+}
+
+/// Weak point: the registry kept only a path, so files edited after
+/// registration (with `SHA256SUMS` regenerated) were promoted and served. The
+/// content digest taken at registration now refuses them — through the API
+/// (409, the current model keeps serving), the CLI, and at server start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_edited_after_registration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let admin = key(dir.path(), &db.url, "admin");
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &admin).await;
+    let serving = info["version"].as_str().unwrap().to_owned();
+
+    let tampered = edited_model(dir.path(), "tampered", |manifest| {
+        manifest["model_id"] = json!("gbdt-tampered");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &["models", "register", tampered.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // after registration: decline everything, checksums regenerated
+    edit_model(&tampered, |manifest| {
+        manifest["thresholds"] = json!({"review": 0.000_001, "decline": 0.000_001});
+    });
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/models/gbdt-tampered/promote"),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "model_changed", "{body}");
+    let (_, after) = get(&client, &server.url("/model/info"), &admin).await;
+    assert_eq!(after["version"], serving.as_str(), "the current model keeps serving");
+    let txs = transactions(3);
+    let (status, decision) = post(&client, &server.url("/api/v1/transactions"), &admin, &txs[0]).await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["model_version"], serving.as_str());
+    let cli = fraudlens(
+        dir.path(),
+        &["models", "promote", "gbdt-tampered", "--database", &db.url],
+        &[],
+    );
+    assert_eq!(cli.code, 65, "{}", cli.stderr);
+    assert!(cli.stderr.contains("changed since"), "{}", cli.stderr);
+    // registering the edited files again under the same version is refused too
+    let again = fraudlens(
+        dir.path(),
+        &["models", "register", tampered.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_ne!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("changed since"), "{}", again.stderr);
+
+    // a production model edited while the server is down: the next start refuses it
+    let next = edited_model(dir.path(), "next", |manifest| {
+        manifest["model_id"] = json!("gbdt-next");
+    });
+    let run = fraudlens(
+        dir.path(),
+        &["models", "register", next.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/models/gbdt-next/promote"),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an intact registered model is promoted: {body}");
+    assert_eq!(server.terminate(), 0);
+    edit_model(&next, |manifest| {
+        manifest["thresholds"] = json!({"review": 0.000_001, "decline": 0.000_001});
+    });
+    let start = fraudlens(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--database", &db.url],
+        &[],
+    );
+    assert_eq!(start.code, 65, "{}", start.stderr);
+    assert!(start.stderr.contains("changed since"), "{}", start.stderr);
 }
