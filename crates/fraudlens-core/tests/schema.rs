@@ -250,3 +250,34 @@ fn card_number_fields_cannot_be_reused() {
     let error = Schema::new(csv, Some(&key)).unwrap_err();
     assert!(matches!(error, SchemaError::CardFieldReused { .. }), "{error}");
 }
+
+/// Records from an attack pass on the input handling, kept as fixtures.
+fn hostile(name: &str) -> Result<fraudlens_core::Transaction, String> {
+    let path = format!("{}/tests/fixtures/hostile/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(path).unwrap();
+    let record = fraudlens_core::json::parse(&bytes).map_err(|error| error.to_string())?;
+    default_schema().parse_json(&record).map_err(|error| error.to_string())
+}
+
+#[test]
+fn hostile_records_are_refused_with_the_field() {
+    // serde_json alone keeps the last "amount" (9999.00)
+    assert_eq!(
+        hostile("duplicate_amount.json").unwrap_err(),
+        r#"duplicate key "amount" at line 1 column 148"#
+    );
+    // 0.001 USD used to be stored as 0.00
+    assert_eq!(
+        hostile("extra_decimals.json").unwrap_err(),
+        r#"field "amount": amount "0.001" has more decimals than USD has (2)"#
+    );
+    // a right-to-left override makes "c1\u{202e}gnp.exe" display as "c1exe.png"
+    assert_eq!(
+        hostile("bidi_customer.json").unwrap_err(),
+        r#"customer key in field "customer_id" contains the invisible or format character U+202E"#
+    );
+    // e + combining acute is stored as the one code point é; 1.500 has no extra precision
+    let tx = hostile("decomposed_customer.json").unwrap();
+    assert_eq!(tx.entity(0).unwrap().as_str(), "Jos\u{e9}");
+    assert_eq!(tx.amount.minor(), 150);
+}
