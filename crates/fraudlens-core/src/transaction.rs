@@ -254,9 +254,71 @@ impl Label {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AttributeValue {
     /// A number; NaN when missing.
-    Numeric(f64),
+    Numeric(#[serde(with = "stored_number")] f64),
     /// A category; `None` when missing.
     Categorical(Option<String>),
+}
+
+/// A numeric attribute in JSON, which has no NaN or infinity: NaN (missing)
+/// is `null`, as serde_json writes it, and infinities are `"inf"` / `"-inf"`.
+/// Stored transactions (decision bodies) are read back at every start to
+/// rebuild the entity state, so what is written must read back: a bare `f64`
+/// wrote NaN as `null` and then refused to read it (found by fuzzing).
+mod stored_number {
+    use std::fmt;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        match *value {
+            f64::INFINITY => serializer.serialize_str("inf"),
+            f64::NEG_INFINITY => serializer.serialize_str("-inf"),
+            value => serializer.serialize_f64(value),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        deserializer.deserialize_any(NumberVisitor)
+    }
+
+    struct NumberVisitor;
+
+    impl Visitor<'_> for NumberVisitor {
+        type Value = f64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number, null, \"inf\" or \"-inf\"")
+        }
+
+        fn visit_f64<E>(self, value: f64) -> Result<f64, E> {
+            Ok(value)
+        }
+
+        fn visit_i64<E>(self, value: i64) -> Result<f64, E> {
+            Ok(value as f64)
+        }
+
+        fn visit_u64<E>(self, value: u64) -> Result<f64, E> {
+            Ok(value as f64)
+        }
+
+        fn visit_unit<E>(self) -> Result<f64, E> {
+            Ok(f64::NAN)
+        }
+
+        fn visit_none<E>(self) -> Result<f64, E> {
+            Ok(f64::NAN)
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<f64, E> {
+            match value {
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                _ => Err(E::invalid_value(de::Unexpected::Str(value), &self)),
+            }
+        }
+    }
 }
 
 /// A checked transaction: what every later stage works on.

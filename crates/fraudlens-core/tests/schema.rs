@@ -281,3 +281,31 @@ fn hostile_records_are_refused_with_the_field() {
     assert_eq!(tx.entity(0).unwrap().as_str(), "Jos\u{e9}");
     assert_eq!(tx.amount.minor(), 150);
 }
+
+/// Found by `scripts/fuzz` (json_transaction): a record without its numeric
+/// attribute (here `outcome.risk_score`, misspelt) parses with NaN, which was
+/// stored as `null` in the decision body and then could not be read back,
+/// so a restart could not rebuild the entity state. The input is the
+/// fuzzer's, kept as it was found.
+#[test]
+fn fuzz_a_missing_numeric_attribute_reads_back_from_storage() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fuzz/json_transaction-missing-numeric.json"
+    );
+    let record = fraudlens_core::json::parse(&std::fs::read(path).unwrap()).unwrap();
+    let tx = stripe_schema().parse_json(&record).unwrap();
+    assert!(matches!(tx.attributes[2], AttributeValue::Numeric(value) if value.is_nan()));
+    let stored = serde_json::to_string(&tx).unwrap();
+    let back: fraudlens_core::Transaction = serde_json::from_str(&stored).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), stored);
+
+    // infinities are values (`parse_number` reads `inf`) and read back as themselves
+    for (text, expected) in [("inf", f64::INFINITY), ("-inf", f64::NEG_INFINITY), ("1e3", 1000.0)] {
+        let mut record = record.clone();
+        record["outcome"] = serde_json::json!({ "risk_score": text });
+        let tx = stripe_schema().parse_json(&record).unwrap();
+        let back: fraudlens_core::Transaction = serde_json::from_str(&serde_json::to_string(&tx).unwrap()).unwrap();
+        assert_eq!(back.attributes[2], AttributeValue::Numeric(expected), "{text}");
+    }
+}
