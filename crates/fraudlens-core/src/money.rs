@@ -146,7 +146,7 @@ impl Amount {
     /// amount nobody sent), with one exception: float noise. Exports written
     /// from binary floats carry values such as `57.160000000000004`, which is
     /// within a few units in the last place of the f64 nearest 57.16; such a
-    /// value is read as the amount it stands for. See [`is_float_noise`].
+    /// value is read as the amount it stands for.
     pub fn parse_major(text: &str, currency: Currency) -> Result<Self, AmountError> {
         let text = text.trim();
         let unparsable = || AmountError::Unparsable { value: shorten(text) };
