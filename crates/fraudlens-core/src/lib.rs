@@ -21,6 +21,7 @@
 
 mod card;
 mod duration;
+pub mod json;
 mod money;
 pub mod rng;
 mod schema;

@@ -37,6 +37,17 @@ pub enum AmountError {
         /// The offending text, shortened.
         value: String,
     },
+    /// More decimals than the currency has (`0.001` USD): rounding would
+    /// store an amount nobody sent.
+    #[error("amount {value:?} has more decimals than {currency} has ({exponent})")]
+    TooPrecise {
+        /// The offending text, shortened.
+        value: String,
+        /// The currency.
+        currency: Currency,
+        /// Its number of decimals.
+        exponent: u32,
+    },
     /// Minor units must be whole numbers.
     #[error("amount {value:?} in minor units is not a whole number")]
     FractionalMinor {
@@ -129,8 +140,13 @@ impl Amount {
     }
 
     /// Parses a decimal amount in major units (`"12.34"` EUR is 1234 cents).
-    /// Digits beyond the currency's minor unit are rounded half away from zero,
-    /// because exports often carry float noise such as `57.160000000000004`.
+    ///
+    /// Digits beyond the currency's minor unit must be zeros (`1.500` USD is
+    /// 150 cents; `0.001` USD is refused, since rounding it would store an
+    /// amount nobody sent), with one exception: float noise. Exports written
+    /// from binary floats carry values such as `57.160000000000004`, which is
+    /// within a few units in the last place of the f64 nearest 57.16; such a
+    /// value is read as the amount it stands for.
     pub fn parse_major(text: &str, currency: Currency) -> Result<Self, AmountError> {
         let text = text.trim();
         let unparsable = || AmountError::Unparsable { value: shorten(text) };
@@ -143,12 +159,21 @@ impl Amount {
             };
         }
         let body = text.strip_prefix('+').unwrap_or(text);
+        let too_precise = || AmountError::TooPrecise {
+            value: shorten(text),
+            currency,
+            exponent: currency.exponent(),
+        };
         if body.contains(['e', 'E']) {
             let value: f64 = body.parse().map_err(|_| unparsable())?;
-            return Self::from_major_f64(value, currency).map_err(|error| match error {
+            let amount = Self::from_major_f64(value, currency).map_err(|error| match error {
                 AmountError::Unparsable { .. } => unparsable(),
                 other => other,
-            });
+            })?;
+            return match is_float_noise(value, amount) {
+                true => Ok(amount),
+                false => Err(too_precise()),
+            };
         }
         let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
         if (int_part.is_empty() && frac_part.is_empty())
@@ -174,10 +199,21 @@ impl Amount {
                 .and_then(|m| m.checked_add(digit))
                 .ok_or_else(too_large)?;
         }
-        if frac.get(exponent).is_some_and(|b| *b >= b'5') {
+        let extra = frac.get(exponent..).unwrap_or_default();
+        if extra.iter().all(|b| *b == b'0') {
+            return Self::from_minor(minor, currency).map_err(|_| too_large());
+        }
+        // only float noise gets here: round to the amount it stands for, or refuse
+        if extra[0] >= b'5' {
             minor = minor.checked_add(1).ok_or_else(too_large)?;
         }
-        Self::from_minor(minor, currency).map_err(|_| too_large())
+        let amount = Self::from_minor(minor, currency).map_err(|_| too_large())?;
+        // a plain decimal always parses as an f64
+        let value: f64 = body.parse().map_err(|_| unparsable())?;
+        match is_float_noise(value, amount) {
+            true => Ok(amount),
+            false => Err(too_precise()),
+        }
     }
 
     /// Parses a whole number of minor units (`"1234"` EUR is 12.34 EUR), as payment APIs such as Stripe send.
@@ -188,6 +224,13 @@ impl Amount {
                 AmountError::Negative { .. } => AmountError::Negative { value: shorten(text) },
                 _ => AmountError::TooLarge { value: shorten(text) },
             });
+        }
+        // `12.0000000000000001` is 12.0 as an f64: look at the digits themselves
+        if let Some((_, fraction)) = text.split_once('.')
+            && !fraction.contains(['e', 'E'])
+            && fraction.bytes().any(|b| b != b'0')
+        {
+            return Err(AmountError::FractionalMinor { value: shorten(text) });
         }
         match text.parse::<f64>() {
             Ok(value) if value < 0.0 => Err(AmountError::Negative { value: shorten(text) }),
@@ -202,7 +245,9 @@ impl Amount {
         }
     }
 
-    /// Converts a float in major units, rounding to the nearest minor unit.
+    /// Converts a float in major units, rounding to the nearest minor unit
+    /// (the caller owns the float; text goes through [`Amount::parse_major`],
+    /// which refuses extra decimals).
     pub fn from_major_f64(value: f64, currency: Currency) -> Result<Self, AmountError> {
         if value.is_nan() {
             return Err(AmountError::Unparsable {
@@ -263,6 +308,18 @@ impl fmt::Display for Amount {
     }
 }
 
+/// Whether `value` differs from `amount` only by float noise: by at most a
+/// few units in the last place (what binary arithmetic and printing leave
+/// behind) and by less than a thousandth of a minor unit (so no amount is
+/// ever rounded by a visible digit, however large it is).
+fn is_float_noise(value: f64, amount: Amount) -> bool {
+    // exact: minor < 2^53 and the division is correctly rounded
+    let exact = amount.minor as f64 / 10f64.powi(amount.currency.exponent() as i32);
+    let ulp = f64::from_bits(exact.to_bits() + 1) - exact;
+    let noise = (value - exact).abs();
+    noise <= 4.0 * ulp && noise * 10f64.powi(amount.currency.exponent() as i32) < 1e-3
+}
+
 fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
@@ -285,11 +342,16 @@ mod tests {
             ("12.3", eur(), 1230),
             (".5", eur(), 50),
             ("57.160000000000004", eur(), 5716),
-            ("0.005", eur(), 1),
-            ("0.004", eur(), 0),
+            ("57.159999999999997", eur(), 5716),
+            ("0.30000000000000004", eur(), 30),
+            ("1.500", eur(), 150),
+            ("1.5000000", eur(), 150),
+            ("0.000", eur(), 0),
             ("1e3", eur(), 100_000),
+            ("5.716e1", eur(), 5716),
             ("1500", jpy, 1500),
-            ("1.2345", kwd, 1235),
+            ("1500.00", jpy, 1500),
+            ("1.2350", kwd, 1235),
             ("+3.10", eur(), 310),
         ] {
             let amount = Amount::parse_major(text, currency).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -321,6 +383,43 @@ mod tests {
             Err(AmountError::FractionalMinor { .. })
         ));
         assert_eq!(Amount::parse_minor("1234", eur()).unwrap().to_string(), "12.34");
+    }
+
+    #[test]
+    fn extra_decimals_are_refused() {
+        let jpy = Currency::parse("JPY").unwrap();
+        let kwd = Currency::parse("KWD").unwrap();
+        for (text, currency) in [
+            ("0.001", eur()),
+            ("0.005", eur()),
+            ("0.004", eur()),
+            ("1.0000001", eur()),
+            ("57.1600001", eur()),
+            ("1e-3", eur()),
+            ("1.2345e0", eur()),
+            ("1500.5", jpy),
+            ("1.2345", kwd),
+            ("-0.001", eur()),
+            // noise on the f64 scale of a huge amount is a visible digit: refused
+            ("90000000000.001", eur()),
+        ] {
+            assert!(
+                matches!(Amount::parse_major(text, currency), Err(AmountError::TooPrecise { .. })),
+                "{text} {currency}: {:?}",
+                Amount::parse_major(text, currency)
+            );
+        }
+        assert_eq!(
+            Amount::parse_major("0.001", Currency::parse("USD").unwrap())
+                .unwrap_err()
+                .to_string(),
+            "amount \"0.001\" has more decimals than USD has (2)"
+        );
+        assert!(matches!(
+            Amount::parse_minor("12.0000000000000001", eur()),
+            Err(AmountError::FractionalMinor { .. })
+        ));
+        assert_eq!(Amount::parse_minor("12.000", eur()).unwrap().minor(), 12);
     }
 
     #[test]

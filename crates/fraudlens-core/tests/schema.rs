@@ -250,3 +250,62 @@ fn card_number_fields_cannot_be_reused() {
     let error = Schema::new(csv, Some(&key)).unwrap_err();
     assert!(matches!(error, SchemaError::CardFieldReused { .. }), "{error}");
 }
+
+/// Records from an attack pass on the input handling, kept as fixtures.
+fn hostile(name: &str) -> Result<fraudlens_core::Transaction, String> {
+    let path = format!("{}/tests/fixtures/hostile/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(path).unwrap();
+    let record = fraudlens_core::json::parse(&bytes).map_err(|error| error.to_string())?;
+    default_schema().parse_json(&record).map_err(|error| error.to_string())
+}
+
+#[test]
+fn hostile_records_are_refused_with_the_field() {
+    // serde_json alone keeps the last "amount" (9999.00)
+    assert_eq!(
+        hostile("duplicate_amount.json").unwrap_err(),
+        r#"duplicate key "amount" at line 1 column 148"#
+    );
+    // 0.001 USD used to be stored as 0.00
+    assert_eq!(
+        hostile("extra_decimals.json").unwrap_err(),
+        r#"field "amount": amount "0.001" has more decimals than USD has (2)"#
+    );
+    // a right-to-left override makes "c1\u{202e}gnp.exe" display as "c1exe.png"
+    assert_eq!(
+        hostile("bidi_customer.json").unwrap_err(),
+        r#"customer key in field "customer_id" contains the invisible or format character U+202E"#
+    );
+    // e + combining acute is stored as the one code point é; 1.500 has no extra precision
+    let tx = hostile("decomposed_customer.json").unwrap();
+    assert_eq!(tx.entity(0).unwrap().as_str(), "Jos\u{e9}");
+    assert_eq!(tx.amount.minor(), 150);
+}
+
+/// Found by `scripts/fuzz` (json_transaction): a record without its numeric
+/// attribute (here `outcome.risk_score`, misspelt) parses with NaN, which was
+/// stored as `null` in the decision body and then could not be read back,
+/// so a restart could not rebuild the entity state. The input is the
+/// fuzzer's, kept as it was found.
+#[test]
+fn fuzz_a_missing_numeric_attribute_reads_back_from_storage() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fuzz/json_transaction-missing-numeric.json"
+    );
+    let record = fraudlens_core::json::parse(&std::fs::read(path).unwrap()).unwrap();
+    let tx = stripe_schema().parse_json(&record).unwrap();
+    assert!(matches!(tx.attributes[2], AttributeValue::Numeric(value) if value.is_nan()));
+    let stored = serde_json::to_string(&tx).unwrap();
+    let back: fraudlens_core::Transaction = serde_json::from_str(&stored).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), stored);
+
+    // infinities are values (`parse_number` reads `inf`) and read back as themselves
+    for (text, expected) in [("inf", f64::INFINITY), ("-inf", f64::NEG_INFINITY), ("1e3", 1000.0)] {
+        let mut record = record.clone();
+        record["outcome"] = serde_json::json!({ "risk_score": text });
+        let tx = stripe_schema().parse_json(&record).unwrap();
+        let back: fraudlens_core::Transaction = serde_json::from_str(&serde_json::to_string(&tx).unwrap()).unwrap();
+        assert_eq!(back.attributes[2], AttributeValue::Numeric(expected), "{text}");
+    }
+}

@@ -274,7 +274,7 @@ fn read_json_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::R
 
 fn parse_json_object(line: &[u8], value: &mut serde_json::Value) -> Result<(), String> {
     let text = std::str::from_utf8(line).map_err(|_| "invalid utf-8".to_owned())?;
-    match serde_json::from_str::<serde_json::Value>(text) {
+    match fraudlens_core::json::parse(text.as_bytes()) {
         Ok(parsed) if parsed.is_object() => {
             *value = parsed;
             Ok(())
@@ -286,6 +286,6 @@ fn parse_json_object(line: &[u8], value: &mut serde_json::Value) -> Result<(), S
         Err(error) if text.trim_start().starts_with('[') => Err(format!(
             "expected a json object per line, found the start of an array ({error})"
         )),
-        Err(error) => Err(format!("invalid json: {error}")),
+        Err(error) => Err(error.to_string()),
     }
 }

@@ -252,3 +252,58 @@ fn json_lines_with_invalid_utf8_or_overlong_lines_are_bad_rows() {
         .collect();
     assert_eq!(issues, [(2, "invalid utf-8"), (3, "line longer than 1048576 bytes")]);
 }
+
+/// The attack pass's records in a file: each bad one reported by line with
+/// its reason, the good ones kept (normalised).
+#[test]
+fn hostile_rows_are_reported_by_line() {
+    let schema = schema();
+    let reasons = |reader: &EventReader<'_>| -> Vec<(u64, String)> {
+        let examples = reader.bad_rows().examples();
+        examples
+            .iter()
+            .map(|issue| (issue.line, issue.reason.clone()))
+            .collect()
+    };
+
+    let mut reader = EventReader::open(&fixture("hostile.jsonl"), InputFormat::JsonLines, &schema, false, 20).unwrap();
+    let tx = reader.next_transaction().unwrap().unwrap();
+    assert_eq!(tx.id.as_str(), "h4");
+    assert_eq!(tx.entity(0).unwrap().as_str(), "Jos\u{e9}");
+    assert_eq!(tx.amount.minor(), 150);
+    assert!(reader.next_transaction().unwrap().is_none());
+    assert_eq!(
+        reasons(&reader),
+        [
+            (1, r#"duplicate key "amount" at line 1 column 131"#.to_owned()),
+            (
+                2,
+                r#"field "amount": amount "0.001" has more decimals than EUR has (2)"#.to_owned()
+            ),
+            (
+                3,
+                r#"customer key in field "customer_id" contains the invisible or format character U+202E"#.to_owned()
+            ),
+        ]
+    );
+
+    let mut reader = EventReader::open(&fixture("hostile.csv"), InputFormat::Csv, &schema, false, 20).unwrap();
+    assert_eq!(read_all(&mut reader), ["h3"]);
+    assert_eq!(
+        reasons(&reader),
+        [
+            (
+                2,
+                r#"field "amount": amount "0.001" has more decimals than USD has (2)"#.to_owned()
+            ),
+            (
+                3,
+                r#"customer key in field "customer_id" contains the invisible or format character U+200B"#.to_owned()
+            ),
+            (
+                5,
+                r#"field "amount": amount "500.5" has more decimals than JPY has (0)"#.to_owned()
+            ),
+        ]
+    );
+}

@@ -4,15 +4,20 @@
 //! whatever the framework answers on its own (405, a path rejection…) into
 //! the same shape.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use std::any::Any;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use fraudlens_core::json::JsonError;
 use fraudlens_pipeline::ScoreError;
 use fraudlens_store::StoreError;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The error body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -131,10 +136,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
         let status = rejection.status();
         Self::new(status, Self::code_for(status), rejection.body_text())
+    }
+}
+
+impl From<JsonError> for ApiError {
+    fn from(error: JsonError) -> Self {
+        match error {
+            // readable, but two readers may disagree on what it says
+            JsonError::DuplicateKey { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "duplicate_key", error.to_string())
+            }
+            JsonError::Syntax { .. } | JsonError::TooDeep { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", error.to_string())
+            }
+        }
     }
 }
 
@@ -144,21 +163,72 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections are [`ApiError`]s.
+/// A JSON body read with [`fraudlens_core::json::parse`] (duplicate keys and
+/// deep nesting refused, unlike `axum::Json`), whose rejections are
+/// [`ApiError`]s: 415 without a JSON content type, 413 over the body limit,
+/// 400 unreadable, 422 with a duplicate key or the wrong shape for `T`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: DeserializeOwned + 'static,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-        Ok(Self(value))
+        if !is_json_content_type(request.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a request with content-type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await?;
+        let value = fraudlens_core::json::parse(&bytes)?;
+        from_value(value)
+            .map(Self)
+            .map_err(|error| ApiError::invalid(format!("invalid request body: {error}")))
     }
+}
+
+/// `application/json` or any `application/*+json`, parameters ignored (what
+/// `axum::Json` accepts).
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some((kind, subtype)) => kind == "application" && (subtype == "json" || subtype.ends_with("+json")),
+        None => false,
+    }
+}
+
+/// `T` from a parsed body. The scoring routes take the `Value` itself or a
+/// list of them: those are handed over as they are instead of being rebuilt
+/// node by node through serde (this is the hot path).
+fn from_value<T: DeserializeOwned + 'static>(value: serde_json::Value) -> Result<T, serde_json::Error> {
+    let mut slot = Some(value);
+    if let Some(same) = (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+    {
+        return Ok(same);
+    }
+    let value = slot.unwrap_or_default();
+    if let serde_json::Value::Array(items) = value {
+        let mut slot = Some(items);
+        if let Some(same) = (&mut slot as &mut dyn Any)
+            .downcast_mut::<Option<T>>()
+            .and_then(Option::take)
+        {
+            return Ok(same);
+        }
+        return T::deserialize(serde_json::Value::Array(slot.unwrap_or_default()));
+    }
+    T::deserialize(value)
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -173,7 +243,7 @@ pub struct Query<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Query<T>
 where
-    T: serde::de::DeserializeOwned,
+    T: DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -239,4 +309,139 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         parts.headers.insert(name, value.clone());
     }
     Response::from_parts(parts, rewrapped_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::DefaultBodyLimit;
+    use axum::routing::post;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, Serialize)]
+    struct Review {
+        status: String,
+    }
+
+    fn router() -> Router {
+        Router::new()
+            .route("/value", post(|Json(value): Json<Value>| async move { Json(value) }))
+            .route("/list", post(|Json(list): Json<Vec<Value>>| async move { Json(list) }))
+            .route("/typed", post(|Json(review): Json<Review>| async move { Json(review) }))
+            .layer(DefaultBodyLimit::max(1024))
+    }
+
+    /// Status and body of one request.
+    async fn check(path: &str, content_type: Option<&str>, body: &str) -> (StatusCode, Value) {
+        let mut request = axum::http::Request::post(path);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = request.body(Body::from(body.to_owned())).unwrap();
+        let response = router().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    const JSON: Option<&str> = Some("application/json");
+
+    #[tokio::test]
+    async fn duplicate_keys_are_422_naming_the_key() {
+        // axum::Json<Value> kept the last one: {"amount":"9999.00"}
+        let (status, body) = check("/value", JSON, r#"{"amount":"1.00","amount":"9999.00"}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["code"], "duplicate_key");
+        assert_eq!(body["message"], r#"duplicate key "amount" at line 1 column 36"#);
+        let (status, body) = check("/list", JSON, r#"[{"a":1},{"a":1,"b":{"c":1,"c":2}}]"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["message"], r#"duplicate key "c" in "1.b" at line 1 column 33"#);
+        // derived structs refused duplicate fields before; they still do, with the same code
+        let (status, body) = check("/typed", JSON, r#"{"status":"a","status":"b"}"#).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("duplicate_key"))
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_as_before_otherwise() {
+        let record = json!({"transaction_id": "t1", "amount": 12.5, "nested": {"k": [1, null, true]}});
+        assert_eq!(
+            check("/value", JSON, &record.to_string()).await,
+            (StatusCode::OK, record.clone())
+        );
+        let list = json!([record, {}]);
+        assert_eq!(check("/list", JSON, &list.to_string()).await, (StatusCode::OK, list));
+        let typed = json!({"status": "confirmed_fraud"});
+        for content_type in [
+            "application/json; charset=utf-8",
+            "application/merge-patch+json",
+            "Application/JSON",
+        ] {
+            assert_eq!(
+                check("/typed", Some(content_type), &typed.to_string()).await,
+                (StatusCode::OK, typed.clone()),
+                "{content_type}"
+            );
+        }
+        for (path, content_type, body, status, code) in [
+            (
+                "/value",
+                None,
+                "{}",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                "/value",
+                Some("text/plain"),
+                "{}",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                "/value",
+                Some("application/jsonx"),
+                "{}",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            ("/value", JSON, "{\"a\":", StatusCode::BAD_REQUEST, "invalid_request"),
+            ("/value", JSON, "{} {}", StatusCode::BAD_REQUEST, "invalid_request"),
+            (
+                "/value",
+                JSON,
+                &"[".repeat(65),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            ("/list", JSON, "{}", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (
+                "/typed",
+                JSON,
+                r#"{"status":1}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                "/value",
+                JSON,
+                &" ".repeat(2048),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+        ] {
+            let (got, body) = check(path, content_type, body).await;
+            assert_eq!(
+                (got, body["code"].as_str()),
+                (status, Some(code)),
+                "{path} {content_type:?} {body}"
+            );
+        }
+    }
 }

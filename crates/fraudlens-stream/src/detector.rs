@@ -537,8 +537,8 @@ impl Detector {
                 }
                 continue;
             }
-            let record = serde_json::from_slice::<serde_json::Value>(payload)
-                .map_err(|error| format!("not JSON: {error}"))
+            let record = fraudlens_core::json::parse(payload)
+                .map_err(|error| error.to_string())
                 .and_then(|value| match value.is_object() {
                     true => Ok(value),
                     false => Err("not a JSON object".to_owned()),

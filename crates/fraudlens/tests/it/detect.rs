@@ -77,15 +77,20 @@ impl Drop for Detect {
     }
 }
 
-/// Poison records: not JSON, not an object, invalid UTF-8, missing or invalid fields.
+/// Poison records: not JSON, not an object, invalid UTF-8, missing or invalid
+/// fields, and the attack pass's: a duplicate key (serde_json alone kept the
+/// last amount), more decimals than the currency has, a bidi override in an id.
 fn poison(n: usize) -> Vec<Vec<u8>> {
-    let kinds: [&[u8]; 6] = [
+    let kinds: [&[u8]; 9] = [
         b"not json at all",
         b"[1, 2, 3]",
         b"{\"transaction_id\": \"p\"",
         b"\xff\xfe{\"a\":1}",
         b"{\"transaction_id\":\"poison\",\"timestamp\":\"yesterday\",\"customer_id\":\"c\",\"terminal_id\":\"t\",\"amount\":1}",
         b"{\"transaction_id\":\"poison2\",\"timestamp\":\"2026-01-02T00:00:00Z\",\"customer_id\":\"c\",\"amount\":\"x\"}",
+        br#"{"transaction_id":"poison3","timestamp":"2026-01-02T00:00:00Z","customer_id":"c","terminal_id":"t","amount":"1.00","amount":"9999.00"}"#,
+        br#"{"transaction_id":"poison4","timestamp":"2026-01-02T00:00:00Z","customer_id":"c","terminal_id":"t","amount":0.001}"#,
+        br#"{"transaction_id":"poison5","timestamp":"2026-01-02T00:00:00Z","customer_id":"c\u202e1","terminal_id":"t","amount":1}"#,
     ];
     (0..n).map(|idx| kinds[idx % kinds.len()].to_vec()).collect()
 }
@@ -175,6 +180,17 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
         assert!(letter.letter.location.starts_with("partition "), "{:?}", letter.letter);
         assert!(letter.letter.location.contains(" offset "), "{:?}", letter.letter);
         assert_eq!(letter.letter.source, "kafka:tx");
+    }
+    let reasons: Vec<&str> = letters.iter().map(|letter| letter.letter.error.as_str()).collect();
+    for expected in [
+        "duplicate key \"amount\"",
+        "amount \"0.001\" has more decimals than EUR has (2)",
+        "contains the invisible or format character U+202E",
+    ] {
+        assert!(
+            reasons.iter().any(|reason| reason.contains(expected)),
+            "{expected}: {reasons:?}"
+        );
     }
 
     // one decision message per transaction (repeats, if any, with the same content)

@@ -407,6 +407,38 @@ async fn bad_requests_get_json_errors() {
         ),
         (vec![b' '; 2 << 20], "application/json", Some(service.clone()), StatusCode::PAYLOAD_TOO_LARGE),
     ];
+    // the attack pass: a duplicate key (the last one used to win), more decimals
+    // than the currency has (used to be rounded), a bidi override in an id
+    let hostile = [
+        (
+            r#""customer_id":"c","amount":"1.00","amount":"9999.00""#,
+            "duplicate_key",
+            r#"duplicate key "amount" at line 1 column 128"#,
+        ),
+        (
+            r#""customer_id":"c","amount":0.001"#,
+            "invalid_request",
+            r#"field "amount": amount "0.001" has more decimals than EUR has (2)"#,
+        ),
+        (
+            r#""customer_id":"c\u202e1","amount":1"#,
+            "invalid_request",
+            r#"customer key in field "customer_id" contains the invisible or format character U+202E"#,
+        ),
+    ];
+    for (fields, code, message) in hostile {
+        let body = format!(r#"{{"transaction_id":"h","timestamp":"2026-02-01T00:00:00Z","terminal_id":"t",{fields}}}"#);
+        let response = send(body.clone().into_bytes(), "application/json", Some(service.clone()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(
+            (error["code"].as_str(), error["message"].as_str()),
+            (Some(code), Some(message)),
+            "{body}"
+        );
+    }
     for (body, content_type, key, expected) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
         let response = send(body, content_type, key).await.unwrap();
