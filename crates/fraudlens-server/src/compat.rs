@@ -48,6 +48,7 @@ pub async fn predict(
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
+    let _in_flight = state.admit(1)?;
     let scored = state.pipeline.score(&record).await?;
     Ok(Json(prediction(&scored.record)))
 }
@@ -79,6 +80,7 @@ pub async fn predict_batch(
             .parse_json(record)
             .map_err(|error| ApiError::invalid(format!("transaction {idx}: {error}")))?;
     }
+    let _in_flight = state.admit(records.len())?;
     let mut predictions = Vec::with_capacity(records.len());
     for result in state.pipeline.score_many(&records).await {
         predictions.push(prediction(&result?.record));

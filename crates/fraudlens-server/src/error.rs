@@ -62,6 +62,14 @@ impl ApiError {
         }
     }
 
+    /// 503 `overloaded`: more work in flight than the server takes; retry after a second.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+        }
+    }
+
     fn code_for(status: StatusCode) -> &'static str {
         match status {
             StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",

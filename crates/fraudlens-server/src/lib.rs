@@ -32,11 +32,13 @@ use axum::routing::{get, post, put};
 use fraudlens_core::Secret;
 use fraudlens_pipeline::Pipeline;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 pub use auth::{Auth, Caller, new_key};
+use error::ApiError;
 pub(crate) use fraudlens_pipeline::now_ms;
 
 /// Limits and options of the API.
@@ -54,6 +56,9 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// The key that tokenises card numbers (needed to load models whose schema has a card field).
     pub card_hash_key: Option<Secret>,
+    /// Transactions being scored at once across all scoring requests; a
+    /// request that would go over gets 503 with `Retry-After` at once.
+    pub max_transactions_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +70,7 @@ impl Default for ServerConfig {
             rate_limit_per_key: 0,
             cors_origins: Vec::new(),
             card_hash_key: None,
+            max_transactions_in_flight: 16_384,
         }
     }
 }
@@ -81,6 +87,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Set once shutdown begins (readiness turns 503).
     pub shutting_down: AtomicBool,
+    /// One permit per transaction being scored: bounds the memory and the
+    /// queueing of work in flight, so an overload is shed (503) instead of
+    /// answered late by everyone.
+    pub in_flight: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -92,9 +102,22 @@ impl AppState {
         Arc::new(Self {
             pipeline,
             auth,
-            config,
             metrics,
             shutting_down: AtomicBool::new(false),
+            in_flight: Arc::new(Semaphore::new(config.max_transactions_in_flight.max(1))),
+            config,
+        })
+    }
+
+    /// Room for `n_transactions` more in flight, held until the permit drops;
+    /// 503 (`overloaded`, `Retry-After`) when there is none. A request larger
+    /// than the whole budget waits for the whole budget instead of never fitting.
+    pub fn admit(&self, n_transactions: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let n_permits = n_transactions.clamp(1, self.config.max_transactions_in_flight.max(1));
+        let n_permits = u32::try_from(n_permits).unwrap_or(u32::MAX);
+        self.in_flight.clone().try_acquire_many_owned(n_permits).map_err(|_| {
+            metrics::counter!("http_requests_shed_total").increment(1);
+            ApiError::overloaded("too many transactions in flight; retry shortly")
         })
     }
 }
@@ -146,7 +169,7 @@ impl utoipa::Modify for SecurityAddon {
             ("429", "Rate limit of the key exceeded (see Retry-After)"),
             (
                 "503",
-                "The store is unavailable or the server is shutting down (see Retry-After)",
+                "The store is unavailable, the server is overloaded or it is shutting down (see Retry-After)",
             ),
         ];
         for item in openapi.paths.paths.values_mut() {

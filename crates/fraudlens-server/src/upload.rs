@@ -102,6 +102,8 @@ pub async fn upload(
         )
     })?;
     let limit = state.config.max_upload_bytes;
+    // an upload scores one batch at a time: that is its share of the work in flight
+    let _in_flight = state.admit(BATCH)?;
     let mut field = loop {
         match multipart.next_field().await {
             Ok(Some(field)) if field.name() == Some("file") => break field,

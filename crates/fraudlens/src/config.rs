@@ -136,6 +136,9 @@ pub struct ServeConfig {
     pub queue_capacity: usize,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     pub shutdown_grace_seconds: u64,
+    /// Transactions scored at once across all scoring requests; a request that
+    /// would go over gets 503 with `Retry-After` at once.
+    pub max_transactions_in_flight: usize,
 }
 
 impl Default for ServeConfig {
@@ -155,6 +158,7 @@ impl Default for ServeConfig {
             max_commit_rows: pipeline.max_commit_rows,
             queue_capacity: pipeline.queue_capacity,
             shutdown_grace_seconds: 30,
+            max_transactions_in_flight: server.max_transactions_in_flight,
         }
     }
 }

@@ -89,6 +89,7 @@ pub async fn serve(
             rate_limit_per_key: serve.rate_limit_per_key,
             cors_origins: serve.cors_origins.clone(),
             card_hash_key: config.security.card_hash_key.clone(),
+            max_transactions_in_flight: serve.max_transactions_in_flight,
         },
     );
     let listen = args.listen.as_deref().unwrap_or(&serve.listen);
