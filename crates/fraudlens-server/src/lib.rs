@@ -19,6 +19,7 @@ pub mod auth;
 pub mod compat;
 pub mod error;
 pub mod ops;
+pub mod transport;
 pub mod upload;
 
 use std::sync::Arc;

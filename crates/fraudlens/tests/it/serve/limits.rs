@@ -1,7 +1,255 @@
-//! The server's limits against the running binary: overload shedding.
-//! No assertion depends on the machine's speed.
+//! The transport's limits against the running binary: idle and slow connections, the connection cap and
+//! overload shedding. Timeouts are set small through the environment; no
+//! assertion depends on the machine's speed beyond generous upper bounds.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Instant;
 
 use super::*;
+/// `host:port` of a server.
+fn address(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads what the server sends until it closes the connection (or `wait` passes: a panic).
+fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> String {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(error) => panic!(
+                "the server did not close the connection within {wait:?}: {error}; got {:?}",
+                String::from_utf8_lossy(&received)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Status and JSON body of a raw HTTP/1.1 response.
+fn parse_response(response: &str) -> (u16, Value) {
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Raises this process's soft open-file limit to the hard one (the server,
+/// started after, inherits it) and returns it.
+fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if setrlimit(Resource::Nofile, raised).is_ok() {
+        limit.maximum.unwrap_or(u64::MAX)
+    } else {
+        limit.current.unwrap_or(u64::MAX)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_and_the_api_keeps_answering() {
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+    let open_file_limit = raise_open_file_limit();
+    let n_idle: usize = 3_000.min(open_file_limit.saturating_sub(600) as usize);
+    let n_partial_head = 300;
+    let n_slow_body = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start_with(
+        dir.path(),
+        &db.url,
+        Some(&trained().model()),
+        &[
+            ("FRAUDLENS_SERVE__HEADER_READ_TIMEOUT_SECONDS", "3"),
+            ("FRAUDLENS_SERVE__BODY_READ_TIMEOUT_SECONDS", "3"),
+            ("FRAUDLENS_SERVE__MIN_BODY_BYTES_PER_SECOND", "1024"),
+        ],
+    );
+    let address = address(&server);
+    let started = Instant::now();
+    let (idle, partial_head, slow_body) = tokio::task::spawn_blocking({
+        let address = address.clone();
+        let service = service.clone();
+        move || {
+            let idle: Vec<TcpStream> = (0..n_idle).map(|_| TcpStream::connect(&address).unwrap()).collect();
+            let partial_head: Vec<TcpStream> = (0..n_partial_head)
+                .map(|_| {
+                    let mut stream = TcpStream::connect(&address).unwrap();
+                    stream
+                        .write_all(b"POST /api/v1/transactions HTTP/1.1\r\nhost: fraudlens\r\nx-api-")
+                        .unwrap();
+                    stream
+                })
+                .collect();
+            // full heads, then a body at 5 bytes/s: under the 1 KiB/s floor
+            let slow_body: Vec<std::thread::JoinHandle<String>> = (0..n_slow_body)
+                .map(|_| {
+                    let mut stream = TcpStream::connect(&address).unwrap();
+                    let head = format!(
+                        "POST /api/v1/transactions HTTP/1.1\r\nhost: fraudlens\r\nx-api-key: {service}\r\n\
+                         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"transaction_id\":"
+                    );
+                    stream.write_all(head.as_bytes()).unwrap();
+                    let mut reader = stream.try_clone().unwrap();
+                    std::thread::spawn(move || {
+                        let writer = std::thread::spawn(move || {
+                            for _ in 0..300 {
+                                if stream.write_all(b" ").is_err() {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                        });
+                        let response = read_until_closed(&mut reader, Duration::from_secs(60));
+                        let _ = writer.join();
+                        response
+                    })
+                })
+                .collect();
+            (idle, partial_head, slow_body)
+        }
+    })
+    .await
+    .unwrap();
+    let opened_in = started.elapsed();
+
+    // the probe and a scoring request still answer while all of those are held
+    let client = reqwest::Client::new();
+    let probe_started = Instant::now();
+    let ready = client.get(server.url("/health/ready")).send().await.unwrap();
+    let probe_took = probe_started.elapsed();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let scoring_started = Instant::now();
+    let (status, decision) = post(
+        &client,
+        &server.url("/api/v1/transactions"),
+        &service,
+        &transactions(1)[0],
+    )
+    .await;
+    let scoring_took = scoring_started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert!(
+        probe_took < HEADER_TIMEOUT,
+        "the probe waited for the idle connections to be dropped: {probe_took:?}"
+    );
+
+    // then the server closes every one of them: heads after the header
+    // timeout, the slow bodies with a 408 after the body allowance
+    let (n_closed, all_closed_after) = tokio::task::spawn_blocking(move || {
+        let mut n_closed = 0;
+        for mut stream in idle.into_iter().chain(partial_head) {
+            let wait = (started + HEADER_TIMEOUT + Duration::from_secs(30)).saturating_duration_since(Instant::now());
+            read_until_closed(&mut stream, wait.max(Duration::from_millis(1)));
+            n_closed += 1;
+        }
+        for handle in slow_body {
+            let (status, body) = parse_response(&handle.join().unwrap());
+            assert_eq!(status, 408, "{body}");
+            assert_eq!(body["code"], "request_timeout", "{body}");
+            n_closed += 1;
+        }
+        (n_closed, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(n_closed, n_idle + n_partial_head + n_slow_body);
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let timed_out: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("http_connections_timed_out_total"))
+        .collect();
+    assert!(
+        timed_out.iter().any(|line| line.contains("phase=\"body\"")),
+        "{timed_out:?}"
+    );
+    eprintln!(
+        "connections: {n_idle} idle + {n_partial_head} partial heads + {n_slow_body} slow bodies opened in {opened_in:?} \
+         (open-file limit {open_file_limit}); /health/ready answered in {probe_took:?}, a scoring request in \
+         {scoring_took:?}; all {n_closed} closed by the server {all_closed_after:?} after the first was opened; {timed_out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_get_503_and_the_refusals_are_counted_and_logged_once() {
+    const CAP: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Server::start_with(
+        dir.path(),
+        &db.url,
+        Some(&trained().model()),
+        &[
+            ("FRAUDLENS_SERVE__MAX_CONNECTIONS", &CAP.to_string()),
+            ("FRAUDLENS_SERVE__HEADER_READ_TIMEOUT_SECONDS", "120"),
+        ],
+    );
+    let address = address(&server);
+    let refusals = tokio::task::spawn_blocking(move || {
+        // accepted in order: the first CAP take every slot, the next ten find none
+        let held: Vec<TcpStream> = (0..CAP).map(|_| TcpStream::connect(&address).unwrap()).collect();
+        let refusals: Vec<String> = (0..10)
+            .map(|_| {
+                let mut stream = TcpStream::connect(&address).unwrap();
+                read_until_closed(&mut stream, Duration::from_secs(60))
+            })
+            .collect();
+        drop(held);
+        refusals
+    })
+    .await
+    .unwrap();
+    for refusal in &refusals {
+        let (status, body) = parse_response(refusal);
+        assert_eq!(status, 503, "{refusal}");
+        assert!(is_error_body(&body), "{refusal}");
+        assert!(refusal.to_ascii_lowercase().contains("retry-after: 1"), "{refusal}");
+    }
+    // the held connections are gone: there is room again
+    let client = reqwest::Client::new();
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        if let Ok(response) = client.get(server.url("/metrics")).send().await
+            && response.status() == StatusCode::OK
+        {
+            metrics = response.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("http_connections_refused_total "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no refusal counter:\n{metrics}"));
+    assert!(refused >= 10, "{refused}");
+    assert_eq!(
+        server.log().matches("connection limit reached").count(),
+        1,
+        "refusals are logged at most once per interval:\n{}",
+        server.log()
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overload_of_batches_is_shed_with_503_and_the_accepted_ones_all_succeed() {
