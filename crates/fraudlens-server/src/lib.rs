@@ -204,7 +204,10 @@ impl utoipa::Modify for SecurityAddon {
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
     let guard = |allowed| from_fn_with_state((state.auth.clone(), allowed), auth::require);
-    let upload_limit = DefaultBodyLimit::max(state.config.max_upload_bytes);
+    // the upload handler enforces `max_upload_bytes` itself (before reading,
+    // from Content-Length; while streaming, on the file's bytes) and then drains
+    // a little so its answer reaches the client; this is the hard stop behind it
+    let upload_limit = DefaultBodyLimit::max(state.config.max_upload_bytes.saturating_add(upload::DRAIN_BYTES));
     let scoring = Router::new()
         .route("/api/v1/transactions", post(api::score_one))
         .route("/api/v1/transactions/batch", post(api::score_batch))

@@ -1,12 +1,46 @@
-//! The transport's limits against the running binary: idle and slow connections, the connection cap and
+//! The transport's limits against the running binary: uploads over
+//! `max_upload_bytes`, idle and slow connections, the connection cap and
 //! overload shedding. Timeouts are set small through the environment; no
 //! assertion depends on the machine's speed beyond generous upper bounds.
 
+use std::collections::VecDeque;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::Bytes;
+
 use super::*;
+
+/// A request body sent in chunks with no length announced: reqwest then uses
+/// chunked transfer encoding, so the server learns the size only as it reads.
+struct UnsizedBody(VecDeque<Bytes>);
+
+impl http_body::Body for UnsizedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+}
+
+const BOUNDARY: &str = "fraudlens-test-boundary";
+
+/// `csv` as the multipart body of an upload (field `file`).
+fn multipart_body(csv: &str) -> Vec<u8> {
+    format!(
+        "--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"tx.csv\"\r\n\
+         content-type: text/csv\r\n\r\n{csv}\r\n--{BOUNDARY}--\r\n"
+    )
+    .into_bytes()
+}
+
 /// `host:port` of a server.
 fn address(server: &Server) -> String {
     server.base.trim_start_matches("http://").to_owned()
@@ -56,6 +90,111 @@ fn raise_open_file_limit() -> u64 {
     } else {
         limit.current.unwrap_or(u64::MAX)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_the_limit_stores_nothing_or_says_what_it_stored() {
+    const LIMIT: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let server = Server::start_with(
+        dir.path(),
+        &db.url,
+        Some(&trained().model()),
+        &[("FRAUDLENS_SERVE__MAX_UPLOAD_BYTES", &LIMIT.to_string())],
+    );
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let bytes_per_row = csv_of(1_000).len() / 1_000;
+    let csv = csv_of(LIMIT * 3 / 2 / bytes_per_row);
+    let body = multipart_body(&csv);
+    assert!(body.len() > LIMIT * 5 / 4, "{} bytes", body.len());
+
+    // Content-Length over the limit: 413 before the body is read (only its first 4 KiB is ever sent)
+    let head = format!(
+        "POST /api/v1/transactions/upload HTTP/1.1\r\nhost: {}\r\nx-api-key: {service}\r\n\
+         content-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {}\r\n\r\n",
+        address(&server),
+        body.len()
+    );
+    let (status, error) = tokio::task::spawn_blocking({
+        let address = address(&server);
+        let first_bytes = body[..4_096].to_vec();
+        move || {
+            let mut stream = TcpStream::connect(address).unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&first_bytes).unwrap();
+            parse_response(&read_until_closed(&mut stream, Duration::from_secs(60)))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 413, "{error}");
+    assert_eq!(error["code"], "payload_too_large", "{error}");
+    assert!(is_error_body(&error), "{error}");
+    assert_eq!(
+        store.count_transactions().await.unwrap(),
+        0,
+        "refused up front: nothing stored"
+    );
+
+    // no Content-Length (chunked): rows are stored as they arrive, and the 413
+    // says exactly how many and up to which line
+    let chunks: VecDeque<Bytes> = csv.as_bytes().chunks(16 << 10).map(Bytes::copy_from_slice).collect();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::stream(reqwest::Body::wrap(UnsizedBody(chunks))).file_name("tx.csv"),
+    );
+    let client = reqwest::Client::new();
+    let response = client
+        .post(server.url("/api/v1/transactions/upload"))
+        .header("x-api-key", &service)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{report}");
+    assert!(is_error_body(&report), "{report}");
+    assert_eq!(report["code"], "payload_too_large", "{report}");
+    let stored = report["stored"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no stored count: {report}"));
+    let rejected = report["rejected"].as_u64().unwrap();
+    let last_line = report["last_line"].as_u64().unwrap();
+    assert!(stored > 0, "rows before the limit are stored: {report}");
+    assert_eq!(
+        store.count_transactions().await.unwrap(),
+        stored,
+        "the answer counts what the store holds: {report}"
+    );
+    // line 1 is the header: every row up to last_line is stored or refused, none after
+    assert_eq!(stored + rejected, last_line - 1, "{report}");
+    let lines: Vec<&str> = csv.lines().collect();
+    let id_column = lines[0].split(',').position(|name| name == "transaction_id").unwrap();
+    let id_on_line = |line: u64| lines[line as usize - 1].split(',').nth(id_column).unwrap().to_owned();
+    let (status, _) = get(
+        &client,
+        &server.url(&format!("/api/v1/transactions/{}", id_on_line(last_line))),
+        &analyst,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the last line reported is stored");
+    let (status, _) = get(
+        &client,
+        &server.url(&format!("/api/v1/transactions/{}", id_on_line(last_line + 1))),
+        &analyst,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the line after it is not");
+    eprintln!(
+        "upload over the limit: {} bytes chunked, limit {LIMIT}: {report}",
+        body.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
