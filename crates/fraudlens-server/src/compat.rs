@@ -48,7 +48,7 @@ pub async fn predict(
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
-    let _in_flight = state.admit(1)?;
+    let _in_flight = state.admit(1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(Json(prediction(&scored.record)))
 }
@@ -80,7 +80,7 @@ pub async fn predict_batch(
             .parse_json(record)
             .map_err(|error| ApiError::invalid(format!("transaction {idx}: {error}")))?;
     }
-    let _in_flight = state.admit(records.len())?;
+    let _in_flight = state.admit(records.len()).await?;
     let mut predictions = Vec::with_capacity(records.len());
     for result in state.pipeline.score_many(&records).await {
         predictions.push(prediction(&result?.record));

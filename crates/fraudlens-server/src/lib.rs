@@ -23,7 +23,7 @@ pub mod transport;
 pub mod upload;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -92,6 +92,8 @@ pub struct AppState {
     /// queueing of work in flight, so an overload is shed (503) instead of
     /// answered late by everyone.
     pub in_flight: Arc<Semaphore>,
+    /// Transactions of the requests waiting for room in `in_flight`.
+    admission_queue: AtomicUsize,
 }
 
 impl AppState {
@@ -106,20 +108,65 @@ impl AppState {
             metrics,
             shutting_down: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(config.max_transactions_in_flight.max(1))),
+            admission_queue: AtomicUsize::new(0),
             config,
         })
     }
 
-    /// Room for `n_transactions` more in flight, held until the permit drops;
-    /// 503 (`overloaded`, `Retry-After`) when there is none. A request larger
-    /// than the whole budget waits for the whole budget instead of never fitting.
-    pub fn admit(&self, n_transactions: usize) -> Result<OwnedSemaphorePermit, ApiError> {
-        let n_permits = n_transactions.clamp(1, self.config.max_transactions_in_flight.max(1));
-        let n_permits = u32::try_from(n_permits).unwrap_or(u32::MAX);
-        self.in_flight.clone().try_acquire_many_owned(n_permits).map_err(|_| {
+    /// Room for `n_transactions` more in flight, held until the permit drops.
+    /// When the budget is spent, the request waits up to [`ADMISSION_WAIT`]
+    /// in a queue that holds at most the budget again, so the pipeline stays
+    /// fed between requests while memory stays bounded (twice the budget);
+    /// otherwise 503 (`overloaded`, `Retry-After`). A request larger than the
+    /// whole budget waits for the whole budget instead of never fitting.
+    pub async fn admit(&self, n_transactions: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let budget = self.config.max_transactions_in_flight.max(1);
+        let n_permits = n_transactions.clamp(1, budget);
+        let n_permits_u32 = u32::try_from(n_permits).unwrap_or(u32::MAX);
+        if let Ok(permit) = self.in_flight.clone().try_acquire_many_owned(n_permits_u32) {
+            return Ok(permit);
+        }
+        let shed = || {
             metrics::counter!("http_requests_shed_total").increment(1);
             ApiError::overloaded("too many transactions in flight; retry shortly")
-        })
+        };
+        let queue = AdmissionQueueEntry::join(&self.admission_queue, n_permits);
+        if queue.n_queued > budget {
+            return Err(shed());
+        }
+        match tokio::time::timeout(ADMISSION_WAIT, self.in_flight.clone().acquire_many_owned(n_permits_u32)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(shed()),
+        }
+    }
+}
+
+/// Longest time a scoring request waits for room in the in-flight budget before 503.
+pub const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A request's place in the admission queue: its transactions count as
+/// queued until it is admitted or gives up.
+struct AdmissionQueueEntry<'a> {
+    queue: &'a AtomicUsize,
+    n_permits: usize,
+    /// Transactions queued, this request's included.
+    n_queued: usize,
+}
+
+impl<'a> AdmissionQueueEntry<'a> {
+    fn join(queue: &'a AtomicUsize, n_permits: usize) -> Self {
+        let n_queued = queue.fetch_add(n_permits, Ordering::AcqRel) + n_permits;
+        Self {
+            queue,
+            n_permits,
+            n_queued,
+        }
+    }
+}
+
+impl Drop for AdmissionQueueEntry<'_> {
+    fn drop(&mut self) {
+        self.queue.fetch_sub(self.n_permits, Ordering::AcqRel);
     }
 }
 
