@@ -35,7 +35,9 @@ use crate::transport::BodyTimeout;
 use crate::{AppState, now_ms};
 
 const BATCH: usize = 1_000;
-/// Bytes read and dropped past the upload limit so the answer reaches the client (see [`drain`]).
+/// Bytes read and dropped past the upload limit, so that the answer reaches a
+/// client still sending instead of a connection reset (closing a socket with
+/// unread data resets it).
 pub const DRAIN_BYTES: usize = 8 << 20;
 /// Longest time spent draining past the upload limit.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
