@@ -113,6 +113,12 @@ impl AppState {
         })
     }
 
+    /// No permit free and the admission queue full: any scoring request would be shed.
+    fn is_saturated(&self) -> bool {
+        self.in_flight.available_permits() == 0
+            && self.admission_queue.load(Ordering::Acquire) >= self.config.max_transactions_in_flight.max(1)
+    }
+
     /// Room for `n_transactions` more in flight, held until the permit drops.
     /// When the budget is spent, the request waits up to [`ADMISSION_WAIT`]
     /// in a queue that holds at most the budget again, so the pipeline stays
@@ -139,6 +145,26 @@ impl AppState {
             _ => Err(shed()),
         }
     }
+}
+
+/// Sheds a JSON scoring request before its body is parsed when it could
+/// only be shed after: no permit is free and the admission queue is full, so
+/// [`AppState::admit`] would refuse any request. Under a flood of batches,
+/// parsing bodies only to refuse them would take the CPU the admitted ones
+/// need. The body is still read (and dropped): a client still sending it
+/// would otherwise get a connection reset instead of the 503.
+async fn shed_before_parsing(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if !state.is_saturated() {
+        return next.run(request).await;
+    }
+    let _ = axum::body::to_bytes(request.into_body(), state.config.max_body_bytes).await;
+    metrics::counter!("http_requests_shed_total").increment(1);
+    ApiError::overloaded("too many transactions in flight; retry shortly").into_response()
 }
 
 /// Longest time a scoring request waits for room in the in-flight budget before 503.
@@ -260,6 +286,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/transactions/batch", post(api::score_batch))
         .route("/predict", post(compat::predict))
         .route("/predict/batch", post(compat::predict_batch))
+        .route_layer(from_fn_with_state(state.clone(), shed_before_parsing))
         .merge(
             Router::new()
                 .route("/api/v1/transactions/upload", post(upload::upload))
