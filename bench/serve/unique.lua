@@ -15,6 +15,8 @@
 --   WRK_API_KEY      value of X-API-Key
 --   WRK_DELAY_MS     pause of each connection between requests (for a fixed,
 --                    lower request rate: connections x 1000 / (delay + latency))
+--   WRK_RETRY_AFTER  1: after a 503, wait as long as its Retry-After says
+--                    before the next request (as a well-behaved client does)
 -- thread_id is a global: thread:set() writes it into each thread's own Lua state
 local counter = 0
 local template = nil
@@ -52,9 +54,25 @@ function init(args)
   end
 end
 
-if pause ~= nil and pause > 0 then
+local honor_retry_after = os.getenv("WRK_RETRY_AFTER") == "1"
+-- wrk keeps one Lua state per thread: the wait set by a 503 applies to the
+-- next request the thread sends, near enough to the same connection's
+local retry_wait_ms = 0
+
+if honor_retry_after then
+  function response(status, headers, body)
+    if status == 503 then
+      local seconds = tonumber(headers["Retry-After"] or headers["retry-after"] or "") or 1
+      retry_wait_ms = seconds * 1000
+    end
+  end
+end
+
+if (pause ~= nil and pause > 0) or honor_retry_after then
   function delay()
-    return pause
+    local wait = (pause or 0) + retry_wait_ms
+    retry_wait_ms = 0
+    return wait
   end
 end
 

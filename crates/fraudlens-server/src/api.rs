@@ -98,6 +98,7 @@ pub async fn score_one(
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
+    let _in_flight = state.admit(1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(decision_response(&scored))
 }
@@ -156,6 +157,7 @@ pub async fn score_batch(
     Json(records): Json<Vec<serde_json::Value>>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     check_batch(&state, &records)?;
+    let _in_flight = state.admit(records.len()).await?;
     let results = state.pipeline.score_many(&records).await;
     let mut response = BatchResponse {
         scored: 0,

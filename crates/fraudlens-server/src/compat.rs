@@ -51,6 +51,7 @@ pub async fn predict(
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
+    let _in_flight = state.admit(1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(mark_replay(&scored, Json(prediction(&scored.record)).into_response()))
 }
@@ -82,6 +83,7 @@ pub async fn predict_batch(
             .parse_json(record)
             .map_err(|error| ApiError::invalid(format!("transaction {idx}: {error}")))?;
     }
+    let _in_flight = state.admit(records.len()).await?;
     let mut predictions = Vec::with_capacity(records.len());
     for result in state.pipeline.score_many(&records).await {
         predictions.push(prediction(&result?.record));

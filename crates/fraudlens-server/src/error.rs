@@ -70,10 +70,19 @@ impl ApiError {
         }
     }
 
+    /// 503 `overloaded`: more work in flight than the server takes; retry after a second.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+        }
+    }
+
     fn code_for(status: StatusCode) -> &'static str {
         match status {
             StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",

@@ -218,12 +218,27 @@ pub struct ServeConfig {
     pub queue_capacity: usize,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     pub shutdown_grace_seconds: u64,
+    /// Transactions scored at once across all scoring requests; a request that
+    /// would go over gets 503 with `Retry-After` at once.
+    pub max_transactions_in_flight: usize,
+    /// Most connections open at once (more get 503 and are closed); 0: the
+    /// smaller of 10,000 and the open-file limit minus 256.
+    pub max_connections: usize,
+    /// Seconds for a connection waiting for a request (new, or idle between
+    /// keep-alive requests) to send a complete request head; then it is closed.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a request body may keep the server waiting, on top of one second
+    /// per `min_body_bytes_per_second` bytes received; then 408 and the connection is closed.
+    pub body_read_timeout_seconds: u64,
+    /// The slowest body rate accepted past `body_read_timeout_seconds`.
+    pub min_body_bytes_per_second: u64,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         let pipeline = fraudlens_pipeline::PipelineConfig::default();
         let server = fraudlens_server::ServerConfig::default();
+        let transport = fraudlens_server::transport::TransportConfig::default();
         Self {
             listen: "127.0.0.1:8080".to_owned(),
             max_body_bytes: server.max_body_bytes,
@@ -237,6 +252,11 @@ impl Default for ServeConfig {
             max_commit_rows: pipeline.max_commit_rows,
             queue_capacity: pipeline.queue_capacity,
             shutdown_grace_seconds: 30,
+            max_transactions_in_flight: server.max_transactions_in_flight,
+            max_connections: 0,
+            header_read_timeout_seconds: transport.header_read_timeout.as_secs(),
+            body_read_timeout_seconds: transport.body_read_timeout.as_secs(),
+            min_body_bytes_per_second: transport.min_body_bytes_per_second,
         }
     }
 }

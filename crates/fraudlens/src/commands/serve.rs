@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
+use fraudlens_server::transport::{self, TransportConfig};
 use fraudlens_server::{AppState, ServerConfig};
 use fraudlens_store::{ModelStage, Store};
 
@@ -90,6 +91,7 @@ pub async fn serve(
             rate_limit_per_key: serve.rate_limit_per_key,
             cors_origins: serve.cors_origins.clone(),
             card_hash_key: config.security.card_hash_key.clone(),
+            max_transactions_in_flight: serve.max_transactions_in_flight,
         },
     );
     let listen = args.listen.as_deref().unwrap_or(&serve.listen);
@@ -117,16 +119,26 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let mut stopped = stop_rx.clone();
-    // the peer address goes into the requests' extensions: refused keys are logged with it
-    let app = fraudlens_server::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        })
-        .into_future();
+    let transport = TransportConfig {
+        header_read_timeout: Duration::from_secs(serve.header_read_timeout_seconds.max(1)),
+        body_read_timeout: Duration::from_secs(serve.body_read_timeout_seconds),
+        min_body_bytes_per_second: serve.min_body_bytes_per_second,
+        max_connections: match serve.max_connections {
+            0 => transport::default_max_connections(),
+            n => n,
+        },
+    };
+    tracing::info!(
+        max_connections = transport.max_connections,
+        open_file_limit = transport::open_file_limit(),
+        "connection limits"
+    );
+    let server = transport::serve(listener, fraudlens_server::app(state.clone()), transport, async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
     let grace = Duration::from_secs(serve.shutdown_grace_seconds);
     tokio::select! {
-        result = server => result.context("serving")?,
+        () = server => {}
         () = async {
             let _ = stop_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use crate::model::trained;
 use crate::{fraudlens, read_csv, spawn_service, terminate};
 
+mod limits;
+
 /// A running `fraudlens serve`.
 pub(crate) struct Server {
     child: Child,
