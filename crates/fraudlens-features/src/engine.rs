@@ -78,8 +78,10 @@ pub struct EventTimePolicy {
 impl EventTimePolicy {
     /// Default `max_future`: 5 minutes.
     pub const DEFAULT_MAX_FUTURE_MS: i64 = 5 * 60_000;
-    /// Default `max_lateness`: 1 day.
-    pub const DEFAULT_MAX_LATENESS_MS: i64 = 86_400_000;
+    /// Default `max_lateness`: 7 days (card-present terminals that were
+    /// offline upload their transactions days late; beyond a week an event is
+    /// more likely a wrong date than a late one).
+    pub const DEFAULT_MAX_LATENESS_MS: i64 = 7 * 86_400_000;
     /// No bound at all (tests of the engine's own arithmetic).
     pub const UNBOUNDED: Self = Self {
         max_future_ms: None,

@@ -56,7 +56,7 @@ pub struct EventTimeConfig {
     /// Beyond it: 422 `event_time_out_of_range`, a dead letter, or a bad row.
     pub max_future: TimeBound,
     /// Most an event may be dated behind the latest event already accepted
-    /// (`1d`), or `off`. Idle entities are kept this much longer than their
+    /// (`7d`), or `off`. Idle entities are kept this much longer than their
     /// feature horizon, so that an accepted late event still finds them.
     pub max_lateness: TimeBound,
 }

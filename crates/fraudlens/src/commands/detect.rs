@@ -132,11 +132,14 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
         .with_context(|| format!("listening on {listen}"))
         .usage()?;
     let address = listener.local_addr().context("reading the bound address")?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "metrics endpoint stopped");
-        }
-    });
+    // the same connection timeouts and cap as the API: an idle or slow client
+    // cannot hold the probes hostage
+    tokio::spawn(fraudlens_server::transport::serve(
+        listener,
+        app,
+        fraudlens_server::transport::TransportConfig::default(),
+        std::future::pending(),
+    ));
     tracing::info!(
         brokers = detector_config.brokers,
         topic = detector_config.topic,

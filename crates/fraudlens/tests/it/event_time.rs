@@ -73,12 +73,12 @@ async fn the_api_keeps_each_entitys_clock_and_refuses_out_of_range_times() {
         let (status, _) = get(&client, &server.url(&format!("/api/v1/transactions/{id}")), &analyst).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
-    // far behind the events accepted (more than a day before cust_b's): refused
+    // far behind the events accepted (more than 7 days before cust_b's): refused
     let (status, body) = post(
         &client,
         &score,
         &service,
-        &transaction("old", t0 - 2 * 24 * HOUR, "c_old", "t_old"),
+        &transaction("old", t0 - 8 * 24 * HOUR, "c_old", "t_old"),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -104,7 +104,15 @@ async fn the_api_keeps_each_entitys_clock_and_refuses_out_of_range_times() {
     assert_eq!(detail["features"]["customer_count_1d"], 7.0, "{detail}");
     assert_eq!(detail["features"]["customer_secs_since_prev"], 60.0, "{detail}");
 
-    // an idempotent retry of a transaction now too late for the state: its stored decision
+    // an idempotent retry of a transaction now too late for the state (8 days later): its stored decision
+    let (status, body) = post(
+        &client,
+        &score,
+        &service,
+        &transaction("b1", t0 + 8 * 24 * HOUR, "cust_b", "term_b"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let response = client
         .post(&score)
         .header("x-api-key", &service)
@@ -122,7 +130,7 @@ async fn the_api_keeps_each_entitys_clock_and_refuses_out_of_range_times() {
 
     // a batch: the future record fails alone
     let batch = json!([
-        transaction("a7", t0 + 6 * HOUR, "cust_a", "term_a7"),
+        transaction("a7", t0 + 8 * 24 * HOUR + HOUR, "cust_a", "term_a7"),
         transaction("f2", now_ms() + 3 * HOUR, "x", "y")
     ]);
     let (status, body) = post(&client, &server.url("/api/v1/transactions/batch"), &service, &batch).await;
@@ -135,9 +143,9 @@ async fn the_api_keeps_each_entitys_clock_and_refuses_out_of_range_times() {
     let csv = format!(
         "transaction_id,timestamp,customer_id,terminal_id,amount,currency\n\
          u1,{},cust_u,term_u,10.00,EUR\nu2,{},cust_u,term_u,10.00,EUR\nu3,{},cust_u,term_u,10.00,EUR\n",
-        at(t0 + 7 * HOUR),
+        at(t0 + 8 * 24 * HOUR + 2 * HOUR),
         at(now_ms() + 24 * HOUR),
-        at(t0 + 8 * HOUR)
+        at(t0 + 8 * 24 * HOUR + 3 * HOUR)
     );
     let form = reqwest::multipart::Form::new().part(
         "file",
@@ -201,7 +209,7 @@ fn offline_replay_reports_out_of_range_times_by_line() {
          r4,{},c3,t3,10.00,EUR,5411,pos,SE,0,\n",
         at(t0),
         at(t0 + HOUR),
-        at(t0 - 3 * 24 * HOUR),
+        at(t0 - 9 * 24 * HOUR),
     );
     std::fs::write(dir.path().join("tx.csv"), csv).unwrap();
     let run = fraudlens(dir.path(), &["features", "--data", "tx.csv", "--out", "f.csv"], &[]);

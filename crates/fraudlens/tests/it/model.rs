@@ -622,28 +622,39 @@ fn late_rows_do_not_move_rows_between_windows() {
     std::fs::write(out.path().join("late.csv"), lines.join("\n") + "\n").unwrap();
     let model = trained.model();
     let mut counts = Vec::new();
-    for (data, json) in [
-        (trained.data(), "sorted.json"),
-        (out.path().join("late.csv"), "late.json"),
+    let mut reports = Vec::new();
+    // with the lateness bound off, and then with the default bound (7 days)
+    let unbounded = [("FRAUDLENS_EVENT_TIME__MAX_LATENESS", "off")];
+    for (data, json, env) in [
+        (trained.data(), "sorted.json", &unbounded[..]),
+        (out.path().join("late.csv"), "late.json", &unbounded[..]),
+        (out.path().join("late.csv"), "refused.json", &[][..]),
     ] {
-        ok(
-            out.path(),
-            &[
-                "evaluate",
-                "--model",
-                model.to_str().unwrap(),
-                "--data",
-                data.to_str().unwrap(),
-                "--test-from",
-                "2026-02-08",
-                "--test-to",
-                "2026-02-15",
-                "--json",
-                json,
-            ],
-        );
+        let args = [
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--test-from",
+            "2026-02-08",
+            "--test-to",
+            "2026-02-15",
+            "--json",
+            json,
+        ];
+        let run = fraudlens(out.path(), &args, env);
+        assert_eq!(run.code, 0, "{}", run.stderr);
         let report = read_json(&out.path().join(json));
         counts.push(report["windows"][0]["metrics"]["n"].as_u64().unwrap());
+        reports.push(run.stderr);
     }
     assert_eq!(counts[0], counts[1], "the same transactions fall in the window");
+    // rows seven weeks late are beyond event_time.max_lateness: reported by line, not scored
+    assert_eq!(counts[2], counts[0] - 500, "{}", reports[2]);
+    assert!(
+        reports[2].contains("event time out of range: 500 bad rows skipped"),
+        "{}",
+        reports[2]
+    );
 }
