@@ -265,6 +265,16 @@ impl FeatureEngine {
         self.policy
     }
 
+    /// How far behind the engine clock an event may be: `max_lateness`, but
+    /// never as far as the shortest block horizon. An older event may no
+    /// longer be in its entities' state, so `has_seen` could not tell a retry
+    /// of it from a new one; refused, a retry still finds its stored decision.
+    fn lateness_bound(&self) -> Option<i64> {
+        let max_lateness = self.policy.max_lateness_ms?;
+        let horizon = self.spec.blocks.iter().map(|block| block.horizon).min();
+        Some(horizon.map_or(max_lateness, |horizon| max_lateness.min(horizon - 1)))
+    }
+
     /// Whether an event dated `event` may be observed, with the wall clock at
     /// `now_ms` (`None`: no wall clock, only the lateness rule). Every caller
     /// checks before [`Self::observe`]; an event refused here changes nothing.
@@ -279,13 +289,13 @@ impl FeatureEngine {
                 max_future: duration_text(max_future),
             });
         }
-        if let (Some(max_lateness), Some(latest)) = (self.policy.max_lateness_ms, self.clock())
+        if let (Some(max_lateness), Some(latest)) = (self.lateness_bound(), self.clock())
             && event_ms < latest.saturating_sub(max_lateness)
         {
             return Err(EventTimeError::TooLate {
                 event,
                 latest: Timestamp::from_millis(latest),
-                max_lateness: duration_text(max_lateness),
+                max_lateness: duration_text(max_lateness.max(1)),
             });
         }
         Ok(())
@@ -449,7 +459,7 @@ impl FeatureEngine {
     /// dropped here could not have had state in any window that event sees.
     fn sweep(&mut self) {
         let now = self.clock;
-        let lateness = self.policy.max_lateness_ms.unwrap_or(i64::MAX).max(0);
+        let lateness = self.lateness_bound().unwrap_or(i64::MAX).max(0);
         for (block, states) in self.spec.blocks.iter().zip(&mut self.states) {
             let cutoff = now.saturating_sub(block.horizon).saturating_sub(lateness);
             states.retain(|_, state| state.events.back().is_some_and(|event| event.ts > cutoff));

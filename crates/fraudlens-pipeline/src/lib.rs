@@ -167,6 +167,49 @@ type Shared = Result<Scored, ScoreError>;
 /// Most decisions kept for the retry of a failed write (about 1 KB each).
 const MAX_UNWRITTEN: usize = 50_000;
 
+/// Decisions whose write failed, kept by transaction id until the retry
+/// writes them (or the store turns out to hold the transaction); beyond
+/// [`MAX_UNWRITTEN`] the oldest go first.
+#[derive(Default)]
+struct Unwritten {
+    records: FxHashMap<String, (u64, NewDecision)>,
+    next: u64,
+}
+
+impl Unwritten {
+    fn keep(&mut self, records: &[NewDecision]) {
+        for record in records {
+            if self.records.len() >= MAX_UNWRITTEN {
+                // rare (tens of thousands of failed writes not retried): a scan is fine
+                let oldest = self
+                    .records
+                    .iter()
+                    .min_by_key(|(_, (seq, _))| *seq)
+                    .map(|(id, _)| id.clone());
+                if let Some(oldest) = oldest {
+                    self.records.remove(&oldest);
+                    metrics::counter!("fraudlens_unwritten_dropped_total").increment(1);
+                }
+            }
+            self.next += 1;
+            self.records
+                .insert(record.transaction_id.clone(), (self.next, record.clone()));
+        }
+    }
+
+    /// The kept decision of `id`, if it is for the same content.
+    fn take(&mut self, id: &str, fingerprint: &str) -> Option<NewDecision> {
+        match self.records.get(id) {
+            Some((_, record)) if record.fingerprint == fingerprint => self.records.remove(id).map(|(_, record)| record),
+            _ => None,
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.records.remove(id);
+    }
+}
+
 /// Where the result of an in-flight transaction appears, for requests racing it.
 #[derive(Default)]
 struct Slot {
@@ -233,7 +276,7 @@ pub struct Pipeline {
     /// them waits for its result instead of scoring the transaction again.
     in_flight: Mutex<FxHashMap<String, Arc<Slot>>>,
     /// Decisions whose write failed, by transaction id, for the retry.
-    unwritten: Mutex<FxHashMap<String, NewDecision>>,
+    unwritten: Mutex<Unwritten>,
     writer: mpsc::Sender<writer::Message>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
@@ -325,7 +368,7 @@ impl Pipeline {
             states: Mutex::new(states),
             acquiring: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(FxHashMap::default()),
-            unwritten: Mutex::new(FxHashMap::default()),
+            unwritten: Mutex::new(Unwritten::default()),
             writer: sender,
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
@@ -548,14 +591,7 @@ impl Pipeline {
         if written.is_err() {
             // observed but not stored: a retry writes these same decisions instead of
             // observing the transactions a second time (which would count them twice)
-            let mut unwritten = lock(&self.unwritten);
-            for record in &records {
-                if unwritten.len() >= MAX_UNWRITTEN {
-                    metrics::counter!("fraudlens_unwritten_dropped_total").increment(1);
-                    break;
-                }
-                unwritten.insert(record.transaction_id.clone(), record.clone());
-            }
+            lock(&self.unwritten).keep(&records);
         }
         let mut results = Vec::with_capacity(observed.len());
         {
@@ -684,7 +720,10 @@ impl Pipeline {
                 .await
                 .map_err(|error| ScoreError::Unavailable(error.to_string()))?
             {
-                Some(stored) => compare(&stored, &fingerprint),
+                Some(stored) => {
+                    lock(&self.unwritten).forget(&id);
+                    compare(&stored, &fingerprint)
+                }
                 None => Err(error),
             },
             Admission::Seen(tx, shard, fingerprint) => {
@@ -694,48 +733,66 @@ impl Pipeline {
                     .await
                     .map_err(|error| ScoreError::Unavailable(error.to_string()))?
                 {
-                    Some(stored) => compare(&stored, &fingerprint),
-                    // observed but never stored (its write failed): write the decision made then
-                    None if lock(&self.unwritten)
-                        .get(tx.id.as_str())
-                        .is_some_and(|record| record.fingerprint == fingerprint) =>
-                    {
-                        let model = self.model.load_full();
-                        let Some(record) = lock(&self.unwritten).remove(tx.id.as_str()) else {
-                            return Err(ScoreError::Unavailable("retried concurrently".to_owned()));
-                        };
-                        let slot = Arc::new(Slot::default());
-                        lock(&self.in_flight).insert(tx.id.as_str().to_owned(), slot.clone());
-                        let observed = Observed {
+                    Some(stored) => {
+                        lock(&self.unwritten).forget(tx.id.as_str());
+                        compare(&stored, &fingerprint)
+                    }
+                    // observed but never stored (its write failed)
+                    None => self.retry_unwritten(tx, shard, fingerprint).await,
+                }
+            }
+        }
+    }
+
+    /// A transaction the state observed but the store does not hold (its
+    /// write failed): written again with the decision made the first time,
+    /// or — if that decision is gone — observed and scored again (its events
+    /// then count twice in the state: `fraudlens_reobserved_total`). One
+    /// critical section decides, so two retries racing each other write once.
+    async fn retry_unwritten(
+        &self,
+        tx: Transaction,
+        shard: ShardKey,
+        fingerprint: String,
+    ) -> Result<Scored, ScoreError> {
+        enum Retry {
+            Racing(Arc<Slot>),
+            Write(Box<Observed>),
+        }
+        let model = self.model.load_full();
+        let expected = fingerprint.clone();
+        let retry = {
+            // the lock order of `admit_all`: states, then in flight
+            let mut states = lock(&self.states);
+            let mut in_flight = lock(&self.in_flight);
+            match in_flight.get(tx.id.as_str()) {
+                Some(slot) => Retry::Racing(slot.clone()),
+                None => {
+                    let kept = lock(&self.unwritten).take(tx.id.as_str(), &fingerprint);
+                    let slot = Arc::new(Slot::default());
+                    let observed = match kept {
+                        Some(record) => Observed {
+                            received_at: record.received_at,
+                            decided: Some(Box::new(record)),
                             tx,
                             shard,
                             body: String::new(),
                             fingerprint,
                             row: Vec::new(),
                             started: Instant::now(),
-                            received_at: record.received_at,
-                            slot,
-                            decided: Some(Box::new(record)),
-                        };
-                        self.finish(&model, vec![observed])
-                            .await
-                            .pop()
-                            .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())))
-                    }
-                    // observed but never stored, and its decision is gone (too many
-                    // failed writes): score it again
-                    None => {
-                        let model = self.model.load_full();
-                        let observed = {
-                            let mut states = lock(&self.states);
+                            slot: slot.clone(),
+                        },
+                        None => {
                             let Some(held) = states.held.get_mut(&shard) else {
                                 return Err(ScoreError::NotOwned(shard.unwrap_or_default()));
                             };
+                            held.state
+                                .check_time(tx.timestamp, Some(now_ms()))
+                                .map_err(|error| ScoreError::EventTime(error.to_string()))?;
+                            metrics::counter!("fraudlens_reobserved_total").increment(1);
                             let mut row = Vec::new();
                             held.state.observe(&tx, &mut row);
                             model.inputs.push_attributes(&tx, &mut row);
-                            let slot = Arc::new(Slot::default());
-                            lock(&self.in_flight).insert(tx.id.as_str().to_owned(), slot.clone());
                             let (body, _) = stored_form(&tx);
                             Observed {
                                 tx,
@@ -745,17 +802,26 @@ impl Pipeline {
                                 row,
                                 started: Instant::now(),
                                 received_at: now_ms(),
-                                slot,
+                                slot: slot.clone(),
                                 decided: None,
                             }
-                        };
-                        self.finish(&model, vec![observed])
-                            .await
-                            .pop()
-                            .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())))
-                    }
+                        }
+                    };
+                    in_flight.insert(observed.tx.id.as_str().to_owned(), slot);
+                    Retry::Write(Box::new(observed))
                 }
             }
+        };
+        match retry {
+            Retry::Racing(slot) => slot
+                .wait()
+                .await
+                .and_then(|scored| compare_record(scored.record, &expected)),
+            Retry::Write(observed) => self
+                .finish(&model, vec![*observed])
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned()))),
         }
     }
 

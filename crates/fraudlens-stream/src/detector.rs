@@ -171,12 +171,15 @@ impl ClientContext for Context {
     }
 
     fn stats(&self, statistics: Statistics) {
-        // a broker the client talks to (not its internal pseudo-brokers) is up
-        let up = statistics
+        // every broker down is reported by the error callback; a broker the client
+        // talks to (not its internal pseudo-brokers) seen up again clears it
+        if statistics
             .brokers
             .values()
-            .any(|broker| broker.nodeid >= 0 && broker.state == "UP");
-        self.health.set_brokers_down(!up);
+            .any(|broker| broker.nodeid >= 0 && broker.state == "UP")
+        {
+            self.health.set_brokers_down(false);
+        }
         for (topic, stats) in &statistics.topics {
             for (partition, stats) in &stats.partitions {
                 if *partition >= 0 && stats.consumer_lag >= 0 {
@@ -261,8 +264,11 @@ const MAX_PUBLISHED_PAYLOAD: usize = 64 * 1024;
 /// record is referenced by its topic, partition and offset.
 const MAX_STORED_PAYLOAD: usize = 1024 * 1024;
 
-/// Most bytes of a dead letter's error message.
+/// Most bytes of a dead letter's error message (before the truncation mark).
 const MAX_ERROR: usize = 1024;
+
+/// Most bytes of a dead letter's key published to the dead-letter topic.
+const MAX_PUBLISHED_KEY: usize = 1024;
 
 /// How a batch ended, for the next one: its generation and whether its
 /// offsets were stored (or may be: a stop leaves the rest to another member).
@@ -433,11 +439,13 @@ impl Detector {
     ) -> bool {
         let mut processed = self.process(&batch, generation, &mut order).await;
         let mut attempts = 1u32;
+        let mut stalled = false;
         while let Err(error) = &processed {
             metrics::counter!("batch_retries_total").increment(1);
             if attempts == QUIET_RETRIES {
                 tracing::error!(%error, records = batch.len(), attempts, "batch cannot complete; not ready until it does");
                 self.health.stall();
+                stalled = true;
             } else {
                 tracing::warn!(%error, records = batch.len(), attempts, "batch not done; retrying");
             }
@@ -451,7 +459,8 @@ impl Detector {
             processed = self.process(&batch, generation, &mut order).await;
             attempts += 1;
         }
-        if attempts > QUIET_RETRIES {
+        // whatever ended the retries (success, a stop, a rebalance)
+        if stalled {
             self.health.unstall();
             if processed.is_ok() {
                 tracing::info!(attempts, "stalled batch completed");
@@ -589,6 +598,14 @@ impl Detector {
         if let Some(after) = order.after.take() {
             let _ = after.await;
         }
+        // a rebalance while this batch waited: its partitions' states may have been
+        // released and rebuilt by a newer batch that starts from the committed offsets —
+        // this batch's records come back from there, so they must not reach the state now
+        if self.generation() != generation {
+            return Err(StreamError::Unavailable(
+                "a rebalance came before the batch was admitted".to_owned(),
+            ));
+        }
         let submitted = self.pipeline.submit(&model, parsed);
         if let Some(admitted) = order.done.take() {
             let _ = admitted.send(());
@@ -663,7 +680,7 @@ impl Detector {
                     .payload(&payload[..payload.len().min(MAX_PUBLISHED_PAYLOAD)])
                     .headers(headers);
                 if let Some(key) = message.key() {
-                    record = record.key(&key[..key.len().min(MAX_ERROR)]);
+                    record = record.key(&key[..key.len().min(MAX_PUBLISHED_KEY)]);
                 }
                 let delivery = self.producer.send_result(record);
                 deliveries.push(delivery.map_err(|(error, _)| StreamError::Kafka(error))?);

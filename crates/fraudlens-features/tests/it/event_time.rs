@@ -99,3 +99,21 @@ fn eviction_waits_for_the_lateness_bound() {
         assert!(crate::history::same_bits(&a, &b), "{a:?} != {b:?}");
     }
 }
+
+/// Review finding: with a feature horizon shorter than `max_lateness`, a retry
+/// of a transaction older than the horizon was no longer in the state
+/// (`has_seen` false) and was observed twice. The lateness bound never
+/// reaches the shortest horizon.
+#[test]
+fn lateness_never_reaches_past_the_feature_horizon() {
+    let mut engine = FeatureEngine::new(crate::history::small_spec()); // horizons of about a day
+    assert_eq!(engine.time_policy(), EventTimePolicy::default()); // 7 days
+    let mut out = Vec::new();
+    let old = tx(0, T0, 1, Some(1), 1_000, false);
+    engine.observe(&old, &mut out);
+    engine.observe(&tx(1, T0 + 30 * HOUR, 1, Some(1), 1_000, false), &mut out);
+    assert!(!engine.has_seen(&old), "older than the horizon: gone from the state");
+    let refused = engine.check_time(old.timestamp, None);
+    assert!(matches!(refused, Err(EventTimeError::TooLate { .. })), "{refused:?}");
+    assert_eq!(engine.check_time(Timestamp::from_millis(T0 + 10 * HOUR), None), Ok(()));
+}
