@@ -176,14 +176,7 @@ async fn the_api_keeps_each_entitys_clock_and_refuses_out_of_range_times() {
     );
 
     // the refusals are counted
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("fraudlens_event_time_refused_total{reason=\"future\"}"),
         "{metrics}"

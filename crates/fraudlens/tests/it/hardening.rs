@@ -43,14 +43,7 @@ async fn a_reused_id_in_one_batch_is_a_conflict_and_unmatched_labels_are_reporte
         "{body}"
     );
     assert_eq!(body["unmatched_ids"], json!(["nope"]), "{body}");
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("fraudlens_labels_unmatched_total 1"), "{metrics}");
     assert_eq!(server.terminate(), 0);
 }

@@ -52,6 +52,11 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub(crate) async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap()
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub(crate) fn terminate(mut self) -> i32 {
         terminate(&mut self.child)
@@ -327,14 +332,7 @@ async fn scoring_review_and_audit_on_sqlite() {
     assert!(prediction["fraud_probability"].is_number() && prediction["is_fraud"].is_boolean());
 
     // metrics
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for name in [
         "fraud_predictions_total",
         "prediction_duration_seconds_bucket",
@@ -1058,14 +1056,7 @@ async fn model_info_has_one_series_at_one_after_any_promotions() {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let metrics = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = server.metrics().await;
         let series = model_info_series(&metrics);
         let at_one: Vec<&(String, f64)> = series.iter().filter(|(_, value)| *value == 1.0).collect();
         assert_eq!(at_one.len(), 1, "after promoting {version}: {series:?}");
@@ -1326,14 +1317,7 @@ async fn refused_keys_are_logged_without_their_secret_and_counted() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let counted = |reason: &str| {
         metrics
             .lines()

@@ -274,14 +274,7 @@ async fn idle_and_slow_connections_are_closed_and_the_api_keeps_answering() {
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap_or(0)
     };
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let n_open =
         metric(&metrics, "http_connections_accepted_total") - metric(&metrics, "http_connections_closed_total");
     let probe_started = Instant::now();
@@ -323,14 +316,7 @@ async fn idle_and_slow_connections_are_closed_and_the_api_keeps_answering() {
     .await
     .unwrap();
     assert_eq!(n_closed, n_idle + n_partial_head + n_slow_body);
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let timed_out: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("http_connections_timed_out_total"))
