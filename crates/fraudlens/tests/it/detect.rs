@@ -784,3 +784,136 @@ async fn the_same_stream_gives_the_same_features_every_run() {
         );
     }
 }
+
+/// A TCP proxy that can freeze: while frozen, no byte moves either way and
+/// connections stay open — a database that hangs rather than refuses.
+struct FreezingProxy {
+    address: String,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(server_read), Box::new(client_write)),
+                ] {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buffer).await else { return };
+                            if n == 0 {
+                                return;
+                            }
+                            // held back while frozen: the other side waits, as on a hung server
+                            while flag.load(Ordering::Acquire) {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            if to.write_all(&buffer[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { address, frozen }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Regression (hardening issue, defect 11): during a PostgreSQL outage the
+/// detector's readiness probe hung instead of answering 503 quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_answers_503_quickly_while_the_database_hangs() {
+    let broker = Broker::start();
+    for topic in ["tx", "decisions", "dead", "labels"] {
+        broker.create_topic(topic, 2);
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    promote_model(dir.path(), &db.url);
+    // postgres://USER@HOST:PORT/DB → the same database through the proxy
+    let rest = db.url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let host_port = authority.rsplit('@').next().unwrap().to_owned();
+    let proxy = FreezingProxy::start(host_port.clone()).await;
+    let proxied = db.url.replacen(&host_port, &proxy.address, 1);
+    let target = format!("kafka://{}/tx", broker.address);
+    let run = ok(
+        dir.path(),
+        &[
+            "simulate",
+            "--customers",
+            "20",
+            "--terminals",
+            "40",
+            "--days",
+            "1",
+            "--seed",
+            "4",
+            "--to",
+            &target,
+        ],
+    );
+    let produced = produced(&run);
+    let group = format!("outage-{}", std::process::id());
+    let detect = Detect::start(dir.path(), &broker.address, &group, &proxied, "d");
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    wait_for("the stream", Duration::from_secs(90), async || {
+        store.count_transactions().await.unwrap() as usize == produced
+    })
+    .await;
+    wait_for("readiness", Duration::from_secs(30), async || {
+        probe(&detect, "/health/ready").await.0 == 200
+    })
+    .await;
+
+    proxy.freeze(true);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = detect.metrics.replace("/metrics", "/health/ready");
+    let response = client.get(&url).send().await.expect("an answer, not a hang");
+    assert_eq!(response.status().as_u16(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["reasons"].to_string().contains("store: no answer within"),
+        "{body}"
+    );
+    assert_eq!(
+        probe(&detect, "/health/live").await.0,
+        200,
+        "liveness does not depend on the store"
+    );
+
+    proxy.freeze(false);
+    wait_for("readiness after the outage", Duration::from_secs(30), async || {
+        probe(&detect, "/health/ready").await.0 == 200
+    })
+    .await;
+    assert_eq!(detect.terminate(), 0);
+}
