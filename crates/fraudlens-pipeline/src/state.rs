@@ -76,32 +76,29 @@ pub(crate) async fn restore(
     state_file: Option<&Path>,
     policy: EventTimePolicy,
 ) -> Result<Held, PipelineError> {
-    let now = now_ms();
-    let (seq, mut engine) = match state_file.filter(|path| path.exists()) {
+    let fresh = || {
+        let mut engine = FeatureEngine::new(spec.clone());
+        engine.set_time_policy(policy);
+        engine
+    };
+    let (mut seq, mut engine) = match state_file.filter(|path| path.exists()) {
         Some(path) => match StateFile::read(path, spec) {
-            Ok((_, engine))
-                if engine.clock().is_some_and(|clock| {
-                    policy
-                        .max_future_ms
-                        .is_some_and(|max_future| clock > now.saturating_add(max_future))
-                }) =>
-            {
-                tracing::warn!(
-                    path = %path.display(),
-                    clock = %fraudlens_core::Timestamp::from_millis(engine.clock().unwrap_or_default()),
-                    "entity-state snapshot is dated in the future; rebuilding from the store"
-                );
-                (0, FeatureEngine::new(spec.clone()))
-            }
             Ok(restored) => restored,
             Err(reason) => {
                 tracing::warn!(path = %path.display(), reason, "entity-state snapshot not used; rebuilding from the store");
-                (0, FeatureEngine::new(spec.clone()))
+                (0, fresh())
             }
         },
-        None => (0, FeatureEngine::new(spec.clone())),
+        None => (0, fresh()),
     };
     engine.set_time_policy(policy);
+    // the snapshot's own clock under the policy's future rule
+    if let Some(clock) = engine.clock()
+        && let Err(error) = engine.check_time(fraudlens_core::Timestamp::from_millis(clock), Some(now_ms()))
+    {
+        tracing::warn!(%error, "entity-state snapshot is dated in the future; rebuilding from the store");
+        (seq, engine) = (0, fresh());
+    }
     let mut held = Held {
         state: Box::new(engine),
         seq,

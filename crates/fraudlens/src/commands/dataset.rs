@@ -79,6 +79,14 @@ pub fn replay_file(
     // the wall clock when the file is read: no event in it can be later (event_time.max_future)
     let now = fraudlens_pipeline::now_ms();
     let (mut rows, mut late_rows, mut latest) = (0u64, 0u64, i64::MIN);
+    // a skipped row: an error in strict mode, else counted in `report` with an example
+    let skip = |report: &mut BadRows, line: u64, reason: String| -> CliResult {
+        if input.strict {
+            return Err(Failure::Data(anyhow::anyhow!("{}:{line}: {reason}", data.display())));
+        }
+        report.push(line, reason);
+        Ok(())
+    };
     let mut process = |tx: &Transaction, passthrough: &[Option<String>], line: u64| -> CliResult {
         if replay.engine().has_seen(tx) {
             let reason = format!(
@@ -86,19 +94,11 @@ pub fn replay_file(
                 tx.id.as_str(),
                 tx.timestamp
             );
-            if input.strict {
-                return Err(Failure::Data(anyhow::anyhow!("{}:{line}: {reason}", data.display())));
-            }
-            duplicates.push(line, reason);
-            return Ok(());
+            return skip(&mut duplicates, line, reason);
         }
         // the same event-time rules as the API and the detector: a refused event is a bad row
         if let Err(error) = replay.engine().check_time(tx.timestamp, Some(now)) {
-            if input.strict {
-                return Err(Failure::Data(anyhow::anyhow!("{}:{line}: {error}", data.display())));
-            }
-            refused.push(line, error.to_string());
-            return Ok(());
+            return skip(&mut refused, line, error.to_string());
         }
         let time = tx.timestamp.as_millis();
         if time < latest {
