@@ -52,15 +52,10 @@ fn check_id(text: &str, max: usize) -> Result<String, IdError> {
     if text.is_empty() {
         return Err(IdError::Empty);
     }
-    // the common case: ASCII is already NFC and has no invisible characters
+    // the common case: ASCII is already NFC and has no invisible characters,
+    // so the stored-id rules are the whole check
     if text.is_ascii() {
-        if text.len() > max {
-            return Err(IdError::TooLong { max });
-        }
-        if text.bytes().any(|b| b.is_ascii_control()) {
-            return Err(IdError::ControlCharacter);
-        }
-        return Ok(text.to_owned());
+        return check_stored_id(text, max);
     }
     let normalized: String = match unicode_normalization::is_nfc_quick(text.chars()) {
         unicode_normalization::IsNormalized::Yes => text.to_owned(),

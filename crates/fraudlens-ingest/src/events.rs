@@ -273,8 +273,8 @@ fn read_json_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::R
 }
 
 fn parse_json_object(line: &[u8], value: &mut serde_json::Value) -> Result<(), String> {
-    let text = std::str::from_utf8(line).map_err(|_| "invalid utf-8".to_owned())?;
-    match fraudlens_core::json::parse(text.as_bytes()) {
+    // json::parse checks the UTF-8 itself (an invalid byte is a syntax error)
+    match fraudlens_core::json::parse(line) {
         Ok(parsed) if parsed.is_object() => {
             *value = parsed;
             Ok(())
@@ -283,7 +283,9 @@ fn parse_json_object(line: &[u8], value: &mut serde_json::Value) -> Result<(), S
             Err("expected a json object per line, found an array (convert with: jq -c '.[]')".to_owned())
         }
         Ok(_) => Err("expected a json object".to_owned()),
-        Err(error) if text.trim_start().starts_with('[') => Err(format!(
+        // only a failed line is checked for UTF-8, to name the reason
+        Err(_) if std::str::from_utf8(line).is_err() => Err("invalid utf-8".to_owned()),
+        Err(error) if line.trim_ascii_start().starts_with(b"[") => Err(format!(
             "expected a json object per line, found the start of an array ({error})"
         )),
         Err(error) => Err(error.to_string()),

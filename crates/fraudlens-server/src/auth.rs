@@ -122,13 +122,9 @@ impl Auth {
         Ok(entry)
     }
 
-    /// The caller a key belongs to; 401 for a missing, malformed, unknown or
-    /// revoked key (one message for all, so a caller learns nothing about
-    /// which ids exist), 503 when the store cannot be asked.
-    pub async fn authenticate(&self, presented: Option<&str>) -> Result<Caller, ApiError> {
-        self.check(presented).await.map_err(Refusal::into_error)
-    }
-
+    /// The caller a key belongs to, or why not: a missing, malformed, unknown
+    /// or revoked key (all one 401, so a caller learns nothing about which ids
+    /// exist), or a store that cannot be asked (503).
     async fn check(&self, presented: Option<&str>) -> Result<Caller, Refusal> {
         let presented = presented.ok_or(Refusal::Denied(AuthFailureReason::MissingKey))?;
         let (key_id, secret) = parse(presented).ok_or(Refusal::Denied(AuthFailureReason::MalformedKey))?;

@@ -215,7 +215,7 @@ pub fn primary_entity(tx: &Transaction) -> u64 {
         .map_or(0, |key| xxhash_rust::xxh3::xxh3_64(key.as_str().as_bytes()))
 }
 
-/// `YYYY-MM-DD HH:MM:SS` of a time in milliseconds.
+/// RFC 3339 (UTC) of a time in milliseconds since the epoch.
 pub fn format_time(millis: i64) -> String {
     Timestamp::from_millis(millis).to_string()
 }

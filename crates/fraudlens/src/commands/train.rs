@@ -674,11 +674,8 @@ fn fingerprint(table: &Table) -> String {
 
 /// The current time as RFC 3339 UTC (the only clock read of training: it names the artifact).
 pub fn now_rfc3339() -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64);
     // Timestamp's Display is RFC 3339 with its `Z` (appending another gave `…631ZZ`)
-    fraudlens_core::Timestamp::from_millis(millis).to_string()
+    format_time(fraudlens_pipeline::now_ms())
 }
 
 /// The training report for the terminal.
