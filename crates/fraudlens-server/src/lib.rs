@@ -114,10 +114,14 @@ impl AppState {
         })
     }
 
+    /// Transactions scored at once, at most.
+    fn budget(&self) -> usize {
+        self.config.max_transactions_in_flight.max(1)
+    }
+
     /// No permit free and the admission queue full: any scoring request would be shed.
     fn is_saturated(&self) -> bool {
-        self.in_flight.available_permits() == 0
-            && self.admission_queue.load(Ordering::Acquire) >= self.config.max_transactions_in_flight.max(1)
+        self.in_flight.available_permits() == 0 && self.admission_queue.load(Ordering::Acquire) >= self.budget()
     }
 
     /// Room for `n_transactions` more in flight, held until the permit drops.
@@ -127,16 +131,12 @@ impl AppState {
     /// otherwise 503 (`overloaded`, `Retry-After`). A request larger than the
     /// whole budget waits for the whole budget instead of never fitting.
     pub async fn admit(&self, n_transactions: usize) -> Result<OwnedSemaphorePermit, ApiError> {
-        let budget = self.config.max_transactions_in_flight.max(1);
+        let budget = self.budget();
         let n_permits = n_transactions.clamp(1, budget);
         let n_permits_u32 = u32::try_from(n_permits).unwrap_or(u32::MAX);
         if let Ok(permit) = self.in_flight.clone().try_acquire_many_owned(n_permits_u32) {
             return Ok(permit);
         }
-        let shed = || {
-            metrics::counter!("http_requests_shed_total").increment(1);
-            ApiError::overloaded("too many transactions in flight; retry shortly")
-        };
         let queue = AdmissionQueueEntry::join(&self.admission_queue, n_permits);
         if queue.n_queued > budget {
             return Err(shed());
@@ -164,8 +164,13 @@ async fn shed_before_parsing(
         return next.run(request).await;
     }
     let _ = axum::body::to_bytes(request.into_body(), state.config.max_body_bytes).await;
+    shed().into_response()
+}
+
+/// The answer to a shed scoring request, counted.
+fn shed() -> ApiError {
     metrics::counter!("http_requests_shed_total").increment(1);
-    ApiError::overloaded("too many transactions in flight; retry shortly").into_response()
+    ApiError::overloaded("too many transactions in flight; retry shortly")
 }
 
 /// Longest time a scoring request waits for room in the in-flight budget before 503.
