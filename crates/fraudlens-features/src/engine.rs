@@ -126,6 +126,17 @@ pub enum EventTimeError {
     },
 }
 
+/// Why [`FeatureEngine::admit`] keeps a transaction out of the state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Already part of the state (same id and time): observing it again would count it twice.
+    #[error("already seen")]
+    Seen,
+    /// Its time is outside the event-time policy.
+    #[error(transparent)]
+    EventTime(#[from] EventTimeError),
+}
+
 impl EventTimeError {
     /// A short, stable name of the rule broken (a metric label).
     pub fn reason(&self) -> &'static str {
@@ -428,6 +439,18 @@ impl FeatureEngine {
             outcome.changed += usize::from(changed);
         }
         outcome
+    }
+
+    /// Whether `tx` may be observed: not when the state has it already
+    /// ([`Self::has_seen`]), then not when its time is outside the policy
+    /// ([`Self::check_time`], wall clock `now_ms`). The admission rule of every
+    /// caller that may see a transaction twice or dated out of range.
+    pub fn admit(&self, tx: &Transaction, now_ms: Option<i64>) -> Result<(), Refusal> {
+        if self.has_seen(tx) {
+            return Err(Refusal::Seen);
+        }
+        self.check_time(tx.timestamp, now_ms)?;
+        Ok(())
     }
 
     /// Whether `tx` (same id and time) is already part of the state. The engine

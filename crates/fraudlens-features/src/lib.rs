@@ -35,7 +35,7 @@ mod replay;
 mod snapshot;
 mod spec;
 
-pub use engine::{EventTimeError, EventTimePolicy, FeatureEngine, LabelOutcome, LabelTarget};
+pub use engine::{EventTimeError, EventTimePolicy, FeatureEngine, LabelOutcome, LabelTarget, Refusal};
 pub use replay::Replay;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
 pub use spec::{Aggregate, DistinctConfig, EntityFeaturesConfig, FeatureSpec, FeatureSpecConfig, SpecError};

@@ -3,7 +3,7 @@
 //! clock or behind the accepted ones are refused by `check_time`.
 
 use fraudlens_core::Timestamp;
-use fraudlens_features::{EventTimeError, EventTimePolicy, FeatureEngine};
+use fraudlens_features::{EventTimeError, EventTimePolicy, FeatureEngine, Refusal};
 
 use crate::history::{default_spec, tx};
 
@@ -116,4 +116,26 @@ fn lateness_never_reaches_past_the_feature_horizon() {
     let refused = engine.check_time(old.timestamp, None);
     assert!(matches!(refused, Err(EventTimeError::TooLate { .. })), "{refused:?}");
     assert_eq!(engine.check_time(Timestamp::from_millis(T0 + 10 * HOUR), None), Ok(()));
+}
+
+/// `admit`, the rule of every path that may see a transaction twice: a
+/// transaction already in the state is refused as seen (before its time is
+/// looked at), a new one by the event-time policy.
+#[test]
+fn admit_refuses_a_seen_transaction_then_an_out_of_range_time() {
+    let mut engine = FeatureEngine::new(default_spec());
+    let mut out = Vec::new();
+    let first = tx(0, T0, 1, Some(1), 1_000, false);
+    assert_eq!(engine.admit(&first, Some(T0)), Ok(()));
+    engine.observe(&first, &mut out);
+    assert_eq!(engine.admit(&first, Some(T0)), Err(Refusal::Seen));
+    // seen is decided first: with a wall clock far behind, the repeat is still "seen"
+    assert_eq!(engine.admit(&first, Some(T0 - 30 * 24 * HOUR)), Err(Refusal::Seen));
+    let ahead = tx(1, T0 + 24 * HOUR, 1, Some(1), 1_000, false);
+    let refused = engine.admit(&ahead, Some(T0));
+    assert!(
+        matches!(refused, Err(Refusal::EventTime(EventTimeError::Future { .. }))),
+        "{refused:?}"
+    );
+    assert_eq!(engine.admit(&ahead, None), Ok(()));
 }
