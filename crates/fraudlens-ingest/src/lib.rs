@@ -3,15 +3,23 @@
 //! file. A bad record — wrong column count, invalid UTF-8 or JSON, a value the
 //! schema refuses — is counted and reported with its line number and reason,
 //! and reading goes on; in strict mode the first bad record stops the read.
+//!
+//! [`detect_mode`] tells a transaction file from a tabular dataset, and
+//! [`replay_file`] replays a transaction file through the feature engine (the
+//! offline path of the model commands).
 
 mod bad_rows;
 mod csv_input;
 mod events;
 mod lines;
+mod mode;
+mod replay;
 mod tabular;
 
 pub use bad_rows::{BadRows, RowIssue};
 pub use events::{EventReader, InputFormat, MAX_JSON_LINE};
+pub use mode::{DetectedMode, detect_mode};
+pub use replay::{ReadOptions, ReplaySummary, primary_entity, replay_file};
 pub use tabular::{TabularProfile, TabularReader, profile_csv};
 
 use std::path::PathBuf;
@@ -41,6 +49,14 @@ pub enum IngestError {
         /// Why.
         cause: fraudlens_core::SchemaError,
     },
+    /// The header line could not be read (for `detect_mode`).
+    #[error("reading the header of {path}: {cause}")]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: csv::Error,
+    },
     /// A bad record in strict mode.
     #[error("{path}:{line}: {reason}")]
     Strict {
@@ -66,7 +82,7 @@ impl IngestError {
     pub fn is_data_error(&self) -> bool {
         match self {
             Self::Strict { .. } | Self::Empty { .. } | Self::Schema { .. } => true,
-            Self::Csv { cause, .. } => !cause.is_io_error(),
+            Self::Csv { cause, .. } | Self::Header { cause, .. } => !cause.is_io_error(),
             Self::Io { .. } => false,
         }
     }

@@ -1,13 +1,19 @@
-//! Reading files: bad rows are reported by line and reason, good rows kept.
+//! Reading files: bad rows are reported by line and reason, good rows kept;
+//! the offline replay and the choice of event or tabular mode.
 
 // a failed unwrap in a test helper is a failed test with a backtrace
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::sync::Arc;
 
 use fraudlens_core::tabular::{ColumnKind, Exclusion, TabularEncoding, find_label_column};
 use fraudlens_core::{Schema, SchemaConfig};
-use fraudlens_ingest::{EventReader, IngestError, InputFormat, TabularReader, profile_csv};
+use fraudlens_features::{EventTimePolicy, FeatureSpec, FeatureSpecConfig};
+use fraudlens_ingest::{
+    DetectedMode, EventReader, IngestError, InputFormat, ReadOptions, TabularReader, detect_mode, profile_csv,
+    replay_file,
+};
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -305,5 +311,88 @@ fn hostile_rows_are_reported_by_line() {
                 r#"field "amount": amount "500.5" has more decimals than JPY has (0)"#.to_owned()
             ),
         ]
+    );
+}
+
+/// The offline replay skips, by line, what the engine must not observe: a
+/// repeated id, then an event time the policy refuses; the rest is replayed in
+/// file order (a late row is counted, not skipped).
+#[test]
+fn replay_skips_repeated_ids_and_refused_times_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tx.csv");
+    std::fs::write(
+        &path,
+        "transaction_id,timestamp,customer_id,terminal_id,amount\n\
+         t1,2026-01-01T10:00:00Z,c1,k1,10\n\
+         t1,2026-01-01T10:00:00Z,c1,k1,10\n\
+         t2,2030-01-01T11:00:00Z,c1,k1,10\n\
+         t3,2026-01-01T09:00:00Z,c1,k1,10\n",
+    )
+    .unwrap();
+    let schema = schema();
+    let spec = Arc::new(FeatureSpec::new(FeatureSpecConfig::default(), &schema).unwrap());
+    let options = ReadOptions {
+        strict: false,
+        max_examples: 10,
+        sort: false,
+        time_policy: EventTimePolicy::default(),
+    };
+    let now = 1_767_312_000_000; // 2026-01-02: t2 is years ahead of it
+    let mut replayed = Vec::new();
+    let summary = replay_file::<IngestError>(&schema, spec.clone(), &path, options, now, |tx, _, features| {
+        assert_eq!(features.len(), spec.feature_names().len());
+        replayed.push(tx.id.to_string());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(replayed, ["t1", "t3"]);
+    assert_eq!(summary.rows, 2);
+    assert_eq!(summary.late_rows, 1);
+    assert_eq!(summary.duplicates.count(), 1);
+    assert_eq!(summary.duplicates.examples()[0].line, 3);
+    assert_eq!(summary.refused_times.count(), 1);
+    assert_eq!(summary.refused_times.examples()[0].line, 4);
+    assert!(
+        summary.report().contains("duplicates: 1 bad row skipped"),
+        "{}",
+        summary.report()
+    );
+
+    // strict: the first skipped row stops the replay, with its line
+    let strict = ReadOptions {
+        strict: true,
+        ..options
+    };
+    let stopped = replay_file::<IngestError>(&schema, spec, &path, strict, now, |_, _, _| Ok(()));
+    assert!(
+        matches!(stopped, Err(IngestError::Strict { line: 3, .. })),
+        "{:?}",
+        stopped.err()
+    );
+}
+
+/// `--mode auto`: a header that fits the schema is read as transactions; one
+/// that does not is a tabular dataset under the built-in schema only.
+#[test]
+fn detect_mode_falls_back_to_tabular_only_for_the_built_in_schema() {
+    let events = detect_mode(&fixture("broken.csv"), &schema()).unwrap();
+    assert!(matches!(events, DetectedMode::Event), "{events:?}");
+    let tabular = detect_mode(&fixture("messy_tabular.csv"), &schema()).unwrap();
+    assert!(matches!(tabular, DetectedMode::Tabular(_)), "{tabular:?}");
+    let configured = Schema::new(
+        SchemaConfig {
+            amount: "amt".to_owned(),
+            ..SchemaConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let refused = detect_mode(&fixture("messy_tabular.csv"), &configured);
+    assert!(matches!(refused, Err(IngestError::Schema { .. })), "{refused:?}");
+    let missing = detect_mode(Path::new("no-such-file.csv"), &schema());
+    assert!(
+        matches!(&missing, Err(error @ IngestError::Header { .. }) if !error.is_data_error()),
+        "{missing:?}"
     );
 }

@@ -13,15 +13,17 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use fraudlens_core::tabular::{TabularEncoding, find_label_column};
-use fraudlens_core::{AttributeValue, Label, Schema, SchemaConfig};
+use fraudlens_core::{AttributeValue, Label, Schema};
 use fraudlens_features::{EventTimePolicy, FeatureSpec};
-use fraudlens_ingest::{InputFormat, TabularReader, profile_csv};
+use fraudlens_ingest::{TabularReader, profile_csv};
 
-use crate::cli::{FeaturesArgs, InputArgs, Mode};
+use crate::cli::{FeaturesArgs, Mode};
+// `train` still imports `resolve_mode` from here
+pub use crate::commands::dataset::resolve_mode;
 use crate::commands::dataset::{ReadOptions, replay_file};
-use crate::commands::inspect::render_inference;
 use crate::commands::output::{Output, write_atomically};
-use crate::commands::{GroupSummary, apply_input_flags, build_schema};
+use crate::commands::render::{self, GroupSummary};
+use crate::commands::{apply_input_flags, build_schema};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
@@ -60,54 +62,6 @@ pub fn run(mut config: Config, args: FeaturesArgs) -> CliResult {
             Ok(())
         }
     }
-}
-
-/// Event or tabular, for `--mode auto`: event when the header fits the schema.
-/// Only the built-in schema falls back to tabular mode: a schema the user
-/// configured is a statement that the file holds transactions, so a header
-/// that does not fit it is a data error (and card-number hashing is never
-/// silently skipped).
-pub fn resolve_mode(input: &InputArgs, schema: &Schema) -> CliResult<Mode> {
-    if input.mode != Mode::Auto {
-        return Ok(input.mode);
-    }
-    if input.data == Path::new("-") || InputFormat::from_path(&input.data) == InputFormat::JsonLines {
-        return Ok(Mode::Event);
-    }
-    let header = read_header(&input.data)?;
-    match schema.bind_columns(&header) {
-        Ok(_) => Ok(Mode::Event),
-        Err(error) if is_builtin(schema.config()) => {
-            tracing::info!(reason = %error, "header does not fit the event schema: reading as a tabular dataset");
-            Ok(Mode::Tabular)
-        }
-        Err(error) => Err(Failure::Data(anyhow::anyhow!("{}: {error}", input.data.display()))),
-    }
-}
-
-/// The built-in schema, possibly with another label column (`--label` names
-/// the label in both modes).
-fn is_builtin(config: &SchemaConfig) -> bool {
-    *config
-        == SchemaConfig {
-            label: config.label.clone(),
-            ..SchemaConfig::default()
-        }
-}
-
-fn read_header(path: &Path) -> CliResult<Vec<String>> {
-    let fail = |error: csv::Error| {
-        let io = error.is_io_error();
-        let error = anyhow::anyhow!("reading the header of {}: {error}", path.display());
-        if io {
-            Failure::Runtime(error)
-        } else {
-            Failure::Data(error)
-        }
-    };
-    let mut reader = csv::ReaderBuilder::new().from_path(path).map_err(fail)?;
-    let header = reader.headers().map_err(fail)?;
-    Ok(header.iter().map(str::to_owned).collect())
 }
 
 /// Parameters of an event-mode run.
@@ -229,24 +183,8 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         .into_inner()
         .map_err(|error| anyhow::anyhow!("writing {}: {}", job.out.display(), error.error()))?;
     output.commit()?;
-    let elapsed = started.elapsed();
     let engine = &replayed.engine;
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "wrote {rows} rows x {} features to {} in {:.2}s ({:.0} rows/s)",
-        feature_names.len(),
-        job.out.display(),
-        elapsed.as_secs_f64(),
-        rows as f64 / elapsed.as_secs_f64().max(1e-9)
-    );
-    let _ = writeln!(
-        text,
-        "engine state: {} entities, {:.1} MiB ({:.0} bytes per entity)",
-        engine.n_entities(),
-        engine.state_bytes() as f64 / (1024.0 * 1024.0),
-        engine.state_bytes() as f64 / engine.n_entities().max(1) as f64
-    );
+    let mut text = render::features_written(rows, feature_names.len(), &job.out, started.elapsed(), engine);
     text.push_str(&replayed.report());
     if let Some(path) = &job.snapshot_out {
         write_atomically(path, &engine.snapshot())?;
@@ -302,7 +240,7 @@ fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max
     for note in &profile.header_notes {
         eprintln!("note: {note}");
     }
-    eprint!("{}", render_inference(&inferred));
+    eprint!("{}", render::inference_table(&inferred));
     if encoding.features.is_empty() {
         return Err(Failure::Data(anyhow::anyhow!(
             "{}: no usable feature columns",
@@ -354,11 +292,9 @@ fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max
         write_atomically(path, &json)?;
         eprintln!("encoding written to {}", path.display());
     }
-    eprintln!(
-        "wrote {rows} rows x {} features to {} in {:.2}s",
-        encoding.features.len(),
-        args.out.display(),
-        started.elapsed().as_secs_f64()
+    eprint!(
+        "{}",
+        render::tabular_features_written(rows, encoding.features.len(), &args.out, started.elapsed())
     );
     if reader.bad_rows().count() > 0 {
         eprintln!("{}", reader.bad_rows());

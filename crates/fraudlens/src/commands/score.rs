@@ -14,12 +14,12 @@ use fraudlens_model::metrics::{average_precision, roc_auc};
 use fraudlens_model::shap::Reason;
 use fraudlens_model::threshold::Decision;
 use rayon::prelude::*;
-use serde::Serialize;
 
 use crate::cli::ScoreArgs;
 use crate::commands::dataset::{ReadOptions, Window, format_time, is_fraud, replay_file};
 use crate::commands::output::{Output, write_atomically};
 use crate::commands::progress;
+use crate::commands::render::{self, DecisionCounts, HistogramBin, ScoreStats};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
@@ -40,63 +40,6 @@ pub fn decision_name(decision: Decision) -> &'static str {
         Decision::Review => "review",
         Decision::Decline => "decline",
     }
-}
-
-/// Statistics of a scoring run (`--stats`).
-#[derive(Debug, Serialize)]
-pub struct ScoreStats {
-    /// Model that scored.
-    pub model_id: String,
-    /// The input file.
-    pub input: String,
-    /// Rows read (all of them build feature state).
-    pub rows_read: u64,
-    /// Rows scored (inside the window).
-    pub rows_scored: u64,
-    /// Unreadable rows skipped.
-    pub bad_rows: u64,
-    /// Rows per decision.
-    pub decisions: DecisionCounts,
-    /// Scored rows with a label.
-    pub labelled_rows: u64,
-    /// Fraud share among labelled rows.
-    pub fraud_rate: Option<f64>,
-    /// ROC AUC on labelled rows.
-    pub roc_auc: Option<f64>,
-    /// Average precision on labelled rows.
-    pub average_precision: Option<f64>,
-    /// Mean fraud probability.
-    pub mean_probability: f64,
-    /// Counts of probabilities in ten equal bins of [0, 1].
-    pub score_histogram: Vec<HistogramBin>,
-    /// Review and decline thresholds.
-    pub thresholds: (f64, Option<f64>),
-    /// Wall time of the run.
-    pub seconds: f64,
-    /// Scored rows per second of wall time (replay included).
-    pub rows_per_second: f64,
-}
-
-/// Rows per decision.
-#[derive(Debug, Default, Serialize)]
-pub struct DecisionCounts {
-    /// Approved.
-    pub approve: u64,
-    /// Sent to review.
-    pub review: u64,
-    /// Declined.
-    pub decline: u64,
-}
-
-/// One bin of the score histogram.
-#[derive(Debug, Serialize)]
-pub struct HistogramBin {
-    /// Lower edge (inclusive).
-    pub lower: f64,
-    /// Upper edge (exclusive, inclusive for the last).
-    pub upper: f64,
-    /// Rows.
-    pub count: u64,
 }
 
 /// A row waiting in a batch.
@@ -341,27 +284,12 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
                 )?;
             }
             if reader.bad_rows().count() > 0 {
-                eprintln!(
-                    "{}: {} bad rows skipped",
-                    args.input.display(),
-                    reader.bad_rows().count()
-                );
-                for issue in reader.bad_rows().examples() {
-                    eprintln!("  line {}: {}", issue.line, issue.reason);
-                }
+                eprint!("{}", render::score_bad_rows(&args.input, reader.bad_rows()));
             }
             scorer.finish(&args.input, n, reader.bad_rows().count(), started)?
         }
     };
-    eprintln!(
-        "scored {} rows in {:.1}s ({:.0} rows/s): {} approve, {} review, {} decline",
-        stats.rows_scored,
-        stats.seconds,
-        stats.rows_per_second,
-        stats.decisions.approve,
-        stats.decisions.review,
-        stats.decisions.decline
-    );
+    eprint!("{}", render::score_summary(&stats));
     if let Some(path) = &args.stats {
         let json = serde_json::to_vec_pretty(&stats).context("serialising the stats")?;
         write_atomically(path, &json)?;

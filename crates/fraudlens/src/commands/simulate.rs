@@ -10,6 +10,7 @@ use fraudlens_sim::{Scenario, SimConfig, Simulator, csv_header};
 
 use crate::cli::{SimFormat, SimulateArgs};
 use crate::commands::output::Output;
+use crate::commands::render;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
 
@@ -26,25 +27,7 @@ pub struct SimStats {
 impl SimStats {
     /// A few lines for the terminal.
     pub fn report(&self, out: &Path) -> String {
-        let fraud: u64 = self
-            .by_scenario
-            .iter()
-            .filter(|(s, _)| **s != Scenario::None)
-            .map(|(_, n)| n)
-            .sum();
-        let mut text = format!(
-            "simulated {} transactions ({} fraud, {:.2}%) into {} in {:.2}s ({:.0} rows/s)",
-            self.rows,
-            fraud,
-            100.0 * fraud as f64 / self.rows.max(1) as f64,
-            out.display(),
-            self.elapsed.as_secs_f64(),
-            self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9),
-        );
-        for (scenario, count) in &self.by_scenario {
-            text.push_str(&format!("\n  {:<22}{count:>10}", scenario.as_str()));
-        }
-        text
+        render::simulation(self.rows, &self.by_scenario, out, self.elapsed)
     }
 }
 
