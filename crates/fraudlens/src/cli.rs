@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::LogFormat;
 
-/// fraudlens: fraud detection in one binary — simulate, featurize, (soon) train and serve.
+/// fraudlens: fraud detection in one binary — simulate and inspect data, build features, train,
+/// evaluate and batch-score models, serve the scoring API and run the Kafka detector.
 #[derive(Debug, Parser)]
 #[command(name = "fraudlens", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
