@@ -12,6 +12,7 @@ mod model;
 mod security;
 mod serve;
 mod simulate;
+mod snapshots;
 mod tabular;
 
 use std::path::{Path, PathBuf};
