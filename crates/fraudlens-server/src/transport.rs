@@ -19,7 +19,7 @@
 //!   most once per [`REFUSAL_LOG_INTERVAL`]).
 //!
 //! - **Unparsable requests**: hyper's own 400, 414 and 431 get the same
-//!   `{code, message}` bodies as every other error ([`parse_errors`]).
+//!   `{code, message}` bodies as every other error (module `parse_errors`).
 //!
 //! Shutdown stops accepting, lets idle connections close and in-flight
 //! requests finish (hyper's graceful shutdown), and returns when every
