@@ -10,6 +10,9 @@
 # env: DURATION=20s CONNS=200 BATCH=1000 WORK=~/.cache/fraudlens/bench-serve
 #      BUDGETS="16384 100000000" (max_transactions_in_flight of each run)
 #      RETRY_AFTER=1 (clients wait as long as a 503's Retry-After says; 0: retry at once)
+#      PIN=1 (server on CPU 0, wrk with one thread on CPU 1: the load generator
+#             cannot take the server's CPU, so goodput is the server's alone)
+#      BIN=path (the fraudlens binary to measure; default: built from this checkout)
 #
 # goodput: transactions scored and stored per second (server's
 # fraud_predictions_total over the run), shed: share of requests answered 503,
@@ -20,15 +23,19 @@ ROOT="$PWD"
 cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 DURATION="${DURATION:-20s}"; CONNS="${CONNS:-200}"; BATCH="${BATCH:-1000}"
-BUDGETS="${BUDGETS:-16384 100000000}"; RETRY_AFTER="${RETRY_AFTER:-1}"
+BUDGETS="${BUDGETS:-16384 100000000}"; RETRY_AFTER="${RETRY_AFTER:-1}"; PIN="${PIN:-0}"
+if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); wrk_threads=1
+else server_cpu=(); load_cpu=(); wrk_threads=2; fi
 WORK="${WORK:-$cache/bench-serve}"; OUT="$WORK/overload-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$WORK" "$OUT"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 if curl -s -o /dev/null "http://127.0.0.1:8090/"; then echo "port 8090 is in use: stop that server first" >&2; exit 1; fi
 
-echo "building fraudlens (release)" >&2
-cargo build --release --locked -q -p fraudlens
-BIN="$CARGO_TARGET_DIR/release/fraudlens"
+if [ -z "${BIN:-}" ]; then
+  echo "building fraudlens (release)" >&2
+  cargo build --release --locked -q -p fraudlens
+  BIN="$CARGO_TARGET_DIR/release/fraudlens"
+fi
 if [ ! -f "$WORK/demo/model/model.json" ]; then
   echo "training the demo model (fraudlens demo --no-serve)" >&2
   (cd "$WORK" && "$BIN" demo --no-serve --dir demo > demo.log 2>&1)
@@ -48,20 +55,20 @@ fi
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 predictions() { curl -s http://127.0.0.1:8090/metrics | awk '/^fraud_predictions_total/ { n += $2 } END { printf "%d", n }'; }
 
-echo "conns=$CONNS batch=$BATCH duration=$DURATION retry_after=$RETRY_AFTER cpu=$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1))"
+echo "conns=$CONNS batch=$BATCH duration=$DURATION retry_after=$RETRY_AFTER pin=$PIN cpu=$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1))"
 for budget in $BUDGETS; do
   dir="$WORK/overload-run"; rm -rf "$dir"; mkdir -p "$dir"
   url="sqlite://$dir/fraudlens.db"
   key="$(cd "$dir" && "$BIN" keys create --role service --database "$url" 2>/dev/null)"
   cp "$WORK/demo/engine.snapshot" "$dir/state.bin"
   (cd "$dir" && FRAUDLENS_SERVE__STATE_FILE="$dir/state.bin" FRAUDLENS_SERVE__MAX_TRANSACTIONS_IN_FLIGHT="$budget" \
-    exec "$BIN" serve --model "$WORK/demo/model" --database "$url" --listen 127.0.0.1:8090 \
+    exec "${server_cpu[@]}" "$BIN" serve --model "$WORK/demo/model" --database "$url" --listen 127.0.0.1:8090 \
     > "$OUT/serve-$budget.out" 2> "$OUT/serve-$budget.log") &
   pid=$!
   for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8090/health/ready >/dev/null && break; sleep 0.25; done
   kill -0 "$pid" 2>/dev/null || { echo "fraudlens did not start:" >&2; cat "$OUT/serve-$budget.log" >&2; exit 1; }
   before="$(predictions)"; cpu_before="$(cpu_ticks "$pid")"
-  /usr/bin/time -f "%U %S" -o "$OUT/wrk-$budget.cpu" env WRK_RETRY_AFTER=$RETRY_AFTER WRK_BATCH=$BATCH WRK_BODIES_FILE=$TRAFFIC WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --timeout 60s --latency \
+  /usr/bin/time -f "%U %S" -o "$OUT/wrk-$budget.cpu" env WRK_RETRY_AFTER=$RETRY_AFTER WRK_BATCH=$BATCH WRK_BODIES_FILE=$TRAFFIC WRK_API_KEY=$key "${load_cpu[@]}" wrk -t$wrk_threads -c"$CONNS" -d"$DURATION" --timeout 60s --latency \
     -s "$ROOT/bench/serve/unique.lua" http://127.0.0.1:8090/api/v1/transactions/batch > "$OUT/wrk-$budget.txt" 2>&1
   after="$(predictions)"; cpu_after="$(cpu_ticks "$pid")"
   hwm="$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")"

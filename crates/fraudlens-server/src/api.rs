@@ -16,6 +16,7 @@ use fraudlens_store::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::admission::Admitted;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, Json, Query};
 use crate::{AppState, now_ms};
@@ -98,7 +99,6 @@ pub async fn score_one(
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
-    let _in_flight = state.admit(1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(decision_response(&scored))
 }
@@ -154,10 +154,11 @@ pub(crate) fn check_batch(state: &AppState, records: &[serde_json::Value]) -> Re
     security(("api_key" = [])))]
 pub async fn score_batch(
     State(state): State<Arc<AppState>>,
+    Extension(admitted): Extension<Admitted>,
     Json(records): Json<Vec<serde_json::Value>>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     check_batch(&state, &records)?;
-    let _in_flight = state.admit(records.len()).await?;
+    let _in_flight = state.admit_rest(admitted, records.len()).await?;
     let results = state.pipeline.score_many(&records).await;
     let mut response = BatchResponse {
         scored: 0,

@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::admission::Admitted;
 use crate::api::{TransactionInput, check_batch, mark_replay};
 use crate::error::{ApiError, ErrorBody, Json};
 
@@ -51,7 +53,6 @@ pub async fn predict(
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
-    let _in_flight = state.admit(1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(mark_replay(&scored, Json(prediction(&scored.record)).into_response()))
 }
@@ -71,6 +72,7 @@ pub struct Predictions {
     security(("api_key" = [])))]
 pub async fn predict_batch(
     State(state): State<Arc<AppState>>,
+    Extension(admitted): Extension<Admitted>,
     Json(records): Json<Vec<serde_json::Value>>,
 ) -> Result<Json<Predictions>, ApiError> {
     check_batch(&state, &records)?;
@@ -83,7 +85,7 @@ pub async fn predict_batch(
             .parse_json(record)
             .map_err(|error| ApiError::invalid(format!("transaction {idx}: {error}")))?;
     }
-    let _in_flight = state.admit(records.len()).await?;
+    let _in_flight = state.admit_rest(admitted, records.len()).await?;
     let mut predictions = Vec::with_capacity(records.len());
     for result in state.pipeline.score_many(&records).await {
         predictions.push(prediction(&result?.record));

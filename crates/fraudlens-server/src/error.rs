@@ -269,8 +269,9 @@ pub async fn not_found() -> ApiError {
 }
 
 /// Longest request target (path and query string) the API reads, in bytes.
-/// Well below hyper's own limit (64 KiB, answered with a bare 414 before any
-/// middleware runs), so a long URI gets the JSON error every other refusal gets.
+/// Well below hyper's own limit (64 KiB, refused before any middleware runs;
+/// the transport gives that 414 its JSON body), so a long target is refused
+/// with a message that says how long it was.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// The most of a framework-made error body kept as the message.

@@ -15,6 +15,7 @@
 //! JSON routes need `application/json` (415), keys are checked in constant
 //! time with per-key rate limits (429 + `Retry-After`).
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod compat;
@@ -24,8 +25,9 @@ pub mod transport;
 pub mod upload;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 
+use admission::InFlight;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
@@ -34,13 +36,11 @@ use axum::routing::{get, post, put};
 use fraudlens_core::Secret;
 use fraudlens_pipeline::Pipeline;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 pub use auth::{Auth, Caller, new_key};
-use error::ApiError;
 pub(crate) use fraudlens_pipeline::now_ms;
 
 /// Limits and options of the API.
@@ -89,12 +89,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Set once shutdown begins (readiness turns 503).
     pub shutting_down: AtomicBool,
-    /// One permit per transaction being scored: bounds the memory and the
-    /// queueing of work in flight, so an overload is shed (503) instead of
-    /// answered late by everyone.
-    pub in_flight: Arc<Semaphore>,
-    /// Transactions of the requests waiting for room in `in_flight`.
-    admission_queue: AtomicUsize,
+    /// The budget of transactions being scored ([`admission`]).
+    pub in_flight: InFlight,
 }
 
 impl AppState {
@@ -108,97 +104,9 @@ impl AppState {
             auth,
             metrics,
             shutting_down: AtomicBool::new(false),
-            in_flight: Arc::new(Semaphore::new(config.max_transactions_in_flight.max(1))),
-            admission_queue: AtomicUsize::new(0),
+            in_flight: InFlight::new(config.max_transactions_in_flight),
             config,
         })
-    }
-
-    /// Transactions scored at once, at most.
-    fn budget(&self) -> usize {
-        self.config.max_transactions_in_flight.max(1)
-    }
-
-    /// No permit free and the admission queue full: any scoring request would be shed.
-    fn is_saturated(&self) -> bool {
-        self.in_flight.available_permits() == 0 && self.admission_queue.load(Ordering::Acquire) >= self.budget()
-    }
-
-    /// Room for `n_transactions` more in flight, held until the permit drops.
-    /// When the budget is spent, the request waits up to [`ADMISSION_WAIT`]
-    /// in a queue that holds at most the budget again, so the pipeline stays
-    /// fed between requests while memory stays bounded (twice the budget);
-    /// otherwise 503 (`overloaded`, `Retry-After`). A request larger than the
-    /// whole budget waits for the whole budget instead of never fitting.
-    pub async fn admit(&self, n_transactions: usize) -> Result<OwnedSemaphorePermit, ApiError> {
-        let budget = self.budget();
-        let n_permits = n_transactions.clamp(1, budget);
-        let n_permits_u32 = u32::try_from(n_permits).unwrap_or(u32::MAX);
-        if let Ok(permit) = self.in_flight.clone().try_acquire_many_owned(n_permits_u32) {
-            return Ok(permit);
-        }
-        let queue = AdmissionQueueEntry::join(&self.admission_queue, n_permits);
-        if queue.n_queued > budget {
-            return Err(shed());
-        }
-        match tokio::time::timeout(ADMISSION_WAIT, self.in_flight.clone().acquire_many_owned(n_permits_u32)).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(shed()),
-        }
-    }
-}
-
-/// Sheds a JSON scoring request before its body is parsed when it could
-/// only be shed after: no permit is free and the admission queue is full, so
-/// [`AppState::admit`] would refuse any request. Under a flood of batches,
-/// parsing bodies only to refuse them would take the CPU the admitted ones
-/// need. The body is still read (and dropped): a client still sending it
-/// would otherwise get a connection reset instead of the 503.
-async fn shed_before_parsing(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    if !state.is_saturated() {
-        return next.run(request).await;
-    }
-    let _ = axum::body::to_bytes(request.into_body(), state.config.max_body_bytes).await;
-    shed().into_response()
-}
-
-/// The answer to a shed scoring request, counted.
-fn shed() -> ApiError {
-    metrics::counter!("http_requests_shed_total").increment(1);
-    ApiError::overloaded("too many transactions in flight; retry shortly")
-}
-
-/// Longest time a scoring request waits for room in the in-flight budget before 503.
-pub const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// A request's place in the admission queue: its transactions count as
-/// queued until it is admitted or gives up.
-struct AdmissionQueueEntry<'a> {
-    queue: &'a AtomicUsize,
-    n_permits: usize,
-    /// Transactions queued, this request's included.
-    n_queued: usize,
-}
-
-impl<'a> AdmissionQueueEntry<'a> {
-    fn join(queue: &'a AtomicUsize, n_permits: usize) -> Self {
-        let n_queued = queue.fetch_add(n_permits, Ordering::AcqRel) + n_permits;
-        Self {
-            queue,
-            n_permits,
-            n_queued,
-        }
-    }
-}
-
-impl Drop for AdmissionQueueEntry<'_> {
-    fn drop(&mut self) {
-        self.queue.fetch_sub(self.n_permits, Ordering::AcqRel);
     }
 }
 
@@ -293,7 +201,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/transactions/batch", post(api::score_batch))
         .route("/predict", post(compat::predict))
         .route("/predict/batch", post(compat::predict_batch))
-        .route_layer(from_fn_with_state(state.clone(), shed_before_parsing))
+        .route_layer(from_fn_with_state(state.clone(), admission::admit_before_parsing))
         .merge(
             Router::new()
                 .route("/api/v1/transactions/upload", post(upload::upload))

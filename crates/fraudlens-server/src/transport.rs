@@ -18,6 +18,9 @@
 //!   new connection gets a 503 and is closed at once, counted and logged (at
 //!   most once per [`REFUSAL_LOG_INTERVAL`]).
 //!
+//! - **Unparsable requests**: hyper's own 400, 414 and 431 get the same
+//!   `{code, message}` bodies as every other error (module `parse_errors`).
+//!
 //! Shutdown stops accepting, lets idle connections close and in-flight
 //! requests finish (hyper's graceful shutdown), and returns when every
 //! connection is closed.
@@ -45,6 +48,9 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
 use crate::error::ApiError;
+use parse_errors::JsonParseErrors;
+
+mod parse_errors;
 
 /// Connections refused at the cap are logged at most this often (with their count).
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -136,7 +142,7 @@ pub async fn serve(listener: TcpListener, router: Router, config: TransportConfi
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             handle(router.clone(), body_allowance, peer, request)
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(JsonParseErrors::new(stream)), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 if error.is_timeout() {

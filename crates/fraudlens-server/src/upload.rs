@@ -213,7 +213,7 @@ pub async fn upload(
         )
     })?;
     // an upload scores one batch at a time: that is its share of the work in flight
-    let _in_flight = state.admit(BATCH).await?;
+    let _in_flight = state.in_flight.admit(BATCH).await?;
     let mut field = loop {
         match multipart.next_field().await {
             Ok(Some(field)) if field.name() == Some("file") => break field,

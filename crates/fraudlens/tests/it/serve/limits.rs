@@ -333,6 +333,50 @@ async fn idle_and_slow_connections_are_closed_and_the_api_keeps_answering() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_cannot_parse_get_code_and_message_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Server::start_with(dir.path(), &db.url, Some(&trained().model()), &[]);
+    let address = address(&server);
+    let long_target = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70 * 1024));
+    let many_headers = format!(
+        "GET /health/live HTTP/1.1\r\nhost: x\r\n{}\r\n",
+        (0..200).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+    );
+    let cases = [
+        ("GET / HTTP/1.1\r\nno colon here\r\n\r\n".to_owned(), 400, "bad_request"),
+        ("GE\x01T / HTTP/1.1\r\nhost: x\r\n\r\n".to_owned(), 400, "bad_request"),
+        (long_target, 414, "uri_too_long"),
+        (many_headers, 431, "headers_too_large"),
+    ];
+    let answers = tokio::task::spawn_blocking(move || {
+        cases
+            .into_iter()
+            .map(|(request, status, code)| {
+                let mut stream = TcpStream::connect(&address).unwrap();
+                stream.write_all(request.as_bytes()).unwrap();
+                (read_until_closed(&mut stream, Duration::from_secs(30)), status, code)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (answer, status, code) in answers {
+        let (got, body) = parse_response(&answer);
+        assert_eq!(got, status, "{answer}");
+        assert!(is_error_body(&body), "{answer}");
+        assert_eq!(body["code"], code, "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("content-type: application/json"),
+            "{answer}"
+        );
+    }
+    // the server is unharmed
+    let live = reqwest::get(server.url("/health/live")).await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_get_503_and_the_refusals_are_counted_and_logged_once() {
     const CAP: usize = 20;
     let dir = tempfile::tempdir().unwrap();
