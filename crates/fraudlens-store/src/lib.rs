@@ -14,11 +14,13 @@
 
 mod sql;
 mod types;
+mod vocabulary;
 
 use std::sync::Arc;
 
 pub use sql::{PostgresStore, SqliteStore, SqliteSync};
 pub use types::*;
+pub use vocabulary::*;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

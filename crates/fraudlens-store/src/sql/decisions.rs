@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, QueryBuilder, Row, Type};
 
 use super::{Backend, SqlStore};
-use crate::types::{parse, parse_label};
+use crate::vocabulary::{parse, parse_label};
 use crate::*;
 
 /// The columns of a [`StoredDecision`], in `SELECT` order.

@@ -4,7 +4,7 @@
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Row, Type};
 
 use super::{Backend, SqlStore};
-use crate::types::parse;
+use crate::vocabulary::parse;
 use crate::*;
 
 impl<DB> SqlStore<DB>

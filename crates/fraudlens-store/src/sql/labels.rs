@@ -4,7 +4,7 @@
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Row, Type};
 
 use super::{Backend, SqlStore};
-use crate::types::{label_str, parse_label};
+use crate::vocabulary::{label_str, parse_label};
 use crate::*;
 
 impl<DB> SqlStore<DB>

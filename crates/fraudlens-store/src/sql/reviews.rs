@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, QueryBuilder, Row, Type};
 
 use super::decisions::DECISION_COLUMNS;
 use super::{Backend, SqlStore};
-use crate::types::{label_str, parse};
+use crate::vocabulary::{label_str, parse};
 use crate::*;
 
 impl<DB> SqlStore<DB>
