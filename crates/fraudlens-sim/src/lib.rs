@@ -20,6 +20,11 @@
 //! because randomness comes from [`rng::Rng`], which uses only IEEE basic
 //! arithmetic. Generation is day by day, so memory does not grow with the
 //! number of days.
+//!
+//! Layout: `config` (parameters and their checks), `world` (terminals and
+//! customers on the map), `scenarios` (the four scenarios and everyday
+//! purchases), `simulator` (the day loop), `records` (the generated
+//! transaction) and `formats` (CSV, JSON lines, Stripe-shaped JSON).
 
 pub use fraudlens_core::rng;
 
