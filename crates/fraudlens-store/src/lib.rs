@@ -11,14 +11,22 @@
 //!
 //! Times are milliseconds since the epoch (UTC), taken by the caller: the store
 //! reads no clock, which keeps it testable.
+//!
+//! Layout: `sql/` is the one implementation, generic over the backend
+//! (`sql/sqlite.rs` and `sql/postgres.rs` hold what differs), with a module
+//! per concept (decisions, reviews and audit, labels, models, keys, dead
+//! letters); `vocabulary.rs` holds the enums stored as text, `types.rs` the
+//! rows.
 
 mod sql;
 mod types;
+mod vocabulary;
 
 use std::sync::Arc;
 
 pub use sql::{PostgresStore, SqliteStore, SqliteSync};
 pub use types::*;
+pub use vocabulary::*;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

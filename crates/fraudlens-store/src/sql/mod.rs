@@ -1,0 +1,198 @@
+//! The two backends as one store generic over the database: [`SqlStore`]
+//! runs the same SQL text on both (numbered `$n` parameters work on both);
+//! the few differences (connecting, migrations, how a write transaction
+//! starts, row locks, the bulk insert) sit behind [`Backend`], implemented in
+//! `sqlite.rs` and `postgres.rs`.
+//!
+//! Each concept has its module: `decisions` (scored transactions), `reviews`
+//! (the review queue, review changes and the audit log), `labels`, `models`
+//! (the registry), `keys` (API keys) and `dead_letters`. This file wires them
+//! to the [`Store`] trait.
+//!
+//! Every generic block states what sqlx needs of the database (the same
+//! `where` list): that its connections execute queries, and that it encodes
+//! and decodes the Rust types the store uses. Both backends meet it; it is
+//! written out because Rust does not carry such bounds along with a trait.
+
+/// The columns of a [`StoredDecision`], as a literal for `concat!` (sqlx takes only static SQL text).
+macro_rules! decision_columns {
+    () => {
+        "seq, transaction_id, fingerprint, event_time, received_at, entity, amount_minor, \
+         currency, body, score, probability, raw_score, anomaly_score, decision, reasons, features, model_version, \
+         latency_us, review_status, review_updated_at, label, shard"
+    };
+}
+
+/// The head of a decisions insert, as a literal for `concat!`.
+macro_rules! insert_columns {
+    () => {
+        "INSERT INTO transactions (transaction_id, fingerprint, event_time, received_at, entity, amount_minor, \
+         currency, body, score, probability, raw_score, anomaly_score, decision, reasons, features, model_version, \
+         latency_us, review_status, shard) "
+    };
+}
+
+mod dead_letters;
+mod decisions;
+mod keys;
+mod labels;
+mod models;
+mod postgres;
+mod reviews;
+mod sqlite;
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Pool, Type};
+
+use crate::*;
+
+pub use sqlite::SqliteSync;
+
+/// The embedded default: a SQLite file in WAL mode.
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+
+/// PostgreSQL, for several processes sharing one store.
+pub type PostgresStore = SqlStore<sqlx::Postgres>;
+
+/// A [`Store`] on a pool of one backend's connections.
+#[derive(Clone, Debug)]
+pub struct SqlStore<DB: Database> {
+    pool: Pool<DB>,
+}
+
+/// What differs between the backends. (Public only because the bounds of
+/// [`SqlStore`]'s methods name it; the crate does not export it.)
+pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
+    /// The name [`Store::backend`] answers.
+    const BACKEND: &'static str;
+
+    /// Appended to a `SELECT` that reads rows a transaction then changes:
+    /// `FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds
+    /// the only write lock.
+    const FOR_UPDATE: &'static str;
+
+    /// A statement that serialises changes to the model registry (its
+    /// one-production rule spans rows).
+    const LOCK_MODELS: &'static str;
+
+    /// Most rows [`Backend::insert_new`] writes in one statement: a batch up
+    /// to this size is written without an explicit transaction.
+    const ONE_STATEMENT: usize;
+
+    /// Starts a transaction that will write.
+    fn begin_write(pool: &Pool<Self>) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>>> + Send;
+
+    /// Inserts the decisions whose transaction id is not stored yet; returns the ids inserted.
+    fn insert_new(
+        conn: &mut Self::Connection,
+        batch: &[NewDecision],
+    ) -> impl Future<Output = Result<std::collections::HashSet<String>>> + Send;
+}
+
+#[async_trait::async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB> + ColumnIndex<DB::Row>,
+    for<'a> Option<&'a str>: Encode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
+    String: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    i64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    f64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    Vec<u8>: for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    fn backend(&self) -> &'static str {
+        DB::BACKEND
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
+        self.put_decisions_in(batch).await
+    }
+
+    async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>> {
+        self.decision(id).await
+    }
+
+    async fn transactions_after(&self, seq: i64, limit: u32, shard: Option<&str>) -> Result<Vec<StoredDecision>> {
+        self.decisions_after(seq, limit, shard).await
+    }
+
+    async fn last_seq(&self) -> Result<i64> {
+        self.max_seq().await
+    }
+
+    async fn count_transactions(&self) -> Result<u64> {
+        self.count_decisions().await
+    }
+
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Page> {
+        self.queue(query).await
+    }
+
+    async fn review(&self, change: &ReviewRequest) -> Result<ReviewOutcome> {
+        self.change_review(change).await
+    }
+
+    async fn put_labels(&self, labels: &[NewLabel]) -> Result<Vec<Option<StoredDecision>>> {
+        self.insert_labels(labels).await
+    }
+
+    async fn labels(&self, transaction_id: &str) -> Result<Vec<LabelEntry>> {
+        self.labels_of(transaction_id).await
+    }
+
+    async fn audit(&self, subject: &str) -> Result<Vec<AuditEntry>> {
+        self.audit_of(subject).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        Self::audit_in(&mut conn, entry).await
+    }
+
+    async fn register_model(&self, model: &NewModel) -> Result<()> {
+        self.insert_model(model).await
+    }
+
+    async fn models(&self) -> Result<Vec<ModelEntry>> {
+        self.all_models().await
+    }
+
+    async fn promote_model(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry> {
+        self.promote(version, at, actor).await
+    }
+
+    async fn create_key(&self, key: &ApiKeyEntry) -> Result<()> {
+        self.insert_key(key).await
+    }
+
+    async fn key(&self, key_id: &str) -> Result<Option<ApiKeyEntry>> {
+        self.key_by_id(key_id).await
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKeyEntry>> {
+        self.all_keys().await
+    }
+
+    async fn revoke_key(&self, key_id: &str, at: i64, actor: &str) -> Result<bool> {
+        self.revoke(key_id, at, actor).await
+    }
+
+    async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
+        self.insert_dead_letters(letters).await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>> {
+        self.latest_dead_letters(limit).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

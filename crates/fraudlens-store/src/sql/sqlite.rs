@@ -1,0 +1,106 @@
+//! SQLite: connecting (WAL mode, the `synchronous` setting), its migrations
+//! (`migrations/sqlite`), write transactions that take the write lock at
+//! once, and the bulk insert of decisions as multi-row statements.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::decisions::{INSERT_COLUMNS, encode_features};
+use super::{Backend, SqlStore};
+use crate::*;
+
+/// SQLite's `synchronous` setting: what a commit waits for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqliteSync {
+    /// Every commit is on disk before it returns (fsync of the WAL): an
+    /// acknowledged decision survives power loss. The default.
+    #[default]
+    Full,
+    /// The WAL is synced at checkpoints only: commits survive a crash of the
+    /// process, but the last ones can be lost on power loss or an OS crash.
+    Normal,
+}
+
+impl SqlStore<Sqlite> {
+    /// Opens (creating if needed) `sqlite://PATH` and migrates it.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.sqlite_sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .statement_cache_capacity(256);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            // a ping per acquire is a round trip per commit; a broken connection fails its statement instead
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+impl Backend for Sqlite {
+    const BACKEND: &'static str = "sqlite";
+    const FOR_UPDATE: &'static str = "";
+    // BEGIN IMMEDIATE already serialises every writer
+    const LOCK_MODELS: &'static str = "SELECT 1";
+    const ONE_STATEMENT: usize = 64;
+
+    /// A write transaction that takes SQLite's write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred one that reads first and then writes fails with
+    /// SQLITE_BUSY, without waiting, when another writer got there in between.
+    async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Inserts the new rows of a batch with multi-row statements of up to 64
+    /// rows: few statements per batch (each is a round trip to sqlx's SQLite
+    /// thread), and at most 64 SQL texts, each prepared once and cached.
+    async fn insert_new(conn: &mut sqlx::SqliteConnection, batch: &[NewDecision]) -> Result<HashSet<String>> {
+        let mut inserted = HashSet::with_capacity(batch.len());
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let n = rest.len().min(Self::ONE_STATEMENT);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut query = QueryBuilder::<Sqlite>::new(INSERT_COLUMNS);
+            query.push_values(chunk, |mut row, d| {
+                row.push_bind(d.transaction_id.as_str())
+                    .push_bind(d.fingerprint.as_str())
+                    .push_bind(d.event_time)
+                    .push_bind(d.received_at)
+                    .push_bind(d.entity.as_deref())
+                    .push_bind(d.amount_minor)
+                    .push_bind(d.currency.as_str())
+                    .push_bind(d.body.as_str())
+                    .push_bind(d.score)
+                    .push_bind(d.probability)
+                    .push_bind(d.raw_score)
+                    .push_bind(d.anomaly_score)
+                    .push_bind(d.decision.as_str())
+                    .push_bind(d.reasons.as_str())
+                    .push_bind(encode_features(&d.features))
+                    .push_bind(d.model_version.as_str())
+                    .push_bind(d.latency_us)
+                    .push_bind(d.review_status.map(ReviewStatus::as_str))
+                    .push_bind(d.shard.as_deref());
+            });
+            query.push(" ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id");
+            for row in query.build().persistent(true).fetch_all(&mut *conn).await? {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(inserted)
+    }
+}
