@@ -27,6 +27,7 @@
 
 mod contract;
 mod model;
+pub mod registry;
 mod shards;
 mod state;
 mod writer;

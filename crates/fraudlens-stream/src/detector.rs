@@ -61,10 +61,6 @@ pub struct DetectorConfig {
     /// `{"transaction_id": …, "label": "fraud"|"legit"|1|0, "source": …}`,
     /// applied like `POST /api/v1/labels`.
     pub labels_topic: Option<String>,
-    /// Fault injection for the crash test: abort the process right after the
-    /// store commit of this many batches (before publishing and storing
-    /// offsets), the window where a crash must cause redelivery, not loss.
-    pub crash_after_batches: Option<u64>,
 }
 
 impl Default for DetectorConfig {
@@ -78,7 +74,6 @@ impl Default for DetectorConfig {
             max_batch: 1_000,
             session_timeout_ms: 10_000,
             labels_topic: None,
-            crash_after_batches: None,
         }
     }
 }
@@ -240,8 +235,43 @@ pub struct Detector {
     consumer: StreamConsumer<Context>,
     producer: FutureProducer,
     config: DetectorConfig,
-    batches: AtomicU64,
     health: Arc<Health>,
+    #[cfg(feature = "fault-injection")]
+    crash: CrashHook,
+}
+
+/// Fault injection for the crash test (`FRAUDLENS_TEST_CRASH_AFTER_BATCHES`,
+/// only with the `fault-injection` feature): aborts the process right after
+/// the store commit of that many batches (before publishing and storing
+/// offsets), the window where a crash must cause redelivery, not loss.
+#[cfg(feature = "fault-injection")]
+struct CrashHook {
+    after_batches: Option<u64>,
+    batches: AtomicU64,
+}
+
+#[cfg(feature = "fault-injection")]
+impl CrashHook {
+    fn from_env() -> Self {
+        Self {
+            after_batches: std::env::var("FRAUDLENS_TEST_CRASH_AFTER_BATCHES")
+                .ok()
+                .and_then(|n| n.parse().ok()),
+            batches: AtomicU64::new(0),
+        }
+    }
+
+    /// A batch's decisions are committed: abort if it is the chosen one.
+    fn committed(&self) {
+        let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.after_batches == Some(batches) {
+            tracing::error!(
+                batches,
+                "fault injection: aborting after the store commit, before the offsets"
+            );
+            std::process::abort();
+        }
+    }
 }
 
 /// Batches processed at once.
@@ -312,9 +342,15 @@ impl Detector {
             consumer,
             producer,
             config,
-            batches: AtomicU64::new(0),
             health,
+            #[cfg(feature = "fault-injection")]
+            crash: CrashHook::from_env(),
         })
+    }
+
+    /// The scoring pipeline the detector feeds.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
 
     /// What the readiness probe reports.
@@ -611,14 +647,8 @@ impl Detector {
             let _ = admitted.send(());
         }
         let results = submitted.results().await;
-        let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.config.crash_after_batches == Some(batches) {
-            tracing::error!(
-                batches,
-                "fault injection: aborting after the store commit, before the offsets"
-            );
-            std::process::abort();
-        }
+        #[cfg(feature = "fault-injection")]
+        self.crash.committed();
         let mut deliveries = Vec::new();
         for (idx, result) in positions.into_iter().zip(results) {
             match result {
