@@ -695,7 +695,10 @@ fn model_view(entry: ModelEntry, serving: &str) -> ModelView {
 /// The registry's JSON summary, its `created_at` as strict RFC 3339 (`null`
 /// when unreadable; entries registered before the fix hold the manifest's text).
 fn summary_view(summary: &str) -> serde_json::Value {
-    let mut summary: serde_json::Value = serde_json::from_str(summary).unwrap_or_default();
+    let mut summary: serde_json::Value = serde_json::from_str(summary).unwrap_or_else(|error| {
+        tracing::warn!(%error, "a registry entry's summary is unreadable");
+        serde_json::Value::Null
+    });
     if let Some(created_at) = summary.get_mut("created_at") {
         *created_at = created_at.as_str().and_then(rfc3339).into();
     }
