@@ -44,9 +44,10 @@ impl Submitted {
     /// The results, in the order submitted, once the decisions are stored.
     pub async fn results(self) -> Vec<Result<Scored, ScoreError>> {
         match self.task {
-            Ok(task) => task
-                .await
-                .unwrap_or_else(|_| vec![Err(ScoreError::Unavailable("scoring task failed".to_owned())); self.n]),
+            Ok(task) => task.await.unwrap_or_else(|error| {
+                tracing::error!(%error, "scoring task failed");
+                vec![Err(ScoreError::Unavailable("scoring task failed".to_owned())); self.n]
+            }),
             Err(error) => vec![Err(error); self.n],
         }
     }

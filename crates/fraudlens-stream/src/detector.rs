@@ -300,6 +300,15 @@ const MAX_ERROR: usize = 1024;
 /// Most bytes of a dead letter's key published to the dead-letter topic.
 const MAX_PUBLISHED_KEY: usize = 1024;
 
+/// Whether a batch task ended with its offsets stored; a task that panicked
+/// (a bug: its records come back from the committed offsets) is logged.
+fn batch_ended(joined: Result<bool, tokio::task::JoinError>) -> bool {
+    joined.unwrap_or_else(|error| {
+        tracing::error!(%error, "a batch task failed");
+        false
+    })
+}
+
 /// How a batch ended, for the next one: its generation and whether its
 /// offsets were stored (or may be: a stop leaves the rest to another member).
 type Done = (u64, bool);
@@ -385,7 +394,7 @@ impl Detector {
                 _ = stopping.wait_for(|stop| *stop) => Next::Stop,
                 done = async {
                     match window.front_mut() {
-                        Some(front) => front.await.unwrap_or(false),
+                        Some(front) => batch_ended(front.await),
                         None => std::future::pending().await,
                     }
                 } => {
@@ -443,13 +452,13 @@ impl Detector {
             }));
             while window.len() >= WINDOW {
                 if let Some(front) = window.pop_front() {
-                    let _ = front.await;
+                    batch_ended(front.await);
                 }
             }
         }
         // stopping: finish what is in flight (each batch stores its offsets in order)
         for task in window {
-            let _ = task.await;
+            batch_ended(task.await);
         }
         self.close()
     }

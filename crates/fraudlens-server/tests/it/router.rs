@@ -108,3 +108,20 @@ async fn readiness_names_the_model_and_turns_503_at_shutdown() {
     assert!(body["message"].as_str().unwrap().contains("shutting down"), "{body}");
     assert_eq!(body["reasons"], json!(["shutting down"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_both_readiness_answers() {
+    let api = Api::new().await;
+    let (status, _, doc) = api
+        .send(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let responses = &doc["paths"]["/health/ready"]["get"]["responses"];
+    assert!(
+        responses["200"].is_object() && responses["503"].is_object(),
+        "{responses}"
+    );
+    for schema in ["Ready", "NotReady"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
+    }
+}
