@@ -63,7 +63,7 @@ impl From<&NewDecision> for DecisionView {
             is_fraud: d.decision.as_str() != "approve",
             decision: d.decision.as_str().to_owned(),
             confidence: confidence(d),
-            reasons: serde_json::from_str(&d.reasons).unwrap_or_default(),
+            reasons: crate::events::parse_reasons(&d.transaction_id, &d.reasons),
             model_version: d.model_version.clone(),
             latency_us: d.latency_us,
             anomaly_score: d.anomaly_score,

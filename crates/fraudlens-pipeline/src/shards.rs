@@ -14,9 +14,13 @@
 //! of its transactions) implements the same calls and needs no rebuild when a
 //! partition moves.
 
+use std::time::Instant;
+
 use fraudlens_core::{Label, Timestamp, Transaction};
 use fraudlens_features::{EventTimeError, FeatureEngine};
 use rustc_hash::FxHashMap;
+
+use crate::{Pipeline, PipelineError, lock, state};
 
 /// What the scoring path asks of the entity state of one shard.
 pub trait EntityState: Send {
@@ -126,4 +130,79 @@ pub(crate) fn observe_unseen(
         done.observed += 1;
     }
     done
+}
+
+/// Shard lifecycle: acquire (rebuild from the store), release, retain.
+impl Pipeline {
+    /// Whether this process holds the state of `shard`.
+    pub fn holds(&self, shard: &str) -> bool {
+        lock(&self.states).held.contains_key(&Some(shard.to_owned()))
+    }
+
+    /// Takes on the state of `shard` (a partition assigned to this detector):
+    /// the state kept from an earlier release, or a new one, brought up to
+    /// date with the store rows of that shard. Returns how many transactions
+    /// were observed to get there.
+    pub async fn acquire_shard(&self, shard: &str) -> Result<usize, PipelineError> {
+        let _one_at_a_time = self.acquiring.lock().await;
+        let key = Some(shard.to_owned());
+        let parked = {
+            let mut states = lock(&self.states);
+            if states.held.contains_key(&key) {
+                return Ok(0);
+            }
+            states.parked.remove(shard)
+        };
+        let reused = parked.is_some();
+        let mut held = parked.unwrap_or_else(|| {
+            let mut engine = FeatureEngine::new(self.model.load().spec().clone());
+            engine.set_time_policy(self.config.time_policy);
+            Held {
+                state: Box::new(engine),
+                seq: 0,
+            }
+        });
+        let started = Instant::now();
+        let caught_up = state::catch_up(self.store.as_ref(), Some(shard), &mut held).await?;
+        let observed = caught_up.observed;
+        let mut states = lock(&self.states);
+        states.held.insert(key, held);
+        states.publish_gauges();
+        tracing::info!(
+            shard,
+            reused,
+            observed,
+            refused = caught_up.refused,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "entity state acquired"
+        );
+        Ok(observed)
+    }
+
+    /// Stops using the state of these shards (partitions revoked); each is
+    /// kept until the next [`Pipeline::retain_shards`], in case it comes back.
+    pub fn release_shards(&self, shards: &[String]) {
+        let mut states = lock(&self.states);
+        for shard in shards {
+            if let Some(held) = states.held.remove(&Some(shard.clone())) {
+                states.parked.insert(shard.clone(), held);
+            }
+        }
+        states.publish_gauges();
+    }
+
+    /// Drops the released states of shards other than `assigned` (the new
+    /// assignment), and releases held shards not in it.
+    pub fn retain_shards(&self, assigned: &[String]) {
+        let mut states = lock(&self.states);
+        let keep = |shard: &str| assigned.iter().any(|assigned| assigned == shard);
+        states.held.retain(|shard, _| shard.as_deref().is_none_or(keep));
+        states.parked.retain(|shard, _| keep(shard));
+        states.publish_gauges();
+    }
+
+    /// Entities in the state (for readiness and metrics).
+    pub fn n_entities(&self) -> usize {
+        lock(&self.states).n_entities()
+    }
 }

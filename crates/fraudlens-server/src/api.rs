@@ -696,7 +696,10 @@ fn model_view(entry: ModelEntry, serving: &str) -> ModelView {
 /// The registry's JSON summary, its `created_at` as strict RFC 3339 (`null`
 /// when unreadable; entries registered before the fix hold the manifest's text).
 fn summary_view(summary: &str) -> serde_json::Value {
-    let mut summary: serde_json::Value = serde_json::from_str(summary).unwrap_or_default();
+    let mut summary: serde_json::Value = serde_json::from_str(summary).unwrap_or_else(|error| {
+        tracing::warn!(%error, "a registry entry's summary is unreadable");
+        serde_json::Value::Null
+    });
     if let Some(created_at) = summary.get_mut("created_at") {
         *created_at = created_at.as_str().and_then(rfc3339).into();
     }
@@ -774,55 +777,11 @@ pub async fn promote(
     Extension(caller): Extension<Caller>,
     Path(version): Path<String>,
 ) -> Result<Json<ModelInfo>, ApiError> {
-    let store = state.pipeline.store();
-    let entry = store
-        .models()
-        .await?
-        .into_iter()
-        .find(|m| m.version == version)
-        .ok_or_else(|| ApiError::not_found(format!("model version {version:?} is not registered")))?;
-    let path = std::path::PathBuf::from(&entry.path);
-    let key = state.config.card_hash_key.clone();
-    let loaded = tokio::task::spawn_blocking(move || ServingModel::load(&path, key.as_ref()))
+    let model = state
+        .pipeline
+        .promote(&version, state.config.card_hash_key.as_ref(), &caller.actor())
         .await
-        .map_err(|_| ApiError::unavailable("loading the model failed"))?
-        .map_err(|error| ApiError::invalid(format!("model {version} refused: {error}")))?;
-    if loaded.version() != version {
-        return Err(ApiError::invalid(format!(
-            "the artifact at {} is version {}, not {version}",
-            entry.path,
-            loaded.version()
-        )));
-    }
-    // checksums only say the files agree with their SHA256SUMS, which anyone
-    // who can edit the files can regenerate; the registry's digest says they
-    // are the files that were registered
-    if !entry.content_matches(&loaded.digest) {
-        tracing::warn!(
-            version,
-            path = entry.path,
-            "promotion refused: model files changed since registration"
-        );
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "model_changed",
-            format!(
-                "model {version} refused: the files at {} changed since it was registered; \
-                 register the new content as a new version",
-                entry.path
-            ),
-        ));
-    }
-    state
-        .pipeline
-        .model()
-        .check_replacement(&loaded)
-        .map_err(|error| ApiError::invalid(error.to_string()))?;
-    store.promote_model(&version, now_ms(), &caller.actor()).await?;
-    state
-        .pipeline
-        .swap_model(loaded)
-        .map_err(|error| ApiError::invalid(error.to_string()))?;
-    crate::ops::set_model_info(&state.pipeline.model());
-    Ok(Json(model_info(&state.pipeline.model())))
+        .map_err(ApiError::from)?;
+    crate::ops::set_model_info(&model);
+    Ok(Json(model_info(&model)))
 }

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fraudlens_core::json::JsonError;
 use fraudlens_pipeline::ScoreError;
+use fraudlens_pipeline::registry::RegistryError;
 use fraudlens_store::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -140,6 +141,25 @@ impl From<StoreError> for ApiError {
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::unavailable("the store is unavailable; retry")
+            }
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::NotRegistered(_) | RegistryError::NoProduction | RegistryError::NoPrevious => {
+                Self::not_found(error.to_string())
+            }
+            RegistryError::Unloadable { .. } | RegistryError::OtherVersion { .. } | RegistryError::Replacement(_) => {
+                Self::invalid(error.to_string())
+            }
+            RegistryError::ContentChanged { .. } => Self::new(StatusCode::CONFLICT, "model_changed", error.to_string()),
+            RegistryError::Store(error) => error.into(),
+            RegistryError::Loading | RegistryError::Path { .. } => {
+                tracing::error!(%error, "model registry");
+                Self::unavailable("loading the model failed")
             }
         }
     }

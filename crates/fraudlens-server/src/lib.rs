@@ -10,6 +10,9 @@
 //! | `POST /predict`, `/predict/batch`, `/upload` | service, admin | aliases of the common Python services |
 //! | `/health`, `/health/live`, `/health/ready`, `/metrics`, `/openapi.json`, `/docs` | public | operations |
 //!
+//! [`serve`] runs the API on a bound listener until a shutdown future
+//! resolves, then drains and flushes.
+//!
 //! Every error is `{"code", "message"}` JSON (also the framework's own 404,
 //! 405 and 414); bodies are size-limited (413),
 //! JSON routes need `application/json` (415), keys are checked in constant
@@ -21,6 +24,7 @@ pub mod auth;
 pub mod compat;
 pub mod error;
 pub mod ops;
+mod serve;
 pub mod transport;
 pub mod upload;
 
@@ -42,6 +46,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 pub use auth::{Auth, Caller, new_key};
 pub(crate) use fraudlens_pipeline::now_ms;
+pub use serve::{ServeOptions, serve};
 
 /// Limits and options of the API.
 #[derive(Clone, Debug)]
@@ -223,11 +228,19 @@ pub fn app(state: Arc<AppState>) -> Router {
     let admin = Router::new()
         .route("/api/v1/models/{version}/promote", post(api::promote))
         .route_layer(guard(auth::ADMIN));
-    let public = Router::new()
-        .route("/health", get(ops::health))
-        .route("/health/live", get(ops::live))
-        .route("/health/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics));
+    let shutting_down = state.clone();
+    let public = ops::probe_router(Arc::new(ops::Probes {
+        pipeline: state.pipeline.clone(),
+        service: "fraudlens",
+        metrics: state.metrics.clone(),
+        not_ready: Box::new(move || {
+            if shutting_down.shutting_down.load(Ordering::Acquire) {
+                vec!["shutting down".to_owned()]
+            } else {
+                Vec::new()
+            }
+        }),
+    }));
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi());
 
     let mut router = Router::new()

@@ -1,20 +1,22 @@
-//! Probes, Prometheus metrics, and the middleware every request passes:
+//! Probes ([`probe_router`], shared by the API and the detector), Prometheus
+//! metrics, and the middleware every request passes:
 //! request metrics by route (the matched route template, never the raw path,
 //! so labels stay low-cardinality) and security headers.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use fraudlens_pipeline::ServingModel;
+use axum::routing::get;
+use fraudlens_pipeline::{Pipeline, ServingModel};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::Json;
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
@@ -100,6 +102,36 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// The probes and metrics of a fraudlens process (the API's and the
+/// detector's): `/health`, `/health/live`, `/health/ready`, `/metrics`.
+/// Readiness always checks the store (within [`STORE_PING_TIMEOUT`]) and
+/// names the serving model; the process adds its own checks.
+pub struct Probes {
+    /// The scoring path: its store is pinged, its model named.
+    pub pipeline: Arc<Pipeline>,
+    /// The service name `/health` reports (`fraudlens`, `fraudlens-detect`).
+    pub service: &'static str,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The process's own readiness checks: every reason it is not ready
+    /// (none: ready), e.g. shutting down, or the detector's Kafka health.
+    /// Reasons are shown to the caller: they must hold no internal detail.
+    pub not_ready: Box<dyn Fn() -> Vec<String> + Send + Sync>,
+}
+
+/// How long readiness waits for the store before answering 503.
+pub const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The probe routes over `probes` (public: no key).
+pub fn probe_router<S>(probes: Arc<Probes>) -> Router<S> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(probes)
+}
+
 /// `/health`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -107,7 +139,7 @@ pub struct Health {
     pub status: &'static str,
     /// Now (RFC 3339).
     pub timestamp: String,
-    /// `fraudlens`.
+    /// `fraudlens` (the API) or `fraudlens-detect` (the detector).
     pub service: &'static str,
     /// fraudlens version.
     pub version: &'static str,
@@ -117,64 +149,77 @@ pub struct Health {
 
 /// Liveness and basic facts (no key needed).
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
-pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+pub async fn health(State(probes): State<Arc<Probes>>) -> Json<Health> {
     Json(Health {
         status: "healthy",
         timestamp: fraudlens_core::Timestamp::from_millis(crate::now_ms()).to_string(),
-        service: "fraudlens",
+        service: probes.service,
         version: env!("CARGO_PKG_VERSION"),
-        model_version: state.pipeline.model().version().to_owned(),
+        model_version: probes.pipeline.model().version().to_owned(),
     })
-}
-
-/// `/health/ready`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    /// `ready` or `not_ready`.
-    pub status: &'static str,
-    /// Each check: `ok` or why not.
-    pub checks: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Health)))]
-pub async fn live(state: State<Arc<AppState>>) -> Json<Health> {
-    health(state).await
+pub async fn live(probes: State<Arc<Probes>>) -> Json<Health> {
+    health(probes).await
 }
 
-/// Ready to take traffic: the store answers and a model is loaded; else 503 naming the failed check.
+/// `/health/ready` when ready.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: &'static str,
+    /// Serving model version.
+    pub model: String,
+}
+
+/// `/health/ready` when not ready (503): the error body and every reason.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotReady {
+    /// `not_ready`.
+    pub code: &'static str,
+    /// The reasons, for people.
+    pub message: String,
+    /// Each reason it is not ready.
+    pub reasons: Vec<String>,
+}
+
+/// Ready to take traffic: the store answers (within a second), a model is
+/// loaded, and the process's own checks pass; else 503 with every reason
+/// (the store's error itself is logged, not shown).
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
-    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let mut checks = std::collections::BTreeMap::new();
-    let store = match tokio::time::timeout(std::time::Duration::from_secs(2), state.pipeline.store().ping()).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(error)) => format!("unreachable: {error}"),
-        Err(_) => "no answer within 2 s".to_owned(),
-    };
-    checks.insert("store", store);
-    checks.insert("model", format!("ok ({})", state.pipeline.model().version()));
-    if state.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
-        checks.insert("accepting", "shutting down".to_owned());
+    responses((status = 200, body = Ready), (status = 503, body = NotReady)))]
+pub async fn ready(State(probes): State<Arc<Probes>>) -> Response {
+    let mut reasons = (probes.not_ready)();
+    match tokio::time::timeout(STORE_PING_TIMEOUT, probes.pipeline.store().ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: store ping failed");
+            reasons.push("store: unreachable".to_owned());
+        }
+        Err(_) => reasons.push(format!("store: no answer within {} ms", STORE_PING_TIMEOUT.as_millis())),
     }
-    let ready = checks.values().all(|value| value.starts_with("ok"));
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    if reasons.is_empty() {
+        let body = Ready {
+            status: "ready",
+            model: probes.pipeline.model().version().to_owned(),
+        };
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    let body = NotReady {
+        code: "not_ready",
+        message: format!("not ready: {}", reasons.join("; ")),
+        reasons,
     };
-    let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" },
-        checks,
-    };
-    (status, Json(body)).into_response()
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render();
+pub async fn metrics(State(probes): State<Arc<Probes>>) -> Response {
+    let body = probes.metrics.render();
     (
         [(
             header::CONTENT_TYPE,

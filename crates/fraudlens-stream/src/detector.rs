@@ -61,10 +61,6 @@ pub struct DetectorConfig {
     /// `{"transaction_id": …, "label": "fraud"|"legit"|1|0, "source": …}`,
     /// applied like `POST /api/v1/labels`.
     pub labels_topic: Option<String>,
-    /// Fault injection for the crash test: abort the process right after the
-    /// store commit of this many batches (before publishing and storing
-    /// offsets), the window where a crash must cause redelivery, not loss.
-    pub crash_after_batches: Option<u64>,
 }
 
 impl Default for DetectorConfig {
@@ -78,7 +74,6 @@ impl Default for DetectorConfig {
             max_batch: 1_000,
             session_timeout_ms: 10_000,
             labels_topic: None,
-            crash_after_batches: None,
         }
     }
 }
@@ -240,8 +235,43 @@ pub struct Detector {
     consumer: StreamConsumer<Context>,
     producer: FutureProducer,
     config: DetectorConfig,
-    batches: AtomicU64,
     health: Arc<Health>,
+    #[cfg(feature = "fault-injection")]
+    crash: CrashHook,
+}
+
+/// Fault injection for the crash test (`FRAUDLENS_TEST_CRASH_AFTER_BATCHES`,
+/// only with the `fault-injection` feature): aborts the process right after
+/// the store commit of that many batches (before publishing and storing
+/// offsets), the window where a crash must cause redelivery, not loss.
+#[cfg(feature = "fault-injection")]
+struct CrashHook {
+    after_batches: Option<u64>,
+    batches: AtomicU64,
+}
+
+#[cfg(feature = "fault-injection")]
+impl CrashHook {
+    fn from_env() -> Self {
+        Self {
+            after_batches: std::env::var("FRAUDLENS_TEST_CRASH_AFTER_BATCHES")
+                .ok()
+                .and_then(|n| n.parse().ok()),
+            batches: AtomicU64::new(0),
+        }
+    }
+
+    /// A batch's decisions are committed: abort if it is the chosen one.
+    fn committed(&self) {
+        let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.after_batches == Some(batches) {
+            tracing::error!(
+                batches,
+                "fault injection: aborting after the store commit, before the offsets"
+            );
+            std::process::abort();
+        }
+    }
 }
 
 /// Batches processed at once.
@@ -269,6 +299,15 @@ const MAX_ERROR: usize = 1024;
 
 /// Most bytes of a dead letter's key published to the dead-letter topic.
 const MAX_PUBLISHED_KEY: usize = 1024;
+
+/// Whether a batch task ended with its offsets stored; a task that panicked
+/// (a bug: its records come back from the committed offsets) is logged.
+fn batch_ended(joined: Result<bool, tokio::task::JoinError>) -> bool {
+    joined.unwrap_or_else(|error| {
+        tracing::error!(%error, "a batch task failed");
+        false
+    })
+}
 
 /// How a batch ended, for the next one: its generation and whether its
 /// offsets were stored (or may be: a stop leaves the rest to another member).
@@ -312,9 +351,15 @@ impl Detector {
             consumer,
             producer,
             config,
-            batches: AtomicU64::new(0),
             health,
+            #[cfg(feature = "fault-injection")]
+            crash: CrashHook::from_env(),
         })
+    }
+
+    /// The scoring pipeline the detector feeds.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
 
     /// What the readiness probe reports.
@@ -349,7 +394,7 @@ impl Detector {
                 _ = stopping.wait_for(|stop| *stop) => Next::Stop,
                 done = async {
                     match window.front_mut() {
-                        Some(front) => front.await.unwrap_or(false),
+                        Some(front) => batch_ended(front.await),
                         None => std::future::pending().await,
                     }
                 } => {
@@ -407,13 +452,13 @@ impl Detector {
             }));
             while window.len() >= WINDOW {
                 if let Some(front) = window.pop_front() {
-                    let _ = front.await;
+                    batch_ended(front.await);
                 }
             }
         }
         // stopping: finish what is in flight (each batch stores its offsets in order)
         for task in window {
-            let _ = task.await;
+            batch_ended(task.await);
         }
         self.close()
     }
@@ -611,14 +656,8 @@ impl Detector {
             let _ = admitted.send(());
         }
         let results = submitted.results().await;
-        let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.config.crash_after_batches == Some(batches) {
-            tracing::error!(
-                batches,
-                "fault injection: aborting after the store commit, before the offsets"
-            );
-            std::process::abort();
-        }
+        #[cfg(feature = "fault-injection")]
+        self.crash.committed();
         let mut deliveries = Vec::new();
         for (idx, result) in positions.into_iter().zip(results) {
             match result {

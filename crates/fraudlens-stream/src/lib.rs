@@ -1,14 +1,19 @@
 //! Kafka for fraudlens: the detector ([`Detector`], a consumer-group member on
-//! the shared scoring pipeline) and the transaction producer ([`Producer`],
-//! behind `fraudlens simulate --to kafka://…`).
+//! the shared scoring pipeline, run with its probes by [`run`]) and the
+//! transaction producer ([`Producer`], behind `fraudlens simulate --to kafka://…`).
+//!
+//! The `fault-injection` feature (off by default; enabled by the tests of the
+//! `fraudlens` binary) adds the crash hook `FRAUDLENS_TEST_CRASH_AFTER_BATCHES`.
 
 mod detector;
 mod health;
 mod producer;
+mod run;
 
 pub use detector::{Detector, DetectorConfig};
 pub use health::Health;
 pub use producer::{KafkaTarget, Producer};
+pub use run::run;
 
 /// Why the detector or producer failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +24,9 @@ pub enum StreamError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] fraudlens_store::StoreError),
+    /// The pipeline could not flush at shutdown.
+    #[error(transparent)]
+    Pipeline(#[from] fraudlens_pipeline::PipelineError),
     /// Decisions could not be stored or published now (the batch is retried).
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use fraudlens_pipeline::ServingModel;
 pub(crate) use fraudlens_pipeline::now_ms;
+use fraudlens_pipeline::registry::{self, RegistryError};
 pub(crate) use fraudlens_store::redact_url;
-use fraudlens_store::{ModelEntry, ModelStage, NewModel, Role, Store, StoreOptions};
+use fraudlens_store::{Role, Store, StoreOptions};
 
 use crate::cli::{KeysCommand, ModelsCommand, StoreArg};
 use crate::config::Config;
-use crate::exit::{Classify, CliResult};
+use crate::exit::{Classify, CliResult, Failure};
 
 /// Runs an async command on a fresh runtime.
 pub fn block_on<F: Future<Output = CliResult>>(future: F) -> CliResult {
@@ -101,28 +102,6 @@ pub fn keys(config: &Config, command: KeysCommand) -> CliResult {
     })
 }
 
-/// A registry entry for a loaded model.
-pub fn model_entry(model: &ServingModel) -> anyhow::Result<NewModel> {
-    let manifest = &model.artifact.manifest;
-    let path = std::fs::canonicalize(&model.path).with_context(|| format!("resolving {}", model.path.display()))?;
-    let summary = serde_json::json!({
-        "kind": model.kind(),
-        "created_at": manifest.created_at,
-        "train_period": manifest.training.train_period,
-        "train_rows": manifest.training.train_rows,
-        "roc_auc": manifest.validation.as_ref().map(|v| v.roc_auc),
-        "average_precision": manifest.validation.as_ref().map(|v| v.average_precision),
-    });
-    Ok(NewModel {
-        version: model.version().to_owned(),
-        path: path.display().to_string(),
-        summary: summary.to_string(),
-        feature_names: manifest.feature_names[..model.artifact.n_inputs()].to_vec(),
-        registered_at: now_ms(),
-        digest: model.digest.clone(),
-    })
-}
-
 /// Loads and verifies a model directory (exit 65 when it is unusable).
 pub fn load_model(config: &Config, dir: &Path) -> CliResult<ServingModel> {
     ServingModel::load(dir, config.security.card_hash_key.as_ref()).data()
@@ -135,10 +114,9 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
             ModelsCommand::Register { dir, store } => {
                 let model = load_model(config, &dir)?;
                 let store = open_store(config, &store_url(config, &store)).await?;
-                store
-                    .register_model(&model_entry(&model)?)
+                registry::register(store.as_ref(), &model)
                     .await
-                    .context("registering")?;
+                    .map_err(|error| registry_failure(error, "registering"))?;
                 eprintln!("registered {} ({}) as staging", model.version(), dir.display());
                 println!("{}", model.version());
                 Ok(())
@@ -159,67 +137,47 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
             }
             ModelsCommand::Promote { model_version, store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
-                promote_checked(config, store.as_ref(), &model_version).await
+                promote(config, store.as_ref(), &model_version).await
             }
             ModelsCommand::Rollback { store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
-                let models = store.models().await.context("listing models")?;
-                let current = models.iter().find(|m| m.stage == ModelStage::Production);
-                let previous = models
-                    .iter()
-                    .filter(|m| m.stage == ModelStage::Archived && m.promoted_at.is_some())
-                    .max_by_key(|m| m.promoted_at)
-                    .ok_or_else(|| anyhow::anyhow!("no model was in production before"))
-                    .usage()?;
+                let rollback = registry::rollback_target(store.as_ref())
+                    .await
+                    .map_err(|error| registry_failure(error, "listing models"))?;
                 eprintln!(
                     "rolling back from {} to {}",
-                    current.map_or("(none)", |m| m.version.as_str()),
-                    previous.version
+                    rollback.from.as_deref().unwrap_or("(none)"),
+                    rollback.to
                 );
-                promote_checked(config, store.as_ref(), &previous.version).await
+                promote(config, store.as_ref(), &rollback.to).await
             }
         }
     })
 }
 
-/// Promotes a version after verifying its artifact still loads.
-async fn promote_checked(config: &Config, store: &dyn Store, version: &str) -> CliResult {
-    let models = store.models().await.context("listing models")?;
-    let entry = models
-        .iter()
-        .find(|m| m.version == version)
-        .ok_or_else(|| anyhow::anyhow!("model version {version:?} is not registered"))
-        .usage()?;
-    load_registered(config, entry)?;
-    store
-        .promote_model(version, now_ms(), "cli")
+/// Promotes a version after verifying its artifact still loads and is what was registered.
+async fn promote(config: &Config, store: &dyn Store, version: &str) -> CliResult {
+    registry::promote(store, version, config.security.card_hash_key.as_ref(), "cli")
         .await
-        .context("promoting")?;
+        .map_err(|error| registry_failure(error, "promoting"))?;
     eprintln!("{version} is the production model (running servers: restart, or promote through the API to swap live)");
     Ok(())
 }
 
-/// Loads a registry entry's artifact, refusing one that is now another
-/// version or whose files changed since registration (exit 65): a promotion
-/// or a start must serve what was registered.
-pub fn load_registered(config: &Config, entry: &ModelEntry) -> CliResult<ServingModel> {
-    let model = load_model(config, Path::new(&entry.path))?;
-    if model.version() != entry.version {
-        return Err(anyhow::anyhow!(
-            "the artifact at {} is now version {}, not {}",
-            entry.path,
-            model.version(),
-            entry.version
-        ))
-        .data();
+/// The exit class of a registry failure: usage for a version or stage that
+/// is not in the registry, data for an artifact that is unusable or changed
+/// since registration, runtime (with `context`) for the store.
+pub fn registry_failure(error: RegistryError, context: &'static str) -> Failure {
+    match error {
+        RegistryError::NotRegistered(_) | RegistryError::NoProduction | RegistryError::NoPrevious => {
+            Failure::Usage(error.into())
+        }
+        RegistryError::Unloadable { .. }
+        | RegistryError::OtherVersion { .. }
+        | RegistryError::ContentChanged { .. } => Failure::Data(error.into()),
+        RegistryError::Replacement(_) | RegistryError::Loading | RegistryError::Path { .. } => {
+            Failure::Runtime(error.into())
+        }
+        RegistryError::Store(error) => Failure::Runtime(anyhow::Error::from(error).context(context)),
     }
-    if !entry.content_matches(&model.digest) {
-        return Err(anyhow::anyhow!(
-            "model {}: the files at {} changed since it was registered; register the new content as a new version",
-            entry.version,
-            entry.path
-        ))
-        .data();
-    }
-    Ok(model)
 }

@@ -1,17 +1,16 @@
-//! `fraudlens serve`: the scoring API on the shared pipeline, with graceful
-//! shutdown (stop accepting, drain in-flight requests, flush pending commits,
-//! snapshot the entity state).
+//! `fraudlens serve`: opens the store, chooses the model, starts the
+//! pipeline and runs [`fraudlens_server::serve`] until SIGTERM or SIGINT.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use fraudlens_pipeline::registry;
 use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
 use fraudlens_server::transport::{self, TransportConfig};
-use fraudlens_server::{AppState, ServerConfig};
-use fraudlens_store::{ModelStage, Store};
+use fraudlens_server::{AppState, ServeOptions, ServerConfig};
+use fraudlens_store::Store;
 
-use super::admin::{block_on, load_model, load_registered, model_entry, now_ms, open_store, redact_url, store_url};
+use super::admin::{block_on, load_model, open_store, redact_url, registry_failure, store_url};
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
@@ -29,31 +28,14 @@ pub(crate) async fn serving_model(
 ) -> CliResult<ServingModel> {
     if let Some(dir) = dir {
         let model = load_model(config, dir)?;
-        store
-            .register_model(&model_entry(&model)?)
+        registry::register_and_promote(store, &model, "serve --model")
             .await
-            .context("registering the model")?;
-        let production = store.models().await.context("listing models")?;
-        let is_production = production
-            .iter()
-            .any(|m| m.version == model.version() && m.stage == ModelStage::Production);
-        if !is_production {
-            store
-                .promote_model(model.version(), now_ms(), "serve --model")
-                .await
-                .context("promoting the model")?;
-        }
+            .map_err(|error| registry_failure(error, "registering and promoting the model"))?;
         return Ok(model);
     }
-    let models = store.models().await.context("listing models")?;
-    let production = models
-        .iter()
-        .find(|m| m.stage == ModelStage::Production)
-        .ok_or_else(|| {
-            anyhow::anyhow!("no production model in the registry: pass --model DIR (or `fraudlens models promote`)")
-        })
-        .usage()?;
-    load_registered(config, production)
+    registry::production(store, config.security.card_hash_key.as_ref())
+        .await
+        .map_err(|error| registry_failure(error, "listing models"))
 }
 
 /// Serves until SIGTERM or SIGINT; `on_listen` runs once the port is bound,
@@ -110,46 +92,27 @@ pub async fn serve(
     println!("fraudlens listening on http://{address} (API docs: http://{address}/docs)");
     on_listen(address, store.as_ref()).await;
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let signal_state = state.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        signal_state.shutting_down.store(true, Ordering::Release);
-        let _ = stop_tx.send(true);
-    });
-    let mut stopped = stop_rx.clone();
-    let transport = TransportConfig {
-        header_read_timeout: Duration::from_secs(serve.header_read_timeout_seconds.max(1)),
-        body_read_timeout: Duration::from_secs(serve.body_read_timeout_seconds),
-        min_body_bytes_per_second: serve.min_body_bytes_per_second,
-        max_connections: match serve.max_connections {
-            0 => transport::default_max_connections(),
-            n => n,
+    let options = ServeOptions {
+        transport: TransportConfig {
+            header_read_timeout: Duration::from_secs(serve.header_read_timeout_seconds.max(1)),
+            body_read_timeout: Duration::from_secs(serve.body_read_timeout_seconds),
+            min_body_bytes_per_second: serve.min_body_bytes_per_second,
+            max_connections: match serve.max_connections {
+                0 => transport::default_max_connections(),
+                n => n,
+            },
         },
+        grace: Duration::from_secs(serve.shutdown_grace_seconds),
     };
-    tracing::info!(
-        max_connections = transport.max_connections,
-        open_file_limit = transport::open_file_limit(),
-        "connection limits"
-    );
-    let server = transport::serve(listener, fraudlens_server::app(state.clone()), transport, async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    });
-    let grace = Duration::from_secs(serve.shutdown_grace_seconds);
-    tokio::select! {
-        () = server => {}
-        () = async {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!(seconds = grace.as_secs(), "grace period over; closing remaining connections"),
-    }
-    pipeline.shutdown().await.context("flushing and snapshotting")?;
+    fraudlens_server::serve(listener, state, options, shutdown_signal())
+        .await
+        .context("flushing and snapshotting")?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Resolves on SIGTERM or SIGINT.
 pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -1,0 +1,322 @@
+//! Decisions: scoring observed transactions and storing them.
+//!
+//! Owns the scoring calls ([`Pipeline::score`] and its batch forms), the
+//! decision record of a transaction (score, thresholds, reasons when the
+//! [`crate::ExplainPolicy`] asks for them), the hand-off to the group-commit
+//! writer, and publishing each result to requests racing it.
+
+use std::sync::Arc;
+
+use fraudlens_core::Transaction;
+use fraudlens_model::shap::Reason;
+use fraudlens_model::threshold::Decision;
+use fraudlens_store::{NewDecision, Outcome, PutOutcome, ReviewStatus};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::admission::{Admission, Observed, compare};
+use crate::shards::ShardKey;
+use crate::{ExplainPolicy, Pipeline, ScoreError, ServingModel, events, lock, writer};
+
+/// A scored (or found) decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    /// What is stored.
+    pub record: NewDecision,
+    /// `true` when the id was stored before with the same content: this is that decision.
+    pub replayed: bool,
+}
+
+impl Scored {
+    /// The reasons (parsed from the stored JSON).
+    pub fn reasons(&self) -> Vec<Reason> {
+        events::parse_reasons(&self.record.transaction_id, &self.record.reasons)
+    }
+}
+
+/// Admitted transactions whose scoring and write are under way
+/// ([`Pipeline::submit`]).
+pub struct Submitted {
+    n: usize,
+    task: Result<tokio::task::JoinHandle<Vec<Result<Scored, ScoreError>>>, ScoreError>,
+}
+
+impl Submitted {
+    /// The results, in the order submitted, once the decisions are stored.
+    pub async fn results(self) -> Vec<Result<Scored, ScoreError>> {
+        match self.task {
+            Ok(task) => task.await.unwrap_or_else(|error| {
+                tracing::error!(%error, "scoring task failed");
+                vec![Err(ScoreError::Unavailable("scoring task failed".to_owned())); self.n]
+            }),
+            Err(error) => vec![Err(error); self.n],
+        }
+    }
+}
+
+pub(crate) fn outcome(decision: Decision) -> Outcome {
+    match decision {
+        Decision::Approve => Outcome::Approve,
+        Decision::Review => Outcome::Review,
+        Decision::Decline => Outcome::Decline,
+    }
+}
+
+impl Pipeline {
+    /// Parses, scores and durably stores one JSON record.
+    pub async fn score(self: &Arc<Self>, record: &serde_json::Value) -> Result<Scored, ScoreError> {
+        let model = self.model.load_full();
+        let tx = model
+            .inputs
+            .schema
+            .parse_json(record)
+            .map_err(|error| ScoreError::Invalid(error.to_string()))?;
+        self.score_transaction(&model, tx).await
+    }
+
+    /// Scores many records: each is parsed on its own (one bad record fails
+    /// alone), all are observed under one lock, scored together and written
+    /// in one commit.
+    pub async fn score_many(self: &Arc<Self>, records: &[serde_json::Value]) -> Vec<Result<Scored, ScoreError>> {
+        let model = self.model.load_full();
+        let parsed = records
+            .iter()
+            .map(|record| {
+                model
+                    .inputs
+                    .schema
+                    .parse_json(record)
+                    .map_err(|error| ScoreError::Invalid(error.to_string()))
+            })
+            .collect();
+        self.score_parsed(&model, parsed).await
+    }
+
+    /// Scores parsed transactions (or passes their parse errors through), in
+    /// one commit, on the whole-store state.
+    pub async fn score_parsed(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        parsed: Vec<Result<Transaction, ScoreError>>,
+    ) -> Vec<Result<Scored, ScoreError>> {
+        self.score_sharded(model, parsed.into_iter().map(|parsed| (None, parsed)).collect())
+            .await
+    }
+
+    /// Scores parsed transactions, each on the state of its shard (a shard
+    /// not held: [`ScoreError::NotOwned`]), in one commit.
+    ///
+    /// Admission (observing the new transactions) happens here; the rest —
+    /// scoring, the write, answering racing requests — runs in its own task,
+    /// so a caller that goes away (a client disconnecting) cannot leave an
+    /// observed transaction unwritten or its racing duplicates waiting.
+    pub async fn score_sharded(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
+    ) -> Vec<Result<Scored, ScoreError>> {
+        self.submit(model, parsed).results().await
+    }
+
+    /// [`Self::score_sharded`] in two steps: the transactions are observed
+    /// (in order) before this returns; their scoring and write go on in a
+    /// task of their own, whose results [`Submitted::results`] awaits. A
+    /// caller with several batches in flight (the detector) submits them one
+    /// after another, so a partition's records reach its entity state strictly
+    /// in offset order whatever finishes first.
+    pub fn submit(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
+    ) -> Submitted {
+        let n = parsed.len();
+        let task = self.admit_all(model, parsed).map(|admissions| {
+            let (this, model) = (self.clone(), model.clone());
+            tokio::spawn(async move { this.complete(&model, admissions).await })
+        });
+        Submitted { n, task }
+    }
+
+    /// Scores and stores one parsed transaction.
+    pub async fn score_transaction(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        tx: Transaction,
+    ) -> Result<Scored, ScoreError> {
+        self.score_parsed(model, vec![Ok(tx)])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())))
+    }
+
+    pub(crate) async fn complete(
+        &self,
+        model: &ServingModel,
+        admissions: Vec<Result<Admission, ScoreError>>,
+    ) -> Vec<Result<Scored, ScoreError>> {
+        let n = admissions.len();
+        let mut results: Vec<Option<Result<Scored, ScoreError>>> = vec![None; n];
+        let mut waits = Vec::new();
+        let mut fresh = Vec::new();
+        for (idx, admission) in admissions.into_iter().enumerate() {
+            match admission {
+                Err(error) => results[idx] = Some(Err(error)),
+                Ok(Admission::Fresh(observed)) => fresh.push((idx, observed)),
+                Ok(other) => waits.push((idx, other)),
+            }
+        }
+        let (indices, observed): (Vec<usize>, Vec<Observed>) = fresh.into_iter().unzip();
+        for (idx, result) in indices.into_iter().zip(self.finish(model, observed).await) {
+            results[idx] = Some(result);
+        }
+        for (idx, admission) in waits {
+            results[idx] = Some(self.resolve(admission).await);
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(ScoreError::Unavailable("not processed".to_owned()))))
+            .collect()
+    }
+
+    /// Scores observed transactions, writes them in one request to the
+    /// writer, and publishes each result to requests racing it.
+    pub(crate) async fn finish(
+        &self,
+        model: &ServingModel,
+        mut observed: Vec<Observed>,
+    ) -> Vec<Result<Scored, ScoreError>> {
+        if observed.is_empty() {
+            return Vec::new();
+        }
+        let records: Vec<NewDecision> = observed
+            .iter_mut()
+            .map(|item| {
+                item.decided
+                    .take()
+                    .map_or_else(|| self.decide(model, item), |decided| *decided)
+            })
+            .collect();
+        let (records, written) = self.write(records).await;
+        if written.is_err() {
+            // observed but not stored: a retry writes these same decisions instead of
+            // observing the transactions a second time (which would count them twice)
+            lock(&self.unwritten).keep(&records);
+        }
+        let mut results = Vec::with_capacity(observed.len());
+        {
+            let mut in_flight = lock(&self.in_flight);
+            let mut records = records.into_iter();
+            // every observed item gets a result, published to its racers, whatever happened
+            for (idx, item) in observed.iter().enumerate() {
+                let result = match (&written, records.next()) {
+                    (Err(error), _) => Err(error.clone()),
+                    (Ok(outcomes), record) => match (outcomes.get(idx), record) {
+                        (Some(PutOutcome::Inserted), Some(record)) => Ok(Scored {
+                            record,
+                            replayed: false,
+                        }),
+                        (Some(PutOutcome::Existing(stored)), _) => compare(stored, &item.fingerprint),
+                        _ => Err(ScoreError::Unavailable("missing write outcome".to_owned())),
+                    },
+                };
+                in_flight.remove(item.tx.id.as_str());
+                item.slot.publish(result.clone());
+                results.push(result);
+            }
+        }
+        for scored in results.iter().flatten().filter(|scored| !scored.replayed) {
+            let decision = scored.record.decision.as_str();
+            metrics::counter!("fraud_predictions_total", "decision" => decision).increment(1);
+            if scored.record.decision != Outcome::Approve {
+                metrics::counter!("fraud_detected_total", "decision" => decision).increment(1);
+            }
+        }
+        results
+    }
+
+    /// The decision record for one observed transaction; its row and stored form move into the record.
+    fn decide(&self, model: &ServingModel, item: &mut Observed) -> NewDecision {
+        let artifact = &model.artifact;
+        let (score, probability, raw, anomaly, decision) = match artifact.score(&item.row) {
+            Ok(score) => (
+                score.ranking(),
+                score.probability,
+                score.raw,
+                score.anomaly,
+                score.decision,
+            ),
+            // the row is built by the model's own input spec, so this is a bug: decide for review
+            Err(error) => {
+                tracing::error!(%error, "scoring failed");
+                (f64::NAN, None, None, None, Decision::Review)
+            }
+        };
+        let explain = match self.config.explain {
+            ExplainPolicy::All => true,
+            ExplainPolicy::Flagged => decision != Decision::Approve,
+            ExplainPolicy::None => false,
+        };
+        let reasons = if explain {
+            artifact
+                .reasons(&item.row, self.config.top_reasons)
+                .unwrap_or_else(|error| {
+                    events::reasons_not_computed(item.tx.id.as_str(), &error);
+                    Vec::new()
+                })
+        } else {
+            Vec::new()
+        };
+        let latency = item.started.elapsed();
+        metrics::histogram!("prediction_duration_seconds").record(latency.as_secs_f64());
+        let outcome = outcome(decision);
+        NewDecision {
+            transaction_id: item.tx.id.as_str().to_owned(),
+            fingerprint: item.fingerprint.clone(),
+            event_time: item.tx.timestamp.as_millis(),
+            received_at: item.received_at,
+            entity: item.tx.entity(0).map(|key| key.as_str().to_owned()),
+            amount_minor: item.tx.amount.minor(),
+            currency: item.tx.amount.currency().as_str().to_owned(),
+            body: std::mem::take(&mut item.body),
+            score: if score.is_finite() { score } else { 1.0 },
+            probability,
+            raw_score: raw,
+            anomaly_score: anomaly,
+            decision: outcome,
+            reasons: serde_json::to_string(&reasons).unwrap_or_else(|error| {
+                events::reasons_not_serialised(item.tx.id.as_str(), &error);
+                "[]".to_owned()
+            }),
+            features: std::mem::take(&mut item.row),
+            model_version: model.version().to_owned(),
+            latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
+            review_status: (outcome != Outcome::Approve).then_some(ReviewStatus::PendingReview),
+            shard: std::mem::take(&mut item.shard),
+        }
+    }
+
+    /// Hands records to the writer; they come back with the outcome.
+    async fn write(&self, records: Vec<NewDecision>) -> (Vec<NewDecision>, Result<Vec<PutOutcome>, ScoreError>) {
+        let (reply, answer) = oneshot::channel();
+        if let Err(error) = self
+            .writer
+            .try_send(writer::Message::Write(writer::Job { records, reply }))
+        {
+            let (message, returned) = match error {
+                mpsc::error::TrySendError::Full(message) => ("too many decisions waiting to be stored", message),
+                mpsc::error::TrySendError::Closed(message) => ("the writer has stopped", message),
+            };
+            let records = match returned {
+                writer::Message::Write(job) => job.records,
+                writer::Message::Flush(_) => Vec::new(),
+            };
+            return (records, Err(ScoreError::Overloaded(message.to_owned())));
+        }
+        match answer.await {
+            Ok((records, result)) => (records, result.map_err(ScoreError::Unavailable)),
+            Err(_) => (
+                Vec::new(),
+                Err(ScoreError::Unavailable("the writer stopped".to_owned())),
+            ),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! A store that counts its decision writes (one per commit), to see group commit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fraudlens_store::{
+    AnomalyQuery, ApiKeyEntry, AuditEntry, DeadLetter, LabelEntry, ModelEntry, NewDecision, NewLabel, NewModel, Page,
+    PutOutcome, Result, ReviewOutcome, ReviewRequest, Store, StoredDeadLetter, StoredDecision,
+};
+
+/// Delegates to a real store, counting `put_decisions` calls.
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    commits: AtomicUsize,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            commits: AtomicUsize::new(0),
+        }
+    }
+
+    /// Decision writes (commits) so far.
+    pub fn commits(&self) -> usize {
+        self.commits.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
+        self.commits.fetch_add(1, Ordering::AcqRel);
+        self.inner.put_decisions(batch).await
+    }
+    async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>> {
+        self.inner.transaction(id).await
+    }
+    async fn transactions_after(&self, seq: i64, limit: u32, shard: Option<&str>) -> Result<Vec<StoredDecision>> {
+        self.inner.transactions_after(seq, limit, shard).await
+    }
+    async fn last_seq(&self) -> Result<i64> {
+        self.inner.last_seq().await
+    }
+    async fn count_transactions(&self) -> Result<u64> {
+        self.inner.count_transactions().await
+    }
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Page> {
+        self.inner.anomalies(query).await
+    }
+    async fn review(&self, change: &ReviewRequest) -> Result<ReviewOutcome> {
+        self.inner.review(change).await
+    }
+    async fn put_labels(&self, labels: &[NewLabel]) -> Result<Vec<Option<StoredDecision>>> {
+        self.inner.put_labels(labels).await
+    }
+    async fn labels(&self, transaction_id: &str) -> Result<Vec<LabelEntry>> {
+        self.inner.labels(transaction_id).await
+    }
+    async fn audit(&self, subject: &str) -> Result<Vec<AuditEntry>> {
+        self.inner.audit(subject).await
+    }
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.inner.append_audit(entry).await
+    }
+    async fn register_model(&self, model: &NewModel) -> Result<()> {
+        self.inner.register_model(model).await
+    }
+    async fn models(&self) -> Result<Vec<ModelEntry>> {
+        self.inner.models().await
+    }
+    async fn promote_model(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry> {
+        self.inner.promote_model(version, at, actor).await
+    }
+    async fn create_key(&self, key: &ApiKeyEntry) -> Result<()> {
+        self.inner.create_key(key).await
+    }
+    async fn key(&self, key_id: &str) -> Result<Option<ApiKeyEntry>> {
+        self.inner.key(key_id).await
+    }
+    async fn keys(&self) -> Result<Vec<ApiKeyEntry>> {
+        self.inner.keys().await
+    }
+    async fn revoke_key(&self, key_id: &str, at: i64, actor: &str) -> Result<bool> {
+        self.inner.revoke_key(key_id, at, actor).await
+    }
+    async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
+        self.inner.put_dead_letters(letters).await
+    }
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>> {
+        self.inner.dead_letters(limit).await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}

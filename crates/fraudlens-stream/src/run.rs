@@ -1,0 +1,50 @@
+//! The detector's run loop: its probes and metrics served next to the
+//! consumer, and a graceful stop (finish the batches in flight, commit the
+//! offsets, leave the group, flush the pipeline).
+
+use std::sync::Arc;
+
+use fraudlens_server::ops::{self, Probes};
+use fraudlens_server::transport::{self, TransportConfig};
+use tokio::net::TcpListener;
+
+use crate::{Detector, StreamError};
+
+/// Runs `detector` until `shutdown` resolves, with `/metrics`, `/health`,
+/// `/health/live` and `/health/ready` on `probes` (ready when the store
+/// answers and the detector's [`crate::Health`] has no complaint). Then it
+/// finishes the batches in flight, commits, leaves the group and flushes the
+/// pipeline's pending commits. The caller closes the store.
+pub async fn run(
+    detector: Detector,
+    probes: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StreamError> {
+    let detector = Arc::new(detector);
+    let pipeline = detector.pipeline().clone();
+    let health = detector.health();
+    let router = ops::probe_router(Arc::new(Probes {
+        pipeline: pipeline.clone(),
+        service: "fraudlens-detect",
+        metrics: ops::install_metrics(),
+        not_ready: Box::new(move || health.check().err().unwrap_or_default()),
+    }));
+    // the same connection timeouts and cap as the API: an idle or slow client
+    // cannot hold the probes hostage
+    tokio::spawn(transport::serve(
+        probes,
+        router,
+        TransportConfig::default(),
+        std::future::pending(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("stopping: finishing the batch and committing offsets");
+        // no receiver left: the detector has stopped already
+        let _ = stop_tx.send(true);
+    });
+    detector.run(stop_rx).await?;
+    pipeline.shutdown().await?;
+    Ok(())
+}
