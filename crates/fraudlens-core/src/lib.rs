@@ -28,6 +28,7 @@ mod schema;
 pub mod tabular;
 mod time;
 mod transaction;
+mod vocabulary;
 
 pub use card::{CardHasher, Secret, looks_like_card_number, redact_card_numbers};
 pub use duration::{DurationError, WindowDuration};
@@ -38,3 +39,4 @@ pub use schema::{
 };
 pub use time::{CivilTime, Timestamp, TimestampError, TimestampFormat};
 pub use transaction::{AttributeValue, EntityKey, IdError, Label, LabelError, Transaction, TransactionId};
+pub use vocabulary::{Decision, Reason, ReviewStatus};

@@ -239,6 +239,14 @@ impl Label {
         }
     }
 
+    /// The one spelling, stored and shown: `fraud` or `legit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fraud => "fraud",
+            Self::Legit => "legit",
+        }
+    }
+
     /// `true` for fraud.
     pub fn is_fraud(self) -> bool {
         self == Self::Fraud

@@ -9,23 +9,9 @@
 //! "average" uses the training cover of each node, so no background data is
 //! needed at serving time. Cost: O(trees × leaves × depth²) per row.
 
-use serde::{Deserialize, Serialize};
+pub use fraudlens_core::Reason;
 
 use crate::{Forest, ModelError};
-
-/// A reason for a score: one feature's value and its contribution to the raw score.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Reason {
-    /// Feature name.
-    pub feature: String,
-    /// The feature's value in this row (`None` when missing).
-    pub value: Option<f64>,
-    /// For a categorical feature: the category the value codes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// Contribution to the raw score (log-odds); positive pushes towards fraud.
-    pub contribution: f64,
-}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct PathElement {

@@ -12,6 +12,7 @@
 //! A probability `p` is reviewed when `p >= review` and declined when
 //! `p >= decline` ([`Thresholds::decide`]).
 
+pub use fraudlens_core::Decision;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Confusion;
@@ -54,18 +55,6 @@ pub struct Thresholds {
     /// explicit "none" rather than a threshold above 1, which a probability
     /// could reach by rounding and JSON could not hold as infinity.
     decline: Option<f64>,
-}
-
-/// What to do with one transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Below the review threshold.
-    Approve,
-    /// At or above the review threshold, below the decline threshold.
-    Review,
-    /// At or above the decline threshold.
-    Decline,
 }
 
 impl Thresholds {

@@ -4,7 +4,9 @@
 use fraudlens_core::Label;
 use serde::{Deserialize, Serialize};
 
-use crate::{ModelStage, Outcome, ReviewStatus, Role};
+use fraudlens_core::{Decision, ReviewStatus};
+
+use crate::{ModelStage, Role};
 
 /// A decision to store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,7 +36,7 @@ pub struct NewDecision {
     /// Isolation-forest score, when the model has one.
     pub anomaly_score: Option<f64>,
     /// The decision.
-    pub decision: Outcome,
+    pub decision: Decision,
     /// Top reasons, JSON.
     pub reasons: String,
     /// The model inputs, in the model's order (names: [`ModelEntry::feature_names`]); NaN when missing.

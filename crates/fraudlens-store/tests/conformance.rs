@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use fraudlens_core::Label;
+use fraudlens_core::{Decision, Label, ReviewStatus};
 use fraudlens_store::*;
 use fraudlens_testkit::{Backend, TestDb};
 
@@ -15,11 +15,11 @@ async fn open(db: &TestDb) -> Arc<dyn Store> {
 
 fn decision(id: &str, score: f64, time: i64, entity: &str) -> NewDecision {
     let decision = if score >= 0.9 {
-        Outcome::Decline
+        Decision::Decline
     } else if score >= 0.5 {
-        Outcome::Review
+        Decision::Review
     } else {
-        Outcome::Approve
+        Decision::Approve
     };
     NewDecision {
         transaction_id: id.to_owned(),
@@ -39,7 +39,7 @@ fn decision(id: &str, score: f64, time: i64, entity: &str) -> NewDecision {
         features: vec![12.34, f64::NAN, -0.0, 1.0 / 3.0],
         model_version: "m1".to_owned(),
         latency_us: 42,
-        review_status: (decision != Outcome::Approve).then_some(ReviewStatus::PendingReview),
+        review_status: (decision != Decision::Approve).then_some(ReviewStatus::PendingReview),
         shard: None,
     }
 }

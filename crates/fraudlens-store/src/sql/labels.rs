@@ -4,7 +4,7 @@
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Row, Type};
 
 use super::{Backend, SqlStore};
-use crate::vocabulary::{label_str, parse_label};
+use crate::vocabulary::parse_label;
 use crate::*;
 
 impl<DB> SqlStore<DB>
@@ -26,14 +26,14 @@ where
         for label in labels {
             sqlx::query("INSERT INTO labels (transaction_id, label, source, actor, at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&label.transaction_id)
-                .bind(label_str(label.label))
+                .bind(label.label.as_str())
                 .bind(&label.source)
                 .bind(&label.actor)
                 .bind(label.at)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("UPDATE transactions SET label = $1 WHERE transaction_id = $2")
-                .bind(label_str(label.label))
+                .bind(label.label.as_str())
                 .bind(&label.transaction_id)
                 .execute(&mut *tx)
                 .await?;

@@ -5,7 +5,9 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, QueryBuilder, Row, Type};
 
 use super::decisions::DECISION_COLUMNS;
 use super::{Backend, SqlStore};
-use crate::vocabulary::{label_str, parse};
+use fraudlens_core::Label;
+
+use crate::vocabulary::parse;
 use crate::*;
 
 impl<DB> SqlStore<DB>
@@ -104,7 +106,7 @@ where
         )
         .bind(change.status.as_str())
         .bind(change.at)
-        .bind(label.map(label_str))
+        .bind(label.map(Label::as_str))
         .bind(&change.transaction_id)
         .execute(&mut *tx)
         .await?;
@@ -126,7 +128,7 @@ where
                 "INSERT INTO labels (transaction_id, label, source, actor, at) VALUES ($1, $2, 'review', $3, $4)",
             )
             .bind(&change.transaction_id)
-            .bind(label_str(label))
+            .bind(label.as_str())
             .bind(&change.actor)
             .bind(change.at)
             .execute(&mut *tx)

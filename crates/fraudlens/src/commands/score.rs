@@ -33,15 +33,6 @@ pub fn load_model(dir: &Path) -> CliResult<Artifact> {
         .data()
 }
 
-/// Decision as written in outputs.
-pub fn decision_name(decision: Decision) -> &'static str {
-    match decision {
-        Decision::Approve => "approve",
-        Decision::Review => "review",
-        Decision::Decline => "decline",
-    }
-}
-
 /// A row waiting in a batch.
 struct Pending {
     id: String,
@@ -123,7 +114,7 @@ impl<'a> Scorer<'a> {
             w.write_field(&meta.id)?;
             w.write_field(&meta.time)?;
             w.write_field(number(score.probability))?;
-            w.write_field(decision_name(score.decision))?;
+            w.write_field(score.decision.as_str())?;
             w.write_field(number(score.raw))?;
             if artifact.anomaly.is_some() {
                 w.write_field(number(score.anomaly))?;

@@ -3,6 +3,7 @@
 // a failed unwrap in a test helper is a failed test with a backtrace
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod architecture;
 mod config;
 mod detect;
 mod event_time;
