@@ -29,7 +29,7 @@ pub mod transport;
 pub mod upload;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use admission::InFlight;
 use axum::Router;
