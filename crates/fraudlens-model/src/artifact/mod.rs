@@ -15,6 +15,10 @@
 //! agree with each other (the feature spec and schema produce the feature
 //! names the trees were trained on); anything else is refused with an error
 //! naming the file and the problem, so a server keeps its current model.
+//! A new artifact comes from one of the constructors in `build.rs`
+//! ([`Artifact::gbdt`], [`Artifact::isolation_forest`], [`Artifact::imported`]).
+
+mod build;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -31,6 +35,8 @@ use crate::shap::Reason;
 use crate::threshold::{Decision, ThresholdChoice, Thresholds};
 use crate::train::{FeatureKind, GbdtParams, Round};
 use crate::{Forest, ModelError};
+
+pub use build::{GbdtParts, IsolationForestParts};
 
 /// Format version written by this build.
 pub const FORMAT_VERSION: u32 = 1;
@@ -342,6 +348,12 @@ impl Artifact {
             .zip(anomaly)
             .map(|(raw, anomaly)| self.finish_score(raw, anomaly))
             .collect())
+    }
+
+    /// What ranks row-major `rows`: calibrated probabilities, or anomaly
+    /// scores for an unsupervised model ([`Score::ranking`]).
+    pub fn ranking_batch(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
+        Ok(self.score_batch(rows)?.iter().map(Score::ranking).collect())
     }
 
     fn finish_score(&self, raw: Option<f64>, anomaly: Option<f64>) -> Score {
