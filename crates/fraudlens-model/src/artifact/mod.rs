@@ -267,9 +267,13 @@ impl Artifact {
         Ok(buffer)
     }
 
-    /// The isolation forest's score of a row, when the model has one.
-    pub fn anomaly_score(&self, row: &[f64]) -> Option<f64> {
-        self.anomaly.as_ref().and_then(|anomaly| anomaly.score(row).ok())
+    /// The isolation forest's score of a row, when the model has one (an
+    /// error for a row it cannot score, never a missing score).
+    pub fn anomaly_score(&self, row: &[f64]) -> Result<Option<f64>, ModelError> {
+        match self.anomaly {
+            Some(_) => self.anomaly_of(row).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn trees(&self) -> Result<&Forest, ModelError> {
@@ -318,7 +322,7 @@ impl Artifact {
 
     /// Scores one row of [`Self::n_inputs`] values.
     pub fn score(&self, row: &[f64]) -> Result<Score, ModelError> {
-        let anomaly = self.anomaly_score(row);
+        let anomaly = self.anomaly_score(row)?;
         let raw = match self.manifest.kind {
             ModelKind::Gbdt => {
                 let mut buffer = Vec::new();

@@ -276,3 +276,104 @@ fn fit_isolation_forest(params: &CheckedFitParams, table: &Table) -> Result<Isol
         .fit(&table.columns())
         .data("training the isolation forest")
 }
+
+#[cfg(test)]
+mod tests {
+    use fraudlens_core::rng::Rng;
+    use fraudlens_core::tabular::{ColumnKind, TabularEncoding, TabularFeature};
+
+    use super::*;
+
+    /// Two numeric inputs in tabular mode (no times): legitimate rows near
+    /// the origin, fraud rows far from it.
+    fn rows(n_rows: usize) -> (InputSpec, Table) {
+        let mut rng = Rng::new(5, 0);
+        let mut table = Table::new(2);
+        for row in 0..n_rows {
+            let fraud = row % 10 == 0;
+            let spread = if fraud { 8.0 } else { 1.0 };
+            table.values.push(rng.range(-spread, spread));
+            table
+                .values
+                .push(rng.range(-spread, spread) + if fraud { 3.0 } else { 0.0 });
+            table.push_meta(fraud, None, None, 1.0);
+        }
+        let features = ["x", "y"]
+            .map(|name| TabularFeature {
+                name: name.to_owned(),
+                kind: ColumnKind::Numeric,
+            })
+            .to_vec();
+        let encoding = TabularEncoding {
+            format_version: TabularEncoding::FORMAT_VERSION,
+            label: None,
+            features,
+            excluded: Vec::new(),
+        };
+        (InputSpec::Tabular { encoding }, table)
+    }
+
+    fn provenance() -> Provenance {
+        Provenance {
+            data_source: "rows".to_owned(),
+            created_at: Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn a_gbdt_is_split_in_order_and_validated_on_the_later_rows() {
+        let (inputs, table) = rows(2_000);
+        let params = FitParams {
+            gbdt: crate::train::GbdtParams {
+                n_trees: 20,
+                ..Default::default()
+            },
+            ..FitParams::default()
+        }
+        .check()
+        .unwrap();
+        let mut rounds = 0;
+        let artifact = gbdt(&params, inputs, &table, true, &provenance(), &mut |_| rounds += 1).unwrap();
+        let training = &artifact.manifest.training;
+        assert_eq!((training.train_rows, training.valid_rows), (1_600, 400));
+        assert_eq!(rounds, training.rounds.len());
+        assert!(artifact.manifest.anomaly_input && artifact.anomaly.is_some());
+        assert_eq!(
+            artifact.manifest.feature_names.last().map(String::as_str),
+            Some(crate::artifact::ANOMALY_FEATURE)
+        );
+        let validation = artifact.manifest.validation.as_ref().unwrap();
+        assert!(validation.roc_auc.unwrap() > 0.8, "{validation:?}");
+    }
+
+    #[test]
+    fn a_split_without_fraud_on_one_side_is_a_data_error() {
+        let (inputs, mut table) = rows(100);
+        table.labels.iter_mut().skip(50).for_each(|label| *label = false);
+        let params = FitParams::default().check().unwrap();
+        let error = gbdt(&params, inputs, &table, false, &provenance(), &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(error, FitError::NoFraudInSplit { valid_frauds: 0, .. }),
+            "{error}"
+        );
+        assert!(error.is_data_error());
+    }
+
+    /// Regression: the anomaly score of a row the forest cannot read was
+    /// dropped, and an unsupervised model approved the row.
+    #[test]
+    fn an_isolation_forest_flags_the_configured_shares_and_refuses_short_rows() {
+        let (inputs, table) = rows(1_000);
+        let params = FitParams::default().check().unwrap();
+        let artifact = isolation_forest(&params, inputs, &table, &provenance()).unwrap();
+        let scores = artifact.score_batch(&table.values).unwrap();
+        let flagged = scores
+            .iter()
+            .filter(|score| score.decision != crate::threshold::Decision::Approve)
+            .count();
+        // the review threshold is the 99th percentile of the training scores
+        assert!((5..=20).contains(&flagged), "{flagged}");
+        assert!(artifact.score(&[0.0, 0.0]).is_ok());
+        assert!(artifact.score(&[0.0]).is_err());
+    }
+}
