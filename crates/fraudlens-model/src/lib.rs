@@ -1,6 +1,8 @@
 //! fraudlens models: everything between a feature matrix and a fraud probability.
 //!
 //! - [`train`]: the histogram gradient-boosted tree trainer.
+//! - [`fit`]: a whole model from rows: time split, trees, calibration,
+//!   thresholds, validation metrics; prequential evaluation.
 //! - [`inputs`]: how a transaction or tabular row becomes the model's input row.
 //! - [`artifact`]: the versioned, checksummed model directory.
 //! - [`tree`]: decision trees as plain values, the exchange format.
@@ -16,6 +18,7 @@
 pub mod artifact;
 mod binning;
 pub mod calibration;
+pub mod fit;
 mod forest;
 pub mod iforest;
 pub mod inputs;

@@ -11,9 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use fraudlens_core::{SchemaConfig, Secret};
 use fraudlens_features::FeatureSpecConfig;
-use fraudlens_model::iforest::IsolationForestParams;
-use fraudlens_model::threshold::ThresholdObjective;
-use fraudlens_model::train::GbdtParams;
+use fraudlens_model::fit::FitParams;
 use fraudlens_sim::SimConfig;
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +31,8 @@ pub struct Config {
     pub features: FeatureSpecConfig,
     /// Defaults of `fraudlens simulate`.
     pub simulate: SimConfig,
-    /// Model training.
-    pub train: TrainConfig,
+    /// Model training (checked by [`FitParams::check`] when a command fits a model).
+    pub train: FitParams,
     /// Where decisions, reviews, labels, models and keys are kept.
     pub store: StoreConfig,
     /// `fraudlens serve`.
@@ -257,48 +255,6 @@ impl Default for ServeConfig {
             header_read_timeout_seconds: transport.header_read_timeout.as_secs(),
             body_read_timeout_seconds: transport.body_read_timeout.as_secs(),
             min_body_bytes_per_second: transport.min_body_bytes_per_second,
-        }
-    }
-}
-
-/// `[train]`
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    /// Share of the window's rows, the latest in time, used for early
-    /// stopping, calibration, thresholds and validation metrics.
-    pub valid_fraction: f64,
-    /// `auto` (isotonic with ≥ 1000 validation frauds, else Platt), `isotonic`, `platt` or `none`.
-    pub calibration: String,
-    /// How the review threshold is chosen.
-    pub threshold_objective: ThresholdObjective,
-    /// Precision the decline threshold must reach on the validation rows.
-    pub decline_precision: f64,
-    /// k of the precision@k metrics (alerts an analyst team checks per day).
-    pub k: usize,
-    /// Share of training rows an unsupervised model (`--unsupervised`) sends
-    /// to review: the review threshold is that quantile of anomaly scores.
-    pub unsupervised_review_share: f64,
-    /// Share an unsupervised model declines.
-    pub unsupervised_decline_share: f64,
-    /// Gradient-boosted tree parameters.
-    pub gbdt: GbdtParams,
-    /// Isolation forest parameters (`--anomaly`, `--unsupervised`).
-    pub isolation_forest: IsolationForestParams,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            valid_fraction: 0.2,
-            calibration: "auto".to_owned(),
-            threshold_objective: ThresholdObjective::MaxF1,
-            decline_precision: 0.95,
-            k: 100,
-            unsupervised_review_share: 0.01,
-            unsupervised_decline_share: 0.001,
-            gbdt: GbdtParams::default(),
-            isolation_forest: IsolationForestParams::default(),
         }
     }
 }

@@ -59,6 +59,16 @@ impl From<fraudlens_ingest::IngestError> for Failure {
     }
 }
 
+impl From<fraudlens_model::fit::FitError> for Failure {
+    fn from(error: fraudlens_model::fit::FitError) -> Self {
+        if error.is_data_error() {
+            Self::Data(error.into())
+        } else {
+            Self::Runtime(error.into())
+        }
+    }
+}
+
 /// Tags an error with its class.
 pub trait Classify<T> {
     /// A usage error (exit 2).

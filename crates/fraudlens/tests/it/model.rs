@@ -658,3 +658,29 @@ fn late_rows_do_not_move_rows_between_windows() {
         reports[2]
     );
 }
+
+/// The `[train]` fractions and the calibration method are checked when the
+/// configuration is read: a usage error (exit 2) naming the key, before any
+/// data is read (the data file here does not exist).
+#[test]
+fn training_parameters_are_checked_before_any_data_is_read() {
+    let out = tempfile::tempdir().unwrap();
+    for (key, value, expected) in [
+        ("FRAUDLENS_TRAIN__VALID_FRACTION", "1.5", "valid_fraction"),
+        ("FRAUDLENS_TRAIN__DECLINE_PRECISION", "0", "decline_precision"),
+        (
+            "FRAUDLENS_TRAIN__UNSUPERVISED_DECLINE_SHARE",
+            "0.5",
+            "unsupervised_decline_share",
+        ),
+        ("FRAUDLENS_TRAIN__CALIBRATION", "sigmoid", "sigmoid"),
+    ] {
+        let run = fraudlens(
+            out.path(),
+            &["train", "--data", "missing.csv", "--out", "model"],
+            &[(key, value)],
+        );
+        assert_eq!(run.code, 2, "{key}={value}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{key}={value}: {}", run.stderr);
+    }
+}

@@ -15,6 +15,10 @@
 //! agree with each other (the feature spec and schema produce the feature
 //! names the trees were trained on); anything else is refused with an error
 //! naming the file and the problem, so a server keeps its current model.
+//! A new artifact comes from one of the constructors in `build.rs`
+//! ([`Artifact::gbdt`], [`Artifact::isolation_forest`], [`Artifact::imported`]).
+
+mod build;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -31,6 +35,8 @@ use crate::shap::Reason;
 use crate::threshold::{Decision, ThresholdChoice, Thresholds};
 use crate::train::{FeatureKind, GbdtParams, Round};
 use crate::{Forest, ModelError};
+
+pub use build::{GbdtParts, IsolationForestParts};
 
 /// Format version written by this build.
 pub const FORMAT_VERSION: u32 = 1;
@@ -261,9 +267,13 @@ impl Artifact {
         Ok(buffer)
     }
 
-    /// The isolation forest's score of a row, when the model has one.
-    pub fn anomaly_score(&self, row: &[f64]) -> Option<f64> {
-        self.anomaly.as_ref().and_then(|anomaly| anomaly.score(row).ok())
+    /// The isolation forest's score of a row, when the model has one (an
+    /// error for a row it cannot score, never a missing score).
+    pub fn anomaly_score(&self, row: &[f64]) -> Result<Option<f64>, ModelError> {
+        match self.anomaly {
+            Some(_) => self.anomaly_of(row).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn trees(&self) -> Result<&Forest, ModelError> {
@@ -312,7 +322,7 @@ impl Artifact {
 
     /// Scores one row of [`Self::n_inputs`] values.
     pub fn score(&self, row: &[f64]) -> Result<Score, ModelError> {
-        let anomaly = self.anomaly_score(row);
+        let anomaly = self.anomaly_score(row)?;
         let raw = match self.manifest.kind {
             ModelKind::Gbdt => {
                 let mut buffer = Vec::new();
@@ -342,6 +352,12 @@ impl Artifact {
             .zip(anomaly)
             .map(|(raw, anomaly)| self.finish_score(raw, anomaly))
             .collect())
+    }
+
+    /// What ranks row-major `rows`: calibrated probabilities, or anomaly
+    /// scores for an unsupervised model ([`Score::ranking`]).
+    pub fn ranking_batch(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
+        Ok(self.score_batch(rows)?.iter().map(Score::ranking).collect())
     }
 
     fn finish_score(&self, raw: Option<f64>, anomaly: Option<f64>) -> Score {

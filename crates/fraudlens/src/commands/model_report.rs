@@ -1,0 +1,188 @@
+//! The model reports for the terminal: what `train` fitted and what
+//! `evaluate` measured (and what `evaluate --json` writes).
+
+use std::fmt::Write as _;
+
+use fraudlens_model::artifact::{Manifest, ModelKind};
+use fraudlens_model::calibration::Calibration;
+use fraudlens_model::fit::{FoldSummary, WindowResult};
+use fraudlens_model::metrics::Evaluation;
+use fraudlens_model::threshold::{ThresholdChoice, Thresholds};
+use serde::Serialize;
+
+/// What `evaluate --json` holds.
+#[derive(Debug, Serialize)]
+pub struct EvaluateReport {
+    /// The model evaluated (its parameters, for prequential folds).
+    pub model_id: String,
+    /// Each window.
+    pub windows: Vec<WindowResult>,
+    /// Mean ± std over prequential folds.
+    pub summary: Option<FoldSummary>,
+}
+
+/// The training report.
+pub fn render_training(manifest: &Manifest) -> String {
+    let training = &manifest.training;
+    let mut out = String::new();
+    if manifest.kind == ModelKind::IsolationForest {
+        let thresholds = &manifest.thresholds;
+        out.push_str(&format!(
+            "fitted an isolation forest in {:.1}s on {} rows; anomaly score thresholds: review ≥ {:.4}, decline ≥ {}\n",
+            training.train_seconds,
+            training.train_rows,
+            thresholds.review(),
+            thresholds
+                .decline()
+                .map_or_else(|| "never".to_owned(), |d| format!("{d:.4}"))
+        ));
+        return out;
+    }
+    out.push_str(&format!(
+        "trained {} trees (best of {} rounds) in {:.1}s on {} rows ({} fraud); validated on {} later rows ({} fraud)\n",
+        training.best_round,
+        training.rounds.len(),
+        training.train_seconds,
+        training.train_rows,
+        training.train_frauds,
+        training.valid_rows,
+        training.valid_frauds
+    ));
+    if let (Some(train), Some(valid)) = (&training.train_period, &training.valid_period) {
+        out.push_str(&format!(
+            "  training period {} .. {}; validation period {} .. {}\n",
+            train.0, train.1, valid.0, valid.1
+        ));
+    }
+    if let Some(validation) = &manifest.validation {
+        out.push_str(&render_evaluation(
+            "validation (the same rows chose the round, calibration and thresholds: optimistic; use `evaluate` on later data)",
+            validation,
+        ));
+    }
+    if let Some(before) = training.brier_uncalibrated
+        && let Some(validation) = &manifest.validation
+    {
+        out.push_str(&format!(
+            "  calibration: {} (Brier {:.5} → {:.5})\n",
+            calibration_name(&manifest.calibration),
+            before,
+            validation.brier
+        ));
+    }
+    out.push_str(&render_thresholds(
+        &manifest.thresholds,
+        manifest.threshold_choice.as_ref(),
+    ));
+    out.push_str("  top features by gain:");
+    for (name, gain) in manifest.gain_importance.iter().take(8) {
+        out.push_str(&format!(" {name} ({gain:.0})"));
+    }
+    out.push('\n');
+    out
+}
+
+fn calibration_name(calibration: &Calibration) -> &'static str {
+    match calibration {
+        Calibration::Identity => "none",
+        Calibration::Platt { .. } => "platt",
+        Calibration::Isotonic(_) => "isotonic",
+    }
+}
+
+fn render_thresholds(thresholds: &Thresholds, choice: Option<&ThresholdChoice>) -> String {
+    let decline = thresholds.decline().map_or_else(
+        || "never (no threshold reaches the decline precision)".to_owned(),
+        |d| format!("{d:.4}"),
+    );
+    let mut out = format!(
+        "  thresholds: review ≥ {:.4}, decline ≥ {decline}\n",
+        thresholds.review()
+    );
+    if let Some(choice) = choice {
+        let at = &choice.at_review;
+        out.push_str(&format!(
+            "    at review: precision {:.3}, recall {:.3}, {} flagged\n",
+            at.precision, at.recall, at.flagged
+        ));
+    }
+    out
+}
+
+/// The evaluation report: each window, then the mean ± std over prequential folds.
+pub fn render_evaluate_report(report: &EvaluateReport) -> String {
+    let mut out = String::new();
+    for (idx, window) in report.windows.iter().enumerate() {
+        let title = if report.summary.is_some() {
+            format!("fold {}", idx + 1)
+        } else {
+            "test".to_owned()
+        };
+        let _ = writeln!(out, "{title}: transactions {} .. {}", window.test.0, window.test.1);
+        if let Some((from, to)) = &window.train {
+            let _ = writeln!(out, "  trained on {from} .. {to}");
+        }
+        out.push_str(&render_evaluation(&title, &window.metrics));
+    }
+    if let Some(summary) = &report.summary {
+        let _ = writeln!(out, "prequential, {} folds (mean ± std):", report.windows.len());
+        for (name, value) in [
+            ("ROC AUC", &summary.roc_auc),
+            ("average precision", &summary.average_precision),
+            ("card precision@k", &summary.card_precision_at_k),
+            ("precision@k", &summary.precision_at_k),
+            ("Brier score", &summary.brier),
+        ] {
+            let _ = writeln!(out, "  {name:<20} {:.4} ± {:.4}", value.mean, value.std);
+        }
+    }
+    out
+}
+
+/// The metrics of one window as a readable table.
+fn render_evaluation(title: &str, metrics: &Evaluation) -> String {
+    let mut out = String::new();
+    let number = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+    let _ = writeln!(
+        out,
+        "  {title}: {} transactions, {} fraud ({:.3}%)",
+        metrics.n,
+        metrics.n_fraud,
+        metrics.fraud_rate * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "    ROC AUC {}   average precision {}   Brier {:.5}",
+        number(metrics.roc_auc),
+        number(metrics.average_precision),
+        metrics.brier
+    );
+    let c = &metrics.confusion;
+    let _ = writeln!(
+        out,
+        "    at threshold {:.4}: precision {:.3}  recall {:.3}  F1 {:.3}   (TP {}  FP {}  FN {}  TN {})",
+        metrics.threshold, metrics.precision, metrics.recall, metrics.f1, c.tp, c.fp, c.fn_, c.tn
+    );
+    if let (Some(p), Some(cp)) = (&metrics.precision_at_k, &metrics.card_precision_at_k) {
+        let _ = writeln!(
+            out,
+            "    per day, k={}: precision@k {:.4}   card precision@k {:.4}   ({} days)",
+            p.k,
+            p.mean,
+            cp.mean,
+            p.per_day.len()
+        );
+    }
+    let bins: Vec<String> = metrics
+        .reliability
+        .iter()
+        .map(|bin| {
+            format!(
+                "{:.1}-{:.1}: {:.3}/{:.3} (n={})",
+                bin.lower, bin.upper, bin.mean_predicted, bin.observed_rate, bin.n
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "    reliability (predicted/observed): {}", bins.join("  "));
+    out
+}
