@@ -9,7 +9,7 @@
 //! "average" uses the training cover of each node, so no background data is
 //! needed at serving time. Cost: O(trees × leaves × depth²) per row.
 
-pub use fraudlens_core::Reason;
+use fraudlens_core::Reason;
 
 use crate::{Forest, ModelError};
 

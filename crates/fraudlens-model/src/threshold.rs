@@ -12,7 +12,7 @@
 //! A probability `p` is reviewed when `p >= review` and declined when
 //! `p >= decline` ([`Thresholds::decide`]).
 
-pub use fraudlens_core::Decision;
+use fraudlens_core::Decision;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Confusion;

@@ -2,23 +2,9 @@
 //! message): `{transaction_id, fraud_probability, is_fraud, decision,
 //! confidence, reasons, model_version, latency_us}`.
 
-use fraudlens_store::{NewDecision, ReviewStatus};
-use serde::{Deserialize, Serialize};
-
-/// One per-feature reason: how much a feature pushed the raw score.
-#[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ReasonView {
-    /// Feature name.
-    pub feature: String,
-    /// Its value (`null` when missing).
-    pub value: Option<f64>,
-    /// The category, for categorical features.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// Contribution to the log-odds (positive: towards fraud).
-    pub contribution: f64,
-}
+use fraudlens_core::{Decision, Reason, ReviewStatus};
+use fraudlens_store::NewDecision;
+use serde::Serialize;
 
 /// The decision for one transaction.
 #[derive(Debug, Serialize)]
@@ -31,11 +17,11 @@ pub struct DecisionView {
     /// Flagged: the decision is `review` or `decline`.
     pub is_fraud: bool,
     /// `approve`, `review` or `decline`.
-    pub decision: String,
+    pub decision: Decision,
     /// `HIGH` (decline), `MEDIUM` (review) or `LOW` (approve).
     pub confidence: &'static str,
     /// The strongest per-feature contributions (for flagged decisions by default).
-    pub reasons: Vec<ReasonView>,
+    pub reasons: Vec<Reason>,
     /// The model that decided.
     pub model_version: String,
     /// Time from parsing to decision, in microseconds (before the durable write).
@@ -47,22 +33,14 @@ pub struct DecisionView {
     pub review_status: Option<ReviewStatus>,
 }
 
-fn confidence(decision: &NewDecision) -> &'static str {
-    match decision.decision.as_str() {
-        "decline" => "HIGH",
-        "review" => "MEDIUM",
-        _ => "LOW",
-    }
-}
-
 impl From<&NewDecision> for DecisionView {
     fn from(d: &NewDecision) -> Self {
         Self {
             transaction_id: d.transaction_id.clone(),
             fraud_probability: d.probability,
-            is_fraud: d.decision.as_str() != "approve",
-            decision: d.decision.as_str().to_owned(),
-            confidence: confidence(d),
+            is_fraud: d.decision.is_flagged(),
+            decision: d.decision,
+            confidence: d.decision.confidence(),
             reasons: crate::events::parse_reasons(&d.transaction_id, &d.reasons),
             model_version: d.model_version.clone(),
             latency_us: d.latency_us,

@@ -55,7 +55,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-pub use contract::{DecisionView, ReasonView};
+pub use contract::DecisionView;
 pub use labels::LabelsApplied;
 pub use model::ServingModel;
 pub use scoring::{Scored, Submitted};

@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use fraudlens_core::Transaction;
-use fraudlens_model::shap::Reason;
-use fraudlens_model::threshold::Decision;
-use fraudlens_store::{NewDecision, Outcome, PutOutcome, ReviewStatus};
+use fraudlens_core::{Decision, Reason, ReviewStatus};
+use fraudlens_store::{NewDecision, PutOutcome};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{Admission, Observed, compare};
@@ -50,14 +49,6 @@ impl Submitted {
             }),
             Err(error) => vec![Err(error); self.n],
         }
-    }
-}
-
-pub(crate) fn outcome(decision: Decision) -> Outcome {
-    match decision {
-        Decision::Approve => Outcome::Approve,
-        Decision::Review => Outcome::Review,
-        Decision::Decline => Outcome::Decline,
     }
 }
 
@@ -226,7 +217,7 @@ impl Pipeline {
         for scored in results.iter().flatten().filter(|scored| !scored.replayed) {
             let decision = scored.record.decision.as_str();
             metrics::counter!("fraud_predictions_total", "decision" => decision).increment(1);
-            if scored.record.decision != Outcome::Approve {
+            if scored.record.decision != Decision::Approve {
                 metrics::counter!("fraud_detected_total", "decision" => decision).increment(1);
             }
         }
@@ -267,7 +258,6 @@ impl Pipeline {
         };
         let latency = item.started.elapsed();
         metrics::histogram!("prediction_duration_seconds").record(latency.as_secs_f64());
-        let outcome = outcome(decision);
         NewDecision {
             transaction_id: item.tx.id.as_str().to_owned(),
             fingerprint: item.fingerprint.clone(),
@@ -281,7 +271,7 @@ impl Pipeline {
             probability,
             raw_score: raw,
             anomaly_score: anomaly,
-            decision: outcome,
+            decision,
             reasons: serde_json::to_string(&reasons).unwrap_or_else(|error| {
                 events::reasons_not_serialised(item.tx.id.as_str(), &error);
                 "[]".to_owned()
@@ -289,7 +279,7 @@ impl Pipeline {
             features: std::mem::take(&mut item.row),
             model_version: model.version().to_owned(),
             latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
-            review_status: (outcome != Outcome::Approve).then_some(ReviewStatus::PendingReview),
+            review_status: decision.is_flagged().then_some(ReviewStatus::PendingReview),
             shard: std::mem::take(&mut item.shard),
         }
     }

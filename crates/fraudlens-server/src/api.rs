@@ -8,10 +8,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fraudlens_core::Label;
+use fraudlens_core::{Label, ReviewStatus};
 use fraudlens_pipeline::{DecisionView, Scored, ServingModel};
 use fraudlens_store::{
-    AnomalyQuery, AuditEntry, LabelEntry, ModelEntry, NewLabel, QueueOrder, ReviewRequest, ReviewStatus, StoredDecision,
+    AnomalyQuery, AuditEntry, LabelEntry, ModelEntry, NewLabel, QueueOrder, ReviewRequest, StoredDecision,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -127,7 +127,7 @@ impl AppState {
     components(schemas(
         error::ErrorBody,
         fraudlens_store::QueueOrder,
-        fraudlens_store::ReviewStatus,
+        fraudlens_core::ReviewStatus,
     )),
     modifiers(&SecurityAddon),
     tags(

@@ -22,7 +22,7 @@ use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fraudlens_core::Transaction;
+use fraudlens_core::{Decision, Transaction};
 use fraudlens_ingest::{EventReader, InputFormat};
 use fraudlens_pipeline::ScoreError;
 use fraudlens_store::DeadLetter;
@@ -314,10 +314,10 @@ pub async fn upload(
                 match outcome {
                     Ok(scored) => {
                         result.accepted += 1;
-                        match scored.record.decision.as_str() {
-                            "decline" => result.decline += 1,
-                            "review" => result.review += 1,
-                            _ => result.approve += 1,
+                        match scored.record.decision {
+                            Decision::Decline => result.decline += 1,
+                            Decision::Review => result.review += 1,
+                            Decision::Approve => result.approve += 1,
                         }
                     }
                     Err(

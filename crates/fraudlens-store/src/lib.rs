@@ -27,8 +27,6 @@ use std::sync::Arc;
 pub use sql::{PostgresStore, SqliteStore, SqliteSync};
 pub use types::*;
 pub use vocabulary::*;
-// the shared words, until every caller names them from `fraudlens_core`
-pub use fraudlens_core::{Decision as Outcome, ReviewStatus};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

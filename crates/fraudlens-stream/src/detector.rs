@@ -673,7 +673,7 @@ impl Detector {
                     if scored.replayed {
                         // decided before (a redelivery after a crash or rebalance): published again
                         metrics::counter!("records_redelivered_total").increment(1);
-                    } else if scored.record.decision.as_str() != "approve" {
+                    } else if scored.record.decision.is_flagged() {
                         metrics::counter!("anomalies_detected_total").increment(1);
                     }
                 }

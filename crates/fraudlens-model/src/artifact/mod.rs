@@ -31,8 +31,9 @@ use crate::calibration::Calibration;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::metrics::Evaluation;
-use crate::shap::Reason;
-use crate::threshold::{Decision, ThresholdChoice, Thresholds};
+use fraudlens_core::{Decision, Reason};
+
+use crate::threshold::{ThresholdChoice, Thresholds};
 use crate::train::{FeatureKind, GbdtParams, Round};
 use crate::{Forest, ModelError};
 

@@ -369,7 +369,7 @@ mod tests {
         let scores = artifact.score_batch(&table.values).unwrap();
         let flagged = scores
             .iter()
-            .filter(|score| score.decision != crate::threshold::Decision::Approve)
+            .filter(|score| score.decision != fraudlens_core::Decision::Approve)
             .count();
         // the review threshold is the 99th percentile of the training scores
         assert!((5..=20).contains(&flagged), "{flagged}");

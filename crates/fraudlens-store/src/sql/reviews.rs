@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, QueryBuilder, Row, Type};
 
 use super::decisions::DECISION_COLUMNS;
 use super::{Backend, SqlStore};
-use fraudlens_core::Label;
+use fraudlens_core::{Label, ReviewStatus};
 
 use crate::vocabulary::parse;
 use crate::*;

@@ -11,6 +11,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::decisions::{INSERT_COLUMNS, encode_features};
 use super::{Backend, SqlStore};
+use fraudlens_core::ReviewStatus;
+
 use crate::*;
 
 /// SQLite's `synchronous` setting: what a commit waits for.

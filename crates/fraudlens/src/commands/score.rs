@@ -7,12 +7,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use fraudlens_core::{Decision, Reason};
 use fraudlens_ingest::TabularReader;
 use fraudlens_model::artifact::Artifact;
 use fraudlens_model::inputs::InputSpec;
 use fraudlens_model::metrics::{average_precision, roc_auc};
-use fraudlens_model::shap::Reason;
-use fraudlens_model::threshold::Decision;
 use rayon::prelude::*;
 
 use crate::cli::ScoreArgs;
