@@ -20,6 +20,16 @@
 //!
 //! Amounts are kept as integer micro-units and summed in `i128`, so aggregates
 //! do not depend on the order of additions and removals.
+//!
+//! Layout: per feature block, a map from entity-key hash to `EntityState`: a
+//! deque of recent 24-byte events (time, amount in micro-units, transaction
+//! hash with the fraud flag in its top bit), running integer sums per window,
+//! one decreasing deque whose first entry inside a window is that window's
+//! max, per-window distinct-key counts, and two-pointer label-delayed risk
+//! windows. `observe` first loads every window edge of every entity involved
+//! (independent loads, so cache misses overlap), then updates and writes the
+//! vector; `apply_label` is the feedback path; `has_seen` lets callers skip a
+//! transaction observed before; idle entities are swept.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -6,6 +6,24 @@
 //! A [`Forest`] is built from [`Tree`] values (from the trainer or an
 //! importer), validated once, and from then on cannot fail: predictions only
 //! check the length of the row.
+//!
+//! Scoring walks branch-free: every leaf is its own child with a `+inf`
+//! threshold, so a row takes exactly its tree's depth in steps with no
+//! data-dependent branch, and 8 trees (one row) or 8 rows (a batch) are
+//! walked side by side; categorical and LightGBM zero-rule splits take the
+//! general decision out of line. For a forest of plain numeric splits the
+//! batch walk reads *doubled* rows (each feature twice: NaN as +inf, and NaN
+//! as -inf; a node reads the copy that sends NaN its way; real infinities and
+//! infinite thresholds are clamped to the largest finite value, so an "is
+//! missing" split at +inf still tells NaN from +inf), so a step is a single
+//! comparison; with [`InputPrecision::F32`] and f32 thresholds (XGBoost
+//! models) it compares in f32. The doubled rows of 8 lanes are interleaved
+//! (column c of lane k at `8c + k`), and a forest of shallow trees (heap
+//! layout ≤ 4× its nodes) is also kept in heap order, where a step is
+//! `i = 2i + 1 + (x > t)` with no child index to load. Batches run in blocks
+//! of `BLOCK_ROWS` rows per tree, rayon-parallel over 1,024-row chunks above
+//! `PARALLEL_MIN_ROWS` rows. Validation (`Forest::new`) checks structure,
+//! finite values, depth ≤ 256 and category codes < 2^24.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
