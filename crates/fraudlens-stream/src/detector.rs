@@ -693,6 +693,9 @@ impl Detector {
             let rows: Vec<DeadLetter> = letters.iter().map(|(_, letter)| letter.clone()).collect();
             self.pipeline.store().put_dead_letters(&rows).await?;
             metrics::counter!("dead_letters_total").increment(rows.len() as u64);
+            for letter in &rows {
+                log_dead_letter(letter);
+            }
             for (idx, letter) in &letters {
                 let message = &batch[*idx];
                 let payload = message.payload().unwrap_or_default();
@@ -764,6 +767,26 @@ fn parse_label(payload: &[u8]) -> Result<fraudlens_store::NewLabel, String> {
         actor: "detect".to_owned(),
         at: now_ms(),
     })
+}
+
+/// Dead letters logged per second at most (the rest are counted in the next line).
+const DEAD_LETTER_LOG_LINES_PER_SECOND: u32 = 10;
+
+/// One WARN line per dead letter (where from and why; never the payload),
+/// within [`DEAD_LETTER_LOG_LINES_PER_SECOND`]: a stream of poison cannot
+/// flood the log.
+fn log_dead_letter(letter: &DeadLetter) {
+    static BUDGET: std::sync::LazyLock<fraudlens_server::auth::LogBudget> =
+        std::sync::LazyLock::new(|| fraudlens_server::auth::LogBudget::new(DEAD_LETTER_LOG_LINES_PER_SECOND));
+    if let Some(suppressed) = BUDGET.admit(Instant::now()) {
+        tracing::warn!(
+            source = %letter.source,
+            location = %letter.location,
+            error = %letter.error,
+            suppressed,
+            "record dead-lettered"
+        );
+    }
 }
 
 /// The dead letter of a record: where it came from, why (at most

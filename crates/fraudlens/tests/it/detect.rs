@@ -663,6 +663,10 @@ async fn every_kind_of_bad_record_is_dead_lettered_once_and_readiness_tells_the_
         1000
     );
     assert!(store.transaction("future").await.unwrap().is_none());
+    // each is logged, with where it came from and why
+    let log = detect.log();
+    assert_eq!(log.matches("record dead-lettered").count(), 4, "{log}");
+    assert!(log.contains("different content"), "{log}");
 
     // the dead-letter topic got each once; the oversized one cut, and saying so
     let reader: BaseConsumer = ClientConfig::new()
