@@ -15,7 +15,7 @@ use std::sync::Arc;
 use fraudlens_core::Secret;
 use fraudlens_store::{ModelEntry, ModelStage, NewModel, Store, StoreError};
 
-use crate::{Pipeline, PipelineError, ServingModel, now_ms};
+use crate::{Pipeline, PipelineError, ServingModel, now};
 
 /// Why a registry use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ pub fn new_entry(model: &ServingModel) -> Result<NewModel, RegistryError> {
         path: path.display().to_string(),
         summary: summary.to_string(),
         feature_names: manifest.feature_names[..model.artifact.n_inputs()].to_vec(),
-        registered_at: now_ms(),
+        registered_at: now(),
         digest: model.digest.clone(),
     })
 }
@@ -117,7 +117,7 @@ pub async fn register_and_promote(store: &dyn Store, model: &ServingModel, actor
         .iter()
         .any(|m| m.version == model.version() && m.stage == ModelStage::Production);
     if !is_production {
-        store.promote_model(model.version(), now_ms(), actor).await?;
+        store.promote_model(model.version(), now(), actor).await?;
     }
     Ok(())
 }
@@ -189,7 +189,7 @@ pub async fn promote(
     actor: &str,
 ) -> Result<ServingModel, RegistryError> {
     let model = load(&entry(store, version).await?, card_hash_key).await?;
-    store.promote_model(version, now_ms(), actor).await?;
+    store.promote_model(version, now(), actor).await?;
     Ok(model)
 }
 
@@ -236,7 +236,7 @@ impl Pipeline {
         self.model()
             .check_replacement(&model)
             .map_err(RegistryError::Replacement)?;
-        store.promote_model(version, now_ms(), actor).await?;
+        store.promote_model(version, now(), actor).await?;
         self.swap_model(model).map_err(RegistryError::Replacement)?;
         Ok(self.model())
     }

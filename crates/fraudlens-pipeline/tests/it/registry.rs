@@ -32,7 +32,7 @@ async fn register_promote_and_roll_back() {
     other.version = "other".to_owned();
     store.register_model(&other).await.unwrap();
     store
-        .promote_model("other", fraudlens_pipeline::now_ms(), "test")
+        .promote_model("other", fraudlens_pipeline::now(), "test")
         .await
         .unwrap();
     let rollback = registry::rollback_target(store).await.unwrap();

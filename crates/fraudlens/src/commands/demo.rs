@@ -193,8 +193,7 @@ fn serve_demo(mut config: Config, args: &DemoArgs, model: std::path::PathBuf, en
     };
     let when = format_time(end_ms + 9 * 3_600_000);
     super::admin::block_on(super::serve::serve(&config, serve_args, async |address, store| {
-        let (key, entry) = match fraudlens_server::new_key("demo", fraudlens_store::Role::Admin, super::admin::now_ms())
-        {
+        let (key, entry) = match fraudlens_server::new_key("demo", fraudlens_store::Role::Admin, super::admin::now()) {
             Ok(key) => key,
             Err(error) => return eprintln!("no demo key: {error}"),
         };

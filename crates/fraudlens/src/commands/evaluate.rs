@@ -166,7 +166,7 @@ fn prequential(
     };
     let provenance = Provenance {
         data_source: args.data.display().to_string(),
-        created_at: Timestamp::from_millis(fraudlens_pipeline::now_ms()),
+        created_at: fraudlens_pipeline::now(),
     };
     let bar = progress::bar(params.gbdt().get().n_trees as u64, "training");
     let fold_bar = bar.clone();
