@@ -87,7 +87,11 @@ pub fn new_entry(model: &ServingModel) -> Result<NewModel, RegistryError> {
     let summary = serde_json::json!({
         "kind": model.kind(),
         "created_at": manifest.created_at,
-        "train_period": manifest.training.train_period,
+        // as model.json writes it: RFC 3339 text
+        "train_period": manifest
+            .training
+            .train_period
+            .map(|(first, last)| (first.to_string(), last.to_string())),
         "train_rows": manifest.training.train_rows,
         "roc_auc": manifest.validation.as_ref().map(|v| v.roc_auc),
         "average_precision": manifest.validation.as_ref().map(|v| v.average_precision),
