@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use fraudlens_core::Transaction;
+use fraudlens_core::{Timestamp, Transaction};
 use fraudlens_store::{NewDecision, StoredDecision};
 use rustc_hash::FxHashMap;
 
 use crate::scoring::Scored;
 use crate::shards::ShardKey;
-use crate::{Pipeline, ScoreError, ServingModel, events, lock, now_ms};
+use crate::{Pipeline, ScoreError, ServingModel, events, lock, now, now_ms};
 
 type Shared = Result<Scored, ScoreError>;
 
@@ -116,7 +116,7 @@ pub(crate) struct Observed {
     pub(crate) fingerprint: String,
     pub(crate) row: Vec<f64>,
     pub(crate) started: Instant,
-    pub(crate) received_at: i64,
+    pub(crate) received_at: Timestamp,
     pub(crate) slot: Arc<Slot>,
     /// The decision made before, when this is the retry of a failed write.
     pub(crate) decided: Option<Box<NewDecision>>,
@@ -145,7 +145,7 @@ impl Pipeline {
         if self.closed.load(Ordering::Acquire) {
             return Err(ScoreError::Overloaded("the server is shutting down".to_owned()));
         }
-        let received_at = now_ms();
+        let received_at = now();
         let started = Instant::now();
         // serialise and hash before taking the lock
         let prepared: Vec<_> = parsed
@@ -169,7 +169,7 @@ impl Pipeline {
                 if held.state.has_seen(&tx) {
                     return Ok(Admission::Seen(tx, shard, fingerprint));
                 }
-                if let Err(error) = held.state.check_time(tx.timestamp, Some(received_at)) {
+                if let Err(error) = held.state.check_time(tx.timestamp, Some(received_at.as_millis())) {
                     metrics::counter!("fraudlens_event_time_refused_total", "reason" => error.reason()).increment(1);
                     return Ok(Admission::Refused(
                         id,
@@ -296,7 +296,7 @@ impl Pipeline {
                                 fingerprint,
                                 row,
                                 started: Instant::now(),
-                                received_at: now_ms(),
+                                received_at: now(),
                                 slot: slot.clone(),
                                 decided: None,
                             }

@@ -49,6 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use fraudlens_core::Timestamp;
 use fraudlens_features::EventTimePolicy;
 use fraudlens_store::{Store, StoreError};
 use rustc_hash::FxHashMap;
@@ -180,12 +181,20 @@ pub struct Pipeline {
     config: PipelineConfig,
 }
 
-/// Wall-clock time in milliseconds since the epoch: when a record was
-/// received, reviewed, labelled (the store itself reads no clock).
+/// Wall-clock time: when a record was received, reviewed, labelled (the
+/// store itself reads no clock).
+pub fn now() -> Timestamp {
+    Timestamp::from_millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64),
+    )
+}
+
+/// [`now`] in milliseconds since the epoch, for the engine APIs that take
+/// the wall clock as a number ([`fraudlens_features::FeatureEngine::check_time`]).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+    now().as_millis()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use fraudlens_core::Secret;
 use fraudlens_store::{ModelEntry, ModelStage, NewModel, Store, StoreError};
 
-use crate::{Pipeline, PipelineError, ServingModel, now_ms};
+use crate::{Pipeline, PipelineError, ServingModel, now};
 
 /// Why a registry use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +87,11 @@ pub fn new_entry(model: &ServingModel) -> Result<NewModel, RegistryError> {
     let summary = serde_json::json!({
         "kind": model.kind(),
         "created_at": manifest.created_at,
-        "train_period": manifest.training.train_period,
+        // as model.json writes it: RFC 3339 text
+        "train_period": manifest
+            .training
+            .train_period
+            .map(|(first, last)| (first.to_string(), last.to_string())),
         "train_rows": manifest.training.train_rows,
         "roc_auc": manifest.validation.as_ref().map(|v| v.roc_auc),
         "average_precision": manifest.validation.as_ref().map(|v| v.average_precision),
@@ -97,7 +101,7 @@ pub fn new_entry(model: &ServingModel) -> Result<NewModel, RegistryError> {
         path: path.display().to_string(),
         summary: summary.to_string(),
         feature_names: manifest.feature_names[..model.artifact.n_inputs()].to_vec(),
-        registered_at: now_ms(),
+        registered_at: now(),
         digest: model.digest.clone(),
     })
 }
@@ -117,7 +121,7 @@ pub async fn register_and_promote(store: &dyn Store, model: &ServingModel, actor
         .iter()
         .any(|m| m.version == model.version() && m.stage == ModelStage::Production);
     if !is_production {
-        store.promote_model(model.version(), now_ms(), actor).await?;
+        store.promote_model(model.version(), now(), actor).await?;
     }
     Ok(())
 }
@@ -189,7 +193,7 @@ pub async fn promote(
     actor: &str,
 ) -> Result<ServingModel, RegistryError> {
     let model = load(&entry(store, version).await?, card_hash_key).await?;
-    store.promote_model(version, now_ms(), actor).await?;
+    store.promote_model(version, now(), actor).await?;
     Ok(model)
 }
 
@@ -236,7 +240,7 @@ impl Pipeline {
         self.model()
             .check_replacement(&model)
             .map_err(RegistryError::Replacement)?;
-        store.promote_model(version, now_ms(), actor).await?;
+        store.promote_model(version, now(), actor).await?;
         self.swap_model(model).map_err(RegistryError::Replacement)?;
         Ok(self.model())
     }

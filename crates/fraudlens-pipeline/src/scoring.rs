@@ -261,7 +261,7 @@ impl Pipeline {
         NewDecision {
             transaction_id: item.tx.id.as_str().to_owned(),
             fingerprint: item.fingerprint.clone(),
-            event_time: item.tx.timestamp.as_millis(),
+            event_time: item.tx.timestamp,
             received_at: item.received_at,
             entity: item.tx.entity(0).map(|key| key.as_str().to_owned()),
             amount_minor: item.tx.amount.minor(),

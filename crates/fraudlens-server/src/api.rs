@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::admission::Admitted;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, Json, Query};
-use crate::{AppState, now_ms};
+use crate::{AppState, now};
 
 /// A transaction in the default schema (a deployment's own schema maps other
 /// field names; see `fraudlens config`). Unknown fields are ignored.
@@ -245,14 +245,9 @@ pub struct QueuePage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_time(text: &str, field: &str) -> Result<i64, ApiError> {
+fn parse_time(text: &str, field: &str) -> Result<fraudlens_core::Timestamp, ApiError> {
     fraudlens_core::Timestamp::parse(text, fraudlens_core::TimestampFormat::Auto)
-        .map(fraudlens_core::Timestamp::as_millis)
         .map_err(|error| ApiError::invalid(format!("{field}: {error}")))
-}
-
-fn format_time(ms: i64) -> String {
-    fraudlens_core::Timestamp::from_millis(ms).to_string()
 }
 
 /// A time written by someone else (a model manifest's `created_at`) as strict
@@ -275,7 +270,7 @@ fn queue_item(stored: &StoredDecision) -> QueueItem {
     QueueItem {
         decision: DecisionView::from(d),
         score: d.score,
-        event_time: format_time(d.event_time),
+        event_time: d.event_time.to_string(),
         entity: d.entity.clone(),
         amount_minor: d.amount_minor,
         currency: d.currency.clone(),
@@ -356,7 +351,7 @@ pub struct AuditView {
 impl From<AuditEntry> for AuditView {
     fn from(entry: AuditEntry) -> Self {
         Self {
-            at: format_time(entry.at),
+            at: entry.at.to_string(),
             actor: entry.actor,
             action: entry.action,
             before: entry.before,
@@ -386,7 +381,7 @@ impl From<LabelEntry> for LabelView {
             label: entry.label,
             source: entry.source,
             actor: entry.actor,
-            at: format_time(entry.at),
+            at: entry.at.to_string(),
         }
     }
 }
@@ -429,7 +424,7 @@ pub async fn transaction(
     Ok(Json(TransactionDetail {
         features,
         transaction: transaction_view(&stored.decision.body, &state.pipeline.model()),
-        received_at: format_time(stored.decision.received_at),
+        received_at: stored.decision.received_at.to_string(),
         item: queue_item(&stored),
         history,
         labels,
@@ -525,7 +520,7 @@ pub async fn review(
             status: input.status,
             actor: caller.actor(),
             note: input.note,
-            at: now_ms(),
+            at: now(),
         })
         .await?;
     let label_applied = outcome
@@ -600,7 +595,7 @@ pub async fn labels(
             "between 1 and {MAX_LABELS} labels per request"
         )));
     }
-    let at = now_ms();
+    let at = now();
     let labels = inputs
         .into_iter()
         .enumerate()
@@ -687,8 +682,8 @@ fn model_view(entry: ModelEntry, serving: &str) -> ModelView {
         version: entry.version,
         stage: entry.stage.to_string(),
         path: entry.path,
-        registered_at: format_time(entry.registered_at),
-        promoted_at: entry.promoted_at.map(format_time),
+        registered_at: entry.registered_at.to_string(),
+        promoted_at: entry.promoted_at.map(|at| at.to_string()),
         summary: summary_view(&entry.summary),
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use fraudlens_core::Timestamp;
 use fraudlens_store::{ApiKeyEntry, Role, Store};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -47,7 +48,7 @@ impl Caller {
 }
 
 /// A new key: the text to hand out once, and what the store keeps.
-pub fn new_key(name: &str, role: Role, now_ms: i64) -> Result<(String, ApiKeyEntry), getrandom::Error> {
+pub fn new_key(name: &str, role: Role, now: Timestamp) -> Result<(String, ApiKeyEntry), getrandom::Error> {
     let mut id = [0u8; 6];
     let mut secret = [0u8; 24];
     getrandom::fill(&mut id)?;
@@ -59,7 +60,7 @@ pub fn new_key(name: &str, role: Role, now_ms: i64) -> Result<(String, ApiKeyEnt
         name: name.to_owned(),
         role,
         secret_sha256: hash(&secret),
-        created_at: now_ms,
+        created_at: now,
         revoked_at: None,
     };
     Ok((format!("{PREFIX}{key_id}_{secret}"), entry))
@@ -389,7 +390,7 @@ mod tests {
 
     #[test]
     fn keys_parse_and_hash() {
-        let (text, entry) = new_key("checkout", Role::Service, 1).unwrap();
+        let (text, entry) = new_key("checkout", Role::Service, Timestamp::from_millis(1)).unwrap();
         let (id, secret) = parse(&text).unwrap();
         assert_eq!(id, entry.key_id);
         assert_eq!(hash(secret), entry.secret_sha256);

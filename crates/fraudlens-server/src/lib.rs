@@ -45,7 +45,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 pub use auth::{Auth, Caller, new_key};
-pub(crate) use fraudlens_pipeline::now_ms;
+pub(crate) use fraudlens_pipeline::now;
 pub use serve::{ServeOptions, serve};
 
 /// Limits and options of the API.

@@ -152,7 +152,7 @@ pub struct Health {
 pub async fn health(State(probes): State<Arc<Probes>>) -> Json<Health> {
     Json(Health {
         status: "healthy",
-        timestamp: fraudlens_core::Timestamp::from_millis(crate::now_ms()).to_string(),
+        timestamp: crate::now().to_string(),
         service: probes.service,
         version: env!("CARGO_PKG_VERSION"),
         model_version: probes.pipeline.model().version().to_owned(),

@@ -32,7 +32,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::transport::BodyTimeout;
-use crate::{AppState, now_ms};
+use crate::{AppState, now};
 
 const BATCH: usize = 1_000;
 /// Bytes read and dropped past the upload limit, so that the answer reaches a
@@ -359,7 +359,7 @@ pub async fn upload(
         }
     };
     // refused rows are kept as dead letters, also when the upload stopped part-way
-    let at = now_ms();
+    let at = now();
     let letters: Vec<DeadLetter> = parsed
         .bad_rows
         .iter()

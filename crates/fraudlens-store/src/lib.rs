@@ -9,8 +9,9 @@
 //! transaction id), review statuses, labels, the audit log, the model
 //! registry, API keys (a SHA-256 of the secret only) and dead letters.
 //!
-//! Times are milliseconds since the epoch (UTC), taken by the caller: the store
-//! reads no clock, which keeps it testable.
+//! Times are [`fraudlens_core::Timestamp`]s, taken by the caller (the store reads no clock,
+//! which keeps it testable), and stored as integer milliseconds since the
+//! epoch: the SQL modules convert at the edge.
 //!
 //! Layout: `sql/` is the one implementation, generic over the backend
 //! (`sql/sqlite.rs` and `sql/postgres.rs` hold what differs), with a module
@@ -27,6 +28,8 @@ use std::sync::Arc;
 pub use sql::{PostgresStore, SqliteStore, SqliteSync};
 pub use types::*;
 pub use vocabulary::*;
+
+use fraudlens_core::Timestamp;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +182,7 @@ pub trait Store: Send + Sync + 'static {
     async fn models(&self) -> Result<Vec<ModelEntry>>;
 
     /// Makes `version` the production model; the previous one becomes `archived`.
-    async fn promote_model(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry>;
+    async fn promote_model(&self, version: &str, at: Timestamp, actor: &str) -> Result<ModelEntry>;
 
     /// Adds an API key.
     async fn create_key(&self, key: &ApiKeyEntry) -> Result<()>;
@@ -191,7 +194,7 @@ pub trait Store: Send + Sync + 'static {
     async fn keys(&self) -> Result<Vec<ApiKeyEntry>>;
 
     /// Revokes a key; `false` when it was already revoked.
-    async fn revoke_key(&self, key_id: &str, at: i64, actor: &str) -> Result<bool>;
+    async fn revoke_key(&self, key_id: &str, at: Timestamp, actor: &str) -> Result<bool>;
 
     /// Appends dead letters (their payloads with card numbers redacted).
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;

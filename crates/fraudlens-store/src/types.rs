@@ -1,7 +1,7 @@
 //! The rows the store reads and writes: decisions, the review queue and
 //! review changes, labels, audit entries, models, API keys and dead letters.
 
-use fraudlens_core::Label;
+use fraudlens_core::{Label, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use fraudlens_core::{Decision, ReviewStatus};
@@ -16,9 +16,9 @@ pub struct NewDecision {
     /// A hash of the request body, to tell a replay from a conflicting reuse of the id.
     pub fingerprint: String,
     /// Event time of the transaction.
-    pub event_time: i64,
+    pub event_time: Timestamp,
     /// When the server received it.
-    pub received_at: i64,
+    pub received_at: Timestamp,
     /// The primary entity key (customer or card token), for the queue's entity filter.
     pub entity: Option<String>,
     /// Amount in minor units.
@@ -61,7 +61,7 @@ pub struct StoredDecision {
     /// What was written.
     pub decision: NewDecision,
     /// When the review status last changed.
-    pub review_updated_at: Option<i64>,
+    pub review_updated_at: Option<Timestamp>,
     /// The latest label.
     pub label: Option<Label>,
 }
@@ -97,9 +97,9 @@ pub struct AnomalyQuery {
     /// Only scores at or above.
     pub min_score: Option<f64>,
     /// Event time at or after.
-    pub from: Option<i64>,
+    pub from: Option<Timestamp>,
     /// Event time before.
-    pub to: Option<i64>,
+    pub to: Option<Timestamp>,
     /// Only this primary entity.
     pub entity: Option<String>,
     /// Sort order.
@@ -131,7 +131,7 @@ pub struct ReviewRequest {
     /// Why.
     pub note: Option<String>,
     /// When.
-    pub at: i64,
+    pub at: Timestamp,
 }
 
 /// What a review changed.
@@ -157,7 +157,7 @@ pub struct NewLabel {
     /// Who sent it.
     pub actor: String,
     /// When it was recorded.
-    pub at: i64,
+    pub at: Timestamp,
 }
 
 /// A recorded label.
@@ -170,14 +170,14 @@ pub struct LabelEntry {
     /// Who sent it.
     pub actor: String,
     /// When.
-    pub at: i64,
+    pub at: Timestamp,
 }
 
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// When.
-    pub at: i64,
+    pub at: Timestamp,
     /// Who.
     pub actor: String,
     /// What (`review`, `label`, `promote`, `key_create`, `key_revoke`…).
@@ -204,7 +204,7 @@ pub struct NewModel {
     /// Names of the model inputs, in order (how stored feature vectors are read).
     pub feature_names: Vec<String>,
     /// When.
-    pub registered_at: i64,
+    pub registered_at: Timestamp,
     /// The artifact's content digest (SHA-256 of its `SHA256SUMS`, which
     /// covers every file): a promotion or a start that loads other content
     /// from `path` is refused.
@@ -225,9 +225,9 @@ pub struct ModelEntry {
     /// Names of the model inputs, in order.
     pub feature_names: Vec<String>,
     /// When registered.
-    pub registered_at: i64,
+    pub registered_at: Timestamp,
     /// When it last became the production model.
-    pub promoted_at: Option<i64>,
+    pub promoted_at: Option<Timestamp>,
     /// The content digest taken at registration (`None`: registered before
     /// digests were kept; the next registration of the same path supplies it).
     pub digest: Option<String>,
@@ -254,16 +254,16 @@ pub struct ApiKeyEntry {
     /// SHA-256 of the secret part, hex.
     pub secret_sha256: String,
     /// When created.
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// When revoked.
-    pub revoked_at: Option<i64>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// A record that could not be processed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// When.
-    pub at: i64,
+    pub at: Timestamp,
     /// Where from (`api`, `upload`, `kafka:TOPIC`…).
     pub source: String,
     /// Where in the source (`line 12`, `partition 3 offset 1207`).

@@ -5,9 +5,13 @@
 
 use std::sync::Arc;
 
-use fraudlens_core::{Decision, Label, ReviewStatus};
+use fraudlens_core::{Decision, Label, ReviewStatus, Timestamp};
 use fraudlens_store::*;
 use fraudlens_testkit::{Backend, TestDb};
+
+fn ms(millis: i64) -> Timestamp {
+    Timestamp::from_millis(millis)
+}
 
 async fn open(db: &TestDb) -> Arc<dyn Store> {
     connect(&db.url, &StoreOptions::default()).await.unwrap()
@@ -24,8 +28,8 @@ fn decision(id: &str, score: f64, time: i64, entity: &str) -> NewDecision {
     NewDecision {
         transaction_id: id.to_owned(),
         fingerprint: format!("fp-{id}"),
-        event_time: time,
-        received_at: time + 5,
+        event_time: ms(time),
+        received_at: ms(time + 5),
         entity: Some(entity.to_owned()),
         amount_minor: 1234,
         currency: "EUR".to_owned(),
@@ -136,7 +140,7 @@ async fn shards_replay_their_own_rows(backend: Backend) {
         after = last.seq;
         seen.extend(page.into_iter().map(|row| {
             assert_eq!(row.decision.shard.as_deref(), Some("transactions/2"));
-            row.decision.event_time
+            row.decision.event_time.as_millis()
         }));
     }
     assert_eq!(
@@ -206,8 +210,8 @@ async fn queue_filters_sorts_and_pages(backend: Backend) {
     let filtered = store
         .anomalies(&AnomalyQuery {
             min_score: Some(0.8),
-            from: Some(10_010),
-            to: Some(10_030),
+            from: Some(ms(10_010)),
+            to: Some(ms(10_030)),
             entity: Some("even".to_owned()),
             status: Some(ReviewStatus::PendingReview),
             limit: 100,
@@ -245,7 +249,7 @@ async fn review_writes_audit_and_label(backend: Backend) {
             status: ReviewStatus::Escalated,
             actor: "ana".to_owned(),
             note: Some("looks odd".to_owned()),
-            at: 100,
+            at: ms(100),
         })
         .await
         .unwrap();
@@ -262,14 +266,14 @@ async fn review_writes_audit_and_label(backend: Backend) {
             status: ReviewStatus::ConfirmedFraud,
             actor: "bo".to_owned(),
             note: None,
-            at: 200,
+            at: ms(200),
         })
         .await
         .unwrap();
     assert_eq!(outcome.before, Some(ReviewStatus::Escalated));
     assert_eq!(outcome.label, Some(Label::Fraud));
     assert_eq!(outcome.transaction.label, Some(Label::Fraud));
-    assert_eq!(outcome.transaction.review_updated_at, Some(200));
+    assert_eq!(outcome.transaction.review_updated_at, Some(ms(200)));
 
     let audit = store.audit("r1").await.unwrap();
     assert_eq!(audit.len(), 2);
@@ -288,7 +292,7 @@ async fn review_writes_audit_and_label(backend: Backend) {
             status: ReviewStatus::FalsePositive,
             actor: "ana".to_owned(),
             note: None,
-            at: 300,
+            at: ms(300),
         })
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
@@ -307,7 +311,7 @@ async fn labels_update_known_transactions(backend: Backend) {
         label,
         source: "chargeback".to_owned(),
         actor: "bank".to_owned(),
-        at: 50,
+        at: ms(50),
     };
     let applied = store
         .put_labels(&[label("l1", Label::Fraud), label("unknown", Label::Legit)])
@@ -337,10 +341,10 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
         registered_at: at,
         digest: format!("digest-of-{version}"),
     };
-    store.register_model(&model("v1", 1)).await.unwrap();
-    store.register_model(&model("v1", 1)).await.unwrap();
-    store.register_model(&model("v2", 2)).await.unwrap();
-    let mut clash = model("v2", 3);
+    store.register_model(&model("v1", ms(1))).await.unwrap();
+    store.register_model(&model("v1", ms(1))).await.unwrap();
+    store.register_model(&model("v2", ms(2))).await.unwrap();
+    let mut clash = model("v2", ms(3));
     clash.path = "/elsewhere".to_owned();
     assert!(matches!(
         store.register_model(&clash).await,
@@ -348,11 +352,11 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
     ));
 
     assert_eq!(
-        store.promote_model("v1", 10, "admin").await.unwrap().stage,
+        store.promote_model("v1", ms(10), "admin").await.unwrap().stage,
         ModelStage::Production
     );
-    let v2 = store.promote_model("v2", 20, "admin").await.unwrap();
-    assert_eq!((v2.stage, v2.promoted_at), (ModelStage::Production, Some(20)));
+    let v2 = store.promote_model("v2", ms(20), "admin").await.unwrap();
+    assert_eq!((v2.stage, v2.promoted_at), (ModelStage::Production, Some(ms(20))));
     let models = store.models().await.unwrap();
     let stage = |v: &str| models.iter().find(|m| m.version == v).unwrap().stage;
     assert_eq!(
@@ -361,7 +365,7 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
     );
     assert_eq!(models[0].version, "v2", "newest first");
     assert!(matches!(
-        store.promote_model("v9", 30, "admin").await,
+        store.promote_model("v9", ms(30), "admin").await,
         Err(StoreError::NotFound(_))
     ));
     let stage_after = store.models().await.unwrap();
@@ -381,7 +385,7 @@ async fn model_registry_keeps_the_content_digest(backend: Backend) {
         path: "/models/v1".to_owned(),
         summary: "{}".to_owned(),
         feature_names: Vec::new(),
-        registered_at: 1,
+        registered_at: ms(1),
         digest: "aa".repeat(32),
     };
     store.register_model(&model).await.unwrap();
@@ -394,7 +398,7 @@ async fn model_registry_keeps_the_content_digest(backend: Backend) {
         store.register_model(&edited).await,
         Err(StoreError::Conflict(message)) if message.contains("changed")
     ));
-    let entry = store.promote_model("v1", 2, "admin").await.unwrap();
+    let entry = store.promote_model("v1", ms(2), "admin").await.unwrap();
     assert_eq!(entry.digest.as_deref(), Some(model.digest.as_str()));
     let listed = store.models().await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -438,17 +442,17 @@ async fn keys_are_created_and_revoked(backend: Backend) {
         name: "checkout".to_owned(),
         role: Role::Service,
         secret_sha256: "ab".repeat(32),
-        created_at: 5,
+        created_at: ms(5),
         revoked_at: None,
     };
     store.create_key(&key).await.unwrap();
     assert!(store.create_key(&key).await.is_err(), "key ids are unique");
     assert_eq!(store.key("k1").await.unwrap().unwrap(), key);
-    assert!(store.revoke_key("k1", 9, "admin").await.unwrap());
-    assert!(!store.revoke_key("k1", 10, "admin").await.unwrap());
-    assert_eq!(store.key("k1").await.unwrap().unwrap().revoked_at, Some(9));
+    assert!(store.revoke_key("k1", ms(9), "admin").await.unwrap());
+    assert!(!store.revoke_key("k1", ms(10), "admin").await.unwrap());
+    assert_eq!(store.key("k1").await.unwrap().unwrap().revoked_at, Some(ms(9)));
     assert!(matches!(
-        store.revoke_key("k2", 9, "admin").await,
+        store.revoke_key("k2", ms(9), "admin").await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.keys().await.unwrap().len(), 1);
@@ -463,7 +467,7 @@ async fn dead_letters_redact_card_numbers(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
     let letter = |n: i64| DeadLetter {
-        at: n,
+        at: ms(n),
         source: "api".to_owned(),
         location: format!("line {n}"),
         error: "amount: not a number".to_owned(),
@@ -482,7 +486,7 @@ async fn a_kafka_record_is_dead_lettered_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
     let letter = |source: &str, location: &str| DeadLetter {
-        at: 1,
+        at: ms(1),
         source: source.to_owned(),
         location: location.to_owned(),
         error: "not JSON".to_owned(),
@@ -537,7 +541,7 @@ async fn concurrent_read_then_write_transactions_succeed(backend: Backend) {
                 path: format!("/models/{version}"),
                 summary: "{}".to_owned(),
                 feature_names: Vec::new(),
-                registered_at: 1,
+                registered_at: ms(1),
                 digest: "d".to_owned(),
             })
             .await
@@ -550,7 +554,7 @@ async fn concurrent_read_then_write_transactions_succeed(backend: Backend) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let version = if i % 2 == 0 { "v1" } else { "v2" };
-            store.promote_model(version, i, "admin").await.map(|_| ())?;
+            store.promote_model(version, ms(i), "admin").await.map(|_| ())?;
             store
                 .review(&ReviewRequest {
                     transaction_id: "c1".to_owned(),
@@ -561,7 +565,7 @@ async fn concurrent_read_then_write_transactions_succeed(backend: Backend) {
                     },
                     actor: format!("analyst {i}"),
                     note: None,
-                    at: i,
+                    at: ms(i),
                 })
                 .await
                 .map(|_| ())

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError, now_ms};
+use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError, now, now_ms};
 use fraudlens_store::DeadLetter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -765,7 +765,7 @@ fn parse_label(payload: &[u8]) -> Result<fraudlens_store::NewLabel, String> {
             .take(64)
             .collect(),
         actor: "detect".to_owned(),
-        at: now_ms(),
+        at: now(),
     })
 }
 
@@ -804,7 +804,7 @@ fn dead_letter(message: &OwnedMessage, error: String) -> DeadLetter {
         ));
     }
     DeadLetter {
-        at: now_ms(),
+        at: now(),
         source: format!("kafka:{}", message.topic()),
         location,
         error: truncate(error, MAX_ERROR),

@@ -31,7 +31,7 @@ use crate::calibration::Calibration;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::metrics::Evaluation;
-use fraudlens_core::{Decision, Reason};
+use fraudlens_core::{Decision, Reason, Timestamp};
 
 use crate::threshold::{ThresholdChoice, Thresholds};
 use crate::train::{FeatureKind, GbdtParams, Round};
@@ -117,10 +117,12 @@ pub struct TrainingSummary {
     pub valid_rows: usize,
     /// Fraud rows among them.
     pub valid_frauds: usize,
-    /// First and last training transaction time (event mode).
-    pub train_period: Option<(String, String)>,
-    /// First and last validation transaction time (event mode).
-    pub valid_period: Option<(String, String)>,
+    /// First and last training transaction time (event mode; RFC 3339 in model.json).
+    #[serde(default, with = "period_text")]
+    pub train_period: Option<(Timestamp, Timestamp)>,
+    /// First and last validation transaction time (event mode; RFC 3339 in model.json).
+    #[serde(default, with = "period_text")]
+    pub valid_period: Option<(Timestamp, Timestamp)>,
     /// Boosting rounds kept.
     pub best_round: usize,
     /// Loss of every round.
@@ -129,6 +131,40 @@ pub struct TrainingSummary {
     pub brier_uncalibrated: Option<f64>,
     /// Seconds spent training the trees.
     pub train_seconds: f64,
+}
+
+/// A period (first and last time) as model.json and the evaluation reports
+/// write it: RFC 3339 text (`["2026-01-01T00:35:55Z", "…"]`), not the
+/// milliseconds a [`Timestamp`] serialises to.
+pub(crate) mod period_text {
+    use fraudlens_core::{Timestamp, TimestampFormat};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        period: &Option<(Timestamp, Timestamp)>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        period
+            .map(|(first, last)| (first.to_string(), last.to_string()))
+            .serialize(serializer)
+    }
+
+    /// A period that is always there.
+    pub(crate) fn serialize_pair<S: Serializer>(
+        period: &(Timestamp, Timestamp),
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serialize(&Some(*period), serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<(Timestamp, Timestamp)>, D::Error> {
+        let parse = |text: &str| Timestamp::parse(text, TimestampFormat::Datetime).map_err(serde::de::Error::custom);
+        Option::<(String, String)>::deserialize(deserializer)?
+            .map(|(first, last)| Ok((parse(&first)?, parse(&last)?)))
+            .transpose()
+    }
 }
 
 /// What kind of model an artifact holds.
@@ -734,6 +770,38 @@ mod tests {
             scores.iter().any(|score| score[2] != "approve"),
             "the rows should reach a flagged leaf"
         );
+    }
+
+    /// model.json keeps its periods as RFC 3339 text: the fixture's are read
+    /// as timestamps and written back as the same text; absent or `null` is
+    /// no period, and text that is not a time is refused.
+    #[test]
+    fn training_periods_are_rfc3339_text() {
+        let dir = fixture("artifact-v1");
+        let artifact = Artifact::load(&dir).unwrap();
+        let at = |text| Timestamp::parse(text, fraudlens_core::TimestampFormat::Datetime).unwrap();
+        assert_eq!(
+            artifact.manifest.training.train_period,
+            Some((at("2026-01-01T00:35:55Z"), at("2026-02-02T10:38:31Z")))
+        );
+        let written = serde_json::to_value(&artifact.manifest).unwrap();
+        let original: serde_json::Value = serde_json::from_slice(&fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
+        for field in ["train_period", "valid_period"] {
+            assert_eq!(written["training"][field], original["training"][field], "{field}");
+        }
+        assert_eq!(written["training"]["valid_period"][1], "2026-02-09T23:39:43Z");
+
+        let mut training = original["training"].clone();
+        training["train_period"] = serde_json::Value::Null;
+        training.as_object_mut().unwrap().remove("valid_period");
+        let summary: TrainingSummary = serde_json::from_value(training.clone()).unwrap();
+        assert_eq!((summary.train_period, summary.valid_period), (None, None));
+        assert_eq!(
+            serde_json::to_value(&summary).unwrap()["valid_period"],
+            serde_json::Value::Null
+        );
+        training["train_period"] = json!(["2026-01-01T00:35:55Z", "yesterday"]);
+        assert!(serde_json::from_value::<TrainingSummary>(training).is_err());
     }
 
     #[test]

@@ -54,9 +54,11 @@ pub struct FoldWindows {
 #[derive(Debug, Serialize)]
 pub struct WindowResult {
     /// Training window (prequential folds only).
-    pub train: Option<(String, String)>,
+    #[serde(serialize_with = "crate::artifact::period_text::serialize")]
+    pub train: Option<(Timestamp, Timestamp)>,
     /// Tested window (first and last transaction).
-    pub test: (String, String),
+    #[serde(serialize_with = "crate::artifact::period_text::serialize_pair")]
+    pub test: (Timestamp, Timestamp),
     /// The metrics.
     pub metrics: Evaluation,
 }
@@ -144,11 +146,14 @@ pub fn prequential(
             ModelKind::IsolationForest => super::isolation_forest(params, inputs, &train_table, provenance)?,
         };
         let test = table.slice(test_rows);
+        // both windows hold rows (checked above)
+        let Some(test_period) = test.period() else {
+            return Err(FitError::FoldNotCovered(fold_windows));
+        };
         let probabilities = model.ranking_batch(&test.values).internal("scoring")?;
         windows.push(WindowResult {
             train: train_table.period(),
-            // both windows hold rows (checked above)
-            test: test.period().unwrap_or_default(),
+            test: test_period,
             metrics: test.evaluate(&probabilities, model.manifest.thresholds.review(), folds.k),
         });
     }

@@ -110,10 +110,10 @@ impl Table {
         start..end.max(start)
     }
 
-    /// First and last transaction time (RFC 3339), in event mode.
-    pub fn period(&self) -> Option<(String, String)> {
+    /// First and last transaction time, in event mode.
+    pub fn period(&self) -> Option<(Timestamp, Timestamp)> {
         match (self.times.first(), self.times.last()) {
-            (Some(first), Some(last)) => Some((format_time(*first), format_time(*last))),
+            (Some(&first), Some(&last)) => Some((Timestamp::from_millis(first), Timestamp::from_millis(last))),
             _ => None,
         }
     }
@@ -185,10 +185,6 @@ impl Table {
 }
 
 /// RFC 3339 (UTC) of a time in milliseconds since the epoch.
-pub(crate) fn format_time(millis: i64) -> String {
-    Timestamp::from_millis(millis).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,10 +219,7 @@ mod tests {
         assert_eq!((part.len(), part.times.as_slice()), (3, &[20, 20, 30][..]));
         assert_eq!(
             part.period(),
-            Some((
-                "1970-01-01T00:00:00.020Z".to_owned(),
-                "1970-01-01T00:00:00.030Z".to_owned()
-            ))
+            Some((Timestamp::from_millis(20), Timestamp::from_millis(30)))
         );
     }
 }

@@ -76,7 +76,7 @@ impl Store for CountingStore {
     async fn models(&self) -> Result<Vec<ModelEntry>> {
         self.inner.models().await
     }
-    async fn promote_model(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry> {
+    async fn promote_model(&self, version: &str, at: fraudlens_core::Timestamp, actor: &str) -> Result<ModelEntry> {
         self.inner.promote_model(version, at, actor).await
     }
     async fn create_key(&self, key: &ApiKeyEntry) -> Result<()> {
@@ -88,7 +88,7 @@ impl Store for CountingStore {
     async fn keys(&self) -> Result<Vec<ApiKeyEntry>> {
         self.inner.keys().await
     }
-    async fn revoke_key(&self, key_id: &str, at: i64, actor: &str) -> Result<bool> {
+    async fn revoke_key(&self, key_id: &str, at: fraudlens_core::Timestamp, actor: &str) -> Result<bool> {
         self.inner.revoke_key(key_id, at, actor).await
     }
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {

@@ -16,6 +16,12 @@ async fn register_promote_and_roll_back() {
         Err(RegistryError::NoProduction)
     ));
     registry::register(store, &model).await.unwrap();
+    // the summary's training period is the text model.json holds
+    let summary: serde_json::Value = serde_json::from_str(&store.models().await.unwrap()[0].summary).unwrap();
+    assert_eq!(
+        summary["train_period"],
+        serde_json::json!(["2026-01-01T00:35:55Z", "2026-02-02T10:38:31Z"])
+    );
     assert!(matches!(
         registry::promote(store, "nope", None, "test").await,
         Err(RegistryError::NotRegistered(version)) if version == "nope"
@@ -32,7 +38,7 @@ async fn register_promote_and_roll_back() {
     other.version = "other".to_owned();
     store.register_model(&other).await.unwrap();
     store
-        .promote_model("other", fraudlens_pipeline::now_ms(), "test")
+        .promote_model("other", fraudlens_pipeline::now(), "test")
         .await
         .unwrap();
     let rollback = registry::rollback_target(store).await.unwrap();

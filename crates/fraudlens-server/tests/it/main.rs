@@ -43,7 +43,7 @@ impl Api {
         let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
             .await
             .unwrap();
-        let (key, entry) = fraudlens_server::new_key("test", Role::Service, fraudlens_pipeline::now_ms()).unwrap();
+        let (key, entry) = fraudlens_server::new_key("test", Role::Service, fraudlens_pipeline::now()).unwrap();
         store.create_key(&entry).await.unwrap();
         let model = ServingModel::load(Path::new(MODEL), None).unwrap();
         let pipeline = Pipeline::start(store, model, PipelineConfig::default()).await.unwrap();

@@ -30,7 +30,7 @@ where
         for chunk in letters.chunks(INSERT_CHUNK) {
             let mut query = QueryBuilder::<DB>::new("INSERT INTO dead_letters (at, source, location, error, payload) ");
             query.push_values(chunk, |mut row, letter| {
-                row.push_bind(letter.at)
+                row.push_bind(letter.at.as_millis())
                     .push_bind(letter.source.clone())
                     .push_bind(letter.location.clone())
                     .push_bind(redact_card_numbers(&letter.error).into_owned())
@@ -56,7 +56,7 @@ where
                 Ok(StoredDeadLetter {
                     id: row.try_get("id")?,
                     letter: DeadLetter {
-                        at: row.try_get("at")?,
+                        at: Timestamp::from_millis(row.try_get("at")?),
                         source: row.try_get("source")?,
                         location: row.try_get("location")?,
                         error: row.try_get("error")?,

@@ -170,8 +170,8 @@ where
             decision: NewDecision {
                 transaction_id: row.try_get("transaction_id")?,
                 fingerprint: row.try_get("fingerprint")?,
-                event_time: row.try_get("event_time")?,
-                received_at: row.try_get("received_at")?,
+                event_time: Timestamp::from_millis(row.try_get("event_time")?),
+                received_at: Timestamp::from_millis(row.try_get("received_at")?),
                 entity: row.try_get("entity")?,
                 amount_minor: row.try_get("amount_minor")?,
                 currency: row.try_get("currency")?,
@@ -188,7 +188,9 @@ where
                 review_status: status.as_deref().map(parse).transpose()?,
                 shard: row.try_get("shard")?,
             },
-            review_updated_at: row.try_get("review_updated_at")?,
+            review_updated_at: row
+                .try_get::<Option<i64>, _>("review_updated_at")?
+                .map(Timestamp::from_millis),
             label: label.as_deref().map(parse_label).transpose()?,
         })
     }

@@ -31,8 +31,8 @@ where
         .bind(&key.name)
         .bind(key.role.as_str())
         .bind(&key.secret_sha256)
-        .bind(key.created_at)
-        .bind(key.revoked_at)
+        .bind(key.created_at.as_millis())
+        .bind(key.revoked_at.map(Timestamp::as_millis))
         .execute(&mut *tx)
         .await?;
         Self::audit_in(
@@ -75,7 +75,7 @@ where
     }
 
     /// [`Store::revoke_key`].
-    pub(super) async fn revoke(&self, key_id: &str, at: i64, actor: &str) -> Result<bool> {
+    pub(super) async fn revoke(&self, key_id: &str, at: Timestamp, actor: &str) -> Result<bool> {
         let mut tx = DB::begin_write(&self.pool).await?;
         let exists: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT revoked_at FROM api_keys WHERE key_id = $1{}",
@@ -90,7 +90,7 @@ where
             Some(None) => {}
         }
         sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2")
-            .bind(at)
+            .bind(at.as_millis())
             .bind(key_id)
             .execute(&mut *tx)
             .await?;
@@ -118,8 +118,8 @@ where
             name: row.try_get("name")?,
             role: parse(&role)?,
             secret_sha256: row.try_get("secret_sha256")?,
-            created_at: row.try_get("created_at")?,
-            revoked_at: row.try_get("revoked_at")?,
+            created_at: Timestamp::from_millis(row.try_get("created_at")?),
+            revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp::from_millis),
         })
     }
 }

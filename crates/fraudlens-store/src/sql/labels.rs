@@ -29,7 +29,7 @@ where
                 .bind(label.label.as_str())
                 .bind(&label.source)
                 .bind(&label.actor)
-                .bind(label.at)
+                .bind(label.at.as_millis())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("UPDATE transactions SET label = $1 WHERE transaction_id = $2")
@@ -65,7 +65,7 @@ where
                     label: parse_label(&label)?,
                     source: row.try_get("source")?,
                     actor: row.try_get("actor")?,
-                    at: row.try_get("at")?,
+                    at: Timestamp::from_millis(row.try_get("at")?),
                 })
             })
             .collect()

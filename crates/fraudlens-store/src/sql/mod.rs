@@ -164,7 +164,7 @@ where
         self.all_models().await
     }
 
-    async fn promote_model(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry> {
+    async fn promote_model(&self, version: &str, at: Timestamp, actor: &str) -> Result<ModelEntry> {
         self.promote(version, at, actor).await
     }
 
@@ -180,7 +180,7 @@ where
         self.all_keys().await
     }
 
-    async fn revoke_key(&self, key_id: &str, at: i64, actor: &str) -> Result<bool> {
+    async fn revoke_key(&self, key_id: &str, at: Timestamp, actor: &str) -> Result<bool> {
         self.revoke(key_id, at, actor).await
     }
 

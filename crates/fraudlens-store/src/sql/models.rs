@@ -64,7 +64,7 @@ where
         .bind(&model.path)
         .bind(&model.summary)
         .bind(serde_json::to_string(&model.feature_names).unwrap_or_else(|_| "[]".to_owned()))
-        .bind(model.registered_at)
+        .bind(model.registered_at.as_millis())
         .bind(&model.digest)
         .execute(&mut *tx)
         .await?;
@@ -84,7 +84,7 @@ where
     }
 
     /// [`Store::promote_model`].
-    pub(super) async fn promote(&self, version: &str, at: i64, actor: &str) -> Result<ModelEntry> {
+    pub(super) async fn promote(&self, version: &str, at: Timestamp, actor: &str) -> Result<ModelEntry> {
         let mut tx = DB::begin_write(&self.pool).await?;
         sqlx::query(DB::LOCK_MODELS).execute(&mut *tx).await?;
         let before: Option<String> = sqlx::query_scalar("SELECT version FROM models WHERE stage = 'production'")
@@ -98,7 +98,7 @@ where
             "UPDATE models SET stage = 'production', promoted_at = $1 WHERE version = $2 \
              RETURNING version, path, stage, summary, feature_names, registered_at, promoted_at, digest",
         )
-        .bind(at)
+        .bind(at.as_millis())
         .bind(version)
         .fetch_optional(&mut *tx)
         .await?;
@@ -133,8 +133,10 @@ where
             summary: row.try_get("summary")?,
             feature_names: serde_json::from_str(&names)
                 .map_err(|error| StoreError::Corrupt(format!("feature names: {error}")))?,
-            registered_at: row.try_get("registered_at")?,
-            promoted_at: row.try_get("promoted_at")?,
+            registered_at: Timestamp::from_millis(row.try_get("registered_at")?),
+            promoted_at: row
+                .try_get::<Option<i64>, _>("promoted_at")?
+                .map(Timestamp::from_millis),
             digest: row.try_get("digest")?,
         })
     }

@@ -36,10 +36,10 @@ where
             query.push(" AND score >= ").push_bind(min);
         }
         if let Some(from) = q.from {
-            query.push(" AND event_time >= ").push_bind(from);
+            query.push(" AND event_time >= ").push_bind(from.as_millis());
         }
         if let Some(to) = q.to {
-            query.push(" AND event_time < ").push_bind(to);
+            query.push(" AND event_time < ").push_bind(to.as_millis());
         }
         if let Some(entity) = &q.entity {
             query.push(" AND entity = ").push_bind(entity.clone());
@@ -105,7 +105,7 @@ where
              label = COALESCE($3, label) WHERE transaction_id = $4",
         )
         .bind(change.status.as_str())
-        .bind(change.at)
+        .bind(change.at.as_millis())
         .bind(label.map(Label::as_str))
         .bind(&change.transaction_id)
         .execute(&mut *tx)
@@ -130,7 +130,7 @@ where
             .bind(&change.transaction_id)
             .bind(label.as_str())
             .bind(&change.actor)
-            .bind(change.at)
+            .bind(change.at.as_millis())
             .execute(&mut *tx)
             .await?;
         }
@@ -158,7 +158,7 @@ where
         rows.iter()
             .map(|row| {
                 Ok(AuditEntry {
-                    at: row.try_get("at")?,
+                    at: Timestamp::from_millis(row.try_get("at")?),
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,
                     subject: row.try_get("subject")?,
@@ -176,7 +176,7 @@ where
             "INSERT INTO audit_log (at, actor, action, subject, before, after, note) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(entry.at)
+        .bind(entry.at.as_millis())
         .bind(&entry.actor)
         .bind(&entry.action)
         .bind(&entry.subject)
@@ -193,7 +193,7 @@ where
 fn encode_cursor(order: QueueOrder, item: &StoredDecision) -> String {
     match order {
         QueueOrder::ScoreDesc => format!("s{:016x}.{}", item.decision.score.to_bits(), item.seq),
-        QueueOrder::TimeDesc | QueueOrder::TimeAsc => format!("t{}.{}", item.decision.event_time, item.seq),
+        QueueOrder::TimeDesc | QueueOrder::TimeAsc => format!("t{}.{}", item.decision.event_time.as_millis(), item.seq),
     }
 }
 

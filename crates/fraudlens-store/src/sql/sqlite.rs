@@ -80,8 +80,8 @@ impl Backend for Sqlite {
             query.push_values(chunk, |mut row, d| {
                 row.push_bind(d.transaction_id.as_str())
                     .push_bind(d.fingerprint.as_str())
-                    .push_bind(d.event_time)
-                    .push_bind(d.received_at)
+                    .push_bind(d.event_time.as_millis())
+                    .push_bind(d.received_at.as_millis())
                     .push_bind(d.entity.as_deref())
                     .push_bind(d.amount_minor)
                     .push_bind(d.currency.as_str())

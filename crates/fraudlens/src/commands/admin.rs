@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use fraudlens_pipeline::ServingModel;
-pub(crate) use fraudlens_pipeline::now_ms;
+pub(crate) use fraudlens_pipeline::now;
 use fraudlens_pipeline::registry::{self, RegistryError};
 pub(crate) use fraudlens_store::redact_url;
 use fraudlens_store::{Role, Store, StoreOptions};
@@ -50,10 +50,6 @@ pub async fn open_store(config: &Config, url: &str) -> CliResult<Arc<dyn Store>>
     }
 }
 
-fn format_ms(ms: i64) -> String {
-    fraudlens_core::Timestamp::from_millis(ms).to_string()
-}
-
 /// `fraudlens keys`
 pub fn keys(config: &Config, command: KeysCommand) -> CliResult {
     block_on(async move {
@@ -61,7 +57,7 @@ pub fn keys(config: &Config, command: KeysCommand) -> CliResult {
             KeysCommand::Create { role, name, store } => {
                 let role: Role = role.parse().map_err(anyhow::Error::msg).usage()?;
                 let store = open_store(config, &store_url(config, &store)).await?;
-                let (key, entry) = fraudlens_server::new_key(&name, role, now_ms())
+                let (key, entry) = fraudlens_server::new_key(&name, role, now())
                     .map_err(|error| anyhow::anyhow!("no randomness for the key: {error}"))?;
                 store.create_key(&entry).await.context("storing the key")?;
                 eprintln!(
@@ -80,15 +76,15 @@ pub fn keys(config: &Config, command: KeysCommand) -> CliResult {
                         key.key_id,
                         key.role,
                         key.name,
-                        format_ms(key.created_at),
-                        key.revoked_at.map(format_ms).unwrap_or_default()
+                        key.created_at.to_string(),
+                        key.revoked_at.map(|at| at.to_string()).unwrap_or_default()
                     );
                 }
                 Ok(())
             }
             KeysCommand::Revoke { key_id, store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
-                match store.revoke_key(&key_id, now_ms(), "cli").await {
+                match store.revoke_key(&key_id, now(), "cli").await {
                     Ok(true) => eprintln!("revoked key {key_id}"),
                     Ok(false) => eprintln!("key {key_id} was already revoked"),
                     Err(fraudlens_store::StoreError::NotFound(what)) => {
@@ -129,7 +125,7 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                         "{:<24} {:<11} {:<26} {}",
                         model.version,
                         model.stage,
-                        format_ms(model.registered_at),
+                        model.registered_at.to_string(),
                         model.path
                     );
                 }

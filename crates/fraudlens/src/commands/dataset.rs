@@ -99,8 +99,3 @@ impl Window {
 pub fn is_fraud(label: Option<Label>) -> Option<bool> {
     label.map(|label| label == Label::Fraud)
 }
-
-/// RFC 3339 (UTC) of a time in milliseconds since the epoch.
-pub fn format_time(millis: i64) -> String {
-    Timestamp::from_millis(millis).to_string()
-}

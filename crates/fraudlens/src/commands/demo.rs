@@ -7,14 +7,13 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use fraudlens_core::Schema;
+use fraudlens_core::{Schema, Timestamp, TimestampFormat};
 use fraudlens_features::FeatureSpec;
 use fraudlens_sim::SimConfig;
 
 use crate::cli::{
     DemoArgs, EvaluateArgs, InputArgs, Mode, ScoreArgs, ServeArgs, SimFormat, StoreArg, TrainArgs, WindowArgs,
 };
-use crate::commands::dataset::format_time;
 use crate::commands::features::{EventJob, featurize_events};
 use crate::commands::simulate::simulate_to;
 use crate::config::Config;
@@ -38,12 +37,11 @@ const SHOWN: [&str; 12] = [
 
 /// Runs `fraudlens demo`.
 pub fn run(config: Config, args: DemoArgs) -> CliResult {
-    let start =
-        fraudlens_core::Timestamp::parse(&config.simulate.start_date, fraudlens_core::TimestampFormat::Datetime)
-            .context("simulate.start_date")
-            .usage()?
-            .as_millis();
-    let day = |n: u32| format_time(start + i64::from(n) * 86_400_000);
+    let start = Timestamp::parse(&config.simulate.start_date, TimestampFormat::Datetime)
+        .context("simulate.start_date")
+        .usage()?;
+    let after_days = |n: u32| Timestamp::from_millis(start.as_millis() + i64::from(n) * 86_400_000);
+    let day = |n: u32| after_days(n).to_string();
     let train_days = args.days * 2 / 3;
     // the gap lets the labels of the training days arrive, as they would in production
     let test_from = train_days + 7;
@@ -170,12 +168,12 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
     if args.no_serve {
         return Ok(());
     }
-    serve_demo(config, &args, model, start + i64::from(args.days) * 86_400_000)
+    serve_demo(config, &args, model, after_days(args.days))
 }
 
 /// Step 6: serves the model on a SQLite store in the demo directory, with the
 /// entity state of the whole simulated history, and prints a curl session.
-fn serve_demo(mut config: Config, args: &DemoArgs, model: std::path::PathBuf, end_ms: i64) -> CliResult {
+fn serve_demo(mut config: Config, args: &DemoArgs, model: std::path::PathBuf, end: Timestamp) -> CliResult {
     let state_file = args.dir.join("entity-state.bin");
     if !state_file.exists() {
         // the replay of step 2 saw every simulated transaction: start from its state
@@ -191,10 +189,9 @@ fn serve_demo(mut config: Config, args: &DemoArgs, model: std::path::PathBuf, en
             database: Some(database),
         },
     };
-    let when = format_time(end_ms + 9 * 3_600_000);
+    let when = Timestamp::from_millis(end.as_millis() + 9 * 3_600_000);
     super::admin::block_on(super::serve::serve(&config, serve_args, async |address, store| {
-        let (key, entry) = match fraudlens_server::new_key("demo", fraudlens_store::Role::Admin, super::admin::now_ms())
-        {
+        let (key, entry) = match fraudlens_server::new_key("demo", fraudlens_store::Role::Admin, super::admin::now()) {
             Ok(key) => key,
             Err(error) => return eprintln!("no demo key: {error}"),
         };

@@ -8,13 +8,13 @@
 use std::num::NonZeroUsize;
 
 use anyhow::Context as _;
-use fraudlens_core::{Timestamp, TimestampFormat};
+use fraudlens_core::Timestamp;
 use fraudlens_model::artifact::Artifact;
 use fraudlens_model::fit::{self, FitParams, Folds, Provenance, Table, WindowResult};
 use fraudlens_model::inputs::InputSpec;
 
 use crate::cli::EvaluateArgs;
-use crate::commands::dataset::{ReadOptions, Window, format_time, is_fraud, primary_entity, replay_file};
+use crate::commands::dataset::{ReadOptions, Window, is_fraud, primary_entity, replay_file};
 use crate::commands::model_report::{EvaluateReport, render_evaluate_report};
 use crate::commands::output::write_atomically;
 use crate::commands::progress;
@@ -39,36 +39,31 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
                 ("test-from", "test-to"),
             )?;
             // the model's own rows say nothing about how it does on new data
-            let seen_until = seen_until(&artifact)?;
+            let seen_until = seen_until(&artifact);
             match (args.window.test_from.is_some(), seen_until) {
                 (false, Some(last)) => {
-                    window.from = last + 1;
-                    eprintln!(
-                        "testing on the transactions after the model's training data (after {})",
-                        format_time(last)
-                    );
+                    window.from = last.as_millis() + 1;
+                    eprintln!("testing on the transactions after the model's training data (after {last})");
                 }
-                (true, Some(last)) if window.from <= last => eprintln!(
-                    "warning: the test window starts before the end of the model's training data ({}): these metrics are partly in-sample",
-                    format_time(last)
+                (true, Some(last)) if window.from <= last.as_millis() => eprintln!(
+                    "warning: the test window starts before the end of the model's training data ({last}): these metrics are partly in-sample"
                 ),
                 _ => {}
             }
-            let rows = table.rows_between(window.from, window.to);
-            if rows.is_empty() {
+            let test = table.slice(table.rows_between(window.from, window.to));
+            // event-mode rows all have a time: no period, no rows
+            let Some(test_period) = test.period() else {
                 return Err(Failure::Data(anyhow::anyhow!(
                     "no labelled transactions in the test window"
                 )));
-            }
-            let test = table.slice(rows);
+            };
             let probabilities = artifact.ranking_batch(&test.values).context("scoring")?;
             let metrics = test.evaluate(&probabilities, artifact.manifest.thresholds.review(), args.k);
             EvaluateReport {
                 model_id: artifact.manifest.model_id.clone(),
                 windows: vec![WindowResult {
                     train: None,
-                    // the window holds rows (checked above)
-                    test: test.period().unwrap_or_default(),
+                    test: test_period,
                     metrics,
                 }],
                 summary: None,
@@ -128,15 +123,9 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
 }
 
 /// Time of the last transaction the model was trained or validated on.
-fn seen_until(artifact: &Artifact) -> CliResult<Option<i64>> {
+fn seen_until(artifact: &Artifact) -> Option<Timestamp> {
     let training = &artifact.manifest.training;
-    let Some(last) = training.valid_period.as_ref().or(training.train_period.as_ref()) else {
-        return Ok(None);
-    };
-    let time = Timestamp::parse(&last.1, TimestampFormat::Datetime)
-        .with_context(|| format!("the model's training period ends at {:?}", last.1))
-        .data()?;
-    Ok(Some(time.as_millis()))
+    training.valid_period.or(training.train_period).map(|(_, last)| last)
 }
 
 /// Retrains with the model's parameters on each fold (see [`fit::prequential`]).
@@ -166,7 +155,7 @@ fn prequential(
     };
     let provenance = Provenance {
         data_source: args.data.display().to_string(),
-        created_at: Timestamp::from_millis(fraudlens_pipeline::now_ms()),
+        created_at: fraudlens_pipeline::now(),
     };
     let bar = progress::bar(params.gbdt().get().n_trees as u64, "training");
     let fold_bar = bar.clone();

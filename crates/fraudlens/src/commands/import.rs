@@ -5,7 +5,6 @@
 //! library's own (no calibration) and its thresholds are given here.
 
 use anyhow::Context as _;
-use fraudlens_core::Timestamp;
 use fraudlens_model::artifact::Artifact;
 use fraudlens_model::interop::{Imported, import_lightgbm_text, import_xgboost_json};
 use fraudlens_model::threshold::Thresholds;
@@ -53,7 +52,7 @@ pub fn run(args: ImportArgs) -> CliResult {
         &bytes,
         format!("{} ({source})", path.display()),
         thresholds,
-        Timestamp::from_millis(fraudlens_pipeline::now_ms()),
+        fraudlens_pipeline::now(),
     )
     .context("building the model")?;
     artifact

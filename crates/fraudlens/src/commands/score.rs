@@ -15,7 +15,7 @@ use fraudlens_model::metrics::{average_precision, roc_auc};
 use rayon::prelude::*;
 
 use crate::cli::ScoreArgs;
-use crate::commands::dataset::{ReadOptions, Window, format_time, is_fraud, replay_file};
+use crate::commands::dataset::{ReadOptions, Window, is_fraud, replay_file};
 use crate::commands::output::{Output, write_atomically};
 use crate::commands::progress;
 use crate::commands::render::{self, DecisionCounts, HistogramBin, ScoreStats};
@@ -231,8 +231,7 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
                 },
                 |tx, _, features| {
                     bar.inc(1);
-                    let time = tx.timestamp.as_millis();
-                    if !window.contains(time) {
+                    if !window.contains(tx.timestamp.as_millis()) {
                         return Ok(());
                     }
                     row.clear();
@@ -242,7 +241,7 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
                         &row,
                         Pending {
                             id: tx.id.as_str().to_owned(),
-                            time: format_time(time),
+                            time: tx.timestamp.to_string(),
                             label: is_fraud(tx.label),
                         },
                     )

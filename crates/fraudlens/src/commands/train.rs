@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use fraudlens_core::Timestamp;
 use fraudlens_core::tabular::find_label_column;
 use fraudlens_features::FeatureSpec;
 use fraudlens_ingest::{TabularReader, profile_csv};
@@ -86,7 +85,7 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
     );
     let provenance = Provenance {
         data_source: args.input.data.display().to_string(),
-        created_at: Timestamp::from_millis(fraudlens_pipeline::now_ms()),
+        created_at: fraudlens_pipeline::now(),
     };
     let fitted = if args.unsupervised {
         fit::isolation_forest(&params, inputs, &table, &provenance)?

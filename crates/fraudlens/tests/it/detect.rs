@@ -322,7 +322,7 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     for (idx, (customer, _)) in customers.iter().enumerate() {
         let payload = serde_json::json!({
             "transaction_id": format!("late-{idx}"),
-            "timestamp": fraudlens_core::Timestamp::from_millis(last_time + 60_000).to_string(),
+            "timestamp": fraudlens_core::Timestamp::from_millis(last_time.as_millis() + 60_000).to_string(),
             "customer_id": customer,
             "terminal_id": "term_000001",
             "amount": 42.5,

@@ -593,7 +593,7 @@ async fn a_corrupt_model_is_refused_under_load_and_the_current_one_keeps_serving
             path: copy.display().to_string(),
             summary: "{}".to_owned(),
             feature_names: Vec::new(),
-            registered_at: 1,
+            registered_at: fraudlens_core::Timestamp::from_millis(1),
             digest: String::new(),
         })
         .await
