@@ -282,6 +282,7 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // nothing left to consume (the control follows: it consumes what is sent later)
     assert_eq!(late.counter("records_consumed_total").await, 0.0, "{}", late.log());
     assert_eq!(store.count_transactions().await.unwrap() as usize, produced);
 
@@ -342,6 +343,14 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     })
     .await;
     assert_eq!(late.counter("fraudlens_state_shards").await, 4.0, "{}", late.log());
+    // the positive control of the 0 above: the same member, on the same counter,
+    // does consume what is sent after it joined
+    assert_eq!(
+        late.counter("records_consumed_total").await,
+        customers.len() as f64,
+        "{}",
+        late.log()
+    );
     let rebuilt: usize = acquired(&late.log()).iter().sum();
     assert_eq!(
         rebuilt,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fraudlens_testkit::{Backend, TestDb};
 use reqwest::StatusCode;
@@ -492,11 +492,13 @@ async fn crash_loses_nothing(backend: Backend) {
             }
         }));
     }
-    loop {
+    let waiting = Instant::now();
+    while acknowledged.lock().unwrap().len() < 500 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(120),
+            "500 acknowledged decisions did not arrive within 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if acknowledged.lock().unwrap().len() >= 500 {
-            break;
-        }
     }
     server.kill();
     for task in tasks {
