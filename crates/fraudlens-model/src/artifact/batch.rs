@@ -84,3 +84,54 @@ pub struct ScoredRow<M> {
     /// The strongest reasons of a flagged row (empty for an approved one).
     pub reasons: Vec<Reason>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use fraudlens_core::rng::Rng;
+
+    use super::*;
+
+    /// Rows across a block boundary come back once each, in order, scored as
+    /// one `score_batch` of them all, with reasons for the flagged ones only.
+    #[test]
+    fn blocks_return_every_row_in_order_with_reasons_for_flagged_rows() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/artifact-v1");
+        let artifact = Artifact::load(&dir).unwrap();
+        let n_inputs = artifact.n_inputs();
+        let mut rng = Rng::new(5, 0);
+        let values: Vec<f64> = (0..(BLOCK_ROWS + 7) * n_inputs)
+            .map(|_| match rng.below(8) {
+                0 => f64::NAN,
+                _ => rng.range(0.0, 2000.0),
+            })
+            .collect();
+        let expected = artifact.score_batch(&values).unwrap();
+
+        let mut scorer = BatchScorer::new(&artifact, 2);
+        let mut scored = Vec::new();
+        for (row_idx, row) in values.chunks(n_inputs).enumerate() {
+            if let Some(block) = scorer.push(row, row_idx).unwrap() {
+                assert_eq!(block.len(), BLOCK_ROWS);
+                scored.extend(block);
+            }
+        }
+        scored.extend(scorer.flush().unwrap());
+
+        assert_eq!(scored.len(), expected.len());
+        for (row_idx, (row, expected)) in scored.iter().zip(&expected).enumerate() {
+            assert_eq!(row.meta, row_idx);
+            assert_eq!(&row.score, expected);
+            let reasons = match expected.decision {
+                Decision::Approve => Vec::new(),
+                _ => artifact.reasons(&values[row_idx * n_inputs..][..n_inputs], 2).unwrap(),
+            };
+            assert_eq!(row.reasons, reasons);
+        }
+        assert!(
+            scored.iter().any(|row| !row.reasons.is_empty()),
+            "some rows should be flagged"
+        );
+    }
+}
