@@ -31,11 +31,13 @@
 //! ```
 
 mod engine;
+mod event_time;
 mod replay;
 mod snapshot;
 mod spec;
 
 pub use engine::{EventTimeError, EventTimePolicy, FeatureEngine, LabelOutcome, LabelTarget, Refusal};
+pub use event_time::{EventTimeSettings, TimeBound};
 pub use replay::Replay;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
 pub use spec::{Aggregate, DistinctConfig, EntityFeaturesConfig, FeatureSpec, FeatureSpecConfig, SpecError};

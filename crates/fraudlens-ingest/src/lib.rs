@@ -12,12 +12,14 @@ mod bad_rows;
 mod csv_input;
 mod events;
 mod lines;
+mod matrix;
 mod mode;
 mod replay;
 mod tabular;
 
 pub use bad_rows::{BadRows, RowIssue};
 pub use events::{EventReader, InputFormat, MAX_JSON_LINE};
+pub use matrix::{FeatureMatrixWriter, write_number};
 pub use mode::{DetectedMode, detect_mode};
 pub use replay::{ReadOptions, ReplaySummary, primary_entity, replay_file};
 pub use tabular::{TabularProfile, TabularReader, profile_csv};

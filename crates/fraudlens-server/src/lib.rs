@@ -25,6 +25,7 @@ pub mod compat;
 pub mod error;
 pub mod ops;
 mod serve;
+mod settings;
 pub mod transport;
 pub mod upload;
 
@@ -47,6 +48,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 pub use auth::{Auth, Caller, new_key};
 pub(crate) use fraudlens_pipeline::now;
 pub use serve::{ServeOptions, serve};
+pub use settings::ServeSettings;
 
 /// Limits and options of the API.
 #[derive(Clone, Debug)]

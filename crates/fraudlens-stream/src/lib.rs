@@ -9,11 +9,13 @@ mod detector;
 mod health;
 mod producer;
 mod run;
+mod settings;
 
 pub use detector::{Detector, DetectorConfig};
 pub use health::Health;
 pub use producer::{KafkaTarget, Producer};
 pub use run::run;
+pub use settings::DetectSettings;
 
 /// Why the detector or producer failed.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,9 @@
 //! naming the file and the problem, so a server keeps its current model.
 //! A new artifact comes from one of the constructors in `build.rs`
 //! ([`Artifact::gbdt`], [`Artifact::isolation_forest`], [`Artifact::imported`]).
+//! `batch.rs` ([`BatchScorer`]) scores many rows in parallel blocks.
 
+mod batch;
 mod build;
 
 use std::collections::BTreeMap;
@@ -37,6 +39,7 @@ use crate::threshold::{ThresholdChoice, Thresholds};
 use crate::train::{FeatureKind, GbdtParams, Round};
 use crate::{Forest, ModelError};
 
+pub use batch::{BLOCK_ROWS, BatchScorer, ScoredRow};
 pub use build::{GbdtParts, IsolationForestParts};
 
 /// Format version written by this build.

@@ -27,28 +27,18 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
         store.clone(),
         model,
         PipelineConfig {
-            top_reasons: config.serve.top_reasons,
-            explain: config.serve.explain,
-            max_commit_rows: config.serve.max_commit_rows.max(settings.max_batch),
-            queue_capacity: config.serve.queue_capacity,
-            // one entity state per assigned partition, rebuilt from the store rows of
-            // that partition when it is assigned here: no snapshot file
-            state_file: None,
-            sharded: true,
             time_policy: config.event_time.policy(),
+            ..settings.pipeline_config(config.serve.pipeline_config())
         },
     )
     .await
     .context("starting the scoring pipeline")?;
+    let defaults = settings.detector_config();
     let detector_config = DetectorConfig {
-        brokers: args.brokers.unwrap_or_else(|| settings.brokers.clone()),
-        topic: args.topic.unwrap_or_else(|| settings.topic.clone()),
-        group: args.group.unwrap_or_else(|| settings.group.clone()),
-        decisions_topic: settings.decisions_topic.clone(),
-        dead_letter_topic: settings.dead_letter_topic.clone(),
-        max_batch: settings.max_batch.max(1),
-        session_timeout_ms: settings.session_timeout_ms,
-        labels_topic: Some(settings.labels_topic.clone()).filter(|topic| !topic.is_empty()),
+        brokers: args.brokers.unwrap_or(defaults.brokers),
+        topic: args.topic.unwrap_or(defaults.topic),
+        group: args.group.unwrap_or(defaults.group),
+        ..defaults
     };
     let detector = Detector::new(pipeline.clone(), detector_config.clone())
         .context("creating the Kafka clients")

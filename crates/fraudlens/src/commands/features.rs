@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use fraudlens_core::tabular::{TabularEncoding, find_label_column};
-use fraudlens_core::{AttributeValue, Label, Schema};
+use fraudlens_core::{Label, Schema};
 use fraudlens_features::{EventTimePolicy, FeatureSpec};
-use fraudlens_ingest::{TabularReader, profile_csv};
+use fraudlens_ingest::{FeatureMatrixWriter, TabularReader, profile_csv, write_number};
 
 use crate::cli::{FeaturesArgs, Mode};
 // `train` still imports `resolve_mode` from here
@@ -118,17 +118,8 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         None => None,
     };
 
-    let mut writer = csv::Writer::from_writer(Output::create(&job.out, &[&job.data])?);
-    let header = ["transaction_id", "timestamp"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(feature_names.iter().cloned())
-        .chain(schema.attribute_names().iter().cloned())
-        .chain([label_name.clone()])
-        .chain(passthrough_names.iter().cloned());
-    writer.write_record(header).context("writing the header")?;
-
-    let mut cell = String::new();
+    let mut writer = FeatureMatrixWriter::new(Output::create(&job.out, &[&job.data])?, schema, &feature_names)
+        .context("writing the header")?;
     let input = ReadOptions {
         strict: job.strict,
         max_examples: job.max_examples,
@@ -136,28 +127,7 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         time_policy: job.time_policy,
     };
     let replayed = replay_file(schema, spec, &job.data, input, |tx, passthrough, features| {
-        writer.write_field(tx.id.as_str())?;
-        cell.clear();
-        let _ = write!(cell, "{}", tx.timestamp);
-        writer.write_field(&cell)?;
-        for value in features {
-            write_number(&mut writer, *value)?;
-        }
-        for attribute in &tx.attributes {
-            match attribute {
-                AttributeValue::Numeric(value) => write_number(&mut writer, *value)?,
-                AttributeValue::Categorical(value) => writer.write_field(value.as_deref().unwrap_or(""))?,
-            }
-        }
-        writer.write_field(match tx.label {
-            Some(Label::Fraud) => "1",
-            Some(Label::Legit) => "0",
-            None => "",
-        })?;
-        for value in passthrough {
-            writer.write_field(value.as_deref().unwrap_or(""))?;
-        }
-        writer.write_record(None::<&[u8]>)?;
+        writer.write_row(tx, passthrough, features)?;
         if let (Some(summary), Some(group_of)) = (summary.as_mut(), &group_of) {
             let group = match group_of {
                 GroupBy::Label => match tx.label {
@@ -181,7 +151,7 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
     }
     let output = writer
         .into_inner()
-        .map_err(|error| anyhow::anyhow!("writing {}: {}", job.out.display(), error.error()))?;
+        .map_err(|error| anyhow::anyhow!("writing {}: {error}", job.out.display()))?;
     output.commit()?;
     let engine = &replayed.engine;
     let mut text = render::features_written(rows, feature_names.len(), &job.out, started.elapsed(), engine);
@@ -197,18 +167,6 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
 enum GroupBy {
     Label,
     Passthrough(usize),
-}
-
-/// Writes a feature value: empty when missing, whole numbers without a
-/// fraction (counts), others in the shortest form that reads back exactly.
-fn write_number<W: std::io::Write>(writer: &mut csv::Writer<W>, value: f64) -> csv::Result<()> {
-    if value.is_nan() {
-        return writer.write_field("");
-    }
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        return writer.write_field(itoa::Buffer::new().format(value as i64));
-    }
-    writer.write_field(ryu::Buffer::new().format(value))
 }
 
 fn print_summary(summary: &str, out: &Path) {

@@ -7,12 +7,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use fraudlens_core::{Decision, Reason};
+use fraudlens_core::Decision;
 use fraudlens_ingest::TabularReader;
-use fraudlens_model::artifact::Artifact;
+use fraudlens_model::artifact::{Artifact, BatchScorer, ScoredRow};
 use fraudlens_model::inputs::InputSpec;
 use fraudlens_model::metrics::{average_precision, roc_auc};
-use rayon::prelude::*;
 
 use crate::cli::ScoreArgs;
 use crate::commands::dataset::{ReadOptions, Window, is_fraud, replay_file};
@@ -21,9 +20,6 @@ use crate::commands::progress;
 use crate::commands::render::{self, DecisionCounts, HistogramBin, ScoreStats};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
-
-/// Rows scored together (in parallel) before they are written.
-const BATCH_ROWS: usize = 16 * 1024;
 
 /// Loads a model directory; a corrupt or mismatched artifact is a data error.
 pub fn load_model(dir: &Path) -> CliResult<Artifact> {
@@ -44,8 +40,7 @@ struct Scorer<'a> {
     artifact: &'a Artifact,
     n_reasons: usize,
     writer: csv::Writer<Output>,
-    values: Vec<f64>,
-    pending: Vec<Pending>,
+    blocks: BatchScorer<'a, Pending>,
     probabilities: Vec<f64>,
     labels: Vec<(f64, bool)>,
     decisions: DecisionCounts,
@@ -72,8 +67,7 @@ impl<'a> Scorer<'a> {
             artifact,
             n_reasons,
             writer,
-            values: Vec::new(),
-            pending: Vec::new(),
+            blocks: BatchScorer::new(artifact, n_reasons),
             probabilities: Vec::new(),
             labels: Vec::new(),
             decisions: DecisionCounts::default(),
@@ -81,34 +75,18 @@ impl<'a> Scorer<'a> {
     }
 
     fn push(&mut self, row: &[f64], meta: Pending) -> CliResult {
-        self.values.extend_from_slice(row);
-        self.pending.push(meta);
-        if self.pending.len() >= BATCH_ROWS {
-            self.flush()?;
+        if let Some(block) = self.blocks.push(row, meta).context("scoring")? {
+            self.write(block)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> CliResult {
+    /// Writes the predictions of a scored block and counts them.
+    fn write(&mut self, block: Vec<ScoredRow<Pending>>) -> CliResult {
         let artifact = self.artifact;
-        let n_features = artifact.n_inputs();
-        let scores = artifact.score_batch(&self.values).context("scoring")?;
-        // reasons for every flagged row
-        let n_reasons = self.n_reasons;
-        let reasons: Vec<Vec<Reason>> = scores
-            .par_iter()
-            .zip(self.values.par_chunks(n_features.max(1)))
-            .map(|(score, row)| {
-                if n_reasons > 0 && score.decision != Decision::Approve {
-                    artifact.reasons(row, n_reasons).unwrap_or_default()
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
         // shortest representations that read back to the same f64
         let number = |value: Option<f64>| value.map(|value| value.to_string()).unwrap_or_default();
-        for ((meta, score), reasons) in self.pending.drain(..).zip(&scores).zip(reasons) {
+        for ScoredRow { meta, score, reasons } in block {
             let w = &mut self.writer;
             w.write_field(&meta.id)?;
             w.write_field(&meta.time)?;
@@ -153,12 +131,12 @@ impl<'a> Scorer<'a> {
                 Decision::Decline => self.decisions.decline += 1,
             }
         }
-        self.values.clear();
         Ok(())
     }
 
     fn finish(mut self, input: &Path, rows_read: u64, bad_rows: u64, started: Instant) -> CliResult<ScoreStats> {
-        self.flush()?;
+        let block = self.blocks.flush().context("scoring")?;
+        self.write(block)?;
         self.writer.flush().context("writing predictions")?;
         let output = self
             .writer

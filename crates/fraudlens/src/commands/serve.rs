@@ -1,13 +1,10 @@
 //! `fraudlens serve`: opens the store, chooses the model, starts the
 //! pipeline and runs [`fraudlens_server::serve`] until SIGTERM or SIGINT.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use fraudlens_pipeline::registry;
 use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
-use fraudlens_server::transport::{self, TransportConfig};
-use fraudlens_server::{AppState, ServeOptions, ServerConfig};
+use fraudlens_server::AppState;
 use fraudlens_store::Store;
 
 use super::admin::{block_on, load_model, open_store, redact_url, registry_failure, store_url};
@@ -53,28 +50,15 @@ pub async fn serve(
         store.clone(),
         model,
         PipelineConfig {
-            top_reasons: serve.top_reasons,
-            explain: serve.explain,
-            max_commit_rows: serve.max_commit_rows,
-            queue_capacity: serve.queue_capacity,
-            state_file: Some(serve.state_file.clone()),
-            sharded: false,
             time_policy: config.event_time.policy(),
+            ..serve.pipeline_config()
         },
     )
     .await
     .context("starting the scoring pipeline")?;
     let state = AppState::new(
         pipeline.clone(),
-        ServerConfig {
-            max_body_bytes: serve.max_body_bytes,
-            max_upload_bytes: serve.max_upload_bytes,
-            max_batch: serve.max_batch,
-            rate_limit_per_key: serve.rate_limit_per_key,
-            cors_origins: serve.cors_origins.clone(),
-            card_hash_key: config.security.card_hash_key.clone(),
-            max_transactions_in_flight: serve.max_transactions_in_flight,
-        },
+        serve.server_config(config.security.card_hash_key.clone()),
     );
     let listen = args.listen.as_deref().unwrap_or(&serve.listen);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -92,18 +76,7 @@ pub async fn serve(
     println!("fraudlens listening on http://{address} (API docs: http://{address}/docs)");
     on_listen(address, store.as_ref()).await;
 
-    let options = ServeOptions {
-        transport: TransportConfig {
-            header_read_timeout: Duration::from_secs(serve.header_read_timeout_seconds.max(1)),
-            body_read_timeout: Duration::from_secs(serve.body_read_timeout_seconds),
-            min_body_bytes_per_second: serve.min_body_bytes_per_second,
-            max_connections: match serve.max_connections {
-                0 => transport::default_max_connections(),
-                n => n,
-            },
-        },
-        grace: Duration::from_secs(serve.shutdown_grace_seconds),
-    };
+    let options = serve.serve_options();
     fraudlens_server::serve(listener, state, options, shutdown_signal())
         .await
         .context("flushing and snapshotting")?;
