@@ -51,19 +51,19 @@ impl<'a, M> BatchScorer<'a, M> {
         let artifact = self.artifact;
         let n_features = artifact.n_inputs();
         let scores = artifact.score_batch(&self.values)?;
-        // reasons for every flagged row
+        // reasons for every flagged row; a row whose reasons fail fails the block
         let n_reasons = self.n_reasons;
         let reasons: Vec<Vec<Reason>> = scores
             .par_iter()
             .zip(self.values.par_chunks(n_features.max(1)))
             .map(|(score, row)| {
                 if n_reasons > 0 && score.decision != Decision::Approve {
-                    artifact.reasons(row, n_reasons).unwrap_or_default()
+                    artifact.reasons(row, n_reasons)
                 } else {
-                    Vec::new()
+                    Ok(Vec::new())
                 }
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         self.values.clear();
         Ok(self
             .pending
