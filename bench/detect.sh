@@ -52,14 +52,18 @@ quantile() { # histogram quantile from cumulative buckets of $1 at q=$2
 ROWS=()
 row() { ROWS+=("$(printf '%-10s %-52s %s' "$1" "$2" "$3")"); echo "  $1 $2: $3" >&2; }
 
-for backend in postgres sqlite; do
+# a new, empty store of $backend (name suffix $1) with the model promoted; sets url
+fresh_store() {
   if [ $backend = postgres ]; then
-    psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null; url="${PG_ADMIN%/*}/$PG_DB"
+    psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB$1" >/dev/null; url="${PG_ADMIN%/*}/$PG_DB$1"
   else
-    rm -f "$WORK/detect.db"*; url="sqlite://$WORK/detect.db"
+    rm -f "$WORK/detect$1.db"*; url="sqlite://$WORK/detect$1.db"
   fi
   version="$("$BIN" models register "$MODEL" --database "$url" 2>/dev/null)"
   "$BIN" models promote "$version" --database "$url" 2>/dev/null
+}
+for backend in postgres sqlite; do
+  fresh_store ""
   for t in "tx-$backend" "decisions-$backend" "dead-$backend" "paced-$backend"; do topic "$t"; done
   out="$("$BIN" simulate --customers 5000 --terminals 10000 --days "$days" --seed 3 --to "kafka://$BROKER/tx-$backend" 2>&1 | tail -1)"
   produced="$(sed -n 's/^produced \([0-9]*\).*/\1/p' <<<"$out")"
@@ -85,13 +89,7 @@ for backend in postgres sqlite; do
   # latency at half the rate, the detector already running, on a store of its own: the paced
   # stream reuses the transaction ids of the first, which the first store already holds with
   # other content (they would all be dead-lettered, and the latency would be the dead-letter path's)
-  if [ $backend = postgres ]; then
-    psql "$PG_ADMIN" -qc "CREATE DATABASE ${PG_DB}_paced" >/dev/null; url="${PG_ADMIN%/*}/${PG_DB}_paced"
-  else
-    rm -f "$WORK/detect-paced.db"*; url="sqlite://$WORK/detect-paced.db"
-  fi
-  version="$("$BIN" models register "$MODEL" --database "$url" 2>/dev/null)"
-  "$BIN" models promote "$version" --database "$url" 2>/dev/null
+  fresh_store _paced
   FRAUDLENS_DETECT__DECISIONS_TOPIC="decisions-$backend" FRAUDLENS_DETECT__DEAD_LETTER_TOPIC="dead-$backend" \
     "$BIN" detect --brokers "$BROKER" --topic "paced-$backend" --group "paced-$backend-$$" --database "$url" \
     --metrics-listen 127.0.0.1:28001 > "$WORK/paced-$backend.out" 2> "$WORK/paced-$backend.log" &
