@@ -59,6 +59,23 @@ if [ "$SKIP_PEER" != 1 ] && [ ! -f "$PEER_WORK/models/fraud_detector.pkl" ]; the
   PEER_WORK="$PEER_WORK" VENV="$PEER_VENV" "$PEER_DIR/setup.sh" >&2
 fi
 SINGLE="$PEER_DIR/bodies/single.json"; BATCH="$PEER_DIR/bodies/batch100.json"
+# fraudlens refuses events more than event_time.max_lateness (7 days) before its newest: its
+# runs of the peer's body are dated just after the traffic (the end of the demo's state)
+export WRK_BASE_MS
+WRK_BASE_MS="$(python3 - "$TRAFFIC" <<'PY'
+import datetime, json, sys
+last = json.loads(open(sys.argv[1]).readlines()[-1])["timestamp"]
+when = datetime.datetime.fromisoformat(last.replace("Z", "+00:00")) + datetime.timedelta(minutes=1)
+print(int(when.timestamp() * 1000))
+PY
+)"
+SINGLE_FL="$WORK/single-fraudlens.json"
+python3 - "$SINGLE" "$SINGLE_FL" "$WRK_BASE_MS" <<'PY'
+import datetime, json, sys
+body = json.load(open(sys.argv[1]))
+body["timestamp"] = datetime.datetime.fromtimestamp(int(sys.argv[3]) / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+json.dump(body, open(sys.argv[2], "w"))
+PY
 
 # wrk → "rps p50_ms p99_ms non2xx sockerr"
 result() {
@@ -125,7 +142,7 @@ run_fraudlens() {
   WRK_BATCH=100 WRK_BODIES_FILE=$TRAFFIC WRK_API_KEY=$key wrk -t2 -c16 -d"$DURATION" --latency -s "$uniq" \
     http://127.0.0.1:8090/api/v1/transactions/batch > "$OUT/fl-$label-batch.txt" 2>&1
   row "fraudlens" "$label POST /api/v1/transactions/batch x100" "$(result "$OUT/fl-$label-batch.txt")"
-  WRK_BODY_FILE=$SINGLE WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$PEER_DIR/post.lua" \
+  WRK_BODY_FILE=$SINGLE_FL WRK_API_KEY=$key wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$PEER_DIR/post.lua" \
     http://127.0.0.1:8090/predict > "$OUT/fl-$label-predict.txt" 2>&1
   row "fraudlens" "$label POST /predict fixed body (replay)" "$(result "$OUT/fl-$label-predict.txt")"
   local commits; commits="$(curl -s http://127.0.0.1:8090/metrics | awk '

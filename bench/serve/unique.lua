@@ -24,7 +24,9 @@ local lines = nil
 local batch = tonumber(os.getenv("WRK_BATCH") or "") or 1
 local threads = {}
 local run = tostring(os.time())
-local base_ms = 1764201652000
+-- WRK_BASE_MS: the first event time of WRK_BODY_FILE requests (ms); it must be inside
+-- the served state's event-time window (event_time.max_lateness), or they get 422
+local base_ms = tonumber(os.getenv("WRK_BASE_MS") or "") or 1764201652000
 local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
 
 function setup(thread)
