@@ -44,11 +44,16 @@ if [ ! -f "$WORK/demo/model/model.json" ]; then
   (cd "$WORK" && "$BIN" demo --no-serve --dir demo > demo.log 2>&1)
 fi
 MODEL="$WORK/demo/model"
-TRAFFIC="$WORK/traffic.jsonl"
+TRAFFIC="$WORK/traffic-recent.jsonl"
 if [ ! -s "$TRAFFIC" ]; then
   python3 - "$WORK/demo/transactions.csv" "$TRAFFIC" <<'PY'
-import csv, json, sys
-rows = list(csv.DictReader(open(sys.argv[1])))[-70000:]
+import csv, datetime, json, sys
+# the last 70,000 transactions within 6 days of the newest: older ones would be more than
+# event_time.max_lateness (7 days) behind the served state and refused (422)
+parse = lambda row: datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
+rows = list(csv.DictReader(open(sys.argv[1])))
+newest = parse(rows[-1])
+rows = [row for row in rows[-70000:] if newest - parse(row) < datetime.timedelta(days=6)]
 with open(sys.argv[2], "w") as out:
     for row in rows:
         row.pop("is_fraud"); row.pop("fraud_scenario")
