@@ -9,7 +9,9 @@
 //! request therefore costs a read and a 503, never a JSON parse: under a
 //! flood of batches, parsing bodies only to refuse them would take the CPU
 //! the admitted ones need. Once parsed, the handler settles the estimate
-//! with the real count ([`AppState::admit_rest`]): more room if it was low.
+//! with the real count ([`InFlight::settle`]): more room if it was low,
+//! the surplus given back at once if it was high (a body padded with
+//! whitespace must not hold the budget while its one transaction is scored).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +32,10 @@ pub const ADMISSION_WAIT: Duration = Duration::from_millis(500);
 /// Bytes per transaction assumed before any body has been parsed (a
 /// transaction of the simulator's schema is about 200 bytes of JSON).
 const INITIAL_BYTES_PER_TRANSACTION: usize = 256;
+
+/// What one body may teach the estimate, in bytes per transaction: a padded
+/// or minimal body moves it only within this range.
+const LEARNED_BYTES_PER_TRANSACTION: std::ops::RangeInclusive<usize> = 32..=4_096;
 
 /// The budget of transactions in flight and the queue of requests waiting for it.
 #[derive(Debug)]
@@ -87,6 +93,39 @@ impl InFlight {
         }
     }
 
+    /// Settles an admission with the parsed count: the room of the estimate,
+    /// less its surplus (given back at once) or plus what it missed (taken if
+    /// free; else the room is given back and the whole count admitted as
+    /// [`Self::admit`] does), held until the returned permit drops.
+    pub async fn settle(&self, admitted: &Admitted, n_transactions: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.learn(admitted.body_bytes, n_transactions);
+        let wanted = n_transactions.clamp(1, self.budget);
+        let held = admitted
+            .permit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(mut permit) = held else {
+            return self.admit(wanted).await;
+        };
+        let reserved = permit.num_permits();
+        if reserved > wanted {
+            drop(permit.split(reserved - wanted));
+        } else if reserved < wanted {
+            let missing = u32::try_from(wanted - reserved).unwrap_or(u32::MAX);
+            match self.permits.clone().try_acquire_many_owned(missing) {
+                Ok(more) => permit.merge(more),
+                // never wait while holding room: requests holding part of the
+                // budget and waiting for the rest would block each other
+                Err(_) => {
+                    drop(permit);
+                    return self.admit(wanted).await;
+                }
+            }
+        }
+        Ok(permit)
+    }
+
     /// The transactions a JSON body of `body_bytes` is expected to hold (at least one).
     fn estimate(&self, body_bytes: usize) -> usize {
         let per_transaction = self.bytes_per_transaction.load(Ordering::Relaxed).max(1);
@@ -98,7 +137,10 @@ impl InFlight {
         if n_transactions == 0 {
             return;
         }
-        let sample = (body_bytes / n_transactions).max(1);
+        let sample = (body_bytes / n_transactions).clamp(
+            *LEARNED_BYTES_PER_TRANSACTION.start(),
+            *LEARNED_BYTES_PER_TRANSACTION.end(),
+        );
         // a moving average over about eight bodies; a lost race loses one sample
         let old = self.bytes_per_transaction.load(Ordering::Relaxed);
         self.bytes_per_transaction
@@ -138,19 +180,22 @@ impl Drop for QueueEntry<'_> {
     }
 }
 
-/// Request extension set by [`admit_before_parsing`]: what was admitted for the body.
-#[derive(Clone, Copy, Debug)]
+/// Request extension set by [`admit_before_parsing`]: the room admitted for
+/// the body, held until the handler settles it ([`InFlight::settle`]) or
+/// the request ends.
+#[derive(Clone, Debug)]
 pub struct Admitted {
     /// Transactions admitted (the estimate).
     pub transactions: usize,
     /// Size of the body the estimate came from.
     pub body_bytes: usize,
+    /// The room itself; taken by the settlement.
+    permit: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
 /// Middleware of the JSON scoring routes (behind authentication): reads the
 /// body, waits for room for its estimated transactions (503 when there is
-/// none in time), holds that room while the handler runs, and hands the
-/// handler the body and an [`Admitted`].
+/// none in time), and hands the handler the body and that room ([`Admitted`]).
 pub async fn admit_before_parsing(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     // read as `Bytes` extracts it: the body limit and its 413 stay the same
@@ -158,40 +203,18 @@ pub async fn admit_before_parsing(State(state): State<Arc<AppState>>, request: R
         Ok(bytes) => bytes,
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
-    let admitted = Admitted {
-        transactions: state.in_flight.estimate(bytes.len()),
-        body_bytes: bytes.len(),
-    };
-    let permit = match state.in_flight.admit(admitted.transactions).await {
+    let (body_bytes, transactions) = (bytes.len(), state.in_flight.estimate(bytes.len()));
+    let permit = match state.in_flight.admit(transactions).await {
         Ok(permit) => permit,
         Err(error) => return error.into_response(),
     };
     let mut request = Request::from_parts(parts, Body::from(bytes));
-    request.extensions_mut().insert(admitted);
-    let response = next.run(request).await;
-    drop(permit);
-    response
-}
-
-impl AppState {
-    /// Settles an admission with the parsed count: room for the transactions
-    /// the estimate missed (waiting as [`InFlight::admit`] does), held until
-    /// the returned permit drops. An estimate that was high keeps its room
-    /// until the request ends.
-    pub async fn admit_rest(
-        &self,
-        admitted: Admitted,
-        n_transactions: usize,
-    ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
-        self.in_flight.learn(admitted.body_bytes, n_transactions);
-        let missing = n_transactions
-            .min(self.in_flight.budget())
-            .saturating_sub(admitted.transactions);
-        if missing == 0 {
-            return Ok(None);
-        }
-        self.in_flight.admit(missing).await.map(Some)
-    }
+    request.extensions_mut().insert(Admitted {
+        transactions,
+        body_bytes,
+        permit: Arc::new(std::sync::Mutex::new(Some(permit))),
+    });
+    next.run(request).await
 }
 
 #[cfg(test)]
@@ -212,6 +235,51 @@ mod tests {
         // an empty batch teaches nothing
         in_flight.learn(5, 0);
         assert_eq!(in_flight.bytes_per_transaction.load(Ordering::Relaxed), per_transaction);
+    }
+
+    #[test]
+    fn a_padded_or_minimal_body_moves_the_estimate_only_within_bounds() {
+        let in_flight = InFlight::new(10_000);
+        for _ in 0..100 {
+            in_flight.learn(10_000_000, 1);
+        }
+        let high = in_flight.bytes_per_transaction.load(Ordering::Relaxed);
+        assert!((4_000..=4_096).contains(&high), "{high}");
+        for _ in 0..100 {
+            in_flight.learn(2, 1);
+        }
+        let low = in_flight.bytes_per_transaction.load(Ordering::Relaxed);
+        assert!((32..=40).contains(&low), "{low}");
+    }
+
+    /// An admission as the middleware leaves it: `estimate` transactions held.
+    async fn admitted(in_flight: &InFlight, estimate: usize) -> Admitted {
+        Admitted {
+            transactions: estimate,
+            body_bytes: estimate * 200,
+            permit: Arc::new(std::sync::Mutex::new(Some(in_flight.admit(estimate).await.unwrap()))),
+        }
+    }
+
+    #[tokio::test]
+    async fn settling_gives_back_a_surplus_at_once_and_waits_for_a_shortfall() {
+        let in_flight = InFlight::new(100);
+        // a padded body: estimated at the whole budget, one transaction inside
+        let padded = admitted(&in_flight, 100).await;
+        assert_eq!(in_flight.available(), 0);
+        let held = in_flight.settle(&padded, 1).await.unwrap();
+        assert_eq!(held.num_permits(), 1);
+        assert_eq!(in_flight.available(), 99, "the surplus is free while it is scored");
+        // an estimate that was low: the rest is added to the same permit
+        let low = admitted(&in_flight, 10).await;
+        let more = in_flight.settle(&low, 50).await.unwrap();
+        assert_eq!(more.num_permits(), 50);
+        assert_eq!(in_flight.available(), 49);
+        drop((held, more));
+        assert_eq!(in_flight.available(), 100);
+        // an admission nobody settles gives its room back with the request
+        drop(admitted(&in_flight, 30).await);
+        assert_eq!(in_flight.available(), 100);
     }
 
     #[tokio::test]

@@ -94,11 +94,13 @@ pub(crate) fn mark_replay(scored: &Scored, mut response: Response) -> Response {
     security(("api_key" = [])))]
 pub async fn score_one(
     State(state): State<Arc<AppState>>,
+    Extension(admitted): Extension<Admitted>,
     Json(record): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
+    let _in_flight = state.in_flight.settle(&admitted, 1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(decision_response(&scored))
 }
@@ -158,7 +160,7 @@ pub async fn score_batch(
     Json(records): Json<Vec<serde_json::Value>>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     check_batch(&state, &records)?;
-    let _in_flight = state.admit_rest(admitted, records.len()).await?;
+    let _in_flight = state.in_flight.settle(&admitted, records.len()).await?;
     let results = state.pipeline.score_many(&records).await;
     let mut response = BatchResponse {
         scored: 0,

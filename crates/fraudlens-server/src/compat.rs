@@ -48,11 +48,13 @@ fn prediction(record: &fraudlens_store::NewDecision) -> Prediction {
     security(("api_key" = [])))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
+    Extension(admitted): Extension<Admitted>,
     Json(record): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
+    let _in_flight = state.in_flight.settle(&admitted, 1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(mark_replay(&scored, Json(prediction(&scored.record)).into_response()))
 }
@@ -85,7 +87,7 @@ pub async fn predict_batch(
             .parse_json(record)
             .map_err(|error| ApiError::invalid(format!("transaction {idx}: {error}")))?;
     }
-    let _in_flight = state.admit_rest(admitted, records.len()).await?;
+    let _in_flight = state.in_flight.settle(&admitted, records.len()).await?;
     let mut predictions = Vec::with_capacity(records.len());
     for result in state.pipeline.score_many(&records).await {
         predictions.push(prediction(&result?.record));
