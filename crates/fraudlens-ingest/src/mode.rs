@@ -47,12 +47,12 @@ fn is_builtin(config: &SchemaConfig) -> bool {
         }
 }
 
+/// The file's header as the readers see it (byte-order mark stripped, an empty file refused).
 fn read_header(path: &Path) -> Result<Vec<String>, IngestError> {
-    let fail = |cause| IngestError::Header {
+    let file = std::fs::File::open(path).map_err(|error| IngestError::Header {
         path: path.to_owned(),
-        cause,
-    };
-    let mut reader = csv::ReaderBuilder::new().from_path(path).map_err(fail)?;
-    let header = reader.headers().map_err(fail)?;
-    Ok(header.iter().map(str::to_owned).collect())
+        cause: error.into(),
+    })?;
+    let (mut reader, _) = crate::csv_input::reader(Box::new(file));
+    crate::csv_input::header(&mut reader, path)
 }

@@ -396,3 +396,21 @@ fn detect_mode_falls_back_to_tabular_only_for_the_built_in_schema() {
         "{missing:?}"
     );
 }
+
+/// A transactions file exported with a UTF-8 byte-order mark is still read as
+/// transactions in `--mode auto` (the mode check reads the header the way the
+/// readers do); an empty file is refused, not taken for a tabular dataset.
+#[test]
+fn detect_mode_reads_a_header_with_a_byte_order_mark_as_the_readers_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_bom = dir.path().join("bom.csv");
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend(std::fs::read(fixture("broken.csv")).unwrap());
+    std::fs::write(&with_bom, bytes).unwrap();
+    let mode = detect_mode(&with_bom, &schema()).unwrap();
+    assert!(matches!(mode, DetectedMode::Event), "{mode:?}");
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let refused = detect_mode(&empty, &schema());
+    assert!(matches!(refused, Err(IngestError::Empty { .. })), "{refused:?}");
+}
