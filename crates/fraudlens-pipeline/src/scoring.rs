@@ -12,7 +12,7 @@ use fraudlens_core::{Decision, Reason, ReviewStatus};
 use fraudlens_store::{NewDecision, PutOutcome};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admission::{Admission, Observed, compare};
+use crate::admission::{Admission, Observed, Slot, compare};
 use crate::shards::ShardKey;
 use crate::{ExplainPolicy, Pipeline, ScoreError, ServingModel, events, lock, writer};
 
@@ -37,6 +37,9 @@ impl Scored {
 pub struct Submitted {
     n: usize,
     task: Result<tokio::task::JoinHandle<Vec<Result<Scored, ScoreError>>>, ScoreError>,
+    /// The ids this submission holds in the in-flight table, with their slots.
+    claimed: Vec<(String, Arc<Slot>)>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Submitted {
@@ -45,7 +48,17 @@ impl Submitted {
         match self.task {
             Ok(task) => task.await.unwrap_or_else(|error| {
                 tracing::error!(%error, "scoring task failed");
-                vec![Err(ScoreError::Unavailable("scoring task failed".to_owned())); self.n]
+                let failed = Err(ScoreError::Unavailable("scoring task failed".to_owned()));
+                // the task never published its ids' results: free them, and answer
+                // the requests racing them, or a retry of those ids would wait forever
+                let mut in_flight = lock(&self.pipeline.in_flight);
+                for (id, slot) in &self.claimed {
+                    if in_flight.get(id).is_some_and(|held| Arc::ptr_eq(held, slot)) {
+                        in_flight.remove(id);
+                    }
+                    slot.publish(failed.clone());
+                }
+                vec![failed; self.n]
             }),
             Err(error) => vec![Err(error); self.n],
         }
@@ -120,11 +133,24 @@ impl Pipeline {
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Submitted {
         let n = parsed.len();
+        let mut claimed = Vec::new();
         let task = self.admit_all(model, parsed).map(|admissions| {
+            claimed = admissions
+                .iter()
+                .filter_map(|admission| match admission {
+                    Ok(Admission::Fresh(observed)) => Some((observed.tx.id.as_str().to_owned(), observed.slot.clone())),
+                    _ => None,
+                })
+                .collect();
             let (this, model) = (self.clone(), model.clone());
             tokio::spawn(async move { this.complete(&model, admissions).await })
         });
-        Submitted { n, task }
+        Submitted {
+            n,
+            task,
+            claimed,
+            pipeline: self.clone(),
+        }
     }
 
     /// Scores and stores one parsed transaction.
@@ -217,7 +243,7 @@ impl Pipeline {
         for scored in results.iter().flatten().filter(|scored| !scored.replayed) {
             let decision = scored.record.decision.as_str();
             metrics::counter!("fraud_predictions_total", "decision" => decision).increment(1);
-            if scored.record.decision != Decision::Approve {
+            if scored.record.decision.is_flagged() {
                 metrics::counter!("fraud_detected_total", "decision" => decision).increment(1);
             }
         }
@@ -243,7 +269,7 @@ impl Pipeline {
         };
         let explain = match self.config.explain {
             ExplainPolicy::All => true,
-            ExplainPolicy::Flagged => decision != Decision::Approve,
+            ExplainPolicy::Flagged => decision.is_flagged(),
             ExplainPolicy::None => false,
         };
         let reasons = if explain {

@@ -3,7 +3,7 @@
 //! flagged rows are computed in parallel; the caller gets the block back, in
 //! order, each row with its score and reasons (and writes them where it likes).
 
-use fraudlens_core::{Decision, Reason};
+use fraudlens_core::Reason;
 use rayon::prelude::*;
 
 use super::{Artifact, Score};
@@ -57,7 +57,7 @@ impl<'a, M> BatchScorer<'a, M> {
             .par_iter()
             .zip(self.values.par_chunks(n_features.max(1)))
             .map(|(score, row)| {
-                if n_reasons > 0 && score.decision != Decision::Approve {
+                if n_reasons > 0 && score.decision.is_flagged() {
                     artifact.reasons(row, n_reasons)
                 } else {
                     Ok(Vec::new())
@@ -89,6 +89,7 @@ pub struct ScoredRow<M> {
 mod tests {
     use std::path::Path;
 
+    use fraudlens_core::Decision;
     use fraudlens_core::rng::Rng;
 
     use super::*;
