@@ -413,6 +413,35 @@ impl FeatureEngine {
         }
     }
 
+    /// Where block `block`'s features sit in the vector [`Self::observe`] writes.
+    pub fn block_features(&self, block: usize) -> std::ops::Range<usize> {
+        let start = 1
+            + if self.spec.config().calendar { 4 } else { 0 }
+            + self.spec.blocks[..block].iter().map(|b| b.n_features).sum::<usize>();
+        start..start + self.spec.blocks[block].n_features
+    }
+
+    /// The part of [`Self::observe`] that belongs to one block: updates the
+    /// state of `tx`'s entity in `block` and writes that block's features over
+    /// `row[self.block_features(block)]`. A shared state redoes a block with
+    /// this when another process updated the entity first. The engine clock
+    /// and eviction are left alone (the whole observe already moved them).
+    pub fn observe_block(&mut self, tx: &Transaction, block: usize, row: &mut [f64]) {
+        let range = self.block_features(block);
+        let spec = &self.spec.blocks[block];
+        let hash_of = |idx: usize| tx.entity(idx).map_or(0, |key| key_hash(key.as_str()));
+        let hash = hash_of(spec.entity_idx);
+        let mut out = Vec::with_capacity(spec.n_features);
+        if hash == 0 {
+            out.resize(spec.n_features, f64::NAN);
+        } else {
+            let event = Event::new(tx.timestamp.as_millis(), tx.amount.micros(), key_hash(tx.id.as_str()));
+            let state = self.states[block].entry(hash).or_insert_with(|| EntityState::new(spec));
+            state.update(spec, event, spec.distinct_of.iter().map(|idx| hash_of(*idx)), &mut out);
+        }
+        row[range].copy_from_slice(&out);
+    }
+
     /// Records the label of a transaction the engine has seen: the online
     /// feedback path (analyst review, chargeback). It affects label-delayed risk
     /// features of later transactions. Labels of unknown or evicted

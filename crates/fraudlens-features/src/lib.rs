@@ -39,5 +39,5 @@ mod spec;
 pub use engine::{EventTimeError, EventTimePolicy, FeatureEngine, LabelOutcome, LabelTarget, Refusal};
 pub use event_time::{EventTimeSettings, TimeBound};
 pub use replay::Replay;
-pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
+pub use snapshot::{EntityRef, SNAPSHOT_VERSION, SnapshotError};
 pub use spec::{Aggregate, DistinctConfig, EntityFeaturesConfig, FeatureSpec, FeatureSpecConfig, SpecError};

@@ -218,3 +218,80 @@ impl StoredState {
         })
     }
 }
+
+/// Format byte of one entity's stored form ([`FeatureEngine::export_entity`]).
+const ENTITY_FORMAT: u8 = 1;
+
+/// One entity's state outside the engine: a block of the spec and the hash of
+/// the entity's key. A shared state backend keeps each under a key of its own,
+/// so that one entity's updates are independent of every other's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntityRef {
+    /// Index of the block in the spec.
+    pub block: usize,
+    /// Hash of the entity's key (never 0).
+    pub key: u64,
+}
+
+/// Moving single entities in and out of an engine: the primitives of a shared
+/// state (`fraudlens-state`), which loads the entities a batch touches into a
+/// scratch engine, observes there with the one engine code, and writes back
+/// what changed.
+impl FeatureEngine {
+    /// The entity states observing (or labelling) `tx` reads and writes, in block order.
+    pub fn entity_refs(&self, tx: &fraudlens_core::Transaction) -> Vec<EntityRef> {
+        self.spec
+            .blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(block, spec)| {
+                let key = tx.entity(spec.entity_idx)?;
+                Some(EntityRef {
+                    block,
+                    key: crate::engine::key_hash(key.as_str()),
+                })
+            })
+            .collect()
+    }
+
+    /// The stored form of one entity's state; `None` when the engine holds none.
+    pub fn export_entity(&self, at: EntityRef) -> Option<Vec<u8>> {
+        let state = self.states.get(at.block)?.get(&at.key)?;
+        let mut bytes = vec![ENTITY_FORMAT];
+        // invariant: serialising plain integers and vectors into memory cannot fail
+        bytes.extend(postcard::to_stdvec(&StoredState::from(state)).unwrap_or_default());
+        Some(bytes)
+    }
+
+    /// Sets one entity's state from its stored form, or removes it (`None`).
+    /// A form that does not fit the block is refused and nothing changes.
+    pub fn import_entity(&mut self, at: EntityRef, bytes: Option<&[u8]>) -> Result<(), SnapshotError> {
+        let block = self
+            .spec
+            .blocks
+            .get(at.block)
+            .ok_or_else(|| SnapshotError::Inconsistent(format!("no block {}", at.block)))?;
+        let Some(bytes) = bytes else {
+            self.states[at.block].remove(&at.key);
+            return Ok(());
+        };
+        match bytes.split_first() {
+            Some((&ENTITY_FORMAT, payload)) => {
+                let stored: StoredState =
+                    postcard::from_bytes(payload).map_err(|e| SnapshotError::Inconsistent(e.to_string()))?;
+                let state = stored.into_state(block)?;
+                self.states[at.block].insert(at.key, state);
+                Ok(())
+            }
+            Some((found, _)) => Err(SnapshotError::UnsupportedVersion { found: u32::from(*found) }),
+            None => Err(SnapshotError::Truncated),
+        }
+    }
+
+    /// Drops every entity's state, keeping the clock (a scratch engine between batches).
+    pub fn clear_entities(&mut self) {
+        for states in &mut self.states {
+            states.clear();
+        }
+    }
+}

@@ -7,5 +7,6 @@ mod event_time;
 mod history;
 mod oracle;
 mod parity;
+mod shared;
 mod snapshot;
 mod spec;
