@@ -1,0 +1,266 @@
+//! The entity state shared by every detector and API replica, on Redis.
+//!
+//! Each entity of each feature block is one Redis hash, `v` (its version)
+//! and `s` (its state in the engine's stored form,
+//! [`fraudlens_features::FeatureEngine::export_entity`]), under a key whose
+//! hash tag is the whole entity (`fl:{<spec>:<block>:<entity>}`): a Redis
+//! Cluster spreads entities over its slots, and no command ever names two
+//! entities. The feature logic stays in the Rust engine: a process loads the
+//! entities of a batch into a scratch engine ([`SharedState::fetch`], one
+//! pipelined round trip), observes there, and writes back what changed
+//! ([`SharedState::write`], one pipelined round trip of a server-side
+//! compare-and-set per entity). A write whose entity moved on since the fetch
+//! (another process wrote it) is refused as a [`Written::Conflict`]; the
+//! caller redoes that one block on the fresh state
+//! ([`fraudlens_features::FeatureEngine::observe_block`]) and writes again.
+//! So no update is lost, and each entity's updates have one order: its
+//! versions. With `record_order`, each write also appends what it applied to
+//! the entity's order list (`…:order`, same slot), for tests and audits
+//! that reconstruct what every process saw.
+//!
+//! Idle entities expire `ttl` after their last write (the features' horizon
+//! plus the accepted lateness: no feature can see them any more).
+
+use std::time::Duration;
+
+use fraudlens_features::EntityRef;
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, ServerErrorKind};
+
+/// The compare-and-set of one entity: `KEYS[1]` the entity, `KEYS[2]` its
+/// order list; `ARGV[1]` the version read, `ARGV[2]` the new state, `ARGV[3]`
+/// the time to live (ms), `ARGV[4..]` what this write applied (recorded only
+/// when given). Returns the new version, or `-(current version) - 1` when the
+/// entity is no longer at the version read.
+const COMPARE_AND_SET: &str = r"
+local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if current ~= tonumber(ARGV[1]) then
+  return -current - 1
+end
+local version = current + 1
+redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if #ARGV > 3 then
+  for i = 4, #ARGV do
+    redis.call('RPUSH', KEYS[2], version .. ' ' .. ARGV[i])
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return version
+";
+
+/// Why the shared state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The URL is not a Redis URL.
+    #[error("state.backend {0:?} is not a redis:// URL")]
+    Url(String),
+    /// Redis did not answer, or answered with an error.
+    #[error("shared entity state (redis): {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored entity is not in the expected shape.
+    #[error("shared entity state: {0}")]
+    Corrupt(String),
+}
+
+/// How the shared state is reached and kept.
+#[derive(Clone, Debug)]
+pub struct StateOptions {
+    /// How long an entity is kept after its last write.
+    pub ttl: Duration,
+    /// Append what each write applied to the entity's order list.
+    pub record_order: bool,
+    /// Longest wait for one round trip.
+    pub timeout: Duration,
+}
+
+/// One entity as fetched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Its version (0: no state).
+    pub version: u64,
+    /// Its stored form, if it has state.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// One entity to write.
+#[derive(Clone, Debug)]
+pub struct Write {
+    /// The entity.
+    pub at: EntityRef,
+    /// The version it had when read.
+    pub read: u64,
+    /// Its new stored form.
+    pub bytes: Vec<u8>,
+    /// What this write applied, in order (recorded with `record_order`).
+    pub applied: Vec<String>,
+}
+
+/// What became of one write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Stored as this version.
+    Stored(u64),
+    /// The entity moved on (to this version) since it was read: nothing written.
+    Conflict(u64),
+}
+
+/// The shared entity state of one feature spec.
+#[derive(Clone)]
+pub struct SharedState {
+    connection: ConnectionManager,
+    script: redis::Script,
+    /// `fl:{<spec fingerprint>` — every key of this spec starts with it.
+    prefix: String,
+    options: StateOptions,
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never the URL: it may hold a password
+        f.debug_struct("SharedState")
+            .field("prefix", &self.prefix)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedState {
+    /// Connects to `url` (`redis://…` or `rediss://…`) for the entities of the
+    /// feature spec with this fingerprint (another spec's entities are other keys).
+    pub async fn connect(url: &str, spec_fingerprint: u64, options: StateOptions) -> Result<Self, StateError> {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+            return Err(StateError::Url(redact(url)));
+        }
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(2);
+        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let state = Self {
+            connection,
+            script: redis::Script::new(COMPARE_AND_SET),
+            prefix: format!("fl:{{{spec_fingerprint:016x}"),
+            options,
+        };
+        state.load_script().await?;
+        Ok(state)
+    }
+
+    async fn load_script(&self) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        self.script.prepare_invoke().load_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// The key of one entity.
+    pub fn key(&self, at: EntityRef) -> String {
+        format!("{}:{}:{:016x}}}", self.prefix, at.block, at.key)
+    }
+
+    fn order_key(&self, at: EntityRef) -> String {
+        format!("{}:order", self.key(at))
+    }
+
+    /// Whether Redis answers (readiness).
+    pub async fn ping(&self) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// The entities `at`, in one round trip.
+    pub async fn fetch(&self, at: &[EntityRef]) -> Result<Vec<Fetched>, StateError> {
+        if at.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for entity in at {
+            pipe.cmd("HMGET").arg(self.key(*entity)).arg("v").arg("s");
+        }
+        let mut connection = self.connection.clone();
+        let replies: Vec<(Option<u64>, Option<Vec<u8>>)> = pipe.query_async(&mut connection).await?;
+        metrics::counter!("fraudlens_state_round_trips_total", "op" => "fetch").increment(1);
+        metrics::counter!("fraudlens_state_entities_total", "op" => "fetch").increment(at.len() as u64);
+        replies
+            .into_iter()
+            .map(|(version, bytes)| match (version, bytes) {
+                (Some(version), Some(bytes)) => Ok(Fetched {
+                    version,
+                    bytes: Some(bytes),
+                }),
+                (None, None) => Ok(Fetched::default()),
+                _ => Err(StateError::Corrupt("an entity with a version but no state".to_owned())),
+            })
+            .collect()
+    }
+
+    /// Writes each entity if it is still at the version read, in one round
+    /// trip; the outcome of each, in order.
+    pub async fn write(&self, writes: &[Write]) -> Result<Vec<Written>, StateError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ttl = i64::try_from(self.options.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        for write in writes {
+            let command = pipe
+                .cmd("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(2)
+                .arg(self.key(write.at))
+                .arg(self.order_key(write.at))
+                .arg(write.read)
+                .arg(&write.bytes)
+                .arg(ttl);
+            if self.options.record_order {
+                for applied in &write.applied {
+                    command.arg(applied);
+                }
+            }
+        }
+        let mut connection = self.connection.clone();
+        let replies: Vec<i64> = match pipe.query_async(&mut connection).await {
+            // Redis restarted and lost its script cache: nothing was written
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.load_script().await?;
+                pipe.query_async(&mut connection).await?
+            }
+            other => other?,
+        };
+        metrics::counter!("fraudlens_state_round_trips_total", "op" => "write").increment(1);
+        metrics::counter!("fraudlens_state_entities_total", "op" => "write").increment(writes.len() as u64);
+        let written: Vec<Written> = replies
+            .into_iter()
+            .map(|reply| match u64::try_from(reply) {
+                Ok(version) => Written::Stored(version),
+                Err(_) => Written::Conflict(reply.unsigned_abs() - 1),
+            })
+            .collect();
+        let conflicts = written.iter().filter(|w| matches!(w, Written::Conflict(_))).count();
+        if conflicts > 0 {
+            metrics::counter!("fraudlens_state_conflicts_total").increment(conflicts as u64);
+        }
+        Ok(written)
+    }
+
+    /// What was applied to an entity, in order (`record_order`): `version what` lines.
+    pub async fn applied_order(&self, at: EntityRef) -> Result<Vec<String>, StateError> {
+        let mut connection = self.connection.clone();
+        Ok(redis::cmd("LRANGE")
+            .arg(self.order_key(at))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut connection)
+            .await?)
+    }
+}
+
+/// A Redis URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}

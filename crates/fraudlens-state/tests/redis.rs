@@ -1,0 +1,139 @@
+//! Against a real Redis (`FRAUDLENS_TEST_REDIS`, default redis://127.0.0.1:6379):
+//! concurrent read-modify-write of one entity loses no update, each write
+//! gets the next version, the order list records them, and a flushed script
+//! cache is reloaded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use fraudlens_features::EntityRef;
+use fraudlens_state::{SharedState, StateOptions, Write, Written};
+
+fn url() -> String {
+    std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+async fn state(record_order: bool) -> SharedState {
+    // a fingerprint of its own per test run: keys never collide with other runs
+    let fingerprint = u64::from(std::process::id()) << 32 | u64::from(rand_part());
+    SharedState::connect(
+        &url(),
+        fingerprint,
+        StateOptions {
+            ttl: Duration::from_secs(60),
+            record_order,
+            timeout: Duration::from_secs(2),
+        },
+    )
+    .await
+    .expect("redis at FRAUDLENS_TEST_REDIS (default 127.0.0.1:6379) must run for these tests")
+}
+
+fn rand_part() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_no_update() {
+    let state = state(true).await;
+    let at = EntityRef { block: 1, key: 42 };
+    let (writers, increments) = (8, 25);
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let state = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            for step in 0..increments {
+                loop {
+                    let fetched = state.fetch(&[at]).await.unwrap().remove(0);
+                    let count = fetched.bytes.map_or(0u64, |b| u64::from_le_bytes(b.try_into().unwrap()));
+                    let write = Write {
+                        at,
+                        read: fetched.version,
+                        bytes: (count + 1).to_le_bytes().to_vec(),
+                        applied: vec![format!("w{writer}-{step}")],
+                    };
+                    match state.write(&[write]).await.unwrap()[0] {
+                        Written::Stored(version) => {
+                            assert_eq!(version, fetched.version + 1);
+                            break;
+                        }
+                        Written::Conflict(now) => {
+                            assert!(now > fetched.version, "a conflict means someone wrote after the read");
+                            conflicts += 1;
+                        }
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for task in tasks {
+        conflicts += task.await.unwrap();
+    }
+    let fetched = state.fetch(&[at]).await.unwrap().remove(0);
+    let total = writers * increments;
+    assert_eq!(fetched.version, total as u64);
+    assert_eq!(u64::from_le_bytes(fetched.bytes.unwrap().try_into().unwrap()), total as u64);
+    // the concurrency was real: some writers had to redo (positive control of the check)
+    assert!(conflicts > 0, "no conflict in {total} concurrent writes: the test did not race");
+    let order = state.applied_order(at).await.unwrap();
+    assert_eq!(order.len(), total);
+    for (idx, line) in order.iter().enumerate() {
+        assert!(line.starts_with(&format!("{} w", idx + 1)), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_stale_write_is_refused_and_a_missing_entity_reads_as_version_zero() {
+    let state = state(false).await;
+    let (a, b) = (EntityRef { block: 0, key: 1 }, EntityRef { block: 0, key: 2 });
+    let fetched = state.fetch(&[a, b]).await.unwrap();
+    assert_eq!(fetched[0].version, 0);
+    assert_eq!(fetched[0].bytes, None);
+    let write = |at, read, byte: u8| Write {
+        at,
+        read,
+        bytes: vec![byte],
+        applied: Vec::new(),
+    };
+    assert_eq!(
+        state.write(&[write(a, 0, 1), write(b, 0, 1)]).await.unwrap(),
+        vec![Written::Stored(1), Written::Stored(1)]
+    );
+    // a second writer that read before the first wrote
+    assert_eq!(
+        state.write(&[write(a, 0, 2), write(b, 1, 2)]).await.unwrap(),
+        vec![Written::Conflict(1), Written::Stored(2)]
+    );
+    let fetched = state.fetch(&[a, b]).await.unwrap();
+    assert_eq!((fetched[0].version, fetched[0].bytes.clone()), (1, Some(vec![1])));
+    assert_eq!((fetched[1].version, fetched[1].bytes.clone()), (2, Some(vec![2])));
+    assert!(state.applied_order(a).await.unwrap().is_empty(), "nothing recorded without record_order");
+}
+
+#[tokio::test]
+async fn a_flushed_script_cache_is_reloaded() {
+    let state = state(false).await;
+    let client = redis::Client::open(url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut connection).await.unwrap();
+    let at = EntityRef { block: 0, key: 7 };
+    let written = state
+        .write(&[Write {
+            at,
+            read: 0,
+            bytes: vec![1],
+            applied: Vec::new(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(written, vec![Written::Stored(1)]);
+    let ttl: i64 = redis::cmd("PTTL").arg(state.key(at)).query_async(&mut connection).await.unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "the entity expires after the ttl: {ttl}");
+}
