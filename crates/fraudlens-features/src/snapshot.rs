@@ -283,7 +283,9 @@ impl FeatureEngine {
                 self.states[at.block].insert(at.key, state);
                 Ok(())
             }
-            Some((found, _)) => Err(SnapshotError::UnsupportedVersion { found: u32::from(*found) }),
+            Some((found, _)) => Err(SnapshotError::UnsupportedVersion {
+                found: u32::from(*found),
+            }),
             None => Err(SnapshotError::Truncated),
         }
     }

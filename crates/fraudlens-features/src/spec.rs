@@ -403,6 +403,11 @@ impl FeatureSpec {
         self.fingerprint
     }
 
+    /// The longest block horizon in milliseconds: older events cannot change any feature.
+    pub fn horizon_ms(&self) -> i64 {
+        self.blocks.iter().map(|block| block.horizon).max().unwrap_or(0)
+    }
+
     /// The replay label delay in milliseconds.
     pub fn label_delay_ms(&self) -> i64 {
         self.config.label_delay.as_millis()

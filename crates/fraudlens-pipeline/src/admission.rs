@@ -16,8 +16,11 @@ use fraudlens_core::{Timestamp, Transaction};
 use fraudlens_store::{NewDecision, StoredDecision};
 use rustc_hash::FxHashMap;
 
+use fraudlens_state::Write;
+
 use crate::scoring::Scored;
 use crate::shards::ShardKey;
+use crate::shared::{Loaded, applied_by};
 use crate::{Pipeline, ScoreError, ServingModel, events, lock, now, now_ms};
 
 type Shared = Result<Scored, ScoreError>;
@@ -122,6 +125,9 @@ pub(crate) struct Observed {
     pub(crate) decided: Option<Box<NewDecision>>,
 }
 
+/// The admission of each transaction of a batch, in order.
+pub(crate) type Admissions = Vec<Result<Admission, ScoreError>>;
+
 pub(crate) enum Admission {
     Fresh(Observed),
     /// The same id is being written right now: wait for it, then compare
@@ -137,11 +143,16 @@ pub(crate) enum Admission {
 impl Pipeline {
     /// Under the engine lock: decides for each transaction whether it is new
     /// (observed now, registered in flight) or a repeat.
+    ///
+    /// With a shared state, `loaded` holds the batch's entities: they are put
+    /// into the scratch engine first, and the writes of what the new
+    /// transactions changed come back with the admissions.
     pub(crate) fn admit_all(
         &self,
         model: &ServingModel,
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
-    ) -> Result<Vec<Result<Admission, ScoreError>>, ScoreError> {
+        loaded: Option<&Loaded>,
+    ) -> Result<(Admissions, Vec<Write>), ScoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ScoreError::Overloaded("the server is shutting down".to_owned()));
         }
@@ -153,13 +164,26 @@ impl Pipeline {
             .map(|(shard, parsed)| parsed.and_then(|tx| Ok((shard, stored_form(&tx)?, tx))))
             .collect();
         let mut states = lock(&self.states);
+        if let Some(loaded) = loaded {
+            let held = states
+                .held
+                .get_mut(&None)
+                .ok_or_else(|| ScoreError::Unavailable("no entity state".to_owned()))?;
+            loaded.load_into(held.state.engine_mut())?;
+        }
         let mut in_flight = lock(&self.in_flight);
         let n_features = model.spec().feature_names().len();
-        let admissions = prepared
+        let admissions: Vec<Result<Admission, ScoreError>> = prepared
             .into_iter()
             .map(|prepared| {
                 let (shard, (body, fingerprint), tx) = prepared?;
-                let Some(held) = states.held.get_mut(&shard) else {
+                // a shared state is one state for every shard
+                let held = if loaded.is_some() {
+                    states.held.get_mut(&None)
+                } else {
+                    states.held.get_mut(&shard)
+                };
+                let Some(held) = held else {
                     return Err(ScoreError::NotOwned(shard.unwrap_or_default()));
                 };
                 let id = tx.id.as_str().to_owned();
@@ -195,8 +219,20 @@ impl Pipeline {
                 }))
             })
             .collect();
+        let writes = match (loaded, states.held.get_mut(&None)) {
+            (Some(loaded), Some(held)) => {
+                let engine = held.state.engine_mut();
+                let fresh = admissions.iter().filter_map(|admission| match admission {
+                    Ok(Admission::Fresh(observed)) => Some(&observed.tx),
+                    _ => None,
+                });
+                let applied = applied_by(engine, fresh);
+                loaded.writes(engine, applied)
+            }
+            _ => Vec::new(),
+        };
         states.publish_gauges();
-        Ok(admissions)
+        Ok((admissions, writes))
     }
 
     /// A repeated id: the stored (or in-flight) decision, if the content matches.
@@ -277,6 +313,16 @@ impl Pipeline {
                             started: Instant::now(),
                             slot: slot.clone(),
                         },
+                        // with a shared state, another process observed it and has
+                        // not stored it yet (or died between the two): observing it
+                        // again here would count it twice
+                        None if self.config.shared_state.is_some() => {
+                            metrics::counter!("fraudlens_state_seen_not_stored_total").increment(1);
+                            return Err(ScoreError::Unavailable(
+                                "the transaction is in the shared entity state but its decision is not stored yet; retry"
+                                    .to_owned(),
+                            ));
+                        }
                         None => {
                             let Some(held) = states.held.get_mut(&shard) else {
                                 return Err(ScoreError::NotOwned(shard.unwrap_or_default()));

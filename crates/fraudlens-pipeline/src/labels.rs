@@ -28,7 +28,7 @@ impl Pipeline {
         let mut result = LabelsApplied::default();
         for (idx, (label, stored)) in labels.iter().zip(stored).enumerate() {
             match stored {
-                Some(stored) => result.applied += usize::from(self.apply_review_label(&stored, label.label)),
+                Some(stored) => result.applied += usize::from(self.apply_review_label(&stored, label.label).await),
                 None => result.unmatched.push(idx),
             }
         }
@@ -44,7 +44,16 @@ impl Pipeline {
     }
 
     /// Feeds a review's label to the entity state that observed the transaction.
-    pub fn apply_review_label(&self, stored: &StoredDecision, label: Label) -> bool {
+    pub async fn apply_review_label(&self, stored: &StoredDecision, label: Label) -> bool {
+        if let Some(shared) = &self.config.shared_state {
+            return match serde_json::from_str::<Transaction>(&stored.decision.body) {
+                Ok(tx) => self.apply_label_shared(shared, &tx, label).await,
+                Err(error) => {
+                    tracing::warn!(%error, id = stored.decision.transaction_id, "stored transaction unreadable");
+                    false
+                }
+            };
+        }
         let shard = if self.config.sharded {
             match &stored.decision.shard {
                 Some(shard) => Some(shard.clone()),

@@ -40,6 +40,7 @@ mod model;
 pub mod registry;
 mod scoring;
 mod shards;
+mod shared;
 mod state;
 mod writer;
 
@@ -144,6 +145,9 @@ pub struct PipelineConfig {
     pub sharded: bool,
     /// Which event times are accepted (and how long idle entities are kept).
     pub time_policy: EventTimePolicy,
+    /// The entity state shared with other processes (Redis), instead of one
+    /// held in this process: no snapshot, no rebuild from the store at start.
+    pub shared_state: Option<fraudlens_state::SharedState>,
 }
 
 impl Default for PipelineConfig {
@@ -156,6 +160,7 @@ impl Default for PipelineConfig {
             state_file: None,
             sharded: false,
             time_policy: EventTimePolicy::default(),
+            shared_state: None,
         }
     }
 }
@@ -212,7 +217,19 @@ impl Pipeline {
         config: PipelineConfig,
     ) -> Result<Arc<Self>, PipelineError> {
         let mut states = shards::States::default();
-        if !config.sharded {
+        if config.shared_state.is_some() {
+            // a scratch engine: each batch loads its entities from the shared state
+            let mut engine = fraudlens_features::FeatureEngine::new(model.spec().clone());
+            engine.set_time_policy(config.time_policy);
+            engine.set_sweep_interval(i64::MAX / 4);
+            states.held.insert(
+                None,
+                shards::Held {
+                    state: Box::new(engine),
+                    seq: 0,
+                },
+            );
+        } else if !config.sharded {
             let held = state::restore(
                 store.as_ref(),
                 model.spec(),
@@ -244,6 +261,14 @@ impl Pipeline {
         &self.store
     }
 
+    /// Whether the shared entity state answers (always, when the state is in process).
+    pub async fn ping_shared_state(&self) -> Result<(), String> {
+        match &self.config.shared_state {
+            Some(shared) => shared.ping().await.map_err(|error| error.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// The serving model.
     pub fn model(&self) -> Arc<ServingModel> {
         self.model.load_full()
@@ -262,7 +287,7 @@ impl Pipeline {
         let Some(path) = &self.config.state_file else {
             return Ok(());
         };
-        if self.config.sharded {
+        if self.config.sharded || self.config.shared_state.is_some() {
             return Ok(());
         }
         let last_seq = self.store.last_seq().await?;

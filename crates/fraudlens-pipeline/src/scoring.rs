@@ -118,7 +118,7 @@ impl Pipeline {
         model: &Arc<ServingModel>,
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Vec<Result<Scored, ScoreError>> {
-        self.submit(model, parsed).results().await
+        self.submit(model, parsed).await.results().await
     }
 
     /// [`Self::score_sharded`] in two steps: the transactions are observed
@@ -127,14 +127,18 @@ impl Pipeline {
     /// caller with several batches in flight (the detector) submits them one
     /// after another, so a partition's records reach its entity state strictly
     /// in offset order whatever finishes first.
-    pub fn submit(
+    pub async fn submit(
         self: &Arc<Self>,
         model: &Arc<ServingModel>,
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Submitted {
         let n = parsed.len();
         let mut claimed = Vec::new();
-        let task = self.admit_all(model, parsed).map(|admissions| {
+        let admitted = match &self.config.shared_state {
+            None => self.admit_all(model, parsed, None).map(|(admissions, _)| admissions),
+            Some(shared) => self.admit_shared(shared, model, parsed).await,
+        };
+        let task = admitted.map(|admissions| {
             claimed = admissions
                 .iter()
                 .filter_map(|admission| match admission {

@@ -7,12 +7,13 @@
 //! move to another detector — rebuilt there from the store rows that carry the
 //! shard's name — when the partition does.
 //!
-//! [`EntityState`] is all the scoring path asks of a shard. The in-process
-//! implementation is [`FeatureEngine`]; a shared backend (one state that every
-//! detector reads and updates, so that features keyed on a second entity — a
-//! card, a terminal, a device used by customers of several partitions — see all
-//! of its transactions) implements the same calls and needs no rebuild when a
-//! partition moves.
+//! [`EntityState`] is all the scoring path asks of a shard; its
+//! implementation is [`FeatureEngine`]. With a shared state (`shared.rs`:
+//! one state that every detector and API replica reads and updates, so that
+//! features keyed on a second entity — a card, a terminal, a device used by
+//! customers of several partitions — see all of its transactions) there is
+//! one held state for every shard, a scratch engine into which each batch
+//! loads its entities, and nothing is rebuilt when a partition moves.
 
 use std::time::Instant;
 
@@ -37,6 +38,10 @@ pub trait EntityState: Send {
     fn n_entities(&self) -> usize;
     /// A snapshot to restore from, if this state is held in-process.
     fn snapshot(&self) -> Option<Vec<u8>>;
+    /// The in-process engine. With a shared state it is a scratch engine: a
+    /// batch's entities are loaded into it, observed there and written back
+    /// (`shared.rs`).
+    fn engine_mut(&mut self) -> &mut FeatureEngine;
 }
 
 impl EntityState for FeatureEngine {
@@ -62,6 +67,10 @@ impl EntityState for FeatureEngine {
 
     fn snapshot(&self) -> Option<Vec<u8>> {
         Some(FeatureEngine::snapshot(self))
+    }
+
+    fn engine_mut(&mut self) -> &mut FeatureEngine {
+        self
     }
 }
 
@@ -136,7 +145,7 @@ pub(crate) fn observe_unseen(
 impl Pipeline {
     /// Whether this process holds the state of `shard`.
     pub fn holds(&self, shard: &str) -> bool {
-        lock(&self.states).held.contains_key(&Some(shard.to_owned()))
+        self.config.shared_state.is_some() || lock(&self.states).held.contains_key(&Some(shard.to_owned()))
     }
 
     /// Takes on the state of `shard` (a partition assigned to this detector):
@@ -144,6 +153,10 @@ impl Pipeline {
     /// date with the store rows of that shard. Returns how many transactions
     /// were observed to get there.
     pub async fn acquire_shard(&self, shard: &str) -> Result<usize, PipelineError> {
+        if self.config.shared_state.is_some() {
+            // one state shared by every shard and process: nothing to rebuild
+            return Ok(0);
+        }
         let _one_at_a_time = self.acquiring.lock().await;
         let key = Some(shard.to_owned());
         let parked = {

@@ -525,9 +525,10 @@ pub async fn review(
             at: now(),
         })
         .await?;
-    let label_applied = outcome
-        .label
-        .is_some_and(|label| state.pipeline.apply_review_label(&outcome.transaction, label));
+    let label_applied = match outcome.label {
+        Some(label) => state.pipeline.apply_review_label(&outcome.transaction, label).await,
+        None => false,
+    };
     Ok(Json(ReviewResult {
         transaction_id: id,
         before: outcome.before,

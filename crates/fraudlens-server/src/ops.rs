@@ -104,8 +104,8 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 
 /// The probes and metrics of a fraudlens process (the API's and the
 /// detector's): `/health`, `/health/live`, `/health/ready`, `/metrics`.
-/// Readiness always checks the store (within [`STORE_PING_TIMEOUT`]) and
-/// names the serving model; the process adds its own checks.
+/// Readiness always checks the store and the shared entity state, if any
+/// (each within [`STORE_PING_TIMEOUT`]), and names the serving model; the process adds its own checks.
 pub struct Probes {
     /// The scoring path: its store is pinged, its model named.
     pub pipeline: Arc<Pipeline>,
@@ -199,6 +199,17 @@ pub async fn ready(State(probes): State<Arc<Probes>>) -> Response {
             reasons.push("store: unreachable".to_owned());
         }
         Err(_) => reasons.push(format!("store: no answer within {} ms", STORE_PING_TIMEOUT.as_millis())),
+    }
+    match tokio::time::timeout(STORE_PING_TIMEOUT, probes.pipeline.ping_shared_state()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: shared entity state ping failed");
+            reasons.push("shared entity state: unreachable".to_owned());
+        }
+        Err(_) => reasons.push(format!(
+            "shared entity state: no answer within {} ms",
+            STORE_PING_TIMEOUT.as_millis()
+        )),
     }
     if reasons.is_empty() {
         let body = Ready {

@@ -3,7 +3,7 @@
 //! Each entity of each feature block is one Redis hash, `v` (its version)
 //! and `s` (its state in the engine's stored form,
 //! [`fraudlens_features::FeatureEngine::export_entity`]), under a key whose
-//! hash tag is the whole entity (`fl:{<spec>:<block>:<entity>}`): a Redis
+//! hash tag is the whole entity (`<namespace>:{<spec>:<block>:<entity>}`): a Redis
 //! Cluster spreads entities over its slots, and no command ever names two
 //! entities. The feature logic stays in the Rust engine: a process loads the
 //! entities of a batch into a scratch engine ([`SharedState::fetch`], one
@@ -66,6 +66,9 @@ pub enum StateError {
 /// How the shared state is reached and kept.
 #[derive(Clone, Debug)]
 pub struct StateOptions {
+    /// The first part of every key: deployments (or tests) sharing one Redis
+    /// keep apart by using different namespaces.
+    pub namespace: String,
     /// How long an entity is kept after its last write.
     pub ttl: Duration,
     /// Append what each write applied to the entity's order list.
@@ -110,7 +113,7 @@ pub enum Written {
 pub struct SharedState {
     connection: ConnectionManager,
     script: redis::Script,
-    /// `fl:{<spec fingerprint>` — every key of this spec starts with it.
+    /// `<namespace>:{<spec fingerprint>` — every key of this spec starts with it.
     prefix: String,
     options: StateOptions,
 }
@@ -141,7 +144,7 @@ impl SharedState {
         let state = Self {
             connection,
             script: redis::Script::new(COMPARE_AND_SET),
-            prefix: format!("fl:{{{spec_fingerprint:016x}"),
+            prefix: format!("{}:{{{spec_fingerprint:016x}", options.namespace),
             options,
         };
         state.load_script().await?;
@@ -262,5 +265,75 @@ pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
         _ => url.to_owned(),
+    }
+}
+
+/// `[state]`: where the entity state lives.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    /// `memory` (in this process: snapshot file and rebuild from the store), or
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (shared by every `serve` and
+    /// `detect` process of the store). `FRAUDLENS_STATE__BACKEND` overrides it.
+    pub backend: String,
+    /// The first part of every Redis key (deployments sharing one Redis use different ones).
+    pub namespace: String,
+    /// Append what each write applied to the entity's order list in Redis (tests, audits).
+    pub record_order: bool,
+    /// Milliseconds to wait for one Redis round trip.
+    pub timeout_ms: u64,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self {
+            backend: "memory".to_owned(),
+            namespace: "fraudlens".to_owned(),
+            record_order: false,
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for StateSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSettings")
+            .field("backend", &redact(&self.backend))
+            .field("namespace", &self.namespace)
+            .field("record_order", &self.record_order)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl StateSettings {
+    /// Whether the state is held in each process.
+    pub fn is_memory(&self) -> bool {
+        self.backend == "memory"
+    }
+
+    /// The backend as shown (`fraudlens config`, logs): a password is hidden.
+    pub fn shown(&self) -> Self {
+        Self {
+            backend: redact(&self.backend),
+            ..self.clone()
+        }
+    }
+
+    /// Connects to the shared state for a spec (`None` for `memory`);
+    /// entities expire `ttl` after their last write.
+    pub async fn connect(&self, spec_fingerprint: u64, ttl: Duration) -> Result<Option<SharedState>, StateError> {
+        if self.is_memory() {
+            return Ok(None);
+        }
+        let options = StateOptions {
+            namespace: self.namespace.clone(),
+            ttl,
+            record_order: self.record_order,
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+        };
+        SharedState::connect(&self.backend, spec_fingerprint, options)
+            .await
+            .map(Some)
     }
 }

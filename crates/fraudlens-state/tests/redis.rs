@@ -21,6 +21,7 @@ async fn state(record_order: bool) -> SharedState {
         &url(),
         fingerprint,
         StateOptions {
+            namespace: "fraudlens-test".to_owned(),
             ttl: Duration::from_secs(60),
             record_order,
             timeout: Duration::from_secs(2),
@@ -50,7 +51,9 @@ async fn concurrent_writers_lose_no_update() {
             for step in 0..increments {
                 loop {
                     let fetched = state.fetch(&[at]).await.unwrap().remove(0);
-                    let count = fetched.bytes.map_or(0u64, |b| u64::from_le_bytes(b.try_into().unwrap()));
+                    let count = fetched
+                        .bytes
+                        .map_or(0u64, |b| u64::from_le_bytes(b.try_into().unwrap()));
                     let write = Write {
                         at,
                         read: fetched.version,
@@ -79,9 +82,15 @@ async fn concurrent_writers_lose_no_update() {
     let fetched = state.fetch(&[at]).await.unwrap().remove(0);
     let total = writers * increments;
     assert_eq!(fetched.version, total as u64);
-    assert_eq!(u64::from_le_bytes(fetched.bytes.unwrap().try_into().unwrap()), total as u64);
+    assert_eq!(
+        u64::from_le_bytes(fetched.bytes.unwrap().try_into().unwrap()),
+        total as u64
+    );
     // the concurrency was real: some writers had to redo (positive control of the check)
-    assert!(conflicts > 0, "no conflict in {total} concurrent writes: the test did not race");
+    assert!(
+        conflicts > 0,
+        "no conflict in {total} concurrent writes: the test did not race"
+    );
     let order = state.applied_order(at).await.unwrap();
     assert_eq!(order.len(), total);
     for (idx, line) in order.iter().enumerate() {
@@ -114,7 +123,10 @@ async fn a_stale_write_is_refused_and_a_missing_entity_reads_as_version_zero() {
     let fetched = state.fetch(&[a, b]).await.unwrap();
     assert_eq!((fetched[0].version, fetched[0].bytes.clone()), (1, Some(vec![1])));
     assert_eq!((fetched[1].version, fetched[1].bytes.clone()), (2, Some(vec![2])));
-    assert!(state.applied_order(a).await.unwrap().is_empty(), "nothing recorded without record_order");
+    assert!(
+        state.applied_order(a).await.unwrap().is_empty(),
+        "nothing recorded without record_order"
+    );
 }
 
 #[tokio::test]
@@ -122,7 +134,11 @@ async fn a_flushed_script_cache_is_reloaded() {
     let state = state(false).await;
     let client = redis::Client::open(url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut connection).await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
     let at = EntityRef { block: 0, key: 7 };
     let written = state
         .write(&[Write {
@@ -134,6 +150,10 @@ async fn a_flushed_script_cache_is_reloaded() {
         .await
         .unwrap();
     assert_eq!(written, vec![Written::Stored(1)]);
-    let ttl: i64 = redis::cmd("PTTL").arg(state.key(at)).query_async(&mut connection).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(state.key(at))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "the entity expires after the ttl: {ttl}");
 }

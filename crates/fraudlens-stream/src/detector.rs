@@ -651,7 +651,7 @@ impl Detector {
                 "a rebalance came before the batch was admitted".to_owned(),
             ));
         }
-        let submitted = self.pipeline.submit(&model, parsed);
+        let submitted = self.pipeline.submit(&model, parsed).await;
         if let Some(admitted) = order.done.take() {
             let _ = admitted.send(());
         }

@@ -41,6 +41,8 @@ pub struct Config {
     pub detect: fraudlens_stream::DetectSettings,
     /// Which event times are accepted, on every path (API, detector, files).
     pub event_time: fraudlens_features::EventTimeSettings,
+    /// Where the entity state lives: in each process, or shared (Redis).
+    pub state: fraudlens_state::StateSettings,
 }
 
 /// `[store]`
@@ -150,7 +152,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "log",
     "security",
     "ingest",
@@ -162,6 +164,7 @@ const SECTIONS: [&str; 11] = [
     "serve",
     "detect",
     "event_time",
+    "state",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

@@ -8,7 +8,7 @@ use fraudlens_pipeline::{Pipeline, PipelineConfig};
 use fraudlens_stream::{Detector, DetectorConfig};
 
 use super::admin::{block_on, open_store, redact_url, store_url};
-use super::serve::{serving_model, shutdown_signal};
+use super::serve::{serving_model, shared_state, shutdown_signal};
 use crate::cli::DetectArgs;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
@@ -23,11 +23,13 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
     let store = open_store(config, &url).await?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
     let settings = &config.detect;
+    let shared_state = shared_state(config, &model).await?;
     let pipeline = Pipeline::start(
         store.clone(),
         model,
         PipelineConfig {
             time_policy: config.event_time.policy(),
+            shared_state,
             ..settings.pipeline_config(config.serve.pipeline_config())
         },
     )

@@ -31,6 +31,7 @@ use crate::exit::{Classify, CliResult};
 pub fn print_config(config: &Config) -> CliResult {
     let mut shown = config.clone();
     shown.store.url = fraudlens_store::redact_url(&config.store.url);
+    shown.state = config.state.shown();
     let text = toml::to_string_pretty(&shown).context("rendering the configuration")?;
     print!("{text}");
     Ok(())

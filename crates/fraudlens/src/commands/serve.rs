@@ -35,6 +35,24 @@ pub(crate) async fn serving_model(
         .map_err(|error| registry_failure(error, "listing models"))
 }
 
+/// The entity state shared with the other processes of the store (`[state]
+/// backend = "redis://…"`), for the model's feature spec; `None` for `memory`.
+/// Entities expire when no accepted event could still see them: the
+/// features' longest horizon plus `max_lateness` (7 days when it is off).
+pub(crate) async fn shared_state(
+    config: &Config,
+    model: &ServingModel,
+) -> CliResult<Option<fraudlens_state::SharedState>> {
+    let spec = model.spec();
+    let lateness = config.event_time.policy().max_lateness_ms.unwrap_or(7 * 86_400_000);
+    let ttl = std::time::Duration::from_millis(u64::try_from(spec.horizon_ms() + lateness).unwrap_or(u64::MAX));
+    Ok(config
+        .state
+        .connect(spec.fingerprint(), ttl)
+        .await
+        .with_context(|| format!("connecting to the shared entity state {}", config.state.shown().backend))?)
+}
+
 /// Serves until SIGTERM or SIGINT; `on_listen` runs once the port is bound,
 /// with the address and the store.
 pub async fn serve(
@@ -46,11 +64,13 @@ pub async fn serve(
     let store = open_store(config, &url).await?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
     let serve = &config.serve;
+    let shared_state = shared_state(config, &model).await?;
     let pipeline = Pipeline::start(
         store.clone(),
         model,
         PipelineConfig {
             time_policy: config.event_time.policy(),
+            shared_state,
             ..serve.pipeline_config()
         },
     )

@@ -127,10 +127,11 @@ fn only_the_server_knows_http() {
 }
 
 #[test]
-fn only_the_store_knows_sql_and_only_the_stream_crate_knows_kafka() {
+fn only_the_store_knows_sql_the_stream_crate_kafka_and_the_state_crate_redis() {
     // the testkit creates and drops the tests' databases; it is never a normal dependency
     assert_eq!(users_of(&["sqlx"]), set(&["store", "testkit"]));
     assert_eq!(users_of(&["rdkafka"]), set(&["stream"]));
+    assert_eq!(users_of(&["redis"]), set(&["state"]));
 }
 
 #[test]

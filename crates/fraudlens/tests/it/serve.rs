@@ -92,7 +92,7 @@ pub(crate) fn key(dir: &Path, database: &str, role: &str) -> String {
 }
 
 /// Transactions of the simulated data after the model's training period, as JSON objects.
-fn transactions(n: usize) -> Vec<Value> {
+pub(crate) fn transactions(n: usize) -> Vec<Value> {
     let (header, rows) = read_csv(&trained().data());
     rows[rows.len() - n..]
         .iter()

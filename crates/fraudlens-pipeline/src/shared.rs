@@ -1,0 +1,228 @@
+//! The entity state shared with other processes ([`fraudlens_state`], Redis).
+//!
+//! The feature engine stays in process and stays one implementation. For each
+//! batch, the entities its transactions touch are fetched (one round trip)
+//! and loaded into the held engine — a scratch engine that keeps only this
+//! process's clock between batches — then admitted and observed exactly as
+//! with the in-process state; the entities the new transactions changed are
+//! written back with a compare-and-set on their versions (one round trip).
+//! An entity another process wrote in between is a conflict: its block is
+//! redone for this batch's transactions on the fresh state
+//! ([`FeatureEngine::observe_block`]) and written again. So no update is
+//! lost, each entity's updates have one order (its versions), and every
+//! entity's features are computed from all of its events, whichever process
+//! handled them. Labels go the same way (fetch, apply, compare-and-set).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fraudlens_core::{Label, Transaction};
+use fraudlens_features::{EntityRef, FeatureEngine};
+use fraudlens_state::{Fetched, SharedState, StateError, Write, Written};
+
+use crate::admission::{Admission, Admissions, Observed};
+use crate::{Pipeline, ScoreError, ServingModel, lock};
+
+/// Most compare-and-set rounds of one batch before it is given up.
+const MAX_ROUNDS: u32 = 32;
+
+/// The entities of a batch as fetched, sorted by entity.
+pub(crate) struct Loaded {
+    refs: Vec<EntityRef>,
+    fetched: Vec<Fetched>,
+}
+
+impl Loaded {
+    /// Puts the fetched entities into the scratch engine (and nothing else).
+    pub(crate) fn load_into(&self, engine: &mut FeatureEngine) -> Result<(), ScoreError> {
+        engine.clear_entities();
+        for (at, fetched) in self.refs.iter().zip(&self.fetched) {
+            engine.import_entity(*at, fetched.bytes.as_deref()).map_err(|error| {
+                tracing::error!(%error, block = at.block, "a shared entity state does not fit the feature spec");
+                ScoreError::Unavailable(format!("shared entity state unreadable: {error}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn version(&self, at: EntityRef) -> Option<u64> {
+        self.refs.binary_search(&at).ok().map(|idx| self.fetched[idx].version)
+    }
+
+    /// One write per loaded entity that `applied` changed: its new form, the
+    /// version it was read at, and what was applied to it, in order.
+    pub(crate) fn writes(&self, engine: &FeatureEngine, applied: BTreeMap<EntityRef, Vec<String>>) -> Vec<Write> {
+        applied
+            .into_iter()
+            .filter_map(|(at, applied)| {
+                Some(Write {
+                    at,
+                    read: self.version(at)?,
+                    bytes: engine.export_entity(at)?,
+                    applied,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What each fresh transaction applies to its entities, in batch order.
+pub(crate) fn applied_by<'a>(
+    engine: &FeatureEngine,
+    txs: impl Iterator<Item = &'a Transaction>,
+) -> BTreeMap<EntityRef, Vec<String>> {
+    let mut applied: BTreeMap<EntityRef, Vec<String>> = BTreeMap::new();
+    for tx in txs {
+        for at in engine.entity_refs(tx) {
+            applied.entry(at).or_default().push(tx.id.as_str().to_owned());
+        }
+    }
+    applied
+}
+
+fn unavailable(error: StateError) -> ScoreError {
+    tracing::warn!(%error, "shared entity state unavailable");
+    metrics::counter!("fraudlens_state_errors_total").increment(1);
+    ScoreError::Unavailable(error.to_string())
+}
+
+fn conflicts(writes: &[Write], written: &[Written]) -> Vec<EntityRef> {
+    writes
+        .iter()
+        .zip(written)
+        .filter(|(_, written)| matches!(written, Written::Conflict(_)))
+        .map(|(write, _)| write.at)
+        .collect()
+}
+
+/// A short, growing, jittered pause before a redo round.
+async fn back_off(round: u32) {
+    let jitter = u64::from(std::process::id() % 7 + round);
+    tokio::time::sleep(Duration::from_micros(50 * u64::from(round.min(20)) + jitter * 10)).await;
+}
+
+impl Pipeline {
+    /// The scratch engine of the shared state (the whole-store shard).
+    fn with_scratch<T>(&self, f: impl FnOnce(&mut FeatureEngine) -> Result<T, ScoreError>) -> Result<T, ScoreError> {
+        let mut states = lock(&self.states);
+        let held = states
+            .held
+            .get_mut(&None)
+            .ok_or_else(|| ScoreError::Unavailable("no entity state".to_owned()))?;
+        f(held.state.engine_mut())
+    }
+
+    /// Fetches the entities of `txs` (one round trip).
+    async fn fetch_for(&self, shared: &SharedState, txs: &[&Transaction]) -> Result<Loaded, ScoreError> {
+        let mut refs =
+            self.with_scratch(|engine| Ok(txs.iter().flat_map(|tx| engine.entity_refs(tx)).collect::<Vec<_>>()))?;
+        refs.sort_unstable();
+        refs.dedup();
+        let fetched = shared.fetch(&refs).await.map_err(unavailable)?;
+        Ok(Loaded { refs, fetched })
+    }
+
+    /// Admission on the shared state: fetch, admit and observe as in
+    /// process, write back, redo conflicts. On failure nothing of the batch
+    /// is answered as scored: its ids leave the in-flight table with the error.
+    pub(crate) async fn admit_shared(
+        &self,
+        shared: &SharedState,
+        model: &ServingModel,
+        parsed: Vec<(crate::ShardKey, Result<Transaction, ScoreError>)>,
+    ) -> Result<Admissions, ScoreError> {
+        let txs: Vec<&Transaction> = parsed.iter().filter_map(|(_, parsed)| parsed.as_ref().ok()).collect();
+        let loaded = self.fetch_for(shared, &txs).await?;
+        let (mut admissions, writes) = self.admit_all(model, parsed, Some(&loaded))?;
+        let mut fresh: Vec<&mut Observed> = admissions
+            .iter_mut()
+            .filter_map(|admission| match admission {
+                Ok(Admission::Fresh(observed)) => Some(observed),
+                _ => None,
+            })
+            .collect();
+        if let Err(error) = self.commit_shared(shared, writes, &mut fresh).await {
+            let mut in_flight = lock(&self.in_flight);
+            for admission in &mut admissions {
+                if let Ok(Admission::Fresh(observed)) = admission {
+                    in_flight.remove(observed.tx.id.as_str());
+                    observed.slot.publish(Err(error.clone()));
+                    *admission = Err(error.clone());
+                }
+            }
+        }
+        Ok(admissions)
+    }
+
+    /// Writes the batch's entities; an entity another process wrote since the
+    /// fetch is fetched again and its block redone for the batch's
+    /// transactions, in order, until every write is stored.
+    async fn commit_shared(
+        &self,
+        shared: &SharedState,
+        mut writes: Vec<Write>,
+        fresh: &mut [&mut Observed],
+    ) -> Result<(), ScoreError> {
+        for round in 0..MAX_ROUNDS {
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let written = shared.write(&writes).await.map_err(unavailable)?;
+            let stale = conflicts(&writes, &written);
+            if stale.is_empty() {
+                return Ok(());
+            }
+            back_off(round).await;
+            let fetched = shared.fetch(&stale).await.map_err(unavailable)?;
+            let loaded = Loaded { refs: stale, fetched };
+            writes = self.with_scratch(|engine| {
+                loaded.load_into(engine)?;
+                let mut applied: BTreeMap<EntityRef, Vec<String>> = BTreeMap::new();
+                for observed in fresh.iter_mut() {
+                    for at in engine.entity_refs(&observed.tx) {
+                        if loaded.version(at).is_some() {
+                            engine.observe_block(&observed.tx, at.block, &mut observed.row);
+                            applied.entry(at).or_default().push(observed.tx.id.as_str().to_owned());
+                        }
+                    }
+                }
+                Ok(loaded.writes(engine, applied))
+            })?;
+            metrics::counter!("fraudlens_state_redone_total").increment(writes.len() as u64);
+        }
+        Err(ScoreError::Unavailable(format!(
+            "shared entity state: still contended after {MAX_ROUNDS} rounds"
+        )))
+    }
+
+    /// Feeds a label to the shared state of its transaction's entities;
+    /// whether any held the transaction.
+    pub(crate) async fn apply_label_shared(&self, shared: &SharedState, tx: &Transaction, label: Label) -> bool {
+        let applied = format!("label {} {}", tx.id.as_str(), label.as_str());
+        for round in 0..MAX_ROUNDS {
+            let attempt = async {
+                let loaded = self.fetch_for(shared, &[tx]).await?;
+                let writes = self.with_scratch(|engine| {
+                    loaded.load_into(engine)?;
+                    if engine.apply_label(tx, label).found == 0 {
+                        return Ok(None);
+                    }
+                    let all = engine.entity_refs(tx).into_iter().map(|at| (at, vec![applied.clone()]));
+                    Ok(Some(loaded.writes(engine, all.collect())))
+                })?;
+                let Some(writes) = writes else { return Ok(Some(false)) };
+                let written = shared.write(&writes).await.map_err(unavailable)?;
+                Ok::<_, ScoreError>(conflicts(&writes, &written).is_empty().then_some(true))
+            };
+            match attempt.await {
+                Ok(Some(found)) => return found,
+                Ok(None) => back_off(round).await,
+                Err(error) => {
+                    tracing::warn!(%error, id = tx.id.as_str(), "label not applied to the shared entity state");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,335 @@
+//! Scale-out exactness: two `fraudlens serve` replicas on one PostgreSQL
+//! store and one Redis (`[state] backend = "redis://…"`), fed interleaved
+//! traffic — single requests and batches, sent to both at once — compute
+//! every stored feature vector exactly as one engine does when it replays the
+//! stored transactions in the order the shared state applied them (recorded
+//! per entity in Redis). The same traffic with the in-process state (each
+//! replica its own) shows the error this replaces. A label sent to one
+//! replica changes the next decision's risk features on the other.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use fraudlens_core::Transaction;
+use fraudlens_features::{EntityRef, FeatureEngine};
+use fraudlens_pipeline::ServingModel;
+use fraudlens_state::{SharedState, StateOptions};
+use fraudlens_store::StoredDecision;
+use fraudlens_testkit::{Backend, TestDb};
+use serde_json::Value;
+
+use crate::model::trained;
+use crate::serve::{Server, key, post, transactions};
+
+fn redis_url() -> String {
+    std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A namespace of its own per run: keys never meet another test's.
+fn namespace() -> String {
+    format!(
+        "fl-test-{}-{}",
+        std::process::id(),
+        std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
+    )
+}
+
+/// Sends `txs` to the replicas, interleaved: four clients, each alternating
+/// between the replicas and between single requests and batches of 1–24.
+async fn send_interleaved(servers: &[&Server], service: &str, txs: &[Value]) {
+    let client = reqwest::Client::new();
+    let chunks: Vec<Vec<Value>> = {
+        let mut chunks = Vec::new();
+        let mut rest = txs;
+        let mut size = 1;
+        while !rest.is_empty() {
+            let n = size.min(rest.len());
+            chunks.push(rest[..n].to_vec());
+            rest = &rest[n..];
+            size = size % 24 + 1;
+        }
+        chunks
+    };
+    let urls: Vec<(String, String)> = servers
+        .iter()
+        .map(|server| {
+            (
+                server.url("/api/v1/transactions"),
+                server.url("/api/v1/transactions/batch"),
+            )
+        })
+        .collect();
+    let chunks = Arc::new(chunks);
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (client, urls, chunks, service) = (client.clone(), urls.clone(), chunks.clone(), service.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for (idx, chunk) in chunks.iter().enumerate().skip(worker).step_by(4) {
+                let (one, batch) = &urls[idx % urls.len()];
+                if chunk.len() == 1 {
+                    let (status, body) = post(&client, one, &service, &chunk[0]).await;
+                    assert!(status.is_success(), "{status} {body}");
+                } else {
+                    let (status, body) = post(&client, batch, &service, &Value::Array(chunk.clone())).await;
+                    assert!(status.is_success(), "{status} {body}");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+async fn stored(database: &str) -> Vec<StoredDecision> {
+    let store = fraudlens_store::connect(database, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .transactions_after(all.last().map_or(0, |d: &StoredDecision| d.seq), 10_000, None)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    store.close().await;
+    all
+}
+
+/// Per block, how many stored vectors differ from one engine's replay of
+/// each entity's transactions in `order(entity)`; and how many were compared.
+fn mismatches(
+    model: &ServingModel,
+    stored: &[StoredDecision],
+    order: &HashMap<EntityRef, Vec<String>>,
+) -> (Vec<usize>, usize) {
+    let spec = model.spec().clone();
+    let by_id: HashMap<&str, (Transaction, &[f64])> = stored
+        .iter()
+        .map(|d| {
+            let tx: Transaction = serde_json::from_str(&d.decision.body).unwrap();
+            (d.decision.transaction_id.as_str(), (tx, d.decision.features.as_slice()))
+        })
+        .collect();
+    let n_features = spec.feature_names().len();
+    let mut differ = vec![0; spec.config().entities.len()];
+    let mut compared = 0;
+    for (at, ids) in order {
+        let mut engine = FeatureEngine::new(spec.clone());
+        let range = engine.block_features(at.block);
+        let mut row = vec![0.0; n_features];
+        for id in ids {
+            let (tx, features) = &by_id[id.as_str()];
+            engine.observe_block(tx, at.block, &mut row);
+            compared += 1;
+            let same = row[range.clone()]
+                .iter()
+                .zip(&features[range.clone()])
+                .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+            if !same {
+                differ[at.block] += 1;
+            }
+        }
+    }
+    (differ, compared)
+}
+
+/// Each entity's transactions in store order (what one process would have seen).
+fn store_order(model: &ServingModel, stored: &[StoredDecision]) -> HashMap<EntityRef, Vec<String>> {
+    let engine = FeatureEngine::new(model.spec().clone());
+    let mut order: HashMap<EntityRef, Vec<String>> = HashMap::new();
+    for d in stored {
+        let tx: Transaction = serde_json::from_str(&d.decision.body).unwrap();
+        for at in engine.entity_refs(&tx) {
+            order.entry(at).or_default().push(d.decision.transaction_id.clone());
+        }
+    }
+    order
+}
+
+/// Each entity's transactions in the order the shared state applied them.
+async fn applied_order(
+    shared: &SharedState,
+    model: &ServingModel,
+    stored: &[StoredDecision],
+) -> HashMap<EntityRef, Vec<String>> {
+    let mut order = HashMap::new();
+    for at in store_order(model, stored).into_keys() {
+        let lines = shared.applied_order(at).await.unwrap();
+        let ids: Vec<String> = lines
+            .iter()
+            .filter_map(|line| {
+                let (_, what) = line.split_once(' ')?;
+                (!what.starts_with("label ")).then(|| what.to_owned())
+            })
+            .collect();
+        order.insert(at, ids);
+    }
+    order
+}
+
+fn load_model(dir: &Path) -> ServingModel {
+    ServingModel::load(dir, None).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_redis_compute_what_one_engine_computes() {
+    let model_dir = trained().model();
+    let model = load_model(&model_dir);
+    let txs = transactions(2_000);
+    let names: Vec<String> = model
+        .spec()
+        .config()
+        .entities
+        .iter()
+        .map(|b| b.entity.clone())
+        .collect();
+
+    // shared state on Redis
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let namespace = namespace();
+    let env = [
+        ("FRAUDLENS_STATE__BACKEND", redis_url()),
+        ("FRAUDLENS_STATE__NAMESPACE", namespace.clone()),
+        ("FRAUDLENS_STATE__RECORD_ORDER", "true".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
+    let b = Server::start_with(dir.path(), &db.url, None, &env);
+    let service = key(dir.path(), &db.url, "service");
+    send_interleaved(&[&a, &b], &service, &txs).await;
+    let metrics = format!("{}{}", a.metrics().await, b.metrics().await);
+    let stored_shared = stored(&db.url).await;
+    assert_eq!(stored_shared.len(), txs.len());
+    let shared = SharedState::connect(
+        &redis_url(),
+        model.spec().fingerprint(),
+        StateOptions {
+            namespace: namespace.clone(),
+            ttl: std::time::Duration::from_secs(60),
+            record_order: false,
+            timeout: std::time::Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let order = applied_order(&shared, &model, &stored_shared).await;
+    let (differ, compared) = mismatches(&model, &stored_shared, &order);
+    let conflicts: f64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("fraudlens_state_conflicts_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!(
+        "redis: {} transactions through 2 replicas, {compared} entity feature blocks compared with one engine's replay \
+         in the applied order, mismatches per block {:?} ({names:?}); compare-and-set conflicts redone: {conflicts}",
+        stored_shared.len(),
+        differ
+    );
+    assert_eq!(
+        differ.iter().sum::<usize>(),
+        0,
+        "mismatches with the shared state: {differ:?}"
+    );
+    assert!(compared >= txs.len(), "every transaction compared at least once");
+    assert_eq!(a.terminate(), 0);
+    assert_eq!(b.terminate(), 0);
+
+    // the same traffic with each replica's own in-process state
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Server::start(dir.path(), &db.url, Some(&model_dir));
+    let b = Server::start(dir.path(), &db.url, None);
+    let service = key(dir.path(), &db.url, "service");
+    send_interleaved(&[&a, &b], &service, &txs).await;
+    let stored_local = stored(&db.url).await;
+    let (differ, compared) = mismatches(&model, &stored_local, &store_order(&model, &stored_local));
+    println!(
+        "memory: the same traffic with each replica's own state: {compared} compared with one engine's replay in \
+         store order, mismatches per block {differ:?} ({names:?})"
+    );
+    assert!(
+        differ.iter().all(|n| *n > 0),
+        "each replica sees only part of every entity's traffic: its features must differ ({differ:?})"
+    );
+    assert_eq!(a.terminate(), 0);
+    assert_eq!(b.terminate(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_sent_to_one_replica_changes_the_next_decision_on_the_other() {
+    let model_dir = trained().model();
+    let model = load_model(&model_dir);
+    let risk = model
+        .spec()
+        .feature_names()
+        .iter()
+        .position(|name| name == "terminal_risk_7d")
+        .expect("the default spec has terminal_risk_7d");
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let namespace = namespace();
+    let env = [
+        ("FRAUDLENS_STATE__BACKEND", redis_url()),
+        ("FRAUDLENS_STATE__NAMESPACE", namespace),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
+    let b = Server::start_with(dir.path(), &db.url, None, &env);
+    let service = key(dir.path(), &db.url, "service");
+    let analyst = key(dir.path(), &db.url, "analyst");
+    let client = reqwest::Client::new();
+    // one terminal, two customers: a transaction 8 days ago on replica A (past
+    // the 7-day label delay of the risk features), then one now on replica B
+    let template = transactions(1).remove(0);
+    let at = |id: &str, customer: &str, time: &str| {
+        let mut tx = template.clone();
+        tx["transaction_id"] = Value::from(id);
+        tx["customer_id"] = Value::from(customer);
+        tx["terminal_id"] = Value::from("term_shared_label");
+        tx["timestamp"] = Value::from(time);
+        tx
+    };
+    let now = fraudlens_pipeline::now().as_millis();
+    let time = |days_ago: i64| fraudlens_core::Timestamp::from_millis(now - days_ago * 86_400_000).to_string();
+    let (status, body) = post(
+        &client,
+        &a.url("/api/v1/transactions"),
+        &service,
+        &at("lbl-1", "c-1", &time(8)),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    // labelled fraud through replica A
+    let (status, body) = post(
+        &client,
+        &a.url("/api/v1/labels"),
+        &analyst,
+        &serde_json::json!([{"transaction_id": "lbl-1", "label": "fraud"}]),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    // the next transaction of that terminal, on replica B, a moment later
+    let (status, body) = post(
+        &client,
+        &b.url("/api/v1/transactions"),
+        &service,
+        &at("lbl-2", "c-2", &time(0)),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let stored = stored(&db.url).await;
+    let second = stored.iter().find(|d| d.decision.transaction_id == "lbl-2").unwrap();
+    assert_eq!(
+        second.decision.features[risk], 1.0,
+        "terminal_risk_7d on replica B after the label on replica A"
+    );
+    assert_eq!(a.terminate(), 0);
+    assert_eq!(b.terminate(), 0);
+}
