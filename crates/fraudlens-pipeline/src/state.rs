@@ -141,6 +141,22 @@ pub(crate) async fn catch_up(
     held: &mut Held,
 ) -> Result<CaughtUp, PipelineError> {
     let now = now_ms();
+    let started = std::time::Instant::now();
+    // an empty state starting from the beginning of the store (a snapshot of
+    // history built offline also starts at 0, but holds entities already)
+    let rebuild = held.seq == 0 && held.state.n_entities() == 0;
+    if rebuild {
+        let engine = held.state.engine_mut();
+        if let Some((seq, cutoff)) = bounded_start(store, engine.spec(), engine.time_policy(), shard, now).await? {
+            tracing::info!(
+                shard = shard.unwrap_or("all"),
+                %cutoff,
+                from_seq = seq + 1,
+                "rebuilding the entity state from the stored transactions dated at or after the cutoff (older ones cannot change a feature)"
+            );
+            held.seq = seq;
+        }
+    }
     let mut total = CaughtUp::default();
     loop {
         let page = store.transactions_after(held.seq, REPLAY_PAGE, shard).await?;
@@ -153,5 +169,50 @@ pub(crate) async fn catch_up(
     if total.refused > 0 {
         metrics::counter!("fraudlens_event_time_refused_total", "reason" => "stored").increment(total.refused as u64);
     }
+    if rebuild {
+        metrics::counter!("fraudlens_state_rebuilds_total", "backend" => "memory").increment(1);
+        metrics::counter!("fraudlens_state_rebuild_rows_total", "backend" => "memory").increment(total.observed as u64);
+        metrics::gauge!("fraudlens_state_rebuild_seconds", "backend" => "memory").set(started.elapsed().as_secs_f64());
+    }
     Ok(total)
+}
+
+/// Where a rebuild of an empty state starts: just before the first stored
+/// transaction (of `shard`) dated at or after a cutoff, and the cutoff.
+///
+/// Every event the policy still accepts is dated at most `max_lateness`
+/// before the latest stored one, and a row observed late was processed at
+/// most `max_lateness` after its own time; its features look back at most
+/// the spec's horizon. So rows dated before `latest − horizon − 2 ×
+/// max_lateness` cannot change any feature any more. `latest` is bounded by
+/// the wall clock (`max_future`): a far-future row stored before the policy
+/// existed does not move the cutoff. `None`: replay everything (no lateness
+/// bound, or an empty store).
+pub(crate) async fn bounded_start(
+    store: &dyn Store,
+    spec: &FeatureSpec,
+    policy: EventTimePolicy,
+    shard: Option<&str>,
+    now_ms: i64,
+) -> Result<Option<(i64, fraudlens_core::Timestamp)>, PipelineError> {
+    let Some(lateness) = policy.max_lateness_ms else {
+        return Ok(None);
+    };
+    let Some(latest) = store.latest_event_time().await? else {
+        return Ok(None);
+    };
+    let latest = match policy.max_future_ms {
+        Some(max_future) => latest.as_millis().min(now_ms.saturating_add(max_future)),
+        None => latest.as_millis(),
+    };
+    let cutoff = fraudlens_core::Timestamp::from_millis(
+        latest
+            .saturating_sub(spec.horizon_ms())
+            .saturating_sub(lateness.saturating_mul(2)),
+    );
+    Ok(match store.first_seq_since(cutoff, shard).await? {
+        Some(first) => Some((first - 1, cutoff)),
+        // nothing recent: nothing to replay
+        None => Some((store.last_seq().await?, cutoff)),
+    })
 }

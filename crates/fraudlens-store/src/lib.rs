@@ -151,6 +151,15 @@ pub trait Store: Send + Sync + 'static {
     /// The sequence number of the newest stored transaction (0 when none).
     async fn last_seq(&self) -> Result<i64>;
 
+    /// The latest event time of any stored transaction (`None` when none).
+    async fn latest_event_time(&self) -> Result<Option<Timestamp>>;
+
+    /// The smallest sequence number of a stored transaction (of `shard`, if
+    /// given) dated at or after `event_time` (`None` when none): where a
+    /// rebuild of the entity state may start when older rows cannot change
+    /// any feature any more.
+    async fn first_seq_since(&self, event_time: Timestamp, shard: Option<&str>) -> Result<Option<i64>>;
+
     /// How many transactions are stored.
     async fn count_transactions(&self) -> Result<u64>;
 

@@ -583,6 +583,33 @@ async fn concurrent_read_then_write_transactions_succeed(backend: Backend) {
     );
 }
 
+async fn a_rebuild_finds_where_the_recent_rows_start(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    assert_eq!(store.latest_event_time().await.unwrap(), None);
+    assert_eq!(store.first_seq_since(ms(0), None).await.unwrap(), None);
+    // stored out of time order, as late events are: times 10, 50, 20, 40, 30 (shard a for even times)
+    let batch: Vec<_> = [10, 50, 20, 40, 30]
+        .iter()
+        .map(|time| NewDecision {
+            shard: (time % 20 == 0).then(|| "a".to_owned()),
+            ..decision(&format!("r{time}"), 0.3, *time, "c")
+        })
+        .collect();
+    store.put_decisions(&batch).await.unwrap();
+    let rows = store.transactions_after(0, 10, None).await.unwrap();
+    let seq_of = |time: i64| rows.iter().find(|r| r.decision.event_time == ms(time)).unwrap().seq;
+    assert_eq!(store.latest_event_time().await.unwrap(), Some(ms(50)));
+    assert_eq!(store.first_seq_since(ms(35), None).await.unwrap(), Some(seq_of(50)));
+    assert_eq!(store.first_seq_since(ms(15), None).await.unwrap(), Some(seq_of(50)));
+    assert_eq!(store.first_seq_since(ms(5), None).await.unwrap(), Some(seq_of(10)));
+    assert_eq!(
+        store.first_seq_since(ms(30), Some("a")).await.unwrap(),
+        Some(seq_of(40))
+    );
+    assert_eq!(store.first_seq_since(ms(51), None).await.unwrap(), None);
+}
+
 macro_rules! suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -614,6 +641,7 @@ suite!(
     a_kafka_record_is_dead_lettered_once,
     data_survives_reopening,
     concurrent_read_then_write_transactions_succeed,
+    a_rebuild_finds_where_the_recent_rows_start,
 );
 
 #[tokio::test]

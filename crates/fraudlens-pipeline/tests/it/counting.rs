@@ -49,6 +49,12 @@ impl Store for CountingStore {
     async fn last_seq(&self) -> Result<i64> {
         self.inner.last_seq().await
     }
+    async fn latest_event_time(&self) -> Result<Option<fraudlens_core::Timestamp>> {
+        self.inner.latest_event_time().await
+    }
+    async fn first_seq_since(&self, event_time: fraudlens_core::Timestamp, shard: Option<&str>) -> Result<Option<i64>> {
+        self.inner.first_seq_since(event_time, shard).await
+    }
     async fn count_transactions(&self) -> Result<u64> {
         self.inner.count_transactions().await
     }

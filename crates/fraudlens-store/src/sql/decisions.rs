@@ -133,6 +133,34 @@ where
         Ok(seq.unwrap_or(0))
     }
 
+    /// [`Store::latest_event_time`].
+    pub(super) async fn max_event_time(&self) -> Result<Option<Timestamp>> {
+        let time: Option<i64> = sqlx::query_scalar("SELECT MAX(event_time) FROM transactions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(time.map(Timestamp::from_millis))
+    }
+
+    /// [`Store::first_seq_since`].
+    pub(super) async fn min_seq_since(&self, event_time: Timestamp, shard: Option<&str>) -> Result<Option<i64>> {
+        let seq: Option<i64> = match shard {
+            None => {
+                sqlx::query_scalar("SELECT MIN(seq) FROM transactions WHERE event_time >= $1")
+                    .bind(event_time.as_millis())
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Some(shard) => {
+                sqlx::query_scalar("SELECT MIN(seq) FROM transactions WHERE event_time >= $1 AND shard = $2")
+                    .bind(event_time.as_millis())
+                    .bind(shard)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(seq)
+    }
+
     /// [`Store::count_transactions`].
     pub(super) async fn count_decisions(&self) -> Result<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")

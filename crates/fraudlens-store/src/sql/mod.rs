@@ -127,6 +127,14 @@ where
         self.max_seq().await
     }
 
+    async fn latest_event_time(&self) -> Result<Option<Timestamp>> {
+        self.max_event_time().await
+    }
+
+    async fn first_seq_since(&self, event_time: Timestamp, shard: Option<&str>) -> Result<Option<i64>> {
+        self.min_seq_since(event_time, shard).await
+    }
+
     async fn count_transactions(&self) -> Result<u64> {
         self.count_decisions().await
     }
