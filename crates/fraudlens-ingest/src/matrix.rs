@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use fraudlens_core::tabular::TabularEncoding;
 use fraudlens_core::{AttributeValue, Label, Schema, Transaction};
 
 /// Writes the feature matrix of an event file to `W`.
@@ -78,4 +79,38 @@ pub fn write_number<W: std::io::Write>(writer: &mut csv::Writer<W>, value: f64) 
         return writer.write_field(itoa::Buffer::new().format(value as i64));
     }
     writer.write_field(ryu::Buffer::new().format(value))
+}
+
+/// Writes the encoded matrix of a tabular file to `W`: the feature columns,
+/// then the label (`1`, `0` or empty).
+pub struct TabularMatrixWriter<W: std::io::Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> TabularMatrixWriter<W> {
+    /// Writes the header: the encoding's feature names, then its label's name (else `label`).
+    pub fn new(inner: W, encoding: &TabularEncoding) -> csv::Result<Self> {
+        let mut writer = csv::Writer::from_writer(inner);
+        let label_name = encoding.label.as_deref().unwrap_or("label");
+        writer.write_record(encoding.feature_names().chain([label_name]))?;
+        Ok(Self { writer })
+    }
+
+    /// Writes one encoded row and its label.
+    pub fn write_row(&mut self, row: &[f64], label: Option<Label>) -> csv::Result<()> {
+        for value in row {
+            write_number(&mut self.writer, *value)?;
+        }
+        self.writer.write_field(match label {
+            Some(Label::Fraud) => "1",
+            Some(Label::Legit) => "0",
+            None => "",
+        })?;
+        self.writer.write_record(None::<&[u8]>)
+    }
+
+    /// Flushes and returns the output.
+    pub fn into_inner(self) -> std::io::Result<W> {
+        self.writer.into_inner().map_err(csv::IntoInnerError::into_error)
+    }
 }

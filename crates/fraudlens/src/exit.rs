@@ -59,6 +59,12 @@ impl From<fraudlens_ingest::IngestError> for Failure {
     }
 }
 
+impl From<fraudlens_ingest::PredictionError> for Failure {
+    fn from(error: fraudlens_ingest::PredictionError) -> Self {
+        Self::Runtime(error.into())
+    }
+}
+
 impl From<fraudlens_model::fit::FitError> for Failure {
     fn from(error: fraudlens_model::fit::FitError) -> Self {
         if error.is_data_error() {

@@ -21,6 +21,7 @@
 
 mod batch;
 mod build;
+mod run_stats;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -41,6 +42,7 @@ use crate::{Forest, ModelError};
 
 pub use batch::{BLOCK_ROWS, BatchScorer, ScoredRow};
 pub use build::{GbdtParts, IsolationForestParts};
+pub use run_stats::{DecisionCounts, HistogramBin, RunInfo, RunStats, ScoreStats};
 
 /// Format version written by this build.
 pub const FORMAT_VERSION: u32 = 1;

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use fraudlens_core::{Label, Schema, Timestamp, TimestampFormat, Transaction};
 use fraudlens_features::FeatureSpec;
 use fraudlens_ingest::DetectedMode;
-pub use fraudlens_ingest::{ReadOptions, ReplaySummary, primary_entity};
+pub use fraudlens_ingest::{ReadOptions, ReplaySummary};
 
 use crate::cli::{InputArgs, Mode};
+use crate::config::Config;
 use crate::exit::{CliResult, Failure};
 
 /// The one replay loop of the commands: reads `data` (in file order, or
@@ -28,6 +29,17 @@ pub fn replay_file(
     visit: impl FnMut(&Transaction, &[Option<String>], &[f64]) -> CliResult,
 ) -> CliResult<ReplaySummary> {
     fraudlens_ingest::replay_file(schema, spec, data, input, fraudlens_pipeline::now_ms(), visit)
+}
+
+/// How the model commands read a file: `strict` (the flag or the
+/// configuration), the configuration's bad-row examples and event-time policy.
+pub fn read_options(config: &Config, strict: bool, sort: bool) -> ReadOptions {
+    ReadOptions {
+        strict,
+        max_examples: config.ingest.max_error_examples,
+        sort,
+        time_policy: config.event_time.policy(),
+    }
 }
 
 /// Event or tabular: the `--mode` given, or for `--mode auto` what the file's
@@ -87,6 +99,11 @@ impl Window {
             )));
         }
         Ok(window)
+    }
+
+    /// The window as a range of milliseconds.
+    pub fn range(self) -> std::ops::Range<i64> {
+        self.from..self.to
     }
 
     /// Whether `millis` is inside.
