@@ -396,6 +396,12 @@ impl Artifact {
             .collect())
     }
 
+    /// Time of the last transaction the model was trained or validated on.
+    pub fn seen_until(&self) -> Option<Timestamp> {
+        let training = &self.manifest.training;
+        training.valid_period.or(training.train_period).map(|(_, last)| last)
+    }
+
     /// What ranks row-major `rows`: calibrated probabilities, or anomaly
     /// scores for an unsupervised model ([`Score::ranking`]).
     pub fn ranking_batch(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {

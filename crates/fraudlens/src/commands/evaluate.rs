@@ -8,10 +8,9 @@
 use std::num::NonZeroUsize;
 
 use anyhow::Context as _;
-use fraudlens_core::Timestamp;
 use fraudlens_ingest::labelled_table;
 use fraudlens_model::artifact::Artifact;
-use fraudlens_model::fit::{self, FitParams, Folds, Provenance, Table, WindowResult};
+use fraudlens_model::fit::{self, FitParams, Folds, Provenance, Table};
 use fraudlens_model::inputs::InputSpec;
 
 use crate::cli::EvaluateArgs;
@@ -40,7 +39,7 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
                 ("test-from", "test-to"),
             )?;
             // the model's own rows say nothing about how it does on new data
-            let seen_until = seen_until(&artifact);
+            let seen_until = artifact.seen_until();
             match (args.window.test_from.is_some(), seen_until) {
                 (false, Some(last)) => {
                     window.from = last.as_millis() + 1;
@@ -51,22 +50,15 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
                 ),
                 _ => {}
             }
-            let test = table.slice(table.rows_between(window.from, window.to));
-            // event-mode rows all have a time: no period, no rows
-            let Some(test_period) = test.period() else {
+            let tested = fit::test_window(&artifact, &table, window.from, window.to, args.k).context("scoring")?;
+            let Some(tested) = tested else {
                 return Err(Failure::Data(anyhow::anyhow!(
                     "no labelled transactions in the test window"
                 )));
             };
-            let probabilities = artifact.ranking_batch(&test.values).context("scoring")?;
-            let metrics = test.evaluate(&probabilities, artifact.manifest.thresholds.review(), args.k);
             EvaluateReport {
                 model_id: artifact.manifest.model_id.clone(),
-                windows: vec![WindowResult {
-                    train: None,
-                    test: test_period,
-                    metrics,
-                }],
+                windows: vec![tested],
                 summary: None,
             }
         }
@@ -97,12 +89,6 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
     bar.finish_and_clear();
     eprint!("{}", summary.report());
     Ok(table)
-}
-
-/// Time of the last transaction the model was trained or validated on.
-fn seen_until(artifact: &Artifact) -> Option<Timestamp> {
-    let training = &artifact.manifest.training;
-    training.valid_period.or(training.train_period).map(|(_, last)| last)
 }
 
 /// Retrains with the model's parameters on each fold (see [`fit::prequential`]).
