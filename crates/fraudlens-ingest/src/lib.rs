@@ -25,7 +25,7 @@ mod tabular;
 
 pub use bad_rows::{BadRows, RowIssue};
 pub use events::{EventReader, InputFormat, MAX_JSON_LINE};
-pub use matrix::{FeatureMatrixWriter, TabularMatrixWriter, write_number};
+pub use matrix::{FeatureMatrixWriter, MatrixError, TabularMatrixWriter, write_feature_matrix, write_number};
 pub use mode::{DetectedMode, detect_mode};
 pub use model_rows::{TabularTable, TrainingRows, labelled_table, replay_inputs, tabular_table, training_rows};
 pub use predictions::{PredictionError, Predictions, RowMeta};

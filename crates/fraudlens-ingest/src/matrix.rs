@@ -1,12 +1,49 @@
 //! The feature matrix as CSV: one row per replayed transaction (id, time,
 //! features, attributes, label, passthrough fields), written by the visitor
-//! of [`replay_file`](crate::replay_file); [`write_number`] is the one way a
+//! of [`replay_file`] ([`write_feature_matrix`]), or one row per encoded
+//! tabular row ([`TabularMatrixWriter`]); [`write_number`] is the one way a
 //! feature value is written, in event and tabular mode alike.
 
 use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
 
 use fraudlens_core::tabular::TabularEncoding;
 use fraudlens_core::{AttributeValue, Label, Schema, Transaction};
+use fraudlens_features::FeatureSpec;
+
+use crate::{GroupBy, GroupSummary, IngestError, ReadOptions, ReplaySummary, replay_file};
+
+/// Reading or writing a feature matrix failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    /// The input could not be read.
+    #[error(transparent)]
+    Read(#[from] IngestError),
+    /// The matrix could not be written.
+    #[error("writing csv output: {0}")]
+    Write(#[from] csv::Error),
+}
+
+/// Replays `data` ([`replay_file`]) and writes its feature matrix with
+/// `writer`; with `summary`, each row is added to its group too.
+pub fn write_feature_matrix<W: std::io::Write>(
+    schema: &Schema,
+    spec: Arc<FeatureSpec>,
+    data: &Path,
+    options: ReadOptions,
+    now_ms: i64,
+    writer: &mut FeatureMatrixWriter<W>,
+    mut summary: Option<(GroupBy, &mut GroupSummary)>,
+) -> Result<ReplaySummary, MatrixError> {
+    replay_file(schema, spec, data, options, now_ms, |tx, passthrough, features| {
+        writer.write_row(tx, passthrough, features)?;
+        if let Some((group_by, summary)) = summary.as_mut() {
+            summary.add(group_by.group(tx, passthrough), features);
+        }
+        Ok::<_, MatrixError>(())
+    })
+}
 
 /// Writes the feature matrix of an event file to `W`.
 pub struct FeatureMatrixWriter<W: std::io::Write> {

@@ -17,10 +17,12 @@ use fraudlens_core::tabular::{TabularEncoding, find_label_column};
 use fraudlens_features::{EventTimePolicy, FeatureSpec};
 use fraudlens_ingest::{
     FeatureMatrixWriter, GroupBy, GroupSummary, TabularMatrixWriter, TabularReader, label_group, profile_csv,
+    write_feature_matrix,
 };
+use fraudlens_pipeline::now_ms;
 
 use crate::cli::{FeaturesArgs, Mode};
-use crate::commands::dataset::{ReadOptions, replay_file, resolve_mode};
+use crate::commands::dataset::{ReadOptions, resolve_mode};
 use crate::commands::output::{Output, write_atomically};
 use crate::commands::render;
 use crate::commands::{apply_input_flags, build_schema};
@@ -114,13 +116,8 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         sort: job.sort,
         time_policy: job.time_policy,
     };
-    let replayed = replay_file(schema, spec, &job.data, input, |tx, passthrough, features| {
-        writer.write_row(tx, passthrough, features)?;
-        if let Some((group_by, summary)) = summary.as_mut() {
-            summary.add(group_by.group(tx, passthrough), features);
-        }
-        Ok(())
-    })?;
+    let groups = summary.as_mut().map(|(group_by, summary)| (*group_by, summary));
+    let replayed = write_feature_matrix(schema, spec, &job.data, input, now_ms(), &mut writer, groups)?;
     let rows = replayed.rows;
     if rows == 0 {
         return Err(Failure::Data(anyhow::anyhow!(
