@@ -8,19 +8,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::Label;
 
-/// An enum whose values are stored and shown as fixed snake_case words:
+/// An enum whose values are stored and shown as fixed words, each spelt
+/// once (the literal after `=`, which serde uses too):
 /// `as_str`, `Display`, `FromStr` (naming the expected words on a miss),
 /// serde, `ALL`, and a `utoipa` schema when the calling crate's `openapi`
 /// feature is on.
+// `$text:tt`, not `:literal`: a `literal` fragment reaches derive macros
+// wrapped in an invisible group, and utoipa's schema would fall back to the
+// variant names
 #[macro_export]
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        #[serde(rename_all = "snake_case")]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name {
-            $($(#[$vmeta])* $variant),+
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -145,6 +148,19 @@ mod tests {
         }
         let miss = "Approve".parse::<Decision>().unwrap_err();
         assert!(miss.contains("approve, review, decline"), "{miss}");
+    }
+
+    /// serde (stored, sent) spells each value as `as_str` does.
+    #[test]
+    fn serde_spells_each_value_once() {
+        for decision in Decision::ALL {
+            let json = serde_json::to_string(decision).unwrap();
+            assert_eq!(json, format!("\"{decision}\""));
+            assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), *decision);
+        }
+        for status in ReviewStatus::ALL {
+            assert_eq!(serde_json::to_string(status).unwrap(), format!("\"{status}\""));
+        }
     }
 
     #[test]

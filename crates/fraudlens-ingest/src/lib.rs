@@ -4,9 +4,12 @@
 //! schema refuses — is counted and reported with its line number and reason,
 //! and reading goes on; in strict mode the first bad record stops the read.
 //!
-//! [`detect_mode`] tells a transaction file from a tabular dataset, and
+//! [`detect_mode`] tells a transaction file from a tabular dataset,
 //! [`replay_file`] replays a transaction file through the feature engine (the
-//! offline path of the model commands).
+//! offline path of the model commands), `model_rows` turns a file into a
+//! model's rows (training, evaluation, scoring), and the writers put out the
+//! feature matrix ([`FeatureMatrixWriter`], [`TabularMatrixWriter`]) and the
+//! predictions of a batch-scoring run ([`Predictions`]).
 
 mod bad_rows;
 mod csv_input;
@@ -14,14 +17,20 @@ mod events;
 mod lines;
 mod matrix;
 mod mode;
+mod model_rows;
+mod predictions;
 mod replay;
+mod summary;
 mod tabular;
 
 pub use bad_rows::{BadRows, RowIssue};
 pub use events::{EventReader, InputFormat, MAX_JSON_LINE};
-pub use matrix::{FeatureMatrixWriter, write_number};
+pub use matrix::{FeatureMatrixWriter, MatrixError, TabularMatrixWriter, write_feature_matrix, write_number};
 pub use mode::{DetectedMode, detect_mode};
+pub use model_rows::{TabularTable, TrainingRows, labelled_table, replay_inputs, tabular_table, training_rows};
+pub use predictions::{PredictionError, Predictions, RowMeta};
 pub use replay::{ReadOptions, ReplaySummary, primary_entity, replay_file};
+pub use summary::{EventCounts, GroupBy, GroupSummary, label_group};
 pub use tabular::{TabularProfile, TabularReader, profile_csv};
 
 use std::path::PathBuf;

@@ -1,11 +1,49 @@
 //! The feature matrix as CSV: one row per replayed transaction (id, time,
 //! features, attributes, label, passthrough fields), written by the visitor
-//! of [`replay_file`](crate::replay_file); [`write_number`] is the one way a
+//! of [`replay_file`] ([`write_feature_matrix`]), or one row per encoded
+//! tabular row ([`TabularMatrixWriter`]); [`write_number`] is the one way a
 //! feature value is written, in event and tabular mode alike.
 
 use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
 
+use fraudlens_core::tabular::TabularEncoding;
 use fraudlens_core::{AttributeValue, Label, Schema, Transaction};
+use fraudlens_features::FeatureSpec;
+
+use crate::{GroupBy, GroupSummary, IngestError, ReadOptions, ReplaySummary, replay_file};
+
+/// Reading or writing a feature matrix failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    /// The input could not be read.
+    #[error(transparent)]
+    Read(#[from] IngestError),
+    /// The matrix could not be written.
+    #[error("writing csv output: {0}")]
+    Write(#[from] csv::Error),
+}
+
+/// Replays `data` ([`replay_file`]) and writes its feature matrix with
+/// `writer`; with `summary`, each row is added to its group too.
+pub fn write_feature_matrix<W: std::io::Write>(
+    schema: &Schema,
+    spec: Arc<FeatureSpec>,
+    data: &Path,
+    options: ReadOptions,
+    now_ms: i64,
+    writer: &mut FeatureMatrixWriter<W>,
+    mut summary: Option<(GroupBy, &mut GroupSummary)>,
+) -> Result<ReplaySummary, MatrixError> {
+    replay_file(schema, spec, data, options, now_ms, |tx, passthrough, features| {
+        writer.write_row(tx, passthrough, features)?;
+        if let Some((group_by, summary)) = summary.as_mut() {
+            summary.add(group_by.group(tx, passthrough), features);
+        }
+        Ok::<_, MatrixError>(())
+    })
+}
 
 /// Writes the feature matrix of an event file to `W`.
 pub struct FeatureMatrixWriter<W: std::io::Write> {
@@ -78,4 +116,38 @@ pub fn write_number<W: std::io::Write>(writer: &mut csv::Writer<W>, value: f64) 
         return writer.write_field(itoa::Buffer::new().format(value as i64));
     }
     writer.write_field(ryu::Buffer::new().format(value))
+}
+
+/// Writes the encoded matrix of a tabular file to `W`: the feature columns,
+/// then the label (`1`, `0` or empty).
+pub struct TabularMatrixWriter<W: std::io::Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> TabularMatrixWriter<W> {
+    /// Writes the header: the encoding's feature names, then its label's name (else `label`).
+    pub fn new(inner: W, encoding: &TabularEncoding) -> csv::Result<Self> {
+        let mut writer = csv::Writer::from_writer(inner);
+        let label_name = encoding.label.as_deref().unwrap_or("label");
+        writer.write_record(encoding.feature_names().chain([label_name]))?;
+        Ok(Self { writer })
+    }
+
+    /// Writes one encoded row and its label.
+    pub fn write_row(&mut self, row: &[f64], label: Option<Label>) -> csv::Result<()> {
+        for value in row {
+            write_number(&mut self.writer, *value)?;
+        }
+        self.writer.write_field(match label {
+            Some(Label::Fraud) => "1",
+            Some(Label::Legit) => "0",
+            None => "",
+        })?;
+        self.writer.write_record(None::<&[u8]>)
+    }
+
+    /// Flushes and returns the output.
+    pub fn into_inner(self) -> std::io::Result<W> {
+        self.writer.into_inner().map_err(csv::IntoInnerError::into_error)
+    }
 }

@@ -414,3 +414,45 @@ fn detect_mode_reads_a_header_with_a_byte_order_mark_as_the_readers_do() {
     let refused = detect_mode(&empty, &schema());
     assert!(matches!(refused, Err(IngestError::Empty { .. })), "{refused:?}");
 }
+
+/// `inspect`'s counts are over the valid rows only.
+#[test]
+fn event_counts_cover_the_valid_rows() {
+    let schema = schema();
+    let mut reader = EventReader::open(&fixture("broken.csv"), InputFormat::Csv, &schema, false, 20).unwrap();
+    let counts = fraudlens_ingest::EventCounts::read(&mut reader).unwrap().unwrap();
+    assert_eq!(counts.rows, 4);
+    assert!(counts.first <= counts.last);
+    assert!(counts.labeled <= counts.rows && counts.fraud <= counts.labeled);
+}
+
+/// Training keeps the rows of its window (all of them replayed), labelled.
+#[test]
+fn training_rows_are_the_rows_of_the_window() {
+    let schema = schema();
+    let spec = Arc::new(FeatureSpec::new(FeatureSpecConfig::default(), &schema).unwrap());
+    let options = ReadOptions {
+        strict: false,
+        max_examples: 10,
+        sort: false,
+        time_policy: EventTimePolicy::default(),
+    };
+    let now = 1_767_312_000_000; // 2026-01-02
+    let from = 1_767_262_020_000; // 2026-01-01T10:07:00Z, tx3
+    let to = 1_767_262_560_000; // 10:16, after tx9
+    let read = fraudlens_ingest::training_rows(
+        &schema,
+        &spec,
+        &fixture("broken.csv"),
+        options,
+        now,
+        from..to,
+        false,
+        || {},
+    )
+    .unwrap();
+    assert_eq!((read.summary.rows, read.unlabeled), (4, 0));
+    let params = fraudlens_model::fit::FitParams::default().check().unwrap();
+    let table = read.rows.finish(&schema, &spec, &params).table;
+    assert_eq!((table.len(), table.frauds()), (2, 1));
+}

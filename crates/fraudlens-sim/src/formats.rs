@@ -1,11 +1,13 @@
 //! The output formats of a [`SimRecord`]: native CSV (with [`csv_header`]),
-//! native JSON lines, and Stripe-charge-shaped JSON lines.
+//! native JSON lines, and Stripe-charge-shaped JSON lines; [`write_records`]
+//! writes a whole simulation.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use fraudlens_core::{Currency, Timestamp};
 
-use crate::{NATIVE_COLUMNS, SimRecord};
+use crate::{NATIVE_COLUMNS, Scenario, SimRecord, Simulator};
 
 impl SimRecord {
     /// Appends the record as one CSV line of the native format.
@@ -127,6 +129,55 @@ pub fn csv_header() -> String {
     header
 }
 
+/// How records are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// Native CSV, after [`csv_header`].
+    Csv,
+    /// Native JSON lines.
+    Jsonl,
+    /// Stripe-charge-shaped JSON lines.
+    Stripe,
+}
+
+impl SimRecord {
+    /// Appends the record as one line in `format`.
+    pub fn write(&self, format: RecordFormat, currency: Currency, out: &mut String) {
+        match format {
+            RecordFormat::Csv => self.write_csv(currency, out),
+            RecordFormat::Jsonl => self.write_json(currency, out),
+            RecordFormat::Stripe => self.write_stripe_json(currency, out),
+        }
+    }
+}
+
+/// Writes every day of `simulator` to `out` in `format` (a header first for
+/// CSV), in blocks of about a MiB; returns the rows written per scenario.
+pub fn write_records(
+    simulator: Simulator,
+    currency: Currency,
+    format: RecordFormat,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<BTreeMap<Scenario, u64>> {
+    let mut buffer = String::with_capacity(1 << 20);
+    if format == RecordFormat::Csv {
+        buffer.push_str(&csv_header());
+    }
+    let mut by_scenario = BTreeMap::new();
+    for day in simulator {
+        for record in &day {
+            record.write(format, currency, &mut buffer);
+            *by_scenario.entry(record.scenario).or_insert(0) += 1;
+            if buffer.len() > (1 << 20) - 512 {
+                out.write_all(buffer.as_bytes())?;
+                buffer.clear();
+            }
+        }
+    }
+    out.write_all(buffer.as_bytes())?;
+    Ok(by_scenario)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +216,22 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["amount"].as_f64().unwrap() * 100.0, record.amount_minor as f64);
         assert_eq!(parsed.as_object().unwrap().len(), NATIVE_COLUMNS.len());
+    }
+
+    /// A whole simulation written as CSV is the header and every record's
+    /// line, counted per scenario.
+    #[test]
+    fn write_records_writes_the_header_and_every_record() {
+        let records = run(small());
+        let eur = Currency::parse("EUR").unwrap();
+        let mut expected = csv_header();
+        for record in &records {
+            record.write(RecordFormat::Csv, eur, &mut expected);
+        }
+        let mut out = Vec::new();
+        let simulator = Simulator::new(small()).unwrap();
+        let by_scenario = write_records(simulator, eur, RecordFormat::Csv, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        assert_eq!(by_scenario.values().sum::<u64>(), records.len() as u64);
     }
 }

@@ -36,7 +36,7 @@ mod simulator;
 mod world;
 
 pub use config::{SimConfig, SimError};
-pub use formats::csv_header;
+pub use formats::{RecordFormat, csv_header, write_records};
 pub use records::{NATIVE_COLUMNS, SimRecord};
 pub use scenarios::Scenario;
 pub use simulator::Simulator;

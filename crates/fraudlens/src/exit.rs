@@ -59,6 +59,21 @@ impl From<fraudlens_ingest::IngestError> for Failure {
     }
 }
 
+impl From<fraudlens_ingest::MatrixError> for Failure {
+    fn from(error: fraudlens_ingest::MatrixError) -> Self {
+        match error {
+            fraudlens_ingest::MatrixError::Read(error) => error.into(),
+            fraudlens_ingest::MatrixError::Write(error) => error.into(),
+        }
+    }
+}
+
+impl From<fraudlens_ingest::PredictionError> for Failure {
+    fn from(error: fraudlens_ingest::PredictionError) -> Self {
+        Self::Runtime(error.into())
+    }
+}
+
 impl From<fraudlens_model::fit::FitError> for Failure {
     fn from(error: fraudlens_model::fit::FitError) -> Self {
         if error.is_data_error() {

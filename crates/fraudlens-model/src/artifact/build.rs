@@ -68,7 +68,6 @@ impl Artifact {
             feature_names.push(ANOMALY_FEATURE.to_owned());
             feature_kinds.push(FeatureKind::Numeric);
         }
-        let gain_importance = gain_importance(&parts.forest, &feature_names);
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             fraudlens_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -84,7 +83,7 @@ impl Artifact {
             threshold_choice: Some(parts.threshold_choice),
             training: parts.training,
             validation: Some(parts.validation),
-            gain_importance,
+            gain_importance: Vec::new(),
             anomaly_input: parts.anomaly.is_some(),
         };
         checked(Artifact {
@@ -92,6 +91,7 @@ impl Artifact {
             forest: Some(parts.forest),
             anomaly: parts.anomaly,
         })
+        .map(with_gain_importance)
     }
 
     /// An isolation forest alone, deciding on its anomaly score; its id
@@ -161,7 +161,7 @@ impl Artifact {
                     excluded: Vec::new(),
                 },
             },
-            gain_importance: gain_importance(&imported.forest, &imported.feature_names),
+            gain_importance: Vec::new(),
             feature_names: imported.feature_names,
             feature_kinds: vec![FeatureKind::Numeric; n_features],
             params: GbdtParams {
@@ -193,6 +193,7 @@ impl Artifact {
             forest: Some(imported.forest),
             anomaly: None,
         })
+        .map(with_gain_importance)
     }
 }
 
@@ -203,6 +204,15 @@ fn model_id(prefix: &str, bytes: &[u8]) -> String {
 
 fn names_and_kinds(inputs: &InputSpec) -> Result<(Vec<String>, Vec<FeatureKind>), ModelError> {
     Ok((inputs.feature_names()?, inputs.feature_kinds()?))
+}
+
+/// The artifact with the gain importance of its trees, computed once
+/// [`checked`] has made sure they read the features the manifest names.
+fn with_gain_importance(mut artifact: Artifact) -> Artifact {
+    if let Some(forest) = &artifact.forest {
+        artifact.manifest.gain_importance = gain_importance(forest, &artifact.manifest.feature_names);
+    }
+    artifact
 }
 
 /// Total split gain per feature, largest first (ties in feature order).

@@ -21,6 +21,7 @@
 
 mod batch;
 mod build;
+mod run_stats;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -41,6 +42,7 @@ use crate::{Forest, ModelError};
 
 pub use batch::{BLOCK_ROWS, BatchScorer, ScoredRow};
 pub use build::{GbdtParts, IsolationForestParts};
+pub use run_stats::{DecisionCounts, HistogramBin, RunInfo, RunStats, ScoreStats};
 
 /// Format version written by this build.
 pub const FORMAT_VERSION: u32 = 1;
@@ -392,6 +394,12 @@ impl Artifact {
             .zip(anomaly)
             .map(|(raw, anomaly)| self.finish_score(raw, anomaly))
             .collect())
+    }
+
+    /// Time of the last transaction the model was trained or validated on.
+    pub fn seen_until(&self) -> Option<Timestamp> {
+        let training = &self.manifest.training;
+        training.valid_period.or(training.train_period).map(|(_, last)| last)
     }
 
     /// What ranks row-major `rows`: calibrated probabilities, or anomaly

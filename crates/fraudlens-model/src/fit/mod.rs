@@ -29,7 +29,7 @@ use fraudlens_core::Timestamp;
 
 pub use events::{EventRows, EventTable};
 pub use params::{CalibrationMethod, CheckedFitParams, FitParams, ISOTONIC_MIN_FRAUDS};
-pub use prequential::{FoldSummary, FoldWindows, Folds, Prequential, WindowResult, prequential};
+pub use prequential::{FoldSummary, FoldWindows, Folds, Prequential, WindowResult, prequential, test_window};
 pub use table::Table;
 
 use crate::artifact::{Artifact, GbdtParts, IsolationForestParts, TrainingSummary};

@@ -50,6 +50,28 @@ pub struct FoldWindows {
     pub test_to: Timestamp,
 }
 
+/// `artifact` tested on the rows of `table` in `[from, to)`, as it is (no
+/// retraining); `None` when the window has no rows.
+pub fn test_window(
+    artifact: &Artifact,
+    table: &Table,
+    from: i64,
+    to: i64,
+    k: usize,
+) -> Result<Option<WindowResult>, crate::ModelError> {
+    let test = table.slice(table.rows_between(from, to));
+    // event-mode rows all have a time: no period, no rows
+    let Some(test_period) = test.period() else {
+        return Ok(None);
+    };
+    let probabilities = artifact.ranking_batch(&test.values)?;
+    Ok(Some(WindowResult {
+        train: None,
+        test: test_period,
+        metrics: test.evaluate(&probabilities, artifact.manifest.thresholds.review(), k),
+    }))
+}
+
 /// One evaluated window.
 #[derive(Debug, Serialize)]
 pub struct WindowResult {
@@ -168,4 +190,31 @@ pub fn prequential(
         brier: collect(&|m| Some(m.brier)),
     };
     Ok(Prequential { windows, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The rows of the window only, scored as they are; an empty window is `None`.
+    #[test]
+    fn a_test_window_scores_the_rows_inside_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/artifact-v1");
+        let artifact = Artifact::load(&dir).unwrap();
+        let n = artifact.n_inputs();
+        let mut table = Table::new(n);
+        for (idx, time) in [1_000, 2_000, 3_000, 4_000].into_iter().enumerate() {
+            table.values.extend(std::iter::repeat_n(idx as f64, n));
+            table.push_meta(idx % 2 == 1, Some(time), Some(idx as u64), 10.0);
+        }
+        let tested = test_window(&artifact, &table, 2_000, 4_000, 10).unwrap().unwrap();
+        assert_eq!(
+            tested.test,
+            (Timestamp::from_millis(2_000), Timestamp::from_millis(3_000))
+        );
+        assert!(tested.train.is_none());
+        assert!(test_window(&artifact, &table, 5_000, 6_000, 10).unwrap().is_none());
+    }
 }

@@ -1,33 +1,25 @@
 //! How the commands read their input: the choice of event or tabular mode,
-//! the offline replay of a transaction file (`fraudlens_ingest::replay_file`,
-//! with the wall clock and the command's error type), and time windows given
-//! on the command line.
+//! the options of the offline replay of a transaction file
+//! (`fraudlens_ingest::replay_file`), and time windows given on the command
+//! line.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use fraudlens_core::{Label, Schema, Timestamp, TimestampFormat, Transaction};
-use fraudlens_features::FeatureSpec;
+use fraudlens_core::{Label, Schema, Timestamp, TimestampFormat};
 use fraudlens_ingest::DetectedMode;
-pub use fraudlens_ingest::{ReadOptions, ReplaySummary, primary_entity};
+pub use fraudlens_ingest::ReadOptions;
 
 use crate::cli::{InputArgs, Mode};
+use crate::config::Config;
 use crate::exit::{CliResult, Failure};
 
-/// The one replay loop of the commands: reads `data` (in file order, or
-/// sorted by time first when `sort`), skips repeated transaction ids and
-/// refused event times, replays every transaction through a fresh engine with
-/// historical labels released `label_delay` late, and calls `visit(tx,
-/// passthrough fields, features)` for each. No event can be later than the
-/// wall clock when the file is read (`event_time.max_future`).
-pub fn replay_file(
-    schema: &Schema,
-    spec: Arc<FeatureSpec>,
-    data: &Path,
-    input: ReadOptions,
-    visit: impl FnMut(&Transaction, &[Option<String>], &[f64]) -> CliResult,
-) -> CliResult<ReplaySummary> {
-    fraudlens_ingest::replay_file(schema, spec, data, input, fraudlens_pipeline::now_ms(), visit)
+/// How the model commands read a file: `strict` (the flag or the
+/// configuration), the configuration's bad-row examples and event-time policy.
+pub fn read_options(config: &Config, strict: bool, sort: bool) -> ReadOptions {
+    ReadOptions {
+        strict,
+        max_examples: config.ingest.max_error_examples,
+        sort,
+        time_policy: config.event_time.policy(),
+    }
 }
 
 /// Event or tabular: the `--mode` given, or for `--mode auto` what the file's
@@ -87,6 +79,11 @@ impl Window {
             )));
         }
         Ok(window)
+    }
+
+    /// The window as a range of milliseconds.
+    pub fn range(self) -> std::ops::Range<i64> {
+        self.from..self.to
     }
 
     /// Whether `millis` is inside.

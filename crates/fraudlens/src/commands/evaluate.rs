@@ -8,13 +8,13 @@
 use std::num::NonZeroUsize;
 
 use anyhow::Context as _;
-use fraudlens_core::Timestamp;
+use fraudlens_ingest::labelled_table;
 use fraudlens_model::artifact::Artifact;
-use fraudlens_model::fit::{self, FitParams, Folds, Provenance, Table, WindowResult};
+use fraudlens_model::fit::{self, FitParams, Folds, Provenance, Table};
 use fraudlens_model::inputs::InputSpec;
 
 use crate::cli::EvaluateArgs;
-use crate::commands::dataset::{ReadOptions, Window, is_fraud, primary_entity, replay_file};
+use crate::commands::dataset::{Window, read_options};
 use crate::commands::model_report::{EvaluateReport, render_evaluate_report};
 use crate::commands::output::write_atomically;
 use crate::commands::progress;
@@ -39,7 +39,7 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
                 ("test-from", "test-to"),
             )?;
             // the model's own rows say nothing about how it does on new data
-            let seen_until = seen_until(&artifact);
+            let seen_until = artifact.seen_until();
             match (args.window.test_from.is_some(), seen_until) {
                 (false, Some(last)) => {
                     window.from = last.as_millis() + 1;
@@ -50,22 +50,15 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
                 ),
                 _ => {}
             }
-            let test = table.slice(table.rows_between(window.from, window.to));
-            // event-mode rows all have a time: no period, no rows
-            let Some(test_period) = test.period() else {
+            let tested = fit::test_window(&artifact, &table, window.from, window.to, args.k).context("scoring")?;
+            let Some(tested) = tested else {
                 return Err(Failure::Data(anyhow::anyhow!(
                     "no labelled transactions in the test window"
                 )));
             };
-            let probabilities = artifact.ranking_batch(&test.values).context("scoring")?;
-            let metrics = test.evaluate(&probabilities, artifact.manifest.thresholds.review(), args.k);
             EvaluateReport {
                 model_id: artifact.manifest.model_id.clone(),
-                windows: vec![WindowResult {
-                    train: None,
-                    test: test_period,
-                    metrics,
-                }],
+                windows: vec![tested],
                 summary: None,
             }
         }
@@ -87,45 +80,15 @@ fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliR
         .prepare_events(config.security.card_hash_key.as_ref())
         .context("preparing the model's inputs")
         .data()?;
-    let mut table = Table::new(artifact.n_inputs());
     let bar = progress::spinner("replaying transactions");
-    let strict = args.strict || config.ingest.strict;
-    let summary = replay_file(
-        &inputs.schema,
-        inputs.spec.clone(),
-        &args.data,
-        ReadOptions {
-            strict,
-            max_examples: config.ingest.max_error_examples,
-            sort: false,
-            time_policy: config.event_time.policy(),
-        },
-        |tx, _, features| {
-            bar.inc(1);
-            if let Some(label) = is_fraud(tx.label) {
-                table.values.extend_from_slice(features);
-                inputs.push_attributes(tx, &mut table.values);
-                table.push_meta(
-                    label,
-                    Some(tx.timestamp.as_millis()),
-                    Some(primary_entity(tx)),
-                    tx.amount.major(),
-                );
-            }
-            Ok(())
-        },
-    )?;
+    let options = read_options(config, args.strict || config.ingest.strict, false);
+    let now_ms = fraudlens_pipeline::now_ms();
+    let (table, summary) = labelled_table(&inputs, artifact.n_inputs(), &args.data, options, now_ms, || {
+        bar.inc(1);
+    })?;
     bar.finish_and_clear();
     eprint!("{}", summary.report());
-    // windows are cut by binary search on time
-    table.sort_by_time();
     Ok(table)
-}
-
-/// Time of the last transaction the model was trained or validated on.
-fn seen_until(artifact: &Artifact) -> Option<Timestamp> {
-    let training = &artifact.manifest.training;
-    training.valid_period.or(training.train_period).map(|(_, last)| last)
 }
 
 /// Retrains with the model's parameters on each fold (see [`fit::prequential`]).

@@ -12,17 +12,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use fraudlens_core::Schema;
 use fraudlens_core::tabular::{TabularEncoding, find_label_column};
-use fraudlens_core::{Label, Schema};
 use fraudlens_features::{EventTimePolicy, FeatureSpec};
-use fraudlens_ingest::{FeatureMatrixWriter, TabularReader, profile_csv, write_number};
+use fraudlens_ingest::{
+    FeatureMatrixWriter, GroupBy, GroupSummary, TabularMatrixWriter, TabularReader, label_group, profile_csv,
+    write_feature_matrix,
+};
+use fraudlens_pipeline::now_ms;
 
 use crate::cli::{FeaturesArgs, Mode};
-// `train` still imports `resolve_mode` from here
-pub use crate::commands::dataset::resolve_mode;
-use crate::commands::dataset::{ReadOptions, replay_file};
+use crate::commands::dataset::{ReadOptions, resolve_mode};
 use crate::commands::output::{Output, write_atomically};
-use crate::commands::render::{self, GroupSummary};
+use crate::commands::render;
 use crate::commands::{apply_input_flags, build_schema};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
@@ -98,26 +100,14 @@ pub struct EventReport {
 pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob) -> CliResult<EventReport> {
     let started = Instant::now();
     let feature_names = spec.feature_names().to_vec();
-    let passthrough_names = schema.config().passthrough.clone();
-    let label_name = schema.config().label.clone().unwrap_or_else(|| "label".to_owned());
-    let group_of = match &job.summary_by {
-        None => None,
-        Some(by) if *by == label_name || by == "label" => Some(GroupBy::Label),
-        Some(by) => match passthrough_names.iter().position(|name| name == by) {
-            Some(idx) => Some(GroupBy::Passthrough(idx)),
-            None => {
-                return Err(Failure::Usage(anyhow::anyhow!(
-                    "--summary-by {by:?}: use the label ({label_name}) or a passthrough field ({})",
-                    passthrough_names.join(", ")
-                )));
-            }
-        },
-    };
     let mut summary = match &job.summary_by {
-        Some(_) => Some(GroupSummary::new(&feature_names, &job.summary_features).usage()?),
+        Some(by) => {
+            let group_by = GroupBy::resolve(by, schema).map_err(usage)?;
+            let summary = GroupSummary::new(&feature_names, &job.summary_features).map_err(usage)?;
+            Some((group_by, summary))
+        }
         None => None,
     };
-
     let mut writer = FeatureMatrixWriter::new(Output::create(&job.out, &[&job.data])?, schema, &feature_names)
         .context("writing the header")?;
     let input = ReadOptions {
@@ -126,21 +116,8 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         sort: job.sort,
         time_policy: job.time_policy,
     };
-    let replayed = replay_file(schema, spec, &job.data, input, |tx, passthrough, features| {
-        writer.write_row(tx, passthrough, features)?;
-        if let (Some(summary), Some(group_of)) = (summary.as_mut(), &group_of) {
-            let group = match group_of {
-                GroupBy::Label => match tx.label {
-                    Some(Label::Fraud) => "1",
-                    Some(Label::Legit) => "0",
-                    None => "unlabeled",
-                },
-                GroupBy::Passthrough(idx) => passthrough[*idx].as_deref().unwrap_or(""),
-            };
-            summary.add(group, features);
-        }
-        Ok(())
-    })?;
+    let groups = summary.as_mut().map(|(group_by, summary)| (*group_by, summary));
+    let replayed = write_feature_matrix(schema, spec, &job.data, input, now_ms(), &mut writer, groups)?;
     let rows = replayed.rows;
     if rows == 0 {
         return Err(Failure::Data(anyhow::anyhow!(
@@ -160,13 +137,12 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
         write_atomically(path, &engine.snapshot())?;
         let _ = writeln!(text, "engine state written to {}", path.display());
     }
-    let summary = summary.map(|summary| summary.render(job.summary_by.as_deref().unwrap_or("")));
+    let summary = summary.map(|(_, summary)| summary.render(job.summary_by.as_deref().unwrap_or("")));
     Ok(EventReport { text, summary })
 }
 
-enum GroupBy {
-    Label,
-    Passthrough(usize),
+fn usage(message: String) -> Failure {
+    Failure::Usage(anyhow::anyhow!(message))
 }
 
 fn print_summary(summary: &str, out: &Path) {
@@ -206,44 +182,31 @@ fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max
         )));
     }
     let mut reader = TabularReader::open(data, &encoding, strict, max_examples)?;
-    let mut writer = csv::Writer::from_writer(Output::create(&args.out, &[data])?);
-    let label_name = encoding.label.clone().unwrap_or_else(|| "label".to_owned());
-    writer
-        .write_record(encoding.feature_names().chain([label_name.as_str()]))
-        .context("writing the header")?;
+    let mut writer =
+        TabularMatrixWriter::new(Output::create(&args.out, &[data])?, &encoding).context("writing the header")?;
+    let label_name = encoding.label.as_deref().unwrap_or("label");
     let names: Vec<String> = encoding.feature_names().map(str::to_owned).collect();
     let mut summary = match &args.summary_by {
-        Some(by) if *by != label_name && by != "label" => {
+        Some(by) if by != label_name && by != "label" => {
             return Err(Failure::Usage(anyhow::anyhow!(
                 "--summary-by {by:?}: tabular mode groups by the label ({label_name})"
             )));
         }
-        Some(_) => Some(GroupSummary::new(&names, &args.summary_features).usage()?),
+        Some(_) => Some(GroupSummary::new(&names, &args.summary_features).map_err(usage)?),
         None => None,
     };
     let mut row = Vec::new();
     let mut rows = 0u64;
     while let Some(label) = reader.next_row(&mut row)? {
-        for value in &row {
-            write_number(&mut writer, *value).context("writing the feature matrix")?;
-        }
-        let label_text = match label {
-            Some(Label::Fraud) => "1",
-            Some(Label::Legit) => "0",
-            None => "",
-        };
-        writer
-            .write_field(label_text)
-            .and_then(|()| writer.write_record(None::<&[u8]>))
-            .context("writing the feature matrix")?;
+        writer.write_row(&row, label).context("writing the feature matrix")?;
         if let Some(summary) = summary.as_mut() {
-            summary.add(if label_text.is_empty() { "unlabeled" } else { label_text }, &row);
+            summary.add(label_group(label), &row);
         }
         rows += 1;
     }
     let output = writer
         .into_inner()
-        .map_err(|error| anyhow::anyhow!("writing {}: {}", args.out.display(), error.error()))?;
+        .map_err(|error| anyhow::anyhow!("writing {}: {error}", args.out.display()))?;
     output.commit()?;
     if let Some(path) = &args.encoding_out {
         let json = serde_json::to_vec_pretty(&encoding).context("rendering the encoding")?;

@@ -1,12 +1,11 @@
 //! `fraudlens inspect`: how fraudlens reads a file, before anything is computed.
 
 use fraudlens_core::tabular::{TabularEncoding, find_label_column};
-use fraudlens_core::{Label, Timestamp};
-use fraudlens_ingest::{EventReader, InputFormat, profile_csv};
+use fraudlens_ingest::{EventCounts, EventReader, InputFormat, profile_csv};
 
 use crate::cli::{InspectArgs, Mode};
 use crate::commands::dataset::resolve_mode;
-use crate::commands::render::{self, EventCounts};
+use crate::commands::render;
 use crate::commands::{apply_input_flags, build_schema};
 use crate::config::Config;
 use crate::exit::{CliResult, Failure};
@@ -27,26 +26,12 @@ pub fn run(mut config: Config, args: InspectArgs) -> CliResult {
         _ => {
             let mut reader = EventReader::open(data, InputFormat::from_path(data), &schema, strict, max_examples)?;
             print!("{}", render::event_roles(data, schema.config(), reader.notes()));
-            let (mut first, mut last, mut fraud, mut labeled) = (None, None, 0u64, 0u64);
-            while let Some(tx) = reader.next_transaction()? {
-                first = Some(first.map_or(tx.timestamp, |f: Timestamp| f.min(tx.timestamp)));
-                last = Some(last.map_or(tx.timestamp, |l: Timestamp| l.max(tx.timestamp)));
-                labeled += u64::from(tx.label.is_some());
-                fraud += u64::from(tx.label == Some(Label::Fraud));
-            }
-            let (Some(first), Some(last)) = (first, last) else {
+            let Some(counts) = EventCounts::read(&mut reader)? else {
                 return Err(Failure::Data(anyhow::anyhow!(
                     "{}: no valid rows\n{}",
                     data.display(),
                     reader.bad_rows()
                 )));
-            };
-            let counts = EventCounts {
-                rows: reader.n_good(),
-                first,
-                last,
-                labeled,
-                fraud,
             };
             print!("{}", render::event_counts(&counts, reader.bad_rows()));
         }

@@ -1,5 +1,5 @@
 //! The reports of the commands, all written here: what a command computed
-//! in, the text for the terminal (or the `score --stats` JSON) out. Each one is pinned by a
+//! in, the text for the terminal out. Each one is pinned by a
 //! snapshot test (`tests/it/snapshots.rs`), so a change of a user-visible text
 //! shows up in review.
 
@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use fraudlens_core::SchemaConfig;
 use fraudlens_core::tabular::{ColumnKind, InferredColumn, TabularEncoding};
-use fraudlens_core::{SchemaConfig, Timestamp};
 use fraudlens_features::FeatureEngine;
-use fraudlens_ingest::{BadRows, TabularProfile};
+use fraudlens_ingest::{BadRows, EventCounts, TabularProfile};
+use fraudlens_model::artifact::ScoreStats;
 use fraudlens_sim::Scenario;
-use serde::Serialize;
 
 /// `features`, event mode: the matrix written and the engine state it left.
 pub fn features_written(rows: u64, n_features: usize, out: &Path, elapsed: Duration, engine: &FeatureEngine) -> String {
@@ -87,20 +87,6 @@ pub fn event_roles(data: &Path, config: &SchemaConfig, notes: &[String]) -> Stri
         let _ = writeln!(text, "note: {note}");
     }
     text
-}
-
-/// What `inspect` counted in the valid rows of a transaction file.
-pub struct EventCounts {
-    /// Valid rows.
-    pub rows: u64,
-    /// Earliest event time.
-    pub first: Timestamp,
-    /// Latest event time.
-    pub last: Timestamp,
-    /// Rows with a label.
-    pub labeled: u64,
-    /// Rows labeled fraud.
-    pub fraud: u64,
 }
 
 /// `inspect`, event mode, after the rows are read.
@@ -199,63 +185,6 @@ pub fn inference_table(columns: &[InferredColumn]) -> String {
     out
 }
 
-/// Statistics of a scoring run (`--stats`).
-#[derive(Debug, Serialize)]
-pub struct ScoreStats {
-    /// Model that scored.
-    pub model_id: String,
-    /// The input file.
-    pub input: String,
-    /// Rows read (all of them build feature state).
-    pub rows_read: u64,
-    /// Rows scored (inside the window).
-    pub rows_scored: u64,
-    /// Unreadable rows skipped.
-    pub bad_rows: u64,
-    /// Rows per decision.
-    pub decisions: DecisionCounts,
-    /// Scored rows with a label.
-    pub labelled_rows: u64,
-    /// Fraud share among labelled rows.
-    pub fraud_rate: Option<f64>,
-    /// ROC AUC on labelled rows.
-    pub roc_auc: Option<f64>,
-    /// Average precision on labelled rows.
-    pub average_precision: Option<f64>,
-    /// Mean fraud probability.
-    pub mean_probability: f64,
-    /// Counts of probabilities in ten equal bins of [0, 1].
-    pub score_histogram: Vec<HistogramBin>,
-    /// Review and decline thresholds.
-    pub thresholds: (f64, Option<f64>),
-    /// Wall time of the run.
-    pub seconds: f64,
-    /// Scored rows per second of wall time (replay included).
-    pub rows_per_second: f64,
-}
-
-/// Rows per decision.
-#[derive(Debug, Default, Serialize)]
-pub struct DecisionCounts {
-    /// Approved.
-    pub approve: u64,
-    /// Sent to review.
-    pub review: u64,
-    /// Declined.
-    pub decline: u64,
-}
-
-/// One bin of the score histogram.
-#[derive(Debug, Serialize)]
-pub struct HistogramBin {
-    /// Lower edge (inclusive).
-    pub lower: f64,
-    /// Upper edge (exclusive, inclusive for the last).
-    pub upper: f64,
-    /// Rows.
-    pub count: u64,
-}
-
 /// `score`: the closing line of a run.
 pub fn score_summary(stats: &ScoreStats) -> String {
     format!(
@@ -298,104 +227,4 @@ pub fn simulation(rows: u64, by_scenario: &BTreeMap<Scenario, u64>, out: &Path, 
         let _ = write!(text, "\n  {:<22}{count:>10}", scenario.as_str());
     }
     text
-}
-
-/// Per-group means of features, for "are the classes separable?" at a glance.
-pub struct GroupSummary {
-    names: Vec<String>,
-    /// Indices into the feature vector of the features to show.
-    shown: Vec<usize>,
-    groups: BTreeMap<String, GroupStats>,
-}
-
-/// Accumulated values of one group.
-struct GroupStats {
-    rows: u64,
-    /// Per shown feature: sum and number of non-missing values.
-    sums: Vec<(f64, u64)>,
-}
-
-impl GroupSummary {
-    /// Summarises the features named in `shown` (all when empty) of vectors laid out as `names`.
-    pub fn new(names: &[String], shown: &[String]) -> anyhow::Result<Self> {
-        let shown: Vec<usize> = if shown.is_empty() {
-            (0..names.len()).collect()
-        } else {
-            shown
-                .iter()
-                .map(|name| {
-                    names.iter().position(|n| n == name).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "unknown feature {name:?} in --summary-features; features are: {}",
-                            names.join(", ")
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?
-        };
-        Ok(Self {
-            names: names.to_vec(),
-            shown,
-            groups: BTreeMap::new(),
-        })
-    }
-
-    /// Adds one row to `group`.
-    pub fn add(&mut self, group: &str, values: &[f64]) {
-        let entry = self.groups.entry(group.to_owned()).or_insert_with(|| GroupStats {
-            rows: 0,
-            sums: vec![(0.0, 0); self.shown.len()],
-        });
-        entry.rows += 1;
-        for (slot, idx) in entry.sums.iter_mut().zip(&self.shown) {
-            let value = values[*idx];
-            if value.is_finite() {
-                slot.0 += value;
-                slot.1 += 1;
-            }
-        }
-    }
-
-    /// A table: one row per feature, one column per group; `-` where a group has no value.
-    pub fn render(&self, by: &str) -> String {
-        let groups: Vec<(&String, &GroupStats)> = self.groups.iter().collect();
-        let name_width = self
-            .shown
-            .iter()
-            .map(|idx| self.names[*idx].len())
-            .max()
-            .unwrap_or(7)
-            .max(7);
-        let width = groups.iter().map(|(name, _)| name.len()).max().unwrap_or(8).max(10);
-        let mut out = format!("mean of each feature by {by}\n{:name_width$}", "feature");
-        for (name, _) in &groups {
-            out.push_str(&format!("  {name:>width$}"));
-        }
-        out.push_str(&format!("\n{:name_width$}", "rows"));
-        for (_, stats) in &groups {
-            out.push_str(&format!("  {:>width$}", stats.rows));
-        }
-        for (position, idx) in self.shown.iter().enumerate() {
-            out.push_str(&format!("\n{:name_width$}", self.names[*idx]));
-            for (_, stats) in &groups {
-                let (sum, n) = stats.sums[position];
-                let cell = if n == 0 {
-                    "-".to_owned()
-                } else {
-                    format_mean(sum / n as f64)
-                };
-                out.push_str(&format!("  {cell:>width$}"));
-            }
-        }
-        out.push('\n');
-        out
-    }
-}
-
-fn format_mean(value: f64) -> String {
-    if value.abs() >= 1000.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.3}")
-    }
 }

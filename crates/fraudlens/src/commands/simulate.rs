@@ -1,12 +1,11 @@
 //! `fraudlens simulate`: write simulated transactions as CSV or JSON lines.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use fraudlens_sim::{Scenario, SimConfig, Simulator, csv_header};
+use fraudlens_sim::{RecordFormat, Scenario, SimConfig, Simulator, write_records};
 
 use crate::cli::{SimFormat, SimulateArgs};
 use crate::commands::output::Output;
@@ -28,6 +27,16 @@ impl SimStats {
     /// A few lines for the terminal.
     pub fn report(&self, out: &Path) -> String {
         render::simulation(self.rows, &self.by_scenario, out, self.elapsed)
+    }
+}
+
+impl From<SimFormat> for RecordFormat {
+    fn from(format: SimFormat) -> Self {
+        match format {
+            SimFormat::Csv => Self::Csv,
+            SimFormat::Jsonl => Self::Jsonl,
+            SimFormat::Stripe => Self::Stripe,
+        }
     }
 }
 
@@ -73,37 +82,14 @@ pub fn simulate_to(config: SimConfig, out: &Path, format: SimFormat) -> CliResul
     let currency = config.currency;
     let simulator = Simulator::new(config).usage()?;
     let mut writer = Output::create(out, &[])?;
-    let mut buffer = String::with_capacity(1 << 20);
-    if format == SimFormat::Csv {
-        buffer.push_str(&csv_header());
-    }
-    let mut stats = SimStats {
-        rows: 0,
-        by_scenario: BTreeMap::new(),
-        elapsed: Duration::ZERO,
-    };
-    for day in simulator {
-        for record in &day {
-            match format {
-                SimFormat::Csv => record.write_csv(currency, &mut buffer),
-                SimFormat::Jsonl => record.write_json(currency, &mut buffer),
-                SimFormat::Stripe => record.write_stripe_json(currency, &mut buffer),
-            }
-            *stats.by_scenario.entry(record.scenario).or_insert(0) += 1;
-            if buffer.len() > (1 << 20) - 512 {
-                writer
-                    .write_all(buffer.as_bytes())
-                    .with_context(|| format!("writing {}", out.display()))?;
-                buffer.clear();
-            }
-        }
-        stats.rows += day.len() as u64;
-    }
-    writer
-        .write_all(buffer.as_bytes())
+    let by_scenario = write_records(simulator, currency, format.into(), &mut writer)
         .with_context(|| format!("writing {}", out.display()))?;
     writer.commit()?;
-    stats.elapsed = started.elapsed();
+    let stats = SimStats {
+        rows: by_scenario.values().sum(),
+        by_scenario,
+        elapsed: started.elapsed(),
+    };
     tracing::debug!(rows = stats.rows, "simulation written");
     Ok(stats)
 }
@@ -119,16 +105,18 @@ async fn simulate_to_kafka(
     let started = Instant::now();
     let currency = config.currency;
     let simulator = Simulator::new(config).usage()?;
+    // Kafka records are JSON: native fields unless Stripe's are asked for
+    let format = match format {
+        SimFormat::Stripe => RecordFormat::Stripe,
+        _ => RecordFormat::Jsonl,
+    };
     let mut producer = fraudlens_stream::Producer::new(&target).context("creating the Kafka producer")?;
     let mut line = String::with_capacity(512);
     let mut sent = 0u64;
     for day in simulator {
         for record in &day {
             line.clear();
-            match format {
-                SimFormat::Stripe => record.write_stripe_json(currency, &mut line),
-                _ => record.write_json(currency, &mut line),
-            }
+            record.write(format, currency, &mut line);
             let key = format!("cust_{:06}", record.customer);
             producer
                 .send(&key, line.trim_end().as_bytes())

@@ -11,18 +11,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use fraudlens_core::tabular::find_label_column;
+use fraudlens_core::tabular::{TabularEncoding, find_label_column};
 use fraudlens_features::FeatureSpec;
-use fraudlens_ingest::{TabularReader, profile_csv};
-use fraudlens_model::fit::{self, CheckedFitParams, EventRows, EventTable, FitError, FitParams, Provenance, Table};
+use fraudlens_ingest::{profile_csv, tabular_table, training_rows};
+use fraudlens_model::fit::{self, CheckedFitParams, EventTable, FitError, FitParams, Provenance, Table};
 use fraudlens_model::inputs::InputSpec;
 use fraudlens_model::train::Growth;
 
 use crate::cli::{Mode, TrainArgs, TrainParamArgs};
-use crate::commands::dataset::{ReadOptions, Window, is_fraud, primary_entity, replay_file};
-use crate::commands::features::resolve_mode;
+use crate::commands::dataset::{Window, read_options, resolve_mode};
 use crate::commands::model_report::render_training;
-use crate::commands::{apply_input_flags, build_schema, progress};
+use crate::commands::{apply_input_flags, build_schema, progress, render};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
@@ -153,42 +152,30 @@ fn load_events(
     window: Window,
     keep_unlabeled: bool,
 ) -> CliResult<(InputSpec, Table)> {
-    let mut rows = EventRows::new(spec.feature_names().len(), schema);
-    let mut unlabeled = 0u64;
     let bar = progress::spinner("replaying transactions");
-    let summary = replay_file(
+    let options = read_options(config, config.ingest.strict, false);
+    let now_ms = fraudlens_pipeline::now_ms();
+    let read = training_rows(
         schema,
-        spec.clone(),
+        spec,
         data,
-        ReadOptions {
-            strict: config.ingest.strict,
-            max_examples: config.ingest.max_error_examples,
-            sort: false,
-            time_policy: config.event_time.policy(),
-        },
-        |tx, _, features| {
+        options,
+        now_ms,
+        window.range(),
+        keep_unlabeled,
+        || {
             bar.inc(1);
-            if !window.contains(tx.timestamp.as_millis()) {
-                return Ok(());
-            }
-            let label = match is_fraud(tx.label) {
-                Some(label) => label,
-                None if keep_unlabeled => false,
-                None => {
-                    unlabeled += 1;
-                    return Ok(());
-                }
-            };
-            rows.push(tx, features, label, primary_entity(tx));
-            Ok(())
         },
     )?;
     bar.finish_and_clear();
-    eprint!("{}", summary.report());
-    if unlabeled > 0 {
-        eprintln!("{unlabeled} rows in the window have no label and were left out of training");
+    eprint!("{}", read.summary.report());
+    if read.unlabeled > 0 {
+        eprintln!(
+            "{} rows in the window have no label and were left out of training",
+            read.unlabeled
+        );
     }
-    let EventTable { inputs, table, sorted } = rows.finish(schema, spec, params);
+    let EventTable { inputs, table, sorted } = read.rows.finish(schema, spec, params);
     if sorted {
         eprintln!("rows sorted by time (the file is not in time order)");
     }
@@ -212,32 +199,13 @@ fn load_tabular(
             data.display()
         )));
     }
-    let (encoding, _) = fraudlens_core::tabular::TabularEncoding::fit(&profile.columns, label_idx, exclude);
-    let mut reader = TabularReader::open(data, &encoding, strict, max_examples)?;
-    let mut table = Table::new(encoding.features.len());
-    let mut row = Vec::new();
-    let mut unlabeled = 0u64;
-    while let Some(label) = reader.next_row(&mut row)? {
-        match label {
-            Some(label) => {
-                table.values.extend_from_slice(&row);
-                table.push_meta(label == fraudlens_core::Label::Fraud, None, None, 1.0);
-            }
-            None if keep_unlabeled => {
-                table.values.extend_from_slice(&row);
-                table.push_meta(false, None, None, 1.0);
-            }
-            None => unlabeled += 1,
-        }
+    let (encoding, _) = TabularEncoding::fit(&profile.columns, label_idx, exclude);
+    let read = tabular_table(data, &encoding, strict, max_examples, keep_unlabeled)?;
+    if read.bad_rows.count() > 0 {
+        eprint!("{}", render::score_bad_rows(data, &read.bad_rows));
     }
-    if reader.bad_rows().count() > 0 {
-        eprintln!("{}: {} bad rows skipped", data.display(), reader.bad_rows().count());
-        for issue in reader.bad_rows().examples() {
-            eprintln!("  line {}: {}", issue.line, issue.reason);
-        }
+    if read.unlabeled > 0 {
+        eprintln!("{} rows have no label and were left out of training", read.unlabeled);
     }
-    if unlabeled > 0 {
-        eprintln!("{unlabeled} rows have no label and were left out of training");
-    }
-    Ok((InputSpec::Tabular { encoding }, table))
+    Ok((InputSpec::Tabular { encoding }, read.table))
 }
