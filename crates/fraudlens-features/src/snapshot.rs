@@ -290,6 +290,15 @@ impl FeatureEngine {
         }
     }
 
+    /// Every entity the engine holds state for.
+    pub fn entities(&self) -> Vec<EntityRef> {
+        self.states
+            .iter()
+            .enumerate()
+            .flat_map(|(block, states)| states.keys().map(move |key| EntityRef { block, key: *key }))
+            .collect()
+    }
+
     /// Drops every entity's state, keeping the clock (a scratch engine between batches).
     pub fn clear_entities(&mut self) {
         for states in &mut self.states {

@@ -75,6 +75,9 @@ pub enum PipelineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The shared entity state failed.
+    #[error(transparent)]
+    SharedState(#[from] fraudlens_state::StateError),
     /// The entity-state file cannot be read or written.
     #[error("entity state {path}: {reason}")]
     State {
@@ -183,6 +186,8 @@ pub struct Pipeline {
     writer: mpsc::Sender<writer::Message>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
+    /// The shared state was found not built: a rebuild is to be started.
+    shared_lost: AtomicBool,
     config: PipelineConfig,
 }
 
@@ -242,7 +247,7 @@ impl Pipeline {
         states.publish_gauges();
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let writer_task = tokio::spawn(writer::run(store.clone(), receiver, config.max_commit_rows.max(1)));
-        Ok(Arc::new(Self {
+        let pipeline = Arc::new(Self {
             store,
             model: ArcSwap::from_pointee(model),
             states: Mutex::new(states),
@@ -252,8 +257,13 @@ impl Pipeline {
             writer: sender,
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
+            shared_lost: AtomicBool::new(false),
             config,
-        }))
+        });
+        if let Some(shared) = &pipeline.config.shared_state {
+            pipeline.ensure_shared_built(shared).await?;
+        }
+        Ok(pipeline)
     }
 
     /// The store behind the pipeline.
@@ -261,11 +271,19 @@ impl Pipeline {
         &self.store
     }
 
-    /// Whether the shared entity state answers (always, when the state is in process).
-    pub async fn ping_shared_state(&self) -> Result<(), String> {
-        match &self.config.shared_state {
-            Some(shared) => shared.ping().await.map_err(|error| error.to_string()),
-            None => Ok(()),
+    /// Whether the shared entity state answers and is built (always, when
+    /// the state is in process); else why not, in words fit for a caller.
+    pub async fn ping_shared_state(&self) -> Result<(), &'static str> {
+        let Some(shared) = &self.config.shared_state else {
+            return Ok(());
+        };
+        match shared.is_built().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("being rebuilt from the store"),
+            Err(error) => {
+                tracing::warn!(%error, "readiness: shared entity state unreachable");
+                Err("unreachable")
+            }
         }
     }
 

@@ -136,7 +136,11 @@ impl Pipeline {
         let mut claimed = Vec::new();
         let admitted = match &self.config.shared_state {
             None => self.admit_all(model, parsed, None).map(|(admissions, _)| admissions),
-            Some(shared) => self.admit_shared(shared, model, parsed).await,
+            Some(shared) => {
+                let admitted = self.admit_shared(shared, model, parsed).await;
+                self.rebuild_if_lost();
+                admitted
+            }
         };
         let task = admitted.map(|admissions| {
             claimed = admissions

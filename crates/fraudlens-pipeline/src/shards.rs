@@ -176,7 +176,7 @@ impl Pipeline {
             }
         });
         let started = Instant::now();
-        let caught_up = state::catch_up(self.store.as_ref(), Some(shard), &mut held).await?;
+        let caught_up = state::catch_up(self.store.as_ref(), Some(shard), &mut held, "memory").await?;
         let observed = caught_up.observed;
         let mut states = lock(&self.states);
         states.held.insert(key, held);

@@ -81,10 +81,19 @@ pub(crate) fn applied_by<'a>(
 }
 
 fn unavailable(error: StateError) -> ScoreError {
+    if matches!(error, StateError::NotBuilt) {
+        return ScoreError::Unavailable("the shared entity state is being rebuilt from the store; retry".to_owned());
+    }
     tracing::warn!(%error, "shared entity state unavailable");
     metrics::counter!("fraudlens_state_errors_total").increment(1);
     ScoreError::Unavailable(error.to_string())
 }
+
+/// How long a rebuild may hold the rebuild lock (a rebuilder that dies frees it then).
+const REBUILD_LEASE: Duration = Duration::from_secs(600);
+/// A rebuilder waits this long before reading the store, so that batches
+/// that fetched before the state was lost have stored their decisions.
+const REBUILD_GRACE: Duration = Duration::from_secs(1);
 
 fn conflicts(writes: &[Write], written: &[Written]) -> Vec<EntityRef> {
     writes
@@ -118,8 +127,85 @@ impl Pipeline {
             self.with_scratch(|engine| Ok(txs.iter().flat_map(|tx| engine.entity_refs(tx)).collect::<Vec<_>>()))?;
         refs.sort_unstable();
         refs.dedup();
-        let fetched = shared.fetch(&refs).await.map_err(unavailable)?;
+        let fetched = shared.fetch(&refs).await.map_err(|error| {
+            if matches!(error, StateError::NotBuilt) {
+                self.shared_lost.store(true, std::sync::atomic::Ordering::Release);
+            }
+            unavailable(error)
+        })?;
         Ok(Loaded { refs, fetched })
+    }
+
+    /// Starts a rebuild of the shared state in the background if a batch
+    /// found it not built (a Redis that lost its data).
+    pub(crate) fn rebuild_if_lost(self: &std::sync::Arc<Self>) {
+        let Some(shared) = self.config.shared_state.clone() else {
+            return;
+        };
+        if self.shared_lost.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = this.ensure_shared_built(&shared).await {
+                    tracing::error!(%error, "the shared entity state could not be rebuilt; the next batch tries again");
+                }
+            });
+        }
+    }
+
+    /// Builds the shared state from the store unless it is built (a new
+    /// Redis, or one that lost its data): one process rebuilds — only the
+    /// stored rows inside the features' horizon — while the others wait for
+    /// it. Returns how many stored rows this process replayed.
+    pub(crate) async fn ensure_shared_built(&self, shared: &SharedState) -> Result<usize, crate::PipelineError> {
+        let _one_at_a_time = self.acquiring.lock().await;
+        let token = format!("{}-{}", std::process::id(), crate::now_ms());
+        let waiting = std::time::Instant::now();
+        loop {
+            if shared.is_built().await? {
+                return Ok(0);
+            }
+            if shared.lock_rebuild(&token, REBUILD_LEASE).await? {
+                break;
+            }
+            if waiting.elapsed() > REBUILD_LEASE {
+                return Err(crate::PipelineError::SharedState(StateError::NotBuilt));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let rebuilt = self.rebuild_shared(shared).await;
+        if let Err(error) = shared.unlock_rebuild(&token).await {
+            tracing::warn!(%error, "the rebuild lock was not released (it expires)");
+        }
+        rebuilt
+    }
+
+    async fn rebuild_shared(&self, shared: &SharedState) -> Result<usize, crate::PipelineError> {
+        tracing::warn!("the shared entity state is not built (a new or emptied Redis): rebuilding it from the store");
+        tokio::time::sleep(REBUILD_GRACE).await;
+        let started = std::time::Instant::now();
+        let mut engine = FeatureEngine::new(self.model.load().spec().clone());
+        engine.set_time_policy(self.config.time_policy);
+        let mut held = crate::shards::Held {
+            state: Box::new(engine),
+            seq: 0,
+        };
+        let caught_up = crate::state::catch_up(self.store.as_ref(), None, &mut held, "redis").await?;
+        let engine = held.state.engine_mut();
+        let entities: Vec<(EntityRef, Vec<u8>)> = engine
+            .entities()
+            .into_iter()
+            .filter_map(|at| Some((at, engine.export_entity(at)?)))
+            .collect();
+        shared.overwrite(&entities).await?;
+        shared.mark_built().await?;
+        tracing::warn!(
+            replayed = caught_up.observed,
+            refused = caught_up.refused,
+            entities = entities.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "the shared entity state is rebuilt"
+        );
+        Ok(caught_up.observed)
     }
 
     /// Admission on the shared state: fetch, admit and observe as in

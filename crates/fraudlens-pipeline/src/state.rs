@@ -103,7 +103,7 @@ pub(crate) async fn restore(
         state: Box::new(engine),
         seq,
     };
-    let caught_up = catch_up(store, None, &mut held).await?;
+    let caught_up = catch_up(store, None, &mut held, "memory").await?;
     if caught_up.observed > 0 || caught_up.refused > 0 {
         tracing::info!(
             replayed = caught_up.observed,
@@ -139,6 +139,7 @@ pub(crate) async fn catch_up(
     store: &dyn Store,
     shard: Option<&str>,
     held: &mut Held,
+    backend: &'static str,
 ) -> Result<CaughtUp, PipelineError> {
     let now = now_ms();
     let started = std::time::Instant::now();
@@ -170,9 +171,9 @@ pub(crate) async fn catch_up(
         metrics::counter!("fraudlens_event_time_refused_total", "reason" => "stored").increment(total.refused as u64);
     }
     if rebuild {
-        metrics::counter!("fraudlens_state_rebuilds_total", "backend" => "memory").increment(1);
-        metrics::counter!("fraudlens_state_rebuild_rows_total", "backend" => "memory").increment(total.observed as u64);
-        metrics::gauge!("fraudlens_state_rebuild_seconds", "backend" => "memory").set(started.elapsed().as_secs_f64());
+        metrics::counter!("fraudlens_state_rebuilds_total", "backend" => backend).increment(1);
+        metrics::counter!("fraudlens_state_rebuild_rows_total", "backend" => backend).increment(total.observed as u64);
+        metrics::gauge!("fraudlens_state_rebuild_seconds", "backend" => backend).set(started.elapsed().as_secs_f64());
     }
     Ok(total)
 }

@@ -202,10 +202,7 @@ pub async fn ready(State(probes): State<Arc<Probes>>) -> Response {
     }
     match tokio::time::timeout(STORE_PING_TIMEOUT, probes.pipeline.ping_shared_state()).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness: shared entity state ping failed");
-            reasons.push("shared entity state: unreachable".to_owned());
-        }
+        Ok(Err(why)) => reasons.push(format!("shared entity state: {why}")),
         Err(_) => reasons.push(format!(
             "shared entity state: no answer within {} ms",
             STORE_PING_TIMEOUT.as_millis()

@@ -49,9 +49,34 @@ end
 return version
 ";
 
+/// Sets an entity whatever its version (a rebuild): `KEYS[1]` the entity,
+/// `ARGV[1]` the state, `ARGV[2]` the time to live (ms). Returns the new version.
+const OVERWRITE: &str = r"
+local version = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') + 1
+redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return version
+";
+
+/// Releases the rebuild lock if this process still holds it.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Entities written per round trip by a rebuild.
+const OVERWRITE_CHUNK: usize = 1_000;
+
 /// Why the shared state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The state is not built: Redis is new, or lost its data (a restart
+    /// without persistence, a flush). It must be rebuilt from the store
+    /// before anything is scored with it.
+    #[error("the shared entity state is not built (new or emptied Redis): it is rebuilt from the store")]
+    NotBuilt,
     /// The URL is not a Redis URL.
     #[error("state.backend {0:?} is not a redis:// URL")]
     Url(String),
@@ -173,17 +198,110 @@ impl SharedState {
         Ok(())
     }
 
-    /// The entities `at`, in one round trip.
-    pub async fn fetch(&self, at: &[EntityRef]) -> Result<Vec<Fetched>, StateError> {
-        if at.is_empty() {
-            return Ok(Vec::new());
+    /// The key whose presence says the state is built (its own slot).
+    fn built_key(&self) -> String {
+        format!("{}}}:built", self.prefix)
+    }
+
+    fn lock_key(&self) -> String {
+        format!("{}}}:rebuilding", self.prefix)
+    }
+
+    /// Whether the state is built (see [`StateError::NotBuilt`]).
+    pub async fn is_built(&self) -> Result<bool, StateError> {
+        let mut connection = self.connection.clone();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(self.built_key())
+            .query_async(&mut connection)
+            .await?;
+        Ok(exists)
+    }
+
+    /// Marks the state built (after a rebuild wrote every entity).
+    pub async fn mark_built(&self) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.built_key())
+            .arg(1)
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the rebuild lock for `lease` (one process rebuilds); `false`
+    /// when another process holds it.
+    pub async fn lock_rebuild(&self, token: &str, lease: Duration) -> Result<bool, StateError> {
+        let mut connection = self.connection.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.lock_key())
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut connection)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Releases the rebuild lock taken with `token`.
+    pub async fn unlock_rebuild(&self, token: &str) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::Script::new(UNLOCK)
+            .key(self.lock_key())
+            .arg(token)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes rebuilt entities whatever their versions, a thousand per round trip.
+    pub async fn overwrite(&self, entities: &[(EntityRef, Vec<u8>)]) -> Result<(), StateError> {
+        let ttl = i64::try_from(self.options.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let script = redis::Script::new(OVERWRITE);
+        let mut connection = self.connection.clone();
+        script.prepare_invoke().load_async(&mut connection).await?;
+        for chunk in entities.chunks(OVERWRITE_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (at, bytes) in chunk {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(1)
+                    .arg(self.key(*at))
+                    .arg(bytes)
+                    .arg(ttl)
+                    .ignore();
+            }
+            let _: () = pipe.query_async(&mut connection).await?;
         }
+        Ok(())
+    }
+
+    /// The entities `at`, in one round trip; [`StateError::NotBuilt`] when
+    /// the state is not built (checked in the same round trip).
+    pub async fn fetch(&self, at: &[EntityRef]) -> Result<Vec<Fetched>, StateError> {
         let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS").arg(self.built_key());
         for entity in at {
             pipe.cmd("HMGET").arg(self.key(*entity)).arg("v").arg("s");
         }
         let mut connection = self.connection.clone();
-        let replies: Vec<(Option<u64>, Option<Vec<u8>>)> = pipe.query_async(&mut connection).await?;
+        let (built, replies): (bool, Vec<(Option<u64>, Option<Vec<u8>>)>) = if at.is_empty() {
+            let (built,): (bool,) = pipe.query_async(&mut connection).await?;
+            (built, Vec::new())
+        } else {
+            let mut values: Vec<redis::Value> = pipe.query_async(&mut connection).await?;
+            let corrupt = |error: redis::ParsingError| StateError::Corrupt(error.to_string());
+            let built: bool = redis::from_redis_value(values.remove(0)).map_err(corrupt)?;
+            let replies = values
+                .into_iter()
+                .map(redis::from_redis_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(corrupt)?;
+            (built, replies)
+        };
+        if !built {
+            return Err(StateError::NotBuilt);
+        }
         metrics::counter!("fraudlens_state_round_trips_total", "op" => "fetch").increment(1);
         metrics::counter!("fraudlens_state_entities_total", "op" => "fetch").increment(at.len() as u64);
         replies

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use fraudlens_features::EntityRef;
-use fraudlens_state::{SharedState, StateOptions, Write, Written};
+use fraudlens_state::{SharedState, StateError, StateOptions, Write, Written};
 
 fn url() -> String {
     std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -17,7 +17,7 @@ fn url() -> String {
 async fn state(record_order: bool) -> SharedState {
     // a fingerprint of its own per test run: keys never collide with other runs
     let fingerprint = u64::from(std::process::id()) << 32 | u64::from(rand_part());
-    SharedState::connect(
+    let state = SharedState::connect(
         &url(),
         fingerprint,
         StateOptions {
@@ -28,7 +28,13 @@ async fn state(record_order: bool) -> SharedState {
         },
     )
     .await
-    .expect("redis at FRAUDLENS_TEST_REDIS (default 127.0.0.1:6379) must run for these tests")
+    .expect("redis at FRAUDLENS_TEST_REDIS (default 127.0.0.1:6379) must run for these tests");
+    assert!(
+        matches!(state.fetch(&[]).await, Err(StateError::NotBuilt)),
+        "a new namespace is not built"
+    );
+    state.mark_built().await.unwrap();
+    state
 }
 
 fn rand_part() -> u32 {
@@ -156,4 +162,45 @@ async fn a_flushed_script_cache_is_reloaded() {
         .await
         .unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "the entity expires after the ttl: {ttl}");
+}
+
+#[tokio::test]
+async fn a_flushed_namespace_is_not_built_until_rebuilt_and_one_process_rebuilds() {
+    let state = state(false).await;
+    let at = EntityRef { block: 0, key: 9 };
+    state
+        .write(&[Write {
+            at,
+            read: 0,
+            bytes: vec![1],
+            applied: Vec::new(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(state.fetch(&[at]).await.unwrap()[0].version, 1);
+    // Redis loses its data
+    let client = redis::Client::open(url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", state.key(at).rsplitn(3, ':').last().unwrap()))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut connection).await.unwrap();
+    assert!(matches!(state.fetch(&[at]).await, Err(StateError::NotBuilt)));
+    // one rebuilder at a time
+    assert!(state.lock_rebuild("p1", Duration::from_secs(10)).await.unwrap());
+    assert!(!state.lock_rebuild("p2", Duration::from_secs(10)).await.unwrap());
+    state.unlock_rebuild("p2").await.unwrap();
+    assert!(
+        !state.lock_rebuild("p2", Duration::from_secs(10)).await.unwrap(),
+        "only the holder unlocks"
+    );
+    state.overwrite(&[(at, vec![7])]).await.unwrap();
+    state.mark_built().await.unwrap();
+    state.unlock_rebuild("p1").await.unwrap();
+    assert!(state.lock_rebuild("p2", Duration::from_secs(10)).await.unwrap());
+    let fetched = state.fetch(&[at]).await.unwrap().remove(0);
+    assert_eq!(fetched.bytes, Some(vec![7]));
 }
