@@ -62,11 +62,11 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use contract::DecisionView;
 pub use labels::LabelsApplied;
-pub use model::ServingModel;
+pub use model::{ServingModel, publish_model_info};
 pub use scoring::{Scored, Submitted};
 pub use shards::{EntityState, ShardKey};
 pub use state::StateFile;
-pub use watch::{ModelWatch, OnSwap, SwapSource, WatchConfig};
+pub use watch::{ModelWatch, SwapSource, WatchConfig};
 
 use admission::{Slot, Unwritten};
 
@@ -259,11 +259,14 @@ impl Pipeline {
         self.model.load_full()
     }
 
-    /// Replaces the serving model, if it fits the running entity state.
+    /// Replaces the serving model, if it fits the running entity state, and
+    /// publishes it ([`publish_model_info`]).
     pub fn swap_model(&self, model: ServingModel) -> Result<(), PipelineError> {
         self.model.load().check_replacement(&model)?;
         tracing::info!(version = model.version(), "serving model replaced");
-        self.model.store(Arc::new(model));
+        let model = Arc::new(model);
+        self.model.store(model.clone());
+        publish_model_info(&model);
         Ok(())
     }
 

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::registry::{self, RegistryError};
-use crate::{Pipeline, ServingModel};
+use crate::Pipeline;
 
 /// How a [`ModelWatch`] follows the registry.
 #[derive(Clone, Debug)]
@@ -80,10 +80,6 @@ pub(crate) fn swapped(source: SwapSource, version: &str) {
     tracing::info!(version, source = source.as_str(), "serving model swapped");
 }
 
-/// Called with the new model after each swap by the watcher (the server
-/// publishes its info metric).
-pub type OnSwap = Box<dyn Fn(&ServingModel) + Send + Sync>;
-
 /// The running watcher task; stopped by [`ModelWatch::stop`] (or when dropped).
 pub struct ModelWatch {
     stop: oneshot::Sender<()>,
@@ -94,9 +90,9 @@ impl ModelWatch {
     /// Starts following the registry of `pipeline`'s store: at once (a
     /// promotion made while this process started is picked up), then on
     /// every announcement and every `config.poll_interval`.
-    pub fn start(pipeline: Arc<Pipeline>, config: WatchConfig, on_swap: OnSwap) -> Self {
+    pub fn start(pipeline: Arc<Pipeline>, config: WatchConfig) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(pipeline, config, on_swap, stopped));
+        let task = tokio::spawn(run(pipeline, config, stopped));
         Self { stop, task }
     }
 
@@ -116,7 +112,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// per poll).
 type Refused = Option<(String, Option<Timestamp>)>;
 
-async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, on_swap: OnSwap, mut stopped: oneshot::Receiver<()>) {
+async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, mut stopped: oneshot::Receiver<()>) {
     let mut listening = Listening::default();
     listening.subscribe(&pipeline).await;
     let mut poll = tokio::time::interval(config.poll_interval.max(Duration::from_millis(10)));
@@ -127,13 +123,10 @@ async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, on_swap: OnSwap, mut 
         let woken = tokio::select! {
             _ = &mut stopped => return,
             _ = poll.tick() => Woken::Poll,
-            change = listening.next() => Woken::Change(change),
+            woken = listening.next() => woken,
         };
         let source = match woken {
-            Woken::Poll => {
-                listening.resubscribe_if_due(&pipeline).await;
-                SwapSource::Poll
-            }
+            Woken::Poll => SwapSource::Poll,
             Woken::Change(Some(ModelChange::Promoted(_))) => SwapSource::Notify,
             // announcements may have been missed: read the registry now
             Woken::Change(Some(ModelChange::Reconnected)) => SwapSource::Poll,
@@ -141,13 +134,17 @@ async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, on_swap: OnSwap, mut 
                 listening.lost();
                 continue;
             }
+            Woken::Retry => {
+                listening.subscribe(&pipeline).await;
+                if listening.changes.is_none() {
+                    continue;
+                }
+                // listening again: read what was missed meanwhile
+                SwapSource::Poll
+            }
         };
         match follow(&pipeline, &config, source, &mut refused).await {
-            Ok(Some(model)) => {
-                store_failing = false;
-                on_swap(&model);
-            }
-            Ok(None) => store_failing = false,
+            Ok(()) => store_failing = false,
             Err(error) => {
                 if !store_failing {
                     tracing::warn!(%error, "model watch: reading the registry failed");
@@ -160,19 +157,23 @@ async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, on_swap: OnSwap, mut 
 
 /// Why the watcher woke up.
 enum Woken {
+    /// The poll interval passed.
     Poll,
+    /// The store announced something (`None`: listening stopped).
     Change(Option<ModelChange>),
+    /// Time to listen again after a loss.
+    Retry,
 }
 
 /// The subscription to the store's announcements, and when to try again
 /// after it was lost.
 #[derive(Default)]
 struct Listening {
+    /// Listening (`None`: not, or the store cannot announce: SQLite).
     changes: Option<ModelChanges>,
-    /// The store cannot announce promotions (SQLite): poll only.
-    unsupported: bool,
     /// When to subscribe again (after a loss).
     retry_at: Option<Instant>,
+    /// The wait before the last retry (doubled each time, up to [`MAX_BACKOFF`]).
     backoff: Duration,
 }
 
@@ -187,7 +188,8 @@ impl Listening {
                 self.retry_at = None;
                 self.backoff = Duration::ZERO;
             }
-            Ok(None) => self.unsupported = true,
+            // SQLite: the poll alone
+            Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, "model watch: cannot listen to promotions; polling the registry");
                 self.schedule_retry();
@@ -195,11 +197,16 @@ impl Listening {
         }
     }
 
-    /// The next announcement; pending forever when not listening.
-    async fn next(&mut self) -> Option<ModelChange> {
-        match &mut self.changes {
-            Some(changes) => changes.next().await,
-            None => std::future::pending().await,
+    /// The next announcement, or the time to listen again; pending forever
+    /// when neither can come.
+    async fn next(&mut self) -> Woken {
+        match (&mut self.changes, self.retry_at) {
+            (Some(changes), _) => Woken::Change(changes.next().await),
+            (None, Some(at)) => {
+                tokio::time::sleep_until(at).await;
+                Woken::Retry
+            }
+            (None, None) => std::future::pending().await,
         }
     }
 
@@ -213,36 +220,30 @@ impl Listening {
         self.backoff = (self.backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
         self.retry_at = Some(Instant::now() + self.backoff);
     }
-
-    async fn resubscribe_if_due(&mut self, pipeline: &Pipeline) {
-        if self.changes.is_none() && !self.unsupported && self.retry_at.is_some_and(|at| at <= Instant::now()) {
-            self.subscribe(pipeline).await;
-        }
-    }
 }
 
 /// Serves the registry's production model if it is not the one serving:
-/// under the promotion lock, the registry read, the checks and the swap.
-/// `Ok(Some(model))` when swapped; a refusal is logged, counted and
-/// remembered in `refused` (it is `Ok(None)`); an error is the store's.
+/// under the promotion lock, the registry read, the checks and the swap. A
+/// refusal is logged, counted and remembered in `refused` (it is `Ok`); an
+/// error is the store's.
 async fn follow(
     pipeline: &Pipeline,
     config: &WatchConfig,
     source: SwapSource,
     refused: &mut Refused,
-) -> Result<Option<Arc<ServingModel>>, RegistryError> {
+) -> Result<(), RegistryError> {
     let _promoting = pipeline.promoting.lock().await;
     let models = pipeline.store().models().await?;
     let Some(production) = models.iter().find(|m| m.stage == ModelStage::Production) else {
-        return Ok(None);
+        return Ok(());
     };
     if production.version == pipeline.model().version() {
         *refused = None;
-        return Ok(None);
+        return Ok(());
     }
     let key = (production.version.clone(), production.promoted_at);
     if refused.as_ref() == Some(&key) {
-        return Ok(None);
+        return Ok(());
     }
     let checked = match registry::load(production, config.card_hash_key.as_ref()).await {
         Ok(model) => pipeline.swap_model(model).map_err(RegistryError::Replacement),
@@ -251,9 +252,8 @@ async fn follow(
     match checked {
         Ok(()) => {
             *refused = None;
-            let model = pipeline.model();
-            swapped(source, model.version());
-            Ok(Some(model))
+            swapped(source, pipeline.model().version());
+            Ok(())
         }
         Err(RegistryError::Store(error)) => Err(RegistryError::Store(error)),
         Err(error) => {
@@ -265,7 +265,7 @@ async fn follow(
                 "promoted model refused: the current model keeps serving"
             );
             *refused = Some(key);
-            Ok(None)
+            Ok(())
         }
     }
 }

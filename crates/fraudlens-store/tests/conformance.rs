@@ -413,6 +413,46 @@ async fn promotions_are_announced_on_commit(backend: Backend) {
     assert_eq!(next_change(&mut changes).await, None);
 }
 
+/// A listening connection killed by the server: the subscriber hears of it
+/// (`Reconnected`, or the end of the subscription), and once listening again
+/// hears the next promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listening_connection_is_reported() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = open(&db).await;
+    for version in ["v1", "v2"] {
+        let model = NewModel {
+            version: version.to_owned(),
+            path: format!("/models/{version}"),
+            summary: "{}".to_owned(),
+            feature_names: Vec::new(),
+            registered_at: ms(1),
+            digest: format!("digest-of-{version}"),
+        };
+        store.register_model(&model).await.unwrap();
+    }
+    let mut changes = store.model_changes().await.unwrap().unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "one listening connection");
+    match next_change(&mut changes).await {
+        Some(ModelChange::Reconnected) => {}
+        None => changes = store.model_changes().await.unwrap().unwrap(),
+        other => panic!("{other:?}"),
+    }
+    store.promote_model("v2", ms(20), "admin").await.unwrap();
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(ModelChange::Promoted("v2".to_owned()))
+    );
+}
+
 /// The next announcement, within a generous deadline.
 async fn next_change(changes: &mut ModelChanges) -> Option<ModelChange> {
     tokio::time::timeout(std::time::Duration::from_secs(10), changes.next())

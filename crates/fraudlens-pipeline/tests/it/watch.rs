@@ -88,7 +88,6 @@ fn watch(pipeline: &Arc<Pipeline>, poll_interval: Duration) -> ModelWatch {
             poll_interval,
             card_hash_key: None,
         },
-        Box::new(|_| {}),
     )
 }
 
