@@ -29,8 +29,8 @@ use fraudlens_store::{ModelChange, ModelChanges, ModelStage};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::registry::{self, RegistryError};
 use crate::Pipeline;
+use crate::registry::{self, RegistryError};
 
 /// How a [`ModelWatch`] follows the registry.
 #[derive(Clone, Debug)]

@@ -432,7 +432,9 @@ async fn a_lost_listening_connection_is_reported() {
         store.register_model(&model).await.unwrap();
     }
     let mut changes = store.model_changes().await.unwrap().unwrap();
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND query LIKE 'LISTEN%'",

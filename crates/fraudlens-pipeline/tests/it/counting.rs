@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fraudlens_store::{
-    AnomalyQuery, ApiKeyEntry, AuditEntry, DeadLetter, LabelEntry, ModelChanges, ModelEntry, NewDecision, NewLabel, NewModel, Page,
-    PutOutcome, Result, ReviewOutcome, ReviewRequest, Store, StoredDeadLetter, StoredDecision,
+    AnomalyQuery, ApiKeyEntry, AuditEntry, DeadLetter, LabelEntry, ModelChanges, ModelEntry, NewDecision, NewLabel,
+    NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest, Store, StoredDeadLetter, StoredDecision,
 };
 
 /// Delegates to a real store, counting `put_decisions` calls.

@@ -197,10 +197,7 @@ async fn concurrent_live_promotions_end_with_the_production_model_serving() {
     let watcher = watch(&pipeline, Duration::from_millis(20));
     for round in 0..10 {
         let (one, two) = if round % 2 == 0 { ("a", "b") } else { ("b", "a") };
-        let (left, right) = tokio::join!(
-            pipeline.promote(one, None, "test"),
-            pipeline.promote(two, None, "test")
-        );
+        let (left, right) = tokio::join!(pipeline.promote(one, None, "test"), pipeline.promote(two, None, "test"));
         left.unwrap();
         right.unwrap();
         assert_eq!(
