@@ -82,7 +82,9 @@ pub(crate) fn swapped(source: SwapSource, version: &str) {
 
 /// The running watcher task; stopped by [`ModelWatch::stop`] (or when dropped).
 pub struct ModelWatch {
+    /// Sent or dropped: the task returns at its next wait.
     stop: oneshot::Sender<()>,
+    /// The task (`run`).
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -96,10 +98,14 @@ impl ModelWatch {
         Self { stop, task }
     }
 
-    /// Stops the task (a swap in progress finishes first) and waits for it.
+    /// Stops the task and waits for it. It is aborted rather than asked,
+    /// so a store that hangs cannot hold up a shutdown; an abort lands on an
+    /// await (reading the registry, loading an artifact), never inside a
+    /// swap, which awaits nothing.
     pub async fn stop(self) {
         // the task may have ended already
         let _ = self.stop.send(());
+        self.task.abort();
         let _ = self.task.await;
     }
 }
