@@ -18,6 +18,9 @@
 //! - **Hot swap.** The model sits behind an `ArcSwap`: [`Pipeline::swap_model`]
 //!   replaces it between two requests; a model that does not fit the running
 //!   entity state is refused and the current one keeps serving.
+//! - **Promotions reach every process.** [`ModelWatch`] follows the store's
+//!   production model (notifications, and a poll), with the same checks as a
+//!   live promotion ([`Pipeline::promote`]); both hold one promotion lock.
 //! - **Entity state survives restarts**: a snapshot at shutdown (and on
 //!   demand), and on start the transactions stored after it are replayed.
 //! - **Sharded state for detectors** ([`PipelineConfig::sharded`]): one state
@@ -30,7 +33,7 @@
 //! decisions), `scoring` (the decision records and their write), `writer`
 //! (group commit), `shards` (entity-state shards and their lifecycle),
 //! `state` (restore and snapshot), `labels`, [`registry`] (register, promote,
-//! roll back models), `model` and `contract` (the decision as callers see it).
+//! roll back models), `watch` (following the registry's production model), `model` and `contract` (the decision as callers see it).
 
 mod admission;
 mod contract;
@@ -42,6 +45,7 @@ mod scoring;
 mod shards;
 mod shared;
 mod state;
+mod watch;
 mod writer;
 
 use std::path::PathBuf;
@@ -59,10 +63,11 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use contract::DecisionView;
 pub use labels::LabelsApplied;
-pub use model::ServingModel;
+pub use model::{ServingModel, publish_model_info};
 pub use scoring::{Scored, Submitted};
 pub use shards::{EntityState, ShardKey};
 pub use state::StateFile;
+pub use watch::{ModelWatch, SwapSource, WatchConfig};
 
 use admission::{Slot, Unwritten};
 
@@ -178,6 +183,10 @@ pub struct Pipeline {
     states: Mutex<shards::States>,
     /// One shard acquisition at a time (two batches needing the same shard build it once).
     acquiring: tokio::sync::Mutex<()>,
+    /// Held across a promotion's store change and its swap, and by the
+    /// registry watcher across its read and swap: the serving model ends as
+    /// the store's production model whatever the interleaving.
+    promoting: tokio::sync::Mutex<()>,
     /// Ids observed whose write has not finished: a request racing one of
     /// them waits for its result instead of scoring the transaction again.
     in_flight: Mutex<FxHashMap<String, Arc<Slot>>>,
@@ -252,6 +261,7 @@ impl Pipeline {
             model: ArcSwap::from_pointee(model),
             states: Mutex::new(states),
             acquiring: tokio::sync::Mutex::new(()),
+            promoting: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(FxHashMap::default()),
             unwritten: Mutex::new(Unwritten::default()),
             writer: sender,
@@ -292,11 +302,14 @@ impl Pipeline {
         self.model.load_full()
     }
 
-    /// Replaces the serving model, if it fits the running entity state.
+    /// Replaces the serving model, if it fits the running entity state, and
+    /// publishes it ([`publish_model_info`]).
     pub fn swap_model(&self, model: ServingModel) -> Result<(), PipelineError> {
         self.model.load().check_replacement(&model)?;
         tracing::info!(version = model.version(), "serving model replaced");
-        self.model.store(Arc::new(model));
+        let model = Arc::new(model);
+        self.model.store(model.clone());
+        publish_model_info(&model);
         Ok(())
     }
 

@@ -92,3 +92,21 @@ impl ServingModel {
         Ok(())
     }
 }
+
+/// Publishes the serving model as an info metric
+/// (`fraudlens_model_info{version, kind} 1`); the series of the model it
+/// replaces drops to 0. Exactly one series reads 1 after any sequence of
+/// calls: the reset names the previous series with every one of its labels
+/// (a reset without `kind` would land on another series and leave the old one
+/// at 1). Called at start by the processes and by every swap
+/// ([`crate::Pipeline::swap_model`]), which the promotion lock serialises, so
+/// the series at 1 is the model serving.
+pub fn publish_model_info(model: &ServingModel) {
+    static CURRENT: std::sync::Mutex<Option<(String, &'static str)>> = std::sync::Mutex::new(None);
+    let mut current = CURRENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((version, kind)) = current.take() {
+        metrics::gauge!("fraudlens_model_info", "version" => version, "kind" => kind).set(0.0);
+    }
+    metrics::gauge!("fraudlens_model_info", "version" => model.version().to_owned(), "kind" => model.kind()).set(1.0);
+    *current = Some((model.version().to_owned(), model.kind()));
+}

@@ -184,8 +184,8 @@ pub async fn production(store: &dyn Store, card_hash_key: Option<&Secret>) -> Re
 }
 
 /// Makes a registered version the production model, after checking that its
-/// artifact still loads and is what was registered. Running servers keep
-/// their model until restarted (or promoted through the API).
+/// artifact still loads and is what was registered. Running servers and
+/// detectors on the store swap to it through their [`crate::ModelWatch`].
 pub async fn promote(
     store: &dyn Store,
     version: &str,
@@ -228,13 +228,17 @@ impl Pipeline {
     /// Makes a registered version the production model and swaps it in: the
     /// artifact is loaded and checked first ([`load`]), and must fit the
     /// running entity state; on any refusal the current model keeps serving
-    /// and the registry is unchanged.
+    /// and the registry is unchanged. The store's promotion and the swap
+    /// happen under the pipeline's promotion lock, which the registry watcher
+    /// ([`crate::ModelWatch`]) takes too: concurrent promotions end with the
+    /// store's production model serving.
     pub async fn promote(
         &self,
         version: &str,
         card_hash_key: Option<&Secret>,
         actor: &str,
     ) -> Result<Arc<ServingModel>, RegistryError> {
+        let _promoting = self.promoting.lock().await;
         let store = self.store();
         let model = load(&entry(store.as_ref(), version).await?, card_hash_key).await?;
         self.model()
@@ -242,6 +246,8 @@ impl Pipeline {
             .map_err(RegistryError::Replacement)?;
         store.promote_model(version, now(), actor).await?;
         self.swap_model(model).map_err(RegistryError::Replacement)?;
-        Ok(self.model())
+        let model = self.model();
+        crate::watch::swapped(crate::watch::SwapSource::Api, model.version());
+        Ok(model)
     }
 }

@@ -780,6 +780,5 @@ pub async fn promote(
         .promote(&version, state.config.card_hash_key.as_ref(), &caller.actor())
         .await
         .map_err(ApiError::from)?;
-    crate::ops::set_model_info(&model);
     Ok(Json(model_info(&model)))
 }

@@ -47,19 +47,10 @@ pub fn install_metrics() -> PrometheusHandle {
 }
 
 /// Publishes the serving model as an info metric
-/// (`fraudlens_model_info{version, kind} 1`); the series of the model it
-/// replaces drops to 0. Exactly one series reads 1 after any sequence of
-/// calls: the reset names the previous series with every one of its labels
-/// (a reset without `kind` would land on another series and leave the old one
-/// at 1).
+/// (`fraudlens_model_info{version, kind} 1`): [`fraudlens_pipeline::publish_model_info`]
+/// (every swap publishes its model too).
 pub fn set_model_info(model: &ServingModel) {
-    static CURRENT: std::sync::Mutex<Option<(String, &'static str)>> = std::sync::Mutex::new(None);
-    let mut current = CURRENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((version, kind)) = current.take() {
-        metrics::gauge!("fraudlens_model_info", "version" => version, "kind" => kind).set(0.0);
-    }
-    metrics::gauge!("fraudlens_model_info", "version" => model.version().to_owned(), "kind" => model.kind()).set(1.0);
-    *current = Some((model.version().to_owned(), model.kind()));
+    fraudlens_pipeline::publish_model_info(model);
 }
 
 /// Middleware: `http_requests_total{route,method,status}` and

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use fraudlens_pipeline::PipelineError;
+use fraudlens_pipeline::{ModelWatch, PipelineError, WatchConfig};
 use tokio::net::TcpListener;
 
 use crate::AppState;
@@ -20,12 +20,19 @@ pub struct ServeOptions {
     /// After shutdown begins, how long in-flight requests may take before
     /// the remaining connections are closed.
     pub grace: Duration,
+    /// How often the registry's production model is read (promotions made
+    /// by other processes; [`ModelWatch`]).
+    pub model_poll_interval: Duration,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; then readiness
 /// turns 503, new connections are refused, in-flight requests get
 /// `options.grace` to finish, and the pipeline flushes its pending commits
 /// and snapshots the entity state. The caller closes the store.
+///
+/// Meanwhile a [`ModelWatch`] follows the registry: a promotion or rollback
+/// made through another process is served here too (notified on
+/// PostgreSQL, else within `options.model_poll_interval`).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -41,6 +48,13 @@ pub async fn serve(
         // no receiver left: the server has stopped already
         let _ = stop_tx.send(true);
     });
+    let watch = ModelWatch::start(
+        state.pipeline.clone(),
+        WatchConfig {
+            poll_interval: options.model_poll_interval,
+            card_hash_key: state.config.card_hash_key.clone(),
+        },
+    );
     let mut stopped = stop_rx.clone();
     tracing::info!(
         max_connections = options.transport.max_connections,
@@ -58,5 +72,6 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         } => tracing::warn!(seconds = grace.as_secs(), "grace period over; closing remaining connections"),
     }
+    watch.stop().await;
     state.pipeline.shutdown().await
 }

@@ -54,6 +54,10 @@ pub struct ServeSettings {
     pub body_read_timeout_seconds: u64,
     /// The slowest body rate accepted past `body_read_timeout_seconds`.
     pub min_body_bytes_per_second: u64,
+    /// Milliseconds between two reads of the registry's production model (a
+    /// promotion made elsewhere is served after at most this long; on
+    /// PostgreSQL a notification usually brings it sooner).
+    pub model_poll_interval_ms: u64,
 }
 
 impl Default for ServeSettings {
@@ -79,6 +83,7 @@ impl Default for ServeSettings {
             header_read_timeout_seconds: transport.header_read_timeout.as_secs(),
             body_read_timeout_seconds: transport.body_read_timeout.as_secs(),
             min_body_bytes_per_second: transport.min_body_bytes_per_second,
+            model_poll_interval_ms: 1_000,
         }
     }
 }
@@ -126,6 +131,7 @@ impl ServeSettings {
                 },
             },
             grace: Duration::from_secs(self.shutdown_grace_seconds),
+            model_poll_interval: Duration::from_millis(self.model_poll_interval_ms.max(10)),
         }
     }
 }

@@ -57,6 +57,40 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// The PostgreSQL notification channel of promotions (its payload: the new
+/// production version).
+pub const MODELS_CHANNEL: &str = "fraudlens_models";
+
+/// What [`Store::model_changes`] hears.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelChange {
+    /// A promotion was committed: this version is the production model.
+    Promoted(String),
+    /// The listening connection was lost and re-established: announcements
+    /// may have been missed.
+    Reconnected,
+}
+
+/// The announcements of promotions ([`Store::model_changes`]); `None` from
+/// [`ModelChanges::next`] when listening stopped (the pool closed, or the
+/// connection could not be re-established): subscribe again later.
+#[derive(Debug)]
+pub struct ModelChanges {
+    receiver: tokio::sync::mpsc::Receiver<ModelChange>,
+}
+
+impl ModelChanges {
+    /// Wraps the receiving end of a listener task.
+    pub fn new(receiver: tokio::sync::mpsc::Receiver<ModelChange>) -> Self {
+        Self { receiver }
+    }
+
+    /// The next announcement, or `None` once listening stopped.
+    pub async fn next(&mut self) -> Option<ModelChange> {
+        self.receiver.recv().await
+    }
+}
+
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -190,8 +224,19 @@ pub trait Store: Send + Sync + 'static {
     /// Every registered model, newest registration first.
     async fn models(&self) -> Result<Vec<ModelEntry>>;
 
-    /// Makes `version` the production model; the previous one becomes `archived`.
+    /// Makes `version` the production model; the previous one becomes
+    /// `archived`. On PostgreSQL the transaction also notifies
+    /// [`MODELS_CHANNEL`] with the version, so the listeners of
+    /// [`Store::model_changes`] hear of it once it is committed.
     async fn promote_model(&self, version: &str, at: Timestamp, actor: &str) -> Result<ModelEntry>;
+
+    /// The promotions committed from now on, by any process on this store,
+    /// as they are announced (PostgreSQL `LISTEN`); `None` when the backend
+    /// cannot announce them (SQLite: poll [`Store::models`]). A subscriber
+    /// must still poll now and then: a notification sent while the
+    /// connection was being re-established is lost (it is told so, by
+    /// [`ModelChange::Reconnected`]).
+    async fn model_changes(&self) -> Result<Option<ModelChanges>>;
 
     /// Adds an API key.
     async fn create_key(&self, key: &ApiKeyEntry) -> Result<()>;

@@ -374,6 +374,94 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
     assert_eq!(audit[0].before.as_deref(), Some("v1"));
 }
 
+/// Promotions are announced to the listeners of `model_changes` once
+/// committed, from any connection (another process's store), and a failed
+/// promotion announces nothing; SQLite has no announcements (`None`).
+async fn promotions_are_announced_on_commit(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let other = open(&db).await;
+    let Some(mut changes) = store.model_changes().await.unwrap() else {
+        assert_eq!(backend, Backend::Sqlite, "only SQLite cannot announce");
+        return;
+    };
+    assert_eq!(backend, Backend::Postgres);
+    for version in ["v1", "v2"] {
+        let model = NewModel {
+            version: version.to_owned(),
+            path: format!("/models/{version}"),
+            summary: "{}".to_owned(),
+            feature_names: Vec::new(),
+            registered_at: ms(1),
+            digest: format!("digest-of-{version}"),
+        };
+        other.register_model(&model).await.unwrap();
+    }
+    assert!(other.promote_model("v9", ms(5), "admin").await.is_err());
+    other.promote_model("v1", ms(10), "admin").await.unwrap();
+    other.promote_model("v2", ms(20), "admin").await.unwrap();
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(ModelChange::Promoted("v1".to_owned()))
+    );
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(ModelChange::Promoted("v2".to_owned()))
+    );
+    // closing the pool ends the listening
+    store.close().await;
+    assert_eq!(next_change(&mut changes).await, None);
+}
+
+/// A listening connection killed by the server: the subscriber hears of it
+/// (`Reconnected`, or the end of the subscription), and once listening again
+/// hears the next promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listening_connection_is_reported() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = open(&db).await;
+    for version in ["v1", "v2"] {
+        let model = NewModel {
+            version: version.to_owned(),
+            path: format!("/models/{version}"),
+            summary: "{}".to_owned(),
+            feature_names: Vec::new(),
+            registered_at: ms(1),
+            digest: format!("digest-of-{version}"),
+        };
+        store.register_model(&model).await.unwrap();
+    }
+    let mut changes = store.model_changes().await.unwrap().unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "one listening connection");
+    match next_change(&mut changes).await {
+        Some(ModelChange::Reconnected) => {}
+        None => changes = store.model_changes().await.unwrap().unwrap(),
+        other => panic!("{other:?}"),
+    }
+    store.promote_model("v2", ms(20), "admin").await.unwrap();
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(ModelChange::Promoted("v2".to_owned()))
+    );
+}
+
+/// The next announcement, within a generous deadline.
+async fn next_change(changes: &mut ModelChanges) -> Option<ModelChange> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), changes.next())
+        .await
+        .expect("an announcement (or the end) within 10 s")
+}
+
 /// The registry keeps what was registered, not only where: the content
 /// digest comes back with the entry, and the same version and path with other
 /// content is a conflict, not a silent no-op.
@@ -636,6 +724,7 @@ suite!(
     labels_update_known_transactions,
     model_registry_promotes_one_at_a_time,
     model_registry_keeps_the_content_digest,
+    promotions_are_announced_on_commit,
     keys_are_created_and_revoked,
     dead_letters_redact_card_numbers,
     a_kafka_record_is_dead_lettered_once,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use fraudlens_pipeline::{ModelWatch, WatchConfig};
 use fraudlens_server::ops::{self, Probes};
 use fraudlens_server::transport::{self, TransportConfig};
 use tokio::net::TcpListener;
@@ -15,9 +16,13 @@ use crate::{Detector, StreamError};
 /// answers and the detector's [`crate::Health`] has no complaint). Then it
 /// finishes the batches in flight, commits, leaves the group and flushes the
 /// pipeline's pending commits. The caller closes the store.
+///
+/// Meanwhile a [`ModelWatch`] follows the registry with `watch`: a promotion
+/// or rollback made through the API or the CLI is scored with here too.
 pub async fn run(
     detector: Detector,
     probes: TcpListener,
+    watch: WatchConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StreamError> {
     let detector = Arc::new(detector);
@@ -44,7 +49,11 @@ pub async fn run(
         // no receiver left: the detector has stopped already
         let _ = stop_tx.send(true);
     });
-    detector.run(stop_rx).await?;
+    ops::set_model_info(&pipeline.model());
+    let watch = ModelWatch::start(pipeline.clone(), watch);
+    let consumed = detector.run(stop_rx).await;
+    watch.stop().await;
+    consumed?;
     pipeline.shutdown().await?;
     Ok(())
 }

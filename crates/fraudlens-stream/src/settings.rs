@@ -2,7 +2,10 @@
 //! configuration, with their defaults, turned into the [`DetectorConfig`] and
 //! the [`PipelineConfig`] the detector runs with.
 
-use fraudlens_pipeline::PipelineConfig;
+use std::time::Duration;
+
+use fraudlens_core::Secret;
+use fraudlens_pipeline::{PipelineConfig, WatchConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::DetectorConfig;
@@ -29,6 +32,10 @@ pub struct DetectSettings {
     pub metrics_listen: String,
     /// A topic of labels (chargebacks) to apply like `POST /api/v1/labels`; empty: none.
     pub labels_topic: String,
+    /// Milliseconds between two reads of the registry's production model (a
+    /// promotion made elsewhere is served after at most this long; on
+    /// PostgreSQL a notification usually brings it sooner).
+    pub model_poll_interval_ms: u64,
 }
 
 impl Default for DetectSettings {
@@ -44,6 +51,7 @@ impl Default for DetectSettings {
             session_timeout_ms: detector.session_timeout_ms,
             metrics_listen: "127.0.0.1:8001".to_owned(),
             labels_topic: String::new(),
+            model_poll_interval_ms: 1_000,
         }
     }
 }
@@ -60,6 +68,15 @@ impl DetectSettings {
             max_batch: self.max_batch.max(1),
             session_timeout_ms: self.session_timeout_ms,
             labels_topic: Some(self.labels_topic.clone()).filter(|topic| !topic.is_empty()),
+        }
+    }
+
+    /// How the detector follows the registry's production model;
+    /// `card_hash_key` comes from `[security]`.
+    pub fn watch_config(&self, card_hash_key: Option<Secret>) -> WatchConfig {
+        WatchConfig {
+            poll_interval: Duration::from_millis(self.model_poll_interval_ms.max(10)),
+            card_hash_key,
         }
     }
 

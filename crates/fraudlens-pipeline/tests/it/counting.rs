@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fraudlens_store::{
-    AnomalyQuery, ApiKeyEntry, AuditEntry, DeadLetter, LabelEntry, ModelEntry, NewDecision, NewLabel, NewModel, Page,
-    PutOutcome, Result, ReviewOutcome, ReviewRequest, Store, StoredDeadLetter, StoredDecision,
+    AnomalyQuery, ApiKeyEntry, AuditEntry, DeadLetter, LabelEntry, ModelChanges, ModelEntry, NewDecision, NewLabel,
+    NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest, Store, StoredDeadLetter, StoredDecision,
 };
 
 /// Delegates to a real store, counting `put_decisions` calls.
@@ -84,6 +84,9 @@ impl Store for CountingStore {
     }
     async fn promote_model(&self, version: &str, at: fraudlens_core::Timestamp, actor: &str) -> Result<ModelEntry> {
         self.inner.promote_model(version, at, actor).await
+    }
+    async fn model_changes(&self) -> Result<Option<ModelChanges>> {
+        self.inner.model_changes().await
     }
     async fn create_key(&self, key: &ApiKeyEntry) -> Result<()> {
         self.inner.create_key(key).await

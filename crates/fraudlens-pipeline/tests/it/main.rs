@@ -1,6 +1,7 @@
 //! In-process tests of the scoring pipeline on a SQLite store in a temporary
 //! directory, with the model fixture of `fraudlens-model`: idempotency,
-//! racing requests for one id, group commit, shard acquire and release.
+//! racing requests for one id, group commit, shard acquire and release,
+//! promotions followed by every pipeline (also on PostgreSQL).
 
 // a failed unwrap in a test is a failed test with a backtrace
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,6 +10,7 @@ mod counting;
 mod idempotency;
 mod registry;
 mod shards;
+mod watch;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use serde_json::{Value, json};
 use crate::counting::CountingStore;
 
 /// An event-mode GBDT artifact (customer and terminal entities).
-const MODEL: &str = concat!(
+pub const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../fraudlens-model/tests/fixtures/artifact-v1"
 );

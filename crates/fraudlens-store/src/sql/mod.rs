@@ -78,6 +78,11 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// to this size is written without an explicit transaction.
     const ONE_STATEMENT: usize;
 
+    /// A statement run in a promotion's transaction that announces the new
+    /// production version (`$1`) to the processes listening, sent only on
+    /// commit: `pg_notify` on PostgreSQL; SQLite has no such channel (`None`).
+    const NOTIFY_MODELS: Option<&'static str>;
+
     /// Starts a transaction that will write.
     fn begin_write(pool: &Pool<Self>) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>>> + Send;
 
@@ -86,6 +91,10 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
         conn: &mut Self::Connection,
         batch: &[NewDecision],
     ) -> impl Future<Output = Result<std::collections::HashSet<String>>> + Send;
+
+    /// Subscribes to the promotions announced by [`Backend::NOTIFY_MODELS`]
+    /// (`None`: the backend has no such channel).
+    fn model_changes(pool: &Pool<Self>) -> impl Future<Output = Result<Option<ModelChanges>>> + Send;
 }
 
 #[async_trait::async_trait]
@@ -174,6 +183,10 @@ where
 
     async fn promote_model(&self, version: &str, at: Timestamp, actor: &str) -> Result<ModelEntry> {
         self.promote(version, at, actor).await
+    }
+
+    async fn model_changes(&self) -> Result<Option<ModelChanges>> {
+        DB::model_changes(&self.pool).await
     }
 
     async fn create_key(&self, key: &ApiKeyEntry) -> Result<()> {

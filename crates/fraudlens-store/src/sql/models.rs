@@ -1,5 +1,6 @@
 //! The model registry: versions registered as `staging` (with their content
-//! digest), at most one `production` model, promotion with its audit entry.
+//! digest), at most one `production` model, promotion with its audit entry
+//! (and, on PostgreSQL, a notification on [`MODELS_CHANNEL`] sent at commit).
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Row, Type};
 
@@ -119,6 +120,9 @@ where
             },
         )
         .await?;
+        if let Some(notify) = DB::NOTIFY_MODELS {
+            sqlx::query(notify).bind(version).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(entry)
     }

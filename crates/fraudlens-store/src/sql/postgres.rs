@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row};
 
 use super::decisions::{INSERT_CHUNK, encode_features};
@@ -31,6 +31,7 @@ impl Backend for Postgres {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const LOCK_MODELS: &'static str = "LOCK TABLE models IN SHARE ROW EXCLUSIVE MODE";
     const ONE_STATEMENT: usize = INSERT_CHUNK;
+    const NOTIFY_MODELS: Option<&'static str> = Some("SELECT pg_notify('fraudlens_models', $1)");
 
     /// A transaction (row locks and MVCC make an ordinary one enough).
     async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
@@ -81,6 +82,36 @@ impl Backend for Postgres {
             }
         }
         Ok(inserted)
+    }
+
+    /// `LISTEN fraudlens_models` on a connection of the pool, forwarded by a
+    /// task until the receiver is dropped, the pool closes or the connection
+    /// cannot be re-established. A lost connection is reconnected by the
+    /// listener and reported as [`ModelChange::Reconnected`] (notifications
+    /// sent meanwhile are lost: the subscriber re-reads the registry).
+    async fn model_changes(pool: &PgPool) -> Result<Option<ModelChanges>> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(MODELS_CHANNEL).await?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    () = sender.closed() => return,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(notification)) => ModelChange::Promoted(notification.payload().to_owned()),
+                        Ok(None) => ModelChange::Reconnected,
+                        Err(error) => {
+                            tracing::warn!(%error, "model notifications: listening stopped");
+                            return;
+                        }
+                    },
+                };
+                if sender.send(change).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Some(ModelChanges::new(receiver)))
     }
 }
 

@@ -58,6 +58,7 @@ impl Backend for Sqlite {
     // BEGIN IMMEDIATE already serialises every writer
     const LOCK_MODELS: &'static str = "SELECT 1";
     const ONE_STATEMENT: usize = 64;
+    const NOTIFY_MODELS: Option<&'static str> = None;
 
     /// A write transaction that takes SQLite's write lock at once (`BEGIN
     /// IMMEDIATE`): a deferred one that reads first and then writes fails with
@@ -104,5 +105,10 @@ impl Backend for Sqlite {
             }
         }
         Ok(inserted)
+    }
+
+    /// No notification channel: the watchers poll the registry.
+    async fn model_changes(_pool: &SqlitePool) -> Result<Option<ModelChanges>> {
+        Ok(None)
     }
 }

@@ -156,7 +156,9 @@ async fn promote(config: &Config, store: &dyn Store, version: &str) -> CliResult
     registry::promote(store, version, config.security.card_hash_key.as_ref(), "cli")
         .await
         .map_err(|error| registry_failure(error, "promoting"))?;
-    eprintln!("{version} is the production model (running servers: restart, or promote through the API to swap live)");
+    eprintln!(
+        "{version} is the production model (running servers and detectors on this store pick it up within a second)"
+    );
     Ok(())
 }
 

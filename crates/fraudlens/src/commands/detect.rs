@@ -67,7 +67,8 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
         detector_config.dead_letter_topic
     );
 
-    fraudlens_stream::run(detector, listener, shutdown_signal())
+    let watch = settings.watch_config(config.security.card_hash_key.clone());
+    fraudlens_stream::run(detector, listener, watch, shutdown_signal())
         .await
         .context("consuming")?;
     store.close().await;

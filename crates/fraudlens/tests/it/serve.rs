@@ -15,6 +15,7 @@ use crate::model::trained;
 use crate::{fraudlens, read_csv, spawn_service, terminate};
 
 mod limits;
+mod promotion;
 
 /// A running `fraudlens serve`.
 pub(crate) struct Server {
@@ -980,7 +981,7 @@ async fn predict_replays_are_flagged_like_the_main_route() {
 /// A copy of the trained model at `dir/name` with `edit` applied to its
 /// manifest, and `SHA256SUMS` regenerated — what anyone who can write the
 /// files can do, so the checksums alone prove nothing about who made them.
-fn edited_model(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+pub(crate) fn edited_model(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let copy = dir.join(name);
     std::fs::create_dir_all(&copy).unwrap();
     for entry in std::fs::read_dir(trained().model()).unwrap() {
