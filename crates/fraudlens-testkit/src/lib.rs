@@ -205,3 +205,73 @@ impl Drop for Broker {
         let _ = self.child.wait();
     }
 }
+
+/// A private Redis for one test (`redis-server` on a free port, no
+/// persistence: a restart empties it, as a Redis that lost its data), stopped
+/// by its PID when dropped. `scripts/redis` installs `redis-server` if missing.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts a Redis on a free port and waits until it answers.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let mut server = Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Stops the server (`kill -9`): clients get connection errors.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/redis installs it)");
+        self.child = Some(child);
+        let address = format!("127.0.0.1:{}", self.port);
+        for _ in 0..200 {
+            if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+                use std::io::{Read, Write};
+                let mut reply = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on {address}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -333,3 +333,94 @@ async fn a_label_sent_to_one_replica_changes_the_next_decision_on_the_other() {
     assert_eq!(a.terminate(), 0);
     assert_eq!(b.terminate(), 0);
 }
+
+/// A Redis that restarts empty (no persistence) is found not built by the
+/// next request, which gets 503 with `Retry-After`; the state is rebuilt
+/// from the store without operator action (logged, counted), and every
+/// decision after it has exactly the features one engine computes over all
+/// stored transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
+    let mut redis = fraudlens_testkit::RedisServer::start();
+    let model_dir = trained().model();
+    let model = load_model(&model_dir);
+    let txs = transactions(900);
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let env = [
+        ("FRAUDLENS_STATE__BACKEND", redis.url.clone()),
+        ("FRAUDLENS_STATE__NAMESPACE", namespace()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
+    let service = key(dir.path(), &db.url, "service");
+    let client = reqwest::Client::new();
+    let url = server.url("/api/v1/transactions");
+    for tx in &txs[..500] {
+        let (status, body) = post(&client, &url, &service, tx).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+
+    // Redis unreachable: not ready, and nothing is scored without it
+    redis.kill();
+    let (status, body) = post(&client, &url, &service, &txs[500]).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let ready = client.get(server.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = ready.json().await.unwrap();
+    assert!(
+        ready["reasons"].to_string().contains("shared entity state: unreachable"),
+        "{ready}"
+    );
+
+    redis.restart();
+    // the next transaction: 503 until the state is rebuilt, then scored
+    let started = std::time::Instant::now();
+    let mut refused = Vec::new();
+    loop {
+        let response = client
+            .post(&url)
+            .header("x-api-key", &service)
+            .json(&txs[500])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        if status.is_success() {
+            break;
+        }
+        assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+        refused.push(response.json::<Value>().await.unwrap());
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "not rebuilt within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    println!(
+        "redis restarted empty: {} requests answered 503 until the rebuild, scored after {:.2} s",
+        refused.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!refused.is_empty(), "the lost state was noticed");
+    for tx in &txs[501..] {
+        let (status, body) = post(&client, &url, &service, tx).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    let metrics = server.metrics().await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}{{backend=\"redis\"}}")))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(value("fraudlens_state_rebuilds_total") >= 1.0, "{metrics}");
+    assert_eq!(value("fraudlens_state_rebuild_rows_total"), 500.0, "the 500 stored rows replayed: {metrics}");
+    assert!(server.log().contains("the shared entity state is rebuilt"), "{}", server.log());
+    // one client, one request at a time: the store order is the order applied
+    let stored = stored(&db.url).await;
+    assert_eq!(stored.len(), txs.len());
+    let (differ, compared) = mismatches(&model, &stored, &store_order(&model, &stored));
+    println!("after the rebuild: {compared} entity feature blocks compared, mismatches {differ:?}");
+    assert_eq!(differ.iter().sum::<usize>(), 0);
+    assert_eq!(server.terminate(), 0);
+}
