@@ -513,6 +513,16 @@ impl FeatureEngine {
             .is_some_and(|state| state.find(tx_hash, tx.timestamp.as_millis()).is_some())
     }
 
+    /// Whether the state of entity `at` holds the transaction `tx` (same id
+    /// and time): a shared state's check that another process applied it.
+    pub fn entity_holds(&self, at: crate::EntityRef, tx: &Transaction) -> bool {
+        let tx_hash = key_hash(tx.id.as_str()) & !FRAUD_BIT;
+        self.states
+            .get(at.block)
+            .and_then(|states| states.get(&at.key))
+            .is_some_and(|state| state.find(tx_hash, tx.timestamp.as_millis()).is_some())
+    }
+
     /// Drops entities whose newest event is older than their block's horizon:
     /// such state can no longer change any feature.
     ///

@@ -66,6 +66,10 @@ impl Unwritten {
         }
     }
 
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.records.contains_key(id)
+    }
+
     pub(crate) fn forget(&mut self, id: &str) {
         self.records.remove(id);
     }
@@ -267,6 +271,11 @@ impl Pipeline {
                     Some(stored) => {
                         lock(&self.unwritten).forget(tx.id.as_str());
                         compare(&stored, &fingerprint)
+                    }
+                    // in the shared state, observed by another process (or by this
+                    // one, whose write failed and kept no decision)
+                    None if self.config.shared_state.is_some() && !lock(&self.unwritten).contains(tx.id.as_str()) => {
+                        self.resolve_unstored(tx, shard, fingerprint).await
                     }
                     // observed but never stored (its write failed)
                     None => self.retry_unwritten(tx, shard, fingerprint).await,

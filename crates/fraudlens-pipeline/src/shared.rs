@@ -12,6 +12,12 @@
 //! lost, each entity's updates have one order (its versions), and every
 //! entity's features are computed from all of its events, whichever process
 //! handled them. Labels go the same way (fetch, apply, compare-and-set).
+//!
+//! The same id sent to two processes at once is applied to each entity once:
+//! a redo skips an entity whose fresh state holds the transaction already,
+//! and the store keeps one of the two decisions. A transaction the state
+//! holds but the store does not (its observer stopped in between) is
+//! decided after a wait without being observed again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,6 +97,9 @@ fn unavailable(error: StateError) -> ScoreError {
 
 /// How long a rebuild may hold the rebuild lock (a rebuilder that dies frees it then).
 const REBUILD_LEASE: Duration = Duration::from_secs(600);
+/// How long a transaction the shared state holds may wait for its
+/// observer's decision before it is decided here.
+const ORPHAN_WAIT: Duration = Duration::from_secs(5);
 /// A rebuilder waits this long before reading the store, so that batches
 /// that fetched before the state was lost have stored their decisions.
 const REBUILD_GRACE: Duration = Duration::from_secs(1);
@@ -267,6 +276,13 @@ impl Pipeline {
                 for observed in fresh.iter_mut() {
                     for at in engine.entity_refs(&observed.tx) {
                         if loaded.version(at).is_some() {
+                            // the same id sent to two processes at once: the other one
+                            // applied it to this entity first, so it is not applied twice
+                            // (the store keeps one of the two decisions)
+                            if engine.entity_holds(at, &observed.tx) {
+                                metrics::counter!("fraudlens_state_applied_elsewhere_total").increment(1);
+                                continue;
+                            }
                             engine.observe_block(&observed.tx, at.block, &mut observed.row);
                             applied.entry(at).or_default().push(observed.tx.id.as_str().to_owned());
                         }
@@ -279,6 +295,84 @@ impl Pipeline {
         Err(ScoreError::Unavailable(format!(
             "shared entity state: still contended after {MAX_ROUNDS} rounds"
         )))
+    }
+
+    /// A transaction the shared state holds but the store does not: another
+    /// process observed it and is storing its decision (or died between the
+    /// two). Waits for that decision; if none comes, decides on the state as
+    /// it is, without observing the transaction again (the state counts it
+    /// once already) — so a redelivered record never stalls its partition.
+    pub(crate) async fn resolve_unstored(
+        &self,
+        tx: Transaction,
+        shard: crate::ShardKey,
+        fingerprint: String,
+    ) -> Result<crate::Scored, ScoreError> {
+        let Some(shared) = &self.config.shared_state else {
+            return Err(ScoreError::Unavailable("no shared entity state".to_owned()));
+        };
+        let id = tx.id.as_str().to_owned();
+        let started = std::time::Instant::now();
+        while started.elapsed() < ORPHAN_WAIT {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let stored = self
+                .store
+                .transaction(&id)
+                .await
+                .map_err(|error| ScoreError::Unavailable(error.to_string()))?;
+            if let Some(stored) = stored {
+                return crate::admission::compare(&stored, &fingerprint);
+            }
+        }
+        metrics::counter!("fraudlens_state_orphans_decided_total").increment(1);
+        tracing::warn!(
+            id,
+            "a transaction in the shared entity state has no stored decision (its observer stopped): decided now, not observed again"
+        );
+        let model = self.model.load_full();
+        let loaded = self.fetch_for(shared, &[&tx]).await?;
+        let mut row = self.with_scratch(|engine| {
+            loaded.load_into(engine)?;
+            let mut row = Vec::new();
+            // on the scratch copy only: nothing is written back
+            engine.observe(&tx, &mut row);
+            engine.clear_entities();
+            Ok(row)
+        })?;
+        model.inputs.push_attributes(&tx, &mut row);
+        let (body, fingerprint) = crate::admission::stored_form(&tx)?;
+        let slot = std::sync::Arc::new(crate::admission::Slot::default());
+        let racing = {
+            let mut in_flight = lock(&self.in_flight);
+            match in_flight.get(&id) {
+                Some(racing) => Some(racing.clone()),
+                None => {
+                    in_flight.insert(id, slot.clone());
+                    None
+                }
+            }
+        };
+        if let Some(racing) = racing {
+            return racing
+                .wait()
+                .await
+                .and_then(|scored| crate::admission::compare_record(scored.record, &fingerprint));
+        }
+        let observed = Observed {
+            tx,
+            shard,
+            body,
+            fingerprint,
+            row,
+            started: std::time::Instant::now(),
+            received_at: crate::now(),
+            slot,
+            decided: None,
+        };
+        self.finish(&model, vec![observed])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())))
     }
 
     /// Feeds a label to the shared state of its transaction's entities;

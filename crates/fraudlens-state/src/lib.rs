@@ -102,6 +102,9 @@ pub struct StateOptions {
     pub timeout: Duration,
 }
 
+/// One entity as Redis answers `HMGET v s`.
+type Reply = (Option<u64>, Option<Vec<u8>>);
+
 /// One entity as fetched.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fetched {
@@ -285,7 +288,7 @@ impl SharedState {
             pipe.cmd("HMGET").arg(self.key(*entity)).arg("v").arg("s");
         }
         let mut connection = self.connection.clone();
-        let (built, replies): (bool, Vec<(Option<u64>, Option<Vec<u8>>)>) = if at.is_empty() {
+        let (built, replies): (bool, Vec<Reply>) = if at.is_empty() {
             let (built,): (bool,) = pipe.query_async(&mut connection).await?;
             (built, Vec::new())
         } else {

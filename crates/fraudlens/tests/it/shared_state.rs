@@ -369,7 +369,9 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
     assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let ready: Value = ready.json().await.unwrap();
     assert!(
-        ready["reasons"].to_string().contains("shared entity state: unreachable"),
+        ready["reasons"]
+            .to_string()
+            .contains("shared entity state: unreachable"),
         "{ready}"
     );
 
@@ -392,7 +394,10 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
         assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key("retry-after"));
         refused.push(response.json::<Value>().await.unwrap());
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "not rebuilt within 60 s");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "not rebuilt within 60 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     println!(
@@ -414,8 +419,16 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
             .sum()
     };
     assert!(value("fraudlens_state_rebuilds_total") >= 1.0, "{metrics}");
-    assert_eq!(value("fraudlens_state_rebuild_rows_total"), 500.0, "the 500 stored rows replayed: {metrics}");
-    assert!(server.log().contains("the shared entity state is rebuilt"), "{}", server.log());
+    assert_eq!(
+        value("fraudlens_state_rebuild_rows_total"),
+        500.0,
+        "the 500 stored rows replayed: {metrics}"
+    );
+    assert!(
+        server.log().contains("the shared entity state is rebuilt"),
+        "{}",
+        server.log()
+    );
     // one client, one request at a time: the store order is the order applied
     let stored = stored(&db.url).await;
     assert_eq!(stored.len(), txs.len());
@@ -423,4 +436,96 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
     println!("after the rebuild: {compared} entity feature blocks compared, mismatches {differ:?}");
     assert_eq!(differ.iter().sum::<usize>(), 0);
     assert_eq!(server.terminate(), 0);
+}
+
+/// Every transaction sent to both replicas at the same moment (a client
+/// retrying on another replica): one decision per id is stored, and no
+/// entity's state applies an id twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_id_sent_to_two_replicas_at_once_is_applied_once() {
+    let model_dir = trained().model();
+    let model = load_model(&model_dir);
+    let txs = transactions(300);
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let namespace = namespace();
+    let env = [
+        ("FRAUDLENS_STATE__BACKEND", redis_url()),
+        ("FRAUDLENS_STATE__NAMESPACE", namespace.clone()),
+        ("FRAUDLENS_STATE__RECORD_ORDER", "true".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
+    let b = Server::start_with(dir.path(), &db.url, None, &env);
+    let service = key(dir.path(), &db.url, "service");
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (client, service) = (client.clone(), service.clone());
+        let urls = (a.url("/api/v1/transactions"), b.url("/api/v1/transactions"));
+        let mine: Vec<Value> = txs.iter().skip(worker).step_by(4).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            for tx in mine {
+                let (first, second) = tokio::join!(
+                    post(&client, &urls.0, &service, &tx),
+                    post(&client, &urls.1, &service, &tx)
+                );
+                // both answer the one decision (one of them as a replay), or one
+                // is asked to retry while the other stores it
+                for (status, body) in [first, second] {
+                    assert!(
+                        status.is_success() || status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+                        "{status} {body}"
+                    );
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored = stored(&db.url).await;
+    assert_eq!(stored.len(), txs.len(), "one stored decision per id");
+    let shared = SharedState::connect(
+        &redis_url(),
+        model.spec().fingerprint(),
+        StateOptions {
+            namespace,
+            ttl: std::time::Duration::from_secs(60),
+            record_order: false,
+            timeout: std::time::Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let order = applied_order(&shared, &model, &stored).await;
+    let mut applications = 0;
+    for (at, ids) in &order {
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "an id applied twice to {at:?}: {ids:?}");
+        applications += ids.len();
+    }
+    let metrics = format!("{}{}", a.metrics().await, b.metrics().await);
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    println!(
+        "{} ids each sent to both replicas at once: {} stored, {applications} entity applications (2 per id), \
+         conflicts {}, skipped as applied by the other replica {}",
+        txs.len(),
+        stored.len(),
+        counter("fraudlens_state_conflicts_total"),
+        counter("fraudlens_state_applied_elsewhere_total")
+    );
+    assert_eq!(
+        applications,
+        2 * txs.len(),
+        "each id applied once to its customer and once to its terminal"
+    );
+    assert_eq!(a.terminate(), 0);
+    assert_eq!(b.terminate(), 0);
 }
