@@ -37,6 +37,16 @@ async fn state(record_order: bool) -> SharedState {
     state
 }
 
+/// The first write of an entity: one byte of state.
+fn first_write(at: EntityRef) -> Write {
+    Write {
+        at,
+        read: 0,
+        bytes: vec![1],
+        applied: Vec::new(),
+    }
+}
+
 fn rand_part() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -146,15 +156,7 @@ async fn a_flushed_script_cache_is_reloaded() {
         .await
         .unwrap();
     let at = EntityRef { block: 0, key: 7 };
-    let written = state
-        .write(&[Write {
-            at,
-            read: 0,
-            bytes: vec![1],
-            applied: Vec::new(),
-        }])
-        .await
-        .unwrap();
+    let written = state.write(&[first_write(at)]).await.unwrap();
     assert_eq!(written, vec![Written::Stored(1)]);
     let ttl: i64 = redis::cmd("PTTL")
         .arg(state.key(at))
@@ -168,15 +170,7 @@ async fn a_flushed_script_cache_is_reloaded() {
 async fn a_flushed_namespace_is_not_built_until_rebuilt_and_one_process_rebuilds() {
     let state = state(false).await;
     let at = EntityRef { block: 0, key: 9 };
-    state
-        .write(&[Write {
-            at,
-            read: 0,
-            bytes: vec![1],
-            applied: Vec::new(),
-        }])
-        .await
-        .unwrap();
+    state.write(&[first_write(at)]).await.unwrap();
     assert_eq!(state.fetch(&[at]).await.unwrap()[0].version, 1);
     // Redis loses its data
     let client = redis::Client::open(url()).unwrap();

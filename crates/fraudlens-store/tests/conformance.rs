@@ -377,6 +377,21 @@ async fn model_registry_promotes_one_at_a_time(backend: Backend) {
 /// Promotions are announced to the listeners of `model_changes` once
 /// committed, from any connection (another process's store), and a failed
 /// promotion announces nothing; SQLite has no announcements (`None`).
+/// Registers each version (path and digest named after it).
+async fn register_versions(store: &dyn Store, versions: &[&str]) {
+    for version in versions {
+        let model = NewModel {
+            version: (*version).to_owned(),
+            path: format!("/models/{version}"),
+            summary: "{}".to_owned(),
+            feature_names: Vec::new(),
+            registered_at: ms(1),
+            digest: format!("digest-of-{version}"),
+        };
+        store.register_model(&model).await.unwrap();
+    }
+}
+
 async fn promotions_are_announced_on_commit(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
@@ -386,17 +401,7 @@ async fn promotions_are_announced_on_commit(backend: Backend) {
         return;
     };
     assert_eq!(backend, Backend::Postgres);
-    for version in ["v1", "v2"] {
-        let model = NewModel {
-            version: version.to_owned(),
-            path: format!("/models/{version}"),
-            summary: "{}".to_owned(),
-            feature_names: Vec::new(),
-            registered_at: ms(1),
-            digest: format!("digest-of-{version}"),
-        };
-        other.register_model(&model).await.unwrap();
-    }
+    register_versions(other.as_ref(), &["v1", "v2"]).await;
     assert!(other.promote_model("v9", ms(5), "admin").await.is_err());
     other.promote_model("v1", ms(10), "admin").await.unwrap();
     other.promote_model("v2", ms(20), "admin").await.unwrap();
@@ -420,17 +425,7 @@ async fn promotions_are_announced_on_commit(backend: Backend) {
 async fn a_lost_listening_connection_is_reported() {
     let db = TestDb::new(Backend::Postgres).await;
     let store = open(&db).await;
-    for version in ["v1", "v2"] {
-        let model = NewModel {
-            version: version.to_owned(),
-            path: format!("/models/{version}"),
-            summary: "{}".to_owned(),
-            feature_names: Vec::new(),
-            registered_at: ms(1),
-            digest: format!("digest-of-{version}"),
-        };
-        store.register_model(&model).await.unwrap();
-    }
+    register_versions(store.as_ref(), &["v1", "v2"]).await;
     let mut changes = store.model_changes().await.unwrap().unwrap();
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
