@@ -64,7 +64,7 @@ impl Pipeline {
         };
         let mut states = lock(&self.states);
         let Some(held) = states.held.get_mut(&shard) else {
-            metrics::counter!("labels_for_other_shards_total").increment(1);
+            metrics::counter!("fraudlens_labels_for_other_shards_total").increment(1);
             return false;
         };
         apply(held.state.as_mut(), stored, label)

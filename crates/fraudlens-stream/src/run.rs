@@ -28,11 +28,20 @@ pub async fn run(
     let detector = Arc::new(detector);
     let pipeline = detector.pipeline().clone();
     let health = detector.health();
+    // draining after a stop signal: not ready, so no new traffic is routed here
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let draining = stopping.clone();
     let router = ops::probe_router(Arc::new(Probes {
         pipeline: pipeline.clone(),
         service: "fraudlens-detect",
         metrics: ops::install_metrics(),
-        not_ready: Box::new(move || health.check().err().unwrap_or_default()),
+        not_ready: Box::new(move || {
+            let mut reasons = health.check().err().unwrap_or_default();
+            if draining.load(std::sync::atomic::Ordering::Acquire) {
+                reasons.push("shutting down".to_owned());
+            }
+            reasons
+        }),
     }));
     // the same connection timeouts and cap as the API: an idle or slow client
     // cannot hold the probes hostage
@@ -45,6 +54,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
+        stopping.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!("stopping: finishing the batch and committing offsets");
         // no receiver left: the detector has stopped already
         let _ = stop_tx.send(true);
@@ -53,7 +63,9 @@ pub async fn run(
     let watch = ModelWatch::start(pipeline.clone(), watch);
     let consumed = detector.run(stop_rx).await;
     watch.stop().await;
+    // the decisions already queued are stored whatever stopped the consumer
+    let flushed = pipeline.shutdown().await;
     consumed?;
-    pipeline.shutdown().await?;
+    flushed?;
     Ok(())
 }
