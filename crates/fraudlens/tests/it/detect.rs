@@ -16,18 +16,25 @@ use crate::model::trained;
 use crate::{Run, fraudlens, ok, spawn_service, terminate};
 
 /// A running `fraudlens detect`.
-struct Detect {
+pub(crate) struct Detect {
     child: Child,
-    metrics: String,
+    pub(crate) metrics: String,
     log: std::path::PathBuf,
 }
 
 impl Detect {
-    fn start(dir: &Path, broker: &str, group: &str, database: &str, name: &str) -> Self {
+    pub(crate) fn start(dir: &Path, broker: &str, group: &str, database: &str, name: &str) -> Self {
         Self::start_with(dir, broker, group, database, name, &[])
     }
 
-    fn start_with(dir: &Path, broker: &str, group: &str, database: &str, name: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(
+        dir: &Path,
+        broker: &str,
+        group: &str,
+        database: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let args = ["detect", "--brokers", broker, "--topic", "tx", "--group", group];
         let args = [&args[..], &["--database", database, "--metrics-listen", "127.0.0.1:0"]].concat();
@@ -41,12 +48,12 @@ impl Detect {
         Self { child, metrics, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// A counter from /metrics (0 when not exported yet).
-    async fn counter(&self, name: &str) -> f64 {
+    pub(crate) async fn counter(&self, name: &str) -> f64 {
         let text = reqwest::get(&self.metrics).await.unwrap().text().await.unwrap();
         text.lines()
             .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
@@ -55,7 +62,7 @@ impl Detect {
     }
 
     /// `kill -9`.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -65,7 +72,7 @@ impl Detect {
         self.child.wait().unwrap().code()
     }
 
-    fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(mut self) -> i32 {
         terminate(&mut self.child)
     }
 }
@@ -95,7 +102,7 @@ fn poison(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|idx| kinds[idx % kinds.len()].to_vec()).collect()
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
     while started.elapsed() < timeout {
         if check().await {
@@ -388,7 +395,7 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
 }
 
 /// The log of every detector started in `dir`, each under its file name.
-fn all_logs(dir: &Path) -> String {
+pub(crate) fn all_logs(dir: &Path) -> String {
     let mut logs = String::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         if entry.path().extension().is_some_and(|e| e == "log") {
@@ -408,7 +415,7 @@ fn acquired(log: &str) -> Vec<usize> {
 }
 
 /// Every stored transaction, in store order.
-async fn all_rows(store: &dyn fraudlens_store::Store) -> Vec<fraudlens_store::StoredDecision> {
+pub(crate) async fn all_rows(store: &dyn fraudlens_store::Store) -> Vec<fraudlens_store::StoredDecision> {
     let mut rows = Vec::new();
     loop {
         let after = rows.last().map_or(0, |row: &fraudlens_store::StoredDecision| row.seq);
@@ -421,7 +428,7 @@ async fn all_rows(store: &dyn fraudlens_store::Store) -> Vec<fraudlens_store::St
 }
 
 /// How many transactions `simulate --to kafka` reports it produced.
-fn produced(run: &Run) -> usize {
+pub(crate) fn produced(run: &Run) -> usize {
     run.stderr
         .split("produced ")
         .nth(1)
@@ -431,7 +438,7 @@ fn produced(run: &Run) -> usize {
 }
 
 /// Registers and promotes the shared test model on `database`.
-fn promote_model(dir: &Path, database: &str) {
+pub(crate) fn promote_model(dir: &Path, database: &str) {
     let model = trained().model();
     let version = ok(
         dir,
@@ -566,7 +573,7 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
 }
 
 /// GET a detector probe: the status and the JSON body.
-async fn probe(detect: &Detect, path: &str) -> (u16, serde_json::Value) {
+pub(crate) async fn probe(detect: &Detect, path: &str) -> (u16, serde_json::Value) {
     let url = detect.metrics.replace("/metrics", path);
     let response = reqwest::get(&url).await.unwrap();
     let status = response.status().as_u16();

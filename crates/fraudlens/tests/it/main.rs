@@ -12,6 +12,7 @@ mod hardening;
 mod model;
 mod security;
 mod serve;
+mod shared_detect;
 mod shared_state;
 mod simulate;
 mod snapshots;

@@ -22,12 +22,12 @@ use serde_json::Value;
 use crate::model::trained;
 use crate::serve::{Server, key, post, transactions};
 
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// A namespace of its own per run: keys never meet another test's.
-fn namespace() -> String {
+pub(crate) fn namespace() -> String {
     format!(
         "fl-test-{}-{}",
         std::process::id(),
@@ -37,7 +37,7 @@ fn namespace() -> String {
 
 /// Sends `txs` to the replicas, interleaved: four clients, each alternating
 /// between the replicas and between single requests and batches of 1–24.
-async fn send_interleaved(servers: &[&Server], service: &str, txs: &[Value]) {
+pub(crate) async fn send_interleaved(servers: &[&Server], service: &str, txs: &[Value]) {
     let client = reqwest::Client::new();
     let chunks: Vec<Vec<Value>> = {
         let mut chunks = Vec::new();
@@ -82,7 +82,7 @@ async fn send_interleaved(servers: &[&Server], service: &str, txs: &[Value]) {
     }
 }
 
-async fn stored(database: &str) -> Vec<StoredDecision> {
+pub(crate) async fn stored(database: &str) -> Vec<StoredDecision> {
     let store = fraudlens_store::connect(database, &fraudlens_store::StoreOptions::default())
         .await
         .unwrap();
@@ -103,7 +103,7 @@ async fn stored(database: &str) -> Vec<StoredDecision> {
 
 /// Per block, how many stored vectors differ from one engine's replay of
 /// each entity's transactions in `order(entity)`; and how many were compared.
-fn mismatches(
+pub(crate) fn mismatches(
     model: &ServingModel,
     stored: &[StoredDecision],
     order: &HashMap<EntityRef, Vec<String>>,
@@ -140,7 +140,7 @@ fn mismatches(
 }
 
 /// Each entity's transactions in store order (what one process would have seen).
-fn store_order(model: &ServingModel, stored: &[StoredDecision]) -> HashMap<EntityRef, Vec<String>> {
+pub(crate) fn store_order(model: &ServingModel, stored: &[StoredDecision]) -> HashMap<EntityRef, Vec<String>> {
     let engine = FeatureEngine::new(model.spec().clone());
     let mut order: HashMap<EntityRef, Vec<String>> = HashMap::new();
     for d in stored {
@@ -153,7 +153,7 @@ fn store_order(model: &ServingModel, stored: &[StoredDecision]) -> HashMap<Entit
 }
 
 /// Each entity's transactions in the order the shared state applied them.
-async fn applied_order(
+pub(crate) async fn applied_order(
     shared: &SharedState,
     model: &ServingModel,
     stored: &[StoredDecision],
@@ -173,7 +173,7 @@ async fn applied_order(
     order
 }
 
-fn load_model(dir: &Path) -> ServingModel {
+pub(crate) fn load_model(dir: &Path) -> ServingModel {
     ServingModel::load(dir, None).unwrap()
 }
 
