@@ -333,6 +333,13 @@ impl FeatureEngine {
         &self.spec
     }
 
+    /// Sets the engine clock (a shared state's scratch engine keeps one
+    /// clock per shard and sets it before each shard's events). Entity
+    /// clocks are untouched.
+    pub fn set_clock(&mut self, clock: Option<i64>) {
+        self.clock = clock.unwrap_or(i64::MIN);
+    }
+
     /// Latest event time seen, in ms since the epoch (`None` before the first event).
     pub fn clock(&self) -> Option<i64> {
         (self.clock != i64::MIN).then_some(self.clock)

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use fraudlens_state::Write;
 
 use crate::scoring::Scored;
-use crate::shards::ShardKey;
+use crate::shards::{self, ShardKey};
 use crate::shared::{Loaded, applied_by};
 use crate::{Pipeline, ScoreError, ServingModel, events, lock, now, now_ms};
 
@@ -181,11 +181,15 @@ impl Pipeline {
             .into_iter()
             .map(|prepared| {
                 let (shard, (body, fingerprint), tx) = prepared?;
-                // a shared state is one state for every shard
+                let shards::States { held, clocks, .. } = &mut *states;
+                // a shared state is one state for every shard, with a clock per shard
                 let held = if loaded.is_some() {
-                    states.held.get_mut(&None)
+                    held.get_mut(&None).map(|held| {
+                        held.state.engine_mut().set_clock(clocks.get(&shard).copied().flatten());
+                        held
+                    })
                 } else {
-                    states.held.get_mut(&shard)
+                    held.get_mut(&shard)
                 };
                 let Some(held) = held else {
                     return Err(ScoreError::NotOwned(shard.unwrap_or_default()));
@@ -207,6 +211,9 @@ impl Pipeline {
                 }
                 let mut row = Vec::with_capacity(n_features + tx.attributes.len());
                 held.state.observe(&tx, &mut row);
+                if loaded.is_some() {
+                    clocks.insert(shard.clone(), held.state.engine_mut().clock());
+                }
                 model.inputs.push_attributes(&tx, &mut row);
                 let slot = Arc::new(Slot::default());
                 in_flight.insert(id, slot.clone());

@@ -193,8 +193,16 @@ impl Pipeline {
         for (idx, result) in indices.into_iter().zip(self.finish(model, observed).await) {
             results[idx] = Some(result);
         }
-        for (idx, admission) in waits {
-            results[idx] = Some(self.resolve(admission).await);
+        // repeats are resolved concurrently: a batch of records redelivered
+        // after a crash must not wait for each one in turn
+        let resolved = futures_util::future::join_all(
+            waits
+                .into_iter()
+                .map(|(idx, admission)| async move { (idx, self.resolve(admission).await) }),
+        )
+        .await;
+        for (idx, result) in resolved {
+            results[idx] = Some(result);
         }
         results
             .into_iter()

@@ -90,6 +90,10 @@ pub(crate) struct Held {
 pub(crate) struct States {
     pub held: FxHashMap<ShardKey, Held>,
     pub parked: FxHashMap<String, Held>,
+    /// With a shared state, the engine clock of each shard (the lateness
+    /// rule is per partition, as with in-process shards: a partition whose
+    /// backlog lags another's is not refused as late).
+    pub clocks: FxHashMap<ShardKey, Option<i64>>,
 }
 
 impl States {

@@ -314,7 +314,7 @@ impl Pipeline {
         let id = tx.id.as_str().to_owned();
         let started = std::time::Instant::now();
         while started.elapsed() < ORPHAN_WAIT {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let stored = self
                 .store
                 .transaction(&id)
@@ -327,17 +327,26 @@ impl Pipeline {
         metrics::counter!("fraudlens_state_orphans_decided_total").increment(1);
         tracing::warn!(
             id,
-            "a transaction in the shared entity state has no stored decision (its observer stopped): decided now, not observed again"
+            "orphan: a transaction in the shared entity state has no stored decision (its observer stopped): decided now, \
+             not observed again where it is held"
         );
         let model = self.model.load_full();
         let loaded = self.fetch_for(shared, &[&tx]).await?;
-        let mut row = self.with_scratch(|engine| {
+        // the entities that hold it keep it once; those that do not (its observer
+        // stopped between two entities' writes) get it now
+        let (mut row, writes) = self.with_scratch(|engine| {
             loaded.load_into(engine)?;
+            let missing: BTreeMap<EntityRef, Vec<String>> = engine
+                .entity_refs(&tx)
+                .into_iter()
+                .filter(|at| !engine.entity_holds(*at, &tx))
+                .map(|at| (at, vec![tx.id.as_str().to_owned()]))
+                .collect();
             let mut row = Vec::new();
-            // on the scratch copy only: nothing is written back
             engine.observe(&tx, &mut row);
+            let writes = loaded.writes(engine, missing);
             engine.clear_entities();
-            Ok(row)
+            Ok((row, writes))
         })?;
         model.inputs.push_attributes(&tx, &mut row);
         let (body, fingerprint) = crate::admission::stored_form(&tx)?;
@@ -358,7 +367,7 @@ impl Pipeline {
                 .await
                 .and_then(|scored| crate::admission::compare_record(scored.record, &fingerprint));
         }
-        let observed = Observed {
+        let mut observed = Observed {
             tx,
             shard,
             body,
@@ -369,6 +378,11 @@ impl Pipeline {
             slot,
             decided: None,
         };
+        if let Err(error) = self.commit_shared(shared, writes, &mut [&mut observed]).await {
+            lock(&self.in_flight).remove(observed.tx.id.as_str());
+            observed.slot.publish(Err(error.clone()));
+            return Err(error);
+        }
         self.finish(&model, vec![observed])
             .await
             .pop()
