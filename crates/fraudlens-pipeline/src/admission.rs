@@ -184,10 +184,11 @@ impl Pipeline {
                 let shards::States { held, clocks, .. } = &mut *states;
                 // a shared state is one state for every shard, with a clock per shard
                 let held = if loaded.is_some() {
-                    held.get_mut(&None).map(|held| {
+                    let mut held = held.get_mut(&None);
+                    if let Some(held) = &mut held {
                         held.state.engine_mut().set_clock(clocks.get(&shard).copied().flatten());
-                        held
-                    })
+                    }
+                    held
                 } else {
                     held.get_mut(&shard)
                 };
