@@ -125,6 +125,9 @@ for backend in $BACKENDS; do for round in $(seq 1 "$ROUNDS"); do for state in $S
     # stream reuses the transaction ids of the first, which the first store already holds with
     # other content (they would all be dead-lettered, and the latency would be the dead-letter path's)
     fresh_store "_${state}_${round}_paced"
+    # and (Redis) a state of its own: the first run's state holds those ids too, without a stored
+    # decision in this store (each would wait for one, then be decided as an orphan)
+    export FRAUDLENS_STATE__NAMESPACE="bench-detect-$$-$tag-paced"
     FRAUDLENS_DETECT__DECISIONS_TOPIC="decisions-$tag" FRAUDLENS_DETECT__DEAD_LETTER_TOPIC="dead-$tag" \
       "$BIN" detect --brokers "$BROKER" --topic "paced-$tag" --group "paced-$tag-$$" --database "$url" \
       --metrics-listen 127.0.0.1:28001 > "$WORK/paced-$tag.out" 2> "$WORK/paced-$tag.log" &
@@ -147,7 +150,7 @@ for backend in $BACKENDS; do for round in $(seq 1 "$ROUNDS"); do for state in $S
     kill -TERM $det; wait $det || true
   fi
   if [ "$state" = redis ]; then
-    redis-cli -u "$REDIS" --scan --pattern "$FRAUDLENS_STATE__NAMESPACE:*" | xargs -r -n 500 redis-cli -u "$REDIS" unlink >/dev/null
+    redis-cli -u "$REDIS" --scan --pattern "bench-detect-$$-$tag*" | xargs -r -n 500 redis-cli -u "$REDIS" unlink >/dev/null
   fi
 done; done; done
 
