@@ -18,46 +18,15 @@
 # fraud_predictions_total over the run), shed: share of requests answered 503,
 # p50/p99: wrk's, over all requests (the 503s included), peak RSS: VmHWM.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT="$PWD"
-cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+source "$(dirname "$0")/serve/common.sh"   # cd to the checkout, WORK, BIN, MODEL, TRAFFIC, cpu_ticks, ...
 DURATION="${DURATION:-20s}"; CONNS="${CONNS:-200}"; BATCH="${BATCH:-1000}"
 BUDGETS="${BUDGETS:-16384 100000000}"; RETRY_AFTER="${RETRY_AFTER:-1}"; PIN="${PIN:-0}"
 if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); wrk_threads=1
 else server_cpu=(); load_cpu=(); wrk_threads=2; fi
-WORK="${WORK:-$cache/bench-serve}"; OUT="$WORK/overload-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$WORK" "$OUT"
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-if curl -s -o /dev/null "http://127.0.0.1:8090/"; then echo "port 8090 is in use: stop that server first" >&2; exit 1; fi
+OUT="$WORK/overload-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+ports_free 8090
 
-if [ -z "${BIN:-}" ]; then
-  echo "building fraudlens (release)" >&2
-  cargo build --release --locked -q -p fraudlens
-  BIN="$CARGO_TARGET_DIR/release/fraudlens"
-fi
-if [ ! -f "$WORK/demo/model/model.json" ]; then
-  echo "training the demo model (fraudlens demo --no-serve)" >&2
-  (cd "$WORK" && "$BIN" demo --no-serve --dir demo > demo.log 2>&1)
-fi
-TRAFFIC="$WORK/traffic-recent.jsonl"
-if [ ! -s "$TRAFFIC" ]; then
-  python3 - "$WORK/demo/transactions.csv" "$TRAFFIC" <<'PY'
-import csv, datetime, json, sys
-# the last 70,000 transactions within 6 days of the newest: older ones would be more than
-# event_time.max_lateness (7 days) behind the served state and refused (422)
-parse = lambda row: datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
-rows = list(csv.DictReader(open(sys.argv[1])))
-newest = parse(rows[-1])
-rows = [row for row in rows[-70000:] if newest - parse(row) < datetime.timedelta(days=6)]
-with open(sys.argv[2], "w") as out:
-    for row in rows:
-        row.pop("is_fraud"); row.pop("fraud_scenario")
-        out.write(json.dumps(row, separators=(",", ":")) + "\n")
-PY
-fi
-
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 predictions() { curl -s http://127.0.0.1:8090/metrics | awk '/^fraud_predictions_total/ { n += $2 } END { printf "%d", n }'; }
 
 echo "conns=$CONNS batch=$BATCH duration=$DURATION retry_after=$RETRY_AFTER pin=$PIN cpu=$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1))"
@@ -67,7 +36,7 @@ for budget in $BUDGETS; do
   key="$(cd "$dir" && "$BIN" keys create --role service --database "$url" 2>/dev/null)"
   cp "$WORK/demo/engine.snapshot" "$dir/state.bin"
   (cd "$dir" && FRAUDLENS_SERVE__STATE_FILE="$dir/state.bin" FRAUDLENS_SERVE__MAX_TRANSACTIONS_IN_FLIGHT="$budget" \
-    exec "${server_cpu[@]}" "$BIN" serve --model "$WORK/demo/model" --database "$url" --listen 127.0.0.1:8090 \
+    exec "${server_cpu[@]}" "$BIN" serve --model "$MODEL" --database "$url" --listen 127.0.0.1:8090 \
     > "$OUT/serve-$budget.out" 2> "$OUT/serve-$budget.log") &
   pid=$!
   for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8090/health/ready >/dev/null && break; sleep 0.25; done

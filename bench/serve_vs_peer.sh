@@ -20,46 +20,15 @@
 #   an idempotent replay (the stored decision is read back).
 # - batch: 100 new transactions per request (throughput in transactions/s = req/s x 100).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT="$PWD"
-cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+source "$(dirname "$0")/serve/common.sh"   # cd to the checkout, WORK, BIN, MODEL, TRAFFIC, result, ...
 DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"; PAUSE_MS="${PAUSE_MS:-5}"
 PEER_DIR="${PEER_DIR:-$ROOT/../shared/peers/fastapi-xgboost}"
 PEER_WORK="${PEER_WORK:-/tmp/peer-fastapi}"; PEER_VENV="${PEER_VENV:-/tmp/peer-fastapi-venv}"
 PEER_CONFIGS="${PEER_CONFIGS:-w2-omp1 w2}"; SKIP_PEER="${SKIP_PEER:-0}"
 PG_ADMIN="${PG_ADMIN:-postgres://root@127.0.0.1:5432/postgres}"
-WORK="${WORK:-$cache/bench-serve}"; OUT="$WORK/results-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$WORK" "$OUT"
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-for port in 8000 8090; do
-  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then echo "port $port is in use: stop that server first" >&2; exit 1; fi
-done
-
-echo "building fraudlens (release)" >&2
-cargo build --release --locked -q -p fraudlens
-BIN="$CARGO_TARGET_DIR/release/fraudlens"
-if [ ! -f "$WORK/demo/model/model.json" ]; then
-  echo "training the demo model (fraudlens demo --no-serve)" >&2
-  (cd "$WORK" && "$BIN" demo --no-serve --dir demo > demo.log 2>&1)
-fi
-MODEL="$WORK/demo/model"
-TRAFFIC="$WORK/traffic-recent.jsonl"
-if [ ! -s "$TRAFFIC" ]; then
-  python3 - "$WORK/demo/transactions.csv" "$TRAFFIC" <<'PY'
-import csv, datetime, json, sys
-# the last 70,000 transactions within 6 days of the newest: older ones would be more than
-# event_time.max_lateness (7 days) behind the served state and refused (422)
-parse = lambda row: datetime.datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
-rows = list(csv.DictReader(open(sys.argv[1])))
-newest = parse(rows[-1])
-rows = [row for row in rows[-70000:] if newest - parse(row) < datetime.timedelta(days=6)]
-with open(sys.argv[2], "w") as out:
-    for row in rows:
-        row.pop("is_fraud"); row.pop("fraud_scenario")
-        out.write(json.dumps(row, separators=(",", ":")) + "\n")
-PY
-fi
+OUT="$WORK/results-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+ports_free 8000 8090
 if [ "$SKIP_PEER" != 1 ] && [ ! -f "$PEER_WORK/models/fraud_detector.pkl" ]; then
   PEER_WORK="$PEER_WORK" VENV="$PEER_VENV" "$PEER_DIR/setup.sh" >&2
 fi
@@ -82,17 +51,8 @@ body["timestamp"] = datetime.datetime.fromtimestamp(int(sys.argv[3]) / 1000, dat
 json.dump(body, open(sys.argv[2], "w"))
 PY
 
-# wrk → "rps p50_ms p99_ms non2xx sockerr"
-result() {
-  local line; line="$(grep '^RESULT' "$1")"
-  get() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$line"; }
-  local sockerr=$(( $(get connect) + $(get read) + $(get write) + $(get timeout) ))
-  awk -v r="$(get rps)" -v a="$(get p50_us)" -v b="$(get p99_us)" -v n="$(get non2xx)" -v s="$sockerr" \
-    'BEGIN { printf "%.0f %.2f %.2f %d %d", r, a / 1000, b / 1000, n, s }'
-}
 ROWS=()
 row() { ROWS+=("$(printf '%-11s %-40s %s' "$1" "$2" "$3")"); echo "  $1 $2: $3" >&2; }
-rss_mib() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
 # peer: uvicorn configs, the peer's own runner
 if [ "$SKIP_PEER" != 1 ]; then
