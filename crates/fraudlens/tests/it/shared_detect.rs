@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use fraudlens_features::EntityRef;
 use fraudlens_pipeline::ServingModel;
-use fraudlens_state::{SharedState, StateOptions};
 use fraudlens_store::StoredDecision;
 use fraudlens_testkit::{Backend, Broker, TestDb};
 use rdkafka::ClientConfig;
@@ -26,38 +25,9 @@ use crate::model::trained;
 use crate::ok;
 use crate::serve::{Server, key, transactions};
 use crate::shared_state::{
-    applied_order, load_model, mismatches, mismatches_except, namespace, redis_url, send_interleaved, store_order,
-    stored,
+    applied_order, borrowed, connect, load_model, mismatches, mismatches_except, namespace, send_interleaved,
+    shared_env, store_order, stored, sum_counter,
 };
-
-/// The environment of a process on the shared state in `namespace`, with the order recorded.
-fn shared_env(namespace: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("FRAUDLENS_STATE__BACKEND", redis_url()),
-        ("FRAUDLENS_STATE__NAMESPACE", namespace.to_owned()),
-        ("FRAUDLENS_STATE__RECORD_ORDER", "true".to_owned()),
-    ]
-}
-
-fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// The test's own connection to the shared state in `namespace`.
-async fn connect(model: &ServingModel, namespace: &str) -> SharedState {
-    SharedState::connect(
-        &redis_url(),
-        model.spec().fingerprint(),
-        StateOptions {
-            namespace: namespace.to_owned(),
-            ttl: Duration::from_secs(60),
-            record_order: false,
-            timeout: Duration::from_secs(5),
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// The index of the feature block of the entity whose name contains `what`.
 fn block_of(model: &ServingModel, what: &str) -> usize {
@@ -85,15 +55,6 @@ fn produce(broker: &str, topic: &str, txs: &[Value]) {
         producer.flush(Duration::from_secs(10)).unwrap();
         std::thread::sleep(Duration::from_millis(30));
     }
-}
-
-/// A counter summed over the lines of Prometheus texts.
-fn sum_counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn metrics_of(detect: &Detect) -> String {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fraudlens_core::Transaction;
 use fraudlens_features::{EntityRef, FeatureEngine};
@@ -33,6 +34,44 @@ pub(crate) fn namespace() -> String {
         std::process::id(),
         std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
     )
+}
+
+/// The environment of a process on the shared state in `namespace`, with the order recorded.
+pub(crate) fn shared_env(namespace: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("FRAUDLENS_STATE__BACKEND", redis_url()),
+        ("FRAUDLENS_STATE__NAMESPACE", namespace.to_owned()),
+        ("FRAUDLENS_STATE__RECORD_ORDER", "true".to_owned()),
+    ]
+}
+
+pub(crate) fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The test's own connection to the shared state in `namespace`.
+pub(crate) async fn connect(model: &ServingModel, namespace: &str) -> SharedState {
+    SharedState::connect(
+        &redis_url(),
+        model.spec().fingerprint(),
+        StateOptions {
+            namespace: namespace.to_owned(),
+            ttl: Duration::from_secs(60),
+            record_order: false,
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A counter summed over the lines of Prometheus texts.
+pub(crate) fn sum_counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Sends `txs` to the replicas, interleaved: four clients, each alternating
@@ -208,12 +247,8 @@ async fn two_replicas_on_redis_compute_what_one_engine_computes() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Backend::Postgres).await;
     let namespace = namespace();
-    let env = [
-        ("FRAUDLENS_STATE__BACKEND", redis_url()),
-        ("FRAUDLENS_STATE__NAMESPACE", namespace.clone()),
-        ("FRAUDLENS_STATE__RECORD_ORDER", "true".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = shared_env(&namespace);
+    let env = borrowed(&env);
     let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
     let b = Server::start_with(dir.path(), &db.url, None, &env);
     let service = key(dir.path(), &db.url, "service");
@@ -221,25 +256,10 @@ async fn two_replicas_on_redis_compute_what_one_engine_computes() {
     let metrics = format!("{}{}", a.metrics().await, b.metrics().await);
     let stored_shared = stored(&db.url).await;
     assert_eq!(stored_shared.len(), txs.len());
-    let shared = SharedState::connect(
-        &redis_url(),
-        model.spec().fingerprint(),
-        StateOptions {
-            namespace: namespace.clone(),
-            ttl: std::time::Duration::from_secs(60),
-            record_order: false,
-            timeout: std::time::Duration::from_secs(5),
-        },
-    )
-    .await
-    .unwrap();
+    let shared = connect(&model, &namespace).await;
     let order = applied_order(&shared, &model, &stored_shared).await;
     let (differ, compared) = mismatches(&model, &stored_shared, &order);
-    let conflicts: f64 = metrics
-        .lines()
-        .filter(|line| line.starts_with("fraudlens_state_conflicts_total"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let conflicts = sum_counter(&metrics, "fraudlens_state_conflicts_total");
     println!(
         "redis: {} transactions through 2 replicas, {compared} entity feature blocks compared with one engine's replay \
          in the applied order, mismatches per block {:?} ({names:?}); compare-and-set conflicts redone: {conflicts}",
@@ -408,11 +428,8 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
         assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key("retry-after"));
         refused.push(response.json::<Value>().await.unwrap());
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "not rebuilt within 60 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(started.elapsed() < Duration::from_secs(60), "not rebuilt within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
         "redis restarted empty: {} requests answered 503 until the rebuild, scored after {:.2} s",
@@ -425,13 +442,8 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
         assert!(status.is_success(), "{status} {body}");
     }
     let metrics = server.metrics().await;
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|line| line.starts_with(&format!("{name}{{backend=\"redis\"}}")))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    // the metrics of the redis backend only (the in-process ones are not in this process)
+    let value = |name: &str| sum_counter(&metrics, name);
     assert!(value("fraudlens_state_rebuilds_total") >= 1.0, "{metrics}");
     assert_eq!(
         value("fraudlens_state_rebuild_rows_total"),
@@ -463,12 +475,8 @@ async fn the_same_id_sent_to_two_replicas_at_once_is_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Backend::Postgres).await;
     let namespace = namespace();
-    let env = [
-        ("FRAUDLENS_STATE__BACKEND", redis_url()),
-        ("FRAUDLENS_STATE__NAMESPACE", namespace.clone()),
-        ("FRAUDLENS_STATE__RECORD_ORDER", "true".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = shared_env(&namespace);
+    let env = borrowed(&env);
     let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
     let b = Server::start_with(dir.path(), &db.url, None, &env);
     let service = key(dir.path(), &db.url, "service");
@@ -500,18 +508,7 @@ async fn the_same_id_sent_to_two_replicas_at_once_is_applied_once() {
     }
     let stored = stored(&db.url).await;
     assert_eq!(stored.len(), txs.len(), "one stored decision per id");
-    let shared = SharedState::connect(
-        &redis_url(),
-        model.spec().fingerprint(),
-        StateOptions {
-            namespace,
-            ttl: std::time::Duration::from_secs(60),
-            record_order: false,
-            timeout: std::time::Duration::from_secs(5),
-        },
-    )
-    .await
-    .unwrap();
+    let shared = connect(&model, &namespace).await;
     let order = applied_order(&shared, &model, &stored).await;
     let mut applications = 0;
     for (at, ids) in &order {
@@ -520,13 +517,7 @@ async fn the_same_id_sent_to_two_replicas_at_once_is_applied_once() {
         applications += ids.len();
     }
     let metrics = format!("{}{}", a.metrics().await, b.metrics().await);
-    let counter = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|line| line.starts_with(name))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let counter = |name: &str| sum_counter(&metrics, name);
     println!(
         "{} ids each sent to both replicas at once: {} stored, {applications} entity applications (2 per id), \
          conflicts {}, skipped as applied by the other replica {}",
