@@ -227,6 +227,10 @@ impl Pipeline {
         parsed: Vec<(crate::ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Result<Admissions, ScoreError> {
         let txs: Vec<&Transaction> = parsed.iter().filter_map(|(_, parsed)| parsed.as_ref().ok()).collect();
+        if txs.is_empty() {
+            // nothing to observe (every record refused by the schema): no round trip
+            return self.admit_all(model, parsed, None).map(|(admissions, _)| admissions);
+        }
         let loaded = self.fetch_for(shared, &txs).await?;
         let (mut admissions, writes) = self.admit_all(model, parsed, Some(&loaded))?;
         let mut fresh: Vec<&mut Observed> = admissions

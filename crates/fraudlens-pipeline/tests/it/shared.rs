@@ -1,0 +1,119 @@
+//! The shared entity state, in process: two pipelines (two processes) on one
+//! store and one Redis namespace, fed in turn, score every transaction
+//! exactly as one pipeline with its own state does — labels included.
+//! Redis: `FRAUDLENS_TEST_REDIS` (default redis://127.0.0.1:6379; `scripts/redis`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fraudlens_core::Label;
+use fraudlens_pipeline::{Pipeline, PipelineConfig};
+use fraudlens_state::{SharedState, StateOptions};
+use fraudlens_store::{NewLabel, Store as _};
+use fraudlens_testkit::{Backend, TestDb};
+
+use crate::{Fixture, model, record};
+
+async fn shared_state() -> SharedState {
+    let url = std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let namespace = format!(
+        "fl-pipeline-test-{}-{}",
+        std::process::id(),
+        std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
+    );
+    let options = StateOptions {
+        namespace,
+        ttl: Duration::from_secs(600),
+        record_order: false,
+        timeout: Duration::from_secs(5),
+    };
+    SharedState::connect(&url, model().spec().fingerprint(), options)
+        .await
+        .expect("redis at FRAUDLENS_TEST_REDIS (default 127.0.0.1:6379)")
+}
+
+fn label(id: &str) -> NewLabel {
+    NewLabel {
+        transaction_id: id.to_owned(),
+        label: Label::Fraud,
+        source: "test".to_owned(),
+        actor: "test".to_owned(),
+        at: fraudlens_pipeline::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pipelines_on_one_shared_state_score_like_one_pipeline() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let shared = shared_state().await;
+    let config = || PipelineConfig {
+        shared_state: Some(shared.clone()),
+        ..PipelineConfig::default()
+    };
+    let a = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    let b = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    let single = Fixture::new(false).await;
+    let pipelines: [&Arc<Pipeline>; 2] = [&a, &b];
+    let mut compared = 0;
+    for idx in 0..60usize {
+        // every 4 hours over 10 days: early labels reach the later risk features
+        let offset = idx as i64 * 4 * 3_600 - 10 * 86_400;
+        let tx = record(
+            &format!("sh-{idx}"),
+            &format!("cust-{}", idx % 3),
+            5.0 + idx as f64,
+            offset,
+        );
+        let (one, reference) = (pipelines[idx % 2], &single.pipeline);
+        let got = one.score(&tx).await.unwrap();
+        let expected = reference.score(&tx).await.unwrap();
+        let same = got
+            .record
+            .features
+            .iter()
+            .zip(&expected.record.features)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(
+            same,
+            "sh-{idx}: {:?} != {:?}",
+            got.record.features, expected.record.features
+        );
+        compared += 1;
+        // a label through the other pipeline, and through the reference
+        if idx % 10 == 5 {
+            let other = pipelines[(idx + 1) % 2];
+            assert_eq!(
+                other
+                    .apply_labels(&[label(&format!("sh-{idx}"))])
+                    .await
+                    .unwrap()
+                    .applied,
+                1
+            );
+            assert_eq!(
+                reference
+                    .apply_labels(&[label(&format!("sh-{idx}"))])
+                    .await
+                    .unwrap()
+                    .applied,
+                1
+            );
+        }
+    }
+    assert_eq!(compared, 60);
+    // the labels reached the risk features (the comparison above saw them)
+    let risk = model()
+        .spec()
+        .feature_names()
+        .iter()
+        .position(|name| name == "terminal_risk_7d")
+        .unwrap();
+    let last = single.store.transaction("sh-59").await.unwrap().unwrap();
+    assert!(last.decision.features[risk] > 0.0, "{:?}", last.decision.features[risk]);
+    // a repeat through the other pipeline is a replay of the stored decision
+    let again = b.score(&record("sh-0", "cust-0", 5.0, -10 * 86_400)).await.unwrap();
+    assert!(again.replayed);
+}
