@@ -1,7 +1,8 @@
 //! In-process tests of the scoring pipeline on a SQLite store in a temporary
 //! directory, with the model fixture of `fraudlens-model`: idempotency,
 //! racing requests for one id, group commit, shard acquire and release,
-//! promotions followed by every pipeline (also on PostgreSQL).
+//! promotions followed by every pipeline (also on PostgreSQL), and two
+//! pipelines on one shared entity state (Redis).
 
 // a failed unwrap in a test is a failed test with a backtrace
 #![allow(clippy::unwrap_used, clippy::expect_used)]
