@@ -381,11 +381,26 @@ impl SharedState {
     }
 }
 
-/// A Redis URL without its password, for messages.
+/// A Redis URL without its password, for messages: `redis://user:***@host`
+/// (as the store shows database URLs).
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
+            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_is_never_shown() {
+        assert_eq!(super::redact("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(super::redact("rediss://app:p@ss@h:6380"), "rediss://app:***@h:6380");
+        assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
+        assert_eq!(super::redact("memory"), "memory");
     }
 }
 

@@ -158,6 +158,49 @@ fn environment_beats_the_schema_file() {
     assert!(run.stdout.contains("timestamp       <- when"), "{}", run.stdout);
 }
 
+/// The shared state's Redis URL: shown and reported without its password.
+#[test]
+fn the_redis_url_never_shows_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("FRAUDLENS_STATE__BACKEND", "redis://app:redis-s3cret@127.0.0.1:1/0")];
+    let shown = fraudlens(dir.path(), &["config"], &env);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(
+        shown.stdout.contains("backend = \"redis://app:***@127.0.0.1:1/0\""),
+        "{}",
+        shown.stdout
+    );
+    // a server that cannot reach it says which one, without the password
+    let model = crate::model::trained().model();
+    let database = format!("sqlite://{}", dir.path().join("st.db").display());
+    let serve = fraudlens(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+            "--model",
+            model.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_ne!(serve.code, 0);
+    assert!(
+        serve.stderr.contains("redis://app:***@127.0.0.1:1/0"),
+        "{}",
+        serve.stderr
+    );
+    for run in [&shown, &serve] {
+        assert!(
+            !run.stdout.contains("s3cret") && !run.stderr.contains("s3cret"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
 /// Attack pass, defect 4: `fraudlens config` printed the database password
 /// (from the file or `FRAUDLENS_STORE__URL`) and ignored
 /// `FRAUDLENS_DATABASE_URL`, which `serve` honoured. Every command now resolves
