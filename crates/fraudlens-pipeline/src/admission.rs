@@ -199,7 +199,15 @@ impl Pipeline {
                 if let Some(slot) = in_flight.get(&id) {
                     return Ok(Admission::Racing(slot.clone(), fingerprint));
                 }
-                if held.state.has_seen(&tx) {
+                // on the shared state, any entity that holds it (another process
+                // wrote some of its entities and not yet the others) makes it seen
+                let seen = if loaded.is_some() {
+                    let engine = held.state.engine_mut();
+                    engine.entity_refs(&tx).iter().any(|at| engine.entity_holds(*at, &tx))
+                } else {
+                    held.state.has_seen(&tx)
+                };
+                if seen {
                     return Ok(Admission::Seen(tx, shard, fingerprint));
                 }
                 if let Err(error) = held.state.check_time(tx.timestamp, Some(received_at.as_millis())) {

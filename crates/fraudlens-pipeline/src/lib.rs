@@ -270,8 +270,24 @@ impl Pipeline {
             shared_lost: AtomicBool::new(false),
             config,
         });
-        if let Some(shared) = &pipeline.config.shared_state {
-            pipeline.ensure_shared_built(shared).await?;
+        if let Some(shared) = pipeline.config.shared_state.clone() {
+            pipeline.ensure_shared_built(&shared).await?;
+            // a lost state is rebuilt even when no batch comes to notice it (a
+            // load balancer sends nothing to replicas that are not ready)
+            let watched = Arc::downgrade(&pipeline);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let Some(pipeline) = watched.upgrade() else { break };
+                    if pipeline.closed.load(Ordering::Acquire) {
+                        break;
+                    }
+                    if let Ok(false) = shared.is_built().await {
+                        pipeline.shared_lost.store(true, Ordering::Release);
+                        pipeline.rebuild_if_lost();
+                    }
+                }
+            });
         }
         Ok(pipeline)
     }

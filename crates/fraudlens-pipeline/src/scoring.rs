@@ -32,6 +32,17 @@ impl Scored {
     }
 }
 
+/// The ids a batch holds in the in-flight table, with their slots.
+fn claimed_by(admissions: &[Result<Admission, ScoreError>]) -> Vec<(String, Arc<Slot>)> {
+    admissions
+        .iter()
+        .filter_map(|admission| match admission {
+            Ok(Admission::Fresh(observed)) => Some((observed.tx.id.as_str().to_owned(), observed.slot.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Admitted transactions whose scoring and write are under way
 /// ([`Pipeline::submit`]).
 pub struct Submitted {
@@ -133,29 +144,59 @@ impl Pipeline {
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Submitted {
         let n = parsed.len();
+        if let Some(shared) = &self.config.shared_state {
+            return self.submit_shared(shared.clone(), model, parsed).await;
+        }
         let mut claimed = Vec::new();
-        let admitted = match &self.config.shared_state {
-            None => self.admit_all(model, parsed, None).map(|(admissions, _)| admissions),
-            Some(shared) => {
-                let admitted = self.admit_shared(shared, model, parsed).await;
-                self.rebuild_if_lost();
-                admitted
-            }
-        };
-        let task = admitted.map(|admissions| {
-            claimed = admissions
-                .iter()
-                .filter_map(|admission| match admission {
-                    Ok(Admission::Fresh(observed)) => Some((observed.tx.id.as_str().to_owned(), observed.slot.clone())),
-                    _ => None,
-                })
-                .collect();
+        let task = self.admit_all(model, parsed, None).map(|(admissions, _)| {
+            claimed = claimed_by(&admissions);
             let (this, model) = (self.clone(), model.clone());
             tokio::spawn(async move { this.complete(&model, admissions).await })
         });
         Submitted {
             n,
             task,
+            claimed,
+            pipeline: self.clone(),
+        }
+    }
+
+    /// [`Self::submit`] on the shared state, whose admission awaits Redis:
+    /// admission, scoring and the write run in one task of their own, so a
+    /// caller that goes away while the batch is being admitted (a client
+    /// disconnecting) cannot leave its ids in the in-flight table. This
+    /// returns once the batch is admitted, as the in-process path does.
+    async fn submit_shared(
+        self: &Arc<Self>,
+        shared: fraudlens_state::SharedState,
+        model: &Arc<ServingModel>,
+        parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
+    ) -> Submitted {
+        let n = parsed.len();
+        let (admitted, claimed) = oneshot::channel();
+        let (this, model) = (self.clone(), model.clone());
+        let task = tokio::spawn(async move {
+            let admissions = this.admit_shared(&shared, &model, parsed).await;
+            this.rebuild_if_lost();
+            match admissions {
+                Ok(admissions) => {
+                    let _ = admitted.send(Ok(claimed_by(&admissions)));
+                    this.complete(&model, admissions).await
+                }
+                Err(error) => {
+                    let _ = admitted.send(Err(error.clone()));
+                    vec![Err(error); n]
+                }
+            }
+        });
+        let claimed = match claimed.await {
+            Ok(Ok(claimed)) => claimed,
+            // the task failed before admitting (its results say why)
+            Ok(Err(_)) | Err(_) => Vec::new(),
+        };
+        Submitted {
+            n,
+            task: Ok(task),
             claimed,
             pipeline: self.clone(),
         }

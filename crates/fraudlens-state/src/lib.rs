@@ -3,9 +3,11 @@
 //! Each entity of each feature block is one Redis hash, `v` (its version)
 //! and `s` (its state in the engine's stored form,
 //! [`fraudlens_features::FeatureEngine::export_entity`]), under a key whose
-//! hash tag is the whole entity (`<namespace>:{<spec>:<block>:<entity>}`): a Redis
-//! Cluster spreads entities over its slots, and no command ever names two
-//! entities. The feature logic stays in the Rust engine: a process loads the
+//! hash tag is the whole entity (`<namespace>:{<spec>:<block>:<entity>}`):
+//! no command ever names two entities, so the keys are ready for a Redis
+//! Cluster to spread over its slots — the client today is a single-node
+//! connection (a Cluster client, and a build marker per slot, are not yet
+//! here). The feature logic stays in the Rust engine: a process loads the
 //! entities of a batch into a scratch engine ([`SharedState::fetch`], one
 //! pipelined round trip), observes there, and writes back what changed
 //! ([`SharedState::write`], one pipelined round trip of a server-side
@@ -384,13 +386,29 @@ impl SharedState {
 /// A Redis URL without its password, for messages: `redis://user:***@host`
 /// (as the store shows database URLs).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
+    let mut shown = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme + 3 => {
-            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
-            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+            let user = base[scheme + 3..at].split(':').next().unwrap_or_default();
+            format!("{}://{user}:***@{}", &base[..scheme], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        // no scheme: anything before an `@` may be a password
+        (None, Some(at)) => format!("***@{}", &base[at + 1..]),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("pass") => format!("{name}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        shown = format!("{shown}?{}", parameters.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -401,6 +419,11 @@ mod tests {
         assert_eq!(super::redact("rediss://app:p@ss@h:6380"), "rediss://app:***@h:6380");
         assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
         assert_eq!(super::redact("memory"), "memory");
+        assert_eq!(
+            super::redact("redis+unix:///run/redis.sock?db=1&pass=pw"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(super::redact("user:pw@h:6379"), "***@h:6379");
     }
 }
 
