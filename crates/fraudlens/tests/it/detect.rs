@@ -115,10 +115,7 @@ pub(crate) async fn wait_for(what: &str, timeout: Duration, mut check: impl Asyn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
-    let broker = Broker::start();
-    for topic in ["tx", "decisions", "dead", "labels"] {
-        broker.create_topic(topic, 4);
-    }
+    let broker = broker_with_topics(4);
     let db = TestDb::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
     // register and promote once, so that the two detectors find it
@@ -404,6 +401,15 @@ pub(crate) fn all_logs(dir: &Path) -> String {
         }
     }
     logs
+}
+
+/// A broker with the detector's topics (`tx`, `decisions`, `dead`, `labels`) of `partitions` partitions.
+pub(crate) fn broker_with_topics(partitions: u32) -> Broker {
+    let broker = Broker::start();
+    for topic in ["tx", "decisions", "dead", "labels"] {
+        broker.create_topic(topic, partitions);
+    }
+    broker
 }
 
 /// How many stored transactions each partition state acquired in `log` was rebuilt from.
@@ -735,10 +741,7 @@ async fn every_kind_of_bad_record_is_dead_lettered_once_and_readiness_tells_the_
 /// consuming the same stream again stores the same feature vectors, bit for bit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_stream_gives_the_same_features_every_run() {
-    let broker = Broker::start();
-    for topic in ["tx", "decisions", "dead", "labels"] {
-        broker.create_topic(topic, 4);
-    }
+    let broker = broker_with_topics(4);
     let dir = tempfile::tempdir().unwrap();
     let target = format!("kafka://{}/tx", broker.address);
     let run = ok(

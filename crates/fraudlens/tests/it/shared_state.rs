@@ -74,6 +74,16 @@ pub(crate) fn sum_counter(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Two `serve` replicas on `database`, sharing the state in `namespace` (the
+/// first registers and promotes the model), and a service key.
+pub(crate) fn two_replicas(dir: &Path, database: &str, model_dir: &Path, namespace: &str) -> (Server, Server, String) {
+    let env = shared_env(namespace);
+    let env = borrowed(&env);
+    let a = Server::start_with(dir, database, Some(model_dir), &env);
+    let b = Server::start_with(dir, database, None, &env);
+    (a, b, key(dir, database, "service"))
+}
+
 /// Sends `txs` to the replicas, interleaved: four clients, each alternating
 /// between the replicas and between single requests and batches of 1–24.
 pub(crate) async fn send_interleaved(servers: &[&Server], service: &str, txs: &[Value]) {
@@ -247,11 +257,7 @@ async fn two_replicas_on_redis_compute_what_one_engine_computes() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Backend::Postgres).await;
     let namespace = namespace();
-    let env = shared_env(&namespace);
-    let env = borrowed(&env);
-    let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
-    let b = Server::start_with(dir.path(), &db.url, None, &env);
-    let service = key(dir.path(), &db.url, "service");
+    let (a, b, service) = two_replicas(dir.path(), &db.url, &model_dir, &namespace);
     send_interleaved(&[&a, &b], &service, &txs).await;
     let metrics = format!("{}{}", a.metrics().await, b.metrics().await);
     let stored_shared = stored(&db.url).await;
@@ -308,15 +314,7 @@ async fn a_label_sent_to_one_replica_changes_the_next_decision_on_the_other() {
         .expect("the default spec has terminal_risk_7d");
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Backend::Postgres).await;
-    let namespace = namespace();
-    let env = [
-        ("FRAUDLENS_STATE__BACKEND", redis_url()),
-        ("FRAUDLENS_STATE__NAMESPACE", namespace),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
-    let b = Server::start_with(dir.path(), &db.url, None, &env);
-    let service = key(dir.path(), &db.url, "service");
+    let (a, b, service) = two_replicas(dir.path(), &db.url, &model_dir, &namespace());
     let analyst = key(dir.path(), &db.url, "analyst");
     let client = reqwest::Client::new();
     // one terminal, two customers: a transaction 8 days ago on replica A (past
@@ -475,11 +473,7 @@ async fn the_same_id_sent_to_two_replicas_at_once_is_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Backend::Postgres).await;
     let namespace = namespace();
-    let env = shared_env(&namespace);
-    let env = borrowed(&env);
-    let a = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
-    let b = Server::start_with(dir.path(), &db.url, None, &env);
-    let service = key(dir.path(), &db.url, "service");
+    let (a, b, service) = two_replicas(dir.path(), &db.url, &model_dir, &namespace);
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
     for worker in 0..4 {
