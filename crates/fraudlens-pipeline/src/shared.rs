@@ -136,13 +136,16 @@ impl Pipeline {
             self.with_scratch(|engine| Ok(txs.iter().flat_map(|tx| engine.entity_refs(tx)).collect::<Vec<_>>()))?;
         refs.sort_unstable();
         refs.dedup();
-        let fetched = shared.fetch(&refs).await.map_err(|error| {
-            if matches!(error, StateError::NotBuilt) {
-                self.shared_lost.store(true, std::sync::atomic::Ordering::Release);
-            }
-            unavailable(error)
-        })?;
+        let fetched = shared.fetch(&refs).await.map_err(|error| self.fetch_failed(error))?;
         Ok(Loaded { refs, fetched })
+    }
+
+    /// A failed fetch: a state found not built is to be rebuilt.
+    fn fetch_failed(&self, error: StateError) -> ScoreError {
+        if matches!(error, StateError::NotBuilt) {
+            self.shared_lost.store(true, std::sync::atomic::Ordering::Release);
+        }
+        unavailable(error)
     }
 
     /// Starts a rebuild of the shared state in the background if a batch
@@ -272,7 +275,7 @@ impl Pipeline {
                 return Ok(());
             }
             back_off(round).await;
-            let fetched = shared.fetch(&stale).await.map_err(unavailable)?;
+            let fetched = shared.fetch(&stale).await.map_err(|error| self.fetch_failed(error))?;
             let loaded = Loaded { refs: stale, fetched };
             writes = self.with_scratch(|engine| {
                 loaded.load_into(engine)?;
@@ -402,11 +405,19 @@ impl Pipeline {
                 let loaded = self.fetch_for(shared, &[tx]).await?;
                 let writes = self.with_scratch(|engine| {
                     loaded.load_into(engine)?;
+                    let refs = engine.entity_refs(tx);
+                    let before: Vec<Option<Vec<u8>>> = refs.iter().map(|at| engine.export_entity(*at)).collect();
                     if engine.apply_label(tx, label).found == 0 {
                         return Ok(None);
                     }
-                    let all = engine.entity_refs(tx).into_iter().map(|at| (at, vec![applied.clone()]));
-                    Ok(Some(loaded.writes(engine, all.collect())))
+                    // only the entities the label changed are written (labels are rare:
+                    // comparing the stored forms is cheaper than a needless conflict)
+                    let changed = refs
+                        .into_iter()
+                        .zip(before)
+                        .filter(|(at, before)| engine.export_entity(*at) != *before)
+                        .map(|(at, _)| (at, vec![applied.clone()]));
+                    Ok(Some(loaded.writes(engine, changed.collect())))
                 })?;
                 let Some(writes) = writes else { return Ok(Some(false)) };
                 let written = shared.write(&writes).await.map_err(unavailable)?;

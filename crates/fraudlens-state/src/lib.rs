@@ -85,6 +85,11 @@ pub enum StateError {
     /// Redis did not answer, or answered with an error.
     #[error("shared entity state (redis): {0}")]
     Redis(#[from] redis::RedisError),
+    /// The namespace would change how keys hash (braces) or is not a plain word.
+    #[error(
+        "state.namespace {0:?}: use 1 to 64 letters, digits, '-', '_', '.' or ':' (braces would put every key in one hash slot)"
+    )]
+    Namespace(String),
     /// A stored entity is not in the expected shape.
     #[error("shared entity state: {0}")]
     Corrupt(String),
@@ -165,6 +170,7 @@ impl SharedState {
         if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
             return Err(StateError::Url(redact(url)));
         }
+        check_namespace(&options.namespace)?;
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
@@ -383,6 +389,15 @@ impl SharedState {
     }
 }
 
+/// A namespace is a plain word: `{…}` in it would become the keys' hash tag.
+fn check_namespace(namespace: &str) -> Result<(), StateError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
+    if namespace.is_empty() || namespace.len() > 64 || !namespace.chars().all(plain) {
+        return Err(StateError::Namespace(namespace.chars().take(80).collect()));
+    }
+    Ok(())
+}
+
 /// A Redis URL without its password, for messages: `redis://user:***@host`
 /// (as the store shows database URLs).
 pub fn redact(url: &str) -> String {
@@ -424,6 +439,15 @@ mod tests {
             "redis+unix:///run/redis.sock?db=1&pass=***"
         );
         assert_eq!(super::redact("user:pw@h:6379"), "***@h:6379");
+    }
+
+    #[test]
+    fn a_namespace_that_would_change_the_hash_tag_is_refused() {
+        assert!(super::check_namespace("fraudlens").is_ok());
+        assert!(super::check_namespace("team-a:prod_1.eu").is_ok());
+        for bad in ["", "a{b}", "a b", "ns\n", "é", &"x".repeat(65)] {
+            assert!(super::check_namespace(bad).is_err(), "{bad:?}");
+        }
     }
 }
 

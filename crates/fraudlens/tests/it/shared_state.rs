@@ -528,3 +528,69 @@ async fn the_same_id_sent_to_two_replicas_at_once_is_applied_once() {
     assert_eq!(a.terminate(), 0);
     assert_eq!(b.terminate(), 0);
 }
+
+/// Attack: a Redis that hangs (frozen: connections open, no answer). Scoring
+/// must not hang with it — 503 with `Retry-After` once the round trip times
+/// out, readiness 503 — and it scores again once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_redis_gets_503_not_a_hung_request_and_scoring_resumes() {
+    let redis = fraudlens_testkit::RedisServer::start();
+    let model_dir = trained().model();
+    let txs = transactions(40);
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let env = [
+        ("FRAUDLENS_STATE__BACKEND", redis.url.clone()),
+        ("FRAUDLENS_STATE__NAMESPACE", namespace()),
+        ("FRAUDLENS_STATE__TIMEOUT_MS", "300".to_owned()),
+    ];
+    let env = borrowed(&env);
+    let server = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
+    let service = key(dir.path(), &db.url, "service");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let url = server.url("/api/v1/transactions");
+    for tx in &txs[..10] {
+        let (status, body) = post(&client, &url, &service, tx).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+
+    redis.pause();
+    let started = std::time::Instant::now();
+    let response = client
+        .post(&url)
+        .header("x-api-key", &service)
+        .json(&txs[10])
+        .send()
+        .await
+        .expect("an answer, not a hung request");
+    let waited = started.elapsed();
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let ready = client.get(server.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    println!(
+        "redis frozen: 503 after {:.2} s (round-trip timeout 0.3 s)",
+        waited.as_secs_f64()
+    );
+
+    redis.resume();
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = post(&client, &url, &service, &txs[10]).await;
+        if status.is_success() {
+            break;
+        }
+        assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < Duration::from_secs(30), "scoring did not resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for tx in &txs[11..] {
+        let (status, body) = post(&client, &url, &service, tx).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    assert_eq!(stored(&db.url).await.len(), txs.len(), "nothing lost, nothing twice");
+    assert_eq!(server.terminate(), 0);
+}
