@@ -240,18 +240,7 @@ pub struct EntityRef {
 impl FeatureEngine {
     /// The entity states observing (or labelling) `tx` reads and writes, in block order.
     pub fn entity_refs(&self, tx: &fraudlens_core::Transaction) -> Vec<EntityRef> {
-        self.spec
-            .blocks
-            .iter()
-            .enumerate()
-            .filter_map(|(block, spec)| {
-                let key = tx.entity(spec.entity_idx)?;
-                Some(EntityRef {
-                    block,
-                    key: crate::engine::key_hash(key.as_str()),
-                })
-            })
-            .collect()
+        self.spec.entity_refs(tx)
     }
 
     /// The stored form of one entity's state; `None` when the engine holds none.

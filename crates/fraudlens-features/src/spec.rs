@@ -403,6 +403,21 @@ impl FeatureSpec {
         self.fingerprint
     }
 
+    /// The entity states observing (or labelling) `tx` reads and writes, in block order.
+    pub fn entity_refs(&self, tx: &fraudlens_core::Transaction) -> Vec<crate::EntityRef> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(block, spec)| {
+                let key = tx.entity(spec.entity_idx)?;
+                Some(crate::EntityRef {
+                    block,
+                    key: crate::engine::key_hash(key.as_str()),
+                })
+            })
+            .collect()
+    }
+
     /// The longest block horizon in milliseconds: older events cannot change any feature.
     pub fn horizon_ms(&self) -> i64 {
         self.blocks.iter().map(|block| block.horizon).max().unwrap_or(0)

@@ -132,8 +132,9 @@ impl Pipeline {
 
     /// Fetches the entities of `txs` (one round trip).
     async fn fetch_for(&self, shared: &SharedState, txs: &[&Transaction]) -> Result<Loaded, ScoreError> {
-        let mut refs =
-            self.with_scratch(|engine| Ok(txs.iter().flat_map(|tx| engine.entity_refs(tx)).collect::<Vec<_>>()))?;
+        // from the spec alone: no lock on the hot path
+        let spec = self.model.load().spec().clone();
+        let mut refs: Vec<EntityRef> = txs.iter().flat_map(|tx| spec.entity_refs(tx)).collect();
         refs.sort_unstable();
         refs.dedup();
         let fetched = shared.fetch(&refs).await.map_err(|error| self.fetch_failed(error))?;
