@@ -72,6 +72,19 @@ impl Detect {
         self.child.wait().unwrap().code()
     }
 
+    /// Waits up to `timeout` for the process to end by itself (fault injection):
+    /// its exit code, `None` for a signal; panics if it is still running.
+    pub(crate) async fn ended_within(mut self, timeout: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{} still running after {timeout:?}", self.log.display());
+    }
+
     pub(crate) fn terminate(mut self) -> i32 {
         terminate(&mut self.child)
     }
