@@ -8,7 +8,7 @@
 //! stash of decisions whose write failed ([`Unwritten`]), written again by
 //! the retry instead of observing the transaction twice.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -80,12 +80,30 @@ impl Unwritten {
 pub(crate) struct Slot {
     result: Mutex<Option<Shared>>,
     ready: tokio::sync::Notify,
+    /// Requests that found the id in flight and wait for this result (counted
+    /// under the in-flight lock, so none joins after the id left the table).
+    racers: AtomicUsize,
 }
 
 impl Slot {
+    /// The slot of an id in flight, for a request racing it (call with the
+    /// in-flight table locked).
+    pub(crate) fn join(self: &Arc<Self>) -> Arc<Self> {
+        self.racers.fetch_add(1, Ordering::Relaxed);
+        self.clone()
+    }
+
     pub(crate) fn publish(&self, result: Shared) {
         *lock(&self.result) = Some(result);
         self.ready.notify_waiters();
+    }
+
+    /// Publishes a result to the racers, if any: with none (the usual case),
+    /// the result is not copied. Call after the id left the in-flight table.
+    pub(crate) fn publish_to_racers(&self, result: &Shared) {
+        if self.racers.load(Ordering::Relaxed) > 0 {
+            self.publish(result.clone());
+        }
     }
 
     pub(crate) async fn wait(&self) -> Shared {
@@ -197,7 +215,7 @@ impl Pipeline {
                 };
                 let id = tx.id.as_str().to_owned();
                 if let Some(slot) = in_flight.get(&id) {
-                    return Ok(Admission::Racing(slot.clone(), fingerprint));
+                    return Ok(Admission::Racing(slot.join(), fingerprint));
                 }
                 // on the shared state, any entity that holds it (another process
                 // wrote some of its entities and not yet the others) makes it seen
@@ -322,7 +340,7 @@ impl Pipeline {
             let mut states = lock(&self.states);
             let mut in_flight = lock(&self.in_flight);
             match in_flight.get(tx.id.as_str()) {
-                Some(slot) => Retry::Racing(slot.clone()),
+                Some(slot) => Retry::Racing(slot.join()),
                 None => {
                     let kept = lock(&self.unwritten).take(tx.id.as_str(), &fingerprint);
                     let slot = Arc::new(Slot::default());

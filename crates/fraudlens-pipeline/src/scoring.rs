@@ -293,7 +293,7 @@ impl Pipeline {
                     },
                 };
                 in_flight.remove(item.tx.id.as_str());
-                item.slot.publish(result.clone());
+                item.slot.publish_to_racers(&result);
                 results.push(result);
             }
         }

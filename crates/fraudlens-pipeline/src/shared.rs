@@ -362,7 +362,7 @@ impl Pipeline {
         let racing = {
             let mut in_flight = lock(&self.in_flight);
             match in_flight.get(&id) {
-                Some(racing) => Some(racing.clone()),
+                Some(racing) => Some(racing.join()),
                 None => {
                     in_flight.insert(id, slot.clone());
                     None

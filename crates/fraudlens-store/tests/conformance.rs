@@ -40,7 +40,7 @@ fn decision(id: &str, score: f64, time: i64, entity: &str) -> NewDecision {
         anomaly_score: None,
         decision,
         reasons: "[]".to_owned(),
-        features: vec![12.34, f64::NAN, -0.0, 1.0 / 3.0],
+        features: vec![12.34, f64::NAN, -0.0, 1.0 / 3.0, 0.0, 42.0, -7.0, 1e300],
         model_version: "m1".to_owned(),
         latency_us: 42,
         review_status: (decision != Decision::Approve).then_some(ReviewStatus::PendingReview),
@@ -87,6 +87,9 @@ async fn put_is_idempotent_and_batches_dedupe(backend: Backend) {
         "feature vectors keep NaN"
     );
     assert_eq!(read.decision.features[2].to_bits(), (-0.0f64).to_bits());
+    // the compact stored form keeps every kind of value bit for bit
+    let bits = |values: &[f64]| values.iter().map(|value| value.to_bits()).collect::<Vec<u64>>();
+    assert_eq!(bits(&read.decision.features), bits(&b.features));
     let without_features = |d: &NewDecision| NewDecision {
         features: Vec::new(),
         ..d.clone()
@@ -116,6 +119,14 @@ async fn large_batches_commit_whole(backend: Backend) {
     let again = store.put_decisions(&batch).await.unwrap();
     assert!(again.iter().all(|o| matches!(o, PutOutcome::Existing(_))));
     assert_eq!(store.count_transactions().await.unwrap(), 1_203);
+    // new ids behind stored ones (PostgreSQL's COPY refuses the batch; the fallback writes it)
+    let mixed: Vec<_> = (1_000..1_700)
+        .map(|i| decision(&format!("t{i}"), 0.3, i, "c"))
+        .collect();
+    let outcomes = store.put_decisions(&mixed).await.unwrap();
+    assert!(outcomes[..203].iter().all(|o| matches!(o, PutOutcome::Existing(_))));
+    assert!(outcomes[203..].iter().all(|o| *o == PutOutcome::Inserted));
+    assert_eq!(store.count_transactions().await.unwrap(), 1_700);
 }
 
 async fn shards_replay_their_own_rows(backend: Backend) {

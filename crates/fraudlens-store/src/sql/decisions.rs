@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, QueryBuilder, Row, Type};
 
+use super::feature_codec::decode_features;
 use super::{Backend, SqlStore};
 use crate::vocabulary::{parse, parse_label};
 use crate::*;
@@ -222,22 +223,4 @@ where
             label: label.as_deref().map(parse_label).transpose()?,
         })
     }
-}
-
-/// The stored form of a feature vector: little-endian f64s.
-pub(super) fn encode_features(values: &[f64]) -> Vec<u8> {
-    values.iter().flat_map(|value| value.to_le_bytes()).collect()
-}
-
-fn decode_features(bytes: &[u8]) -> Result<Vec<f64>> {
-    if !bytes.len().is_multiple_of(8) {
-        return Err(StoreError::Corrupt(format!(
-            "a feature vector of {} bytes",
-            bytes.len()
-        )));
-    }
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|chunk| f64::from_le_bytes(chunk.try_into().unwrap_or_default()))
-        .collect())
 }

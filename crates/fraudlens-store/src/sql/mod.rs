@@ -34,6 +34,7 @@ macro_rules! insert_columns {
 
 mod dead_letters;
 mod decisions;
+mod feature_codec;
 mod keys;
 mod labels;
 mod models;

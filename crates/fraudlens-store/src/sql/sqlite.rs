@@ -9,7 +9,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::decisions::{INSERT_COLUMNS, encode_features};
+use super::decisions::INSERT_COLUMNS;
+use super::feature_codec::encode_features;
 use super::{Backend, SqlStore};
 use fraudlens_core::ReviewStatus;
 
