@@ -53,7 +53,9 @@ pub struct DetectorConfig {
     pub decisions_topic: String,
     /// Where records that cannot be parsed go (with the error and their partition/offset in headers).
     pub dead_letter_topic: String,
-    /// Most records per batch (one commit to the store).
+    /// Most records per batch (one commit to the store). A batch takes what
+    /// arrived within 10 ms, so only a backlog fills it: 5,000 catches up ~35 %
+    /// faster than 1,000 on PostgreSQL (bench/README.md).
     pub max_batch: usize,
     /// The group's session timeout: a crashed member's partitions move after it.
     pub session_timeout_ms: u32,
@@ -71,7 +73,7 @@ impl Default for DetectorConfig {
             group: "fraud-detectors".to_owned(),
             decisions_topic: "fraud-decisions".to_owned(),
             dead_letter_topic: "fraud-dead-letters".to_owned(),
-            max_batch: 1_000,
+            max_batch: 5_000,
             session_timeout_ms: 10_000,
             labels_topic: None,
         }

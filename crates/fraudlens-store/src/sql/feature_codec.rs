@@ -37,7 +37,7 @@ pub(super) fn encode_features(values: &[f64]) -> Vec<u8> {
     if values.is_empty() {
         return Vec::new();
     }
-    let mut out = Vec::with_capacity(2 + values.len().div_ceil(4) + values.len() * 4);
+    let mut out = Vec::with_capacity(3 + values.len().div_ceil(4) + values.len() * 9);
     out.push(COMPACT);
     put_varint(&mut out, values.len() as u64);
     let tags_at = out.len();
@@ -112,7 +112,8 @@ fn tag_of(value: f64) -> u8 {
         ZERO
     } else if value.to_bits() == f64::NAN.to_bits() {
         NAN
-    } else if value.fract() == 0.0 && value.abs() < EXACT_INT && value.to_bits() != (-0.0f64).to_bits() {
+    } else if value.abs() < EXACT_INT && (value as i64 as f64).to_bits() == value.to_bits() {
+        // (an integer converts back to the same bits; -0.0 comes back as +0.0)
         INT
     } else {
         RAW
