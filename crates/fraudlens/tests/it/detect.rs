@@ -67,11 +67,6 @@ impl Detect {
         self.child.wait().unwrap();
     }
 
-    /// Waits for the process to end by itself (fault injection).
-    fn wait(mut self) -> Option<i32> {
-        self.child.wait().unwrap().code()
-    }
-
     /// Waits up to `timeout` for the process to end by itself (fault injection):
     /// its exit code, `None` for a signal; panics if it is still running.
     pub(crate) async fn ended_within(mut self, timeout: Duration) -> Option<i32> {
@@ -514,9 +509,17 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
         &group,
         &db.url,
         "crash1",
-        &[("FRAUDLENS_TEST_CRASH_AFTER_BATCHES", "5")],
+        // batches of at most 1,000: five stay well inside its share of the load
+        &[
+            ("FRAUDLENS_TEST_CRASH_AFTER_BATCHES", "5"),
+            ("FRAUDLENS_DETECT__MAX_BATCH", "1000"),
+        ],
     );
-    assert_ne!(crashing.wait(), Some(0), "the injected crash happened");
+    assert_ne!(
+        crashing.ended_within(Duration::from_secs(240)).await,
+        Some(0),
+        "the injected crash happened"
+    );
     // crashes 2 and 3: kill -9 at points set by the progress of the store
     let mut victim = Detect::start(dir.path(), &broker.address, &group, &db.url, "crash2");
     // redeliveries seen by members that are killed later: their counters die with them

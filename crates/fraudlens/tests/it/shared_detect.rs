@@ -326,8 +326,17 @@ async fn a_detector_killed_under_load_on_redis_loses_nothing_and_features_stay_e
     // the victim dies by SIGABRT (no cleanup, as kill -9) right after its sixth
     // batch's store commit: that batch's offsets are never committed (so the kill
     // always hits records in flight), and the batches behind it in the window may
-    // be in the shared state without being stored (orphans)
-    let crash_env = [&env[..], &[("FRAUDLENS_TEST_CRASH_AFTER_BATCHES", "6")]].concat();
+    // be in the shared state without being stored (orphans). Batches of at most
+    // 500 records: six of them stay well inside the victim's share of the load
+    // however much of a backlog a slow machine lets build up.
+    let crash_env = [
+        &env[..],
+        &[
+            ("FRAUDLENS_TEST_CRASH_AFTER_BATCHES", "6"),
+            ("FRAUDLENS_DETECT__MAX_BATCH", "500"),
+        ],
+    ]
+    .concat();
     let victim = Detect::start_with(dir.path(), &broker.address, &group, &db.url, "victim", &crash_env);
     assert_ne!(
         victim.ended_within(Duration::from_secs(240)).await,
