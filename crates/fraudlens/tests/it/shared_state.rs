@@ -51,8 +51,13 @@ pub(crate) fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static s
 
 /// The test's own connection to the shared state in `namespace`.
 pub(crate) async fn connect(model: &ServingModel, namespace: &str) -> SharedState {
+    connect_to(&redis_url(), model, namespace).await
+}
+
+/// The test's own connection to the shared state in `namespace` on the Redis at `url`.
+pub(crate) async fn connect_to(url: &str, model: &ServingModel, namespace: &str) -> SharedState {
     SharedState::connect(
-        &redis_url(),
+        url,
         model.spec().fingerprint(),
         StateOptions {
             namespace: namespace.to_owned(),
