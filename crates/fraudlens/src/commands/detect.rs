@@ -19,6 +19,8 @@ pub fn run(config: &Config, args: DetectArgs) -> CliResult {
 }
 
 async fn detect(config: &Config, args: DetectArgs) -> CliResult {
+    // before the pipeline starts: its startup rebuild is counted
+    fraudlens_server::ops::install_metrics();
     let url = store_url(config, &args.store);
     let store = open_store(config, &url).await?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;

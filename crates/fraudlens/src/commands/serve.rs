@@ -60,6 +60,8 @@ pub async fn serve(
     args: ServeArgs,
     on_listen: impl AsyncFnOnce(std::net::SocketAddr, &dyn Store),
 ) -> CliResult {
+    // before the pipeline starts: its startup rebuild is counted
+    fraudlens_server::ops::install_metrics();
     let url = store_url(config, &args.store);
     let store = open_store(config, &url).await?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
