@@ -27,7 +27,7 @@ use crate::ok;
 use crate::serve::{Server, key, transactions};
 use crate::shared_state::{
     applied_order, borrowed, connect, connect_to, load_model, mismatches, mismatches_except, namespace,
-    send_interleaved, shared_env, store_order, stored, sum_counter,
+    send_interleaved, shared_env, store_order, stored, sum_counter, unique_name,
 };
 
 /// The index of the feature block of the entity whose name contains `what`.
@@ -547,10 +547,9 @@ async fn a_detector_without_redis_is_not_ready_commits_nothing_and_resumes() {
     let db = TestDb::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
     promote_model(dir.path(), &db.url);
-    let namespace = namespace();
     let env = [
         ("FRAUDLENS_STATE__BACKEND", format!("redis://127.0.0.1:{port}")),
-        ("FRAUDLENS_STATE__NAMESPACE", namespace),
+        ("FRAUDLENS_STATE__NAMESPACE", unique_name()),
     ];
     let env = borrowed(&env);
     let group = format!("outage-{}", std::process::id());
@@ -720,7 +719,8 @@ async fn a_redis_restarted_empty_under_load_is_rebuilt_and_two_detectors_stay_ex
     let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
         .await
         .unwrap();
-    let namespace = namespace();
+    // a private Redis: its keys go with it
+    let namespace = unique_name();
     let env = [
         ("FRAUDLENS_STATE__BACKEND", redis.url.clone()),
         ("FRAUDLENS_STATE__NAMESPACE", namespace.clone()),

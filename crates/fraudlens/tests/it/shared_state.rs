@@ -27,8 +27,45 @@ pub(crate) fn redis_url() -> String {
     std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// A namespace of its own per run: keys never meet another test's.
-pub(crate) fn namespace() -> String {
+/// A namespace of its own per run: keys never meet another test's. Its keys in
+/// the shared test Redis go with it (their TTL, the features' horizon, is days),
+/// so hold it in a variable for the whole test, never as a temporary.
+pub(crate) struct Namespace(String);
+
+impl std::ops::Deref for Namespace {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let url = redis_url();
+        let Ok(scan) = std::process::Command::new("redis-cli")
+            .args(["-u", &url, "--scan", "--pattern", &format!("{}:*", self.0)])
+            .output()
+        else {
+            return;
+        };
+        let keys = String::from_utf8_lossy(&scan.stdout);
+        let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty()).collect();
+        for chunk in keys.chunks(500) {
+            let _ = std::process::Command::new("redis-cli")
+                .args(["-u", &url, "unlink"])
+                .args(chunk)
+                .output();
+        }
+    }
+}
+
+pub(crate) fn namespace() -> Namespace {
+    Namespace(unique_name())
+}
+
+/// A name no other run uses (for a private Redis, dropped with its server).
+pub(crate) fn unique_name() -> String {
     format!(
         "fl-test-{}-{}",
         std::process::id(),
@@ -319,7 +356,8 @@ async fn a_label_sent_to_one_replica_changes_the_next_decision_on_the_other() {
         .expect("the default spec has terminal_risk_7d");
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Backend::Postgres).await;
-    let (a, b, service) = two_replicas(dir.path(), &db.url, &model_dir, &namespace());
+    let namespace = namespace();
+    let (a, b, service) = two_replicas(dir.path(), &db.url, &model_dir, &namespace);
     let analyst = key(dir.path(), &db.url, "analyst");
     let client = reqwest::Client::new();
     // one terminal, two customers: a transaction 8 days ago on replica A (past
@@ -386,7 +424,7 @@ async fn a_redis_that_lost_its_data_is_rebuilt_from_the_store() {
     let db = TestDb::new(Backend::Postgres).await;
     let env = [
         ("FRAUDLENS_STATE__BACKEND", redis.url.clone()),
-        ("FRAUDLENS_STATE__NAMESPACE", namespace()),
+        ("FRAUDLENS_STATE__NAMESPACE", unique_name()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_with(dir.path(), &db.url, Some(&model_dir), &env);
@@ -546,7 +584,7 @@ async fn a_hanging_redis_gets_503_not_a_hung_request_and_scoring_resumes() {
     let db = TestDb::new(Backend::Sqlite).await;
     let env = [
         ("FRAUDLENS_STATE__BACKEND", redis.url.clone()),
-        ("FRAUDLENS_STATE__NAMESPACE", namespace()),
+        ("FRAUDLENS_STATE__NAMESPACE", unique_name()),
         ("FRAUDLENS_STATE__TIMEOUT_MS", "300".to_owned()),
     ];
     let env = borrowed(&env);
