@@ -429,6 +429,43 @@ async fn promotions_are_announced_on_commit(backend: Backend) {
     assert_eq!(next_change(&mut changes).await, None);
 }
 
+/// A write cancelled while PostgreSQL holds it (here: waiting for a table
+/// lock, its `COPY` begun) leaves no connection out of step: the store goes on
+/// writing and reading, and closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_write_leaves_every_connection_usable() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = open(&db).await;
+    let mut locker = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..10).map(|i| decision(&format!("w{i}"), 0.3, i, "c")).collect();
+    let write = tokio::time::timeout(std::time::Duration::from_millis(300), store.put_decisions(&batch));
+    assert!(write.await.is_err(), "the write waited for the lock");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    for round in 0..8 {
+        let batch: Vec<_> = (0..10)
+            .map(|i| decision(&format!("r{round}-{i}"), 0.3, i, "c"))
+            .collect();
+        let outcomes = store.put_decisions(&batch).await.unwrap();
+        assert!(outcomes.iter().all(|o| *o == PutOutcome::Inserted), "round {round}");
+        assert!(store.transaction(&format!("r{round}-3")).await.unwrap().is_some());
+    }
+    assert_eq!(
+        store.count_transactions().await.unwrap(),
+        80,
+        "the cancelled batch stored nothing"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+        .await
+        .expect("every connection closes");
+}
+
 /// A listening connection killed by the server: the subscriber hears of it
 /// (`Reconnected`, or the end of the subscription), and once listening again
 /// hears the next promotion.

@@ -38,8 +38,13 @@ where
         // a batch that fits one statement is atomic on its own (no BEGIN/COMMIT
         // round trips); larger ones get a transaction
         let mut inserted = if batch.len() <= DB::ONE_STATEMENT {
-            let mut conn = self.pool.acquire().await?;
-            DB::insert_new(&mut conn, batch).await?
+            let mut conn = Finishing {
+                conn: self.pool.acquire().await?,
+                done: false,
+            };
+            let inserted = DB::insert_new(&mut conn.conn, batch).await?;
+            conn.done = true;
+            inserted
         } else {
             let mut tx = DB::begin_write(&self.pool).await?;
             let inserted = DB::insert_new(&mut tx, batch).await?;
@@ -222,5 +227,23 @@ where
                 .map(Timestamp::from_millis),
             label: label.as_deref().map(parse_label).transpose()?,
         })
+    }
+}
+
+/// A pooled connection that goes back to the pool only if the write on it
+/// finished; else it is closed. A write cancelled halfway (the writer aborted
+/// at shutdown) or failed can leave the connection mid-protocol — a `COPY`
+/// whose data was never sent waits for it and ignores the pool's ping — and
+/// the next borrower would hang or read another statement's replies.
+struct Finishing<DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    done: bool,
+}
+
+impl<DB: sqlx::Database> Drop for Finishing<DB> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
     }
 }

@@ -45,7 +45,8 @@ impl Backend for Postgres {
     /// an `INSERT`, measured in bench/README.md). `COPY` has no `ON CONFLICT`, so
     /// a batch with an id stored already (a redelivery, a retry, a race with
     /// another process) fails as a whole with a unique violation, and is then
-    /// written again by the conflict-tolerant insert.
+    /// written again by the conflict-tolerant insert. Called on a pooled
+    /// connection, never inside a transaction (a failed `COPY` would abort it).
     async fn insert_new(conn: &mut sqlx::PgConnection, batch: &[NewDecision]) -> Result<HashSet<String>> {
         match copy_in(conn, batch).await {
             Ok(()) => return Ok(batch.iter().map(|d| d.transaction_id.clone()).collect()),
@@ -124,7 +125,8 @@ fn copy_data(batch: &[NewDecision]) -> Vec<u8> {
         bytes(out, value.as_bytes());
     }
     fn bytes(out: &mut Vec<u8>, value: &[u8]) {
-        // a field's length is an i32: a value of 2 GiB cannot reach here (request limits)
+        // a field's length is an i32: a value of 2 GiB cannot reach here (request
+        // limits); were one to, PostgreSQL refuses the malformed stream
         out.extend_from_slice(&i32::try_from(value.len()).unwrap_or(i32::MAX).to_be_bytes());
         out.extend_from_slice(value);
     }

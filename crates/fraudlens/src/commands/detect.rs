@@ -73,7 +73,13 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
     fraudlens_stream::run(detector, listener, watch, shutdown_signal())
         .await
         .context("consuming")?;
-    store.close().await;
+    // bounded: a connection stuck in the database (a lock) must not keep the process from exiting
+    if tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store's connections did not close within 10 s");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -102,7 +102,13 @@ pub async fn serve(
     fraudlens_server::serve(listener, state, options, shutdown_signal())
         .await
         .context("flushing and snapshotting")?;
-    store.close().await;
+    // bounded: a connection stuck in the database (a lock) must not keep the process from exiting
+    if tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store's connections did not close within 10 s");
+    }
     tracing::info!("stopped");
     Ok(())
 }

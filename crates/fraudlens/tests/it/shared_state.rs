@@ -66,9 +66,11 @@ pub(crate) fn namespace() -> Namespace {
 
 /// A name no other run uses (for a private Redis, dropped with its server).
 pub(crate) fn unique_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!(
-        "fl-test-{}-{}",
+        "fl-test-{}-{}-{}",
         std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
     )
 }
