@@ -119,14 +119,27 @@ async fn large_batches_commit_whole(backend: Backend) {
     let again = store.put_decisions(&batch).await.unwrap();
     assert!(again.iter().all(|o| matches!(o, PutOutcome::Existing(_))));
     assert_eq!(store.count_transactions().await.unwrap(), 1_203);
-    // new ids behind stored ones (PostgreSQL's COPY refuses the batch; the fallback writes it)
-    let mixed: Vec<_> = (1_000..1_700)
+    // new ids behind stored ones, in a batch large enough for PostgreSQL's COPY:
+    // the COPY refuses the batch, the conflict-tolerant insert writes it
+    let mixed: Vec<_> = (1_000..3_500)
         .map(|i| decision(&format!("t{i}"), 0.3, i, "c"))
         .collect();
     let outcomes = store.put_decisions(&mixed).await.unwrap();
     assert!(outcomes[..203].iter().all(|o| matches!(o, PutOutcome::Existing(_))));
     assert!(outcomes[203..].iter().all(|o| *o == PutOutcome::Inserted));
-    assert_eq!(store.count_transactions().await.unwrap(), 1_700);
+    assert_eq!(store.count_transactions().await.unwrap(), 3_500);
+    // and a large batch of new ids only (the COPY itself)
+    let fresh: Vec<_> = (3_500..6_000)
+        .map(|i| decision(&format!("t{i}"), 0.3, i, "c"))
+        .collect();
+    let outcomes = store.put_decisions(&fresh).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == PutOutcome::Inserted));
+    assert_eq!(store.count_transactions().await.unwrap(), 6_000);
+    let read = store.transaction("t4321").await.unwrap().unwrap();
+    let bits = |values: &[f64]| values.iter().map(|value| value.to_bits()).collect::<Vec<u64>>();
+    assert_eq!(bits(&read.decision.features), bits(&fresh[821].features));
+    assert_eq!(read.decision.body, fresh[821].body);
+    assert_eq!(read.decision.raw_score, fresh[821].raw_score);
 }
 
 async fn shards_replay_their_own_rows(backend: Backend) {
@@ -444,7 +457,8 @@ async fn a_cancelled_write_leaves_every_connection_usable() {
         .execute(&mut locker)
         .await
         .unwrap();
-    let batch: Vec<_> = (0..10).map(|i| decision(&format!("w{i}"), 0.3, i, "c")).collect();
+    // large enough for PostgreSQL's COPY path
+    let batch: Vec<_> = (0..2_500).map(|i| decision(&format!("w{i}"), 0.3, i, "c")).collect();
     let write = tokio::time::timeout(std::time::Duration::from_millis(300), store.put_decisions(&batch));
     assert!(write.await.is_err(), "the write waited for the lock");
     sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();

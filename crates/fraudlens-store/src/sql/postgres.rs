@@ -1,6 +1,7 @@
 //! PostgreSQL: connecting, its migrations (`migrations/postgres`), row locks
 //! for read-then-write transactions, and the bulk insert of decisions: a
-//! binary `COPY`, or column arrays when some ids are stored already.
+//! binary `COPY` for large batches, else (or when some ids are stored
+//! already) column arrays.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -40,14 +41,18 @@ impl Backend for Postgres {
         Ok(pool.begin().await?)
     }
 
-    /// Inserts the new rows of a batch. The usual batch holds only new ids: one
-    /// binary `COPY` stores it (a quarter less of the server's CPU per row than
-    /// an `INSERT`, measured in bench/README.md). `COPY` has no `ON CONFLICT`, so
+    /// Inserts the new rows of a batch. A large batch (a backlog's) usually
+    /// holds only new ids: one binary `COPY` stores it (a quarter less of the
+    /// server's CPU per row than an `INSERT`, measured in bench/README.md);
+    /// smaller ones take the `INSERT` ([`COPY_MIN_ROWS`]). `COPY` has no `ON CONFLICT`, so
     /// a batch with an id stored already (a redelivery, a retry, a race with
     /// another process) fails as a whole with a unique violation, and is then
     /// written again by the conflict-tolerant insert. Called on a pooled
     /// connection, never inside a transaction (a failed `COPY` would abort it).
     async fn insert_new(conn: &mut sqlx::PgConnection, batch: &[NewDecision]) -> Result<HashSet<String>> {
+        if batch.len() < COPY_MIN_ROWS {
+            return insert_unnest_whole(conn, batch).await;
+        }
         match copy_in(conn, batch).await {
             Ok(()) => return Ok(batch.iter().map(|d| d.transaction_id.clone()).collect()),
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
@@ -58,10 +63,7 @@ impl Backend for Postgres {
             }
             Err(error) => return Err(error.into()),
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let inserted = insert_unnest(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(inserted)
+        insert_unnest_whole(conn, batch).await
     }
 
     /// `LISTEN fraudlens_models` on a connection of the pool, forwarded by a
@@ -103,6 +105,14 @@ const INSERT_UNNEST: &str = concat!(
      $14::text[], $15::bytea[], $16::text[], $17::int8[], $18::text[], $19::text[]) \
      ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
 );
+
+/// The smallest batch written by `COPY`. sqlx sends a `COPY`'s data and its
+/// end in two writes on a socket without `TCP_NODELAY`: Nagle's algorithm
+/// holds the end until the server acknowledges the data, which it delays
+/// (~40 ms on Linux). A commit of a few hundred rows would wait that long —
+/// `serve` on PostgreSQL fell from ~27,000 to 730 requests/s — while a
+/// backlog's batches of thousands of rows gain more CPU than the wait costs.
+const COPY_MIN_ROWS: usize = 2_000;
 
 /// The columns of [`copy_in`], in the order each row sends them.
 const COPY_IN: &str = "COPY transactions (transaction_id, fingerprint, event_time, received_at, entity, \
@@ -181,6 +191,18 @@ fn copy_data(batch: &[NewDecision]) -> Vec<u8> {
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
     out
+}
+
+/// [`insert_unnest`] as one unit: one statement is atomic by itself (no
+/// `BEGIN`/`COMMIT` round trips); more take a transaction.
+async fn insert_unnest_whole(conn: &mut sqlx::PgConnection, batch: &[NewDecision]) -> Result<HashSet<String>> {
+    if batch.len() <= INSERT_CHUNK {
+        return insert_unnest(conn, batch).await;
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let inserted = insert_unnest(&mut tx, batch).await?;
+    tx.commit().await?;
+    Ok(inserted)
 }
 
 /// Inserts the new rows of a batch with one statement per 500 rows: every
