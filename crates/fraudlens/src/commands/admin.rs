@@ -31,6 +31,17 @@ pub fn store_url(config: &Config, arg: &StoreArg) -> String {
     arg.database.clone().unwrap_or_else(|| config.store.url.clone())
 }
 
+/// Closes the store's connections, waiting at most 10 s: a connection stuck
+/// in the database (behind a lock) must not keep the process from exiting.
+pub async fn close_store(store: &dyn Store) {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store's connections did not close within 10 s");
+    }
+}
+
 /// Opens the store (creating a SQLite file's directory).
 pub async fn open_store(config: &Config, url: &str) -> CliResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use fraudlens_pipeline::{Pipeline, PipelineConfig};
 use fraudlens_stream::{Detector, DetectorConfig};
 
-use super::admin::{block_on, open_store, redact_url, store_url};
+use super::admin::{block_on, close_store, open_store, redact_url, store_url};
 use super::serve::{serving_model, shared_state, shutdown_signal};
 use crate::cli::DetectArgs;
 use crate::config::Config;
@@ -73,13 +73,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
     fraudlens_stream::run(detector, listener, watch, shutdown_signal())
         .await
         .context("consuming")?;
-    // bounded: a connection stuck in the database (a lock) must not keep the process from exiting
-    if tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the store's connections did not close within 10 s");
-    }
+    close_store(store.as_ref()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,7 +7,7 @@ use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
 use fraudlens_server::AppState;
 use fraudlens_store::Store;
 
-use super::admin::{block_on, load_model, open_store, redact_url, registry_failure, store_url};
+use super::admin::{block_on, close_store, load_model, open_store, redact_url, registry_failure, store_url};
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
@@ -102,13 +102,7 @@ pub async fn serve(
     fraudlens_server::serve(listener, state, options, shutdown_signal())
         .await
         .context("flushing and snapshotting")?;
-    // bounded: a connection stuck in the database (a lock) must not keep the process from exiting
-    if tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the store's connections did not close within 10 s");
-    }
+    close_store(store.as_ref()).await;
     tracing::info!("stopped");
     Ok(())
 }

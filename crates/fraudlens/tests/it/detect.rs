@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fraudlens_testkit::{Backend, Broker, TestDb};
@@ -452,6 +453,17 @@ pub(crate) fn produced(run: &Run) -> usize {
 }
 
 /// Registers and promotes the shared test model on `database`.
+/// A PostgreSQL store with the trained model promoted in it (registered from
+/// `dir`), and the test's own connection to it.
+pub(crate) async fn postgres_with_model(dir: &Path) -> (TestDb, Arc<dyn fraudlens_store::Store>) {
+    let db = TestDb::new(Backend::Postgres).await;
+    promote_model(dir, &db.url);
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    (db, store)
+}
+
 pub(crate) fn promote_model(dir: &Path, database: &str) {
     let model = trained().model();
     let version = ok(
@@ -470,12 +482,8 @@ async fn crashed_detectors_lose_nothing_and_duplicate_nothing() {
     for topic in ["tx", "decisions", "dead"] {
         broker.create_topic(topic, 4);
     }
-    let db = TestDb::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    promote_model(dir.path(), &db.url);
-    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
-        .await
-        .unwrap();
+    let (db, store) = postgres_with_model(dir.path()).await;
 
     // about 100,000 transactions, produced while the detectors run
     let target = format!("kafka://{}/tx", broker.address);
@@ -832,7 +840,7 @@ async fn the_same_stream_gives_the_same_features_every_run() {
 /// connections stay open — a database that hangs rather than refuses.
 struct FreezingProxy {
     address: String,
-    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FreezingProxy {
@@ -840,7 +848,7 @@ impl FreezingProxy {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = frozen.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {

@@ -286,12 +286,8 @@ async fn two_detectors_and_two_replicas_on_redis_compute_what_one_engine_compute
 async fn a_detector_killed_under_load_on_redis_loses_nothing_and_features_stay_exact() {
     let model = load_model(&trained().model());
     let broker = crate::detect::broker_with_topics(4);
-    let db = TestDb::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    promote_model(dir.path(), &db.url);
-    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
-        .await
-        .unwrap();
+    let (db, store) = crate::detect::postgres_with_model(dir.path()).await;
     let namespace = namespace();
     let env = shared_env(&namespace);
     let env = borrowed(&env);
@@ -713,12 +709,8 @@ async fn a_redis_restarted_empty_under_load_is_rebuilt_and_two_detectors_stay_ex
     let model = load_model(&trained().model());
     let mut redis = fraudlens_testkit::RedisServer::start();
     let broker = crate::detect::broker_with_topics(4);
-    let db = TestDb::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    promote_model(dir.path(), &db.url);
-    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
-        .await
-        .unwrap();
+    let (db, store) = crate::detect::postgres_with_model(dir.path()).await;
     // a private Redis: its keys go with it
     let namespace = unique_name();
     let env = [
