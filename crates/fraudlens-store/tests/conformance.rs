@@ -142,6 +142,34 @@ async fn large_batches_commit_whole(backend: Backend) {
     assert_eq!(read.decision.raw_score, fresh[821].raw_score);
 }
 
+/// The same large batch written by two processes at once (a redelivery racing
+/// the original, a client retrying on another replica): every id stored once,
+/// each answered as inserted by exactly one of the two and as stored by the
+/// other — whether the second one's COPY fails on the conflict or waits for
+/// the first one's commit.
+async fn concurrent_copies_of_one_batch_store_each_id_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (first, second) = (open(&db).await, open(&db).await);
+    let batch: Vec<_> = (0..2_500).map(|i| decision(&format!("dup{i}"), 0.3, i, "c")).collect();
+    for round in 0..3 {
+        let batch: Vec<_> = batch
+            .iter()
+            .map(|d| NewDecision {
+                transaction_id: format!("{}-{round}", d.transaction_id),
+                ..d.clone()
+            })
+            .collect();
+        let (a, b) = tokio::join!(first.put_decisions(&batch), second.put_decisions(&batch));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        for (idx, (a, b)) in a.iter().zip(&b).enumerate() {
+            let inserted = [a, b].iter().filter(|o| ***o == PutOutcome::Inserted).count();
+            let existing = [a, b].iter().filter(|o| matches!(o, PutOutcome::Existing(_))).count();
+            assert_eq!((inserted, existing), (1, 1), "round {round}, row {idx}: {a:?} {b:?}");
+        }
+    }
+    assert_eq!(first.count_transactions().await.unwrap(), 7_500);
+}
+
 async fn shards_replay_their_own_rows(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
@@ -775,6 +803,7 @@ macro_rules! suite {
 suite!(
     put_is_idempotent_and_batches_dedupe,
     large_batches_commit_whole,
+    concurrent_copies_of_one_batch_store_each_id_once,
     shards_replay_their_own_rows,
     queue_filters_sorts_and_pages,
     review_writes_audit_and_label,
