@@ -279,6 +279,13 @@ impl FeatureEngine {
         }
     }
 
+    /// Whether the engine holds state for one entity.
+    pub fn has_entity(&self, at: EntityRef) -> bool {
+        self.states
+            .get(at.block)
+            .is_some_and(|states| states.contains_key(&at.key))
+    }
+
     /// Every entity the engine holds state for.
     pub fn entities(&self) -> Vec<EntityRef> {
         self.states

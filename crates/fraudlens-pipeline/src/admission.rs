@@ -162,37 +162,47 @@ pub(crate) enum Admission {
     Refused(String, String, ScoreError),
 }
 
+/// A parsed transaction with its stored form and fingerprint, ready for admission.
+pub(crate) type Prepared = Result<(ShardKey, (String, String), Transaction), ScoreError>;
+
+/// Serialises and hashes each transaction (before the engine lock is taken).
+pub(crate) fn prepare(parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>) -> Vec<Prepared> {
+    parsed
+        .into_iter()
+        .map(|(shard, parsed)| parsed.and_then(|tx| Ok((shard, stored_form(&tx)?, tx))))
+        .collect()
+}
+
 impl Pipeline {
     /// Under the engine lock: decides for each transaction whether it is new
     /// (observed now, registered in flight) or a repeat.
-    ///
-    /// With a shared state, `loaded` holds the batch's entities: they are put
-    /// into the scratch engine first, and the writes of what the new
-    /// transactions changed come back with the admissions.
     pub(crate) fn admit_all(
         &self,
         model: &ServingModel,
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
-        loaded: Option<&Loaded>,
+    ) -> Result<Admissions, ScoreError> {
+        let prepared = prepare(parsed);
+        let mut states = lock(&self.states);
+        self.admit_prepared(model, prepared, &mut states, None)
+            .map(|(admissions, _)| admissions)
+    }
+
+    /// [`Self::admit_all`] with the engine lock held. With a shared state,
+    /// `loaded` holds the batch's entities, already in the scratch engine
+    /// (as load number `.1`), and the writes of what the new transactions
+    /// changed come back with the admissions.
+    pub(crate) fn admit_prepared(
+        &self,
+        model: &ServingModel,
+        prepared: Vec<Prepared>,
+        states: &mut shards::States,
+        loaded: Option<(&Loaded, u64)>,
     ) -> Result<(Admissions, Vec<Write>), ScoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ScoreError::Overloaded("the server is shutting down".to_owned()));
         }
         let received_at = now();
         let started = Instant::now();
-        // serialise and hash before taking the lock
-        let prepared: Vec<_> = parsed
-            .into_iter()
-            .map(|(shard, parsed)| parsed.and_then(|tx| Ok((shard, stored_form(&tx)?, tx))))
-            .collect();
-        let mut states = lock(&self.states);
-        if let Some(loaded) = loaded {
-            let held = states
-                .held
-                .get_mut(&None)
-                .ok_or_else(|| ScoreError::Unavailable("no entity state".to_owned()))?;
-            loaded.load_into(held.state.engine_mut())?;
-        }
         let mut in_flight = lock(&self.in_flight);
         let n_features = model.spec().feature_names().len();
         let admissions: Vec<Result<Admission, ScoreError>> = prepared
@@ -257,15 +267,16 @@ impl Pipeline {
                 }))
             })
             .collect();
-        let writes = match (loaded, states.held.get_mut(&None)) {
-            (Some(loaded), Some(held)) => {
+        let shards::States { held, cache, .. } = &mut *states;
+        let writes = match (loaded, held.get_mut(&None)) {
+            (Some((loaded, load)), Some(held)) => {
                 let engine = held.state.engine_mut();
                 let fresh = admissions.iter().filter_map(|admission| match admission {
                     Ok(Admission::Fresh(observed)) => Some(&observed.tx),
                     _ => None,
                 });
                 let applied = applied_by(engine, fresh);
-                loaded.writes(engine, applied)
+                loaded.writes(engine, cache, load, applied)
             }
             _ => Vec::new(),
         };

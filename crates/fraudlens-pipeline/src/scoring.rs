@@ -148,7 +148,7 @@ impl Pipeline {
             return self.submit_shared(shared.clone(), model, parsed).await;
         }
         let mut claimed = Vec::new();
-        let task = self.admit_all(model, parsed, None).map(|(admissions, _)| {
+        let task = self.admit_all(model, parsed).map(|admissions| {
             claimed = claimed_by(&admissions);
             let (this, model) = (self.clone(), model.clone());
             tokio::spawn(async move { this.complete(&model, admissions).await })

@@ -94,6 +94,9 @@ pub(crate) struct States {
     /// rule is per partition, as with in-process shards: a partition whose
     /// backlog lags another's is not refused as late).
     pub clocks: FxHashMap<ShardKey, Option<i64>>,
+    /// With a shared state, which entities the scratch engine keeps between
+    /// batches and as of which version.
+    pub cache: crate::shared::Cache,
 }
 
 impl States {

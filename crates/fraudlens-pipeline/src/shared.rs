@@ -13,6 +13,13 @@
 //! entity's features are computed from all of its events, whichever process
 //! handled them. Labels go the same way (fetch, apply, compare-and-set).
 //!
+//! The scratch engine keeps the entities between batches ([`Cache`], at most
+//! `state.cache_entities`), each with the version its state equals: a batch
+//! asks Redis only for the versions of those (a small reply, no decoding) and
+//! fetches whole only the entities that are new to it or that another process
+//! moved on. An entity a batch changed counts as no version until its write
+//! is stored; a rebuilt state (another build token) empties the cache.
+//!
 //! The same id sent to two processes at once is applied to each entity once:
 //! a redo skips an entity whose fresh state holds the transaction already,
 //! and the store keeps one of the two decisions. A transaction the state
@@ -25,6 +32,7 @@ use std::time::Duration;
 use fraudlens_core::{Label, Transaction};
 use fraudlens_features::{EntityRef, FeatureEngine};
 use fraudlens_state::{Fetched, SharedState, StateError, Write, Written};
+use rustc_hash::FxHashMap;
 
 use crate::admission::{Admission, Admissions, Observed};
 use crate::{Pipeline, ScoreError, ServingModel, lock};
@@ -32,23 +40,159 @@ use crate::{Pipeline, ScoreError, ServingModel, lock};
 /// Most compare-and-set rounds of one batch before it is given up.
 const MAX_ROUNDS: u32 = 32;
 
+/// The entities the scratch engine keeps between batches, and for each the
+/// version of the shared state its held state equals.
+#[derive(Default)]
+pub(crate) struct Cache {
+    /// The build of the shared state the versions belong to.
+    build: Option<String>,
+    entries: FxHashMap<EntityRef, Entry>,
+    /// Number of the last load.
+    loads: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The version the engine's state of the entity equals; `None` while a
+    /// batch changed it and has not stored it.
+    version: Option<u64>,
+    /// The load that last put it in the engine or changed it.
+    load: u64,
+}
+
+impl Cache {
+    /// Which of `refs` to ask only the version of: those held as of a
+    /// version. Empties the cache first if `refs` would take it past `capacity`.
+    fn probes(&mut self, engine: &mut FeatureEngine, refs: &[EntityRef], capacity: usize) -> Vec<bool> {
+        if self.entries.len() + refs.len() > capacity {
+            self.clear(engine);
+        }
+        refs.iter()
+            .map(|at| self.version(*at).is_some_and(|version| version > 0) && engine.has_entity(*at))
+            .collect()
+    }
+
+    fn version(&self, at: EntityRef) -> Option<u64> {
+        self.entries.get(&at).and_then(|entry| entry.version)
+    }
+
+    fn clear(&mut self, engine: &mut FeatureEngine) {
+        engine.clear_entities();
+        self.entries.clear();
+    }
+
+    /// The engine's state of `at` was changed by load `load` and is not stored.
+    fn changed(&mut self, at: EntityRef, load: u64) {
+        self.entries.insert(at, Entry { version: None, load });
+    }
+
+    /// Records the versions that the writes of load `load` stored, for the
+    /// entities no later load has put or changed in the engine since.
+    pub(crate) fn stored(&mut self, writes: &[Write], written: &[Written], load: u64) {
+        for (write, written) in writes.iter().zip(written) {
+            if let (Written::Stored(version), Some(entry)) = (written, self.entries.get_mut(&write.at))
+                && entry.load == load
+                && entry.version.is_none()
+            {
+                entry.version = Some(*version);
+            }
+        }
+    }
+}
+
+/// What a load into the scratch engine came to.
+pub(crate) enum Load {
+    /// Every entity is in the engine, as load number `.0`.
+    Loaded(u64),
+    /// These entities were asked by version and the engine does not hold
+    /// that version (another process or batch moved them): fetch them whole.
+    Stale(Vec<EntityRef>),
+}
+
 /// The entities of a batch as fetched, sorted by entity.
 pub(crate) struct Loaded {
     refs: Vec<EntityRef>,
     fetched: Vec<Fetched>,
+    /// Which were asked by version only.
+    probed: Vec<bool>,
+    /// The build of the shared state they belong to.
+    build: String,
 }
 
 impl Loaded {
-    /// Puts the fetched entities into the scratch engine (and nothing else).
-    pub(crate) fn load_into(&self, engine: &mut FeatureEngine) -> Result<(), ScoreError> {
-        engine.clear_entities();
-        for (at, fetched) in self.refs.iter().zip(&self.fetched) {
-            engine.import_entity(*at, fetched.bytes.as_deref()).map_err(|error| {
-                tracing::error!(%error, block = at.block, "a shared entity state does not fit the feature spec");
-                ScoreError::Unavailable(format!("shared entity state unreadable: {error}"))
-            })?;
+    /// Puts the fetched entities into the scratch engine (the probed ones
+    /// are there already, unless they are stale).
+    pub(crate) fn load_into(
+        &self,
+        engine: &mut FeatureEngine,
+        cache: &mut Cache,
+        capacity: usize,
+    ) -> Result<Load, ScoreError> {
+        if capacity == 0 {
+            cache.clear(engine);
         }
-        Ok(())
+        if cache.build.as_deref() != Some(self.build.as_str()) {
+            // another build (Redis lost its data and was rebuilt): no version held is comparable
+            cache.clear(engine);
+            cache.build = Some(self.build.clone());
+        }
+        let stale: Vec<EntityRef> = self
+            .refs
+            .iter()
+            .zip(&self.fetched)
+            .zip(&self.probed)
+            .filter(|((at, fetched), probed)| {
+                **probed && !(cache.version(**at) == Some(fetched.version) && engine.has_entity(**at))
+            })
+            .map(|((at, _), _)| *at)
+            .collect();
+        if !stale.is_empty() {
+            return Ok(Load::Stale(stale));
+        }
+        cache.loads += 1;
+        let load = cache.loads;
+        for ((at, fetched), probed) in self.refs.iter().zip(&self.fetched).zip(&self.probed) {
+            if !probed {
+                engine.import_entity(*at, fetched.bytes.as_deref()).map_err(|error| {
+                    cache.entries.remove(at);
+                    tracing::error!(%error, block = at.block, "a shared entity state does not fit the feature spec");
+                    ScoreError::Unavailable(format!("shared entity state unreadable: {error}"))
+                })?;
+            }
+            cache.entries.insert(
+                *at,
+                Entry {
+                    version: Some(fetched.version),
+                    load,
+                },
+            );
+        }
+        let hits = self.probed.iter().filter(|probed| **probed).count() as u64;
+        metrics::counter!("fraudlens_state_cache_hits_total").increment(hits);
+        Ok(Load::Loaded(load))
+    }
+
+    /// [`Self::load_into`] for entities fetched whole (never stale): the load number.
+    fn load_whole(&self, engine: &mut FeatureEngine, cache: &mut Cache, capacity: usize) -> Result<u64, ScoreError> {
+        match self.load_into(engine, cache, capacity)? {
+            Load::Loaded(load) => Ok(load),
+            Load::Stale(_) => Err(ScoreError::Unavailable(
+                "shared entity state: entities fetched whole came back stale".to_owned(),
+            )),
+        }
+    }
+
+    /// Replaces the entities `refs` (stale ones) with their whole fetch.
+    fn fill(&mut self, refs: &[EntityRef], fetch: fraudlens_state::Fetch) {
+        for (at, fetched) in refs.iter().zip(fetch.entities) {
+            if let Ok(idx) = self.refs.binary_search(at) {
+                self.fetched[idx] = fetched;
+                self.probed[idx] = false;
+            }
+        }
+        // if the state was rebuilt in between, the next load empties the cache
+        // and every probed entity comes back stale
+        self.build = fetch.build;
     }
 
     fn version(&self, at: EntityRef) -> Option<u64> {
@@ -56,11 +200,19 @@ impl Loaded {
     }
 
     /// One write per loaded entity that `applied` changed: its new form, the
-    /// version it was read at, and what was applied to it, in order.
-    pub(crate) fn writes(&self, engine: &FeatureEngine, applied: BTreeMap<EntityRef, Vec<String>>) -> Vec<Write> {
+    /// version it was read at, and what was applied to it, in order. Each
+    /// counts as changed by load `load` until its write is stored.
+    pub(crate) fn writes(
+        &self,
+        engine: &FeatureEngine,
+        cache: &mut Cache,
+        load: u64,
+        applied: BTreeMap<EntityRef, Vec<String>>,
+    ) -> Vec<Write> {
         applied
             .into_iter()
             .filter_map(|(at, applied)| {
+                cache.changed(at, load);
                 Some(Write {
                     at,
                     read: self.version(at)?,
@@ -120,25 +272,78 @@ async fn back_off(round: u32) {
 }
 
 impl Pipeline {
-    /// The scratch engine of the shared state (the whole-store shard).
-    fn with_scratch<T>(&self, f: impl FnOnce(&mut FeatureEngine) -> Result<T, ScoreError>) -> Result<T, ScoreError> {
+    /// The scratch engine of the shared state (the whole-store shard) and its cache.
+    fn with_scratch<T>(
+        &self,
+        f: impl FnOnce(&mut FeatureEngine, &mut Cache) -> Result<T, ScoreError>,
+    ) -> Result<T, ScoreError> {
         let mut states = lock(&self.states);
-        let held = states
-            .held
+        let crate::shards::States { held, cache, .. } = &mut *states;
+        let held = held
             .get_mut(&None)
             .ok_or_else(|| ScoreError::Unavailable("no entity state".to_owned()))?;
-        f(held.state.engine_mut())
+        f(held.state.engine_mut(), cache)
     }
 
-    /// Fetches the entities of `txs` (one round trip).
-    async fn fetch_for(&self, shared: &SharedState, txs: &[&Transaction]) -> Result<Loaded, ScoreError> {
-        // from the spec alone: no lock on the hot path
+    /// Fetches the entities of `txs` (one round trip): with `probe`, only
+    /// the versions of those the scratch engine keeps.
+    async fn fetch_for(&self, shared: &SharedState, txs: &[&Transaction], probe: bool) -> Result<Loaded, ScoreError> {
         let spec = self.model.load().spec().clone();
         let mut refs: Vec<EntityRef> = txs.iter().flat_map(|tx| spec.entity_refs(tx)).collect();
         refs.sort_unstable();
         refs.dedup();
-        let fetched = shared.fetch(&refs).await.map_err(|error| self.fetch_failed(error))?;
-        Ok(Loaded { refs, fetched })
+        let probed = if probe && shared.cache_entities() > 0 {
+            self.with_scratch(|engine, cache| Ok(cache.probes(engine, &refs, shared.cache_entities())))?
+        } else {
+            vec![false; refs.len()]
+        };
+        let fetch = shared
+            .fetch_probing(&refs, &probed)
+            .await
+            .map_err(|error| self.fetch_failed(error))?;
+        Ok(Loaded {
+            refs,
+            fetched: fetch.entities,
+            probed,
+            build: fetch.build,
+        })
+    }
+
+    /// Loads `loaded` into the scratch engine (fetching whole what turns out
+    /// stale) and admits the batch under the same lock.
+    async fn load_and_admit(
+        &self,
+        shared: &SharedState,
+        model: &ServingModel,
+        prepared: Vec<crate::admission::Prepared>,
+        mut loaded: Loaded,
+    ) -> Result<(Admissions, Vec<Write>, u64), ScoreError> {
+        let capacity = shared.cache_entities();
+        loop {
+            let stale = {
+                let mut states = lock(&self.states);
+                let crate::shards::States { held, cache, .. } = &mut *states;
+                let engine = held
+                    .get_mut(&None)
+                    .ok_or_else(|| ScoreError::Unavailable("no entity state".to_owned()))?
+                    .state
+                    .engine_mut();
+                match loaded.load_into(engine, cache, capacity)? {
+                    Load::Loaded(load) => {
+                        let (admissions, writes) =
+                            self.admit_prepared(model, prepared, &mut states, Some((&loaded, load)))?;
+                        return Ok((admissions, writes, load));
+                    }
+                    Load::Stale(stale) => stale,
+                }
+            };
+            metrics::counter!("fraudlens_state_cache_stale_total").increment(stale.len() as u64);
+            let fetch = shared
+                .fetch_probing(&stale, &vec![false; stale.len()])
+                .await
+                .map_err(|error| self.fetch_failed(error))?;
+            loaded.fill(&stale, fetch);
+        }
     }
 
     /// A failed fetch: a state found not built is to be rebuilt.
@@ -233,10 +438,11 @@ impl Pipeline {
         let txs: Vec<&Transaction> = parsed.iter().filter_map(|(_, parsed)| parsed.as_ref().ok()).collect();
         if txs.is_empty() {
             // nothing to observe (every record refused by the schema): no round trip
-            return self.admit_all(model, parsed, None).map(|(admissions, _)| admissions);
+            return self.admit_all(model, parsed);
         }
-        let loaded = self.fetch_for(shared, &txs).await?;
-        let (mut admissions, writes) = self.admit_all(model, parsed, Some(&loaded))?;
+        let loaded = self.fetch_for(shared, &txs, true).await?;
+        let prepared = crate::admission::prepare(parsed);
+        let (mut admissions, writes, load) = self.load_and_admit(shared, model, prepared, loaded).await?;
         let mut fresh: Vec<&mut Observed> = admissions
             .iter_mut()
             .filter_map(|admission| match admission {
@@ -244,7 +450,7 @@ impl Pipeline {
                 _ => None,
             })
             .collect();
-        if let Err(error) = self.commit_shared(shared, writes, &mut fresh).await {
+        if let Err(error) = self.commit_shared(shared, writes, load, &mut fresh).await {
             let mut in_flight = lock(&self.in_flight);
             for admission in &mut admissions {
                 if let Ok(Admission::Fresh(observed)) = admission {
@@ -264,6 +470,7 @@ impl Pipeline {
         &self,
         shared: &SharedState,
         mut writes: Vec<Write>,
+        mut load: u64,
         fresh: &mut [&mut Observed],
     ) -> Result<(), ScoreError> {
         for round in 0..MAX_ROUNDS {
@@ -271,15 +478,27 @@ impl Pipeline {
                 return Ok(());
             }
             let written = shared.write(&writes).await.map_err(unavailable)?;
+            self.with_scratch(|_, cache| {
+                cache.stored(&writes, &written, load);
+                Ok(())
+            })?;
             let stale = conflicts(&writes, &written);
             if stale.is_empty() {
                 return Ok(());
             }
             back_off(round).await;
-            let fetched = shared.fetch(&stale).await.map_err(|error| self.fetch_failed(error))?;
-            let loaded = Loaded { refs: stale, fetched };
-            writes = self.with_scratch(|engine| {
-                loaded.load_into(engine)?;
+            let fetch = shared
+                .fetch_probing(&stale, &vec![false; stale.len()])
+                .await
+                .map_err(|error| self.fetch_failed(error))?;
+            let loaded = Loaded {
+                probed: vec![false; stale.len()],
+                refs: stale,
+                fetched: fetch.entities,
+                build: fetch.build,
+            };
+            (writes, load) = self.with_scratch(|engine, cache| {
+                let load = loaded.load_whole(engine, cache, shared.cache_entities())?;
                 let mut applied: BTreeMap<EntityRef, Vec<String>> = BTreeMap::new();
                 for observed in fresh.iter_mut() {
                     for at in engine.entity_refs(&observed.tx) {
@@ -296,7 +515,7 @@ impl Pipeline {
                         }
                     }
                 }
-                Ok(loaded.writes(engine, applied))
+                Ok((loaded.writes(engine, cache, load, applied), load))
             })?;
             metrics::counter!("fraudlens_state_redone_total").increment(writes.len() as u64);
         }
@@ -339,11 +558,11 @@ impl Pipeline {
              not observed again where it is held"
         );
         let model = self.model.load_full();
-        let loaded = self.fetch_for(shared, &[&tx]).await?;
+        let loaded = self.fetch_for(shared, &[&tx], false).await?;
         // the entities that hold it keep it once; those that do not (its observer
         // stopped between two entities' writes) get it now
-        let (mut row, writes) = self.with_scratch(|engine| {
-            loaded.load_into(engine)?;
+        let (mut row, writes, load) = self.with_scratch(|engine, cache| {
+            let load = loaded.load_whole(engine, cache, shared.cache_entities())?;
             let missing: BTreeMap<EntityRef, Vec<String>> = engine
                 .entity_refs(&tx)
                 .into_iter()
@@ -352,9 +571,12 @@ impl Pipeline {
                 .collect();
             let mut row = Vec::new();
             engine.observe(&tx, &mut row);
-            let writes = loaded.writes(engine, missing);
-            engine.clear_entities();
-            Ok((row, writes))
+            // observed again in the engine where it was held: not as stored
+            for at in engine.entity_refs(&tx) {
+                cache.changed(at, load);
+            }
+            let writes = loaded.writes(engine, cache, load, missing);
+            Ok((row, writes, load))
         })?;
         model.inputs.push_attributes(&tx, &mut row);
         let (body, fingerprint) = crate::admission::stored_form(&tx)?;
@@ -386,7 +608,7 @@ impl Pipeline {
             slot,
             decided: None,
         };
-        if let Err(error) = self.commit_shared(shared, writes, &mut [&mut observed]).await {
+        if let Err(error) = self.commit_shared(shared, writes, load, &mut [&mut observed]).await {
             lock(&self.in_flight).remove(observed.tx.id.as_str());
             observed.slot.publish(Err(error.clone()));
             return Err(error);
@@ -403,13 +625,16 @@ impl Pipeline {
         let applied = format!("label {} {}", tx.id.as_str(), label.as_str());
         for round in 0..MAX_ROUNDS {
             let attempt = async {
-                let loaded = self.fetch_for(shared, &[tx]).await?;
-                let writes = self.with_scratch(|engine| {
-                    loaded.load_into(engine)?;
+                let loaded = self.fetch_for(shared, &[tx], false).await?;
+                let writes = self.with_scratch(|engine, cache| {
+                    let load = loaded.load_whole(engine, cache, shared.cache_entities())?;
                     let refs = engine.entity_refs(tx);
                     let before: Vec<Option<Vec<u8>>> = refs.iter().map(|at| engine.export_entity(*at)).collect();
                     if engine.apply_label(tx, label).found == 0 {
                         return Ok(None);
+                    }
+                    for at in &refs {
+                        cache.changed(*at, load);
                     }
                     // only the entities the label changed are written (labels are rare:
                     // comparing the stored forms is cheaper than a needless conflict)
@@ -418,10 +643,16 @@ impl Pipeline {
                         .zip(before)
                         .filter(|(at, before)| engine.export_entity(*at) != *before)
                         .map(|(at, _)| (at, vec![applied.clone()]));
-                    Ok(Some(loaded.writes(engine, changed.collect())))
+                    Ok(Some((loaded.writes(engine, cache, load, changed.collect()), load)))
                 })?;
-                let Some(writes) = writes else { return Ok(Some(false)) };
+                let Some((writes, load)) = writes else {
+                    return Ok(Some(false));
+                };
                 let written = shared.write(&writes).await.map_err(unavailable)?;
+                self.with_scratch(|_, cache| {
+                    cache.stored(&writes, &written, load);
+                    Ok(())
+                })?;
                 Ok::<_, ScoreError>(conflicts(&writes, &written).is_empty().then_some(true))
             };
             match attempt.await {

@@ -22,6 +22,13 @@
 //!
 //! Idle entities expire `ttl` after their last write (the features' horizon
 //! plus the accepted lateness: no feature can see them any more).
+//!
+//! A process may keep the entities it wrote last and ask only for their
+//! versions ([`SharedState::fetch_probing`]: `HGET v` instead of the whole
+//! state), reloading only those another process moved on. Versions are
+//! compared within one build of the state: the build marker holds a token
+//! drawn at each (re)build ([`Fetch::build`]), so a cache from before a
+//! Redis lost its data is never taken for the rebuilt entities.
 
 use std::time::Duration;
 
@@ -107,6 +114,9 @@ pub struct StateOptions {
     pub record_order: bool,
     /// Longest wait for one round trip.
     pub timeout: Duration,
+    /// Most entities a process keeps between batches, checked by version
+    /// instead of fetched again (0: none kept).
+    pub cache_entities: usize,
 }
 
 /// One entity as Redis answers `HMGET v s`.
@@ -119,6 +129,16 @@ pub struct Fetched {
     pub version: u64,
     /// Its stored form, if it has state.
     pub bytes: Option<Vec<u8>>,
+}
+
+/// The entities of one fetch, and the build of the state they belong to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetch {
+    /// The token of the build the entities belong to (drawn at each rebuild).
+    pub build: String,
+    /// Each entity asked for, in order. A probed entity comes with its
+    /// version only (`bytes` is `None` whatever its state).
+    pub entities: Vec<Fetched>,
 }
 
 /// One entity to write.
@@ -228,15 +248,26 @@ impl SharedState {
         Ok(exists)
     }
 
-    /// Marks the state built (after a rebuild wrote every entity).
+    /// Marks the state built (after a rebuild wrote every entity), with a
+    /// token of this build: entities cached from another build are not
+    /// compared by version with this one's.
     pub async fn mark_built(&self) -> Result<(), StateError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        let token = format!("{:x}-{nanos:x}", std::process::id());
         let mut connection = self.connection.clone();
         let _: () = redis::cmd("SET")
             .arg(self.built_key())
-            .arg(1)
+            .arg(token)
             .query_async(&mut connection)
             .await?;
         Ok(())
+    }
+
+    /// How many entities a process may keep between batches ([`StateOptions::cache_entities`]).
+    pub fn cache_entities(&self) -> usize {
+        self.options.cache_entities
     }
 
     /// Takes the rebuild lock for `lease` (one process rebuilds); `false`
@@ -290,42 +321,66 @@ impl SharedState {
     /// The entities `at`, in one round trip; [`StateError::NotBuilt`] when
     /// the state is not built (checked in the same round trip).
     pub async fn fetch(&self, at: &[EntityRef]) -> Result<Vec<Fetched>, StateError> {
+        Ok(self.fetch_probing(at, &vec![false; at.len()]).await?.entities)
+    }
+
+    /// The entities `at` in one round trip, each whole or, where `probe` is
+    /// set, its version alone (a process that holds that entity as of some
+    /// version reloads it only if the version moved); with the token of the
+    /// state's build. [`StateError::NotBuilt`] when the state is not built
+    /// (checked in the same round trip).
+    pub async fn fetch_probing(&self, at: &[EntityRef], probe: &[bool]) -> Result<Fetch, StateError> {
+        debug_assert_eq!(at.len(), probe.len());
         let mut pipe = redis::pipe();
-        pipe.cmd("EXISTS").arg(self.built_key());
-        for entity in at {
-            pipe.cmd("HMGET").arg(self.key(*entity)).arg("v").arg("s");
+        pipe.cmd("GET").arg(self.built_key());
+        for (entity, probe) in at.iter().zip(probe) {
+            if *probe {
+                pipe.cmd("HGET").arg(self.key(*entity)).arg("v");
+            } else {
+                pipe.cmd("HMGET").arg(self.key(*entity)).arg("v").arg("s");
+            }
         }
         let mut connection = self.connection.clone();
-        let (built, replies): (bool, Vec<Reply>) = if at.is_empty() {
-            let (built,): (bool,) = pipe.query_async(&mut connection).await?;
-            (built, Vec::new())
-        } else {
-            let mut values: Vec<redis::Value> = pipe.query_async(&mut connection).await?;
-            let corrupt = |error: redis::ParsingError| StateError::Corrupt(error.to_string());
-            let built: bool = redis::from_redis_value(values.remove(0)).map_err(corrupt)?;
-            let replies = values
-                .into_iter()
-                .map(redis::from_redis_value)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(corrupt)?;
-            (built, replies)
-        };
-        if !built {
-            return Err(StateError::NotBuilt);
+        let mut values: Vec<redis::Value> = pipe.query_async(&mut connection).await?;
+        if values.len() != at.len() + 1 {
+            return Err(StateError::Corrupt(format!(
+                "{} replies to {} commands",
+                values.len(),
+                at.len() + 1
+            )));
         }
+        let corrupt = |error: redis::ParsingError| StateError::Corrupt(error.to_string());
+        let build: Option<String> = redis::from_redis_value(values.remove(0)).map_err(corrupt)?;
+        let Some(build) = build else {
+            return Err(StateError::NotBuilt);
+        };
         metrics::counter!("fraudlens_state_round_trips_total", "op" => "fetch").increment(1);
-        metrics::counter!("fraudlens_state_entities_total", "op" => "fetch").increment(at.len() as u64);
-        replies
+        let probed = probe.iter().filter(|probe| **probe).count() as u64;
+        metrics::counter!("fraudlens_state_entities_total", "op" => "fetch").increment(at.len() as u64 - probed);
+        metrics::counter!("fraudlens_state_entities_total", "op" => "probe").increment(probed);
+        let entities = values
             .into_iter()
-            .map(|(version, bytes)| match (version, bytes) {
-                (Some(version), Some(bytes)) => Ok(Fetched {
-                    version,
-                    bytes: Some(bytes),
-                }),
-                (None, None) => Ok(Fetched::default()),
-                _ => Err(StateError::Corrupt("an entity with a version but no state".to_owned())),
+            .zip(probe)
+            .map(|(value, probe)| {
+                if *probe {
+                    let version: Option<u64> = redis::from_redis_value(value).map_err(corrupt)?;
+                    return Ok(Fetched {
+                        version: version.unwrap_or(0),
+                        bytes: None,
+                    });
+                }
+                let (version, bytes): Reply = redis::from_redis_value(value).map_err(corrupt)?;
+                match (version, bytes) {
+                    (Some(version), Some(bytes)) => Ok(Fetched {
+                        version,
+                        bytes: Some(bytes),
+                    }),
+                    (None, None) => Ok(Fetched::default()),
+                    _ => Err(StateError::Corrupt("an entity with a version but no state".to_owned())),
+                }
             })
-            .collect()
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(Fetch { build, entities })
     }
 
     /// Writes each entity if it is still at the version read, in one round
@@ -465,6 +520,10 @@ pub struct StateSettings {
     pub record_order: bool,
     /// Milliseconds to wait for one Redis round trip.
     pub timeout_ms: u64,
+    /// Most entities each process keeps between batches, checked against
+    /// Redis by version (one small reply) instead of fetched and decoded
+    /// again; 0 keeps none.
+    pub cache_entities: usize,
 }
 
 impl Default for StateSettings {
@@ -474,6 +533,7 @@ impl Default for StateSettings {
             namespace: "fraudlens".to_owned(),
             record_order: false,
             timeout_ms: 2_000,
+            cache_entities: 200_000,
         }
     }
 }
@@ -485,6 +545,7 @@ impl std::fmt::Debug for StateSettings {
             .field("namespace", &self.namespace)
             .field("record_order", &self.record_order)
             .field("timeout_ms", &self.timeout_ms)
+            .field("cache_entities", &self.cache_entities)
             .finish()
     }
 }
@@ -514,6 +575,7 @@ impl StateSettings {
             ttl,
             record_order: self.record_order,
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            cache_entities: self.cache_entities,
         };
         SharedState::connect(&self.backend, spec_fingerprint, options)
             .await

@@ -25,6 +25,7 @@ async fn state(record_order: bool) -> SharedState {
             ttl: Duration::from_secs(60),
             record_order,
             timeout: Duration::from_secs(2),
+            cache_entities: 1_000,
         },
     )
     .await
@@ -183,6 +184,10 @@ async fn a_flushed_namespace_is_not_built_until_rebuilt_and_one_process_rebuilds
     assert!(!keys.is_empty());
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut connection).await.unwrap();
     assert!(matches!(state.fetch(&[at]).await, Err(StateError::NotBuilt)));
+    assert!(matches!(
+        state.fetch_probing(&[at], &[true]).await,
+        Err(StateError::NotBuilt)
+    ));
     // one rebuilder at a time
     assert!(state.lock_rebuild("p1", Duration::from_secs(10)).await.unwrap());
     assert!(!state.lock_rebuild("p2", Duration::from_secs(10)).await.unwrap());
@@ -197,4 +202,41 @@ async fn a_flushed_namespace_is_not_built_until_rebuilt_and_one_process_rebuilds
     assert!(state.lock_rebuild("p2", Duration::from_secs(10)).await.unwrap());
     let fetched = state.fetch(&[at]).await.unwrap().remove(0);
     assert_eq!(fetched.bytes, Some(vec![7]));
+}
+
+#[tokio::test]
+async fn a_probe_answers_the_version_alone_and_each_build_has_its_own_token() {
+    let state = state(false).await;
+    let (a, b, absent) = (
+        EntityRef { block: 0, key: 11 },
+        EntityRef { block: 1, key: 11 },
+        EntityRef { block: 0, key: 12 },
+    );
+    state.write(&[first_write(a), first_write(b)]).await.unwrap();
+    let written = state
+        .write(&[Write {
+            at: a,
+            read: 1,
+            bytes: vec![2, 3],
+            applied: Vec::new(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(written, vec![Written::Stored(2)]);
+    let fetch = state
+        .fetch_probing(&[a, b, absent], &[true, false, true])
+        .await
+        .unwrap();
+    let got: Vec<(u64, Option<Vec<u8>>)> = fetch
+        .entities
+        .iter()
+        .map(|fetched| (fetched.version, fetched.bytes.clone()))
+        .collect();
+    assert_eq!(got, vec![(2, None), (1, Some(vec![1])), (0, None)]);
+    let first = fetch.build;
+    assert!(!first.is_empty());
+    assert_eq!(state.fetch_probing(&[a], &[false]).await.unwrap().build, first);
+    state.mark_built().await.unwrap();
+    let second = state.fetch_probing(&[a], &[true]).await.unwrap().build;
+    assert_ne!(second, first, "a rebuild draws a new token");
 }

@@ -14,18 +14,30 @@ use fraudlens_testkit::{Backend, TestDb};
 
 use crate::{Fixture, model, record};
 
+fn redis_url() -> String {
+    std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
 async fn shared_state() -> SharedState {
-    let url = std::env::var("FRAUDLENS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let namespace = format!(
+    shared_state_in(namespace()).await
+}
+
+fn namespace() -> String {
+    format!(
         "fl-pipeline-test-{}-{}",
         std::process::id(),
         std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
-    );
+    )
+}
+
+async fn shared_state_in(namespace: String) -> SharedState {
+    let url = redis_url();
     let options = StateOptions {
         namespace,
         ttl: Duration::from_secs(600),
         record_order: false,
         timeout: Duration::from_secs(5),
+        cache_entities: 1_000,
     };
     SharedState::connect(&url, model().spec().fingerprint(), options)
         .await
@@ -116,4 +128,76 @@ async fn two_pipelines_on_one_shared_state_score_like_one_pipeline() {
     // a repeat through the other pipeline is a replay of the stored decision
     let again = b.score(&record("sh-0", "cust-0", 5.0, -10 * 86_400)).await.unwrap();
     assert!(again.replayed);
+}
+
+/// Every key of `namespace` deleted, as a Redis that lost its data.
+fn lose_namespace(namespace: &str) {
+    let url = redis_url();
+    let scan = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "--scan", "--pattern", &format!("{namespace}:*")])
+        .output()
+        .expect("redis-cli (scripts/redis installs it)");
+    let keys = String::from_utf8_lossy(&scan.stdout);
+    let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty()).collect();
+    assert!(keys.len() >= 3, "{keys:?}");
+    let deleted = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "unlink"])
+        .args(&keys)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&deleted.stdout).trim(), keys.len().to_string());
+}
+
+/// A process keeps the entities it wrote between batches and asks Redis only
+/// for their versions. When Redis lost its data and another process rebuilt
+/// it, versions start again: here they come back to exactly the kept ones
+/// (3) with other content, and the kept entities must not be used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_kept_from_before_a_rebuild_are_not_taken_for_the_rebuilt_ones() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let namespace = namespace();
+    let shared = shared_state_in(namespace.clone()).await;
+    let config = || PipelineConfig {
+        shared_state: Some(shared.clone()),
+        ..PipelineConfig::default()
+    };
+    let single = Fixture::new(false).await;
+    let tx = |idx: usize| {
+        record(
+            &format!("rb-{idx}"),
+            "cust-rb",
+            10.0 + idx as f64,
+            idx as i64 * 60 - 3_600,
+        )
+    };
+    let a = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    for idx in 0..3 {
+        a.score(&tx(idx)).await.unwrap();
+        single.pipeline.score(&tx(idx)).await.unwrap();
+    }
+    lose_namespace(&namespace);
+    // rebuilt from the store (version 1), then two more writes: version 3 again
+    let b = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    for idx in 3..5 {
+        b.score(&tx(idx)).await.unwrap();
+        single.pipeline.score(&tx(idx)).await.unwrap();
+    }
+    let got = a.score(&tx(5)).await.unwrap();
+    let expected = single.pipeline.score(&tx(5)).await.unwrap();
+    let names = model().spec().feature_names().to_vec();
+    let differ: Vec<String> = names
+        .iter()
+        .zip(got.record.features.iter().zip(&expected.record.features))
+        .filter(|(_, (x, y))| x.to_bits() != y.to_bits())
+        .map(|(name, (x, y))| format!("{name}: {x} != {y}"))
+        .collect();
+    assert!(differ.is_empty(), "{differ:?}");
+    let count = names
+        .iter()
+        .position(|name| name.starts_with("customer_count_"))
+        .unwrap();
+    assert_eq!(expected.record.features[count], 6.0, "the six transactions of the customer");
 }

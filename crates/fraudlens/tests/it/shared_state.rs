@@ -103,6 +103,7 @@ pub(crate) async fn connect_to(url: &str, model: &ServingModel, namespace: &str)
             ttl: Duration::from_secs(60),
             record_order: false,
             timeout: Duration::from_secs(5),
+            cache_entities: 1_000,
         },
     )
     .await
