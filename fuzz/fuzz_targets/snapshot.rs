@@ -1,9 +1,12 @@
-//! Feature snapshots through `FeatureEngine::restore`. The first byte picks
-//! the mode: even, the rest is a whole file (magic, version, length, payload,
-//! checksum); odd, the rest is a payload that gets a valid frame and checksum,
-//! so mutations reach the decoder and the consistency checks behind the
-//! checksum. A restored engine must snapshot to the same bytes and observe
-//! transactions without panicking.
+//! Feature snapshots through `FeatureEngine::restore`, and one entity's
+//! stored form (what a shared state in Redis holds) through
+//! `FeatureEngine::import_entity`. The first byte picks the mode (mod 3): 0,
+//! the rest is a whole file (magic, version, length, payload, checksum); 1,
+//! the rest is a payload that gets a valid frame and checksum, so mutations
+//! reach the decoder and the consistency checks behind the checksum; 2, the
+//! rest is a block number and an entity's stored form. A restored engine
+//! must snapshot to the same bytes (an imported entity export to bytes that
+//! import again to the same), and observe transactions without panicking.
 #![no_main]
 
 use std::sync::{Arc, LazyLock};
@@ -36,11 +39,64 @@ static SPEC: LazyLock<Arc<FeatureSpec>> = LazyLock::new(|| {
     Arc::new(FeatureSpec::new(spec, &schema).expect("spec"))
 });
 
+/// The transactions observed after a restore (customer, terminal, time).
+fn transactions() -> Vec<Transaction> {
+    let eur = Currency::parse("EUR").expect("currency");
+    [
+        ("c0", "t0", 0),
+        ("c1", "t1", 1_767_225_600_000),
+        ("c2", "t2", i64::MAX / 4),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(idx, (customer, terminal, ms))| Transaction {
+        id: TransactionId::parse(&format!("fuzz{idx}")).expect("id"),
+        timestamp: Timestamp::from_millis(ms),
+        amount: Amount::from_minor(1234, eur).expect("amount"),
+        entities: vec![
+            Some(EntityKey::parse(customer).expect("key")),
+            Some(EntityKey::parse(terminal).expect("key")),
+        ],
+        attributes: Vec::new(),
+        label: None,
+    })
+    .collect()
+}
+
+fn observe_all(engine: &mut FeatureEngine) {
+    let mut out = Vec::new();
+    for tx in transactions() {
+        engine.observe(&tx, &mut out);
+        engine.apply_label(&tx, Label::Fraud);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let bytes = if mode % 2 == 0 {
+    if mode % 3 == 2 {
+        let Some((&block, form)) = rest.split_first() else {
+            return;
+        };
+        let mut engine = FeatureEngine::new(SPEC.clone());
+        // the entity of the first transaction's customer or terminal
+        let refs = engine.entity_refs(&transactions()[0]);
+        let at = refs[usize::from(block) % refs.len()];
+        if engine.import_entity(at, Some(form)).is_err() {
+            assert!(engine.export_entity(at).is_none(), "a refused form leaves no state");
+            return;
+        }
+        let exported = engine.export_entity(at).expect("an imported entity exports");
+        let mut again = FeatureEngine::new(SPEC.clone());
+        again
+            .import_entity(at, Some(&exported))
+            .expect("an exported entity imports");
+        assert_eq!(again.export_entity(at), Some(exported));
+        observe_all(&mut engine);
+        return;
+    }
+    let bytes = if mode % 3 == 0 {
         rest.to_vec()
     } else {
         let mut bytes = b"FLFEAT\0\0".to_vec();
@@ -56,28 +112,5 @@ fuzz_target!(|data: &[u8]| {
     let again = engine.snapshot();
     let restored = FeatureEngine::restore(SPEC.clone(), &again).expect("a snapshot of a restored engine restores");
     assert_eq!(restored.snapshot(), again);
-    let eur = Currency::parse("EUR").expect("currency");
-    let mut out = Vec::new();
-    for (idx, (customer, terminal, ms)) in [
-        ("c0", "t0", 0),
-        ("c1", "t1", 1_767_225_600_000),
-        ("c2", "t2", i64::MAX / 4),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let tx = Transaction {
-            id: TransactionId::parse(&format!("fuzz{idx}")).expect("id"),
-            timestamp: Timestamp::from_millis(ms),
-            amount: Amount::from_minor(1234, eur).expect("amount"),
-            entities: vec![
-                Some(EntityKey::parse(customer).expect("key")),
-                Some(EntityKey::parse(terminal).expect("key")),
-            ],
-            attributes: Vec::new(),
-            label: None,
-        };
-        engine.observe(&tx, &mut out);
-        engine.apply_label(&tx, Label::Fraud);
-    }
+    observe_all(&mut engine);
 });

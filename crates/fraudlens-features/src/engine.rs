@@ -187,7 +187,7 @@ pub(crate) struct Event {
     /// Amount in micro-units.
     pub(crate) amount: i64,
     /// Hash of the transaction id in the low 63 bits, fraud flag in the top bit.
-    tagged: u64,
+    pub(crate) tagged: u64,
 }
 
 const FRAUD_BIT: u64 = 1 << 63;
@@ -199,6 +199,11 @@ impl Event {
             amount,
             tagged: tx_hash & !FRAUD_BIT,
         }
+    }
+
+    /// An event as stored (its fields, fraud flag included).
+    pub(crate) fn from_parts(ts: i64, amount: i64, tagged: u64) -> Self {
+        Self { ts, amount, tagged }
     }
 
     fn tx_hash(&self) -> u64 {

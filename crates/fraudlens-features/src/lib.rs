@@ -31,6 +31,7 @@
 //! ```
 
 mod engine;
+mod entity_form;
 mod event_time;
 mod replay;
 mod snapshot;

@@ -60,15 +60,30 @@ struct Body {
     blocks: Vec<Vec<(u64, StoredState)>>,
 }
 
+/// One entity's state as stored (snapshots; entity form 1), checked by
+/// [`StoredState::into_state`] before it becomes state.
 #[derive(Serialize, Deserialize)]
-struct StoredState {
-    events: Vec<Event>,
-    others: Vec<u64>,
-    first_seq: u64,
-    windows: Vec<WindowAgg>,
-    max: Vec<(u64, i64)>,
-    distinct: Vec<(u64, Vec<(u64, u32)>)>,
-    risk: Vec<RiskAgg>,
+pub(crate) struct StoredState {
+    pub(crate) events: Vec<Event>,
+    pub(crate) others: Vec<u64>,
+    pub(crate) first_seq: u64,
+    pub(crate) windows: Vec<WindowAgg>,
+    pub(crate) max: Vec<(u64, i64)>,
+    pub(crate) distinct: Vec<(u64, Vec<(u64, u32)>)>,
+    pub(crate) risk: Vec<RiskAgg>,
+}
+
+/// The distinct-count aggregates, their counts sorted by key (equal states, equal bytes).
+pub(crate) fn sorted_distinct(state: &EntityState) -> Vec<(u64, Vec<(u64, u32)>)> {
+    state
+        .distinct
+        .iter()
+        .map(|agg| {
+            let mut counts: Vec<(u64, u32)> = agg.counts.iter().map(|(k, v)| (*k, *v)).collect();
+            counts.sort_unstable();
+            (agg.start, counts)
+        })
+        .collect()
 }
 
 impl FeatureEngine {
@@ -155,22 +170,14 @@ impl From<&EntityState> for StoredState {
             first_seq: state.first_seq,
             windows: state.windows.clone(),
             max: state.max.iter().copied().collect(),
-            distinct: state
-                .distinct
-                .iter()
-                .map(|agg| {
-                    let mut counts: Vec<(u64, u32)> = agg.counts.iter().map(|(k, v)| (*k, *v)).collect();
-                    counts.sort_unstable();
-                    (agg.start, counts)
-                })
-                .collect(),
+            distinct: sorted_distinct(state),
             risk: state.risk.clone(),
         }
     }
 }
 
 impl StoredState {
-    fn into_state(self, block: &crate::spec::Block) -> Result<EntityState, SnapshotError> {
+    pub(crate) fn into_state(self, block: &crate::spec::Block) -> Result<EntityState, SnapshotError> {
         let bad = |what: &str| SnapshotError::Inconsistent(what.to_owned());
         let first = self.first_seq;
         let next = first + self.events.len() as u64;
@@ -219,8 +226,9 @@ impl StoredState {
     }
 }
 
-/// Format byte of one entity's stored form ([`FeatureEngine::export_entity`]).
-const ENTITY_FORMAT: u8 = 1;
+/// Format byte of one entity's stored form in the snapshot's varint
+/// encoding (read; [`crate::entity_form`] writes format 2).
+const ENTITY_FORMAT_VARINT: u8 = 1;
 
 /// One entity's state outside the engine: a block of the spec and the hash of
 /// the entity's key. A shared state backend keeps each under a key of its own,
@@ -246,10 +254,7 @@ impl FeatureEngine {
     /// The stored form of one entity's state; `None` when the engine holds none.
     pub fn export_entity(&self, at: EntityRef) -> Option<Vec<u8>> {
         let state = self.states.get(at.block)?.get(&at.key)?;
-        let mut bytes = vec![ENTITY_FORMAT];
-        // invariant: serialising plain integers and vectors into memory cannot fail
-        bytes.extend(postcard::to_stdvec(&StoredState::from(state)).unwrap_or_default());
-        Some(bytes)
+        Some(crate::entity_form::encode(state))
     }
 
     /// Sets one entity's state from its stored form, or removes it (`None`).
@@ -265,7 +270,12 @@ impl FeatureEngine {
             return Ok(());
         };
         match bytes.split_first() {
-            Some((&ENTITY_FORMAT, payload)) => {
+            Some((&crate::entity_form::FORMAT, payload)) => {
+                let state = crate::entity_form::decode(payload)?.into_state(block)?;
+                self.states[at.block].insert(at.key, state);
+                Ok(())
+            }
+            Some((&ENTITY_FORMAT_VARINT, payload)) => {
                 let stored: StoredState =
                     postcard::from_bytes(payload).map_err(|e| SnapshotError::Inconsistent(e.to_string()))?;
                 let state = stored.into_state(block)?;

@@ -275,7 +275,7 @@ impl Pipeline {
                     Ok(Admission::Fresh(observed)) => Some(&observed.tx),
                     _ => None,
                 });
-                let applied = applied_by(engine, fresh);
+                let applied = applied_by(engine, fresh, loaded.record_order);
                 loaded.writes(engine, cache, load, applied)
             }
             _ => Vec::new(),

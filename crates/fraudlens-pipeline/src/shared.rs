@@ -117,6 +117,8 @@ pub(crate) struct Loaded {
     probed: Vec<bool>,
     /// The build of the shared state they belong to.
     build: String,
+    /// Whether writes record the ids they apply.
+    pub(crate) record_order: bool,
 }
 
 impl Loaded {
@@ -224,15 +226,20 @@ impl Loaded {
     }
 }
 
-/// What each fresh transaction applies to its entities, in batch order.
+/// The entities the fresh transactions change, each with the ids applied
+/// to it in batch order when the order is recorded (else none).
 pub(crate) fn applied_by<'a>(
     engine: &FeatureEngine,
     txs: impl Iterator<Item = &'a Transaction>,
+    record: bool,
 ) -> BTreeMap<EntityRef, Vec<String>> {
     let mut applied: BTreeMap<EntityRef, Vec<String>> = BTreeMap::new();
     for tx in txs {
         for at in engine.entity_refs(tx) {
-            applied.entry(at).or_default().push(tx.id.as_str().to_owned());
+            let ids = applied.entry(at).or_default();
+            if record {
+                ids.push(tx.id.as_str().to_owned());
+            }
         }
     }
     applied
@@ -306,6 +313,7 @@ impl Pipeline {
             fetched: fetch.entities,
             probed,
             build: fetch.build,
+            record_order: shared.records_order(),
         })
     }
 
@@ -496,6 +504,7 @@ impl Pipeline {
                 refs: stale,
                 fetched: fetch.entities,
                 build: fetch.build,
+                record_order: shared.records_order(),
             };
             (writes, load) = self.with_scratch(|engine, cache| {
                 let load = loaded.load_whole(engine, cache, shared.cache_entities())?;

@@ -1,9 +1,11 @@
 //! The entity state shared by every detector and API replica, on Redis.
 //!
-//! Each entity of each feature block is one Redis hash, `v` (its version)
-//! and `s` (its state in the engine's stored form,
-//! [`fraudlens_features::FeatureEngine::export_entity`]), under a key whose
-//! hash tag is the whole entity (`<namespace>:{<spec>:<block>:<entity>}`):
+//! Each entity of each feature block is one Redis string: its version (8
+//! bytes, big-endian) followed by its state in the engine's stored form
+//! ([`fraudlens_features::FeatureEngine::export_entity`]), under a key whose
+//! hash tag is the whole entity (`<namespace>:e2:{<spec>:<block>:<entity>}`;
+//! `e2` is the layout: a Redis holding another layout's keys is simply not
+//! built for this one, and is rebuilt from the store):
 //! no command ever names two entities, so the keys are ready for a Redis
 //! Cluster to spread over its slots — the client today is a single-node
 //! connection (a Cluster client, and a build marker per slot, are not yet
@@ -37,35 +39,65 @@ use redis::aio::ConnectionManager;
 use redis::{ErrorKind, ServerErrorKind};
 
 /// The compare-and-set of one entity: `KEYS[1]` the entity, `KEYS[2]` its
-/// order list; `ARGV[1]` the version read, `ARGV[2]` the new state, `ARGV[3]`
-/// the time to live (ms), `ARGV[4..]` what this write applied (recorded only
-/// when given). Returns the new version, or `-(current version) - 1` when the
-/// entity is no longer at the version read.
+/// order list; `ARGV[1]` the version read (8 bytes, empty for none),
+/// `ARGV[2]` the new value (the next version's 8 bytes, then the state),
+/// `ARGV[3]` the time to live (ms), `ARGV[4]` the new version as text and
+/// `ARGV[5..]` what this write applied (both only when the order is
+/// recorded). Returns 0 when stored, else the entity's current version (8
+/// bytes, empty for none). Two commands on a plain string: no hash to
+/// convert, one expiry with the value.
 const COMPARE_AND_SET: &str = r"
-local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if current ~= tonumber(ARGV[1]) then
-  return -current - 1
+local current = redis.call('GETRANGE', KEYS[1], 0, 7)
+if current ~= ARGV[1] then
+  return current
 end
-local version = current + 1
-redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if #ARGV > 3 then
-  for i = 4, #ARGV do
-    redis.call('RPUSH', KEYS[2], version .. ' ' .. ARGV[i])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if #ARGV > 4 then
+  for i = 5, #ARGV do
+    redis.call('RPUSH', KEYS[2], ARGV[4] .. ' ' .. ARGV[i])
   end
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-return version
+return 0
 ";
 
 /// Sets an entity whatever its version (a rebuild): `KEYS[1]` the entity,
-/// `ARGV[1]` the state, `ARGV[2]` the time to live (ms). Returns the new version.
+/// `ARGV[1]` the state, `ARGV[2]` the time to live (ms). The version moves
+/// on from the current one.
 const OVERWRITE: &str = r"
-local version = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') + 1
-redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local current = redis.call('GETRANGE', KEYS[1], 0, 7)
+local version = 1
+if #current == 8 then
+  version = struct.unpack('>I8', current) + 1
+end
+redis.call('SET', KEYS[1], struct.pack('>I8', version) .. ARGV[1], 'PX', ARGV[2])
 return version
 ";
+
+/// Bytes of the version before an entity's state.
+const VERSION_BYTES: usize = 8;
+
+/// A version as stored: 8 bytes big-endian; none (0) is empty.
+fn version_bytes(version: u64) -> Vec<u8> {
+    if version == 0 {
+        Vec::new()
+    } else {
+        version.to_be_bytes().to_vec()
+    }
+}
+
+/// A stored version back (empty: none).
+fn parse_version(bytes: &[u8]) -> Result<u64, StateError> {
+    match bytes.len() {
+        0 => Ok(0),
+        VERSION_BYTES => {
+            let mut array = [0; VERSION_BYTES];
+            array.copy_from_slice(bytes);
+            Ok(u64::from_be_bytes(array))
+        }
+        n => Err(StateError::Corrupt(format!("a version of {n} bytes"))),
+    }
+}
 
 /// Releases the rebuild lock if this process still holds it.
 const UNLOCK: &str = r"
@@ -118,9 +150,6 @@ pub struct StateOptions {
     /// instead of fetched again (0: none kept).
     pub cache_entities: usize,
 }
-
-/// One entity as Redis answers `HMGET v s`.
-type Reply = (Option<u64>, Option<Vec<u8>>);
 
 /// One entity as fetched.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -200,7 +229,7 @@ impl SharedState {
         let state = Self {
             connection,
             script: redis::Script::new(COMPARE_AND_SET),
-            prefix: format!("{}:{{{spec_fingerprint:016x}", options.namespace),
+            prefix: format!("{}:e2:{{{spec_fingerprint:016x}", options.namespace),
             options,
         };
         state.load_script().await?;
@@ -263,6 +292,11 @@ impl SharedState {
             .query_async(&mut connection)
             .await?;
         Ok(())
+    }
+
+    /// Whether writes record what they applied ([`StateOptions::record_order`]).
+    pub fn records_order(&self) -> bool {
+        self.options.record_order
     }
 
     /// How many entities a process may keep between batches ([`StateOptions::cache_entities`]).
@@ -335,9 +369,12 @@ impl SharedState {
         pipe.cmd("GET").arg(self.built_key());
         for (entity, probe) in at.iter().zip(probe) {
             if *probe {
-                pipe.cmd("HGET").arg(self.key(*entity)).arg("v");
+                pipe.cmd("GETRANGE")
+                    .arg(self.key(*entity))
+                    .arg(0)
+                    .arg(VERSION_BYTES - 1);
             } else {
-                pipe.cmd("HMGET").arg(self.key(*entity)).arg("v").arg("s");
+                pipe.cmd("GET").arg(self.key(*entity));
             }
         }
         let mut connection = self.connection.clone();
@@ -362,22 +399,25 @@ impl SharedState {
             .into_iter()
             .zip(probe)
             .map(|(value, probe)| {
+                let value: Option<Vec<u8>> = redis::from_redis_value(value).map_err(corrupt)?;
+                let value = value.unwrap_or_default();
                 if *probe {
-                    let version: Option<u64> = redis::from_redis_value(value).map_err(corrupt)?;
                     return Ok(Fetched {
-                        version: version.unwrap_or(0),
+                        version: parse_version(&value)?,
                         bytes: None,
                     });
                 }
-                let (version, bytes): Reply = redis::from_redis_value(value).map_err(corrupt)?;
-                match (version, bytes) {
-                    (Some(version), Some(bytes)) => Ok(Fetched {
-                        version,
-                        bytes: Some(bytes),
-                    }),
-                    (None, None) => Ok(Fetched::default()),
-                    _ => Err(StateError::Corrupt("an entity with a version but no state".to_owned())),
+                if value.is_empty() {
+                    return Ok(Fetched::default());
                 }
+                if value.len() <= VERSION_BYTES {
+                    return Err(StateError::Corrupt("an entity with a version but no state".to_owned()));
+                }
+                let version = parse_version(&value[..VERSION_BYTES])?;
+                Ok(Fetched {
+                    version,
+                    bytes: Some(value[VERSION_BYTES..].to_vec()),
+                })
             })
             .collect::<Result<Vec<_>, StateError>>()?;
         Ok(Fetch { build, entities })
@@ -391,24 +431,37 @@ impl SharedState {
         }
         let ttl = i64::try_from(self.options.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         let mut pipe = redis::pipe();
+        let mut value = Vec::new();
         for write in writes {
-            let command = pipe
-                .cmd("EVALSHA")
-                .arg(self.script.get_hash())
-                .arg(2)
-                .arg(self.key(write.at))
-                .arg(self.order_key(write.at))
-                .arg(write.read)
-                .arg(&write.bytes)
-                .arg(ttl);
-            if self.options.record_order {
+            let next = write.read + 1;
+            value.clear();
+            value.extend_from_slice(&next.to_be_bytes());
+            value.extend_from_slice(&write.bytes);
+            let command = pipe.cmd("EVALSHA").arg(self.script.get_hash());
+            if self.options.record_order && !write.applied.is_empty() {
+                command
+                    .arg(2)
+                    .arg(self.key(write.at))
+                    .arg(self.order_key(write.at))
+                    .arg(version_bytes(write.read))
+                    .arg(&value)
+                    .arg(ttl)
+                    .arg(next);
                 for applied in &write.applied {
                     command.arg(applied);
                 }
+            } else {
+                // the order list is named only when written (same hash slot either way)
+                command
+                    .arg(1)
+                    .arg(self.key(write.at))
+                    .arg(version_bytes(write.read))
+                    .arg(&value)
+                    .arg(ttl);
             }
         }
         let mut connection = self.connection.clone();
-        let replies: Vec<i64> = match pipe.query_async(&mut connection).await {
+        let replies: Vec<redis::Value> = match pipe.query_async(&mut connection).await {
             // Redis restarted and lost its script cache: nothing was written
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 self.load_script().await?;
@@ -420,11 +473,13 @@ impl SharedState {
         metrics::counter!("fraudlens_state_entities_total", "op" => "write").increment(writes.len() as u64);
         let written: Vec<Written> = replies
             .into_iter()
-            .map(|reply| match u64::try_from(reply) {
-                Ok(version) => Written::Stored(version),
-                Err(_) => Written::Conflict(reply.unsigned_abs() - 1),
+            .zip(writes)
+            .map(|(reply, write)| match reply {
+                redis::Value::Int(0) => Ok(Written::Stored(write.read + 1)),
+                redis::Value::BulkString(current) => Ok(Written::Conflict(parse_version(&current)?)),
+                other => Err(StateError::Corrupt(format!("compare-and-set answered {other:?}"))),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let conflicts = written.iter().filter(|w| matches!(w, Written::Conflict(_))).count();
         if conflicts > 0 {
             metrics::counter!("fraudlens_state_conflicts_total").increment(conflicts as u64);

@@ -117,3 +117,73 @@ fn a_stored_form_that_does_not_fit_is_refused() {
     other.import_entity(refs[0], Some(&bytes)).unwrap();
     assert_eq!(other.export_entity(refs[0]), Some(bytes));
 }
+
+/// Three transactions of one customer at one terminal, the second labelled fraud.
+fn labelled_engine() -> (FeatureEngine, Vec<EntityRef>) {
+    let mut engine = FeatureEngine::new(small_spec());
+    let mut row = Vec::new();
+    for (idx, ms, cents, fraud) in [
+        (1, 1_767_225_600_000, 1000, false),
+        (2, 1_767_225_660_000, 2500, true),
+        (3, 1_767_229_200_000, 700, false),
+    ] {
+        let tx = crate::history::tx(idx, ms, 0, Some(1), cents, fraud);
+        engine.observe(&tx, &mut row);
+        if fraud {
+            engine.apply_label(&tx, Label::Fraud);
+        }
+    }
+    let refs = engine.entity_refs(&crate::history::tx(3, 1_767_229_200_000, 0, Some(1), 700, false));
+    (engine, refs)
+}
+
+/// The forms of [`labelled_engine`]'s entities as kept in
+/// `tests/fixtures`: the serde varint form (format 1) that builds before
+/// this one wrote, still read to the same state, and the form written now
+/// (format 2) — a change of the written bytes is a change of format, which
+/// processes of the previous build on the same Redis would refuse.
+#[test]
+fn the_stored_forms_are_pinned_and_the_earlier_one_is_still_read() {
+    let (engine, refs) = labelled_engine();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    assert_eq!(refs.len(), 2);
+    let mut other = FeatureEngine::new(small_spec());
+    for (block, at) in refs.iter().enumerate() {
+        let before = std::fs::read(format!("{fixtures}/entity-v1-block{block}.bin")).unwrap();
+        let now = std::fs::read(format!("{fixtures}/entity-v2-block{block}.bin")).unwrap();
+        assert_eq!(engine.export_entity(*at).as_ref(), Some(&now), "block {block}");
+        other.import_entity(*at, Some(&before)).unwrap();
+        assert_eq!(other.export_entity(*at), Some(now), "block {block}");
+    }
+}
+
+/// Every truncation of the stored form, a byte too many, counts larger than
+/// the bytes that follow and overlong varints are refused, and leave no state.
+#[test]
+fn a_damaged_stored_form_is_refused() {
+    let (engine, refs) = labelled_engine();
+    for at in &refs {
+        let bytes = engine.export_entity(*at).unwrap();
+        let mut other = FeatureEngine::new(small_spec());
+        for cut in 0..bytes.len() {
+            assert!(other.import_entity(*at, Some(&bytes[..cut])).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(other.import_entity(*at, Some(&longer)).is_err());
+        // four billion events announced, none following
+        assert!(
+            other
+                .import_entity(*at, Some(&[2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0]))
+                .is_err()
+        );
+        // a varint longer than its type
+        let mut overlong = vec![2];
+        overlong.extend([0xff; 10]);
+        overlong.push(0x7f);
+        assert!(other.import_entity(*at, Some(&overlong)).is_err());
+        assert!(other.export_entity(*at).is_none(), "nothing imported");
+        other.import_entity(*at, Some(&bytes)).unwrap();
+        assert_eq!(other.export_entity(*at), Some(bytes));
+    }
+}

@@ -199,5 +199,8 @@ async fn entities_kept_from_before_a_rebuild_are_not_taken_for_the_rebuilt_ones(
         .iter()
         .position(|name| name.starts_with("customer_count_"))
         .unwrap();
-    assert_eq!(expected.record.features[count], 6.0, "the six transactions of the customer");
+    assert_eq!(
+        expected.record.features[count], 6.0,
+        "the six transactions of the customer"
+    );
 }
