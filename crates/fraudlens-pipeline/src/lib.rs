@@ -197,6 +197,9 @@ pub struct Pipeline {
     closed: AtomicBool,
     /// The shared state was found not built: a rebuild is to be started.
     shared_lost: AtomicBool,
+    /// With a shared state, the queue of the process's one admission task
+    /// (`shared.rs`): concurrent batches are admitted together, one at a time.
+    admitter: std::sync::OnceLock<mpsc::Sender<shared::Job>>,
     config: PipelineConfig,
 }
 
@@ -268,9 +271,11 @@ impl Pipeline {
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
             shared_lost: AtomicBool::new(false),
+            admitter: std::sync::OnceLock::new(),
             config,
         });
         if let Some(shared) = pipeline.config.shared_state.clone() {
+            let _ = pipeline.admitter.set(shared::start_admitter(&pipeline, shared.clone()));
             pipeline.ensure_shared_built(&shared).await?;
             // a lost state is rebuilt even when no batch comes to notice it (a
             // load balancer sends nothing to replicas that are not ready)

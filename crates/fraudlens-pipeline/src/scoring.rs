@@ -33,7 +33,7 @@ impl Scored {
 }
 
 /// The ids a batch holds in the in-flight table, with their slots.
-fn claimed_by(admissions: &[Result<Admission, ScoreError>]) -> Vec<(String, Arc<Slot>)> {
+pub(crate) fn claimed_by(admissions: &[Result<Admission, ScoreError>]) -> Vec<(String, Arc<Slot>)> {
     admissions
         .iter()
         .filter_map(|admission| match admission {
@@ -144,8 +144,8 @@ impl Pipeline {
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Submitted {
         let n = parsed.len();
-        if let Some(shared) = &self.config.shared_state {
-            return self.submit_shared(shared.clone(), model, parsed).await;
+        if self.config.shared_state.is_some() {
+            return self.submit_shared(model, parsed).await;
         }
         let mut claimed = Vec::new();
         let task = self.admit_all(model, parsed).map(|admissions| {
@@ -162,43 +162,48 @@ impl Pipeline {
     }
 
     /// [`Self::submit`] on the shared state, whose admission awaits Redis:
-    /// admission, scoring and the write run in one task of their own, so a
-    /// caller that goes away while the batch is being admitted (a client
-    /// disconnecting) cannot leave its ids in the in-flight table. This
-    /// returns once the batch is admitted, as the in-process path does.
+    /// the batch joins the queue of the process's one admission task
+    /// (`shared.rs`), which admits the batches queued together and starts
+    /// each one's scoring and write in a task of its own — so a caller that
+    /// goes away (a client disconnecting) cannot leave its ids in the
+    /// in-flight table. This returns once the batch is admitted, as the
+    /// in-process path does.
     async fn submit_shared(
         self: &Arc<Self>,
-        shared: fraudlens_state::SharedState,
         model: &Arc<ServingModel>,
         parsed: Vec<(ShardKey, Result<Transaction, ScoreError>)>,
     ) -> Submitted {
         let n = parsed.len();
-        let (admitted, claimed) = oneshot::channel();
-        let (this, model) = (self.clone(), model.clone());
-        let task = tokio::spawn(async move {
-            let admissions = this.admit_shared(&shared, &model, parsed).await;
-            this.rebuild_if_lost();
-            match admissions {
-                Ok(admissions) => {
-                    let _ = admitted.send(Ok(claimed_by(&admissions)));
-                    this.complete(&model, admissions).await
-                }
-                Err(error) => {
-                    let _ = admitted.send(Err(error.clone()));
-                    vec![Err(error); n]
-                }
-            }
-        });
-        let claimed = match claimed.await {
-            Ok(Ok(claimed)) => claimed,
-            // the task failed before admitting (its results say why)
-            Ok(Err(_)) | Err(_) => Vec::new(),
+        let (reply, admitted) = oneshot::channel();
+        let job = crate::shared::Job {
+            model: model.clone(),
+            parsed,
+            reply,
         };
-        Submitted {
-            n,
-            task: Ok(task),
-            claimed,
-            pipeline: self.clone(),
+        let queued = match self.admitter.get() {
+            Some(admitter) => admitter.send(job).await.is_ok(),
+            None => false,
+        };
+        let outcome = if queued {
+            admitted
+                .await
+                .unwrap_or_else(|_| Err(ScoreError::Unavailable("the admission task stopped".to_owned())))
+        } else {
+            Err(ScoreError::Unavailable("no admission task".to_owned()))
+        };
+        match outcome {
+            Ok((task, claimed)) => Submitted {
+                n,
+                task: Ok(task),
+                claimed,
+                pipeline: self.clone(),
+            },
+            Err(error) => Submitted {
+                n,
+                task: Err(error),
+                claimed: Vec::new(),
+                pipeline: self.clone(),
+            },
         }
     }
 

@@ -40,6 +40,75 @@ use crate::{Pipeline, ScoreError, ServingModel, lock};
 /// Most compare-and-set rounds of one batch before it is given up.
 const MAX_ROUNDS: u32 = 32;
 
+/// Most transactions admitted together by the admission task.
+const MAX_GROUP: usize = 5_000;
+
+/// Batches waiting for the admission task, at most.
+const QUEUE: usize = 1_024;
+
+/// The scoring and write of an admitted batch, under way, and the ids it holds in flight.
+pub(crate) type Admitted = (
+    tokio::task::JoinHandle<Vec<Result<crate::Scored, ScoreError>>>,
+    Vec<(String, std::sync::Arc<crate::admission::Slot>)>,
+);
+
+/// A batch for the admission task.
+pub(crate) struct Job {
+    /// The model it was parsed for.
+    pub(crate) model: std::sync::Arc<ServingModel>,
+    pub(crate) parsed: Vec<(crate::ShardKey, Result<Transaction, ScoreError>)>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<Admitted, ScoreError>>,
+}
+
+/// Starts the process's one admission task on the shared state: it takes
+/// every batch queued (up to [`MAX_GROUP`] transactions, parsed for the same
+/// model) and admits them together — one fetch and one compare-and-set
+/// round trip for all, and no two batches of this process racing for the
+/// same entity (which would only conflict and redo). It ends with the pipeline.
+pub(crate) fn start_admitter(
+    pipeline: &std::sync::Arc<Pipeline>,
+    shared: SharedState,
+) -> tokio::sync::mpsc::Sender<Job> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Job>(QUEUE);
+    let pipeline = std::sync::Arc::downgrade(pipeline);
+    tokio::spawn(async move {
+        let mut next: Option<Job> = None;
+        loop {
+            let first = match next.take() {
+                Some(job) => job,
+                None => match receiver.recv().await {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let mut total = first.parsed.len();
+            let mut group = vec![first];
+            while total < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(job) if std::sync::Arc::ptr_eq(&job.model, &group[0].model) => {
+                        total += job.parsed.len();
+                        group.push(job);
+                    }
+                    Ok(job) => {
+                        next = Some(job);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some(pipeline) = pipeline.upgrade() else { break };
+            let shared = shared.clone();
+            // in a task of its own: a panic fails this group (its callers see the
+            // task stop), not every later one
+            let admitted = tokio::spawn(async move { pipeline.admit_group(&shared, group).await }).await;
+            if let Err(error) = admitted {
+                tracing::error!(%error, "a shared-state admission failed");
+            }
+        }
+    });
+    sender
+}
+
 /// The entities the scratch engine keeps between batches, and for each the
 /// version of the shared state its held state equals.
 #[derive(Default)]
@@ -432,6 +501,41 @@ impl Pipeline {
             "the shared entity state is rebuilt"
         );
         Ok(caught_up.observed)
+    }
+
+    /// Admits the batches of `group` together and hands each its own
+    /// scoring-and-write task.
+    async fn admit_group(self: &std::sync::Arc<Self>, shared: &SharedState, group: Vec<Job>) {
+        let model = group[0].model.clone();
+        let mut lens = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        let mut parsed = Vec::new();
+        for job in group {
+            lens.push(job.parsed.len());
+            parsed.extend(job.parsed);
+            replies.push(job.reply);
+        }
+        metrics::histogram!("fraudlens_state_admission_batches").record(lens.len() as f64);
+        let admissions = self.admit_shared(shared, &model, parsed).await;
+        self.rebuild_if_lost();
+        match admissions {
+            Ok(admissions) => {
+                let mut admissions = admissions.into_iter();
+                for (len, reply) in lens.into_iter().zip(replies) {
+                    let part: Admissions = admissions.by_ref().take(len).collect();
+                    let claimed = crate::scoring::claimed_by(&part);
+                    let (this, model) = (self.clone(), model.clone());
+                    let task = tokio::spawn(async move { this.complete(&model, part).await });
+                    // a caller gone meanwhile: the task still scores and writes
+                    let _ = reply.send(Ok((task, claimed)));
+                }
+            }
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
 
     /// Admission on the shared state: fetch, admit and observe as in
