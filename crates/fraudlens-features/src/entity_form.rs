@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Decoding checks every count against the bytes left before allocating,
-//! refuses overlong varints and trailing bytes, and hands the result to the
+//! refuses varints too long for their type and trailing bytes, and hands the result to the
 //! same consistency checks as a snapshot's entities.
 
 use crate::engine::{EntityState, Event, RiskAgg, WindowAgg};

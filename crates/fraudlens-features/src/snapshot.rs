@@ -180,7 +180,9 @@ impl StoredState {
     pub(crate) fn into_state(self, block: &crate::spec::Block) -> Result<EntityState, SnapshotError> {
         let bad = |what: &str| SnapshotError::Inconsistent(what.to_owned());
         let first = self.first_seq;
-        let next = first + self.events.len() as u64;
+        let next = first
+            .checked_add(self.events.len() as u64)
+            .ok_or_else(|| bad("event sequence numbers overflow"))?;
         let in_range = |seq: u64| (first..=next).contains(&seq);
         if self.windows.len() != block.windows.len()
             || self.distinct.len() != block.distinct.len()

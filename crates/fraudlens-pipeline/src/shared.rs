@@ -63,8 +63,10 @@ pub(crate) struct Job {
 /// Starts the process's one admission task on the shared state: it takes
 /// every batch queued (up to [`MAX_GROUP`] transactions, parsed for the same
 /// model) and admits them together — one fetch and one compare-and-set
-/// round trip for all, and no two batches of this process racing for the
-/// same entity (which would only conflict and redo). It ends with the pipeline.
+/// round trip for all, and no two of these batches racing for the same
+/// entity (which would only conflict and redo; labels and orphans still go
+/// their own way, under the compare-and-set like any other process). It
+/// ends with the pipeline.
 pub(crate) fn start_admitter(
     pipeline: &std::sync::Arc<Pipeline>,
     shared: SharedState,
@@ -97,12 +99,17 @@ pub(crate) fn start_admitter(
                 }
             }
             let Some(pipeline) = pipeline.upgrade() else { break };
-            let shared = shared.clone();
+            let (this, shared) = (pipeline.clone(), shared.clone());
             // in a task of its own: a panic fails this group (its callers see the
-            // task stop), not every later one
-            let admitted = tokio::spawn(async move { pipeline.admit_group(&shared, group).await }).await;
+            // task stop), not the admission of later ones
+            let admitted = tokio::spawn(async move { this.admit_group(&shared, group).await }).await;
             if let Err(error) = admitted {
                 tracing::error!(%error, "a shared-state admission failed");
+                // it may have stopped between observing and marking what it changed
+                let _ = pipeline.with_scratch(|engine, cache| {
+                    cache.clear(engine);
+                    Ok(())
+                });
             }
         }
     });
@@ -255,15 +262,21 @@ impl Loaded {
 
     /// Replaces the entities `refs` (stale ones) with their whole fetch.
     fn fill(&mut self, refs: &[EntityRef], fetch: fraudlens_state::Fetch) {
+        if fetch.build != self.build {
+            // rebuilt in between: nothing fetched before belongs to this build. All
+            // count as probed (at no version): the next load empties the cache, finds
+            // every one stale, and they are fetched whole again
+            self.build = fetch.build;
+            self.probed.fill(true);
+            self.fetched.fill(Fetched::default());
+            return;
+        }
         for (at, fetched) in refs.iter().zip(fetch.entities) {
             if let Ok(idx) = self.refs.binary_search(at) {
                 self.fetched[idx] = fetched;
                 self.probed[idx] = false;
             }
         }
-        // if the state was rebuilt in between, the next load empties the cache
-        // and every probed entity comes back stale
-        self.build = fetch.build;
     }
 
     fn version(&self, at: EntityRef) -> Option<u64> {
@@ -516,7 +529,25 @@ impl Pipeline {
             replies.push(job.reply);
         }
         metrics::histogram!("fraudlens_state_admission_batches").record(lens.len() as f64);
+        // a group fails whole only before anything is observed (Redis, an
+        // unreadable entity): then each batch is admitted alone, so one batch's
+        // entity cannot fail the others
+        let alone = (lens.len() > 1).then(|| parsed.clone());
         let admissions = self.admit_shared(shared, &model, parsed).await;
+        if admissions.is_err()
+            && let Some(parsed) = alone
+        {
+            let mut parsed = parsed.into_iter();
+            for (len, reply) in lens.into_iter().zip(replies) {
+                let job = Job {
+                    model: model.clone(),
+                    parsed: parsed.by_ref().take(len).collect(),
+                    reply,
+                };
+                Box::pin(self.admit_group(shared, vec![job])).await;
+            }
+            return;
+        }
         self.rebuild_if_lost();
         match admissions {
             Ok(admissions) => {

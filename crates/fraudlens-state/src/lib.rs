@@ -25,12 +25,16 @@
 //! Idle entities expire `ttl` after their last write (the features' horizon
 //! plus the accepted lateness: no feature can see them any more).
 //!
-//! A process may keep the entities it wrote last and ask only for their
-//! versions ([`SharedState::fetch_probing`]: `HGET v` instead of the whole
-//! state), reloading only those another process moved on. Versions are
-//! compared within one build of the state: the build marker holds a token
-//! drawn at each (re)build ([`Fetch::build`]), so a cache from before a
-//! Redis lost its data is never taken for the rebuilt entities.
+//! A process may keep the entities it loaded and ask only for their
+//! versions ([`SharedState::fetch_probing`]: `GETRANGE 0 7` instead of the
+//! whole state), reloading only those another process moved on. So a
+//! version must never come back with other content: an entity created
+//! anew (its key expired, or was never there) starts at a version drawn
+//! from the clock ([`fresh_version`]: milliseconds × 1,024, far above what
+//! the writes of an earlier life could count to), not at 1; and versions
+//! are compared within one build of the state: the build marker holds a
+//! token drawn at each (re)build ([`Fetch::build`]), so a cache from before
+//! a Redis lost its data is never taken for the rebuilt entities.
 
 use std::time::Duration;
 
@@ -62,11 +66,11 @@ return 0
 ";
 
 /// Sets an entity whatever its version (a rebuild): `KEYS[1]` the entity,
-/// `ARGV[1]` the state, `ARGV[2]` the time to live (ms). The version moves
-/// on from the current one.
+/// `ARGV[1]` the state, `ARGV[2]` the time to live (ms), `ARGV[3]` the
+/// version of an entity created anew. The version moves on from the current one.
 const OVERWRITE: &str = r"
 local current = redis.call('GETRANGE', KEYS[1], 0, 7)
-local version = 1
+local version = tonumber(ARGV[3])
 if #current == 8 then
   version = struct.unpack('>I8', current) + 1
 end
@@ -76,6 +80,27 @@ return version
 
 /// Bytes of the version before an entity's state.
 const VERSION_BYTES: usize = 8;
+
+/// The first version of an entity created anew: the wall clock in
+/// milliseconds × 1,024. An entity that expired and is created again never
+/// comes back at a version it had (that would take 1,024 writes per
+/// millisecond of its earlier life), so a process that kept it cannot take
+/// the new one for the one it kept. Below 2⁵³ (exact in Redis's Lua) until
+/// the year 2248.
+pub fn fresh_version() -> u64 {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    u64::try_from(millis)
+        .unwrap_or(u64::MAX / 1_024)
+        .saturating_mul(1_024)
+        .max(1)
+}
+
+/// The version a write read at `read` stores.
+fn next_version(read: u64, fresh: u64) -> u64 {
+    if read == 0 { fresh } else { read + 1 }
+}
 
 /// A version as stored: 8 bytes big-endian; none (0) is empty.
 fn version_bytes(version: u64) -> Vec<u8> {
@@ -345,6 +370,7 @@ impl SharedState {
                     .arg(self.key(*at))
                     .arg(bytes)
                     .arg(ttl)
+                    .arg(fresh_version())
                     .ignore();
             }
             let _: () = pipe.query_async(&mut connection).await?;
@@ -432,8 +458,9 @@ impl SharedState {
         let ttl = i64::try_from(self.options.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         let mut pipe = redis::pipe();
         let mut value = Vec::new();
+        let fresh = fresh_version();
         for write in writes {
-            let next = write.read + 1;
+            let next = next_version(write.read, fresh);
             value.clear();
             value.extend_from_slice(&next.to_be_bytes());
             value.extend_from_slice(&write.bytes);
@@ -475,7 +502,7 @@ impl SharedState {
             .into_iter()
             .zip(writes)
             .map(|(reply, write)| match reply {
-                redis::Value::Int(0) => Ok(Written::Stored(write.read + 1)),
+                redis::Value::Int(0) => Ok(Written::Stored(next_version(write.read, fresh))),
                 redis::Value::BulkString(current) => Ok(Written::Conflict(parse_version(&current)?)),
                 other => Err(StateError::Corrupt(format!("compare-and-set answered {other:?}"))),
             })

@@ -204,3 +204,64 @@ async fn entities_kept_from_before_a_rebuild_are_not_taken_for_the_rebuilt_ones(
         "the six transactions of the customer"
     );
 }
+
+/// Every entity key of `namespace` deleted, the build marker kept: entities
+/// that expired (idle past the features' horizon).
+fn expire_entities(namespace: &str) {
+    let url = redis_url();
+    let scan = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "--scan", "--pattern", &format!("{namespace}:*")])
+        .output()
+        .expect("redis-cli (scripts/redis installs it)");
+    let keys = String::from_utf8_lossy(&scan.stdout);
+    let keys: Vec<&str> = keys
+        .lines()
+        .filter(|key| !key.is_empty() && !key.ends_with(":built"))
+        .collect();
+    assert!(keys.len() >= 2, "{keys:?}");
+    let deleted = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "unlink"])
+        .args(&keys)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&deleted.stdout).trim(), keys.len().to_string());
+}
+
+/// A process keeps the entities it wrote. When their keys expire and
+/// another process creates them anew, the first one's next transaction sees
+/// the new entities, not its kept copies — and the other's event is not
+/// overwritten (a new entity never comes back at a version it had).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_that_expired_and_was_created_again_is_not_taken_for_the_kept_one() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let namespace = namespace();
+    let shared = shared_state_in(namespace.clone()).await;
+    let config = || PipelineConfig {
+        shared_state: Some(shared.clone()),
+        ..PipelineConfig::default()
+    };
+    let tx = |idx: usize, amount: f64| record(&format!("ex-{idx}"), "cust-ex", amount, idx as i64 * 60 - 3_600);
+    let a = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    a.score(&tx(0, 10.0)).await.unwrap();
+    expire_entities(&namespace);
+    let b = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    b.score(&tx(1, 100.0)).await.unwrap();
+    let got = a.score(&tx(2, 1_000.0)).await.unwrap();
+    // what the shared state holds once the first entities expired: the last two
+    let reference = Fixture::new(false).await;
+    reference.pipeline.score(&tx(1, 100.0)).await.unwrap();
+    let expected = reference.pipeline.score(&tx(2, 1_000.0)).await.unwrap();
+    let names = model().spec().feature_names().to_vec();
+    let differ: Vec<String> = names
+        .iter()
+        .zip(got.record.features.iter().zip(&expected.record.features))
+        .filter(|(_, (x, y))| x.to_bits() != y.to_bits())
+        .map(|(name, (x, y))| format!("{name}: {x} != {y}"))
+        .collect();
+    assert!(differ.is_empty(), "{differ:?}");
+    let sum = names.iter().position(|name| name.starts_with("customer_sum_")).unwrap();
+    assert_eq!(expected.record.features[sum], 1_100.0);
+}
