@@ -288,7 +288,7 @@ async fn an_entity_created_again_never_comes_back_at_a_version_it_had() {
             .query_async(&mut connection)
             .await
             .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "{seen:?}");
 }
