@@ -175,9 +175,10 @@ impl Pipeline {
     ) -> Submitted {
         let n = parsed.len();
         let (reply, admitted) = oneshot::channel();
+        // serialised and hashed here, beside the other callers, not in the one admission task
         let job = crate::shared::Job {
             model: model.clone(),
-            parsed,
+            prepared: crate::admission::prepare(parsed),
             reply,
         };
         let queued = match self.admitter.get() {

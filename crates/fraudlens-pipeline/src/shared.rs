@@ -34,7 +34,7 @@ use fraudlens_features::{EntityRef, FeatureEngine};
 use fraudlens_state::{Fetched, SharedState, StateError, Write, Written};
 use rustc_hash::FxHashMap;
 
-use crate::admission::{Admission, Admissions, Observed};
+use crate::admission::{Admission, Admissions, Observed, Prepared};
 use crate::{Pipeline, ScoreError, ServingModel, lock};
 
 /// Most compare-and-set rounds of one batch before it is given up.
@@ -52,13 +52,17 @@ pub(crate) type Admitted = (
     Vec<(String, std::sync::Arc<crate::admission::Slot>)>,
 );
 
-/// A batch for the admission task.
+/// A batch for the admission task, prepared by its caller.
 pub(crate) struct Job {
     /// The model it was parsed for.
     pub(crate) model: std::sync::Arc<ServingModel>,
-    pub(crate) parsed: Vec<(crate::ShardKey, Result<Transaction, ScoreError>)>,
+    pub(crate) prepared: Vec<Prepared>,
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<Admitted, ScoreError>>,
 }
+
+/// An admission that failed, with its batch when nothing of it was observed
+/// (so it can be admitted again, in parts).
+type Failed = (ScoreError, Option<Vec<Prepared>>);
 
 /// Starts the process's one admission task on the shared state: it takes
 /// every batch queued (up to [`MAX_GROUP`] transactions, parsed for the same
@@ -83,12 +87,12 @@ pub(crate) fn start_admitter(
                     None => break,
                 },
             };
-            let mut total = first.parsed.len();
+            let mut total = first.prepared.len();
             let mut group = vec![first];
             while total < MAX_GROUP {
                 match receiver.try_recv() {
                     Ok(job) if std::sync::Arc::ptr_eq(&job.model, &group[0].model) => {
-                        total += job.parsed.len();
+                        total += job.prepared.len();
                         group.push(job);
                     }
                     Ok(job) => {
@@ -401,38 +405,38 @@ impl Pipeline {
 
     /// Loads `loaded` into the scratch engine (fetching whole what turns out
     /// stale) and admits the batch under the same lock.
+    /// On failure, the batch comes back with the error if nothing of it was observed.
     async fn load_and_admit(
         &self,
         shared: &SharedState,
         model: &ServingModel,
-        prepared: Vec<crate::admission::Prepared>,
+        prepared: Vec<Prepared>,
         mut loaded: Loaded,
-    ) -> Result<(Admissions, Vec<Write>, u64), ScoreError> {
+    ) -> Result<(Admissions, Vec<Write>, u64), Failed> {
         let capacity = shared.cache_entities();
         loop {
             let stale = {
                 let mut states = lock(&self.states);
                 let crate::shards::States { held, cache, .. } = &mut *states;
-                let engine = held
-                    .get_mut(&None)
-                    .ok_or_else(|| ScoreError::Unavailable("no entity state".to_owned()))?
-                    .state
-                    .engine_mut();
-                match loaded.load_into(engine, cache, capacity)? {
-                    Load::Loaded(load) => {
-                        let (admissions, writes) =
-                            self.admit_prepared(model, prepared, &mut states, Some((&loaded, load)))?;
-                        return Ok((admissions, writes, load));
+                let Some(held) = held.get_mut(&None) else {
+                    return Err((ScoreError::Unavailable("no entity state".to_owned()), Some(prepared)));
+                };
+                match loaded.load_into(held.state.engine_mut(), cache, capacity) {
+                    Ok(Load::Loaded(load)) => {
+                        return self
+                            .admit_prepared(model, prepared, &mut states, Some((&loaded, load)))
+                            .map(|(admissions, writes)| (admissions, writes, load))
+                            .map_err(|error| (error, None));
                     }
-                    Load::Stale(stale) => stale,
+                    Ok(Load::Stale(stale)) => stale,
+                    Err(error) => return Err((error, Some(prepared))),
                 }
             };
             metrics::counter!("fraudlens_state_cache_stale_total").increment(stale.len() as u64);
-            let fetch = shared
-                .fetch_probing(&stale, &vec![false; stale.len()])
-                .await
-                .map_err(|error| self.fetch_failed(error))?;
-            loaded.fill(&stale, fetch);
+            match shared.fetch_probing(&stale, &vec![false; stale.len()]).await {
+                Ok(fetch) => loaded.fill(&stale, fetch),
+                Err(error) => return Err((self.fetch_failed(error), Some(prepared))),
+            }
         }
     }
 
@@ -522,69 +526,74 @@ impl Pipeline {
         let model = group[0].model.clone();
         let mut lens = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
-        let mut parsed = Vec::new();
+        let mut prepared = Vec::new();
         for job in group {
-            lens.push(job.parsed.len());
-            parsed.extend(job.parsed);
+            lens.push(job.prepared.len());
+            prepared.extend(job.prepared);
             replies.push(job.reply);
         }
         metrics::histogram!("fraudlens_state_admission_batches").record(lens.len() as f64);
-        // a group fails whole only before anything is observed (Redis, an
-        // unreadable entity): then each batch is admitted alone, so one batch's
-        // entity cannot fail the others
-        let alone = (lens.len() > 1).then(|| parsed.clone());
-        let admissions = self.admit_shared(shared, &model, parsed).await;
-        if admissions.is_err()
-            && let Some(parsed) = alone
-        {
-            let mut parsed = parsed.into_iter();
-            for (len, reply) in lens.into_iter().zip(replies) {
-                let job = Job {
-                    model: model.clone(),
-                    parsed: parsed.by_ref().take(len).collect(),
-                    reply,
-                };
-                Box::pin(self.admit_group(shared, vec![job])).await;
-            }
-            return;
-        }
-        self.rebuild_if_lost();
-        match admissions {
-            Ok(admissions) => {
-                let mut admissions = admissions.into_iter();
+        let admissions = match self.admit_shared(shared, &model, prepared).await {
+            Ok(admissions) => admissions,
+            // failed before anything was observed (Redis, an unreadable entity):
+            // each batch is admitted alone, so one batch's entity fails no other
+            Err((_, Some(prepared))) if lens.len() > 1 => {
+                let mut prepared = prepared.into_iter();
                 for (len, reply) in lens.into_iter().zip(replies) {
-                    let part: Admissions = admissions.by_ref().take(len).collect();
-                    let claimed = crate::scoring::claimed_by(&part);
-                    let (this, model) = (self.clone(), model.clone());
-                    let task = tokio::spawn(async move { this.complete(&model, part).await });
-                    // a caller gone meanwhile: the task still scores and writes
-                    let _ = reply.send(Ok((task, claimed)));
+                    let job = Job {
+                        model: model.clone(),
+                        prepared: prepared.by_ref().take(len).collect(),
+                        reply,
+                    };
+                    Box::pin(self.admit_group(shared, vec![job])).await;
                 }
+                return;
             }
-            Err(error) => {
+            Err((error, _)) => {
+                self.rebuild_if_lost();
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
+                return;
             }
+        };
+        self.rebuild_if_lost();
+        let mut admissions = admissions.into_iter();
+        for (len, reply) in lens.into_iter().zip(replies) {
+            let part: Admissions = admissions.by_ref().take(len).collect();
+            let claimed = crate::scoring::claimed_by(&part);
+            let (this, model) = (self.clone(), model.clone());
+            let task = tokio::spawn(async move { this.complete(&model, part).await });
+            // a caller gone meanwhile: the task still scores and writes
+            let _ = reply.send(Ok((task, claimed)));
         }
     }
 
     /// Admission on the shared state: fetch, admit and observe as in
     /// process, write back, redo conflicts. On failure nothing of the batch
     /// is answered as scored: its ids leave the in-flight table with the error.
-    pub(crate) async fn admit_shared(
+    async fn admit_shared(
         &self,
         shared: &SharedState,
         model: &ServingModel,
-        parsed: Vec<(crate::ShardKey, Result<Transaction, ScoreError>)>,
-    ) -> Result<Admissions, ScoreError> {
-        let txs: Vec<&Transaction> = parsed.iter().filter_map(|(_, parsed)| parsed.as_ref().ok()).collect();
+        prepared: Vec<Prepared>,
+    ) -> Result<Admissions, Failed> {
+        let txs: Vec<&Transaction> = prepared
+            .iter()
+            .filter_map(|prepared| prepared.as_ref().ok().map(|(_, _, tx)| tx))
+            .collect();
         if txs.is_empty() {
             // nothing to observe (every record refused by the schema): no round trip
-            return self.admit_all(model, parsed);
+            let mut states = lock(&self.states);
+            return self
+                .admit_prepared(model, prepared, &mut states, None)
+                .map(|(admissions, _)| admissions)
+                .map_err(|error| (error, None));
         }
-        let loaded = self.fetch_for(shared, &txs, true).await?;
-        let prepared = crate::admission::prepare(parsed);
+        let loaded = match self.fetch_for(shared, &txs, true).await {
+            Ok(loaded) => loaded,
+            Err(error) => return Err((error, Some(prepared))),
+        };
         let (mut admissions, writes, load) = self.load_and_admit(shared, model, prepared, loaded).await?;
         let mut fresh: Vec<&mut Observed> = admissions
             .iter_mut()

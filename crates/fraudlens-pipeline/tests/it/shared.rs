@@ -130,22 +130,93 @@ async fn two_pipelines_on_one_shared_state_score_like_one_pipeline() {
     assert!(again.replayed);
 }
 
-/// Every key of `namespace` deleted, as a Redis that lost its data.
-fn lose_namespace(namespace: &str) {
+/// Deletes the keys of `namespace` that `delete` picks; how many.
+fn delete_keys(namespace: &str, delete: impl Fn(&str) -> bool) -> usize {
     let url = redis_url();
     let scan = std::process::Command::new("redis-cli")
         .args(["-u", &url, "--scan", "--pattern", &format!("{namespace}:*")])
         .output()
         .expect("redis-cli (scripts/redis installs it)");
     let keys = String::from_utf8_lossy(&scan.stdout);
-    let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty()).collect();
-    assert!(keys.len() >= 3, "{keys:?}");
+    let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty() && delete(key)).collect();
+    if keys.is_empty() {
+        return 0;
+    }
     let deleted = std::process::Command::new("redis-cli")
         .args(["-u", &url, "unlink"])
         .args(&keys)
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&deleted.stdout).trim(), keys.len().to_string());
+    keys.len()
+}
+
+/// Every key of `namespace` deleted, as a Redis that lost its data.
+fn lose_namespace(namespace: &str) {
+    assert!(delete_keys(namespace, |_| true) >= 3);
+}
+
+/// Every entity key of `namespace` deleted, the build marker kept: entities
+/// that expired (idle past the features' horizon).
+fn expire_entities(namespace: &str) {
+    assert!(delete_keys(namespace, |key| !key.ends_with(":built")) >= 2);
+}
+
+/// A SQLite store and a shared state in a namespace of its own, for pipelines
+/// of several "processes".
+struct Processes {
+    store: Arc<dyn fraudlens_store::Store>,
+    shared: SharedState,
+    namespace: String,
+    _db: TestDb,
+}
+
+impl Processes {
+    async fn new() -> Self {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+            .await
+            .unwrap();
+        let namespace = namespace();
+        let shared = shared_state_in(namespace.clone()).await;
+        Self {
+            store,
+            shared,
+            namespace,
+            _db: db,
+        }
+    }
+
+    /// One more process on the store and the shared state.
+    async fn start(&self) -> Arc<Pipeline> {
+        let config = PipelineConfig {
+            shared_state: Some(self.shared.clone()),
+            ..PipelineConfig::default()
+        };
+        Pipeline::start(self.store.clone(), model(), config).await.unwrap()
+    }
+}
+
+/// The features that differ, by name: `name: got != expected`.
+fn differing(got: &[f64], expected: &[f64]) -> Vec<String> {
+    model()
+        .spec()
+        .feature_names()
+        .iter()
+        .zip(got.iter().zip(expected))
+        .filter(|(_, (x, y))| x.to_bits() != y.to_bits())
+        .map(|(name, (x, y))| format!("{name}: {x} != {y}"))
+        .collect()
+}
+
+/// The position of the first feature whose name starts with `prefix`.
+fn feature(prefix: &str) -> usize {
+    model()
+        .spec()
+        .feature_names()
+        .iter()
+        .position(|name| name.starts_with(prefix))
+        .unwrap()
 }
 
 /// A process keeps the entities it wrote between batches and asks Redis only
@@ -154,16 +225,7 @@ fn lose_namespace(namespace: &str) {
 /// (3) with other content, and the kept entities must not be used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entities_kept_from_before_a_rebuild_are_not_taken_for_the_rebuilt_ones() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
-        .await
-        .unwrap();
-    let namespace = namespace();
-    let shared = shared_state_in(namespace.clone()).await;
-    let config = || PipelineConfig {
-        shared_state: Some(shared.clone()),
-        ..PipelineConfig::default()
-    };
+    let processes = Processes::new().await;
     let single = Fixture::new(false).await;
     let tx = |idx: usize| {
         record(
@@ -173,58 +235,27 @@ async fn entities_kept_from_before_a_rebuild_are_not_taken_for_the_rebuilt_ones(
             idx as i64 * 60 - 3_600,
         )
     };
-    let a = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    let a = processes.start().await;
     for idx in 0..3 {
         a.score(&tx(idx)).await.unwrap();
         single.pipeline.score(&tx(idx)).await.unwrap();
     }
-    lose_namespace(&namespace);
-    // rebuilt from the store (version 1), then two more writes: version 3 again
-    let b = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    lose_namespace(&processes.namespace);
+    // rebuilt from the store, then two more writes
+    let b = processes.start().await;
     for idx in 3..5 {
         b.score(&tx(idx)).await.unwrap();
         single.pipeline.score(&tx(idx)).await.unwrap();
     }
     let got = a.score(&tx(5)).await.unwrap();
     let expected = single.pipeline.score(&tx(5)).await.unwrap();
-    let names = model().spec().feature_names().to_vec();
-    let differ: Vec<String> = names
-        .iter()
-        .zip(got.record.features.iter().zip(&expected.record.features))
-        .filter(|(_, (x, y))| x.to_bits() != y.to_bits())
-        .map(|(name, (x, y))| format!("{name}: {x} != {y}"))
-        .collect();
+    let differ = differing(&got.record.features, &expected.record.features);
     assert!(differ.is_empty(), "{differ:?}");
-    let count = names
-        .iter()
-        .position(|name| name.starts_with("customer_count_"))
-        .unwrap();
     assert_eq!(
-        expected.record.features[count], 6.0,
+        expected.record.features[feature("customer_count_")],
+        6.0,
         "the six transactions of the customer"
     );
-}
-
-/// Every entity key of `namespace` deleted, the build marker kept: entities
-/// that expired (idle past the features' horizon).
-fn expire_entities(namespace: &str) {
-    let url = redis_url();
-    let scan = std::process::Command::new("redis-cli")
-        .args(["-u", &url, "--scan", "--pattern", &format!("{namespace}:*")])
-        .output()
-        .expect("redis-cli (scripts/redis installs it)");
-    let keys = String::from_utf8_lossy(&scan.stdout);
-    let keys: Vec<&str> = keys
-        .lines()
-        .filter(|key| !key.is_empty() && !key.ends_with(":built"))
-        .collect();
-    assert!(keys.len() >= 2, "{keys:?}");
-    let deleted = std::process::Command::new("redis-cli")
-        .args(["-u", &url, "unlink"])
-        .args(&keys)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&deleted.stdout).trim(), keys.len().to_string());
 }
 
 /// A process keeps the entities it wrote. When their keys expire and
@@ -233,35 +264,86 @@ fn expire_entities(namespace: &str) {
 /// overwritten (a new entity never comes back at a version it had).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entity_that_expired_and_was_created_again_is_not_taken_for_the_kept_one() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
-        .await
-        .unwrap();
-    let namespace = namespace();
-    let shared = shared_state_in(namespace.clone()).await;
-    let config = || PipelineConfig {
-        shared_state: Some(shared.clone()),
-        ..PipelineConfig::default()
-    };
+    let processes = Processes::new().await;
     let tx = |idx: usize, amount: f64| record(&format!("ex-{idx}"), "cust-ex", amount, idx as i64 * 60 - 3_600);
-    let a = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    let a = processes.start().await;
     a.score(&tx(0, 10.0)).await.unwrap();
-    expire_entities(&namespace);
-    let b = Pipeline::start(store.clone(), model(), config()).await.unwrap();
+    expire_entities(&processes.namespace);
+    let b = processes.start().await;
     b.score(&tx(1, 100.0)).await.unwrap();
     let got = a.score(&tx(2, 1_000.0)).await.unwrap();
     // what the shared state holds once the first entities expired: the last two
     let reference = Fixture::new(false).await;
     reference.pipeline.score(&tx(1, 100.0)).await.unwrap();
     let expected = reference.pipeline.score(&tx(2, 1_000.0)).await.unwrap();
-    let names = model().spec().feature_names().to_vec();
-    let differ: Vec<String> = names
-        .iter()
-        .zip(got.record.features.iter().zip(&expected.record.features))
-        .filter(|(_, (x, y))| x.to_bits() != y.to_bits())
-        .map(|(name, (x, y))| format!("{name}: {x} != {y}"))
-        .collect();
+    let differ = differing(&got.record.features, &expected.record.features);
     assert!(differ.is_empty(), "{differ:?}");
-    let sum = names.iter().position(|name| name.starts_with("customer_sum_")).unwrap();
-    assert_eq!(expected.record.features[sum], 1_100.0);
+    assert_eq!(expected.record.features[feature("customer_sum_")], 1_100.0);
+}
+
+/// An entity whose stored value is damaged in Redis (3 bytes: not even a
+/// version) fails the batches that touch it with 503-style "unavailable",
+/// and only those: batches admitted in the same group as one of them are
+/// admitted again on their own and scored. Twenty batches at once, each of
+/// its own customer and terminal; every fifth touches the damaged customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_entity_in_redis_fails_only_the_batches_that_touch_it() {
+    let processes = Processes::new().await;
+    let pipeline = processes.start().await;
+    // the damaged customer's key, found from its first (healthy) write
+    pipeline
+        .score(&record("dmg-seed", "cust-damaged", 5.0, -3_600))
+        .await
+        .unwrap();
+    let url = redis_url();
+    let scan = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "--scan", "--pattern", &format!("{}:*", processes.namespace)])
+        .output()
+        .unwrap();
+    let keys: Vec<String> = String::from_utf8_lossy(&scan.stdout)
+        .lines()
+        .filter(|key| !key.ends_with(":built"))
+        .map(str::to_owned)
+        .collect();
+    // the customer and its terminal
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        let set = std::process::Command::new("redis-cli")
+            .args(["-u", &url, "set", key, "abc"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&set.stdout).trim(), "OK");
+    }
+    let batches = (0..20usize).map(|batch| {
+        let pipeline = pipeline.clone();
+        async move {
+            let records: Vec<serde_json::Value> = (0..20usize)
+                .map(|idx| {
+                    let (customer, terminal) = if batch % 5 == 0 {
+                        ("cust-damaged".to_owned(), "term-1".to_owned())
+                    } else {
+                        (format!("cust-b{batch}"), format!("term-b{batch}"))
+                    };
+                    let mut tx = record(&format!("dmg-{batch}-{idx}"), &customer, 7.0, idx as i64 - 1_800);
+                    tx["terminal_id"] = serde_json::Value::String(terminal);
+                    tx
+                })
+                .collect();
+            (batch, pipeline.score_many(&records).await)
+        }
+    });
+    let results = futures_util::future::join_all(batches).await;
+    for (batch, results) in results {
+        for result in results {
+            if batch % 5 == 0 {
+                let error = result.expect_err("a batch touching the damaged entity is not scored");
+                assert!(
+                    matches!(error, fraudlens_pipeline::ScoreError::Unavailable(_)),
+                    "batch {batch}: {error:?}"
+                );
+            } else {
+                assert!(result.is_ok(), "batch {batch}: {result:?}");
+            }
+        }
+    }
 }
