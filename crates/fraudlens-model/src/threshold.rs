@@ -7,7 +7,11 @@
 //! - the `review` threshold optimises a [`ThresholdObjective`] (max F1, min
 //!   expected cost, a target precision or a target recall);
 //! - the `decline` threshold is the lowest threshold at or above `review`
-//!   whose precision reaches `decline_precision`, or none at all.
+//!   whose precision reaches `decline_precision`, or none at all;
+//! - or, planned by analyst capacity ([`ThresholdObjective::ReviewCapacity`]),
+//!   the `decline` threshold is the lowest whose precision reaches
+//!   `decline_precision`, and `review` opens the band below it to as many
+//!   transactions per day as the analysts can check.
 //!
 //! A probability `p` is reviewed when `p >= review` and declined when
 //! `p >= decline` ([`Thresholds::decide`]).
@@ -41,6 +45,16 @@ pub enum ThresholdObjective {
     TargetRecall {
         /// Required recall.
         recall: f64,
+    },
+    /// Fill the analysts' queue. The decline threshold is chosen first and on
+    /// its own: the lowest whose precision reaches the decline precision.
+    /// The review threshold is then the lowest whose review band (reviewed,
+    /// not declined) holds at most `per_day` transactions per day of the
+    /// validation rows. When even the next group of equal probabilities
+    /// would not fit, the band stays empty.
+    ReviewCapacity {
+        /// Reviews the analysts can do per day, > 0.
+        per_day: f64,
     },
 }
 
@@ -128,6 +142,37 @@ pub struct ThresholdChoice {
     /// For [`ThresholdObjective::MinCost`] only: `missed_fraud_amount +
     /// review_cost × at_review.flagged`.
     pub expected_cost: Option<f64>,
+    /// Days the validation rows span (first to last transaction); `None`
+    /// without transaction times (tabular data) and in artifacts written
+    /// before it was recorded.
+    #[serde(default)]
+    pub valid_days: Option<f64>,
+}
+
+/// The review band: transactions reviewed and not declined.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReviewBand {
+    /// Validation transactions in the band.
+    pub flagged: u64,
+    /// Frauds among them.
+    pub frauds: u64,
+    /// `flagged` per day of the validation rows, when their span is known.
+    pub per_day: Option<f64>,
+}
+
+impl ThresholdChoice {
+    /// What the analysts would have received on the validation rows.
+    pub fn review_band(&self) -> ReviewBand {
+        let (declined, declined_frauds) = self
+            .at_decline
+            .map_or((0, 0), |point| (point.flagged, point.confusion.tp));
+        let flagged = self.at_review.flagged - declined;
+        ReviewBand {
+            flagged,
+            frauds: self.at_review.confusion.tp - declined_frauds,
+            per_day: self.valid_days.map(|days| flagged as f64 / days),
+        }
+    }
 }
 
 /// Why no thresholds could be chosen.
@@ -179,6 +224,14 @@ pub enum ThresholdError {
     /// A negative or non-finite review cost.
     #[error("review cost must be a finite non-negative number (got {0})")]
     InvalidReviewCost(f64),
+    /// A review capacity that is not a finite positive number.
+    #[error("review capacity per day must be a finite positive number (got {0})")]
+    InvalidCapacity(f64),
+    /// A review capacity per day, but no span of days to plan over.
+    #[error(
+        "a review capacity per day needs the validation rows' transaction times (event mode) spanning more than an instant"
+    )]
+    CapacityNeedsDays,
     /// No candidate threshold reaches the target precision.
     #[error("no threshold reaches precision {target} (best is {best})")]
     TargetUnreachable {
@@ -205,6 +258,8 @@ pub enum ThresholdError {
 /// threshold is the lowest candidate at or above `review` whose precision
 /// reaches `decline_precision` (in (0, 1]); when none does, nothing is
 /// declined automatically ([`Thresholds::decline`] is `None`).
+/// [`ThresholdObjective::ReviewCapacity`] chooses the decline threshold
+/// first and needs `valid_days`, the days the rows span.
 ///
 /// O(n log n): one sort, then linear sweeps.
 pub fn choose_thresholds(
@@ -213,8 +268,13 @@ pub fn choose_thresholds(
     amounts: &[f64],
     objective: ThresholdObjective,
     decline_precision: f64,
+    valid_days: Option<f64>,
 ) -> Result<ThresholdChoice, ThresholdError> {
     validate(probabilities, labels, amounts, objective, decline_precision)?;
+    let valid_days = valid_days.filter(|days| days.is_finite() && *days > 0.0);
+    if matches!(objective, ThresholdObjective::ReviewCapacity { .. }) && valid_days.is_none() {
+        return Err(ThresholdError::CapacityNeedsDays);
+    }
     let sweep = Sweep::new(probabilities, labels, amounts);
     if sweep.n_pos == 0 {
         return Err(ThresholdError::NoPositives {
@@ -222,6 +282,18 @@ pub fn choose_thresholds(
         });
     }
     let review_idx = match objective {
+        ThresholdObjective::ReviewCapacity { per_day } => {
+            let budget = (per_day * valid_days.unwrap_or(0.0)).floor();
+            let decline_idx = sweep.lowest_reaching_precision(sweep.groups.len(), decline_precision);
+            let first = decline_idx.unwrap_or(0);
+            let declined = decline_idx.map_or(0, |group_idx| sweep.flagged(group_idx));
+            // flagged only grows downwards: the last candidate whose band fits
+            let review_idx = (first..sweep.groups.len())
+                .rev()
+                .find(|&group_idx| (sweep.flagged(group_idx) - declined) as f64 <= budget)
+                .unwrap_or(first);
+            return sweep.choice(review_idx, decline_idx, objective, decline_precision, valid_days);
+        }
         ThresholdObjective::MaxF1 => sweep.argmax_highest(|group_idx| sweep.confusion(group_idx).f1()),
         ThresholdObjective::MinCost { review_cost } => {
             sweep.argmax_highest(|group_idx| -sweep.expected_cost(group_idx, review_cost))
@@ -239,22 +311,7 @@ pub fn choose_thresholds(
             .unwrap_or(sweep.groups.len() - 1),
     };
     let decline_idx = sweep.lowest_reaching_precision(review_idx + 1, decline_precision);
-    let thresholds = Thresholds::new(
-        sweep.groups[review_idx].score,
-        decline_idx.map(|group_idx| sweep.groups[group_idx].score),
-    )?;
-    Ok(ThresholdChoice {
-        thresholds,
-        objective,
-        decline_precision_target: decline_precision,
-        at_review: sweep.operating_point(review_idx),
-        at_decline: decline_idx.map(|group_idx| sweep.operating_point(group_idx)),
-        missed_fraud_amount: sweep.missed_amount[review_idx],
-        expected_cost: match objective {
-            ThresholdObjective::MinCost { review_cost } => Some(sweep.expected_cost(review_idx, review_cost)),
-            _ => None,
-        },
-    })
+    sweep.choice(review_idx, decline_idx, objective, decline_precision, valid_days)
 }
 
 fn validate(
@@ -302,6 +359,11 @@ fn validate(
         }
         ThresholdObjective::TargetPrecision { precision } => check_target("target precision", precision)?,
         ThresholdObjective::TargetRecall { recall } => check_target("target recall", recall)?,
+        ThresholdObjective::ReviewCapacity { per_day } => {
+            if !(per_day.is_finite() && per_day > 0.0) {
+                return Err(ThresholdError::InvalidCapacity(per_day));
+            }
+        }
     }
     check_target("decline precision", decline_precision)
 }
@@ -401,7 +463,39 @@ impl Sweep {
     }
 
     fn expected_cost(&self, group_idx: usize, review_cost: f64) -> f64 {
-        self.missed_amount[group_idx] + review_cost * (self.tp[group_idx] + self.fp[group_idx]) as f64
+        self.missed_amount[group_idx] + review_cost * self.flagged(group_idx) as f64
+    }
+
+    /// Transactions flagged at candidate `group_idx`.
+    fn flagged(&self, group_idx: usize) -> u64 {
+        self.tp[group_idx] + self.fp[group_idx]
+    }
+
+    fn choice(
+        &self,
+        review_idx: usize,
+        decline_idx: Option<usize>,
+        objective: ThresholdObjective,
+        decline_precision: f64,
+        valid_days: Option<f64>,
+    ) -> Result<ThresholdChoice, ThresholdError> {
+        let thresholds = Thresholds::new(
+            self.groups[review_idx].score,
+            decline_idx.map(|group_idx| self.groups[group_idx].score),
+        )?;
+        Ok(ThresholdChoice {
+            thresholds,
+            objective,
+            decline_precision_target: decline_precision,
+            at_review: self.operating_point(review_idx),
+            at_decline: decline_idx.map(|group_idx| self.operating_point(group_idx)),
+            missed_fraud_amount: self.missed_amount[review_idx],
+            expected_cost: match objective {
+                ThresholdObjective::MinCost { review_cost } => Some(self.expected_cost(review_idx, review_cost)),
+                _ => None,
+            },
+            valid_days,
+        })
     }
 
     fn operating_point(&self, group_idx: usize) -> OperatingPoint {
@@ -477,7 +571,7 @@ mod tests {
 
     fn choose(rows: &[(f64, bool, f64)], objective: ThresholdObjective, decline_precision: f64) -> ThresholdChoice {
         let (probabilities, labels, amounts) = columns(rows);
-        choose_thresholds(&probabilities, &labels, &amounts, objective, decline_precision).unwrap()
+        choose_thresholds(&probabilities, &labels, &amounts, objective, decline_precision, None).unwrap()
     }
 
     /// Thresholds chosen on [`ROWS`] against the expected review and decline.
@@ -603,7 +697,8 @@ mod tests {
         expected: ThresholdError,
     ) {
         let (probabilities, labels, amounts) = columns(rows);
-        let error = choose_thresholds(&probabilities, &labels, &amounts, objective, decline_precision).unwrap_err();
+        let error =
+            choose_thresholds(&probabilities, &labels, &amounts, objective, decline_precision, None).unwrap_err();
         assert_eq!(error, expected);
     }
 
@@ -644,6 +739,29 @@ mod tests {
             ThresholdError::InvalidReviewCost(-1.0),
         );
         check_error(
+            &ROWS,
+            ReviewCapacity { per_day: 0.0 },
+            0.9,
+            ThresholdError::InvalidCapacity(0.0),
+        );
+        // a capacity per day needs days: none given (tabular rows), or an instant
+        check_error(
+            &ROWS,
+            ReviewCapacity { per_day: 5.0 },
+            0.9,
+            ThresholdError::CapacityNeedsDays,
+        );
+        let (probabilities, labels, amounts) = columns(&ROWS);
+        let instant = choose_thresholds(
+            &probabilities,
+            &labels,
+            &amounts,
+            ReviewCapacity { per_day: 5.0 },
+            0.9,
+            Some(0.0),
+        );
+        assert_eq!(instant, Err(ThresholdError::CapacityNeedsDays));
+        check_error(
             &[(0.3, true, 1.0), (f64::INFINITY, false, 1.0)],
             MaxF1,
             0.9,
@@ -658,7 +776,7 @@ mod tests {
             0.9,
             ThresholdError::InvalidAmount { row: 0, value: -2.0 },
         );
-        let error = choose_thresholds(&[0.5], &[true, false], &[1.0], MaxF1, 0.9).unwrap_err();
+        let error = choose_thresholds(&[0.5], &[true, false], &[1.0], MaxF1, 0.9, None).unwrap_err();
         assert_eq!(
             error,
             ThresholdError::LengthMismatch {
@@ -675,6 +793,7 @@ mod tests {
             &amounts,
             TargetRecall { recall: f64::NAN },
             0.9,
+            None,
         );
         assert!(matches!(
             nan_target,
@@ -687,6 +806,91 @@ mod tests {
             ThresholdError::InvalidReviewCost(-1.0).to_string(),
             "review cost must be a finite non-negative number (got -1)"
         );
+    }
+
+    fn with_capacity(per_day: f64, days: f64, decline_precision: f64) -> ThresholdChoice {
+        let (probabilities, labels, amounts) = columns(&ROWS);
+        let objective = ThresholdObjective::ReviewCapacity { per_day };
+        choose_thresholds(
+            &probabilities,
+            &labels,
+            &amounts,
+            objective,
+            decline_precision,
+            Some(days),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn capacity_declines_the_precise_top_and_fills_the_band_below_it() {
+        // decline precision 1: the lowest threshold at precision 1 is 0.9 (2 flagged, both frauds)
+        let max_f1 = choose(&ROWS, ThresholdObjective::MaxF1, 1.0);
+        assert_eq!(
+            (max_f1.thresholds.review(), max_f1.thresholds.decline()),
+            (0.6, Some(0.9))
+        );
+        // 2 reviews per day over 2 days: 4 below the decline threshold (0.8, 0.7, 0.6, 0.5)
+        let choice = with_capacity(2.0, 2.0, 1.0);
+        assert_eq!(
+            (choice.thresholds.review(), choice.thresholds.decline()),
+            (0.5, Some(0.9))
+        );
+        let band = choice.review_band();
+        assert_eq!((band.flagged, band.frauds, band.per_day), (4, 2, Some(2.0)));
+        assert_eq!(choice.valid_days, Some(2.0));
+        // a budget that is not whole rounds down: 2.9 over 1 day = 2 (0.8, 0.7)
+        let choice = with_capacity(2.9, 1.0, 1.0);
+        assert_eq!(
+            (choice.thresholds.review(), choice.thresholds.decline()),
+            (0.7, Some(0.9))
+        );
+        assert_eq!(choice.review_band().flagged, 2);
+        // no capacity left below the decline threshold: the band stays empty
+        let choice = with_capacity(0.4, 1.0, 1.0);
+        assert_eq!(
+            (choice.thresholds.review(), choice.thresholds.decline()),
+            (0.9, Some(0.9))
+        );
+        assert_eq!(choice.review_band().flagged, 0);
+        // more capacity than rows: everything is reviewed
+        let choice = with_capacity(100.0, 1.0, 1.0);
+        assert_eq!(choice.thresholds.review(), 0.1);
+        assert_eq!(choice.review_band().flagged, 8);
+    }
+
+    #[test]
+    fn capacity_opens_the_band_that_max_f1_leaves_empty() {
+        // decline precision 0.75: max F1 reviews from 0.6, where precision is already 0.8, so
+        // everything flagged is declined and the analysts get nothing
+        let max_f1 = choose(&ROWS, ThresholdObjective::MaxF1, 0.75);
+        assert_eq!(
+            (max_f1.thresholds.review(), max_f1.thresholds.decline()),
+            (0.6, Some(0.6))
+        );
+        assert_eq!(max_f1.review_band().flagged, 0);
+        // with a capacity, the same decline threshold and one review a day below it
+        let choice = with_capacity(1.0, 1.0, 0.75);
+        assert_eq!(
+            (choice.thresholds.review(), choice.thresholds.decline()),
+            (0.5, Some(0.6))
+        );
+        assert_eq!(choice.review_band().flagged, 1);
+    }
+
+    #[test]
+    fn capacity_without_a_decline_threshold_reviews_the_top() {
+        let (probabilities, labels, amounts) = columns(&POOR_ROWS);
+        let choose = |per_day: f64| {
+            let objective = ThresholdObjective::ReviewCapacity { per_day };
+            choose_thresholds(&probabilities, &labels, &amounts, objective, 0.9, Some(1.0)).unwrap()
+        };
+        let choice = choose(2.0);
+        assert_eq!((choice.thresholds.review(), choice.thresholds.decline()), (0.8, None));
+        assert_eq!(choice.review_band().flagged, 2);
+        // less than one review: the top group is still flagged (as with every objective)
+        let choice = choose(0.5);
+        assert_eq!((choice.thresholds.review(), choice.thresholds.decline()), (0.9, None));
     }
 
     #[test]
@@ -730,6 +934,10 @@ mod tests {
                 ThresholdObjective::TargetRecall { recall: 0.75 },
                 r#"{"kind":"target_recall","recall":0.75}"#,
             ),
+            (
+                ThresholdObjective::ReviewCapacity { per_day: 200.0 },
+                r#"{"kind":"review_capacity","per_day":200.0}"#,
+            ),
         ];
         for (objective, json) in cases {
             assert_eq!(serde_json::to_string(&objective).unwrap(), json);
@@ -738,6 +946,15 @@ mod tests {
         let choice = choose(&ROWS, ThresholdObjective::MinCost { review_cost: 20.0 }, 0.9);
         let back: ThresholdChoice = serde_json::from_str(&serde_json::to_string(&choice).unwrap()).unwrap();
         assert_eq!(back, choice);
+        let choice = with_capacity(2.0, 3.5, 0.9);
+        let json = serde_json::to_value(&choice).unwrap();
+        assert_eq!(json["valid_days"], 3.5);
+        assert_eq!(serde_json::from_value::<ThresholdChoice>(json.clone()).unwrap(), choice);
+        // a choice recorded before the span of days was
+        let mut earlier = json;
+        earlier.as_object_mut().unwrap().remove("valid_days");
+        let earlier: ThresholdChoice = serde_json::from_value(earlier).unwrap();
+        assert_eq!((earlier.valid_days, earlier.review_band().per_day), (None, None));
     }
 
     /// The same choices from their definitions: one full confusion per candidate.
@@ -761,7 +978,9 @@ mod tests {
                         .sum();
                     -(missed + review_cost * confusion.flagged() as f64)
                 }
-                ThresholdObjective::TargetPrecision { .. } | ThresholdObjective::TargetRecall { .. } => 0.0,
+                ThresholdObjective::TargetPrecision { .. }
+                | ThresholdObjective::TargetRecall { .. }
+                | ThresholdObjective::ReviewCapacity { .. } => 0.0,
             }
         };
         match objective {
@@ -813,7 +1032,7 @@ mod tests {
             let labels: Vec<bool> = rows.iter().map(|row| row.1).collect();
             let amounts: Vec<f64> = rows.iter().map(|row| f64::from(row.2)).collect();
             let decline_precision = f64::from(decline_tenths) / 10.0;
-            let result = choose_thresholds(&probabilities, &labels, &amounts, objective, decline_precision);
+            let result = choose_thresholds(&probabilities, &labels, &amounts, objective, decline_precision, None);
             let expected = if labels.contains(&true) {
                 brute_force_review(&probabilities, &labels, &amounts, objective)
             } else {
@@ -837,6 +1056,44 @@ mod tests {
                 }
                 (result, expected) => prop_assert!(false, "got {:?}, expected review {:?}", result, expected),
             }
+        }
+
+        #[test]
+        fn capacity_agrees_with_its_definition(
+            rows in prop::collection::vec((0u8..=20, any::<bool>(), 0u8..=50), 1..40),
+            quarter_reviews in 1u8..=20,
+            days in 1u8..=4,
+            decline_tenths in 1u8..=10,
+        ) {
+            let probabilities: Vec<f64> = rows.iter().map(|row| f64::from(row.0) / 20.0).collect();
+            let labels: Vec<bool> = rows.iter().map(|row| row.1).collect();
+            prop_assume!(labels.contains(&true));
+            let amounts: Vec<f64> = rows.iter().map(|row| f64::from(row.2)).collect();
+            let (per_day, days) = (f64::from(quarter_reviews) / 4.0, f64::from(days));
+            let decline_precision = f64::from(decline_tenths) / 10.0;
+            let objective = ThresholdObjective::ReviewCapacity { per_day };
+            let choice =
+                choose_thresholds(&probabilities, &labels, &amounts, objective, decline_precision, Some(days)).unwrap();
+            let mut candidates = probabilities.clone();
+            candidates.sort_by(f64::total_cmp);
+            candidates.dedup();
+            let flagged = |threshold: f64| probabilities.iter().filter(|&&p| p >= threshold).count() as f64;
+            // decline: the lowest candidate whose precision reaches the target
+            let decline = candidates
+                .iter()
+                .copied()
+                .find(|&threshold| confusion_at(&probabilities, &labels, threshold).precision() >= decline_precision);
+            let declined = decline.map_or(0.0, flagged);
+            // review: the lowest candidate at most `decline` whose band fits the budget
+            let review = candidates
+                .iter()
+                .copied()
+                .filter(|&threshold| decline.is_none_or(|decline| threshold <= decline))
+                .find(|&threshold| flagged(threshold) - declined <= (per_day * days).floor())
+                .unwrap_or_else(|| decline.unwrap_or(candidates[candidates.len() - 1]));
+            prop_assert_eq!(choice.thresholds.decline(), decline);
+            prop_assert_eq!(choice.thresholds.review(), review);
+            prop_assert!(choice.review_band().flagged as f64 <= (per_day * days).floor() || choice.thresholds.decline().is_none());
         }
     }
 }

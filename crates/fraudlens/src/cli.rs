@@ -294,6 +294,10 @@ pub struct TrainParamArgs {
     /// Seed of row and column sampling.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Reviews the analysts can do per day: decline where precision reaches train.decline_precision,
+    /// review the band below up to this many a day (train.review_capacity_per_day).
+    #[arg(long, value_name = "N")]
+    pub review_capacity: Option<f64>,
 }
 
 /// `fraudlens train`

@@ -185,12 +185,14 @@ pub fn gbdt(
     }
     .data("calibrating")?;
     let probabilities: Vec<f64> = raw.iter().map(|raw| calibration.apply(*raw)).collect();
+    let valid_days = valid_part.span_days();
     let threshold_choice = choose_thresholds(
         &probabilities,
         labels,
         &valid_part.amounts,
-        config.threshold_objective,
+        params.threshold_objective(),
         config.decline_precision,
+        valid_days,
     )
     .data("choosing thresholds")?;
     let validation = valid_part.evaluate(&probabilities, threshold_choice.thresholds.review(), config.k);

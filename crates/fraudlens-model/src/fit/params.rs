@@ -43,6 +43,12 @@ pub struct FitParams {
     pub threshold_objective: ThresholdObjective,
     /// Precision the decline threshold must reach on the validation rows.
     pub decline_precision: f64,
+    /// Reviews the analysts can do per day. When set, the decline threshold
+    /// is the lowest reaching `decline_precision` and the review threshold
+    /// opens the band below it to this many transactions per day of the
+    /// validation rows ([`ThresholdObjective::ReviewCapacity`]), instead of
+    /// `threshold_objective`. Needs transaction times (event mode).
+    pub review_capacity_per_day: Option<f64>,
     /// k of the precision@k metrics (alerts an analyst team checks per day).
     pub k: usize,
     /// Share of training rows an unsupervised model (`--unsupervised`) sends
@@ -63,6 +69,7 @@ impl Default for FitParams {
             calibration: CalibrationMethod::Auto,
             threshold_objective: ThresholdObjective::MaxF1,
             decline_precision: 0.95,
+            review_capacity_per_day: None,
             k: 100,
             unsupervised_review_share: 0.01,
             unsupervised_decline_share: 0.001,
@@ -96,6 +103,19 @@ impl FitParams {
                 self.decline_precision
             ));
         }
+        if let Some(per_day) = self.review_capacity_per_day {
+            if !(per_day.is_finite() && per_day > 0.0) {
+                return fail(format!(
+                    "review_capacity_per_day must be a positive number (got {per_day})"
+                ));
+            }
+            if self.threshold_objective != ThresholdObjective::MaxF1 {
+                return fail(
+                    "review_capacity_per_day and threshold_objective both choose the review threshold: set one"
+                        .to_owned(),
+                );
+            }
+        }
         let (review, decline) = (self.unsupervised_review_share, self.unsupervised_decline_share);
         if !(review > 0.0 && review < 1.0 && decline > 0.0 && decline <= review) {
             return fail(
@@ -120,6 +140,14 @@ impl CheckedFitParams {
     /// The parameters.
     pub fn get(&self) -> &FitParams {
         &self.params
+    }
+
+    /// How the review threshold is chosen: the capacity when one is set.
+    pub fn threshold_objective(&self) -> ThresholdObjective {
+        match self.params.review_capacity_per_day {
+            Some(per_day) => ThresholdObjective::ReviewCapacity { per_day },
+            None => self.params.threshold_objective,
+        }
     }
 
     /// The tree parameters.

@@ -118,6 +118,15 @@ impl Table {
         }
     }
 
+    /// Days from the first to the last transaction, in event mode: what a
+    /// count per day of these rows divides by.
+    pub fn span_days(&self) -> Option<f64> {
+        match (self.times.first(), self.times.last()) {
+            (Some(&first), Some(&last)) => Some((last - first) as f64 / DAY_MS as f64),
+            _ => None,
+        }
+    }
+
     /// The metrics of `probabilities` (one per row) at `threshold`; the per-day
     /// metrics (precision@k, card precision@k) in event mode only.
     pub fn evaluate(&self, probabilities: &[f64], threshold: f64, k: usize) -> Evaluation {

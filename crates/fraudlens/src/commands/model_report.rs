@@ -7,7 +7,7 @@ use fraudlens_model::artifact::{Manifest, ModelKind};
 use fraudlens_model::calibration::Calibration;
 use fraudlens_model::fit::{FoldSummary, WindowResult};
 use fraudlens_model::metrics::Evaluation;
-use fraudlens_model::threshold::{ThresholdChoice, Thresholds};
+use fraudlens_model::threshold::{ThresholdChoice, ThresholdObjective, Thresholds};
 use serde::Serialize;
 
 /// What `evaluate --json` holds.
@@ -105,6 +105,46 @@ fn render_thresholds(thresholds: &Thresholds, choice: Option<&ThresholdChoice>) 
             "    at review: precision {:.3}, recall {:.3}, {} flagged\n",
             at.precision, at.recall, at.flagged
         ));
+        out.push_str(&render_review_band(choice));
+    }
+    out
+}
+
+/// What the analysts would have received on the validation rows, and a
+/// warning when it is nothing.
+fn render_review_band(choice: &ThresholdChoice) -> String {
+    let band = choice.review_band();
+    let mut out = format!(
+        "    review band (reviewed, not declined): {} transactions",
+        band.flagged
+    );
+    if let (Some(per_day), Some(days)) = (band.per_day, choice.valid_days) {
+        let _ = write!(out, ", {per_day:.1} a day over {days:.1} days");
+    }
+    if let ThresholdObjective::ReviewCapacity { per_day } = choice.objective {
+        let _ = write!(out, " (capacity {per_day} a day)");
+    }
+    if band.flagged > 0 {
+        let _ = write!(
+            out,
+            "; {} fraud (precision {:.3})",
+            band.frauds,
+            band.frauds as f64 / band.flagged as f64
+        );
+    }
+    out.push('\n');
+    if let Some(declined) = &choice.at_decline {
+        let _ = writeln!(
+            out,
+            "    declined: {} transactions, precision {:.3} (asked {})",
+            declined.flagged, declined.precision, choice.decline_precision_target
+        );
+        if band.flagged == 0 {
+            out.push_str(
+                "  warning: the review band is empty: everything flagged is declined and the analysts get no \
+                 cases; set train.review_capacity_per_day (--review-capacity) to the reviews they can do per day\n",
+            );
+        }
     }
     out
 }

@@ -49,6 +49,12 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
                     "--train-from/--train-to need transactions with timestamps (event mode)"
                 )));
             }
+            if params.get().review_capacity_per_day.is_some() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "train.review_capacity_per_day (--review-capacity) needs transactions with timestamps (event \
+                     mode) to count reviews per day; tabular rows have none (use train.threshold_objective)"
+                )));
+            }
             load_tabular(
                 &args.input.data,
                 args.schema.label.as_deref(),
@@ -118,6 +124,9 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
 }
 
 fn apply_param_flags(train: &mut FitParams, flags: &TrainParamArgs) {
+    if flags.review_capacity.is_some() {
+        train.review_capacity_per_day = flags.review_capacity;
+    }
     let params = &mut train.gbdt;
     let set = |target: &mut usize, value: Option<usize>| {
         if let Some(value) = value {

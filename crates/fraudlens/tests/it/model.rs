@@ -684,3 +684,120 @@ fn training_parameters_are_checked_before_any_data_is_read() {
         assert!(run.stderr.contains(expected), "{key}={value}: {}", run.stderr);
     }
 }
+
+/// Where precision is already at the decline target at the review threshold,
+/// every flagged transaction is declined and the analysts get nothing: `train`
+/// warns. With an analyst capacity the very precise top is still declined and
+/// the band below it goes to review, at most the capacity per day of the
+/// validation rows.
+#[test]
+fn thresholds_by_analyst_capacity_fill_the_review_band() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let data = trained.data();
+    let train = |name: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--train-to",
+            "2026-02-05",
+            "--trees",
+            "80",
+            "--out",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        let run = fraudlens(out.path(), &args, env);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        (run.stderr, read_json(&out.path().join(name).join("model.json")))
+    };
+    // review where precision reaches 0.95 = decline where it does: an empty band, by construction
+    let (report, manifest) = train(
+        "precise",
+        &[],
+        &[
+            ("FRAUDLENS_TRAIN__THRESHOLD_OBJECTIVE__KIND", "target_precision"),
+            ("FRAUDLENS_TRAIN__THRESHOLD_OBJECTIVE__PRECISION", "0.95"),
+        ],
+    );
+    assert_eq!(manifest["thresholds"]["review"], manifest["thresholds"]["decline"]);
+    assert!(
+        report.contains("review band (reviewed, not declined): 0 transactions"),
+        "{report}"
+    );
+    assert!(report.contains("warning: the review band is empty"), "{report}");
+
+    let (report, manifest) = train("capacity", &["--review-capacity", "12"], &[]);
+    assert!(!report.contains("warning"), "{report}");
+    let choice = &manifest["threshold_choice"];
+    assert_eq!(
+        choice["objective"],
+        serde_json::json!({"kind": "review_capacity", "per_day": 12.0})
+    );
+    let days = choice["valid_days"].as_f64().unwrap();
+    assert!(days > 6.0 && days <= 7.0, "the last 20 % of 35 days: {days}");
+    let flagged = |point: &str| choice[point]["flagged"].as_u64().unwrap();
+    let band = flagged("at_review") - flagged("at_decline");
+    // the band is as full as the capacity allows: at most 12 a day, and not far below it
+    assert!(band as f64 <= (12.0 * days).floor(), "{band} reviews over {days} days");
+    assert!(band as f64 >= 10.0 * days, "{band} reviews over {days} days");
+    assert!(choice["at_decline"]["precision"].as_f64().unwrap() >= 0.95, "{choice}");
+    let (review, decline) = (
+        manifest["thresholds"]["review"].as_f64().unwrap(),
+        manifest["thresholds"]["decline"].as_f64().unwrap(),
+    );
+    assert!(review < decline, "{review} {decline}");
+    assert!(
+        report.contains(&format!(
+            "review band (reviewed, not declined): {band} transactions, {:.1} a day over {days:.1} days (capacity 12 a day)",
+            band as f64 / days
+        )),
+        "{report}"
+    );
+
+    // refused before any data is read: not a positive number, or beside another objective
+    for (env, expected) in [
+        (
+            vec![("FRAUDLENS_TRAIN__REVIEW_CAPACITY_PER_DAY", "0")],
+            "review_capacity_per_day must be a positive number",
+        ),
+        (
+            vec![
+                ("FRAUDLENS_TRAIN__REVIEW_CAPACITY_PER_DAY", "20"),
+                ("FRAUDLENS_TRAIN__THRESHOLD_OBJECTIVE__KIND", "target_recall"),
+                ("FRAUDLENS_TRAIN__THRESHOLD_OBJECTIVE__RECALL", "0.8"),
+            ],
+            "set one",
+        ),
+    ] {
+        let run = fraudlens(out.path(), &["train", "--data", "missing.csv", "--out", "m"], &env);
+        assert_eq!(run.code, 2, "{env:?}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{env:?}: {}", run.stderr);
+    }
+    // tabular rows have no times to count reviews per day by
+    std::fs::write(out.path().join("rows.csv"), "a,b,is_fraud\n1,2,0\n3,4,1\n").unwrap();
+    let run = fraudlens(
+        out.path(),
+        &[
+            "train",
+            "--mode",
+            "tabular",
+            "--data",
+            "rows.csv",
+            "--label",
+            "is_fraud",
+            "--review-capacity",
+            "5",
+            "--out",
+            "m",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("needs transactions with timestamps"),
+        "{}",
+        run.stderr
+    );
+}
