@@ -381,6 +381,94 @@ pub struct Evaluation {
     pub card_precision_at_k: Option<DailyPrecision>,
     /// See [`reliability_table`].
     pub reliability: Vec<ReliabilityBin>,
+    /// See [`Curves`]; `None` in evaluations recorded before they were.
+    #[serde(default)]
+    pub curves: Option<Curves>,
+}
+
+/// Bins of the score histograms in [`Curves`], equal-width on [0, 1].
+pub const HISTOGRAM_BINS: usize = 40;
+
+/// Spacing in recall and in false-positive rate under which a curve point is
+/// left out: at most ~2 / `CURVE_STEP` points, whatever the row count.
+const CURVE_STEP: f64 = 1.0 / 250.0;
+
+/// What the precision-recall and ROC curves and the score histograms by
+/// class are drawn from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Curves {
+    /// Candidate thresholds, highest first: the first and the last, and
+    /// every one that moves recall or the false-positive rate by at least
+    /// 1/250 since the previous point kept.
+    pub points: Vec<CurvePoint>,
+    /// Frauds per score bin ([`HISTOGRAM_BINS`] bins on [0, 1]; scores
+    /// outside are counted in the first or last bin).
+    pub fraud_histogram: Vec<u64>,
+    /// Legitimate transactions per score bin.
+    pub legit_histogram: Vec<u64>,
+}
+
+/// The decision "flag when `score >= threshold`" as a point of both curves.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// The threshold.
+    pub threshold: f64,
+    /// Frauds among the flagged.
+    pub precision: f64,
+    /// Share of the frauds flagged (the true-positive rate).
+    pub recall: f64,
+    /// Share of the legitimate transactions flagged.
+    pub fpr: f64,
+}
+
+impl Curves {
+    fn compute(groups: &[ScoreGroup], scores: &[f64], labels: &[bool]) -> Self {
+        let n_pos: u64 = groups.iter().map(|group| group.n_pos).sum();
+        let n_neg: u64 = groups.iter().map(|group| group.n_neg).sum();
+        let (mut tp, mut fp) = (0, 0);
+        let mut points: Vec<CurvePoint> = Vec::new();
+        for (idx, group) in groups.iter().enumerate() {
+            tp += group.n_pos;
+            fp += group.n_neg;
+            let point = CurvePoint {
+                threshold: group.score,
+                precision: ratio(tp, tp + fp),
+                recall: ratio(tp, n_pos),
+                fpr: ratio(fp, n_neg),
+            };
+            let far_enough = points
+                .last()
+                .is_none_or(|last| point.recall - last.recall >= CURVE_STEP || point.fpr - last.fpr >= CURVE_STEP);
+            if far_enough || idx + 1 == groups.len() {
+                points.push(point);
+            }
+        }
+        let mut fraud_histogram = vec![0; HISTOGRAM_BINS];
+        let mut legit_histogram = vec![0; HISTOGRAM_BINS];
+        for (&score, &label) in scores.iter().zip(labels) {
+            // NaN lands in the first bin (`as` saturates)
+            let bin = ((score * HISTOGRAM_BINS as f64) as usize).min(HISTOGRAM_BINS - 1);
+            if label {
+                fraud_histogram[bin] += 1;
+            } else {
+                legit_histogram[bin] += 1;
+            }
+        }
+        Self {
+            points,
+            fraud_histogram,
+            legit_histogram,
+        }
+    }
+
+    /// The kept point nearest at or below `threshold` in score (what
+    /// flagging at `threshold` looks like), or the last one.
+    pub fn at(&self, threshold: f64) -> Option<&CurvePoint> {
+        self.points
+            .iter()
+            .find(|point| point.threshold <= threshold)
+            .or(self.points.last())
+    }
 }
 
 impl Evaluation {
@@ -420,6 +508,7 @@ impl Evaluation {
                 .zip(entities)
                 .map(|(days, entities)| card_precision_at_k_per_day(days, entities, probabilities, labels, k)),
             reliability: reliability_table(probabilities, labels, reliability_bins),
+            curves: Some(Curves::compute(&groups, probabilities, labels)),
         }
     }
 }

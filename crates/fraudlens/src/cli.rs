@@ -324,6 +324,15 @@ pub struct TrainArgs {
     /// No labels: fit an isolation forest alone; review/decline the most anomalous shares.
     #[arg(long, conflicts_with = "anomaly")]
     pub unsupervised: bool,
+    /// Also write an HTML report of the validation rows (curves, thresholds, reliability, importance).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Search the tree parameters first: time-ordered folds of the window, successive halving.
+    #[arg(long, conflicts_with = "unsupervised")]
+    pub tune: bool,
+    /// Time the search may take (with --tune), e.g. 90s, 10m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "10m", requires = "tune")]
+    pub budget: fraudlens_core::WindowDuration,
 }
 
 /// A time window given on the command line.
@@ -366,6 +375,9 @@ pub struct EvaluateArgs {
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write an HTML report (curves, reliability, histograms, per-day precision, each fold).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Stop at the first bad row instead of skipping it.
     #[arg(long)]
     pub strict: bool,

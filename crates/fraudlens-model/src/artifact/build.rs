@@ -84,6 +84,7 @@ impl Artifact {
             training: parts.training,
             validation: Some(parts.validation),
             gain_importance: Vec::new(),
+            tuning: None,
             anomaly_input: parts.anomaly.is_some(),
         };
         checked(Artifact {
@@ -116,6 +117,7 @@ impl Artifact {
             training: parts.training,
             validation: None,
             gain_importance: Vec::new(),
+            tuning: None,
             anomaly_input: false,
         };
         checked(Artifact {
@@ -162,6 +164,7 @@ impl Artifact {
                 },
             },
             gain_importance: Vec::new(),
+            tuning: None,
             feature_names: imported.feature_names,
             feature_kinds: vec![FeatureKind::Numeric; n_features],
             params: GbdtParams {
@@ -184,6 +187,7 @@ impl Artifact {
                 rounds: Vec::new(),
                 brier_uncalibrated: None,
                 train_seconds: 0.0,
+                refit: None,
             },
             validation: None,
             anomaly_input: false,

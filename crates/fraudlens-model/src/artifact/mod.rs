@@ -136,6 +136,24 @@ pub struct TrainingSummary {
     pub brier_uncalibrated: Option<f64>,
     /// Seconds spent training the trees.
     pub train_seconds: f64,
+    /// The trees were refit on every row of the window (`train.refit`);
+    /// `None`: the trees are the validated ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit: Option<Refit>,
+}
+
+/// The trees of a model refit on the whole window with the rounds the
+/// validated trees kept, scaled to the larger row count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Refit {
+    /// Rows refit on: the training and the validation rows.
+    pub rows: usize,
+    /// Fraud rows among them.
+    pub frauds: usize,
+    /// Boosting rounds grown.
+    pub rounds: usize,
+    /// Seconds spent.
+    pub seconds: f64,
 }
 
 /// A period (first and last time) as model.json and the evaluation reports
@@ -224,6 +242,9 @@ pub struct Manifest {
     /// input ([`ANOMALY_FEATURE`]).
     #[serde(default)]
     pub anomaly_input: bool,
+    /// The parameter search that chose `params` (`train --tune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::fit::Tuning>,
 }
 
 /// A loaded (or freshly trained) model.

@@ -21,6 +21,7 @@ mod events;
 mod params;
 mod prequential;
 mod table;
+mod tune;
 
 use std::error::Error;
 use std::time::Instant;
@@ -31,14 +32,15 @@ pub use events::{EventRows, EventTable};
 pub use params::{CalibrationMethod, CheckedFitParams, FitParams, ISOTONIC_MIN_FRAUDS};
 pub use prequential::{FoldSummary, FoldWindows, Folds, Prequential, WindowResult, prequential, test_window};
 pub use table::Table;
+pub use tune::{Budget, FOLD_SHARE, Searched, TUNE_FOLDS, Trial, TuneEvent, Tuning, tune};
 
-use crate::artifact::{Artifact, GbdtParts, IsolationForestParts, TrainingSummary};
+use crate::artifact::{Artifact, GbdtParts, IsolationForestParts, Refit, TrainingSummary};
 use crate::calibration::Calibration;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::metrics::brier;
 use crate::threshold::{Thresholds, choose_thresholds};
-use crate::train::{FeatureKind, Round, train};
+use crate::train::{FeatureKind, GbdtParams, Round, train};
 
 /// Why a model could not be fitted.
 #[derive(Debug, thiserror::Error)]
@@ -143,14 +145,10 @@ pub fn gbdt(
     // the isolation forest learns from the training rows only; its score becomes one more input
     let (anomaly, train_part, valid_part) = if with_anomaly {
         let anomaly = fit_isolation_forest(params, &train_part)?;
-        let augment = |part: &Table| -> Result<Table, FitError> {
-            let mut scores = vec![0.0; part.len()];
-            anomaly
-                .score_batch(&part.values, &mut scores)
-                .internal("anomaly scores")?;
-            Ok(part.with_column(&scores))
-        };
-        let (train_part, valid_part) = (augment(&train_part)?, augment(&valid_part)?);
+        let (train_part, valid_part) = (
+            with_anomaly_score(&anomaly, &train_part)?,
+            with_anomaly_score(&anomaly, &valid_part)?,
+        );
         kinds.push(FeatureKind::Numeric);
         (Some(anomaly), train_part, valid_part)
     } else {
@@ -196,6 +194,33 @@ pub fn gbdt(
     )
     .data("choosing thresholds")?;
     let validation = valid_part.evaluate(&probabilities, threshold_choice.thresholds.review(), config.k);
+    // The validated trees chose the rounds, the calibration and the thresholds from
+    // predictions of rows they never saw; refit grows the same number of rounds per
+    // row on the whole window, so the latest days count too.
+    let (forest, refit) = if config.refit {
+        let whole = match &anomaly {
+            Some(anomaly) => std::borrow::Cow::Owned(with_anomaly_score(anomaly, table)?),
+            None => std::borrow::Cow::Borrowed(table),
+        };
+        let rounds = (trained.best_round as f64 * whole.len() as f64 / train_part.len() as f64).round() as usize;
+        let refit_params = GbdtParams {
+            n_trees: rounds.max(1),
+            ..params.gbdt().get().clone()
+        }
+        .check()
+        .internal("refit parameters")?;
+        let started = Instant::now();
+        let refitted = train(&refit_params, &kinds, &whole.train_set(), None, progress).data("refitting")?;
+        let refit = Refit {
+            rows: whole.len(),
+            frauds: whole.frauds(),
+            rounds: refitted.best_round,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        (refitted.forest, Some(refit))
+    } else {
+        (trained.forest, None)
+    };
     let training = TrainingSummary {
         data_fingerprint: table.fingerprint(),
         data_source: provenance.data_source.clone(),
@@ -209,11 +234,12 @@ pub fn gbdt(
         rounds: trained.history,
         brier_uncalibrated: Some(brier(&uncalibrated, labels)),
         train_seconds,
+        refit,
     };
     let parts = GbdtParts {
         inputs,
         params: params.gbdt().get().clone(),
-        forest: trained.forest,
+        forest,
         anomaly,
         calibration,
         threshold_choice,
@@ -260,6 +286,7 @@ pub fn isolation_forest(
         rounds: Vec::new(),
         brier_uncalibrated: None,
         train_seconds,
+        refit: None,
     };
     let parts = IsolationForestParts {
         inputs,
@@ -272,6 +299,15 @@ pub fn isolation_forest(
 }
 
 /// An isolation forest fitted on the rows of `table`.
+/// `part` with the anomaly score of each row as one more input.
+fn with_anomaly_score(anomaly: &IsolationForest, part: &Table) -> Result<Table, FitError> {
+    let mut scores = vec![0.0; part.len()];
+    anomaly
+        .score_batch(&part.values, &mut scores)
+        .internal("anomaly scores")?;
+    Ok(part.with_column(&scores))
+}
+
 fn fit_isolation_forest(params: &CheckedFitParams, table: &Table) -> Result<IsolationForest, FitError> {
     params
         .isolation_forest()
@@ -326,7 +362,7 @@ mod tests {
     fn a_gbdt_is_split_in_order_and_validated_on_the_later_rows() {
         let (inputs, table) = rows(2_000);
         let params = FitParams {
-            gbdt: crate::train::GbdtParams {
+            gbdt: GbdtParams {
                 n_trees: 20,
                 ..Default::default()
             },
@@ -338,7 +374,10 @@ mod tests {
         let artifact = gbdt(&params, inputs, &table, true, &provenance(), &mut |_| rounds += 1).unwrap();
         let training = &artifact.manifest.training;
         assert_eq!((training.train_rows, training.valid_rows), (1_600, 400));
-        assert_eq!(rounds, training.rounds.len());
+        // progress sees the validated rounds, then the refit's
+        let refit = training.refit.as_ref().map_or(0, |refit| refit.rounds);
+        assert!(refit > 0, "refit is the default");
+        assert_eq!(rounds, training.rounds.len() + refit);
         assert!(artifact.manifest.anomaly_input && artifact.anomaly.is_some());
         assert_eq!(
             artifact.manifest.feature_names.last().map(String::as_str),
@@ -346,6 +385,45 @@ mod tests {
         );
         let validation = artifact.manifest.validation.as_ref().unwrap();
         assert!(validation.roc_auc.unwrap() > 0.8, "{validation:?}");
+    }
+
+    /// With `refit`, the served trees are grown again on every row with the
+    /// kept rounds scaled to the row count, while the calibration, the
+    /// thresholds and the validation metrics stay those of the validated
+    /// trees' predictions (the same as without refit).
+    #[test]
+    fn refit_grows_the_kept_rounds_again_on_every_row() {
+        let (inputs, table) = rows(2_000);
+        let fit = |refit: bool| {
+            let params = FitParams {
+                refit,
+                gbdt: GbdtParams {
+                    n_trees: 40,
+                    early_stopping_rounds: 5,
+                    ..Default::default()
+                },
+                ..FitParams::default()
+            }
+            .check()
+            .unwrap();
+            gbdt(&params, inputs.clone(), &table, false, &provenance(), &mut |_| {}).unwrap()
+        };
+        let (validated, refitted) = (fit(false), fit(true));
+        assert_eq!(validated.manifest.training.refit, None);
+        let refit = refitted.manifest.training.refit.clone().unwrap();
+        let kept = validated.manifest.training.best_round;
+        assert_eq!((refit.rows, refit.frauds), (2_000, 200));
+        assert_eq!(refit.rounds, (kept as f64 * 2_000.0 / 1_600.0).round() as usize);
+        assert_eq!(refitted.forest.as_ref().unwrap().trees().len(), refit.rounds);
+        assert_eq!(validated.forest.as_ref().unwrap().trees().len(), kept);
+        // chosen from the validated trees' predictions: identical with and without refit
+        assert_eq!(refitted.manifest.validation, validated.manifest.validation);
+        assert_eq!(refitted.manifest.thresholds, validated.manifest.thresholds);
+        assert_eq!(refitted.manifest.calibration, validated.manifest.calibration);
+        // the served trees differ: they saw the validation rows too
+        let row = &table.values[..2];
+        let score = |artifact: &Artifact| artifact.forest.as_ref().unwrap().predict_raw(row).unwrap();
+        assert_ne!(score(&refitted), score(&validated));
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct FitParams {
     /// Share of the window's rows, the latest in time, used for early
     /// stopping, calibration, thresholds and validation metrics.
     pub valid_fraction: f64,
+    /// After the validation rows chose the rounds, the calibration and the
+    /// thresholds, grow the trees again on every row of the window (the
+    /// rounds scaled to the larger row count).
+    pub refit: bool,
     /// `auto` (isotonic with ≥ 1000 validation frauds, else Platt), `isotonic`, `platt` or `none`.
     pub calibration: CalibrationMethod,
     /// How the review threshold is chosen.
@@ -66,6 +70,7 @@ impl Default for FitParams {
     fn default() -> Self {
         Self {
             valid_fraction: 0.2,
+            refit: true,
             calibration: CalibrationMethod::Auto,
             threshold_objective: ThresholdObjective::MaxF1,
             decline_precision: 0.95,

@@ -169,6 +169,16 @@ impl Table {
             .collect()
     }
 
+    /// Rows `range` as the trainer reads them, without a copy.
+    pub(crate) fn rows_set(&self, range: Range<usize>) -> TrainSet<'_> {
+        TrainSet {
+            values: &self.values[range.start * self.n_features..range.end * self.n_features],
+            n_features: self.n_features,
+            labels: &self.labels[range],
+            weights: None,
+        }
+    }
+
     /// The rows as the trainer reads them.
     pub(crate) fn train_set(&self) -> TrainSet<'_> {
         TrainSet {

@@ -116,6 +116,9 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
             params: Default::default(),
             anomaly: false,
             unsupervised: false,
+            report: None,
+            tune: false,
+            budget: fraudlens_core::WindowDuration::days(1),
         },
     )?;
     eprintln!(
@@ -138,6 +141,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
             gap_days: None,
             k: config.train.k,
             json: Some(args.dir.join("evaluation.json")),
+            report: Some(args.dir.join("evaluation.html")),
             strict: false,
         },
     )?;

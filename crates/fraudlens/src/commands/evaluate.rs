@@ -12,6 +12,7 @@ use fraudlens_ingest::labelled_table;
 use fraudlens_model::artifact::Artifact;
 use fraudlens_model::fit::{self, FitParams, Folds, Provenance, Table};
 use fraudlens_model::inputs::InputSpec;
+use fraudlens_model::report as html;
 
 use crate::cli::EvaluateArgs;
 use crate::commands::dataset::{Window, read_options};
@@ -69,7 +70,54 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
         let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
         write_atomically(path, &json)?;
     }
+    if let Some(path) = &args.report {
+        write_atomically(path, html_report(&artifact, &report).as_bytes())?;
+        eprintln!("report written to {}", path.display());
+    }
     Ok(())
+}
+
+/// The evaluation as one HTML page: each window (or fold) with its curves.
+fn html_report(artifact: &Artifact, report: &EvaluateReport) -> String {
+    let folds = report.summary.is_some();
+    let windows = report
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(idx, window)| {
+            let mut period = format!("transactions {} .. {}", window.test.0, window.test.1);
+            if let Some((from, to)) = &window.train {
+                period.push_str(&format!("; trained on {from} .. {to}"));
+            }
+            html::Window {
+                title: if folds {
+                    format!("fold {}", idx + 1)
+                } else {
+                    "test".to_owned()
+                },
+                period: Some(period),
+                metrics: &window.metrics,
+                // a fold's model has its own thresholds: only its review threshold is known here
+                decline: if folds {
+                    None
+                } else {
+                    artifact.manifest.thresholds.decline()
+                },
+            }
+        })
+        .collect();
+    html::render(&html::Report {
+        title: if folds {
+            format!("fraudlens evaluate: {} folds, prequential", report.windows.len())
+        } else {
+            "fraudlens evaluate".to_owned()
+        },
+        manifest: &artifact.manifest,
+        windows,
+        summary: report.summary.as_ref(),
+        training: false,
+        generated_at: fraudlens_pipeline::now().to_string(),
+    })
 }
 
 /// Every labelled row of the file as model inputs, with times, entities and amounts.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use fraudlens_model::artifact::{Manifest, ModelKind};
 use fraudlens_model::calibration::Calibration;
-use fraudlens_model::fit::{FoldSummary, WindowResult};
+use fraudlens_model::fit::{FoldSummary, Tuning, WindowResult};
 use fraudlens_model::metrics::Evaluation;
 use fraudlens_model::threshold::{ThresholdChoice, ThresholdObjective, Thresholds};
 use serde::Serialize;
@@ -48,6 +48,13 @@ pub fn render_training(manifest: &Manifest) -> String {
         training.valid_rows,
         training.valid_frauds
     ));
+    if let Some(refit) = &training.refit {
+        out.push_str(&format!(
+            "  refit: {} trees on all {} rows ({} fraud) in {:.1}s; calibration, thresholds and the validation below \
+             come from the validated trees' predictions of later rows\n",
+            refit.rounds, refit.rows, refit.frauds, refit.seconds
+        ));
+    }
     if let (Some(train), Some(valid)) = (&training.train_period, &training.valid_period) {
         out.push_str(&format!(
             "  training period {} .. {}; validation period {} .. {}\n",
@@ -145,6 +152,86 @@ fn render_review_band(choice: &ThresholdChoice) -> String {
                  cases; set train.review_capacity_per_day (--review-capacity) to the reviews they can do per day\n",
             );
         }
+    }
+    out
+}
+
+/// The trials of `train --tune`, the best first (by the folds scored, then
+/// the mean average precision), at most 25 rows.
+pub fn render_tuning(tuning: &Tuning) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "tuning: {} trials in {:.0}s (budget {:.0}s); chosen: trial {} (mean AP {:.4} over {} folds{})",
+        tuning.trials.len(),
+        tuning.seconds,
+        tuning.budget_seconds,
+        tuning.chosen().id,
+        tuning.chosen().mean_ap,
+        tuning.chosen().fold_ap.len(),
+        if tuning.chosen().id == 0 {
+            "; the parameters given"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  {:>5} {:>5} {:>8}  {:<26} {:>6} {:>6} {:>5} {:>6} {:>7} {:>5} {:>5} {:>5} {:>6}",
+        "trial",
+        "folds",
+        "mean AP",
+        "AP per fold",
+        "rounds",
+        "lr",
+        "leaves",
+        "depth",
+        "min leaf",
+        "L2",
+        "rows",
+        "cols",
+        "w+"
+    );
+    let mut order: Vec<&fraudlens_model::fit::Trial> = tuning.trials.iter().collect();
+    order.sort_by(|a, b| {
+        b.fold_ap
+            .len()
+            .cmp(&a.fold_ap.len())
+            .then(b.mean_ap.total_cmp(&a.mean_ap))
+    });
+    for trial in order.iter().take(25) {
+        let p = &trial.params;
+        let folds: Vec<String> = trial.fold_ap.iter().map(|ap| format!("{ap:.4}")).collect();
+        let rounds = trial.rounds.iter().sum::<usize>() / trial.rounds.len().max(1);
+        let _ = writeln!(
+            out,
+            "  {:>5} {:>5} {:>8.4}  {:<26} {:>6} {:>6.3} {:>5} {:>6} {:>7} {:>5.2} {:>5.2} {:>5.2} {:>6.1}{}",
+            trial.id,
+            trial.fold_ap.len(),
+            trial.mean_ap,
+            folds.join(" "),
+            rounds,
+            p.learning_rate,
+            p.num_leaves,
+            p.max_depth,
+            p.min_data_in_leaf,
+            p.lambda_l2,
+            p.subsample,
+            p.colsample_bytree,
+            p.scale_pos_weight,
+            if trial.id == tuning.chosen().id {
+                "  ← chosen"
+            } else {
+                ""
+            }
+        );
+    }
+    if tuning.trials.len() > 25 {
+        let _ = writeln!(
+            out,
+            "  … {} more in model.json (tuning.trials)",
+            tuning.trials.len() - 25
+        );
     }
     out
 }

@@ -16,11 +16,13 @@ use fraudlens_features::FeatureSpec;
 use fraudlens_ingest::{profile_csv, tabular_table, training_rows};
 use fraudlens_model::fit::{self, CheckedFitParams, EventTable, FitError, FitParams, Provenance, Table};
 use fraudlens_model::inputs::InputSpec;
+use fraudlens_model::report as html;
 use fraudlens_model::train::Growth;
 
 use crate::cli::{Mode, TrainArgs, TrainParamArgs};
 use crate::commands::dataset::{Window, read_options, resolve_mode};
-use crate::commands::model_report::render_training;
+use crate::commands::model_report::{render_training, render_tuning};
+use crate::commands::output::write_atomically;
 use crate::commands::{apply_input_flags, build_schema, progress, render};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
@@ -92,6 +94,19 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
         data_source: args.input.data.display().to_string(),
         created_at: fraudlens_pipeline::now(),
     };
+    let (params, tuning) = if args.tune {
+        let tuning = search(&params, &inputs, &table, &args)?;
+        let chosen = FitParams {
+            gbdt: tuning.chosen().params.apply(params.gbdt().get()),
+            ..params.get().clone()
+        }
+        .check()
+        .context("the chosen parameters")
+        .data()?;
+        (chosen, Some(tuning))
+    } else {
+        (params, None)
+    };
     let fitted = if args.unsupervised {
         fit::isolation_forest(&params, inputs, &table, &provenance)?
     } else {
@@ -110,6 +125,8 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
             error => error.into(),
         })?
     };
+    let mut fitted = fitted;
+    fitted.manifest.tuning = tuning;
     // the trees as a LightGBM text model too, to inspect them in Python
     let lightgbm = fitted
         .forest
@@ -120,7 +137,75 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
     eprint!("{}", render_training(&fitted.manifest));
     eprintln!("model written to {}", args.out.display());
+    if let Some(path) = &args.report {
+        write_atomically(path, html_report(&fitted.manifest).as_bytes())?;
+        eprintln!("report written to {}", path.display());
+    }
     Ok(())
+}
+
+/// `train --tune`: the search with a progress bar over the budget and a
+/// line per trial scored, then the table.
+fn search(params: &CheckedFitParams, inputs: &InputSpec, table: &Table, args: &TrainArgs) -> CliResult<fit::Tuning> {
+    let budget = std::time::Duration::from_millis(args.budget.as_millis().max(0) as u64);
+    eprintln!(
+        "tuning for up to {} on {} prequential folds of the window (each validates on the next {:.0} % of the rows)",
+        args.budget,
+        fit::TUNE_FOLDS,
+        fit::FOLD_SHARE * 100.0
+    );
+    let bar = progress::bar(budget.as_secs().max(1), "tuning");
+    let started = Instant::now();
+    let tuning = fit::tune(
+        params,
+        inputs,
+        table,
+        args.anomaly,
+        fit::Budget::time(budget),
+        &mut |event| {
+            bar.set_position(started.elapsed().as_secs());
+            match event {
+                fit::TuneEvent::Scored(trial) => {
+                    bar.set_message(format!("trial {} AP {:.4}", trial.id, trial.mean_ap));
+                }
+                fit::TuneEvent::RungDone { rung, promoted } => {
+                    bar.println(format!(
+                        "rung {rung} done: {promoted} trials go on to fold {}",
+                        rung + 2
+                    ));
+                }
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    eprint!("{}", render_tuning(&tuning));
+    Ok(tuning)
+}
+
+/// The training as one HTML page: the loss per round, the threshold choice
+/// and the validation rows' curves.
+fn html_report(manifest: &fraudlens_model::artifact::Manifest) -> String {
+    let training = &manifest.training;
+    let windows = manifest
+        .validation
+        .iter()
+        .map(|metrics| html::Window {
+            title: "validation".to_owned(),
+            period: training
+                .valid_period
+                .map(|(from, to)| format!("the latest rows of the window, {from} .. {to} (they chose the round, calibration and thresholds: optimistic)")),
+            metrics,
+            decline: manifest.thresholds.decline(),
+        })
+        .collect();
+    html::render(&html::Report {
+        title: "fraudlens train".to_owned(),
+        manifest,
+        windows,
+        summary: None,
+        training: true,
+        generated_at: fraudlens_pipeline::now().to_string(),
+    })
 }
 
 fn apply_param_flags(train: &mut FitParams, flags: &TrainParamArgs) {

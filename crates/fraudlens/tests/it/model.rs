@@ -182,9 +182,21 @@ fn prequential_evaluation_retrains_per_fold() {
             "21",
             "--json",
             json.to_str().unwrap(),
+            "--report",
+            "folds.html",
         ],
     );
     assert!(run.stdout.contains("prequential, 2 folds"), "{}", run.stdout);
+    // the HTML report: both folds with their own charts, and their curves together
+    let html = std::fs::read_to_string(out.path().join("folds.html")).unwrap();
+    for heading in ["<h2>Every window</h2>", "<h2>fold 1</h2>", "<h2>fold 2</h2>"] {
+        assert!(html.contains(heading), "{heading} missing");
+    }
+    assert_eq!(html.matches("class=\"window\"").count(), 2);
+    assert!(
+        html.matches("<svg").count() >= 2 + 2 * 5,
+        "two overview charts and five per fold"
+    );
     let report = read_json(&json);
     let windows = report["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 2);
@@ -800,4 +812,79 @@ fn thresholds_by_analyst_capacity_fill_the_review_band() {
         "{}",
         run.stderr
     );
+}
+
+/// `train --tune`: the trial table while it runs, every trial and the chosen
+/// parameters in the model, which is then trained with them; `--budget`
+/// alone is a usage error.
+#[test]
+fn tuning_searches_by_time_and_trains_with_the_chosen_parameters() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let data = trained.data();
+    let run = ok(
+        out.path(),
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--train-to",
+            "2026-02-05",
+            "--trees",
+            "60",
+            "--tune",
+            "--budget",
+            "15s",
+            "--out",
+            "tuned",
+            "--report",
+            "tuned.html",
+        ],
+    );
+    assert!(
+        run.stderr.contains("on 3 prequential folds of the window"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("trial folds  mean AP"), "{}", run.stderr);
+    assert!(run.stderr.contains("← chosen"), "{}", run.stderr);
+    let manifest = read_json(&out.path().join("tuned/model.json"));
+    let tuning = &manifest["tuning"];
+    let trials = tuning["trials"].as_array().unwrap();
+    assert!(!trials.is_empty());
+    assert_eq!(trials[0]["id"], 0, "trial 0 is the configured parameters");
+    assert_eq!(trials[0]["params"]["learning_rate"], 0.1);
+    let chosen = trials
+        .iter()
+        .find(|trial| trial["id"] == tuning["trials"][tuning["chosen"].as_u64().unwrap() as usize]["id"])
+        .unwrap();
+    // the model is trained with the chosen trial's values, the rest as configured
+    for key in [
+        "learning_rate",
+        "num_leaves",
+        "min_data_in_leaf",
+        "lambda_l2",
+        "subsample",
+        "scale_pos_weight",
+    ] {
+        assert_eq!(manifest["params"][key], chosen["params"][key], "{key}");
+    }
+    assert_eq!(manifest["params"]["n_trees"], 60);
+    // no trial scored on more folds beats the chosen one's mean
+    let folds = |trial: &Value| trial["fold_ap"].as_array().unwrap().len();
+    let most = trials.iter().map(folds).max().unwrap();
+    assert_eq!(folds(chosen), most);
+    for trial in trials.iter().filter(|trial| folds(trial) == most) {
+        assert!(trial["mean_ap"].as_f64().unwrap() <= chosen["mean_ap"].as_f64().unwrap());
+    }
+    let html = std::fs::read_to_string(out.path().join("tuned.html")).unwrap();
+    assert!(html.contains("<h3 id=\"tuning\">Tuning</h3>") && html.contains("class=\"chosen\""));
+
+    let run = fraudlens(
+        out.path(),
+        &["train", "--data", "x.csv", "--out", "m", "--budget", "1m"],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--tune"), "{}", run.stderr);
 }

@@ -1,0 +1,457 @@
+//! `train --tune`: parameters chosen the way fraud teams must choose them —
+//! by time, never by random folds.
+//!
+//! The window's rows (in time order) give [`TUNE_FOLDS`] prequential folds:
+//! fold 1 validates on the latest [`FOLD_SHARE`] of the rows and trains on
+//! every row before them, fold 2 on the share before that, and so on. A
+//! trial is one parameter set; its score is the mean average precision of
+//! its folds, each trained with early stopping on the fold's own validation
+//! rows.
+//!
+//! Successive halving spends the time budget: every trial of rung 0 is
+//! scored on fold 1 alone; the best third go on to rung 1 and are scored on
+//! folds 1–2, the best third of those on all folds. Rung 0 draws trials
+//! until 60 % of the budget is spent (the later rungs take about 0.4 of
+//! rung 0's time), the later rungs stop when it is all spent. Trial 0 is
+//! always the parameters given (the defaults), so tuning can only keep or
+//! beat them on the folds. The others are drawn at random (seeded) from the
+//! space below, learning rate, leaves, minimum leaf size, L2 and class weight
+//! on log scales.
+
+use std::time::{Duration, Instant};
+
+use fraudlens_core::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{CheckedFitParams, FitError, Step, Table, fit_isolation_forest, with_anomaly_score};
+use crate::inputs::InputSpec;
+use crate::metrics::average_precision;
+use crate::train::{FeatureKind, GbdtParams, train};
+
+/// Prequential folds of the window.
+pub const TUNE_FOLDS: usize = 3;
+
+/// Share of the window's rows each fold validates on.
+pub const FOLD_SHARE: f64 = 0.15;
+
+/// Kept per rung: the best 1/`ETA`.
+const ETA: usize = 3;
+
+/// Share of the budget rung 0 may take.
+const RUNG0_SHARE: f64 = 0.6;
+
+/// What the search may spend.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Wall time; rung 0's size comes from it and the first fold's time.
+    pub time: Duration,
+    /// Most trials in rung 0 (trial 0 always runs).
+    pub max_trials: usize,
+}
+
+impl Budget {
+    /// `time`, and at most 243 trials (3⁵).
+    pub fn time(time: Duration) -> Self {
+        Self { time, max_trials: 243 }
+    }
+}
+
+/// The parameters searched; the rest stay as given.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Searched {
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Most leaves per tree.
+    pub num_leaves: usize,
+    /// Deepest a tree may grow (0 = no limit).
+    pub max_depth: usize,
+    /// Fewest rows in a leaf.
+    pub min_data_in_leaf: usize,
+    /// L2 regularisation of leaf values.
+    pub lambda_l2: f64,
+    /// Share of rows sampled per tree.
+    pub subsample: f64,
+    /// Share of features sampled per tree.
+    pub colsample_bytree: f64,
+    /// Weight of fraud rows.
+    pub scale_pos_weight: f64,
+}
+
+impl Searched {
+    fn of(params: &GbdtParams) -> Self {
+        Self {
+            learning_rate: params.learning_rate,
+            num_leaves: params.num_leaves,
+            max_depth: params.max_depth,
+            min_data_in_leaf: params.min_data_in_leaf,
+            lambda_l2: params.lambda_l2,
+            subsample: params.subsample,
+            colsample_bytree: params.colsample_bytree,
+            scale_pos_weight: params.scale_pos_weight,
+        }
+    }
+
+    fn draw(rng: &mut Rng) -> Self {
+        let log_uniform = |rng: &mut Rng, low: f64, high: f64| (rng.range(low.ln(), high.ln())).exp();
+        let round_to = |value: f64, step: f64| (value / step).round() * step;
+        Self {
+            learning_rate: round_to(log_uniform(rng, 0.02, 0.3), 0.001),
+            num_leaves: log_uniform(rng, 7.0, 255.0).round() as usize,
+            max_depth: [0, 0, 6, 8, 12][rng.below(5) as usize],
+            min_data_in_leaf: log_uniform(rng, 5.0, 500.0).round() as usize,
+            lambda_l2: round_to(log_uniform(rng, 1.0, 101.0) - 1.0, 0.01),
+            subsample: round_to(rng.range(0.5, 1.0), 0.05),
+            colsample_bytree: round_to(rng.range(0.4, 1.0), 0.05),
+            scale_pos_weight: round_to(log_uniform(rng, 1.0, 20.0), 0.1),
+        }
+    }
+
+    /// `base` with these values.
+    pub fn apply(&self, base: &GbdtParams) -> GbdtParams {
+        GbdtParams {
+            learning_rate: self.learning_rate,
+            num_leaves: self.num_leaves,
+            max_depth: self.max_depth,
+            min_data_in_leaf: self.min_data_in_leaf,
+            lambda_l2: self.lambda_l2,
+            subsample: self.subsample,
+            colsample_bytree: self.colsample_bytree,
+            scale_pos_weight: self.scale_pos_weight,
+            ..base.clone()
+        }
+    }
+}
+
+/// One parameter set and how it did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// From 0; trial 0 is the parameters given.
+    pub id: usize,
+    /// The searched values.
+    pub params: Searched,
+    /// The last rung it reached (0 = fold 1 only).
+    pub rung: usize,
+    /// Average precision of each fold scored, fold 1 first.
+    pub fold_ap: Vec<f64>,
+    /// Their mean.
+    pub mean_ap: f64,
+    /// Rounds early stopping kept, per fold.
+    pub rounds: Vec<usize>,
+    /// Seconds spent on it.
+    pub seconds: f64,
+}
+
+/// What the search did, stored in the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tuning {
+    /// The folds: validation share and count.
+    pub folds: usize,
+    /// Share of the rows each fold validates on.
+    pub fold_share: f64,
+    /// The budget, in seconds.
+    pub budget_seconds: f64,
+    /// Seconds the search took.
+    pub seconds: f64,
+    /// Every trial, in the order run.
+    pub trials: Vec<Trial>,
+    /// The id of the trial chosen: the best mean over the most folds.
+    pub chosen: usize,
+}
+
+impl Tuning {
+    /// The chosen trial.
+    pub fn chosen(&self) -> &Trial {
+        &self.trials[self.chosen]
+    }
+}
+
+/// What the caller is told while the search runs.
+pub enum TuneEvent<'a> {
+    /// A trial scored one more fold (or finished its rung).
+    Scored(&'a Trial),
+    /// A rung is done; so many go on.
+    RungDone {
+        /// The rung.
+        rung: usize,
+        /// Trials promoted to the next rung.
+        promoted: usize,
+    },
+}
+
+/// Searches tree parameters around `params`' on the prequential folds of
+/// `table` (rows in time order) within `budget`. With `with_anomaly`, an
+/// isolation forest fitted on the rows before every fold's validation rows
+/// adds its score to every row, as [`super::gbdt`] does.
+pub fn tune(
+    params: &CheckedFitParams,
+    inputs: &InputSpec,
+    table: &Table,
+    with_anomaly: bool,
+    budget: Budget,
+    on_event: &mut dyn FnMut(TuneEvent<'_>),
+) -> Result<Tuning, FitError> {
+    let Budget {
+        time: budget,
+        max_trials,
+    } = budget;
+    let started = Instant::now();
+    let base = params.gbdt().get();
+    let folds = Folds::new(table)?;
+    let mut kinds = inputs.feature_kinds().internal("feature kinds")?;
+    let augmented;
+    let table = if with_anomaly {
+        let earliest = folds.cuts[TUNE_FOLDS - 1];
+        let anomaly = fit_isolation_forest(params, &table.slice(0..earliest))?;
+        augmented = with_anomaly_score(&anomaly, table)?;
+        kinds.push(FeatureKind::Numeric);
+        &augmented
+    } else {
+        table
+    };
+    let kinds = &kinds[..];
+    let mut rng = Rng::new(base.seed, 0x7475_6e65);
+    let mut trials: Vec<Trial> = Vec::new();
+    // Rung 0 draws trials for RUNG0_SHARE of the budget: the later rungs score a third, then a
+    // ninth of them on one more (smaller) fold each, about 0.4 of rung 0's time.
+    let spent = |started: &Instant| started.elapsed().as_secs_f64();
+    let mut mean_fold = 0.0;
+    while trials.len() < max_trials.max(1) {
+        let id = trials.len();
+        if id > 0 && spent(&started) + mean_fold > RUNG0_SHARE * budget.as_secs_f64() {
+            break;
+        }
+        let params = if id == 0 {
+            Searched::of(base)
+        } else {
+            Searched::draw(&mut rng)
+        };
+        let mut trial = Trial {
+            id,
+            params,
+            rung: 0,
+            fold_ap: Vec::new(),
+            mean_ap: f64::NAN,
+            rounds: Vec::new(),
+            seconds: 0.0,
+        };
+        score_fold(&mut trial, &params.apply(base), kinds, table, &folds, 0)?;
+        on_event(TuneEvent::Scored(&trial));
+        trials.push(trial);
+        mean_fold = spent(&started) / trials.len() as f64;
+    }
+    let mut alive: Vec<usize> = (0..trials.len()).collect();
+    'rungs: for rung in 0..TUNE_FOLDS {
+        for &id in &alive {
+            let trial = &mut trials[id];
+            trial.rung = rung;
+            for fold in trial.fold_ap.len()..=rung {
+                if spent(&started) + mean_fold > budget.as_secs_f64() {
+                    break 'rungs;
+                }
+                let params = trial.params.apply(base);
+                score_fold(trial, &params, kinds, table, &folds, fold)?;
+                on_event(TuneEvent::Scored(trial));
+            }
+        }
+        if rung + 1 == TUNE_FOLDS {
+            break;
+        }
+        alive.sort_by(|&a, &b| trials[b].mean_ap.total_cmp(&trials[a].mean_ap).then(a.cmp(&b)));
+        alive.truncate(alive.len().div_ceil(ETA));
+        on_event(TuneEvent::RungDone {
+            rung,
+            promoted: alive.len(),
+        });
+    }
+    // the best mean among the trials scored on the most folds
+    let most = trials.iter().map(|trial| trial.fold_ap.len()).max().unwrap_or(0);
+    let chosen = trials
+        .iter()
+        .filter(|trial| trial.fold_ap.len() == most)
+        .max_by(|a, b| a.mean_ap.total_cmp(&b.mean_ap).then(b.id.cmp(&a.id)))
+        .map_or(0, |trial| trial.id);
+    trials.retain(|trial| !trial.fold_ap.is_empty());
+    let chosen = trials.iter().position(|trial| trial.id == chosen).unwrap_or(0);
+    Ok(Tuning {
+        folds: TUNE_FOLDS,
+        fold_share: FOLD_SHARE,
+        budget_seconds: budget.as_secs_f64(),
+        seconds: started.elapsed().as_secs_f64(),
+        trials,
+        chosen,
+    })
+}
+
+/// Row ranges of the folds: fold `f` (from 0) trains on `[0, cut_f)` and
+/// validates on `[cut_f, cut_f + block)`.
+struct Folds {
+    cuts: Vec<usize>,
+    block: usize,
+}
+
+impl Folds {
+    fn new(table: &Table) -> Result<Self, FitError> {
+        let n = table.len();
+        let block = (n as f64 * FOLD_SHARE) as usize;
+        let cuts: Vec<usize> = (1..=TUNE_FOLDS).map(|fold| n.saturating_sub(fold * block)).collect();
+        for &cut in &cuts {
+            let (train_frauds, valid_frauds) = (
+                table.labels[..cut].iter().filter(|&&label| label).count(),
+                table.labels[cut..cut + block].iter().filter(|&&label| label).count(),
+            );
+            if block == 0 || train_frauds == 0 || valid_frauds == 0 {
+                return Err(FitError::NoFraudInSplit {
+                    train_frauds,
+                    valid_frauds,
+                });
+            }
+        }
+        Ok(Self { cuts, block })
+    }
+}
+
+fn score_fold(
+    trial: &mut Trial,
+    params: &GbdtParams,
+    kinds: &[FeatureKind],
+    table: &Table,
+    folds: &Folds,
+    fold: usize,
+) -> Result<(), FitError> {
+    let started = Instant::now();
+    let cut = folds.cuts[fold];
+    let (train_rows, valid_rows) = (0..cut, cut..cut + folds.block);
+    let checked = params.clone().check().data("tuning parameters")?;
+    let trained = train(
+        &checked,
+        kinds,
+        &table.rows_set(train_rows),
+        Some(&table.rows_set(valid_rows.clone())),
+        &mut |_| {},
+    )
+    .data("tuning")?;
+    let valid = table.rows_set(valid_rows);
+    let mut raw = vec![0.0; valid.labels.len()];
+    trained
+        .forest
+        .predict_raw_batch(valid.values, &mut raw)
+        .internal("scoring a fold")?;
+    let ap = average_precision(&raw, valid.labels).unwrap_or(0.0);
+    trial.fold_ap.push(ap);
+    trial.rounds.push(trained.best_round);
+    trial.mean_ap = trial.fold_ap.iter().sum::<f64>() / trial.fold_ap.len() as f64;
+    trial.seconds += started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use fraudlens_core::rng::Rng;
+    use fraudlens_core::tabular::{ColumnKind, TabularEncoding, TabularFeature};
+
+    use super::*;
+    use crate::fit::FitParams;
+
+    /// Rows in time order whose fraud depends on both inputs, so parameters matter.
+    fn rows(n_rows: usize) -> (InputSpec, Table) {
+        let mut rng = Rng::new(9, 0);
+        let mut table = Table::new(3);
+        for row in 0..n_rows {
+            let (x, y, noise) = (rng.range(-2.0, 2.0), rng.range(-2.0, 2.0), rng.range(-1.0, 1.0));
+            let fraud = x * y + 0.5 * noise > 1.6;
+            table.values.extend([x, y, noise]);
+            table.push_meta(fraud, Some(row as i64 * 60_000), Some(row as u64 % 97), 1.0);
+        }
+        let features = ["x", "y", "noise"]
+            .map(|name| TabularFeature {
+                name: name.to_owned(),
+                kind: ColumnKind::Numeric,
+            })
+            .to_vec();
+        let encoding = TabularEncoding {
+            format_version: TabularEncoding::FORMAT_VERSION,
+            label: None,
+            features,
+            excluded: Vec::new(),
+        };
+        (InputSpec::Tabular { encoding }, table)
+    }
+
+    fn params() -> CheckedFitParams {
+        FitParams {
+            gbdt: GbdtParams {
+                n_trees: 60,
+                early_stopping_rounds: 10,
+                ..GbdtParams::default()
+            },
+            ..FitParams::default()
+        }
+        .check()
+        .unwrap()
+    }
+
+    #[test]
+    fn successive_halving_scores_a_third_of_each_rung_on_one_more_fold() {
+        let (inputs, table) = rows(4_000);
+        let budget = Budget {
+            time: Duration::from_secs(3_600),
+            max_trials: 9,
+        };
+        let mut rungs = Vec::new();
+        let tuning = tune(&params(), &inputs, &table, false, budget, &mut |event| {
+            if let TuneEvent::RungDone { rung, promoted } = event {
+                rungs.push((rung, promoted));
+            }
+        })
+        .unwrap();
+        assert_eq!(rungs, [(0, 3), (1, 1)]);
+        assert_eq!(tuning.trials.len(), 9);
+        let folds: Vec<usize> = tuning.trials.iter().map(|trial| trial.fold_ap.len()).collect();
+        assert_eq!(folds.iter().filter(|&&n| n == 3).count(), 1, "{folds:?}");
+        assert_eq!(folds.iter().filter(|&&n| n >= 2).count(), 3, "{folds:?}");
+        // rung 0 promoted its best three on fold 1, rung 1 the best of them on folds 1-2
+        let promoted: Vec<&Trial> = tuning.trials.iter().filter(|t| t.fold_ap.len() >= 2).collect();
+        let left = tuning.trials.iter().filter(|t| t.fold_ap.len() == 1);
+        let worst_promoted = promoted.iter().map(|t| t.fold_ap[0]).fold(f64::MAX, f64::min);
+        assert!(left.clone().all(|t| t.fold_ap[0] <= worst_promoted));
+        let two_folds = |t: &Trial| (t.fold_ap[0] + t.fold_ap[1]) / 2.0;
+        let chosen = tuning.chosen();
+        assert_eq!(chosen.fold_ap.len(), TUNE_FOLDS);
+        assert!(promoted.iter().all(|t| two_folds(t) <= two_folds(chosen)));
+        assert!((chosen.mean_ap - chosen.fold_ap.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+        // trial 0 is the parameters given
+        assert_eq!(tuning.trials[0].params, Searched::of(params().gbdt().get()));
+        // the same seed draws the same trials
+        let again = tune(&params(), &inputs, &table, false, budget, &mut |_| {}).unwrap();
+        let drawn = |tuning: &Tuning| tuning.trials.iter().map(|t| t.params).collect::<Vec<_>>();
+        assert_eq!(drawn(&again), drawn(&tuning));
+        assert_eq!(again.chosen, tuning.chosen);
+    }
+
+    #[test]
+    fn no_budget_keeps_the_parameters_given() {
+        let (inputs, table) = rows(2_000);
+        let budget = Budget {
+            time: Duration::ZERO,
+            max_trials: 9,
+        };
+        let tuning = tune(&params(), &inputs, &table, true, budget, &mut |_| {}).unwrap();
+        assert_eq!(tuning.trials.len(), 1);
+        assert_eq!((tuning.chosen().id, tuning.chosen().fold_ap.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_fold_without_fraud_is_a_data_error() {
+        let (inputs, mut table) = rows(2_000);
+        // no fraud in the latest 15 %
+        for label in &mut table.labels[1_700..] {
+            *label = false;
+        }
+        let budget = Budget::time(Duration::from_secs(1));
+        let error = tune(&params(), &inputs, &table, false, budget, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(error, FitError::NoFraudInSplit { valid_frauds: 0, .. }),
+            "{error}"
+        );
+    }
+}
