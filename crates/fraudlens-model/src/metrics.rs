@@ -462,8 +462,13 @@ impl Curves {
     }
 
     /// The kept point nearest at or below `threshold` in score (what
-    /// flagging at `threshold` looks like), or the last one.
+    /// flagging at `threshold` looks like: exact for a threshold among the
+    /// kept points, else the next lower one); `None` when the threshold is
+    /// above every score (nothing flagged).
     pub fn at(&self, threshold: f64) -> Option<&CurvePoint> {
+        if self.points.first().is_none_or(|top| threshold > top.threshold) {
+            return None;
+        }
         self.points
             .iter()
             .find(|point| point.threshold <= threshold)
@@ -1089,5 +1094,50 @@ mod tests {
                 (fast, slow) => prop_assert_eq!(fast, slow),
             }
         }
+    }
+
+    #[test]
+    fn curves_are_thinned_in_order_and_mark_thresholds_where_they_flag() {
+        let mut rng = fraudlens_core::rng::Rng::new(4, 0);
+        let n = 20_000;
+        let labels: Vec<bool> = (0..n).map(|_| rng.chance(0.05)).collect();
+        let scores: Vec<f64> = labels
+            .iter()
+            .map(|&fraud| (rng.uniform() * 0.6 + if fraud { 0.4 } else { 0.0 }).min(1.0))
+            .collect();
+        let evaluation = Evaluation::compute(&EvalInput {
+            probabilities: &scores,
+            labels: &labels,
+            days: None,
+            entities: None,
+            threshold: 0.5,
+            k: 100,
+            reliability_bins: 10,
+        });
+        let curves = evaluation.curves.unwrap();
+        // thinned: a few hundred points for 20,000 distinct scores, highest threshold first,
+        // recall and false-positive rate never going back, ending with everything flagged
+        assert!(
+            curves.points.len() <= 520 && curves.points.len() > 100,
+            "{}",
+            curves.points.len()
+        );
+        for pair in curves.points.windows(2) {
+            assert!(pair[0].threshold > pair[1].threshold);
+            assert!(pair[0].recall <= pair[1].recall && pair[0].fpr <= pair[1].fpr);
+        }
+        let last = curves.points.last().unwrap();
+        assert_eq!((last.recall, last.fpr), (1.0, 1.0));
+        assert_eq!(curves.fraud_histogram.iter().sum::<u64>(), evaluation.n_fraud);
+        assert_eq!(
+            curves.legit_histogram.iter().sum::<u64>() + evaluation.n_fraud,
+            evaluation.n
+        );
+        // a threshold among the points is exact; above every score flags nothing
+        let point = curves.points[10];
+        assert_eq!(curves.at(point.threshold), Some(&point));
+        assert_eq!(curves.at(2.0), None);
+        let at_half = curves.at(0.5).unwrap();
+        assert!(at_half.threshold <= 0.5 && (at_half.recall - evaluation.recall).abs() < 0.01);
     }
 }

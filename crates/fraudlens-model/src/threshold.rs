@@ -51,7 +51,9 @@ pub enum ThresholdObjective {
     /// The review threshold is then the lowest whose review band (reviewed,
     /// not declined) holds at most `per_day` transactions per day of the
     /// validation rows. When even the next group of equal probabilities
-    /// would not fit, the band stays empty.
+    /// would not fit, the band stays empty — unless nothing is declined:
+    /// the top group is then reviewed whatever its size, as with every
+    /// objective (the report warns when that exceeds the capacity).
     ReviewCapacity {
         /// Reviews the analysts can do per day, > 0.
         per_day: f64,
@@ -166,10 +168,11 @@ impl ThresholdChoice {
         let (declined, declined_frauds) = self
             .at_decline
             .map_or((0, 0), |point| (point.flagged, point.confusion.tp));
-        let flagged = self.at_review.flagged - declined;
+        // saturating: a hand-edited artifact must not panic a report
+        let flagged = self.at_review.flagged.saturating_sub(declined);
         ReviewBand {
             flagged,
-            frauds: self.at_review.confusion.tp - declined_frauds,
+            frauds: self.at_review.confusion.tp.saturating_sub(declined_frauds),
             per_day: self.valid_days.map(|days| flagged as f64 / days),
         }
     }

@@ -64,6 +64,20 @@ pub enum FitError {
     /// No rows to evaluate on.
     #[error("no labelled transactions")]
     NoRows,
+    /// A tuning fold has no fraud to train on or to score.
+    #[error(
+        "tuning fold {fold} has {train_frauds} fraud rows to train on and {valid_frauds} to score (the training share holds {rows} rows); tune on a longer window"
+    )]
+    TuneFold {
+        /// The fold, from 1 (the latest).
+        fold: usize,
+        /// Rows of the training share the folds cut.
+        rows: usize,
+        /// Fraud rows before the fold's validation rows.
+        train_frauds: usize,
+        /// Fraud rows among them.
+        valid_frauds: usize,
+    },
     /// The rows do not make a model at this step (training, calibration, thresholds…).
     #[error("{step}")]
     Data {
@@ -204,7 +218,7 @@ pub fn gbdt(
         };
         let rounds = (trained.best_round as f64 * whole.len() as f64 / train_part.len() as f64).round() as usize;
         let refit_params = GbdtParams {
-            n_trees: rounds.max(1),
+            n_trees: rounds.clamp(1, MAX_TREES),
             ..params.gbdt().get().clone()
         }
         .check()
@@ -299,6 +313,9 @@ pub fn isolation_forest(
 }
 
 /// An isolation forest fitted on the rows of `table`.
+/// Most trees a model may have (`GbdtParams::check`); a refit stops there.
+const MAX_TREES: usize = 100_000;
+
 /// `part` with the anomaly score of each row as one more input.
 fn with_anomaly_score(anomaly: &IsolationForest, part: &Table) -> Result<Table, FitError> {
     let mut scores = vec![0.0; part.len()];
@@ -308,6 +325,7 @@ fn with_anomaly_score(anomaly: &IsolationForest, part: &Table) -> Result<Table, 
     Ok(part.with_column(&scores))
 }
 
+/// An isolation forest fitted on `table`'s rows.
 fn fit_isolation_forest(params: &CheckedFitParams, table: &Table) -> Result<IsolationForest, FitError> {
     params
         .isolation_forest()

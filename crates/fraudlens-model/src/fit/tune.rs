@@ -1,9 +1,12 @@
 //! `train --tune`: parameters chosen the way fraud teams must choose them —
 //! by time, never by random folds.
 //!
-//! The window's rows (in time order) give [`TUNE_FOLDS`] prequential folds:
-//! fold 1 validates on the latest [`FOLD_SHARE`] of the rows and trains on
-//! every row before them, fold 2 on the share before that, and so on. A
+//! The training share of the window (the rows before the latest
+//! `valid_fraction`, which stay untouched for early stopping, calibration,
+//! thresholds and the stored metrics of the final model) gives
+//! [`TUNE_FOLDS`] prequential folds: fold 1 validates on the latest
+//! [`FOLD_SHARE`] of those rows and trains on every row before them, fold 2
+//! on the share before that, and so on. A
 //! trial is one parameter set; its score is the mean average precision of
 //! its folds, each trained with early stopping on the fold's own validation
 //! rows.
@@ -196,7 +199,7 @@ pub fn tune(
     } = budget;
     let started = Instant::now();
     let base = params.gbdt().get();
-    let folds = Folds::new(table)?;
+    let folds = Folds::new(table, params.n_train(table.len()))?;
     let mut kinds = inputs.feature_kinds().internal("feature kinds")?;
     let augmented;
     let table = if with_anomaly {
@@ -243,11 +246,11 @@ pub fn tune(
     'rungs: for rung in 0..TUNE_FOLDS {
         for &id in &alive {
             let trial = &mut trials[id];
-            trial.rung = rung;
             for fold in trial.fold_ap.len()..=rung {
                 if spent(&started) + mean_fold > budget.as_secs_f64() {
                     break 'rungs;
                 }
+                trial.rung = rung;
                 let params = trial.params.apply(base);
                 score_fold(trial, &params, kinds, table, &folds, fold)?;
                 on_event(TuneEvent::Scored(trial));
@@ -282,25 +285,24 @@ pub fn tune(
     })
 }
 
-/// Row ranges of the folds: fold `f` (from 0) trains on `[0, cut_f)` and
-/// validates on `[cut_f, cut_f + block)`.
+/// Row ranges of the folds within the first `end` rows: fold `f` (from 0)
+/// trains on `[0, cut_f)` and validates on `[cut_f, cut_f + block)`.
 struct Folds {
     cuts: Vec<usize>,
     block: usize,
 }
 
 impl Folds {
-    fn new(table: &Table) -> Result<Self, FitError> {
-        let n = table.len();
-        let block = (n as f64 * FOLD_SHARE) as usize;
-        let cuts: Vec<usize> = (1..=TUNE_FOLDS).map(|fold| n.saturating_sub(fold * block)).collect();
-        for &cut in &cuts {
-            let (train_frauds, valid_frauds) = (
-                table.labels[..cut].iter().filter(|&&label| label).count(),
-                table.labels[cut..cut + block].iter().filter(|&&label| label).count(),
-            );
+    fn new(table: &Table, end: usize) -> Result<Self, FitError> {
+        let block = (end as f64 * FOLD_SHARE) as usize;
+        let cuts: Vec<usize> = (1..=TUNE_FOLDS).map(|fold| end.saturating_sub(fold * block)).collect();
+        for (fold, &cut) in cuts.iter().enumerate() {
+            let frauds = |rows: std::ops::Range<usize>| table.labels[rows].iter().filter(|&&label| label).count();
+            let (train_frauds, valid_frauds) = (frauds(0..cut), frauds(cut..cut + block));
             if block == 0 || train_frauds == 0 || valid_frauds == 0 {
-                return Err(FitError::NoFraudInSplit {
+                return Err(FitError::TuneFold {
+                    fold: fold + 1,
+                    rows: end,
                     train_frauds,
                     valid_frauds,
                 });
@@ -440,18 +442,58 @@ mod tests {
         assert_eq!((tuning.chosen().id, tuning.chosen().fold_ap.len()), (0, 1));
     }
 
+    /// The folds cut only the training share: the latest `valid_fraction`
+    /// (for the final model's early stopping, calibration and thresholds)
+    /// never reaches the search.
+    #[test]
+    fn the_validation_share_is_never_seen_by_the_search() {
+        let (inputs, table) = rows(3_000);
+        let budget = Budget {
+            time: Duration::from_secs(3_600),
+            max_trials: 4,
+        };
+        let tuned = tune(&params(), &inputs, &table, false, budget, &mut |_| {}).unwrap();
+        let mut changed = table.clone();
+        for (label, value) in changed.labels[2_400..]
+            .iter_mut()
+            .zip(changed.values[2_400 * 3..].chunks_mut(3))
+        {
+            *label = !*label;
+            value[0] = -value[0];
+        }
+        let again = tune(&params(), &inputs, &changed, false, budget, &mut |_| {}).unwrap();
+        let scores = |tuning: &Tuning| tuning.trials.iter().map(|t| t.fold_ap.clone()).collect::<Vec<_>>();
+        assert_eq!(scores(&again), scores(&tuned));
+        // and the rows just before it are: changing them changes the scores
+        let mut before = table.clone();
+        for label in &mut before.labels[2_100..2_400] {
+            *label = !*label;
+        }
+        let moved = tune(&params(), &inputs, &before, false, budget, &mut |_| {}).unwrap();
+        assert_ne!(scores(&moved), scores(&tuned));
+    }
+
     #[test]
     fn a_fold_without_fraud_is_a_data_error() {
         let (inputs, mut table) = rows(2_000);
-        // no fraud in the latest 15 %
-        for label in &mut table.labels[1_700..] {
+        // the training share is the first 1,600 rows: no fraud in its latest 15 % (fold 1)
+        for label in &mut table.labels[1_360..1_600] {
             *label = false;
         }
         let budget = Budget::time(Duration::from_secs(1));
         let error = tune(&params(), &inputs, &table, false, budget, &mut |_| {}).unwrap_err();
         assert!(
-            matches!(error, FitError::NoFraudInSplit { valid_frauds: 0, .. }),
+            matches!(
+                error,
+                FitError::TuneFold {
+                    fold: 1,
+                    rows: 1_600,
+                    valid_frauds: 0,
+                    ..
+                }
+            ),
             "{error}"
         );
+        assert!(error.to_string().contains("tuning fold 1"), "{error}");
     }
 }

@@ -281,10 +281,15 @@ fn render_threshold_choice(out: &mut String, choice: &ThresholdChoice) {
         band.frauds
     );
     if choice.at_decline.is_some() && band.flagged == 0 {
-        out.push_str(
-            "<p class=\"warn\">The review band is empty: everything flagged is declined. \
-             Set <code>train.review_capacity_per_day</code> to the reviews the analysts can do per day.</p>",
-        );
+        out.push_str(match choice.objective {
+            crate::threshold::ThresholdObjective::ReviewCapacity { .. } => {
+                "<p class=\"warn\">The review band is empty: the capacity does not hold even the next group of equal probabilities below the decline threshold.</p>"
+            }
+            _ => {
+                "<p class=\"warn\">The review band is empty: everything flagged is declined. \
+                 Set <code>train.review_capacity_per_day</code> to the reviews the analysts can do per day.</p>"
+            }
+        });
     }
 }
 

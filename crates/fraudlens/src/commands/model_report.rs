@@ -147,11 +147,26 @@ fn render_review_band(choice: &ThresholdChoice) -> String {
             declined.flagged, declined.precision, choice.decline_precision_target
         );
         if band.flagged == 0 {
-            out.push_str(
-                "  warning: the review band is empty: everything flagged is declined and the analysts get no \
-                 cases; set train.review_capacity_per_day (--review-capacity) to the reviews they can do per day\n",
-            );
+            out.push_str(match choice.objective {
+                ThresholdObjective::ReviewCapacity { .. } => {
+                    "  warning: the review band is empty: the capacity does not hold even the next group of equal \
+                     probabilities below the decline threshold\n"
+                }
+                _ => {
+                    "  warning: the review band is empty: everything flagged is declined and the analysts get no \
+                     cases; set train.review_capacity_per_day (--review-capacity) to the reviews they can do per day\n"
+                }
+            });
         }
+    }
+    if let (ThresholdObjective::ReviewCapacity { per_day }, Some(actual)) = (choice.objective, band.per_day)
+        && actual > per_day
+    {
+        let _ = writeln!(
+            out,
+            "  warning: {actual:.1} reviews a day exceed the capacity of {per_day}: nothing is declined and the top \
+             group of equal probabilities alone is larger"
+        );
     }
     out
 }

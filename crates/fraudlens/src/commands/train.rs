@@ -193,7 +193,7 @@ fn html_report(manifest: &fraudlens_model::artifact::Manifest) -> String {
             title: "validation".to_owned(),
             period: training
                 .valid_period
-                .map(|(from, to)| format!("the latest rows of the window, {from} .. {to} (they chose the round, calibration and thresholds: optimistic)")),
+                .map(|(from, to)| format!("the latest rows of the window, {from} .. {to} (they chose the round, calibration and thresholds: optimistic; tuning never saw them)")),
             metrics,
             decline: manifest.thresholds.decline(),
         })
