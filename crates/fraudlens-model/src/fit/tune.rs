@@ -17,7 +17,9 @@
 //! until 60 % of the budget is spent (the later rungs take about 0.4 of
 //! rung 0's time), the later rungs stop when it is all spent. Trial 0 is
 //! always the parameters given (the defaults), so tuning can only keep or
-//! beat them on the folds. The others are drawn at random (seeded) from the
+//! beat them on the folds: it goes through every rung, and another trial is
+//! chosen only when it beats trial 0 by more than one standard error of their
+//! paired differences over the folds. The others are drawn at random (seeded) from the
 //! space below, learning rate, leaves, minimum leaf size, L2 and class weight
 //! on log scales.
 
@@ -157,8 +159,13 @@ pub struct Tuning {
     pub seconds: f64,
     /// Every trial, in the order run.
     pub trials: Vec<Trial>,
-    /// The id of the trial chosen: the best mean over the most folds.
+    /// The index in `trials` (= the id) of the trial chosen: the best mean
+    /// over the most folds when it beats trial 0 by more than one standard
+    /// error, else trial 0.
     pub chosen: usize,
+    /// The best trial other than trial 0, against it.
+    #[serde(default)]
+    pub best_other: Option<Comparison>,
 }
 
 impl Tuning {
@@ -261,20 +268,29 @@ pub fn tune(
         }
         alive.sort_by(|&a, &b| trials[b].mean_ap.total_cmp(&trials[a].mean_ap).then(a.cmp(&b)));
         alive.truncate(alive.len().div_ceil(ETA));
+        // the configuration goes on too, first: every choice is measured against it on the same folds
+        alive.retain(|&id| id != 0);
+        alive.insert(0, 0);
         on_event(TuneEvent::RungDone {
             rung,
             promoted: alive.len(),
         });
     }
-    // the best mean among the trials scored on the most folds
+    // The best mean among the trials scored on the most folds (trial 0, scored first in every
+    // rung, is among them), kept only when it beats trial 0 by more than one standard error of
+    // their paired differences over those folds: a random search's winner on three folds is
+    // partly noise, and the configuration is the prior.
     let most = trials.iter().map(|trial| trial.fold_ap.len()).max().unwrap_or(0);
-    let chosen = trials
+    let best = trials
         .iter()
         .filter(|trial| trial.fold_ap.len() == most)
         .max_by(|a, b| a.mean_ap.total_cmp(&b.mean_ap).then(b.id.cmp(&a.id)))
         .map_or(0, |trial| trial.id);
-    trials.retain(|trial| !trial.fold_ap.is_empty());
-    let chosen = trials.iter().position(|trial| trial.id == chosen).unwrap_or(0);
+    let best_other = (best != 0).then(|| Comparison::against(&trials[0], &trials[best]));
+    let chosen = match &best_other {
+        Some(comparison) if comparison.clear() => best,
+        _ => 0,
+    };
     Ok(Tuning {
         folds: TUNE_FOLDS,
         fold_share: FOLD_SHARE,
@@ -282,7 +298,46 @@ pub fn tune(
         seconds: started.elapsed().as_secs_f64(),
         trials,
         chosen,
+        best_other,
     })
+}
+
+/// The best trial other than the configuration, against it on the same folds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The trial.
+    pub id: usize,
+    /// Mean over the folds of its average precision minus trial 0's.
+    pub gain: f64,
+    /// Standard error of that mean (sample sd / √folds); `None` with one fold.
+    pub standard_error: Option<f64>,
+}
+
+impl Comparison {
+    fn against(baseline: &Trial, best: &Trial) -> Self {
+        let diffs: Vec<f64> = best
+            .fold_ap
+            .iter()
+            .zip(&baseline.fold_ap)
+            .map(|(best, baseline)| best - baseline)
+            .collect();
+        let k = diffs.len() as f64;
+        let gain = diffs.iter().sum::<f64>() / k.max(1.0);
+        let standard_error = (diffs.len() > 1).then(|| {
+            let variance = diffs.iter().map(|d| (d - gain).powi(2)).sum::<f64>() / (k - 1.0);
+            variance.sqrt() / k.sqrt()
+        });
+        Self {
+            id: best.id,
+            gain,
+            standard_error,
+        }
+    }
+
+    /// A gain beyond one standard error (never with a single fold).
+    pub fn clear(&self) -> bool {
+        self.standard_error.is_some_and(|se| self.gain > se)
+    }
 }
 
 /// Row ranges of the folds within the first `end` rows: fold `f` (from 0)
@@ -406,20 +461,57 @@ mod tests {
             }
         })
         .unwrap();
-        assert_eq!(rungs, [(0, 3), (1, 1)]);
         assert_eq!(tuning.trials.len(), 9);
-        let folds: Vec<usize> = tuning.trials.iter().map(|trial| trial.fold_ap.len()).collect();
-        assert_eq!(folds.iter().filter(|&&n| n == 3).count(), 1, "{folds:?}");
-        assert_eq!(folds.iter().filter(|&&n| n >= 2).count(), 3, "{folds:?}");
-        // rung 0 promoted its best three on fold 1, rung 1 the best of them on folds 1-2
-        let promoted: Vec<&Trial> = tuning.trials.iter().filter(|t| t.fold_ap.len() >= 2).collect();
-        let left = tuning.trials.iter().filter(|t| t.fold_ap.len() == 1);
-        let worst_promoted = promoted.iter().map(|t| t.fold_ap[0]).fold(f64::MAX, f64::min);
-        assert!(left.clone().all(|t| t.fold_ap[0] <= worst_promoted));
-        let two_folds = |t: &Trial| (t.fold_ap[0] + t.fold_ap[1]) / 2.0;
+        // rung 0 promotes its best three on fold 1 and trial 0 (the configuration, whatever it
+        // scored); rung 1 the best third of those on folds 1-2, and trial 0 again
+        assert_eq!(
+            tuning.trials[0].fold_ap.len(),
+            TUNE_FOLDS,
+            "trial 0 goes through every rung"
+        );
+        let best_of = |ids: &[usize], folds: usize, keep: usize| -> Vec<usize> {
+            let mean = |id: usize| tuning.trials[id].fold_ap[..folds].iter().sum::<f64>() / folds as f64;
+            let mut ids = ids.to_vec();
+            ids.sort_by(|&a, &b| mean(b).total_cmp(&mean(a)).then(a.cmp(&b)));
+            ids.truncate(keep);
+            ids
+        };
+        let with_baseline = |mut ids: Vec<usize>| {
+            ids.retain(|&id| id != 0);
+            ids.insert(0, 0);
+            ids
+        };
+        let rung1 = with_baseline(best_of(&(0..9).collect::<Vec<_>>(), 1, 3));
+        let rung2 = with_baseline(best_of(&rung1, 2, rung1.len().div_ceil(3)));
+        let scored_on = |n: usize| -> Vec<usize> {
+            tuning
+                .trials
+                .iter()
+                .filter(|t| t.fold_ap.len() >= n)
+                .map(|t| t.id)
+                .collect()
+        };
+        let sorted = |mut ids: Vec<usize>| {
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(scored_on(2), sorted(rung1.clone()));
+        assert_eq!(scored_on(3), sorted(rung2.clone()));
+        assert_eq!(rungs, [(0, rung1.len()), (1, rung2.len())]);
+        // the best other trial against trial 0, and the rule that chose
+        let best = &tuning.trials[best_of(&rung2, 3, 1)[0]];
         let chosen = tuning.chosen();
-        assert_eq!(chosen.fold_ap.len(), TUNE_FOLDS);
-        assert!(promoted.iter().all(|t| two_folds(t) <= two_folds(chosen)));
+        match tuning.best_other.clone() {
+            // the configuration was the best on all folds
+            None => assert_eq!((best.id, chosen.id), (0, 0)),
+            Some(comparison) => {
+                assert_eq!(comparison.id, best.id);
+                let diffs: Vec<f64> = (0..3).map(|f| best.fold_ap[f] - tuning.trials[0].fold_ap[f]).collect();
+                assert!((comparison.gain - diffs.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+                let expected = if comparison.clear() { best.id } else { 0 };
+                assert_eq!(chosen.id, expected);
+            }
+        }
         assert!((chosen.mean_ap - chosen.fold_ap.iter().sum::<f64>() / 3.0).abs() < 1e-12);
         // trial 0 is the parameters given
         assert_eq!(tuning.trials[0].params, Searched::of(params().gbdt().get()));
@@ -428,6 +520,30 @@ mod tests {
         let drawn = |tuning: &Tuning| tuning.trials.iter().map(|t| t.params).collect::<Vec<_>>();
         assert_eq!(drawn(&again), drawn(&tuning));
         assert_eq!(again.chosen, tuning.chosen);
+    }
+
+    #[test]
+    fn another_trial_is_chosen_only_beyond_one_standard_error() {
+        let trial = |id: usize, fold_ap: Vec<f64>| Trial {
+            id,
+            params: Searched::of(&GbdtParams::default()),
+            rung: 2,
+            mean_ap: fold_ap.iter().sum::<f64>() / fold_ap.len() as f64,
+            rounds: vec![10; fold_ap.len()],
+            fold_ap,
+            seconds: 0.0,
+        };
+        let baseline = trial(0, vec![0.80, 0.70, 0.75]);
+        // +0.02 on every fold: sd 0, a clear gain
+        let steady = Comparison::against(&baseline, &trial(4, vec![0.82, 0.72, 0.77]));
+        assert!(steady.clear() && (steady.gain - 0.02).abs() < 1e-12);
+        // +0.06, -0.03, +0.03: mean +0.02, se 0.0265: not clear
+        let noisy = Comparison::against(&baseline, &trial(5, vec![0.86, 0.67, 0.78]));
+        assert!((noisy.gain - 0.02).abs() < 1e-12 && !noisy.clear(), "{noisy:?}");
+        // one fold tells nothing about the noise
+        let single = Comparison::against(&trial(0, vec![0.5]), &trial(6, vec![0.9]));
+        assert_eq!(single.standard_error, None);
+        assert!(!single.clear());
     }
 
     #[test]
@@ -440,6 +556,7 @@ mod tests {
         let tuning = tune(&params(), &inputs, &table, true, budget, &mut |_| {}).unwrap();
         assert_eq!(tuning.trials.len(), 1);
         assert_eq!((tuning.chosen().id, tuning.chosen().fold_ap.len()), (0, 1));
+        assert_eq!(tuning.best_other, None);
     }
 
     /// The folds cut only the training share: the latest `valid_fraction`

@@ -231,6 +231,22 @@ fn render_tuning(out: &mut String, tuning: &crate::fit::Tuning) {
         chosen.mean_ap,
         chosen.fold_ap.len()
     );
+    if let Some(other) = &tuning.best_other {
+        let _ = write!(
+            out,
+            "<p>Best other trial: {}, average precision {:+.4} ± {} (one standard error over the folds) against trial 0, the configuration: {}.</p>",
+            other.id,
+            other.gain,
+            other
+                .standard_error
+                .map_or_else(|| "?".to_owned(), |se| format!("{se:.4}")),
+            if other.clear() {
+                "beyond one standard error, chosen"
+            } else {
+                "within noise, the configuration is kept"
+            }
+        );
+    }
     let mut order: Vec<&crate::fit::Trial> = tuning.trials.iter().collect();
     order.sort_by(|a, b| {
         b.fold_ap

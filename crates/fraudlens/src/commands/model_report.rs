@@ -190,6 +190,22 @@ pub fn render_tuning(tuning: &Tuning) -> String {
             ""
         }
     );
+    if let Some(other) = &tuning.best_other {
+        let _ = writeln!(
+            out,
+            "  best other: trial {}, average precision {:+.4} ± {} (one standard error over the folds) against trial 0: {}",
+            other.id,
+            other.gain,
+            other
+                .standard_error
+                .map_or_else(|| "?".to_owned(), |se| format!("{se:.4}")),
+            if other.clear() {
+                "beyond one standard error, chosen"
+            } else {
+                "within noise, the configuration is kept"
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "  {:>5} {:>5} {:>8}  {:<26} {:>6} {:>6} {:>5} {:>6} {:>7} {:>5} {:>5} {:>5} {:>6}",
