@@ -7,15 +7,8 @@
 #   bench/refit.sh                      # SEEDS="1 2 3" LEVELS="base high" WINDOWS="7 21 56" FOLDS=3
 # env: BIN (default: a release build of this checkout), CUSTOMERS=2000 TERMINALS=4000
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --locked -q -p fraudlens
-  BIN="$CARGO_TARGET_DIR/release/fraudlens"
-fi
+source "$(dirname "$0")/sim.sh"   # cd to the checkout, cache, BIN, CUSTOMERS, TERMINALS, level_rates, day
 SEEDS="${SEEDS:-1 2 3}"; LEVELS="${LEVELS:-base high}"; WINDOWS="${WINDOWS:-7 21 56}"; FOLDS="${FOLDS:-3}"
-CUSTOMERS="${CUSTOMERS:-2000}"; TERMINALS="${TERMINALS:-4000}"
 work="$cache/bench-refit"; mkdir -p "$work"
 results="$work/results-$$.tsv"; : > "$results"
 longest=0; for w in $WINDOWS; do [ "$w" -gt "$longest" ] && longest=$w; done
@@ -24,11 +17,7 @@ days=$(( longest + 7 + FOLDS * 7 + 2 ))   # the longest window, the label-delay 
 for seed in $SEEDS; do
   for level in $LEVELS; do
     # base: the simulator's default rates (~0.3 % fraud); high: every scenario three times as often
-    case "$level" in
-      base) rates=() ;;
-      high) rates=(--stolen-card-rate 0.0024 --compromised-terminal-rate 0.0006 --account-takeover-rate 0.0009 --card-testing-rate 0.0009) ;;
-      *) echo "unknown level $level" >&2; exit 2 ;;
-    esac
+    level_rates "$level"
     data="$work/tx-$seed-$level-$days.csv"
     [ -s "$data" ] || "$BIN" simulate --customers "$CUSTOMERS" --terminals "$TERMINALS" --days "$days" \
       --seed "$seed" "${rates[@]}" --out "$data" 2> /dev/null

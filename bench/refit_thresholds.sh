@@ -7,28 +7,16 @@
 #   bench/refit_thresholds.sh        # SEEDS="1 2 3" LEVELS="base high" CAPACITY=30
 # env: BIN (default: a release build of this checkout), CUSTOMERS=2000 TERMINALS=4000
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --locked -q -p fraudlens
-  BIN="$CARGO_TARGET_DIR/release/fraudlens"
-fi
+source "$(dirname "$0")/sim.sh"   # cd to the checkout, cache, BIN, CUSTOMERS, TERMINALS, level_rates, day
 SEEDS="${SEEDS:-1 2 3}"; LEVELS="${LEVELS:-base high}"; CAPACITY="${CAPACITY:-30}"
-CUSTOMERS="${CUSTOMERS:-2000}"; TERMINALS="${TERMINALS:-4000}"
 work="$cache/bench-refit-thresholds"; mkdir -p "$work"
 results="$work/results-$$.tsv"; : > "$results"
-day() { date -u -d "2026-01-01 + $1 days" +%F; }
 # train on days 14-42, the gap is days 42-49, the test week days 49-56
 from="$(day 14)"; to="$(day 42)"; test_from="$(day 49)"; test_to="$(day 56)"
 
 for seed in $SEEDS; do
   for level in $LEVELS; do
-    case "$level" in
-      base) rates=() ;;
-      high) rates=(--stolen-card-rate 0.0024 --compromised-terminal-rate 0.0006 --account-takeover-rate 0.0009 --card-testing-rate 0.0009) ;;
-      *) echo "unknown level $level" >&2; exit 2 ;;
-    esac
+    level_rates "$level"
     data="$work/tx-$seed-$level.csv"
     [ -s "$data" ] || "$BIN" simulate --customers "$CUSTOMERS" --terminals "$TERMINALS" --days 56 \
       --seed "$seed" "${rates[@]}" --out "$data" 2> /dev/null

@@ -7,28 +7,16 @@
 #   bench/tune.sh        # SEEDS="1 2" LEVELS="base high" WINDOWS="7 28" BUDGET=2m
 # env: BIN (default: a release build of this checkout), CUSTOMERS=2000 TERMINALS=4000
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --locked -q -p fraudlens
-  BIN="$CARGO_TARGET_DIR/release/fraudlens"
-fi
+source "$(dirname "$0")/sim.sh"   # cd to the checkout, cache, BIN, CUSTOMERS, TERMINALS, level_rates, day
 SEEDS="${SEEDS:-1 2}"; LEVELS="${LEVELS:-base high}"; WINDOWS="${WINDOWS:-7 28}"; BUDGET="${BUDGET:-2m}"
-CUSTOMERS="${CUSTOMERS:-2000}"; TERMINALS="${TERMINALS:-4000}"
 work="$cache/bench-tune"; mkdir -p "$work"
 results="$work/results-$$.tsv"; : > "$results"
 days=60   # training windows end on day 46; the test is days 53-60 (after the 7-day gap)
-day() { date -u -d "2026-01-01 + $1 days" +%F; }
 train_to="$(day 46)"; test_from="$(day 53)"
 
 for seed in $SEEDS; do
   for level in $LEVELS; do
-    case "$level" in
-      base) rates=() ;;
-      high) rates=(--stolen-card-rate 0.0024 --compromised-terminal-rate 0.0006 --account-takeover-rate 0.0009 --card-testing-rate 0.0009) ;;
-      *) echo "unknown level $level" >&2; exit 2 ;;
-    esac
+    level_rates "$level"
     data="$work/tx-$seed-$level.csv"
     [ -s "$data" ] || "$BIN" simulate --customers "$CUSTOMERS" --terminals "$TERMINALS" --days "$days" \
       --seed "$seed" "${rates[@]}" --out "$data" 2> /dev/null

@@ -8,16 +8,9 @@
 #   bench/tune_vs_peers.sh        # SEEDS="1 2" LEVELS="base high" WINDOW=28 BUDGET=90s
 # env: BIN (default: a release build of this checkout), CUSTOMERS=2000 TERMINALS=4000
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/sim.sh"   # cd to the checkout, cache, BIN, CUSTOMERS, TERMINALS, level_rates, day
 root="$PWD"
-cache="${FRAUDLENS_CACHE_DIR:-$HOME/.cache/fraudlens}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --locked -q -p fraudlens
-  BIN="$CARGO_TARGET_DIR/release/fraudlens"
-fi
 SEEDS="${SEEDS:-1 2}"; LEVELS="${LEVELS:-base high}"; WINDOW="${WINDOW:-28}"; BUDGET="${BUDGET:-90s}"
-CUSTOMERS="${CUSTOMERS:-2000}"; TERMINALS="${TERMINALS:-4000}"
 budget_seconds="$(python3 -c "import sys; v=sys.argv[1]; print(int(v[:-1]) * {'s': 1, 'm': 60, 'h': 3600}[v[-1]])" "$BUDGET")"
 
 # the bench venv (pins as bench/model_vs_peers.sh)
@@ -31,16 +24,11 @@ done
 
 work="$cache/bench-tune-peers"; mkdir -p "$work"
 results="$work/results-$$.jsonl"; : > "$results"
-day() { date -u -d "2026-01-01 + $1 days" +%F; }
 from="$(day $(( 46 - WINDOW )))"; to="$(day 46)"; test_from="$(day 53)"
 
 for seed in $SEEDS; do
   for level in $LEVELS; do
-    case "$level" in
-      base) rates=() ;;
-      high) rates=(--stolen-card-rate 0.0024 --compromised-terminal-rate 0.0006 --account-takeover-rate 0.0009 --card-testing-rate 0.0009) ;;
-      *) echo "unknown level $level" >&2; exit 2 ;;
-    esac
+    level_rates "$level"
     dir="$work/$seed-$level-$WINDOW-$CUSTOMERS"; mkdir -p "$dir"
     [ -s "$dir/tx.csv" ] || "$BIN" simulate --customers "$CUSTOMERS" --terminals "$TERMINALS" --days 60 \
       --seed "$seed" "${rates[@]}" --out "$dir/tx.csv" 2> /dev/null
