@@ -4,7 +4,8 @@ Same folds (three prequential folds cut from the training share: the rows before
 fold f validates on the 15 % of that share before fold f-1's and trains on everything before it),
 same search space and draws' distributions, same successive halving (rung 0 draws trials until 60 %
 of the budget, the best third goes on to one more fold, then the best third of those), trial 0 =
-the library's defaults as set by bench/peers/gbdt_peers.py. Then, as fraudlens does: early stopping
+fraudlens' default values mapped to the library, carried through every rung and replaced only by a
+trial that beats it by more than one standard error of the paired fold differences. Then, as fraudlens does: early stopping
 on the latest 20 % chooses the rounds, and the trees are refit on every row with the rounds × 1.25.
 
     python tune_peers.py LIBRARY TRAIN.csv TEST.csv BUDGET_SECONDS   # prints one JSON line
@@ -142,9 +143,14 @@ def main():
         if stop or rung + 1 == FOLDS:
             break
         alive.sort(key=lambda i: (-mean(trials[i]), i))
-        alive = alive[: math.ceil(len(alive) / ETA)]
+        alive = [0] + [i for i in alive[: math.ceil(len(alive) / ETA)] if i != 0]  # trial 0 goes on, first
     most = max(len(t["fold_ap"]) for t in trials)
-    chosen = max((t for t in trials if len(t["fold_ap"]) == most), key=lambda t: (mean(t), -t["id"]))
+    best = max((t for t in trials if len(t["fold_ap"]) == most), key=lambda t: (mean(t), -t["id"]))
+    # kept only beyond one standard error of the paired fold differences against trial 0
+    diffs = [b - a for a, b in zip(trials[0]["fold_ap"], best["fold_ap"])]
+    gain = sum(diffs) / len(diffs)
+    se = (sum((d - gain) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 / len(diffs) ** 0.5 if len(diffs) > 1 else None
+    chosen = best if best["id"] != 0 and se is not None and gain > se else trials[0]
     tune_seconds = time.monotonic() - started
 
     # as fraudlens trains: early stopping on the latest 20 %, then refit on every row
