@@ -67,6 +67,28 @@ impl AttributeEncoding {
     }
 }
 
+#[cfg(test)]
+impl InputSpec {
+    /// Tabular inputs of numeric columns `names`, for the tests.
+    pub(crate) fn numeric(names: &[&str]) -> Self {
+        let features = names
+            .iter()
+            .map(|name| fraudlens_core::tabular::TabularFeature {
+                name: (*name).to_owned(),
+                kind: ColumnKind::Numeric,
+            })
+            .collect();
+        Self::Tabular {
+            encoding: TabularEncoding {
+                format_version: TabularEncoding::FORMAT_VERSION,
+                label: None,
+                features,
+                excluded: Vec::new(),
+            },
+        }
+    }
+}
+
 impl InputSpec {
     /// Names of the model inputs, in order.
     pub fn feature_names(&self) -> Result<Vec<String>, ModelError> {

@@ -336,7 +336,6 @@ fn fit_isolation_forest(params: &CheckedFitParams, table: &Table) -> Result<Isol
 #[cfg(test)]
 mod tests {
     use fraudlens_core::rng::Rng;
-    use fraudlens_core::tabular::{ColumnKind, TabularEncoding, TabularFeature};
 
     use super::*;
 
@@ -354,19 +353,8 @@ mod tests {
                 .push(rng.range(-spread, spread) + if fraud { 3.0 } else { 0.0 });
             table.push_meta(fraud, None, None, 1.0);
         }
-        let features = ["x", "y"]
-            .map(|name| TabularFeature {
-                name: name.to_owned(),
-                kind: ColumnKind::Numeric,
-            })
-            .to_vec();
-        let encoding = TabularEncoding {
-            format_version: TabularEncoding::FORMAT_VERSION,
-            label: None,
-            features,
-            excluded: Vec::new(),
-        };
-        (InputSpec::Tabular { encoding }, table)
+        let inputs = InputSpec::numeric(&["x", "y"]);
+        (inputs, table)
     }
 
     fn provenance() -> Provenance {

@@ -173,6 +173,19 @@ impl Tuning {
     pub fn chosen(&self) -> &Trial {
         &self.trials[self.chosen]
     }
+
+    /// The trials, the best first: by the folds scored, then the mean
+    /// average precision.
+    pub fn ranked(&self) -> Vec<&Trial> {
+        let mut order: Vec<&Trial> = self.trials.iter().collect();
+        order.sort_by(|a, b| {
+            b.fold_ap
+                .len()
+                .cmp(&a.fold_ap.len())
+                .then(b.mean_ap.total_cmp(&a.mean_ap))
+        });
+        order
+    }
 }
 
 /// What the caller is told while the search runs.
@@ -338,6 +351,22 @@ impl Comparison {
     pub fn clear(&self) -> bool {
         self.standard_error.is_some_and(|se| self.gain > se)
     }
+
+    /// "trial N, average precision +g ± se (…) against trial 0: verdict", for the reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "trial {}, average precision {:+.4} ± {} (one standard error over the folds) against trial 0: {}",
+            self.id,
+            self.gain,
+            self.standard_error
+                .map_or_else(|| "?".to_owned(), |se| format!("{se:.4}")),
+            if self.clear() {
+                "beyond one standard error, chosen"
+            } else {
+                "within noise, the configuration is kept"
+            }
+        )
+    }
 }
 
 /// Row ranges of the folds within the first `end` rows: fold `f` (from 0)
@@ -404,7 +433,6 @@ fn score_fold(
 #[cfg(test)]
 mod tests {
     use fraudlens_core::rng::Rng;
-    use fraudlens_core::tabular::{ColumnKind, TabularEncoding, TabularFeature};
 
     use super::*;
     use crate::fit::FitParams;
@@ -419,19 +447,8 @@ mod tests {
             table.values.extend([x, y, noise]);
             table.push_meta(fraud, Some(row as i64 * 60_000), Some(row as u64 % 97), 1.0);
         }
-        let features = ["x", "y", "noise"]
-            .map(|name| TabularFeature {
-                name: name.to_owned(),
-                kind: ColumnKind::Numeric,
-            })
-            .to_vec();
-        let encoding = TabularEncoding {
-            format_version: TabularEncoding::FORMAT_VERSION,
-            label: None,
-            features,
-            excluded: Vec::new(),
-        };
-        (InputSpec::Tabular { encoding }, table)
+        let inputs = InputSpec::numeric(&["x", "y", "noise"]);
+        (inputs, table)
     }
 
     fn params() -> CheckedFitParams {

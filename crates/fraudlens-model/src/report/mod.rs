@@ -232,29 +232,9 @@ fn render_tuning(out: &mut String, tuning: &crate::fit::Tuning) {
         chosen.fold_ap.len()
     );
     if let Some(other) = &tuning.best_other {
-        let _ = write!(
-            out,
-            "<p>Best other trial: {}, average precision {:+.4} ± {} (one standard error over the folds) against trial 0, the configuration: {}.</p>",
-            other.id,
-            other.gain,
-            other
-                .standard_error
-                .map_or_else(|| "?".to_owned(), |se| format!("{se:.4}")),
-            if other.clear() {
-                "beyond one standard error, chosen"
-            } else {
-                "within noise, the configuration is kept"
-            }
-        );
+        let _ = write!(out, "<p>Best other {}.</p>", escape(&other.describe()));
     }
-    let mut order: Vec<&crate::fit::Trial> = tuning.trials.iter().collect();
-    order.sort_by(|a, b| {
-        b.fold_ap
-            .len()
-            .cmp(&a.fold_ap.len())
-            .then(b.mean_ap.total_cmp(&a.mean_ap))
-    });
-    for trial in order.into_iter().take(30) {
+    for trial in tuning.ranked().into_iter().take(30) {
         let p = &trial.params;
         let folds: Vec<String> = trial.fold_ap.iter().map(|ap| format!("{ap:.4}")).collect();
         let rounds: Vec<String> = trial.rounds.iter().map(usize::to_string).collect();
@@ -577,7 +557,6 @@ pub(crate) fn escape(text: &str) -> String {
 mod tests {
     use fraudlens_core::Timestamp;
     use fraudlens_core::rng::Rng;
-    use fraudlens_core::tabular::{ColumnKind, TabularEncoding, TabularFeature};
 
     use super::*;
     use crate::artifact::Artifact;
@@ -596,18 +575,7 @@ mod tests {
             table.values.push(rng.range(-1.0, 1.0));
             table.push_meta(fraud, Some(row as i64 * 600_000), Some(row as u64 % 50), 10.0);
         }
-        let features = [HOSTILE, "y"]
-            .map(|name| TabularFeature {
-                name: name.to_owned(),
-                kind: ColumnKind::Numeric,
-            })
-            .to_vec();
-        let encoding = TabularEncoding {
-            format_version: TabularEncoding::FORMAT_VERSION,
-            label: None,
-            features,
-            excluded: Vec::new(),
-        };
+        let inputs = InputSpec::numeric(&[HOSTILE, "y"]);
         let params = FitParams {
             gbdt: crate::train::GbdtParams {
                 n_trees: 30,
@@ -621,15 +589,7 @@ mod tests {
             data_source: HOSTILE.to_owned(),
             created_at: Timestamp::from_millis(0),
         };
-        gbdt(
-            &params,
-            InputSpec::Tabular { encoding },
-            &table,
-            false,
-            &provenance,
-            &mut |_| {},
-        )
-        .unwrap()
+        gbdt(&params, inputs, &table, false, &provenance, &mut |_| {}).unwrap()
     }
 
     fn training_report(artifact: &Artifact) -> String {

@@ -191,20 +191,7 @@ pub fn render_tuning(tuning: &Tuning) -> String {
         }
     );
     if let Some(other) = &tuning.best_other {
-        let _ = writeln!(
-            out,
-            "  best other: trial {}, average precision {:+.4} ± {} (one standard error over the folds) against trial 0: {}",
-            other.id,
-            other.gain,
-            other
-                .standard_error
-                .map_or_else(|| "?".to_owned(), |se| format!("{se:.4}")),
-            if other.clear() {
-                "beyond one standard error, chosen"
-            } else {
-                "within noise, the configuration is kept"
-            }
-        );
+        let _ = writeln!(out, "  best other: {}", other.describe());
     }
     let _ = writeln!(
         out,
@@ -223,14 +210,7 @@ pub fn render_tuning(tuning: &Tuning) -> String {
         "cols",
         "w+"
     );
-    let mut order: Vec<&fraudlens_model::fit::Trial> = tuning.trials.iter().collect();
-    order.sort_by(|a, b| {
-        b.fold_ap
-            .len()
-            .cmp(&a.fold_ap.len())
-            .then(b.mean_ap.total_cmp(&a.mean_ap))
-    });
-    for trial in order.iter().take(25) {
+    for trial in tuning.ranked().iter().take(25) {
         let p = &trial.params;
         let folds: Vec<String> = trial.fold_ap.iter().map(|ap| format!("{ap:.4}")).collect();
         let rounds = trial.rounds.iter().sum::<usize>() / trial.rounds.len().max(1);
