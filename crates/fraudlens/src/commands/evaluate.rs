@@ -68,10 +68,10 @@ pub fn run(config: &Config, args: EvaluateArgs) -> CliResult {
     print!("{}", render_evaluate_report(&report));
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
-        write_atomically(path, &json)?;
+        write_atomically(path, &json, &[&args.data])?;
     }
     if let Some(path) = &args.report {
-        write_atomically(path, html_report(&artifact, &report).as_bytes())?;
+        write_atomically(path, html_report(&artifact, &report).as_bytes(), &[&args.data])?;
         eprintln!("report written to {}", path.display());
     }
     Ok(())

@@ -134,7 +134,7 @@ pub fn featurize_events(schema: &Schema, spec: Arc<FeatureSpec>, job: &EventJob)
     let mut text = render::features_written(rows, feature_names.len(), &job.out, started.elapsed(), engine);
     text.push_str(&replayed.report());
     if let Some(path) = &job.snapshot_out {
-        write_atomically(path, &engine.snapshot())?;
+        write_atomically(path, &engine.snapshot(), &[&job.data])?;
         let _ = writeln!(text, "engine state written to {}", path.display());
     }
     let summary = summary.map(|(_, summary)| summary.render(job.summary_by.as_deref().unwrap_or("")));
@@ -210,7 +210,7 @@ fn featurize_tabular(args: &FeaturesArgs, label: Option<&str>, strict: bool, max
     output.commit()?;
     if let Some(path) = &args.encoding_out {
         let json = serde_json::to_vec_pretty(&encoding).context("rendering the encoding")?;
-        write_atomically(path, &json)?;
+        write_atomically(path, &json, &[data])?;
         eprintln!("encoding written to {}", path.display());
     }
     eprint!(

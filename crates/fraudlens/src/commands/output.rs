@@ -137,9 +137,9 @@ impl Drop for Output {
     }
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> CliResult {
-    let mut output = Output::create(path, &[])?;
+/// Writes `bytes` to `path` atomically; refuses a path that is one of `inputs`.
+pub fn write_atomically(path: &Path, bytes: &[u8], inputs: &[&Path]) -> CliResult {
+    let mut output = Output::create(path, inputs)?;
     output
         .write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -147,7 +147,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> CliResult {
     Ok(())
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,

@@ -107,7 +107,7 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
     eprint!("{}", render::score_summary(&stats));
     if let Some(path) = &args.stats {
         let json = serde_json::to_vec_pretty(&stats).context("serialising the stats")?;
-        write_atomically(path, &json)?;
+        write_atomically(path, &json, &[&args.input])?;
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use fraudlens_model::train::Growth;
 use crate::cli::{Mode, TrainArgs, TrainParamArgs};
 use crate::commands::dataset::{Window, read_options, resolve_mode};
 use crate::commands::model_report::{render_training, render_tuning};
-use crate::commands::output::write_atomically;
+use crate::commands::output::{same_file, write_atomically};
 use crate::commands::{apply_input_flags, build_schema, progress, render};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
@@ -38,6 +38,9 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
         .check()
         .context("invalid training parameters")
         .usage()?;
+    if let Some(report) = &args.report {
+        check_report_path(report, &args.input.data, &args.out)?;
+    }
     let window = Window::parse(
         args.train_from.as_deref(),
         args.train_to.as_deref(),
@@ -138,8 +141,27 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
     eprint!("{}", render_training(&fitted.manifest));
     eprintln!("model written to {}", args.out.display());
     if let Some(path) = &args.report {
-        write_atomically(path, html_report(&fitted.manifest).as_bytes())?;
+        write_atomically(path, html_report(&fitted.manifest).as_bytes(), &[&args.input.data])?;
         eprintln!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Refuses, before any training, a report path over the data or among the
+/// model's files (whose checksums it would break).
+fn check_report_path(report: &Path, data: &Path, out: &Path) -> CliResult {
+    let parent = report
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // the model directory may not exist yet: compare the absolute paths as written too
+    let absolute = |path: &Path| std::path::absolute(path).ok();
+    if absolute(parent) == absolute(out) || same_file(parent, out) || same_file(report, data) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--report {} would replace the data or land among the model's files in {}: choose another path",
+            report.display(),
+            out.display()
+        )));
     }
     Ok(())
 }

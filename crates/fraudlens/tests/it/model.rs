@@ -903,3 +903,32 @@ fn tuning_searches_by_time_and_trains_with_the_chosen_parameters() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--tune"), "{}", run.stderr);
 }
+
+/// A report or stats path that names the input is refused (exit 2) and the
+/// input is untouched; a training report among the model's files is refused
+/// before any training.
+#[test]
+fn reports_never_replace_the_data_or_the_model() {
+    let trained = trained();
+    let out = tempfile::tempdir().unwrap();
+    let data = out.path().join("tx.csv");
+    std::fs::copy(trained.data(), &data).unwrap();
+    let before = std::fs::read(&data).unwrap();
+    let model = trained.model();
+    let model = model.to_str().unwrap();
+    for args in [
+        vec!["train", "--data", "tx.csv", "--out", "m", "--report", "tx.csv"],
+        vec!["train", "--data", "tx.csv", "--out", "m", "--report", "m/model.json"],
+        vec!["train", "--data", "tx.csv", "--out", "m", "--report", "./m/report.html"],
+        vec!["evaluate", "--model", model, "--data", "tx.csv", "--report", "tx.csv"],
+        vec!["evaluate", "--model", model, "--data", "tx.csv", "--json", "./tx.csv"],
+        vec![
+            "score", "--model", model, "--input", "tx.csv", "--output", "p.csv", "--stats", "tx.csv",
+        ],
+    ] {
+        let run = fraudlens(out.path(), &args, &[]);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(std::fs::read(&data).unwrap() == before, "{args:?} changed the data");
+    }
+    assert!(!out.path().join("m").exists(), "refused before training");
+}
