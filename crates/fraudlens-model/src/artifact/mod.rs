@@ -142,6 +142,33 @@ pub struct TrainingSummary {
     pub refit: Option<Refit>,
 }
 
+impl TrainingSummary {
+    /// One line for the reports: trees, rounds, time, rows.
+    pub fn describe(&self) -> String {
+        format!(
+            "trained {} trees (best of {} rounds) in {:.1}s on {} rows ({} fraud); validated on {} later rows ({} fraud)",
+            self.best_round,
+            self.rounds.len(),
+            self.train_seconds,
+            self.train_rows,
+            self.train_frauds,
+            self.valid_rows,
+            self.valid_frauds
+        )
+    }
+}
+
+impl Refit {
+    /// One line for the reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "refit: {} trees on all {} rows ({} fraud) in {:.1}s; calibration, thresholds and the validation metrics \
+             come from the validated trees' predictions of later rows",
+            self.rounds, self.rows, self.frauds, self.seconds
+        )
+    }
+}
+
 /// The trees of a model refit on the whole window with the rounds the
 /// validated trees kept, scaled to the larger row count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

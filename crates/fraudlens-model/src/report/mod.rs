@@ -151,22 +151,11 @@ fn render_training(out: &mut String, manifest: &Manifest) {
     let training = &manifest.training;
     let _ = write!(
         out,
-        "<section id=\"training\"><h2>Training</h2><p>{} trees kept of {} rounds, {:.1} s, on {} rows ({} fraud); \
-         validated on {} later rows ({} fraud).</p>",
-        training.best_round,
-        training.rounds.len(),
-        training.train_seconds,
-        training.train_rows,
-        training.train_frauds,
-        training.valid_rows,
-        training.valid_frauds
+        "<section id=\"training\"><h2>Training</h2><p>{}.</p>",
+        escape(&training.describe())
     );
     if let Some(refit) = &training.refit {
-        let _ = write!(
-            out,
-            "<p>Refit: {} trees on all {} rows ({} fraud); the calibration, thresholds and validation metrics come from the validated trees' predictions of later rows.</p>",
-            refit.rounds, refit.rows, refit.frauds
-        );
+        let _ = write!(out, "<p>{}.</p>", escape(&refit.describe()));
     }
     if let Some(choice) = &manifest.threshold_choice {
         render_threshold_choice(out, choice);

@@ -38,22 +38,9 @@ pub fn render_training(manifest: &Manifest) -> String {
         ));
         return out;
     }
-    out.push_str(&format!(
-        "trained {} trees (best of {} rounds) in {:.1}s on {} rows ({} fraud); validated on {} later rows ({} fraud)\n",
-        training.best_round,
-        training.rounds.len(),
-        training.train_seconds,
-        training.train_rows,
-        training.train_frauds,
-        training.valid_rows,
-        training.valid_frauds
-    ));
+    let _ = writeln!(out, "{}", training.describe());
     if let Some(refit) = &training.refit {
-        out.push_str(&format!(
-            "  refit: {} trees on all {} rows ({} fraud) in {:.1}s; calibration, thresholds and the validation below \
-             come from the validated trees' predictions of later rows\n",
-            refit.rounds, refit.rows, refit.frauds, refit.seconds
-        ));
+        let _ = writeln!(out, "  {}", refit.describe());
     }
     if let (Some(train), Some(valid)) = (&training.train_period, &training.valid_period) {
         out.push_str(&format!(
