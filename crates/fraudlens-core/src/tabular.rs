@@ -231,7 +231,7 @@ impl ColumnProfile {
 }
 
 /// `id`, `account_id`, `account id`, `accountId`, `userID`.
-fn looks_like_id_name(name: &str) -> bool {
+pub fn looks_like_id_name(name: &str) -> bool {
     let name = name.trim();
     let lower = name.to_ascii_lowercase();
     lower == "id"

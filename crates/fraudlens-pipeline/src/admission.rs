@@ -204,7 +204,8 @@ impl Pipeline {
         let received_at = now();
         let started = Instant::now();
         let mut in_flight = lock(&self.in_flight);
-        let n_features = model.spec().feature_names().len();
+        let inputs = model.events()?;
+        let n_features = inputs.spec.feature_names().len();
         let admissions: Vec<Result<Admission, ScoreError>> = prepared
             .into_iter()
             .map(|prepared| {
@@ -251,7 +252,7 @@ impl Pipeline {
                 if loaded.is_some() {
                     clocks.insert(shard.clone(), held.state.engine_mut().clock());
                 }
-                model.inputs.push_attributes(&tx, &mut row);
+                inputs.push_attributes(&tx, &mut row);
                 let slot = Arc::new(Slot::default());
                 in_flight.insert(id, slot.clone());
                 Ok(Admission::Fresh(Observed {
@@ -388,7 +389,7 @@ impl Pipeline {
                             metrics::counter!("fraudlens_reobserved_total").increment(1);
                             let mut row = Vec::new();
                             held.state.observe(&tx, &mut row);
-                            model.inputs.push_attributes(&tx, &mut row);
+                            model.events()?.push_attributes(&tx, &mut row);
                             Observed {
                                 tx,
                                 shard,

@@ -45,6 +45,10 @@ impl Pipeline {
 
     /// Feeds a review's label to the entity state that observed the transaction.
     pub async fn apply_review_label(&self, stored: &StoredDecision, label: Label) -> bool {
+        if self.model().rows().is_some() {
+            // a model of feature rows keeps no entity state: the label is stored, that is all
+            return false;
+        }
         if let Some(shared) = &self.config.shared_state {
             return match serde_json::from_str::<Transaction>(&stored.decision.body) {
                 Ok(tx) => self.apply_label_shared(shared, &tx, label).await,

@@ -41,6 +41,7 @@ mod events;
 mod labels;
 mod model;
 pub mod registry;
+mod rows;
 mod scoring;
 mod shards;
 mod shared;
@@ -63,7 +64,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use contract::DecisionView;
 pub use labels::LabelsApplied;
-pub use model::{ServingModel, publish_model_info};
+pub use model::{Reads, ServingModel, publish_model_info};
+pub use rows::{FeatureRow, RowColumns, RowInputs, random_row_id};
 pub use scoring::{Scored, Submitted};
 pub use shards::{EntityState, ShardKey};
 pub use state::StateFile;
@@ -234,9 +236,15 @@ impl Pipeline {
         config: PipelineConfig,
     ) -> Result<Arc<Self>, PipelineError> {
         let mut states = shards::States::default();
-        if config.shared_state.is_some() {
+        let mut config = config;
+        let spec = model.spec().cloned();
+        if spec.is_none() && (config.shared_state.is_some() || config.sharded) {
+            tracing::info!("the model reads feature rows: no entity state is kept");
+            config.shared_state = None;
+        }
+        if let Some(spec) = spec.filter(|_| config.shared_state.is_some()) {
             // a scratch engine: each batch loads its entities from the shared state
-            let mut engine = fraudlens_features::FeatureEngine::new(model.spec().clone());
+            let mut engine = fraudlens_features::FeatureEngine::new(spec);
             engine.set_time_policy(config.time_policy);
             engine.set_sweep_interval(i64::MAX / 4);
             states.held.insert(
@@ -246,14 +254,8 @@ impl Pipeline {
                     seq: 0,
                 },
             );
-        } else if !config.sharded {
-            let held = state::restore(
-                store.as_ref(),
-                model.spec(),
-                config.state_file.as_deref(),
-                config.time_policy,
-            )
-            .await?;
+        } else if let Some(spec) = model.spec().filter(|_| !config.sharded) {
+            let held = state::restore(store.as_ref(), spec, config.state_file.as_deref(), config.time_policy).await?;
             states.held.insert(None, held);
         }
         states.publish_gauges();
@@ -295,6 +297,11 @@ impl Pipeline {
             });
         }
         Ok(pipeline)
+    }
+
+    /// Whether [`Self::shutdown`] has begun: no new records are taken.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// The store behind the pipeline.

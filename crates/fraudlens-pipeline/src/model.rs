@@ -1,4 +1,6 @@
-//! A model ready to serve: the artifact plus its parsed event-mode inputs.
+//! A model ready to serve: the artifact plus how requests become its input
+//! rows — transactions through the schema and the entity state (event mode),
+//! or feature rows as they are (a tabular or imported model).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,17 +8,27 @@ use std::sync::Arc;
 use fraudlens_core::Secret;
 use fraudlens_features::FeatureSpec;
 use fraudlens_model::artifact::{Artifact, ModelKind};
-use fraudlens_model::inputs::EventInputs;
+use fraudlens_model::inputs::{EventInputs, InputSpec};
 
 use crate::PipelineError;
+use crate::rows::RowInputs;
 
-/// A loaded, checked model and how transactions become its input rows.
+/// What a serving model reads.
+#[derive(Debug)]
+pub enum Reads {
+    /// Transactions: schema, feature spec and attribute encoders (event mode).
+    Transactions(Box<EventInputs>),
+    /// Feature rows (a model trained in tabular mode, or imported).
+    Rows(RowInputs),
+}
+
+/// A loaded, checked model and how requests become its input rows.
 #[derive(Debug)]
 pub struct ServingModel {
     /// The artifact.
     pub artifact: Artifact,
-    /// Schema, feature spec and attribute encoders.
-    pub inputs: EventInputs,
+    /// What it reads.
+    pub reads: Reads,
     /// Where it was loaded from.
     pub path: PathBuf,
     /// Content digest of the files loaded ([`Artifact::load_with_digest`]),
@@ -25,8 +37,7 @@ pub struct ServingModel {
 }
 
 impl ServingModel {
-    /// Loads and checks the artifact at `dir`. Only event-mode models can be
-    /// served (they read transactions); a tabular model is refused.
+    /// Loads and checks the artifact at `dir`.
     pub fn load(dir: &Path, card_hash_key: Option<&Secret>) -> Result<Self, PipelineError> {
         let (artifact, digest) =
             Artifact::load_with_digest(dir).map_err(|error| PipelineError::Model(error.to_string()))?;
@@ -40,17 +51,40 @@ impl ServingModel {
         digest: String,
         card_hash_key: Option<&Secret>,
     ) -> Result<Self, PipelineError> {
-        let inputs = artifact
-            .manifest
-            .inputs
-            .prepare_events(card_hash_key)
-            .map_err(|error| PipelineError::Model(format!("{}: {error}", path.display())))?;
+        let reads = match &artifact.manifest.inputs {
+            InputSpec::Events { .. } => Reads::Transactions(Box::new(
+                artifact
+                    .manifest
+                    .inputs
+                    .prepare_events(card_hash_key)
+                    .map_err(|error| PipelineError::Model(format!("{}: {error}", path.display())))?,
+            )),
+            InputSpec::Tabular { encoding } => Reads::Rows(RowInputs::new(encoding.clone())),
+        };
         Ok(Self {
             artifact,
-            inputs,
+            reads,
             path,
             digest,
         })
+    }
+
+    /// The transaction inputs of an event-mode model.
+    pub fn events(&self) -> Result<&EventInputs, crate::ScoreError> {
+        match &self.reads {
+            Reads::Transactions(inputs) => Ok(inputs),
+            Reads::Rows(_) => Err(crate::ScoreError::Invalid(
+                "the serving model reads feature rows, not transactions".to_owned(),
+            )),
+        }
+    }
+
+    /// The row inputs of a tabular or imported model.
+    pub fn rows(&self) -> Option<&RowInputs> {
+        match &self.reads {
+            Reads::Rows(inputs) => Some(inputs),
+            Reads::Transactions(_) => None,
+        }
     }
 
     /// The model's version (its id).
@@ -58,9 +92,13 @@ impl ServingModel {
         &self.artifact.manifest.model_id
     }
 
-    /// The feature spec the entity state is built for.
-    pub fn spec(&self) -> &Arc<FeatureSpec> {
-        &self.inputs.spec
+    /// The feature spec the entity state is built for (none: the model reads
+    /// feature rows and keeps no entity state).
+    pub fn spec(&self) -> Option<&Arc<FeatureSpec>> {
+        match &self.reads {
+            Reads::Transactions(inputs) => Some(&inputs.spec),
+            Reads::Rows(_) => None,
+        }
     }
 
     /// `gbdt` or `isolation_forest`.
@@ -71,25 +109,59 @@ impl ServingModel {
         }
     }
 
-    /// Whether `other` can replace this model without rebuilding the entity
-    /// state: same schema and the same feature spec.
+    /// Whether `other` can replace this model while serving: for transactions,
+    /// the same schema and feature spec (the entity state is built for them);
+    /// for feature rows, every field clients send now must still be known
+    /// (a column the new model sets aside is ignored, one it never saw would
+    /// refuse their requests). A change between the two is a restart.
     pub fn check_replacement(&self, other: &ServingModel) -> Result<(), PipelineError> {
-        if other.spec().fingerprint() != self.spec().fingerprint() {
-            return Err(PipelineError::Model(format!(
-                "model {} computes other features than the serving model {} (a different feature spec): \
-                 restart the server with it to rebuild the entity state",
+        match (&self.reads, &other.reads) {
+            (Reads::Transactions(current), Reads::Transactions(new)) => {
+                if new.spec.fingerprint() != current.spec.fingerprint() {
+                    return Err(PipelineError::Model(format!(
+                        "model {} computes other features than the serving model {} (a different feature spec): \
+                         restart the server with it to rebuild the entity state",
+                        other.version(),
+                        self.version()
+                    )));
+                }
+                if new.schema.config() != current.schema.config() {
+                    return Err(PipelineError::Model(format!(
+                        "model {} reads another schema than the serving model {}",
+                        other.version(),
+                        self.version()
+                    )));
+                }
+                Ok(())
+            }
+            (Reads::Rows(current), Reads::Rows(new)) => {
+                let header: Vec<String> = current.feature_names().map(str::to_owned).collect();
+                new.bind(&header).map(|_| ()).map_err(|error| {
+                    PipelineError::Model(format!(
+                        "model {} cannot read the rows of the serving model {}: {error}",
+                        other.version(),
+                        self.version()
+                    ))
+                })
+            }
+            (current, _) => Err(PipelineError::Model(format!(
+                "model {} reads {} and the serving model {} reads {}: restart the server with it",
                 other.version(),
-                self.version()
-            )));
+                other.reads.what(),
+                self.version(),
+                current.what()
+            ))),
         }
-        if other.inputs.schema.config() != self.inputs.schema.config() {
-            return Err(PipelineError::Model(format!(
-                "model {} reads another schema than the serving model {}",
-                other.version(),
-                self.version()
-            )));
+    }
+}
+
+impl Reads {
+    /// `transactions` or `feature rows`.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Self::Transactions(_) => "transactions",
+            Self::Rows(_) => "feature rows",
         }
-        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{Admission, Observed, Slot, compare};
 use crate::shards::ShardKey;
-use crate::{ExplainPolicy, Pipeline, ScoreError, ServingModel, events, lock, writer};
+use crate::{ExplainPolicy, Pipeline, Reads, ScoreError, ServingModel, events, lock, writer};
 
 /// A scored (or found) decision.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +29,29 @@ impl Scored {
     /// The reasons (parsed from the stored JSON).
     pub fn reasons(&self) -> Vec<Reason> {
         events::parse_reasons(&self.record.transaction_id, &self.record.reasons)
+    }
+}
+
+/// The model's verdict on one input row ([`Pipeline::judge`]).
+pub(crate) struct Judged {
+    /// The ranking score (finite).
+    pub(crate) score: f64,
+    pub(crate) probability: Option<f64>,
+    pub(crate) raw: Option<f64>,
+    pub(crate) anomaly: Option<f64>,
+    pub(crate) decision: Decision,
+    /// The reasons as stored (JSON).
+    pub(crate) reasons: String,
+}
+
+/// Counts new decisions by kind (`fraud_predictions_total`, `fraud_detected_total`).
+pub(crate) fn count_decisions(results: &[Result<Scored, ScoreError>]) {
+    for scored in results.iter().flatten().filter(|scored| !scored.replayed) {
+        let decision = scored.record.decision.as_str();
+        metrics::counter!("fraud_predictions_total", "decision" => decision).increment(1);
+        if scored.record.decision.is_flagged() {
+            metrics::counter!("fraud_detected_total", "decision" => decision).increment(1);
+        }
     }
 }
 
@@ -54,6 +77,20 @@ pub struct Submitted {
 }
 
 impl Submitted {
+    /// A submission holding no id in the in-flight table.
+    pub(crate) fn new(
+        n: usize,
+        task: Result<tokio::task::JoinHandle<Vec<Result<Scored, ScoreError>>>, ScoreError>,
+        pipeline: Arc<Pipeline>,
+    ) -> Self {
+        Self {
+            n,
+            task,
+            claimed: Vec::new(),
+            pipeline,
+        }
+    }
+
     /// The results, in the order submitted, once the decisions are stored.
     pub async fn results(self) -> Vec<Result<Scored, ScoreError>> {
         match self.task {
@@ -77,15 +114,13 @@ impl Submitted {
 }
 
 impl Pipeline {
-    /// Parses, scores and durably stores one JSON record.
+    /// Parses, scores and durably stores one JSON record: a transaction, or
+    /// a feature row when the serving model reads rows ([`ServingModel::reads`]).
     pub async fn score(self: &Arc<Self>, record: &serde_json::Value) -> Result<Scored, ScoreError> {
-        let model = self.model.load_full();
-        let tx = model
-            .inputs
-            .schema
-            .parse_json(record)
-            .map_err(|error| ScoreError::Invalid(error.to_string()))?;
-        self.score_transaction(&model, tx).await
+        self.score_many(std::slice::from_ref(record))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ScoreError::Unavailable("no result".to_owned())))
     }
 
     /// Scores many records: each is parsed on its own (one bad record fails
@@ -93,17 +128,31 @@ impl Pipeline {
     /// in one commit.
     pub async fn score_many(self: &Arc<Self>, records: &[serde_json::Value]) -> Vec<Result<Scored, ScoreError>> {
         let model = self.model.load_full();
-        let parsed = records
-            .iter()
-            .map(|record| {
-                model
-                    .inputs
-                    .schema
-                    .parse_json(record)
-                    .map_err(|error| ScoreError::Invalid(error.to_string()))
-            })
-            .collect();
-        self.score_parsed(&model, parsed).await
+        match &model.reads {
+            Reads::Transactions(inputs) => {
+                let parsed = records
+                    .iter()
+                    .map(|record| {
+                        inputs
+                            .schema
+                            .parse_json(record)
+                            .map_err(|error| ScoreError::Invalid(error.to_string()))
+                    })
+                    .collect();
+                self.score_parsed(&model, parsed).await
+            }
+            Reads::Rows(inputs) => {
+                let rows = records
+                    .iter()
+                    .map(|record| {
+                        inputs
+                            .parse_json(record, crate::rows::random_row_id)
+                            .map_err(ScoreError::Invalid)
+                    })
+                    .collect();
+                self.score_rows(&model, rows).await
+            }
+        }
     }
 
     /// Scores parsed transactions (or passes their parse errors through), in
@@ -303,20 +352,15 @@ impl Pipeline {
                 results.push(result);
             }
         }
-        for scored in results.iter().flatten().filter(|scored| !scored.replayed) {
-            let decision = scored.record.decision.as_str();
-            metrics::counter!("fraud_predictions_total", "decision" => decision).increment(1);
-            if scored.record.decision.is_flagged() {
-                metrics::counter!("fraud_detected_total", "decision" => decision).increment(1);
-            }
-        }
+        count_decisions(&results);
         results
     }
 
-    /// The decision record for one observed transaction; its row and stored form move into the record.
-    fn decide(&self, model: &ServingModel, item: &mut Observed) -> NewDecision {
+    /// The model's verdict on one input row: its scores, decision and
+    /// reasons (when the [`ExplainPolicy`] asks for them).
+    pub(crate) fn judge(&self, model: &ServingModel, row: &[f64], id: &str) -> Judged {
         let artifact = &model.artifact;
-        let (score, probability, raw, anomaly, decision) = match artifact.score(&item.row) {
+        let (score, probability, raw, anomaly, decision) = match artifact.score(row) {
             Ok(score) => (
                 score.ranking(),
                 score.probability,
@@ -336,15 +380,29 @@ impl Pipeline {
             ExplainPolicy::None => false,
         };
         let reasons = if explain {
-            artifact
-                .reasons(&item.row, self.config.top_reasons)
-                .unwrap_or_else(|error| {
-                    events::reasons_not_computed(item.tx.id.as_str(), &error);
-                    Vec::new()
-                })
+            artifact.reasons(row, self.config.top_reasons).unwrap_or_else(|error| {
+                events::reasons_not_computed(id, &error);
+                Vec::new()
+            })
         } else {
             Vec::new()
         };
+        Judged {
+            score: if score.is_finite() { score } else { 1.0 },
+            probability,
+            raw,
+            anomaly,
+            decision,
+            reasons: serde_json::to_string(&reasons).unwrap_or_else(|error| {
+                events::reasons_not_serialised(id, &error);
+                "[]".to_owned()
+            }),
+        }
+    }
+
+    /// The decision record for one observed transaction; its row and stored form move into the record.
+    fn decide(&self, model: &ServingModel, item: &mut Observed) -> NewDecision {
+        let judged = self.judge(model, &item.row, item.tx.id.as_str());
         let latency = item.started.elapsed();
         metrics::histogram!("prediction_duration_seconds").record(latency.as_secs_f64());
         NewDecision {
@@ -356,25 +414,25 @@ impl Pipeline {
             amount_minor: item.tx.amount.minor(),
             currency: item.tx.amount.currency().as_str().to_owned(),
             body: std::mem::take(&mut item.body),
-            score: if score.is_finite() { score } else { 1.0 },
-            probability,
-            raw_score: raw,
-            anomaly_score: anomaly,
-            decision,
-            reasons: serde_json::to_string(&reasons).unwrap_or_else(|error| {
-                events::reasons_not_serialised(item.tx.id.as_str(), &error);
-                "[]".to_owned()
-            }),
+            score: judged.score,
+            probability: judged.probability,
+            raw_score: judged.raw,
+            anomaly_score: judged.anomaly,
+            decision: judged.decision,
+            reasons: judged.reasons,
             features: std::mem::take(&mut item.row),
             model_version: model.version().to_owned(),
             latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
-            review_status: decision.is_flagged().then_some(ReviewStatus::PendingReview),
+            review_status: judged.decision.is_flagged().then_some(ReviewStatus::PendingReview),
             shard: std::mem::take(&mut item.shard),
         }
     }
 
     /// Hands records to the writer; they come back with the outcome.
-    async fn write(&self, records: Vec<NewDecision>) -> (Vec<NewDecision>, Result<Vec<PutOutcome>, ScoreError>) {
+    pub(crate) async fn write(
+        &self,
+        records: Vec<NewDecision>,
+    ) -> (Vec<NewDecision>, Result<Vec<PutOutcome>, ScoreError>) {
         let (reply, answer) = oneshot::channel();
         if let Err(error) = self
             .writer

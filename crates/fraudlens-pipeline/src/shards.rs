@@ -174,14 +174,21 @@ impl Pipeline {
             states.parked.remove(shard)
         };
         let reused = parked.is_some();
-        let mut held = parked.unwrap_or_else(|| {
-            let mut engine = FeatureEngine::new(self.model.load().spec().clone());
-            engine.set_time_policy(self.config.time_policy);
-            Held {
-                state: Box::new(engine),
-                seq: 0,
+        let mut held = match parked {
+            Some(held) => held,
+            None => {
+                let Some(spec) = self.model.load().spec().cloned() else {
+                    // a model of feature rows keeps no entity state
+                    return Ok(0);
+                };
+                let mut engine = FeatureEngine::new(spec);
+                engine.set_time_policy(self.config.time_policy);
+                Held {
+                    state: Box::new(engine),
+                    seq: 0,
+                }
             }
-        });
+        };
         let started = Instant::now();
         let caught_up = state::catch_up(self.store.as_ref(), Some(shard), &mut held, "memory").await?;
         let observed = caught_up.observed;

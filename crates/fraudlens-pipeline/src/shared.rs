@@ -381,7 +381,8 @@ impl Pipeline {
     /// Fetches the entities of `txs` (one round trip): with `probe`, only
     /// the versions of those the scratch engine keeps.
     async fn fetch_for(&self, shared: &SharedState, txs: &[&Transaction], probe: bool) -> Result<Loaded, ScoreError> {
-        let spec = self.model.load().spec().clone();
+        let model = self.model.load();
+        let spec = model.events()?.spec.clone();
         let mut refs: Vec<EntityRef> = txs.iter().flat_map(|tx| spec.entity_refs(tx)).collect();
         refs.sort_unstable();
         refs.dedup();
@@ -495,7 +496,14 @@ impl Pipeline {
         tracing::warn!("the shared entity state is not built (a new or emptied Redis): rebuilding it from the store");
         tokio::time::sleep(REBUILD_GRACE).await;
         let started = std::time::Instant::now();
-        let mut engine = FeatureEngine::new(self.model.load().spec().clone());
+        let spec = self
+            .model
+            .load()
+            .events()
+            .map_err(|error| crate::PipelineError::Model(error.to_string()))?
+            .spec
+            .clone();
+        let mut engine = FeatureEngine::new(spec);
         engine.set_time_policy(self.config.time_policy);
         let mut held = crate::shards::Held {
             state: Box::new(engine),
@@ -731,7 +739,7 @@ impl Pipeline {
             let writes = loaded.writes(engine, cache, load, missing);
             Ok((row, writes, load))
         })?;
-        model.inputs.push_attributes(&tx, &mut row);
+        model.events()?.push_attributes(&tx, &mut row);
         let (body, fingerprint) = crate::admission::stored_form(&tx)?;
         let slot = std::sync::Arc::new(crate::admission::Slot::default());
         let racing = {

@@ -115,9 +115,12 @@ pub(crate) async fn restore(
     Ok(held)
 }
 
-/// Stored transactions of one page, parsed, in store order.
+/// Stored transactions of one page, parsed, in store order (feature rows,
+/// stored by a tabular model served on the same store, are not transactions:
+/// skipped).
 pub(crate) fn parse_page(page: &[StoredDecision]) -> Result<Vec<(Transaction, Option<Label>)>, PipelineError> {
     page.iter()
+        .filter(|stored| !stored.decision.body.starts_with(crate::rows::ROW_BODY_PREFIX))
         .map(|stored| {
             let tx: Transaction =
                 serde_json::from_str(&stored.decision.body).map_err(|error| PipelineError::State {

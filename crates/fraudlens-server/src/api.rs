@@ -97,12 +97,33 @@ pub async fn score_one(
     Extension(admitted): Extension<Admitted>,
     Json(record): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
+    transaction_model(&state)?;
     if !record.is_object() {
         return Err(ApiError::invalid("expected one JSON object"));
     }
     let _in_flight = state.in_flight.settle(&admitted, 1).await?;
     let scored = state.pipeline.score(&record).await?;
     Ok(decision_response(&scored))
+}
+
+/// 422 for a transaction sent to a model of feature rows.
+pub(crate) fn model_reads_rows(model: &ServingModel) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "model_reads_rows",
+        format!(
+            "the serving model {} reads feature rows, not transactions: send them to /api/v1/predictions",
+            model.version()
+        ),
+    )
+}
+
+fn transaction_model(state: &AppState) -> Result<(), ApiError> {
+    let model = state.pipeline.model();
+    match model.rows() {
+        Some(_) => Err(model_reads_rows(&model)),
+        None => Ok(()),
+    }
 }
 
 /// One result of a batch.
@@ -159,9 +180,14 @@ pub async fn score_batch(
     Extension(admitted): Extension<Admitted>,
     Json(records): Json<Vec<serde_json::Value>>,
 ) -> Result<Json<BatchResponse>, ApiError> {
+    transaction_model(&state)?;
     check_batch(&state, &records)?;
     let _in_flight = state.in_flight.settle(&admitted, records.len()).await?;
-    let results = state.pipeline.score_many(&records).await;
+    Ok(Json(batch_response(state.pipeline.score_many(&records).await)))
+}
+
+/// The per-record answer of a batch.
+pub(crate) fn batch_response(results: Vec<Result<Scored, fraudlens_pipeline::ScoreError>>) -> BatchResponse {
     let mut response = BatchResponse {
         scored: 0,
         failed: 0,
@@ -190,7 +216,7 @@ pub async fn score_batch(
             }
         });
     }
-    Ok(Json(response))
+    response
 }
 
 /// Filters of the review queue.
@@ -425,7 +451,11 @@ pub async fn transaction(
         .collect();
     Ok(Json(TransactionDetail {
         features,
-        transaction: transaction_view(&stored.decision.body, &state.pipeline.model()),
+        transaction: transaction_view(
+            &stored.decision.transaction_id,
+            &stored.decision.body,
+            &state.pipeline.model(),
+        ),
         received_at: stored.decision.received_at.to_string(),
         item: queue_item(&stored),
         history,
@@ -434,11 +464,20 @@ pub async fn transaction(
 }
 
 /// The stored transaction with the schema's names for its entities and attributes.
-fn transaction_view(body: &str, model: &ServingModel) -> serde_json::Value {
+fn transaction_view(id: &str, body: &str, model: &ServingModel) -> serde_json::Value {
+    if let Ok(serde_json::Value::Object(mut stored)) = serde_json::from_str::<serde_json::Value>(body)
+        && let Some(row) = stored.remove("row")
+    {
+        // a feature row, as stored: the model's features by name
+        return serde_json::json!({"id": id, "row": row});
+    }
     let Ok(tx) = serde_json::from_str::<fraudlens_core::Transaction>(body) else {
         return serde_json::Value::Null;
     };
-    let schema = &model.inputs.schema;
+    let Ok(inputs) = model.events() else {
+        return serde_json::Value::Null;
+    };
+    let schema = &inputs.schema;
     let entities: serde_json::Map<String, serde_json::Value> = schema
         .entity_names()
         .iter()

@@ -1,6 +1,8 @@
 //! The paths common Python fraud services expose, so clients written for
 //! them work unchanged: `POST /predict`, `POST /predict/batch`, `POST /upload`.
 //! Same scoring path and durability as `/api/v1`; only the JSON shape differs.
+//! `/predict` takes what the serving model reads: a transaction, or a feature
+//! row for a tabular or imported model (as `/api/v1/predictions`).
 
 use std::sync::Arc;
 
@@ -9,6 +11,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use fraudlens_pipeline::Reads;
 
 use crate::AppState;
 use crate::admission::Admitted;
@@ -81,11 +85,15 @@ pub async fn predict_batch(
     // validate everything first, so that a bad record stores nothing
     let model = state.pipeline.model();
     for (idx, record) in records.iter().enumerate() {
-        model
-            .inputs
-            .schema
-            .parse_json(record)
-            .map_err(|error| ApiError::invalid(format!("transaction {idx}: {error}")))?;
+        let checked = match &model.reads {
+            Reads::Transactions(inputs) => inputs
+                .schema
+                .parse_json(record)
+                .map(|_| ())
+                .map_err(|error| error.to_string()),
+            Reads::Rows(inputs) => inputs.parse_json(record, String::new).map(|_| ()),
+        };
+        checked.map_err(|error| ApiError::invalid(format!("record {idx}: {error}")))?;
     }
     let _in_flight = state.in_flight.settle(&admitted, records.len()).await?;
     let mut predictions = Vec::with_capacity(records.len());

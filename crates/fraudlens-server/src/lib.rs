@@ -24,6 +24,7 @@ pub mod auth;
 pub mod compat;
 pub mod error;
 pub mod ops;
+pub mod predictions;
 mod serve;
 mod settings;
 pub mod transport;
@@ -123,6 +124,7 @@ impl AppState {
     info(title = "fraudlens", description = "Fraud scoring, review queue and models. Send `X-API-Key` (create one with `fraudlens keys create`)."),
     paths(
         api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, api::review, api::labels,
+        predictions::predict_one, predictions::predict_many, predictions::upload_rows,
         api::models, api::production, api::promote, compat::predict, compat::predict_batch,
         ops::health, ops::live, ops::ready, ops::metrics,
     ),
@@ -206,6 +208,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let scoring = Router::new()
         .route("/api/v1/transactions", post(api::score_one))
         .route("/api/v1/transactions/batch", post(api::score_batch))
+        .route("/api/v1/predictions", post(predictions::predict_one))
+        .route("/api/v1/predictions/batch", post(predictions::predict_many))
         .route("/predict", post(compat::predict))
         .route("/predict/batch", post(compat::predict_batch))
         .route_layer(from_fn_with_state(state.clone(), admission::admit_before_parsing))
@@ -213,6 +217,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             Router::new()
                 .route("/api/v1/transactions/upload", post(upload::upload))
                 .route("/upload", post(upload::upload))
+                .route("/api/v1/predictions/upload", post(predictions::upload_rows))
                 .layer(upload_limit),
         )
         .route_layer(guard(auth::SCORE));

@@ -135,15 +135,24 @@ impl IntoResponse for UploadError {
 
 /// What the body feed hands the CSV reader: a chunk, or the news that the
 /// body broke off (so the record it cut is an error, never a short row).
-type Chunk = Result<Bytes, BodyStopped>;
+pub(crate) type Chunk = Result<Bytes, BodyStopped>;
 
 #[derive(Clone, Copy, Debug)]
-struct BodyStopped;
+pub(crate) struct BodyStopped;
 
 /// Reads the chunks a channel delivers, as a blocking `Read`.
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     chunks: mpsc::Receiver<Chunk>,
     current: Bytes,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(chunks: mpsc::Receiver<Chunk>) -> Self {
+        Self {
+            chunks,
+            current: Bytes::new(),
+        }
+    }
 }
 
 impl Read for ChannelReader {
@@ -192,6 +201,10 @@ pub async fn upload(
     body_timeout: Option<Extension<BodyTimeout>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<UploadResult>, UploadError> {
+    let model = state.pipeline.model();
+    if model.rows().is_some() {
+        return Err(crate::api::model_reads_rows(&model).into());
+    }
     let limit = state.config.max_upload_bytes;
     let content_length = headers
         .get(header::CONTENT_LENGTH)
@@ -219,20 +232,18 @@ pub async fn upload(
             Ok(Some(field)) if field.name() == Some("file") => break field,
             Ok(Some(_)) => continue,
             Ok(None) => return Err(ApiError::invalid("no multipart field named \"file\"").into()),
-            Err(error) => return Err(multipart_error(error, body_timeout.as_ref()).into()),
+            Err(error) => {
+                return Err(multipart_error(error, body_timeout.as_ref().map(|Extension(timeout)| timeout)).into());
+            }
         }
     };
-    let model = state.pipeline.model();
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(8);
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<(u64, Transaction)>>(4);
     let reader_model = model.clone();
     // the blocking side: CSV parsing with line numbers
     let parser = tokio::task::spawn_blocking(move || {
-        let schema = &reader_model.inputs.schema;
-        let input = Box::new(ChannelReader {
-            chunks: chunk_rx,
-            current: Bytes::new(),
-        });
+        let schema = &reader_model.events().map_err(|error| error.to_string())?.schema;
+        let input = Box::new(ChannelReader::new(chunk_rx));
         let mut reader =
             EventReader::from_reader(input, Path::new("upload"), InputFormat::Csv, schema, false, usize::MAX)
                 .map_err(|error| error.to_string())?;
@@ -296,7 +307,10 @@ pub async fn upload(
                 Ok(None) => return Ok(()),
                 Err(error) => {
                     let _ = chunk_tx.send(Err(BodyStopped)).await;
-                    return Err(multipart_error(error, body_timeout.as_ref()));
+                    return Err(multipart_error(
+                        error,
+                        body_timeout.as_ref().map(|Extension(timeout)| timeout),
+                    ));
                 }
             }
         }
@@ -418,7 +432,7 @@ pub async fn upload(
 /// [`DRAIN_TIME`]: a client still sending when the answer goes out would get a
 /// connection reset instead of the answer (closing a socket with unread data
 /// resets it), and would not learn which rows were stored.
-async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
+pub(crate) async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
     let deadline = tokio::time::Instant::now() + DRAIN_TIME;
     let mut n_drained = 0usize;
     while n_drained < DRAIN_BYTES {
@@ -429,11 +443,11 @@ async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
     }
 }
 
-fn multipart_error(
+pub(crate) fn multipart_error(
     error: axum::extract::multipart::MultipartError,
-    body_timeout: Option<&Extension<BodyTimeout>>,
+    body_timeout: Option<&BodyTimeout>,
 ) -> ApiError {
-    if body_timeout.is_some_and(|Extension(timeout)| timeout.expired()) {
+    if body_timeout.is_some_and(BodyTimeout::expired) {
         return crate::transport::body_timeout_error();
     }
     let status = error.status();

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fraudlens_pipeline::{DecisionView, Pipeline, ScoreError, now, now_ms};
+use fraudlens_pipeline::{DecisionView, Pipeline, Reads, ScoreError, now, now_ms};
 use fraudlens_store::DeadLetter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -578,6 +578,7 @@ impl Detector {
         let model = self.pipeline.model();
         let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
         let mut parsed = Vec::new();
+        let mut rows = Vec::new();
         let mut positions = Vec::new();
         let mut labels = Vec::new();
         let mut label_positions = Vec::new();
@@ -593,24 +594,27 @@ impl Detector {
                 }
                 continue;
             }
-            let record = fraudlens_core::json::parse(payload)
+            let value = fraudlens_core::json::parse(payload)
                 .map_err(|error| error.to_string())
                 .and_then(|value| match value.is_object() {
                     true => Ok(value),
                     false => Err("not a JSON object".to_owned()),
-                })
-                .and_then(|value| {
-                    model
-                        .inputs
-                        .schema
-                        .parse_json(&value)
-                        .map_err(|error| error.to_string())
                 });
-            match record {
-                Ok(tx) => {
-                    positions.push(idx);
-                    parsed.push((Some(shard_name(message.topic(), message.partition())), Ok(tx)));
-                }
+            let outcome = value.and_then(|value| match &model.reads {
+                Reads::Transactions(inputs) => inputs
+                    .schema
+                    .parse_json(&value)
+                    .map(|tx| parsed.push((Some(shard_name(message.topic(), message.partition())), Ok(tx))))
+                    .map_err(|error| error.to_string()),
+                // a row without an id is named by its place in the log: a redelivery is the same row
+                Reads::Rows(inputs) => inputs
+                    .parse_json(&value, || {
+                        format!("{}-{}-{}", message.topic(), message.partition(), message.offset())
+                    })
+                    .map(|row| rows.push(Ok(row))),
+            });
+            match outcome {
+                Ok(()) => positions.push(idx),
                 Err(error) => letters.push((idx, dead_letter(message, error))),
             }
         }
@@ -653,7 +657,11 @@ impl Detector {
                 "a rebalance came before the batch was admitted".to_owned(),
             ));
         }
-        let submitted = self.pipeline.submit(&model, parsed).await;
+        let submitted = if model.rows().is_some() {
+            self.pipeline.submit_rows(&model, rows)
+        } else {
+            self.pipeline.submit(&model, parsed).await
+        };
         if let Some(admitted) = order.done.take() {
             let _ = admitted.send(());
         }

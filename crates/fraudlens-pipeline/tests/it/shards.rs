@@ -6,7 +6,7 @@ use fraudlens_store::Store as _;
 use crate::{Fixture, model, record};
 
 fn parse(tx: &serde_json::Value) -> fraudlens_core::Transaction {
-    model().inputs.schema.parse_json(tx).unwrap()
+    model().events().unwrap().schema.parse_json(tx).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +109,7 @@ async fn a_rebuild_replays_only_the_rows_that_can_still_change_a_feature() {
         sent += parsed.len();
         assert!(full.score_sharded(&model, parsed).await.iter().all(Result::is_ok));
     }
-    let horizon_days = model.spec().horizon_ms() / 86_400_000;
+    let horizon_days = model.spec().unwrap().horizon_ms() / 86_400_000;
     let lateness_days = fraudlens_features::EventTimePolicy::default().max_lateness_ms.unwrap() / 86_400_000;
     let kept_days = (horizon_days + 2 * lateness_days + 1) as usize;
     assert!(kept_days < days as usize, "the history must reach beyond the horizon");

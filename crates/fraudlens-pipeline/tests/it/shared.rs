@@ -39,7 +39,7 @@ async fn shared_state_in(namespace: String) -> SharedState {
         timeout: Duration::from_secs(5),
         cache_entities: 1_000,
     };
-    SharedState::connect(&url, model().spec().fingerprint(), options)
+    SharedState::connect(&url, model().spec().unwrap().fingerprint(), options)
         .await
         .expect("redis at FRAUDLENS_TEST_REDIS (default 127.0.0.1:6379)")
 }
@@ -119,6 +119,7 @@ async fn two_pipelines_on_one_shared_state_score_like_one_pipeline() {
     // the labels reached the risk features (the comparison above saw them)
     let risk = model()
         .spec()
+        .unwrap()
         .feature_names()
         .iter()
         .position(|name| name == "terminal_risk_7d")
@@ -201,6 +202,7 @@ impl Processes {
 fn differing(got: &[f64], expected: &[f64]) -> Vec<String> {
     model()
         .spec()
+        .unwrap()
         .feature_names()
         .iter()
         .zip(got.iter().zip(expected))
@@ -213,6 +215,7 @@ fn differing(got: &[f64], expected: &[f64]) -> Vec<String> {
 fn feature(prefix: &str) -> usize {
     model()
         .spec()
+        .unwrap()
         .feature_names()
         .iter()
         .position(|name| name.starts_with(prefix))

@@ -39,11 +39,14 @@ pub(crate) async fn serving_model(
 /// backend = "redis://…"`), for the model's feature spec; `None` for `memory`.
 /// Entities expire when no accepted event could still see them: the
 /// features' longest horizon plus `max_lateness` (7 days when it is off).
+/// A model of feature rows keeps no entity state: `None` too.
 pub(crate) async fn shared_state(
     config: &Config,
     model: &ServingModel,
 ) -> CliResult<Option<fraudlens_state::SharedState>> {
-    let spec = model.spec();
+    let Some(spec) = model.spec() else {
+        return Ok(None);
+    };
     let lateness = config.event_time.policy().max_lateness_ms.unwrap_or(7 * 86_400_000);
     let ttl = std::time::Duration::from_millis(u64::try_from(spec.horizon_ms() + lateness).unwrap_or(u64::MAX));
     Ok(config

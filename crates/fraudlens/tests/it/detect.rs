@@ -374,7 +374,7 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
     let model = fraudlens_pipeline::ServingModel::load(&trained().model(), None).unwrap();
     for (idx, (customer, shard)) in customers.iter().enumerate() {
         // the oracle: a fresh engine fed the partition's stored rows in store order
-        let mut engine = fraudlens_features::FeatureEngine::new(model.spec().clone());
+        let mut engine = fraudlens_features::FeatureEngine::new(model.spec().unwrap().clone());
         let mut scratch = Vec::new();
         for row in rows.iter().filter(|row| row.decision.shard.as_ref() == Some(shard)) {
             let tx: fraudlens_core::Transaction = serde_json::from_str(&row.decision.body).unwrap();

@@ -10,6 +10,7 @@ mod event_time;
 mod features;
 mod hardening;
 mod model;
+mod rows;
 mod security;
 mod serve;
 mod shared_detect;

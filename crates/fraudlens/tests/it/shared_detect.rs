@@ -34,6 +34,7 @@ use crate::shared_state::{
 fn block_of(model: &ServingModel, what: &str) -> usize {
     model
         .spec()
+        .unwrap()
         .config()
         .entities
         .iter()
@@ -149,6 +150,7 @@ async fn two_detectors_and_two_replicas_on_redis_compute_what_one_engine_compute
     let (customer, terminal) = (block_of(&model, "customer"), block_of(&model, "terminal"));
     let names: Vec<String> = model
         .spec()
+        .unwrap()
         .config()
         .entities
         .iter()

@@ -97,7 +97,7 @@ pub(crate) async fn connect(model: &ServingModel, namespace: &str) -> SharedStat
 pub(crate) async fn connect_to(url: &str, model: &ServingModel, namespace: &str) -> SharedState {
     SharedState::connect(
         url,
-        model.spec().fingerprint(),
+        model.spec().unwrap().fingerprint(),
         StateOptions {
             namespace: namespace.to_owned(),
             ttl: Duration::from_secs(60),
@@ -213,7 +213,7 @@ pub(crate) fn mismatches_except(
     order: &HashMap<EntityRef, Vec<String>>,
     skip: &std::collections::HashSet<String>,
 ) -> (Vec<usize>, usize) {
-    let spec = model.spec().clone();
+    let spec = model.spec().unwrap().clone();
     let by_id: HashMap<&str, (Transaction, &[f64])> = stored
         .iter()
         .map(|d| {
@@ -249,7 +249,7 @@ pub(crate) fn mismatches_except(
 
 /// Each entity's transactions in store order (what one process would have seen).
 pub(crate) fn store_order(model: &ServingModel, stored: &[StoredDecision]) -> HashMap<EntityRef, Vec<String>> {
-    let engine = FeatureEngine::new(model.spec().clone());
+    let engine = FeatureEngine::new(model.spec().unwrap().clone());
     let mut order: HashMap<EntityRef, Vec<String>> = HashMap::new();
     for d in stored {
         let tx: Transaction = serde_json::from_str(&d.decision.body).unwrap();
@@ -292,6 +292,7 @@ async fn two_replicas_on_redis_compute_what_one_engine_computes() {
     let txs = transactions(2_000);
     let names: Vec<String> = model
         .spec()
+        .unwrap()
         .config()
         .entities
         .iter()
@@ -353,6 +354,7 @@ async fn a_label_sent_to_one_replica_changes_the_next_decision_on_the_other() {
     let model = load_model(&model_dir);
     let risk = model
         .spec()
+        .unwrap()
         .feature_names()
         .iter()
         .position(|name| name == "terminal_risk_7d")
