@@ -54,6 +54,8 @@ pub fn parse_number(text: &str) -> ParsedNumber {
 /// get `.1`, `.2`… (as pandas does). Returns the names and a note per change.
 pub fn dedupe_header<S: AsRef<str>>(raw: &[S]) -> (Vec<String>, Vec<String>) {
     let mut names: Vec<String> = Vec::with_capacity(raw.len());
+    // a set beside the list: a header of many columns costs linear time, not quadratic
+    let mut taken: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
     let mut notes = Vec::new();
     for (idx, name) in raw.iter().enumerate() {
         let trimmed = name.as_ref().trim();
@@ -63,10 +65,10 @@ pub fn dedupe_header<S: AsRef<str>>(raw: &[S]) -> (Vec<String>, Vec<String>) {
         } else {
             trimmed.to_owned()
         };
-        if names.contains(&candidate) {
+        if taken.contains(&candidate) {
             let base = candidate.clone();
             let mut n = 1;
-            while names.contains(&candidate) {
+            while taken.contains(&candidate) {
                 candidate = format!("{base}.{n}");
                 n += 1;
             }
@@ -75,6 +77,7 @@ pub fn dedupe_header<S: AsRef<str>>(raw: &[S]) -> (Vec<String>, Vec<String>) {
                 idx + 1
             ));
         }
+        taken.insert(candidate.clone());
         names.push(candidate);
     }
     (names, notes)

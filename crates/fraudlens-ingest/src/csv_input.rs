@@ -53,3 +53,39 @@ pub(crate) fn check_record(record: &csv::ByteRecord, n_columns: usize) -> Result
 pub(crate) fn cell(record: &csv::ByteRecord, idx: usize) -> Option<&str> {
     record.get(idx).and_then(|bytes| std::str::from_utf8(bytes).ok())
 }
+
+/// The records of a CSV byte stream (an upload's body) with the lines they
+/// start on, counted as the file readers count them (CRLF, blank lines).
+pub struct CsvRecords {
+    reader: Reader,
+    lines: LineIndex,
+    record: csv::ByteRecord,
+}
+
+impl CsvRecords {
+    /// Reads `input`: a header row, then records of any length.
+    pub fn new(input: Box<dyn Read + Send>) -> Self {
+        let (reader, lines) = reader(input);
+        Self {
+            reader,
+            lines,
+            record: csv::ByteRecord::new(),
+        }
+    }
+
+    /// The header's cells as bytes (a byte-order mark is the caller's to strip).
+    pub fn header(&mut self) -> Result<csv::ByteRecord, csv::Error> {
+        self.reader.byte_headers().cloned()
+    }
+
+    /// The next record and its first line; `None` at the end.
+    pub fn next_record(&mut self) -> Result<Option<(u64, &csv::ByteRecord)>, csv::Error> {
+        if !self.reader.read_byte_record(&mut self.record)? {
+            return Ok(None);
+        }
+        let line = self
+            .lines
+            .line_of(self.record.position().map_or(0, csv::Position::byte));
+        Ok(Some((line, &self.record)))
+    }
+}

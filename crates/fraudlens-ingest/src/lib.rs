@@ -24,6 +24,7 @@ mod summary;
 mod tabular;
 
 pub use bad_rows::{BadRows, RowIssue};
+pub use csv_input::CsvRecords;
 pub use events::{EventReader, InputFormat, MAX_JSON_LINE};
 pub use matrix::{FeatureMatrixWriter, MatrixError, TabularMatrixWriter, write_feature_matrix, write_number};
 pub use mode::{DetectedMode, detect_mode};

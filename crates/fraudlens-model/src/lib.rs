@@ -24,6 +24,7 @@ pub mod iforest;
 pub mod inputs;
 pub mod interop;
 pub mod metrics;
+pub mod onnx;
 pub mod report;
 pub mod shap;
 pub mod threshold;

@@ -101,11 +101,12 @@ impl ServingModel {
         }
     }
 
-    /// `gbdt` or `isolation_forest`.
+    /// `gbdt`, `isolation_forest` or `onnx`.
     pub fn kind(&self) -> &'static str {
         match self.artifact.manifest.kind {
             ModelKind::Gbdt => "gbdt",
             ModelKind::IsolationForest => "isolation_forest",
+            ModelKind::Onnx => "onnx",
         }
     }
 

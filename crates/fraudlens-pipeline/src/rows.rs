@@ -13,14 +13,16 @@
 //! batch). The stored body is `{"row": {feature: value, …}}` in the model's
 //! feature order: only the model's features are kept (never the columns the
 //! training set aside, such as card numbers), categories with card numbers
-//! redacted. Its hash is the fingerprint, so a row resent with its keys in
-//! another order is the same row.
+//! redacted, and an id that looks like a card number is refused. The
+//! fingerprint hashes that body and the model's inputs (so two rows the
+//! redaction made look alike are still told apart), so a row resent with its
+//! keys in another order, `1` as `"1.0"` or `-0` as `0`, is the same row.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use fraudlens_core::tabular::{ColumnKind, Exclusion, ParsedNumber, TabularEncoding, looks_like_id_name, parse_number};
-use fraudlens_core::{Timestamp, TransactionId, redact_card_numbers};
+use fraudlens_core::{Timestamp, TransactionId, looks_like_card_number, redact_card_numbers};
 use fraudlens_store::{NewDecision, PutOutcome};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
@@ -78,7 +80,15 @@ enum Field {
 #[derive(Clone, Debug)]
 pub struct RowColumns {
     feature: Vec<Option<usize>>,
-    id: Option<usize>,
+    /// The id column and its name.
+    id: Option<(usize, String)>,
+}
+
+impl RowColumns {
+    /// Whether the file has an id column (without one, each row gets a new id).
+    pub fn has_id(&self) -> bool {
+        self.id.is_some()
+    }
 }
 
 /// How a tabular or imported model reads a row.
@@ -197,7 +207,7 @@ impl RowInputs {
                 Some(Field::Feature(idx)) => columns.feature[*idx] = Some(column),
                 Some(Field::Id(rank)) if *rank < id_rank => {
                     id_rank = *rank;
-                    columns.id = Some(column);
+                    columns.id = Some((column, name.clone()));
                 }
                 Some(_) => {}
                 None => return Err(self.unknown(name)),
@@ -220,16 +230,11 @@ impl RowInputs {
             .iter()
             .map(|column| column.and_then(&cell).map_or(Cell::Missing, Cell::Text))
             .collect();
-        let id = match columns
-            .id
-            .and_then(&cell)
-            .map(str::trim)
-            .filter(|text| !text.is_empty())
-        {
-            Some(text) => {
-                let name = self.id_fields.first().map_or("id", String::as_str);
-                check_id(name, text)?
-            }
+        let id = match &columns.id {
+            Some((column, name)) => match cell(*column).map(str::trim).filter(|text| !text.is_empty()) {
+                Some(text) => check_id(name, text)?,
+                None => generate_id(),
+            },
             None => generate_id(),
         };
         self.build(id, &cells, started)
@@ -253,12 +258,14 @@ impl RowInputs {
                 }
                 (ColumnKind::Categorical(encoder), Cell::Number(x)) => {
                     let text = x.to_string();
-                    (encoder.encode(Some(&text)), Value::String(text))
+                    let shown = Value::String(redact_card_numbers(&text).into_owned());
+                    (encoder.encode(Some(&text)), shown)
                 }
-                (_, Cell::Number(x)) => (x, number(x)),
+                // -0 is 0 to the model: one stored form
+                (_, Cell::Number(x)) => (x + 0.0, number(x + 0.0)),
                 (_, Cell::Text(text)) => match parse_number(text) {
                     ParsedNumber::Missing => (f64::NAN, Value::Null),
-                    ParsedNumber::Value(x) => (x, number(x)),
+                    ParsedNumber::Value(x) => (x + 0.0, number(x + 0.0)),
                     ParsedNumber::Text => {
                         let shown: String = text.chars().take(40).collect();
                         return Err(format!(
@@ -276,7 +283,17 @@ impl RowInputs {
         body.push_str(ROW_BODY_PREFIX);
         body.push_str(&Value::Object(stored).to_string());
         body.push('}');
-        let fingerprint = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(body.as_bytes()));
+        let mut hashed = body.clone().into_bytes();
+        for value in &values {
+            // every NaN is one missing value
+            let bits = if value.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                value.to_bits()
+            };
+            hashed.extend_from_slice(&bits.to_le_bytes());
+        }
+        let fingerprint = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&hashed));
         Ok(FeatureRow {
             id,
             body,
@@ -311,10 +328,10 @@ impl RowInputs {
     }
 }
 
-/// A field name for a message: quoted, cut at 64 characters.
+/// A field name for a message: quoted, cut at 64 characters, card numbers redacted.
 fn quoted(name: &str) -> String {
     let cut: String = name.chars().take(64).collect();
-    format!("{cut:?}")
+    format!("{:?}", redact_card_numbers(&cut))
 }
 
 fn mistyped(key: &str, what: &str) -> String {
@@ -322,6 +339,12 @@ fn mistyped(key: &str, what: &str) -> String {
 }
 
 fn check_id(field: &str, text: &str) -> Result<String, String> {
+    if looks_like_card_number(text) {
+        return Err(format!(
+            "{}: looks like a card number, which is never stored: send another id",
+            quoted(field)
+        ));
+    }
     TransactionId::parse(text)
         .map(|id| id.as_str().to_owned())
         .map_err(|error| format!("{}: {error}", quoted(field)))
@@ -388,10 +411,10 @@ impl Pipeline {
         let mut records = Vec::new();
         let mut fresh = Vec::new();
         for row in rows {
-            match row {
-                Ok(row) => {
-                    fresh.push((results.len(), row.fingerprint.clone()));
-                    records.push(self.row_decision(model, row, received_at));
+            match row.and_then(|row| self.row_decision(model, row, received_at)) {
+                Ok(record) => {
+                    fresh.push((results.len(), record.fingerprint.clone()));
+                    records.push(record);
                     results.push(Err(ScoreError::Unavailable("not processed".to_owned())));
                 }
                 Err(error) => results.push(Err(error)),
@@ -419,12 +442,40 @@ impl Pipeline {
         results
     }
 
-    /// The decision record of one feature row.
-    fn row_decision(&self, model: &ServingModel, row: FeatureRow, received_at: Timestamp) -> NewDecision {
-        let judged = self.judge(model, &row.values, &row.id);
+    /// The decision record of one feature row; a row the model cannot score
+    /// (an ONNX model without an imputer given a missing value) is refused.
+    fn row_decision(
+        &self,
+        model: &ServingModel,
+        row: FeatureRow,
+        received_at: Timestamp,
+    ) -> Result<NewDecision, ScoreError> {
+        let scored = model.artifact.score(&row.values);
+        if let Err(fraudlens_model::ModelError::InvalidData(reason)) = &scored {
+            let missing: Vec<&str> = model
+                .artifact
+                .manifest
+                .feature_names
+                .iter()
+                .zip(&row.values)
+                .filter(|(_, value)| value.is_nan())
+                .map(|(name, _)| name.as_str())
+                .take(NAMES_IN_ERROR)
+                .collect();
+            return Err(ScoreError::Invalid(if missing.is_empty() {
+                format!("the model cannot score this row: {reason}")
+            } else {
+                format!(
+                    "the model cannot take missing values and {} {} missing",
+                    missing.join(", "),
+                    if missing.len() == 1 { "is" } else { "are" }
+                )
+            }));
+        }
+        let judged = self.judge_scored(model, &row.values, &row.id, scored);
         let latency = row.started.elapsed();
         metrics::histogram!("prediction_duration_seconds").record(latency.as_secs_f64());
-        NewDecision {
+        Ok(NewDecision {
             transaction_id: row.id,
             fingerprint: row.fingerprint,
             event_time: received_at,
@@ -447,7 +498,7 @@ impl Pipeline {
                 .is_flagged()
                 .then_some(fraudlens_core::ReviewStatus::PendingReview),
             shard: None,
-        }
+        })
     }
 }
 

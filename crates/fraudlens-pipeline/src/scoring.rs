@@ -359,8 +359,19 @@ impl Pipeline {
     /// The model's verdict on one input row: its scores, decision and
     /// reasons (when the [`ExplainPolicy`] asks for them).
     pub(crate) fn judge(&self, model: &ServingModel, row: &[f64], id: &str) -> Judged {
+        self.judge_scored(model, row, id, model.artifact.score(row))
+    }
+
+    /// [`Self::judge`] of a row already scored.
+    pub(crate) fn judge_scored(
+        &self,
+        model: &ServingModel,
+        row: &[f64],
+        id: &str,
+        scored: Result<fraudlens_model::artifact::Score, fraudlens_model::ModelError>,
+    ) -> Judged {
         let artifact = &model.artifact;
-        let (score, probability, raw, anomaly, decision) = match artifact.score(row) {
+        let (score, probability, raw, anomaly, decision) = match scored {
             Ok(score) => (
                 score.ranking(),
                 score.probability,

@@ -25,6 +25,7 @@ use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fraudlens_core::tabular::dedupe_header;
+use fraudlens_ingest::CsvRecords;
 use fraudlens_pipeline::{FeatureRow, RowInputs, ScoreError, Scored, ServingModel, random_row_id};
 use fraudlens_store::DeadLetter;
 use futures_util::StreamExt as _;
@@ -40,7 +41,14 @@ use crate::{AppState, now};
 /// Rows scored and written together.
 const BATCH: usize = 1_000;
 /// Bytes of CSV answer kept for a client that is not reading yet.
-pub const PENDING_OUTPUT: usize = 64 << 20;
+pub const PENDING_OUTPUT: usize = 16 << 20;
+/// Longest wait for a client to read some of the answer before the upload stops.
+const OUTPUT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most columns of an uploaded file (a model reads far fewer).
+const MAX_COLUMNS: usize = 10_000;
+/// How long the rows of a stopped upload have to reach the client before the
+/// answer is cut off.
+const CUT_OFF_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 /// The header of the CSV answer.
 const OUTPUT_HEADER: [&str; 9] = [
     "line",
@@ -179,11 +187,14 @@ pub async fn upload_rows(
     } else {
         Source::Body(request.into_body())
     };
-    // an upload scores one batch at a time: that is its share of the work in flight
-    let in_flight = state.in_flight.admit(BATCH).await?;
+    // an upload scores one batch at a time, each admitted to the work in flight
+    // on its own (a stalled body holds nothing); an overloaded server says so now
+    drop(state.in_flight.admit(BATCH).await?);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(8);
     let (batch_tx, batch_rx) = mpsc::channel::<Vec<(u64, Result<FeatureRow, String>)>>(4);
-    let (bound_tx, bound_rx) = oneshot::channel::<Result<(), String>>();
+    let (bound_tx, bound_rx) = oneshot::channel::<Result<bool, String>>();
+    let (has_id_tx, has_id_rx) = tokio::sync::watch::channel(true);
+    let feed_error: Arc<std::sync::Mutex<Option<ApiError>>> = Arc::default();
     let parser_model = model.clone();
     let parser = tokio::task::spawn_blocking(move || parse(&parser_model, chunk_rx, batch_tx, bound_tx));
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
@@ -194,26 +205,35 @@ pub async fn upload_rows(
     };
     let timeout = body_timeout.map(|Extension(timeout)| timeout);
     let task_state = state.clone();
+    let shared_feed_error = feed_error.clone();
     tokio::spawn(async move {
-        let _in_flight = in_flight;
-        let feed = feed(source, chunk_tx, limit, timeout);
+        let feed = async {
+            let fed = feed(source, chunk_tx, limit, timeout, &shared_feed_error).await;
+            fed.map_err(|_| shared_feed_error.lock().ok().and_then(|mut error| error.take()))
+        };
         let score = score(&task_state, &model, batch_rx, &output);
         let (fed, scored) = tokio::join!(feed, score);
         let parsed = parser.await.unwrap_or_else(|_| Parsed {
             last_line: 0,
             stopped: Some("the CSV reader stopped".to_owned()),
         });
+        let resend = if *has_id_rx.borrow() {
+            "send the rest again (or the whole file: stored rows come back unchanged)"
+        } else {
+            "send only the rest again: the file has no id column, so a row sent twice is stored twice"
+        };
         let stop = match (fed, scored, parsed.stopped) {
-            (_, Err(stop), _) => Some(stop),
+            (_, Err(stop), _) => Some(format!("{stop}; {resend}")),
             (Err(error), Ok(last_line), _) => Some(format!(
-                "{} ({}); the rows up to line {} were processed and the rest was not; \
-                 send the rest again (or the whole file: stored rows come back unchanged)",
-                error.body.message,
-                error.body.code,
+                "{}; the rows up to line {} were processed and the rest was not; {resend}",
+                error.map_or_else(
+                    || "the upload stopped".to_owned(),
+                    |error| format!("{} ({})", error.body.message, error.body.code)
+                ),
                 last_line.max(parsed.last_line)
             )),
             (Ok(()), Ok(_), Some(reason)) => Some(format!(
-                "{reason}; the rows before it were processed and the rest was not"
+                "{reason}; the rows before it were processed and the rest was not; {resend}"
             )),
             (Ok(()), Ok(_), None) => None,
         };
@@ -227,15 +247,24 @@ pub async fn upload_rows(
                 .send(Err(std::io::Error::other("the upload stopped part-way")));
         }
     });
+    // a header cut short by the body's own failure (too large, stalled, no file field): that failure
+    let feed_failure = || feed_error.lock().ok().and_then(|mut error| error.take());
     match bound_rx.await {
-        Ok(Ok(())) => {}
-        Ok(Err(reason)) => return Err(ApiError::invalid(reason)),
-        Err(_) => return Err(ApiError::invalid("the upload ended before its header row")),
+        Ok(Ok(has_id)) => {
+            let _ = has_id_tx.send(has_id);
+        }
+        Ok(Err(reason)) => return Err(feed_failure().unwrap_or_else(|| ApiError::invalid(reason))),
+        Err(_) => {
+            return Err(feed_failure().unwrap_or_else(|| ApiError::invalid("the upload ended before its header row")));
+        }
     }
     let stream = futures_util::stream::unfold((out_rx, budget), |(mut out_rx, budget)| async move {
         let item = out_rx.recv().await?;
-        if let Ok(bytes) = &item {
-            budget.add_permits(bytes.len().min(PENDING_OUTPUT));
+        match &item {
+            Ok(bytes) => budget.add_permits(bytes.len().min(PENDING_OUTPUT)),
+            // hyper drops what it has buffered when a body fails: the rows before
+            // (and the row saying why it stopped) get time to be written first
+            Err(_) => tokio::time::sleep(CUT_OFF_DELAY).await,
         }
         Some((item, (out_rx, budget)))
     });
@@ -254,26 +283,27 @@ struct Output {
 }
 
 impl Output {
-    /// Queues `bytes` once the client has read enough of what came before
-    /// (a client gone: dropped at once).
-    async fn send(&self, bytes: Vec<u8>) {
+    /// Queues `bytes` once the client has read enough of what came before;
+    /// `false` when the client is gone or has read nothing for [`OUTPUT_STALL`].
+    async fn send(&self, bytes: Vec<u8>) -> bool {
         if bytes.is_empty() {
-            return;
+            return true;
         }
         let n = u32::try_from(bytes.len().min(PENDING_OUTPUT)).unwrap_or(u32::MAX);
         tokio::select! {
-            acquired = self.budget.acquire_many(n) => {
-                if let Ok(permit) = acquired {
+            acquired = tokio::time::timeout(OUTPUT_STALL, self.budget.acquire_many(n)) => match acquired {
+                Ok(Ok(permit)) => {
                     permit.forget();
+                    self.sender.send(Ok(Bytes::from(bytes))).is_ok()
                 }
-                let _ = self.sender.send(Ok(Bytes::from(bytes)));
-            }
-            () = self.sender.closed() => {}
+                _ => false,
+            },
+            () = self.sender.closed() => false,
         }
     }
 
-    async fn row(&self, cells: &[&str]) {
-        self.send(csv_line(cells)).await;
+    async fn row(&self, cells: &[&str]) -> bool {
+        self.send(csv_line(cells)).await
     }
 }
 
@@ -295,7 +325,7 @@ fn parse(
     model: &ServingModel,
     chunks: mpsc::Receiver<Chunk>,
     batches: mpsc::Sender<Vec<(u64, Result<FeatureRow, String>)>>,
-    bound: oneshot::Sender<Result<(), String>>,
+    bound: oneshot::Sender<Result<bool, String>>,
 ) -> Parsed {
     let Some(inputs) = model.rows() else {
         let _ = bound.send(Err("the serving model reads transactions".to_owned()));
@@ -304,24 +334,28 @@ fn parse(
             stopped: None,
         };
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(ChannelReader::new(chunks));
-    let columns = reader
-        .byte_headers()
+    let mut records = CsvRecords::new(Box::new(ChannelReader::new(chunks)));
+    let columns = records
+        .header()
         .map_err(|error| format!("the header row: {error}"))
-        .and_then(header_names)
+        .and_then(|raw| header_names(&raw))
         .and_then(|header| {
             if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
                 return Err("the file is empty: expected a header row of feature names".to_owned());
+            }
+            let mut seen = std::collections::HashSet::with_capacity(header.len());
+            if let Some(twice) = header
+                .iter()
+                .find(|name| !name.is_empty() && !seen.insert(name.as_str()))
+            {
+                return Err(format!("the header names column {twice:?} twice"));
             }
             let (names, _) = dedupe_header(&header);
             inputs.bind(&names).map(|columns| (columns, names.len()))
         });
     let (columns, n_columns) = match columns {
         Ok(bound_columns) => {
-            let _ = bound.send(Ok(()));
+            let _ = bound.send(Ok(bound_columns.0.has_id()));
             bound_columns
         }
         Err(reason) => {
@@ -332,17 +366,15 @@ fn parse(
             };
         }
     };
-    let mut record = csv::ByteRecord::new();
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_line = 0;
     let mut stopped = None;
     loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let line = record.position().map_or(0, csv::Position::line);
+        match records.next_record() {
+            Ok(None) => break,
+            Ok(Some((line, record))) => {
                 last_line = line;
-                batch.push((line, read_row(inputs, &columns, &record, n_columns)));
+                batch.push((line, read_row(inputs, &columns, record, n_columns)));
                 if batch.len() == BATCH && batches.blocking_send(std::mem::take(&mut batch)).is_err() {
                     break;
                 }
@@ -363,6 +395,12 @@ fn parse(
 }
 
 fn header_names(raw: &csv::ByteRecord) -> Result<Vec<String>, String> {
+    if raw.len() > MAX_COLUMNS {
+        return Err(format!(
+            "the header has {} columns; at most {MAX_COLUMNS} are read",
+            raw.len()
+        ));
+    }
     raw.iter()
         .enumerate()
         .map(|(idx, cell)| {
@@ -400,7 +438,17 @@ async fn feed(
     chunks: mpsc::Sender<Chunk>,
     limit: usize,
     timeout: Option<BodyTimeout>,
-) -> Result<(), ApiError> {
+    failed: &std::sync::Mutex<Option<ApiError>>,
+) -> Result<(), ()> {
+    // the error is recorded before the reader hears of it: a header it cuts
+    // short is then answered with this error
+    let fail = async |error: ApiError| {
+        if let Ok(mut slot) = failed.lock() {
+            *slot = Some(error);
+        }
+        let _ = chunks.send(Err(BodyStopped)).await;
+        Err(())
+    };
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -415,14 +463,8 @@ async fn feed(
                 match form.next_field().await {
                     Ok(Some(field)) if field.name() == Some("file") => break field,
                     Ok(Some(_)) => continue,
-                    Ok(None) => {
-                        let _ = chunks.send(Err(BodyStopped)).await;
-                        return Err(ApiError::invalid("no multipart field named \"file\""));
-                    }
-                    Err(error) => {
-                        let _ = chunks.send(Err(BodyStopped)).await;
-                        return Err(multipart_error(error, timeout.as_ref()));
-                    }
+                    Ok(None) => return fail(ApiError::invalid("no multipart field named \"file\"")).await,
+                    Err(error) => return fail(multipart_error(error, timeout.as_ref())).await,
                 }
             };
             loop {
@@ -430,19 +472,16 @@ async fn feed(
                     Ok(Some(chunk)) => {
                         total += chunk.len();
                         if total > limit {
-                            let _ = chunks.send(Err(BodyStopped)).await;
+                            let failed = fail(too_large()).await;
                             drain(&mut field).await;
-                            return Err(too_large());
+                            return failed;
                         }
                         if chunks.send(Ok(chunk)).await.is_err() {
                             return Ok(());
                         }
                     }
                     Ok(None) => return Ok(()),
-                    Err(error) => {
-                        let _ = chunks.send(Err(BodyStopped)).await;
-                        return Err(multipart_error(error, timeout.as_ref()));
-                    }
+                    Err(error) => return fail(multipart_error(error, timeout.as_ref())).await,
                 }
             }
         }
@@ -453,19 +492,22 @@ async fn feed(
                     Ok(chunk) => {
                         total += chunk.len();
                         if total > limit {
-                            let _ = chunks.send(Err(BodyStopped)).await;
-                            return Err(too_large());
+                            return fail(too_large()).await;
                         }
                         if chunks.send(Ok(chunk)).await.is_err() {
                             return Ok(());
                         }
                     }
                     Err(error) => {
-                        let _ = chunks.send(Err(BodyStopped)).await;
                         if timeout.as_ref().is_some_and(BodyTimeout::expired) {
-                            return Err(crate::transport::body_timeout_error());
+                            return fail(crate::transport::body_timeout_error()).await;
                         }
-                        return Err(ApiError::invalid(format!("the body broke off: {error}")));
+                        return fail(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request",
+                            format!("the body broke off: {error}"),
+                        ))
+                        .await;
                     }
                 }
             }
@@ -482,10 +524,18 @@ async fn score(
     mut batches: mpsc::Receiver<Vec<(u64, Result<FeatureRow, String>)>>,
     output: &Output,
 ) -> Result<u64, String> {
-    output.row(&OUTPUT_HEADER).await;
+    let stalled = || "the client stopped reading the answer".to_owned();
+    if !output.row(&OUTPUT_HEADER).await {
+        return Err(stalled());
+    }
     let mut last_line = 0;
     while let Some(batch) = batches.recv().await {
         let (lines, rows): (Vec<u64>, Vec<Result<FeatureRow, String>>) = batch.into_iter().unzip();
+        let Ok(in_flight) = state.in_flight.admit(rows.len()).await else {
+            return Err(format!(
+                "the server is overloaded (503): the rows up to line {last_line} were processed and the rest was not"
+            ));
+        };
         let results = state
             .pipeline
             .score_rows(
@@ -493,6 +543,7 @@ async fn score(
                 rows.into_iter().map(|row| row.map_err(ScoreError::Invalid)).collect(),
             )
             .await;
+        drop(in_flight);
         let mut out = Vec::with_capacity(results.len() * 96);
         let mut letters = Vec::new();
         for (line, result) in lines.iter().zip(&results) {
@@ -502,8 +553,7 @@ async fn score(
                     output.send(out).await;
                     tracing::warn!(line, message, "prediction upload stopped: decision not stored");
                     return Err(format!(
-                        "line {line}: a decision could not be stored; the rows before it were; \
-                         retry the file (stored rows come back unchanged)"
+                        "line {line}: a decision could not be stored; the rows before it were"
                     ));
                 }
                 Err(error) => {
@@ -521,7 +571,9 @@ async fn score(
             last_line = *line;
         }
         if letters.is_empty() {
-            output.send(out).await;
+            if !output.send(out).await {
+                return Err(stalled());
+            }
             continue;
         }
         if let Err(error) = state.pipeline.store().put_dead_letters(&letters).await {
@@ -531,7 +583,9 @@ async fn score(
                 "the refused rows up to line {last_line} could not be kept as dead letters; the good rows were stored"
             ));
         }
-        output.send(out).await;
+        if !output.send(out).await {
+            return Err(stalled());
+        }
     }
     Ok(last_line)
 }

@@ -416,11 +416,27 @@ pub struct ScoreArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// A LightGBM text model (`booster.save_model("model.txt")`), objective binary.
-    #[arg(long, value_name = "FILE", conflicts_with = "xgboost")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["xgboost", "onnx"])]
     pub lightgbm: Option<PathBuf>,
     /// An XGBoost JSON model (`booster.save_model("model.json")`), binary:logistic or binary:logitraw.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "onnx")]
     pub xgboost: Option<PathBuf>,
+    /// An ONNX model (scikit-learn via skl2onnx, PyTorch via torch.onnx.export)
+    /// taking one float tensor [N, features] and giving the fraud probability.
+    #[arg(long, value_name = "FILE", requires = "features")]
+    pub onnx: Option<PathBuf>,
+    /// The ONNX model's input columns, in order: a JSON list of names.
+    #[arg(long, value_name = "FILE")]
+    pub features: Option<PathBuf>,
+    /// The ONNX output that is the fraud probability [default: the one named
+    /// like probabilities, else the only one].
+    #[arg(long, value_name = "NAME", requires = "onnx")]
+    pub onnx_output: Option<String>,
+    /// Rows like the training data (CSV with the feature columns): their
+    /// medians are what a feature is set to when the reasons are computed.
+    /// Without it an ONNX model gives no reasons.
+    #[arg(long, value_name = "CSV", requires = "onnx")]
+    pub reference: Option<PathBuf>,
     /// Model directory to write.
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,

@@ -9,12 +9,15 @@
 use fraudlens_core::Timestamp;
 use fraudlens_core::tabular::{ColumnKind, TabularEncoding, TabularFeature};
 
-use super::{ANOMALY_FEATURE, Artifact, FORMAT_VERSION, Manifest, ModelKind, TrainingSummary, sha256_hex};
+use super::{
+    ANOMALY_FEATURE, Artifact, FORMAT_VERSION, Manifest, ModelKind, OnnxManifest, TrainingSummary, sha256_hex,
+};
 use crate::calibration::Calibration;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::interop::Imported;
 use crate::metrics::Evaluation;
+use crate::onnx::OnnxModel;
 use crate::threshold::{ThresholdChoice, Thresholds};
 use crate::train::{FeatureKind, GbdtParams};
 use crate::tree::Node;
@@ -86,11 +89,13 @@ impl Artifact {
             gain_importance: Vec::new(),
             tuning: None,
             anomaly_input: parts.anomaly.is_some(),
+            onnx: None,
         };
         checked(Artifact {
             manifest,
             forest: Some(parts.forest),
             anomaly: parts.anomaly,
+            onnx: None,
         })
         .map(with_gain_importance)
     }
@@ -119,11 +124,13 @@ impl Artifact {
             gain_importance: Vec::new(),
             tuning: None,
             anomaly_input: false,
+            onnx: None,
         };
         checked(Artifact {
             manifest,
             forest: None,
             anomaly: Some(parts.anomaly),
+            onnx: None,
         })
     }
 
@@ -138,66 +145,131 @@ impl Artifact {
         thresholds: Thresholds,
         created_at: Timestamp,
     ) -> Result<Self, ModelError> {
-        let digest = sha256_hex(file);
-        let n_features = imported.forest.n_features();
         let n_trees = imported.forest.n_trees();
-        let features = imported
-            .feature_names
-            .iter()
-            .map(|name| TabularFeature {
-                name: name.clone(),
-                kind: ColumnKind::Numeric,
-            })
-            .collect();
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            fraudlens_version: env!("CARGO_PKG_VERSION").to_owned(),
-            created_at: created_at.to_string(),
-            model_id: model_id("imported", file),
-            kind: ModelKind::Gbdt,
-            inputs: InputSpec::Tabular {
-                encoding: TabularEncoding {
-                    format_version: TabularEncoding::FORMAT_VERSION,
-                    label: None,
-                    features,
-                    excluded: Vec::new(),
-                },
-            },
-            gain_importance: Vec::new(),
-            tuning: None,
-            feature_names: imported.feature_names,
-            feature_kinds: vec![FeatureKind::Numeric; n_features],
-            params: GbdtParams {
-                n_trees,
-                ..GbdtParams::default()
-            },
-            calibration: Calibration::Identity,
+        let mut manifest = imported_manifest(
+            ModelKind::Gbdt,
+            model_id("imported", file),
+            imported.feature_names,
+            file,
+            data_source,
             thresholds,
-            threshold_choice: None,
-            training: TrainingSummary {
-                data_fingerprint: digest,
-                data_source,
-                train_rows: 0,
-                train_frauds: 0,
-                valid_rows: 0,
-                valid_frauds: 0,
-                train_period: None,
-                valid_period: None,
-                best_round: n_trees,
-                rounds: Vec::new(),
-                brier_uncalibrated: None,
-                train_seconds: 0.0,
-                refit: None,
-            },
-            validation: None,
-            anomaly_input: false,
-        };
+            created_at,
+        );
+        manifest.params.n_trees = n_trees;
+        manifest.training.best_round = n_trees;
         checked(Artifact {
             manifest,
             forest: Some(imported.forest),
             anomaly: None,
+            onnx: None,
         })
         .map(with_gain_importance)
+    }
+
+    /// An ONNX model (`bytes`, read as [`OnnxModel::load`] does) over the
+    /// numeric features `feature_names`, in that order; `medians` (one per
+    /// feature, `None` when unknown) are what occlusion sets a feature to for
+    /// the reasons. Its probabilities are the model's own (no calibration).
+    #[allow(clippy::too_many_arguments)]
+    pub fn onnx(
+        bytes: &[u8],
+        feature_names: Vec<String>,
+        output: Option<&str>,
+        medians: Vec<Option<f64>>,
+        data_source: String,
+        thresholds: Thresholds,
+        created_at: Timestamp,
+    ) -> Result<Self, ModelError> {
+        let model = OnnxModel::load(bytes, feature_names.len(), output)?;
+        if medians.len() != feature_names.len() {
+            return Err(ModelError::invalid(format!(
+                "{} medians for {} features",
+                medians.len(),
+                feature_names.len()
+            )));
+        }
+        let mut manifest = imported_manifest(
+            ModelKind::Onnx,
+            model_id("onnx", bytes),
+            feature_names,
+            bytes,
+            data_source,
+            thresholds,
+            created_at,
+        );
+        manifest.params.n_trees = 0;
+        manifest.onnx = Some(OnnxManifest {
+            output: model.output().to_owned(),
+            medians,
+        });
+        checked(Artifact {
+            manifest,
+            forest: None,
+            anomaly: None,
+            onnx: Some(model),
+        })
+    }
+}
+
+/// The manifest of a model trained elsewhere: numeric tabular inputs named
+/// `feature_names`, the library's own probabilities, no training summary
+/// beyond the file's fingerprint.
+fn imported_manifest(
+    kind: ModelKind,
+    model_id: String,
+    feature_names: Vec<String>,
+    file: &[u8],
+    data_source: String,
+    thresholds: Thresholds,
+    created_at: Timestamp,
+) -> Manifest {
+    let features = feature_names
+        .iter()
+        .map(|name| TabularFeature {
+            name: name.clone(),
+            kind: ColumnKind::Numeric,
+        })
+        .collect();
+    Manifest {
+        format_version: FORMAT_VERSION,
+        fraudlens_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_at: created_at.to_string(),
+        model_id,
+        kind,
+        inputs: InputSpec::Tabular {
+            encoding: TabularEncoding {
+                format_version: TabularEncoding::FORMAT_VERSION,
+                label: None,
+                features,
+                excluded: Vec::new(),
+            },
+        },
+        gain_importance: Vec::new(),
+        tuning: None,
+        feature_kinds: vec![FeatureKind::Numeric; feature_names.len()],
+        feature_names,
+        params: GbdtParams::default(),
+        calibration: Calibration::Identity,
+        thresholds,
+        threshold_choice: None,
+        training: TrainingSummary {
+            data_fingerprint: sha256_hex(file),
+            data_source,
+            train_rows: 0,
+            train_frauds: 0,
+            valid_rows: 0,
+            valid_frauds: 0,
+            train_period: None,
+            valid_period: None,
+            best_round: 0,
+            rounds: Vec::new(),
+            brier_uncalibrated: None,
+            train_seconds: 0.0,
+            refit: None,
+        },
+        validation: None,
+        anomaly_input: false,
+        onnx: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //!                training summary with a fingerprint of the data, validation metrics
 //! trees.json     the trees (tree exchange format); absent for an unsupervised model
 //! anomaly.json   isolation forest (with --anomaly, or the whole of an unsupervised model)
+//! model.onnx     an imported ONNX model (`fraudlens import --onnx`)
 //! model.lgb.txt  the trees as a LightGBM text model, for inspection in Python (optional)
 //! SHA256SUMS     checksums of every file above (`sha256sum -c SHA256SUMS` works)
 //! ```
@@ -16,7 +17,8 @@
 //! names the trees were trained on); anything else is refused with an error
 //! naming the file and the problem, so a server keeps its current model.
 //! A new artifact comes from one of the constructors in `build.rs`
-//! ([`Artifact::gbdt`], [`Artifact::isolation_forest`], [`Artifact::imported`]).
+//! ([`Artifact::gbdt`], [`Artifact::isolation_forest`], [`Artifact::imported`],
+//! [`Artifact::onnx`]).
 //! `batch.rs` ([`BatchScorer`]) scores many rows in parallel blocks.
 
 mod batch;
@@ -34,6 +36,7 @@ use crate::calibration::Calibration;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::metrics::Evaluation;
+use crate::onnx::OnnxModel;
 use fraudlens_core::{Decision, Reason, Timestamp};
 
 use crate::threshold::{ThresholdChoice, Thresholds};
@@ -53,6 +56,7 @@ const MANIFEST: &str = "model.json";
 const TREES: &str = "trees.json";
 const ANOMALY: &str = "anomaly.json";
 const LIGHTGBM: &str = "model.lgb.txt";
+const ONNX: &str = "model.onnx";
 const CHECKSUMS: &str = "SHA256SUMS";
 
 /// Why an artifact cannot be saved or loaded.
@@ -227,6 +231,20 @@ pub enum ModelKind {
     /// An isolation forest alone, for data without labels: decisions come
     /// from thresholds on the anomaly score, and there is no fraud probability.
     IsolationForest,
+    /// An imported ONNX model (scikit-learn, PyTorch): its own probabilities,
+    /// reasons by occlusion.
+    Onnx,
+}
+
+/// What the manifest records of an ONNX model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxManifest {
+    /// The output read as the fraud probability.
+    pub output: String,
+    /// Per feature, the value occlusion sets it to for the reasons (the
+    /// reference rows' median; `None`: no reasons from it).
+    pub medians: Vec<Option<f64>>,
 }
 
 /// The manifest (`model.json`).
@@ -272,6 +290,9 @@ pub struct Manifest {
     /// The parameter search that chose `params` (`train --tune`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<crate::fit::Tuning>,
+    /// An ONNX model's output and reference values ([`ModelKind::Onnx`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<OnnxManifest>,
 }
 
 /// A loaded (or freshly trained) model.
@@ -283,6 +304,8 @@ pub struct Artifact {
     pub forest: Option<Forest>,
     /// The anomaly detector, when trained.
     pub anomaly: Option<IsolationForest>,
+    /// The ONNX model of a [`ModelKind::Onnx`] artifact.
+    pub onnx: Option<OnnxModel>,
 }
 
 /// A scored row.
@@ -419,8 +442,15 @@ impl Artifact {
                 Some(self.trees()?.predict_raw(self.model_row(row, anomaly, &mut buffer)?)?)
             }
             ModelKind::IsolationForest => None,
+            ModelKind::Onnx => Some(logit(self.onnx_model()?.predict(row, 1)?[0])),
         };
         Ok(self.finish_score(raw, anomaly))
+    }
+
+    fn onnx_model(&self) -> Result<&OnnxModel, ModelError> {
+        self.onnx
+            .as_ref()
+            .ok_or_else(|| ModelError::invalid("an ONNX model without model.onnx"))
     }
 
     /// Scores row-major `rows` of [`Self::n_inputs`] values (trees in parallel
@@ -435,6 +465,12 @@ impl Artifact {
                 raw.into_iter().map(Some).collect()
             }
             ModelKind::IsolationForest => vec![None; n_rows],
+            ModelKind::Onnx => self
+                .onnx_model()?
+                .predict(rows, n_rows)?
+                .into_iter()
+                .map(|p| Some(logit(p)))
+                .collect(),
         };
         let anomaly = anomaly.map_or_else(|| vec![None; n_rows], |scores| scores.into_iter().map(Some).collect());
         Ok(raw
@@ -459,7 +495,7 @@ impl Artifact {
     fn finish_score(&self, raw: Option<f64>, anomaly: Option<f64>) -> Score {
         let probability = raw.map(|raw| self.manifest.calibration.apply(raw));
         let decided_on = match self.manifest.kind {
-            ModelKind::Gbdt => probability,
+            ModelKind::Gbdt | ModelKind::Onnx => probability,
             ModelKind::IsolationForest => anomaly,
         };
         Score {
@@ -478,6 +514,9 @@ impl Artifact {
     /// The `k` strongest reasons for a row's raw score (categories by name);
     /// none for an unsupervised model.
     pub fn reasons(&self, row: &[f64], k: usize) -> Result<Vec<Reason>, ModelError> {
+        if let (Some(model), Some(onnx)) = (&self.onnx, &self.manifest.onnx) {
+            return occlusion_reasons(model, onnx, &self.manifest.feature_names, row, k);
+        }
         let Some(forest) = &self.forest else {
             return Ok(Vec::new());
         };
@@ -531,7 +570,24 @@ impl Artifact {
             (ModelKind::IsolationForest, None, Some(_)) if manifest.anomaly_input => {
                 return Err("an isolation-forest model cannot take its own score as an input".to_owned());
             }
+            (ModelKind::Onnx, Some(_), _) | (ModelKind::Onnx, _, Some(_)) => {
+                return Err("an ONNX model with trees".to_owned());
+            }
             _ => {}
+        }
+        match (manifest.kind, &self.onnx, &manifest.onnx) {
+            (ModelKind::Onnx, Some(model), Some(onnx)) => {
+                if model.n_features() != n_features || onnx.medians.len() != n_features {
+                    return Err(format!(
+                        "the ONNX model reads {} features with {} medians, the manifest names {n_features}",
+                        model.n_features(),
+                        onnx.medians.len()
+                    ));
+                }
+            }
+            (ModelKind::Onnx, _, _) => return Err("an ONNX model without model.onnx".to_owned()),
+            (_, None, None) => {}
+            _ => return Err("an ONNX part in a model that is not ONNX".to_owned()),
         }
         let mut from_inputs = manifest.inputs.feature_names().map_err(|error| error.to_string())?;
         let mut kinds = manifest.inputs.feature_kinds().map_err(|error| error.to_string())?;
@@ -572,7 +628,7 @@ impl Artifact {
         };
         // replace a directory only when it holds nothing but an artifact's files
         if dir.exists() {
-            let known = [MANIFEST, TREES, ANOMALY, LIGHTGBM, CHECKSUMS];
+            let known = [MANIFEST, TREES, ANOMALY, LIGHTGBM, ONNX, CHECKSUMS];
             for entry in fs::read_dir(dir).map_err(io(dir))? {
                 let entry = entry.map_err(io(dir))?;
                 let name = entry.file_name();
@@ -609,6 +665,9 @@ impl Artifact {
         }
         if let Some(anomaly) = &self.anomaly {
             files.insert(ANOMALY, to_json(anomaly, dir)?);
+        }
+        if let Some(model) = &self.onnx {
+            files.insert(ONNX, model.bytes().to_vec());
         }
         // never write what could not be read back (JSON has no NaN or infinity)
         let reread = |file: &str, ok: bool| {
@@ -736,16 +795,34 @@ impl Artifact {
                     reason: format!("no checksum for {TREES}"),
                 });
             }
-            (None, ModelKind::IsolationForest) => None,
+            (None, ModelKind::IsolationForest | ModelKind::Onnx) => None,
         };
         let anomaly = match contents.get(ANOMALY) {
             Some(bytes) => Some(parse(&dir.join(ANOMALY), bytes)?),
             None => None,
         };
+        let onnx = match (contents.get(ONNX), &manifest.onnx) {
+            (Some(bytes), Some(onnx)) => Some(
+                OnnxModel::load(bytes, manifest.feature_names.len(), Some(&onnx.output)).map_err(|error| {
+                    ArtifactError::Format {
+                        path: dir.join(ONNX),
+                        reason: error.to_string(),
+                    }
+                })?,
+            ),
+            (None, Some(_)) => {
+                return Err(ArtifactError::Format {
+                    path: sums_path,
+                    reason: format!("no checksum for {ONNX}"),
+                });
+            }
+            (_, None) => None,
+        };
         let artifact = Artifact {
             manifest,
             forest,
             anomaly,
+            onnx,
         };
         artifact.check().map_err(|reason| ArtifactError::Mismatch {
             dir: dir.to_owned(),
@@ -777,6 +854,49 @@ fn to_json<T: Serialize>(value: &T, dir: &Path) -> Result<Vec<u8>, ArtifactError
         path: dir.to_owned(),
         reason: format!("serialising the model: {error}"),
     })
+}
+
+/// The log-odds of a probability (±infinity at 0 and 1, which the identity
+/// calibration maps back exactly).
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+/// The `k` features whose occlusion by their median changes the log-odds
+/// most ([`OnnxModel::occlusion`]).
+fn occlusion_reasons(
+    model: &OnnxModel,
+    onnx: &OnnxManifest,
+    names: &[String],
+    row: &[f64],
+    k: usize,
+) -> Result<Vec<Reason>, ModelError> {
+    if onnx.medians.iter().all(Option::is_none) {
+        return Ok(Vec::new());
+    }
+    // a feature without a median is occluded by itself: no contribution
+    let medians: Vec<f64> = onnx
+        .medians
+        .iter()
+        .zip(row)
+        .map(|(median, value)| median.unwrap_or(*value))
+        .collect();
+    let (_, contributions) = model.occlusion(row, &medians)?;
+    let mut reasons: Vec<Reason> = names
+        .iter()
+        .zip(row)
+        .zip(contributions)
+        .filter(|(_, contribution)| contribution.is_finite() && *contribution != 0.0)
+        .map(|((name, value), contribution)| Reason {
+            feature: name.clone(),
+            value: value.is_finite().then_some(*value),
+            category: None,
+            contribution,
+        })
+        .collect();
+    reasons.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+    reasons.truncate(k);
+    Ok(reasons)
 }
 
 #[cfg(test)]

@@ -166,6 +166,12 @@ pub fn prequential(
                 progress,
             )?,
             ModelKind::IsolationForest => super::isolation_forest(params, inputs, &train_table, provenance)?,
+            ModelKind::Onnx => {
+                return Err(FitError::Data {
+                    step: "an imported ONNX model cannot be retrained by fraudlens",
+                    source: "retrain it where it was made".into(),
+                });
+            }
         };
         let test = table.slice(test_rows);
         // both windows hold rows (checked above)

@@ -70,6 +70,7 @@ pub fn render(report: &Report<'_>) -> String {
         kind = match manifest.kind {
             ModelKind::Gbdt => "gradient-boosted trees",
             ModelKind::IsolationForest => "isolation forest",
+            ModelKind::Onnx => "ONNX model",
         },
         created = escape(&manifest.created_at),
         source = escape(&manifest.training.data_source),

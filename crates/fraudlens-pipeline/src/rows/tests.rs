@@ -194,3 +194,54 @@ fn random_ids_differ() {
     assert_eq!(a.len(), 36);
     assert!(a.starts_with("row-"));
 }
+
+#[test]
+fn card_numbers_are_never_stored_nor_echoed() {
+    // a card number as a JSON number in a category
+    let row = parse(json!({"channel": 4111111111111111u64})).unwrap();
+    assert!(!row.body.contains("4111111111111111"), "{}", row.body);
+    // as an id
+    let error = parse(json!({"transaction_id": "4111 1111 1111 1111"})).unwrap_err();
+    assert!(error.contains("card number") && !error.contains("4111 1111"), "{error}");
+    // as a field name
+    let error = parse(json!({"4111111111111111": 1})).unwrap_err();
+    assert!(!error.contains("4111111111111111"), "{error}");
+}
+
+#[test]
+fn rows_the_redaction_makes_alike_keep_their_own_fingerprints() {
+    // one category known (pos), the other not: other inputs, other rows
+    let a = parse(json!({"transaction_id": "k", "channel": "pos"})).unwrap();
+    let b = parse(json!({"transaction_id": "k", "channel": "atm"})).unwrap();
+    assert_ne!(a.fingerprint, b.fingerprint);
+    let c = parse(json!({"channel": "4111111111111111"})).unwrap();
+    let d = parse(json!({"channel": "5500000000000004"})).unwrap();
+    assert_eq!(c.body, d.body, "both redacted");
+    assert!(same(&c.values, &d.values), "both unknown categories: the same input");
+    assert_eq!(
+        c.fingerprint, d.fingerprint,
+        "the same input and stored form: the same row"
+    );
+}
+
+#[test]
+fn minus_zero_is_zero() {
+    let a = parse(json!({"v1": 0})).unwrap();
+    let b = parse(json!({"v1": -0.0})).unwrap();
+    let c = parse(json!({"v1": "-0"})).unwrap();
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a.fingerprint, c.fingerprint);
+}
+
+#[test]
+fn a_bad_id_in_a_csv_is_named_by_its_column() {
+    let inputs = inputs();
+    let header = vec!["tx_id".to_owned(), "v1".to_owned()];
+    let columns = inputs.bind(&header).unwrap();
+    assert!(columns.has_id());
+    let cells = ["a\u{202e}b", "1"];
+    let error = inputs
+        .parse_record(&columns, |column| cells.get(column).copied(), generated)
+        .unwrap_err();
+    assert!(error.starts_with("\"tx_id\""), "{error}");
+}

@@ -1,4 +1,5 @@
-//! A store that counts its decision writes (one per commit), to see group commit.
+//! A store that counts its decision writes (one per commit), to see group
+//! commit, and can fail the next ones.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use fraudlens_store::{
 pub struct CountingStore {
     inner: Arc<dyn Store>,
     commits: AtomicUsize,
+    failures: AtomicUsize,
 }
 
 impl CountingStore {
@@ -19,7 +21,13 @@ impl CountingStore {
         Self {
             inner,
             commits: AtomicUsize::new(0),
+            failures: AtomicUsize::new(0),
         }
+    }
+
+    /// The next `n` decision writes fail (the database unreachable), storing nothing.
+    pub fn fail_next_writes(&self, n: usize) {
+        self.failures.store(n, Ordering::Release);
     }
 
     /// Decision writes (commits) so far.
@@ -38,6 +46,15 @@ impl Store for CountingStore {
     }
     async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
         self.commits.fetch_add(1, Ordering::AcqRel);
+        let failing = self
+            .failures
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(fraudlens_store::StoreError::Corrupt(
+                "the test failed this write".to_owned(),
+            ));
+        }
         self.inner.put_decisions(batch).await
     }
     async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>> {

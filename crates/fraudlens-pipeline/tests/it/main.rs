@@ -10,6 +10,7 @@
 mod counting;
 mod idempotency;
 mod registry;
+mod rows;
 mod shards;
 mod shared;
 mod watch;

@@ -284,6 +284,34 @@ async fn rows_served(backend: Backend) {
         lines[42]
     );
     assert!(lines[43].starts_with("44,row-"), "{}", lines[43]);
+    // CRLF and blank lines: the lines an editor shows; a header naming a column twice is refused
+    let response = client
+        .post(server.url("/api/v1/predictions/upload"))
+        .header("x-api-key", &service)
+        .header("content-type", "text/csv")
+        .body("TransactionID,V1\r\ncr-1,1\r\n\r\ncr-2,oops\r\n")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = response.lines().collect();
+    assert!(
+        lines[1].starts_with("2,cr-1,") && lines[2].starts_with("4,,"),
+        "{response}"
+    );
+    let response = client
+        .post(server.url("/api/v1/predictions/upload"))
+        .header("x-api-key", &service)
+        .header("content-type", "text/csv")
+        .body("V1,V1\n1,2\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("\"V1\" twice"), "{body}");
     // sent again: the stored decisions, as replays
     let again = client
         .post(server.url("/api/v1/predictions/upload"))
@@ -498,4 +526,177 @@ async fn detect_scores_feature_rows_from_kafka_once_and_dead_letters_bad_rows() 
     let frauds = all.iter().filter(|row| row.decision.decision.is_flagged()).count();
     assert!(frauds > 0, "some rows of the training file are flagged");
     assert_eq!(detect.terminate(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_row_upload_over_the_limit_says_where_it_stopped_and_is_cut_off() {
+    use axum::body::Bytes;
+
+    const LIMIT: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start_with(
+        dir.path(),
+        &db.url,
+        Some(&cards().model()),
+        &[("FRAUDLENS_SERVE__MAX_UPLOAD_BYTES", &LIMIT.to_string())],
+    );
+    let csv = std::fs::read_to_string(cards().data()).unwrap();
+    assert!(csv.len() > LIMIT * 2, "{} bytes", csv.len());
+    // no Content-Length (chunked): the server learns the size as it reads
+    let chunks: std::collections::VecDeque<Bytes> =
+        csv.as_bytes().chunks(8 << 10).map(Bytes::copy_from_slice).collect();
+    let mut response = reqwest::Client::new()
+        .post(server.url("/api/v1/predictions/upload"))
+        .header("x-api-key", &service)
+        .header("content-type", "text/csv")
+        .body(reqwest::Body::wrap(crate::serve::limits::UnsizedBody(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the answer starts before the file is read"
+    );
+    let mut answer = Vec::new();
+    let cut_off = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => answer.extend_from_slice(&chunk),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        cut_off,
+        "an answer that stopped part-way must not end like a complete one"
+    );
+    let lines: Vec<&str> = answer.lines().collect();
+    let stop = lines.last().unwrap();
+    assert!(
+        stop.starts_with(",,,,,,,,") && stop.contains("stopped: ") && stop.contains("payload_too_large"),
+        "{stop}"
+    );
+    let decided: Vec<&str> = lines[1..lines.len() - 1].to_vec();
+    assert!(
+        decided.len() > 100,
+        "rows before the limit are answered: {}",
+        decided.len()
+    );
+    // every answered row is stored, in order, and nothing after them
+    let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.count_transactions().await.unwrap() as usize, decided.len());
+    for (idx, line) in decided.iter().enumerate() {
+        let expected = format!("{},T{idx:05},", idx + 2);
+        assert!(line.starts_with(&expected), "{line} (expected {expected}…)");
+    }
+    let next = format!("T{:05}", decided.len());
+    assert!(
+        store.transaction(&next).await.unwrap().is_none(),
+        "{next} is not stored"
+    );
+    assert!(stop.contains(&format!("up to line {}", decided.len() + 1)), "{stop}");
+    // the server goes on
+    let (status, _) = post(
+        &reqwest::Client::new(),
+        &server.url("/api/v1/predictions"),
+        &service,
+        &row_json(Some("after"), false, 3),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// The ONNX fixtures of `fraudlens-model` (scikit-learn, PyTorch-style), with onnxruntime's outputs.
+fn onnx_fixture(name: &str, file: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fraudlens-model/tests/fixtures/onnx"
+    ))
+    .join(format!("{name}.{file}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_onnx_model_is_served_with_onnxruntimes_probabilities_and_occlusion_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: PathBuf| p.to_str().unwrap().to_owned();
+    let run = ok(
+        dir.path(),
+        &[
+            "import",
+            "--onnx",
+            &path(onnx_fixture("sklearn_pipeline", "onnx")),
+            "--features",
+            &path(onnx_fixture("sklearn_pipeline", "features.json")),
+            "--reference",
+            &path(onnx_fixture("sklearn_pipeline", "rows.csv")),
+            "--review-threshold",
+            "0.3",
+            "--out",
+            "onnx-model",
+        ],
+    );
+    assert!(run.stderr.contains("output \"output_probability\""), "{}", run.stderr);
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = key(dir.path(), &db.url, "service");
+    let server = Server::start(dir.path(), &db.url, Some(&dir.path().join("onnx-model")));
+    let client = reqwest::Client::new();
+    let (header, rows) = read_csv(&onnx_fixture("sklearn_pipeline", "rows.csv"));
+    let expected: Vec<f64> = std::fs::read_to_string(onnx_fixture("sklearn_pipeline", "expected.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| line.parse().unwrap())
+        .collect();
+    let mut flagged = 0;
+    for (idx, row) in rows.iter().enumerate() {
+        let mut object: serde_json::Map<String, Value> = header
+            .iter()
+            .zip(row)
+            .map(|(name, value)| (name.clone(), json!(value.parse::<f64>().unwrap())))
+            .collect();
+        object.insert("transaction_id".to_owned(), json!(format!("onnx-{idx}")));
+        let (status, body) = post(
+            &client,
+            &server.url("/api/v1/predictions"),
+            &service,
+            &Value::Object(object),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let p = body["fraud_probability"].as_f64().unwrap();
+        assert!(
+            (p - expected[idx]).abs() <= 1e-5,
+            "row {idx}: {p} vs onnxruntime {}",
+            expected[idx]
+        );
+        if body["is_fraud"] == true {
+            flagged += 1;
+            let reasons = body["reasons"].as_array().unwrap();
+            assert!(!reasons.is_empty(), "a flagged decision is explained: {body}");
+            assert!(reasons[0]["contribution"].as_f64().unwrap().abs() > 0.0, "{body}");
+        }
+    }
+    assert!(flagged > 0, "some rows are flagged at 0.3");
+    // a logistic regression cannot take a missing value: 422 naming it, nothing stored
+    let (status, body) = post(
+        &client,
+        &server.url("/api/v1/predictions"),
+        &service,
+        &json!({"transaction_id": "onnx-missing", "amount": 10.0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot take missing values") && message.contains("velocity"),
+        "{message}"
+    );
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    assert_eq!(info["kind"], "onnx", "{info}");
+    assert_eq!(server.terminate(), 0);
 }

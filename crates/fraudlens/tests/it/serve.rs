@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::model::trained;
 use crate::{fraudlens, read_csv, spawn_service, terminate};
 
-mod limits;
+pub(crate) mod limits;
 mod promotion;
 
 /// A running `fraudlens serve`.

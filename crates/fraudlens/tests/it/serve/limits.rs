@@ -16,7 +16,7 @@ use super::*;
 
 /// A request body sent in chunks with no length announced: reqwest then uses
 /// chunked transfer encoding, so the server learns the size only as it reads.
-struct UnsizedBody(VecDeque<Bytes>);
+pub(crate) struct UnsizedBody(pub(crate) VecDeque<Bytes>);
 
 impl http_body::Body for UnsizedBody {
     type Data = Bytes;
