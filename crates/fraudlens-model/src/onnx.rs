@@ -30,6 +30,8 @@ use crate::ModelError;
 
 /// Probabilities are kept away from 0 and 1 by this much for the log-odds.
 const CLAMP: f64 = 1e-12;
+/// How far outside [0, 1] a float32 output may land (rounding) and still be a probability.
+const PROBABILITY_SLACK: f64 = 1e-6;
 
 /// A checked ONNX model ready to run.
 #[derive(Clone)]
@@ -105,6 +107,8 @@ impl OnnxModel {
                 inputs.len()
             )));
         }
+        check_input(inputs[0], n_features)?;
+        check_class_labels(graph)?;
         let model = onnx()
             .model_for_proto_model(&proto)
             .map_err(|error| invalid(format!("reading the graph: {error:#}")))?;
@@ -193,15 +197,25 @@ impl OnnxModel {
             let tensor = self.run(chunk, n)?;
             let view = tensor.to_plain_array_view::<f32>().map_err(invalid)?;
             let flat: Vec<f32> = view.iter().copied().collect();
-            let per_row = flat.len() / n.max(1);
+            let per_row = if self.column.is_some() { 2 } else { 1 };
+            if flat.len() != n * per_row {
+                return Err(invalid(format!(
+                    "output {:?} has {} values for {n} rows: expected {per_row} per row",
+                    self.output,
+                    flat.len()
+                )));
+            }
             for row in 0..n {
                 let p = f64::from(flat[row * per_row + self.column.unwrap_or(0)]);
-                if !p.is_finite() {
+                // float32 sums of probabilities may pass 1 by a rounding step
+                let p = if (-PROBABILITY_SLACK..=1.0 + PROBABILITY_SLACK).contains(&p) {
+                    p.clamp(0.0, 1.0)
+                } else {
                     return Err(ModelError::InvalidData(format!(
-                        "row {}: the ONNX model gives {p} (a missing value it cannot take?)",
+                        "row {}: the ONNX model gives {p}, which is not a probability",
                         chunk_idx * step + row
                     )));
-                }
+                };
                 out.push(p);
             }
         }
@@ -211,6 +225,13 @@ impl OnnxModel {
     /// Per-feature contributions to the log-odds of `row` by occlusion with `medians`.
     pub fn occlusion(&self, row: &[f64], medians: &[f64]) -> Result<(f64, Vec<f64>), ModelError> {
         let n = self.n_features;
+        if row.len() != n || medians.len() != n {
+            return Err(invalid(format!(
+                "{} values and {} medians for {n} features",
+                row.len(),
+                medians.len()
+            )));
+        }
         let mut rows = Vec::with_capacity((n + 1) * n);
         rows.extend_from_slice(row);
         for idx in 0..n {
@@ -352,4 +373,66 @@ fn plan(model: InferenceModel, n_features: usize) -> Result<(Arc<TypedRunnableMo
             Ok((fixed, Some(1)))
         }
     }
+}
+
+/// The input is float32 and, when its width is declared, `n_features` wide:
+/// a feature list of another length would shift every column.
+fn check_input(input: &pb::ValueInfoProto, n_features: usize) -> Result<(), ModelError> {
+    let Some(pb::type_proto::Value::TensorType(tensor)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Ok(());
+    };
+    if tensor.elem_type != pb::tensor_proto::DataType::Float as i32 {
+        return Err(invalid(format!(
+            "input {:?} is not float32 (ONNX type {}): export it with a float input",
+            input.name, tensor.elem_type
+        )));
+    }
+    let dims: Vec<Option<i64>> = tensor
+        .shape
+        .iter()
+        .flat_map(|shape| &shape.dim)
+        .map(|dim| match dim.value {
+            Some(pb::tensor_shape_proto::dimension::Value::DimValue(value)) => Some(value),
+            _ => None,
+        })
+        .collect();
+    match dims.as_slice() {
+        [] | [_, None] => Ok(()),
+        [_, Some(width)] if usize::try_from(*width).ok() == Some(n_features) => Ok(()),
+        [_, Some(width)] => Err(invalid(format!(
+            "input {:?} takes {width} features and {n_features} names were given: the list must \
+             name the model's columns, in order",
+            input.name
+        ))),
+        _ => Err(invalid(format!(
+            "input {:?} has {} dimensions: expected [N, features]",
+            input.name,
+            dims.len()
+        ))),
+    }
+}
+
+/// A classifier's classes must be 0 and 1 in that order, so that column 1
+/// of its probabilities is the fraud class.
+fn check_class_labels(graph: &pb::GraphProto) -> Result<(), ModelError> {
+    for node in &graph.node {
+        for attribute in &node.attribute {
+            let ok = match attribute.name.as_str() {
+                "classlabels_ints" | "classlabels_int64s" => matches!(attribute.ints.as_slice(), [0, 1] | []),
+                "classlabels_strings" => {
+                    let labels: Vec<&[u8]> = attribute.strings.iter().map(Vec::as_slice).collect();
+                    matches!(labels.as_slice(), [b"0", b"1"] | [])
+                }
+                _ => true,
+            };
+            if !ok {
+                return Err(invalid(format!(
+                    "{} {:?} has classes other than 0 and 1 in that order: train it on 0 (legitimate) \
+                     and 1 (fraud) so that column 1 is the fraud probability",
+                    node.op_type, node.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -136,14 +136,25 @@ impl ServingModel {
                 Ok(())
             }
             (Reads::Rows(current), Reads::Rows(new)) => {
-                let header: Vec<String> = current.feature_names().map(str::to_owned).collect();
-                new.bind(&header).map(|_| ()).map_err(|error| {
+                let refuse = |error: String| {
                     PipelineError::Model(format!(
                         "model {} cannot read the rows of the serving model {}: {error}",
                         other.version(),
                         self.version()
                     ))
-                })
+                };
+                new.knows_all_of(current).map_err(refuse)?;
+                // an ONNX model needs every feature: one clients never sent would refuse every row
+                if other.artifact.manifest.kind == ModelKind::Onnx
+                    && let Some(name) = new
+                        .feature_names()
+                        .find(|name| !current.feature_names().any(|sent| sent == *name))
+                {
+                    return Err(refuse(format!(
+                        "it needs feature {name:?}, which the serving model does not read (its clients may not send it)"
+                    )));
+                }
+                Ok(())
             }
             (current, _) => Err(PipelineError::Model(format!(
                 "model {} reads {} and the serving model {} reads {}: restart the server with it",

@@ -24,7 +24,6 @@ use axum::extract::multipart::Multipart;
 use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fraudlens_core::tabular::dedupe_header;
 use fraudlens_ingest::CsvRecords;
 use fraudlens_pipeline::{FeatureRow, RowInputs, ScoreError, Scored, ServingModel, random_row_id};
 use fraudlens_store::DeadLetter;
@@ -35,7 +34,7 @@ use crate::admission::Admitted;
 use crate::api::{BatchResponse, batch_response, check_batch, decision_response};
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::transport::BodyTimeout;
-use crate::upload::{BodyStopped, ChannelReader, Chunk, drain, multipart_error};
+use crate::upload::{BodyStopped, ChannelReader, Chunk, drain, multipart_error, refuse_declared_length};
 use crate::{AppState, now};
 
 /// Rows scored and written together.
@@ -155,17 +154,7 @@ pub async fn upload_rows(
     let model = row_model(&state)?;
     let limit = state.config.max_upload_bytes;
     let headers = request.headers();
-    let content_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if content_length.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the upload is larger than {limit} bytes; nothing was stored"),
-        ));
-    }
+    refuse_declared_length(headers, limit)?;
     let multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -192,11 +181,13 @@ pub async fn upload_rows(
     drop(state.in_flight.admit(BATCH).await?);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(8);
     let (batch_tx, batch_rx) = mpsc::channel::<Vec<(u64, Result<FeatureRow, String>)>>(4);
-    let (bound_tx, bound_rx) = oneshot::channel::<Result<bool, String>>();
-    let (has_id_tx, has_id_rx) = tokio::sync::watch::channel(true);
+    let (bound_tx, bound_rx) = oneshot::channel::<Result<(), String>>();
+    let generated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let parser_generated = generated.clone();
     let feed_error: Arc<std::sync::Mutex<Option<ApiError>>> = Arc::default();
     let parser_model = model.clone();
-    let parser = tokio::task::spawn_blocking(move || parse(&parser_model, chunk_rx, batch_tx, bound_tx));
+    let parser =
+        tokio::task::spawn_blocking(move || parse(&parser_model, chunk_rx, batch_tx, bound_tx, &parser_generated));
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
     let budget = Arc::new(tokio::sync::Semaphore::new(PENDING_OUTPUT));
     let output = Output {
@@ -217,10 +208,10 @@ pub async fn upload_rows(
             last_line: 0,
             stopped: Some("the CSV reader stopped".to_owned()),
         });
-        let resend = if *has_id_rx.borrow() {
-            "send the rest again (or the whole file: stored rows come back unchanged)"
+        let resend = if generated.load(std::sync::atomic::Ordering::Acquire) {
+            "send only the rest again: rows without an id got new ones, so a row sent twice is stored twice"
         } else {
-            "send only the rest again: the file has no id column, so a row sent twice is stored twice"
+            "send the rest again (or the whole file: stored rows come back unchanged)"
         };
         let stop = match (fed, scored, parsed.stopped) {
             (_, Err(stop), _) => Some(format!("{stop}; {resend}")),
@@ -239,9 +230,18 @@ pub async fn upload_rows(
         };
         if let Some(stop) = stop {
             tracing::info!(stop, "prediction upload stopped part-way");
-            output
-                .row(&["", "", "", "", "", "", "", "", &format!("stopped: {stop}")])
-                .await;
+            // past the budget: a client that stopped reading gets it if it reads again
+            let _ = output.sender.send(Ok(Bytes::from(csv_line(&[
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                &format!("stopped: {stop}"),
+            ]))));
             let _ = output
                 .sender
                 .send(Err(std::io::Error::other("the upload stopped part-way")));
@@ -250,9 +250,7 @@ pub async fn upload_rows(
     // a header cut short by the body's own failure (too large, stalled, no file field): that failure
     let feed_failure = || feed_error.lock().ok().and_then(|mut error| error.take());
     match bound_rx.await {
-        Ok(Ok(has_id)) => {
-            let _ = has_id_tx.send(has_id);
-        }
+        Ok(Ok(())) => {}
         Ok(Err(reason)) => return Err(feed_failure().unwrap_or_else(|| ApiError::invalid(reason))),
         Err(_) => {
             return Err(feed_failure().unwrap_or_else(|| ApiError::invalid("the upload ended before its header row")));
@@ -325,7 +323,8 @@ fn parse(
     model: &ServingModel,
     chunks: mpsc::Receiver<Chunk>,
     batches: mpsc::Sender<Vec<(u64, Result<FeatureRow, String>)>>,
-    bound: oneshot::Sender<Result<bool, String>>,
+    bound: oneshot::Sender<Result<(), String>>,
+    generated: &std::sync::atomic::AtomicBool,
 ) -> Parsed {
     let Some(inputs) = model.rows() else {
         let _ = bound.send(Err("the serving model reads transactions".to_owned()));
@@ -350,12 +349,12 @@ fn parse(
             {
                 return Err(format!("the header names column {twice:?} twice"));
             }
-            let (names, _) = dedupe_header(&header);
-            inputs.bind(&names).map(|columns| (columns, names.len()))
+            // a column without a name (a DataFrame's index) is not read
+            inputs.bind(&header).map(|columns| (columns, header.len()))
         });
     let (columns, n_columns) = match columns {
         Ok(bound_columns) => {
-            let _ = bound.send(Ok(bound_columns.0.has_id()));
+            let _ = bound.send(Ok(()));
             bound_columns
         }
         Err(reason) => {
@@ -374,7 +373,7 @@ fn parse(
             Ok(None) => break,
             Ok(Some((line, record))) => {
                 last_line = line;
-                batch.push((line, read_row(inputs, &columns, record, n_columns)));
+                batch.push((line, read_row(inputs, &columns, record, n_columns, generated)));
                 if batch.len() == BATCH && batches.blocking_send(std::mem::take(&mut batch)).is_err() {
                     break;
                 }
@@ -421,6 +420,7 @@ fn read_row(
     columns: &fraudlens_pipeline::RowColumns,
     record: &csv::ByteRecord,
     n_columns: usize,
+    generated: &std::sync::atomic::AtomicBool,
 ) -> Result<FeatureRow, String> {
     if record.len() != n_columns {
         return Err(format!("{} fields where the header has {n_columns}", record.len()));
@@ -429,7 +429,14 @@ fn read_row(
     for (idx, cell) in record.iter().enumerate() {
         cells.push(std::str::from_utf8(cell).map_err(|_| format!("column {} is not UTF-8", idx + 1))?);
     }
-    inputs.parse_record(columns, |column| cells.get(column).copied(), random_row_id)
+    inputs.parse_record(
+        columns,
+        |column| cells.get(column).copied(),
+        || {
+            generated.store(true, std::sync::atomic::Ordering::Release);
+            random_row_id()
+        },
+    )
 }
 
 /// Feeds the file's bytes to the reader, up to `limit`.

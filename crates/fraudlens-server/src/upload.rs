@@ -206,18 +206,7 @@ pub async fn upload(
         return Err(crate::api::model_reads_rows(&model).into());
     }
     let limit = state.config.max_upload_bytes;
-    let content_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if content_length.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the upload is larger than {limit} bytes; nothing was stored"),
-        )
-        .into());
-    }
+    refuse_declared_length(&headers, limit)?;
     let mut multipart = multipart.map_err(|rejection| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -426,6 +415,22 @@ pub async fn upload(
             }))
         }
     }
+}
+
+/// 413 for an upload whose `Content-Length` is over `limit`, before anything is read.
+pub(crate) fn refuse_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if content_length.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the upload is larger than {limit} bytes; nothing was stored"),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads and drops what follows the limit, up to [`DRAIN_BYTES`] for at most

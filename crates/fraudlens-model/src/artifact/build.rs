@@ -188,9 +188,12 @@ impl Artifact {
                 feature_names.len()
             )));
         }
+        // the same file read with other feature names or references is another model
+        let mut identity = bytes.to_vec();
+        identity.extend(serde_json::to_vec(&(&feature_names, &medians, model.output())).unwrap_or_default());
         let mut manifest = imported_manifest(
             ModelKind::Onnx,
-            model_id("onnx", bytes),
+            model_id("onnx", &identity),
             feature_names,
             bytes,
             data_source,

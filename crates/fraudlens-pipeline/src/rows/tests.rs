@@ -245,3 +245,20 @@ fn a_bad_id_in_a_csv_is_named_by_its_column() {
         .unwrap_err();
     assert!(error.starts_with("\"tx_id\""), "{error}");
 }
+
+#[test]
+fn a_replacement_must_know_every_field_clients_send() {
+    let current = inputs();
+    assert_eq!(current.knows_all_of(&current), Ok(()));
+    let without_label = RowInputs::new(TabularEncoding {
+        label: None,
+        ..current.encoding().clone()
+    });
+    let error = without_label.knows_all_of(&current).unwrap_err();
+    assert!(error.contains("unknown feature \"Class\""), "{error}");
+    assert_eq!(
+        current.knows_all_of(&without_label),
+        Ok(()),
+        "more fields known is fine"
+    );
+}
