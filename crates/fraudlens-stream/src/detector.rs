@@ -609,7 +609,7 @@ impl Detector {
                 // a row without an id is named by its place in the log: a redelivery is the same row
                 Reads::Rows(inputs) => inputs
                     .parse_json(&value, || {
-                        format!("{}-{}-{}", message.topic(), message.partition(), message.offset())
+                        log_id(message.topic(), message.partition(), message.offset())
                     })
                     .map(|row| rows.push(Ok(row))),
             });
@@ -750,6 +750,22 @@ impl Detector {
     }
 }
 
+/// The id of a row sent without one: `topic-partition-offset`, a long topic
+/// name (Kafka allows 249 characters) shortened with a hash of it, so the id
+/// stays within the 128 characters of an id.
+fn log_id(topic: &str, partition: i32, offset: i64) -> String {
+    const KEPT: usize = 48;
+    if topic.chars().count() <= 2 * KEPT {
+        return format!("{topic}-{partition}-{offset}");
+    }
+    // FNV-1a: the same id for the same topic in every build
+    let hash = topic.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let kept: String = topic.chars().take(KEPT).collect();
+    format!("{kept}~{hash:016x}-{partition}-{offset}")
+}
+
 /// A label record: `{"transaction_id", "label", "source"?}`.
 fn parse_label(payload: &[u8]) -> Result<fraudlens_store::NewLabel, String> {
     #[derive(serde::Deserialize)]
@@ -840,4 +856,21 @@ fn truncate(mut text: String, max: usize) -> String {
 struct AdmitOrder {
     after: Option<oneshot::Receiver<()>>,
     done: Option<oneshot::Sender<()>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_id;
+
+    #[test]
+    fn ids_of_rows_without_one_fit_an_id_and_stay_apart() {
+        assert_eq!(log_id("tx", 3, 42), "tx-3-42");
+        let long = "t".repeat(249);
+        let id = log_id(&long, i32::MAX, i64::MAX);
+        assert!(id.chars().count() <= 128, "{id}");
+        assert!(fraudlens_core::TransactionId::parse(&id).is_ok(), "{id}");
+        let other = format!("{}u", "t".repeat(248));
+        assert_ne!(log_id(&other, 0, 0), log_id(&long, 0, 0));
+        assert_eq!(log_id(&long, 0, 0), log_id(&long, 0, 0));
+    }
 }
