@@ -152,4 +152,11 @@ impl<'e> TabularReader<'e> {
     pub fn bad_rows(&self) -> &BadRows {
         &self.bad_rows
     }
+
+    /// Refuses the row just read, for a reason found after reading it (the
+    /// model cannot take it): reported with its line like the others, or an
+    /// error when strict.
+    pub fn refuse_last(&mut self, reason: String) -> Result<(), IngestError> {
+        self.bad_rows.refuse(self.strict, &self.path, self.line, reason)
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use fraudlens_ingest::{Predictions, RowMeta, TabularReader, replay_inputs};
-use fraudlens_model::artifact::{Artifact, RunInfo};
+use fraudlens_model::artifact::{Artifact, ModelKind, RunInfo};
 use fraudlens_model::inputs::InputSpec;
 
 use crate::cli::ScoreArgs;
@@ -80,7 +80,16 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
                 Predictions::new(&artifact, args.reasons, output, "row").context("writing the header")?;
             let mut row = Vec::new();
             let mut n = 0u64;
+            // an ONNX model needs every feature (runtimes disagree on what it makes of NaN)
+            let needs_all = artifact.manifest.kind == ModelKind::Onnx;
             while let Some(label) = reader.next_row(&mut row)? {
+                if needs_all && let Some(at) = row.iter().position(|value| value.is_nan()) {
+                    let name = artifact.manifest.feature_names.get(at).map_or("?", String::as_str);
+                    reader.refuse_last(format!(
+                        "column {name:?}: missing, and an ONNX model needs every feature"
+                    ))?;
+                    continue;
+                }
                 n += 1;
                 let meta = RowMeta {
                     id: n.to_string(),

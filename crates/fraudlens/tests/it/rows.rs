@@ -700,3 +700,50 @@ async fn an_imported_onnx_model_is_served_with_onnxruntimes_probabilities_and_oc
     assert_eq!(info["kind"], "onnx", "{info}");
     assert_eq!(server.terminate(), 0);
 }
+
+#[test]
+fn scoring_a_file_with_an_onnx_model_refuses_rows_with_a_missing_feature_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: PathBuf| p.to_str().unwrap().to_owned();
+    ok(
+        dir.path(),
+        &[
+            "import",
+            "--onnx",
+            &path(onnx_fixture("torch_mlp", "onnx")),
+            "--features",
+            &path(onnx_fixture("torch_mlp", "features.json")),
+            "--out",
+            "onnx-model",
+        ],
+    );
+    let rows = std::fs::read_to_string(onnx_fixture("torch_mlp", "rows.csv")).unwrap();
+    let mut lines: Vec<String> = rows.lines().take(6).map(str::to_owned).collect();
+    // line 4: the third row loses its "risk" (7th column)
+    let mut cells: Vec<&str> = lines[3].split(',').collect();
+    cells[6] = "";
+    lines[3] = cells.join(",");
+    std::fs::write(dir.path().join("rows.csv"), lines.join("\n") + "\n").unwrap();
+    let run = ok(
+        dir.path(),
+        &[
+            "score",
+            "--model",
+            "onnx-model",
+            "--input",
+            "rows.csv",
+            "--output",
+            "scored.csv",
+        ],
+    );
+    assert!(
+        run.stderr.contains("line 4")
+            && run
+                .stderr
+                .contains("\"risk\": missing, and an ONNX model needs every feature"),
+        "{}",
+        run.stderr
+    );
+    let (_, scored) = read_csv(&dir.path().join("scored.csv"));
+    assert_eq!(scored.len(), 4, "the other rows are scored");
+}
