@@ -66,7 +66,7 @@ pub use contract::DecisionView;
 pub use labels::LabelsApplied;
 pub use model::{Reads, ServingModel, publish_model_info};
 pub use rows::{FeatureRow, RowColumns, RowInputs, random_row_id};
-pub use scoring::{Scored, Submitted};
+pub use scoring::{Records, Scored, Submitted};
 pub use shards::{EntityState, ShardKey};
 pub use state::StateFile;
 pub use watch::{ModelWatch, SwapSource, WatchConfig};

@@ -308,10 +308,10 @@ impl RowInputs {
         body.push_str(ROW_BODY_PREFIX);
         body.push_str(&Value::Object(stored).to_string());
         body.push('}');
-        let mut hashed = body.clone().into_bytes();
-        if redacted {
+        let hash = if redacted {
             // two card numbers look alike once redacted: the codes the model
             // read tell a known category from an unknown one
+            let mut hashed = body.clone().into_bytes();
             for value in &values {
                 let bits = if value.is_nan() {
                     f64::NAN.to_bits()
@@ -320,8 +320,11 @@ impl RowInputs {
                 };
                 hashed.extend_from_slice(&bits.to_le_bytes());
             }
-        }
-        let fingerprint = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&hashed));
+            xxhash_rust::xxh3::xxh3_128(&hashed)
+        } else {
+            xxhash_rust::xxh3::xxh3_128(body.as_bytes())
+        };
+        let fingerprint = format!("{hash:032x}");
         Ok(FeatureRow {
             id,
             body,

@@ -32,6 +32,55 @@ impl Scored {
     }
 }
 
+/// JSON records parsed for a model: transactions, or feature rows (each with
+/// its own error), so that a caller can check them before scoring.
+pub enum Records {
+    /// For a model of transactions.
+    Transactions(Vec<Result<Transaction, ScoreError>>),
+    /// For a model of feature rows.
+    Rows(Vec<Result<crate::FeatureRow, ScoreError>>),
+}
+
+impl Records {
+    /// Parses each record on its own for what `model` reads.
+    pub fn parse(model: &ServingModel, records: &[serde_json::Value]) -> Self {
+        match &model.reads {
+            Reads::Transactions(inputs) => Self::Transactions(
+                records
+                    .iter()
+                    .map(|record| {
+                        inputs
+                            .schema
+                            .parse_json(record)
+                            .map_err(|error| ScoreError::Invalid(error.to_string()))
+                    })
+                    .collect(),
+            ),
+            Reads::Rows(inputs) => Self::Rows(
+                records
+                    .iter()
+                    .map(|record| {
+                        inputs
+                            .parse_json(record, crate::rows::random_row_id)
+                            .map_err(ScoreError::Invalid)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The first record that does not parse: its position and why.
+    pub fn first_error(&self) -> Option<(usize, &ScoreError)> {
+        let errors: Box<dyn Iterator<Item = Option<&ScoreError>>> = match self {
+            Self::Transactions(parsed) => Box::new(parsed.iter().map(|parsed| parsed.as_ref().err())),
+            Self::Rows(rows) => Box::new(rows.iter().map(|row| row.as_ref().err())),
+        };
+        errors
+            .enumerate()
+            .find_map(|(idx, error)| error.map(|error| (idx, error)))
+    }
+}
+
 /// The model's verdict on one input row ([`Pipeline::judge`]).
 pub(crate) struct Judged {
     /// The ranking score (finite).
@@ -128,30 +177,19 @@ impl Pipeline {
     /// in one commit.
     pub async fn score_many(self: &Arc<Self>, records: &[serde_json::Value]) -> Vec<Result<Scored, ScoreError>> {
         let model = self.model.load_full();
-        match &model.reads {
-            Reads::Transactions(inputs) => {
-                let parsed = records
-                    .iter()
-                    .map(|record| {
-                        inputs
-                            .schema
-                            .parse_json(record)
-                            .map_err(|error| ScoreError::Invalid(error.to_string()))
-                    })
-                    .collect();
-                self.score_parsed(&model, parsed).await
-            }
-            Reads::Rows(inputs) => {
-                let rows = records
-                    .iter()
-                    .map(|record| {
-                        inputs
-                            .parse_json(record, crate::rows::random_row_id)
-                            .map_err(ScoreError::Invalid)
-                    })
-                    .collect();
-                self.score_rows(&model, rows).await
-            }
+        let parsed = Records::parse(&model, records);
+        self.score_records(&model, parsed).await
+    }
+
+    /// Scores records parsed by [`Records::parse`] for `model`, in one commit.
+    pub async fn score_records(
+        self: &Arc<Self>,
+        model: &Arc<ServingModel>,
+        records: Records,
+    ) -> Vec<Result<Scored, ScoreError>> {
+        match records {
+            Records::Transactions(parsed) => self.score_parsed(model, parsed).await,
+            Records::Rows(rows) => self.score_rows(model, rows).await,
         }
     }
 

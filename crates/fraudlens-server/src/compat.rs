@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use fraudlens_pipeline::Reads;
+use fraudlens_pipeline::Records;
 
 use crate::AppState;
 use crate::admission::Admitted;
@@ -82,22 +82,15 @@ pub async fn predict_batch(
     Json(records): Json<Vec<serde_json::Value>>,
 ) -> Result<Json<Predictions>, ApiError> {
     check_batch(&state, &records)?;
-    // validate everything first, so that a bad record stores nothing
+    // parsed once and checked first, so that a record that does not parse stores nothing
     let model = state.pipeline.model();
-    for (idx, record) in records.iter().enumerate() {
-        let checked = match &model.reads {
-            Reads::Transactions(inputs) => inputs
-                .schema
-                .parse_json(record)
-                .map(|_| ())
-                .map_err(|error| error.to_string()),
-            Reads::Rows(inputs) => inputs.parse_json(record, String::new).map(|_| ()),
-        };
-        checked.map_err(|error| ApiError::invalid(format!("record {idx}: {error}")))?;
+    let parsed = Records::parse(&model, &records);
+    if let Some((idx, error)) = parsed.first_error() {
+        return Err(ApiError::invalid(format!("record {idx}: {error}")));
     }
     let _in_flight = state.in_flight.settle(&admitted, records.len()).await?;
     let mut predictions = Vec::with_capacity(records.len());
-    for result in state.pipeline.score_many(&records).await {
+    for result in state.pipeline.score_records(&model, parsed).await {
         predictions.push(prediction(&result?.record));
     }
     Ok(Json(Predictions { predictions }))

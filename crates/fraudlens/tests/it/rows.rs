@@ -105,6 +105,23 @@ fn row_json(id: Option<&str>, fraud: bool, seed: u64) -> Value {
     Value::Object(object)
 }
 
+/// `POST /api/v1/predictions/upload` of `csv` as a `text/csv` body.
+async fn upload_csv(
+    client: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    csv: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client
+        .post(server.url("/api/v1/predictions/upload"))
+        .header("x-api-key", key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feature_rows_are_scored_stored_and_reviewed_on_sqlite() {
     rows_served(Backend::Sqlite).await;
@@ -245,14 +262,7 @@ async fn rows_served(backend: Backend) {
     csv.push_str("u-bad,1,not-a-number,0,0,0,0,\n");
     csv.push_str("u-short,1,2\n");
     csv.push_str(",5,10,0,0,0,0,\n");
-    let response = client
-        .post(server.url("/api/v1/predictions/upload"))
-        .header("x-api-key", &service)
-        .header("content-type", "text/csv")
-        .body(csv.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = upload_csv(&client, &server, &service, csv.clone()).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
@@ -285,45 +295,36 @@ async fn rows_served(backend: Backend) {
     );
     assert!(lines[43].starts_with("44,row-"), "{}", lines[43]);
     // CRLF and blank lines: the lines an editor shows; a header naming a column twice is refused
-    let response = client
-        .post(server.url("/api/v1/predictions/upload"))
-        .header("x-api-key", &service)
-        .header("content-type", "text/csv")
-        .body("TransactionID,V1\r\ncr-1,1\r\n\r\ncr-2,oops\r\n")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let response = upload_csv(
+        &client,
+        &server,
+        &service,
+        "TransactionID,V1\r\ncr-1,1\r\n\r\ncr-2,oops\r\n",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     let lines: Vec<&str> = response.lines().collect();
     assert!(
         lines[1].starts_with("2,cr-1,") && lines[2].starts_with("4,,"),
         "{response}"
     );
-    let response = client
-        .post(server.url("/api/v1/predictions/upload"))
-        .header("x-api-key", &service)
-        .header("content-type", "text/csv")
-        .body("V1,V1\n1,2\n")
-        .send()
-        .await
-        .unwrap();
+    let response = upload_csv(&client, &server, &service, "V1,V1\n1,2\n").await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = response.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("\"V1\" twice"), "{body}");
     // sent again: the stored decisions, as replays
-    let again = client
-        .post(server.url("/api/v1/predictions/upload"))
-        .header("x-api-key", &service)
-        .header("content-type", "text/csv")
-        .body(csv.lines().take(3).collect::<Vec<_>>().join("\n"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let again = upload_csv(
+        &client,
+        &server,
+        &service,
+        csv.lines().take(3).collect::<Vec<_>>().join("\n"),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     assert!(again.lines().nth(1).unwrap().contains(",true,"), "{again}");
     // a multipart form works the same; a header the model cannot read stores nothing
     let form = reqwest::multipart::Form::new().part(
@@ -341,14 +342,7 @@ async fn rows_served(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(answer.lines().count(), 2, "{answer}");
-    let response = client
-        .post(server.url("/api/v1/predictions/upload"))
-        .header("x-api-key", &service)
-        .header("content-type", "text/csv")
-        .body("V1,Amount,merchant\n0.5,10,x\n")
-        .send()
-        .await
-        .unwrap();
+    let response = upload_csv(&client, &server, &service, "V1,Amount,merchant\n0.5,10,x\n").await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = response.json().await.unwrap();
     assert!(
