@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# fraudlens tuned against LightGBM and XGBoost tuned the same way: one feature matrix per simulated
-# dataset (`fraudlens features`: the 57 engine features and the attributes), a training window of
-# WINDOW days ending on day 46 and the test week after a 7-day label-delay gap. fraudlens trains in
-# tabular mode on that matrix, plain and with `--tune --budget BUDGET`; bench/peers/tune_peers.py
-# runs the same folds, search space and successive halving over each library within the same budget,
-# then early-stops and refits as fraudlens does. Test average precision and ROC AUC, wall time.
-#   bench/tune_vs_peers.sh        # SEEDS="1 2" LEVELS="base high" WINDOW=28 BUDGET=90s
-# env: BIN (default: a release build of this checkout), CUSTOMERS=2000 TERMINALS=4000
+# fraudlens, plain and tuned, against LightGBM and XGBoost tuned the same way, on the prequential
+# protocol: one feature matrix per simulated dataset (`fraudlens features`: the 57 engine features
+# and the attributes); for every training window of WINDOW days ending on a day of ENDS, the test
+# is the week after a 7-day label-delay gap (window ending day 46: test days 53-59, the last simulated
+# ones; ENDS from WINDOW to 46). fraudlens trains
+# in tabular mode on that matrix, plain and with `--tune --budget BUDGET`; bench/peers/tune_peers.py
+# runs the same folds, search space and successive halving over each library within the same
+# budget, then early-stops and refits as fraudlens does. Every contender's test scores go through
+# one evaluator: average precision, ROC AUC, card precision@100 per day (the handbook's, cards
+# detected on an earlier day left out) and wall time.
+#   bench/tune_vs_peers.sh        # SEEDS="1 2" LEVELS="base high" ENDS="39 46" WINDOW=28 BUDGET=90s
+# env: BIN (default: a release build of this checkout), CUSTOMERS=2000 TERMINALS=4000,
+# CONFIGS="label=file.toml …": more plain fraudlens contenders, trained with those configs (paths from
+# the checkout; labels other than default and tuned)
 set -euo pipefail
 source "$(dirname "$0")/sim.sh"   # cd to the checkout, cache, BIN, CUSTOMERS, TERMINALS, level_rates, day
 root="$PWD"
-SEEDS="${SEEDS:-1 2}"; LEVELS="${LEVELS:-base high}"; WINDOW="${WINDOW:-28}"; BUDGET="${BUDGET:-90s}"
+SEEDS="${SEEDS:-1 2}"; LEVELS="${LEVELS:-base high}"; ENDS="${ENDS:-39 46}"; WINDOW="${WINDOW:-28}"; BUDGET="${BUDGET:-90s}"
+CONFIGS="${CONFIGS:-}"
+for end in $ENDS; do
+  (( end >= WINDOW && end <= 46 )) || { echo "ENDS: $end must be between WINDOW ($WINDOW) and 46" >&2; exit 2; }
+done
+for labelled in $CONFIGS; do
+  case "${labelled%%=*}" in default|tuned) echo "CONFIGS: the label ${labelled%%=*} is taken" >&2; exit 2 ;; esac
+done
 budget_seconds="$(python3 -c "import sys; v=sys.argv[1]; print(int(v[:-1]) * {'s': 1, 'm': 60, 'h': 3600}[v[-1]])" "$BUDGET")"
 
 # the bench venv (pins as bench/model_vs_peers.sh)
@@ -24,66 +37,60 @@ done
 
 work="$cache/bench-tune-peers"; mkdir -p "$work"
 results="$work/results-$$.jsonl"; : > "$results"
-from="$(day $(( 46 - WINDOW )))"; to="$(day 46)"; test_from="$(day 53)"
+seconds_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 for seed in $SEEDS; do
   for level in $LEVELS; do
     level_rates "$level"
-    dir="$work/$seed-$level-$WINDOW-$CUSTOMERS"; mkdir -p "$dir"
-    [ -s "$dir/tx.csv" ] || "$BIN" simulate --customers "$CUSTOMERS" --terminals "$TERMINALS" --days 60 \
-      --seed "$seed" "${rates[@]}" --out "$dir/tx.csv" 2> /dev/null
-    [ -s "$dir/features.csv" ] || "$BIN" features --data "$dir/tx.csv" --out "$dir/features.csv" 2> /dev/null
-    python3 - "$dir" "$from" "$to" "$test_from" <<'PY'
+    data="$work/$seed-$level-$CUSTOMERS"; mkdir -p "$data"
+    [ -s "$data/tx.csv" ] || "$BIN" simulate --customers "$CUSTOMERS" --terminals "$TERMINALS" --days 60 \
+      --seed "$seed" "${rates[@]}" --out "$data/tx.csv" 2> /dev/null
+    [ -s "$data/features.csv" ] || "$BIN" features --data "$data/tx.csv" --out "$data/features.csv" 2> /dev/null
+    for end in $ENDS; do
+      dir="$data/window-$WINDOW-$end"; mkdir -p "$dir"
+      python3 - "$data/features.csv" "$dir" "$(day $(( end - WINDOW )))" "$(day "$end")" "$(day $(( end + 7 )))" "$(day $(( end + 14 )))" <<'PY'
 import csv, sys
-d, start, end, test_from = sys.argv[1:5]
-with open(f"{d}/features.csv") as src, open(f"{d}/train.csv", "w", newline="") as train, open(f"{d}/test.csv", "w", newline="") as test:
+features, d, start, end, test_from, test_to = sys.argv[1:7]
+with open(features) as src, open(f"{d}/train.csv", "w", newline="") as train, open(f"{d}/test.csv", "w", newline="") as test:
     rows = csv.reader(src); header = next(rows)
     at = header.index("timestamp")
     out_train, out_test = csv.writer(train), csv.writer(test)
     out_train.writerow(header); out_test.writerow(header)
     for row in rows:
         if start <= row[at] < end: out_train.writerow(row)
-        elif row[at] >= test_from: out_test.writerow(row)
+        elif test_from <= row[at] < test_to: out_test.writerow(row)
 PY
-    for mode in default tuned; do
-      flags=(); [ "$mode" = tuned ] && flags=(--tune --budget "$BUDGET")
-      start=$EPOCHREALTIME
-      "$BIN" train --mode tabular --data "$dir/train.csv" --label is_fraud --exclude timestamp --exclude fraud_scenario \
-        "${flags[@]}" --out "$dir/model-$mode" 2> "$dir/train-$mode.log"
-      seconds=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-      "$BIN" score --model "$dir/model-$mode" --input "$dir/test.csv" --output "$dir/pred-$mode.csv" --stats "$dir/stats-$mode.json" 2> /dev/null
-      python3 - "$dir/stats-$mode.json" "$seed" "$level" "fraudlens $mode" "$seconds" >> "$results" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-print(json.dumps({"seed": sys.argv[2], "level": sys.argv[3], "who": sys.argv[4], "seconds": float(sys.argv[5]),
-                  "test_ap": s["average_precision"], "test_roc_auc": s["roc_auc"]}))
-PY
-    done
-    for library in lightgbm xgboost; do
-      start=$EPOCHREALTIME
-      line="$("$venv/bin/python" "$root/bench/peers/tune_peers.py" "$library" "$dir/train.csv" "$dir/test.csv" "$budget_seconds")"
-      seconds=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-      python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(seed=sys.argv[2], level=sys.argv[3], who=sys.argv[4] + " tuned", seconds=float(sys.argv[5])); print(json.dumps(r))' \
-        "$line" "$seed" "$level" "$library" "$seconds" >> "$results"
+      for mode in default tuned; do
+        flags=(); [ "$mode" = tuned ] && flags=(--tune --budget "$BUDGET")
+        start=$EPOCHREALTIME
+        "$BIN" train --mode tabular --data "$dir/train.csv" --label is_fraud --exclude timestamp --exclude fraud_scenario \
+          "${flags[@]}" --out "$dir/model-$mode" 2> "$dir/train-$mode.log"
+        seconds="$(seconds_since "$start")"
+        "$BIN" score --model "$dir/model-$mode" --input "$dir/test.csv" --output "$dir/scores-fraudlens-$mode.csv" 2> /dev/null
+        printf '{"seed": "%s", "level": "%s", "end": %s, "who": "fraudlens %s", "seconds": %s, "scores": "%s"}\n' \
+          "$seed" "$level" "$end" "$mode" "$seconds" "$dir/scores-fraudlens-$mode.csv" >> "$results"
+      done
+      for labelled in $CONFIGS; do
+        label="${labelled%%=*}"; config="$(realpath "${labelled#*=}")"
+        start=$EPOCHREALTIME
+        "$BIN" --config "$config" train --mode tabular --data "$dir/train.csv" --label is_fraud --exclude timestamp \
+          --exclude fraud_scenario --out "$dir/model-$label" 2> "$dir/train-$label.log"
+        seconds="$(seconds_since "$start")"
+        "$BIN" score --model "$dir/model-$label" --input "$dir/test.csv" --output "$dir/scores-fraudlens-$label.csv" 2> /dev/null
+        printf '{"seed": "%s", "level": "%s", "end": %s, "who": "fraudlens %s", "seconds": %s, "scores": "%s"}\n' \
+          "$seed" "$level" "$end" "$label" "$seconds" "$dir/scores-fraudlens-$label.csv" >> "$results"
+      done
+      for library in lightgbm xgboost; do
+        start=$EPOCHREALTIME
+        line="$("$venv/bin/python" "$root/bench/peers/tune_peers.py" "$library" "$dir/train.csv" "$dir/test.csv" "$budget_seconds" "$dir/scores-$library.csv")"
+        seconds="$(seconds_since "$start")"
+        python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(seed=sys.argv[2], level=sys.argv[3], end=int(sys.argv[4]), who=sys.argv[5] + " tuned", seconds=float(sys.argv[6]), scores=sys.argv[7]); print(json.dumps(r))' \
+          "$line" "$seed" "$level" "$end" "$library" "$seconds" "$dir/scores-$library.csv" >> "$results"
+      done
+      echo "seed $seed $level window ending day $end: done" >&2
     done
   done
 done
 
-python3 - "$results" <<'PY'
-import collections, json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-who = ["fraudlens default", "fraudlens tuned", "lightgbm tuned", "xgboost tuned"]
-by = collections.defaultdict(dict)
-for r in rows:
-    by[(r["seed"], r["level"])][r["who"]] = r
-print("| seed | fraud | " + " | ".join(f"{w}: test AP / ROC AUC / s" for w in who) + " |")
-print("|---|---|" + "---|" * len(who))
-for key in sorted(by):
-    cells = [f"{by[key][w]['test_ap']:.4f} / {by[key][w]['test_roc_auc']:.4f} / {by[key][w]['seconds']:.0f}" for w in who]
-    print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
-print("| mean | | " + " | ".join(f"{statistics.mean(by[k][w]['test_ap'] for k in by):.4f} / {statistics.mean(by[k][w]['test_roc_auc'] for k in by):.4f} / {statistics.mean(by[k][w]['seconds'] for k in by):.0f}" for w in who) + " |")
-for r in rows:
-    if "trials" in r:
-        print(f"  {r['who']} seed {r['seed']} {r['level']}: {r['trials']} trials, chosen {r['chosen']} ({r['folds']} folds), {r['rounds']} rounds")
-PY
+"$venv/bin/python" "$root/bench/peers/tune_report.py" "$results"
 echo "(results: $results)"

@@ -1,14 +1,16 @@
 """The search of `fraudlens train --tune`, run over LightGBM and XGBoost on the same rows.
 
 Same folds (three prequential folds cut from the training share: the rows before the latest 20 %;
-fold f validates on the 15 % of that share before fold f-1's and trains on everything before it),
+fold f validates on the 15 % of that share before fold f-1's and trains on everything before the
+15 % before that, the label-delay gap),
 same search space and draws' distributions, same successive halving (rung 0 draws trials until 60 %
 of the budget, the best third goes on to one more fold, then the best third of those), trial 0 =
 fraudlens' default values mapped to the library, carried through every rung and replaced only by a
 trial that beats it by more than one standard error of the paired fold differences. Then, as fraudlens does: early stopping
 on the latest 20 % chooses the rounds, and the trees are refit on every row with the rounds × 1.25.
 
-    python tune_peers.py LIBRARY TRAIN.csv TEST.csv BUDGET_SECONDS   # prints one JSON line
+    python tune_peers.py LIBRARY TRAIN.csv TEST.csv BUDGET_SECONDS [SCORES.csv]   # prints one JSON line;
+    # SCORES.csv gets transaction_id,probability of every test row
 """
 
 import json
@@ -105,7 +107,7 @@ def main():
     library, train_path, test_path, budget = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     x, y, _ = load(train_path)
     categories = {name: list(x[name].cat.categories) for name in CATEGORICAL}
-    x_test, y_test, _ = load(test_path, categories)
+    x_test, y_test, test_ids = load(test_path, categories)
     n = len(y)
     n_train = n - round(n * VALID_FRACTION)
     block = int(n_train * FOLD_SHARE)
@@ -114,7 +116,7 @@ def main():
 
     def score_fold(trial, fold):
         cut = cuts[fold]
-        train, valid = slice(0, cut), slice(cut, cut + block)
+        train, valid = slice(0, cut - block), slice(cut, cut + block)
         model, best = fit(library, trial["params"], x.iloc[train], y[train], (x.iloc[valid], y[valid]))
         trial["fold_ap"].append(average_precision_score(y[valid], predict(library, model, x.iloc[valid], best)))
         trial["rounds"].append(best)
@@ -159,6 +161,8 @@ def main():
     rounds = max(1, round(best * n / n_train))
     model, _ = fit(library, chosen["params"], x, y, rounds=rounds)
     scores = predict(library, model, x_test, rounds)
+    if len(sys.argv) > 5:
+        pd.DataFrame({"transaction_id": test_ids, "probability": scores}).to_csv(sys.argv[5], index=False)
     print(json.dumps({
         "library": library, "trials": len(trials), "chosen": chosen["id"], "folds": most,
         "mean_fold_ap": mean(chosen), "params": chosen["params"], "rounds": rounds,

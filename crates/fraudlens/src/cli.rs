@@ -333,6 +333,10 @@ pub struct TrainArgs {
     /// Time the search may take (with --tune), e.g. 90s, 10m, 1h.
     #[arg(long, value_name = "DURATION", default_value = "10m", requires = "tune")]
     pub budget: fraudlens_core::WindowDuration,
+    /// Most parameter sets the search draws (with --tune; the configuration is the first). With an
+    /// ample --budget the search is then the same on every machine.
+    #[arg(long, value_name = "N", default_value_t = 243, value_parser = clap::value_parser!(u16).range(1..), requires = "tune")]
+    pub trials: u16,
 }
 
 /// A time window given on the command line.

@@ -5,8 +5,13 @@
 //! `valid_fraction`, which stay untouched for early stopping, calibration,
 //! thresholds and the stored metrics of the final model) gives
 //! [`TUNE_FOLDS`] prequential folds: fold 1 validates on the latest
-//! [`FOLD_SHARE`] of those rows and trains on every row before them, fold 2
-//! on the share before that, and so on. A
+//! [`FOLD_SHARE`] of those rows, fold 2 on the share before that, and so on;
+//! each fold trains on every row before its validation rows but the
+//! [`FOLD_SHARE`] just before them. That gap stands for the label delay: a
+//! model in production scores transactions days after the last labelled row
+//! it learned from (the simulator's protocol tests a week after the window),
+//! so parameters that only exploit the rows right before the validated ones
+//! do not win the search. A
 //! trial is one parameter set; its score is the mean average precision of
 //! its folds, each trained with early stopping on the fold's own validation
 //! rows.
@@ -36,7 +41,8 @@ use crate::train::{FeatureKind, GbdtParams, train};
 /// Prequential folds of the window.
 pub const TUNE_FOLDS: usize = 3;
 
-/// Share of the window's rows each fold validates on.
+/// Share of the window's rows each fold validates on, and the gap between a
+/// fold's training and validation rows.
 pub const FOLD_SHARE: f64 = 0.15;
 
 /// Kept per rung: the best 1/`ETA`.
@@ -153,6 +159,10 @@ pub struct Tuning {
     pub folds: usize,
     /// Share of the rows each fold validates on.
     pub fold_share: f64,
+    /// Share of the rows between a fold's training and validation rows (0 in
+    /// models tuned before the gap existed).
+    #[serde(default)]
+    pub gap_share: f64,
     /// The budget, in seconds.
     pub budget_seconds: f64,
     /// Seconds the search took.
@@ -223,8 +233,7 @@ pub fn tune(
     let mut kinds = inputs.feature_kinds().internal("feature kinds")?;
     let augmented;
     let table = if with_anomaly {
-        let earliest = folds.cuts[TUNE_FOLDS - 1];
-        let anomaly = fit_isolation_forest(params, &table.slice(0..earliest))?;
+        let anomaly = fit_isolation_forest(params, &table.slice(folds.train(TUNE_FOLDS - 1)))?;
         augmented = with_anomaly_score(&anomaly, table)?;
         kinds.push(FeatureKind::Numeric);
         &augmented
@@ -307,6 +316,7 @@ pub fn tune(
     Ok(Tuning {
         folds: TUNE_FOLDS,
         fold_share: FOLD_SHARE,
+        gap_share: FOLD_SHARE,
         budget_seconds: budget.as_secs_f64(),
         seconds: started.elapsed().as_secs_f64(),
         trials,
@@ -370,7 +380,8 @@ impl Comparison {
 }
 
 /// Row ranges of the folds within the first `end` rows: fold `f` (from 0)
-/// trains on `[0, cut_f)` and validates on `[cut_f, cut_f + block)`.
+/// validates on `[cut_f, cut_f + block)` and trains on `[0, cut_f - block)`
+/// (the block before the validated rows is the label-delay gap).
 struct Folds {
     cuts: Vec<usize>,
     block: usize,
@@ -379,10 +390,11 @@ struct Folds {
 impl Folds {
     fn new(table: &Table, end: usize) -> Result<Self, FitError> {
         let block = (end as f64 * FOLD_SHARE) as usize;
-        let cuts: Vec<usize> = (1..=TUNE_FOLDS).map(|fold| end.saturating_sub(fold * block)).collect();
-        for (fold, &cut) in cuts.iter().enumerate() {
+        let cuts = (1..=TUNE_FOLDS).map(|fold| end.saturating_sub(fold * block)).collect();
+        let folds = Self { cuts, block };
+        for fold in 0..TUNE_FOLDS {
             let frauds = |rows: std::ops::Range<usize>| table.labels[rows].iter().filter(|&&label| label).count();
-            let (train_frauds, valid_frauds) = (frauds(0..cut), frauds(cut..cut + block));
+            let (train_frauds, valid_frauds) = (frauds(folds.train(fold)), frauds(folds.valid(fold)));
             if block == 0 || train_frauds == 0 || valid_frauds == 0 {
                 return Err(FitError::TuneFold {
                     fold: fold + 1,
@@ -392,7 +404,17 @@ impl Folds {
                 });
             }
         }
-        Ok(Self { cuts, block })
+        Ok(folds)
+    }
+
+    /// The rows fold `fold` (from 0) trains on: all before the gap.
+    fn train(&self, fold: usize) -> std::ops::Range<usize> {
+        0..self.cuts[fold].saturating_sub(self.block)
+    }
+
+    /// The rows it validates on.
+    fn valid(&self, fold: usize) -> std::ops::Range<usize> {
+        self.cuts[fold]..self.cuts[fold] + self.block
     }
 }
 
@@ -405,8 +427,7 @@ fn score_fold(
     fold: usize,
 ) -> Result<(), FitError> {
     let started = Instant::now();
-    let cut = folds.cuts[fold];
-    let (train_rows, valid_rows) = (0..cut, cut..cut + folds.block);
+    let (train_rows, valid_rows) = (folds.train(fold), folds.valid(fold));
     let checked = params.clone().check().data("tuning parameters")?;
     let trained = train(
         &checked,
@@ -605,6 +626,16 @@ mod tests {
         }
         let moved = tune(&params(), &inputs, &before, false, budget, &mut |_| {}).unwrap();
         assert_ne!(scores(&moved), scores(&tuned));
+    }
+
+    #[test]
+    fn each_fold_trains_before_a_gap_of_one_block() {
+        let (_, table) = rows(1_000);
+        let folds = Folds::new(&table, 1_000).unwrap();
+        let ranges: Vec<_> = (0..TUNE_FOLDS)
+            .map(|fold| (folds.train(fold), folds.valid(fold)))
+            .collect();
+        assert_eq!(ranges, [(0..700, 850..1_000), (0..550, 700..850), (0..400, 550..700)]);
     }
 
     #[test]

@@ -114,6 +114,10 @@ fn missing_values_learn_their_direction() {
     let trained = fit(
         GbdtParams {
             n_trees: 20,
+            // every tree sees the feature, and the classes weigh the same
+            subsample: 1.0,
+            colsample_bytree: 1.0,
+            scale_pos_weight: 1.0,
             ..GbdtParams::default()
         },
         &values,

@@ -119,6 +119,7 @@ pub fn run(config: Config, args: DemoArgs) -> CliResult {
             report: None,
             tune: false,
             budget: fraudlens_core::WindowDuration::days(1),
+            trials: 1,
         },
     )?;
     eprintln!(

@@ -171,8 +171,10 @@ fn check_report_path(report: &Path, data: &Path, out: &Path) -> CliResult {
 fn search(params: &CheckedFitParams, inputs: &InputSpec, table: &Table, args: &TrainArgs) -> CliResult<fit::Tuning> {
     let budget = std::time::Duration::from_millis(args.budget.as_millis().max(0) as u64);
     eprintln!(
-        "tuning for up to {} on {} prequential folds of the window (each validates on the next {:.0} % of the rows)",
+        "tuning for up to {} ({} parameter sets at most) on {} prequential folds of the window (each validates on \
+         {:.0} % of the rows, after a gap of as many)",
         args.budget,
+        args.trials,
         fit::TUNE_FOLDS,
         fit::FOLD_SHARE * 100.0
     );
@@ -183,7 +185,10 @@ fn search(params: &CheckedFitParams, inputs: &InputSpec, table: &Table, args: &T
         inputs,
         table,
         args.anomaly,
-        fit::Budget::time(budget),
+        fit::Budget {
+            time: budget,
+            max_trials: usize::from(args.trials),
+        },
         &mut |event| {
             bar.set_position(started.elapsed().as_secs());
             match event {

@@ -815,8 +815,8 @@ fn thresholds_by_analyst_capacity_fill_the_review_band() {
 }
 
 /// `train --tune`: the trial table while it runs, every trial and the chosen
-/// parameters in the model, which is then trained with them; `--budget`
-/// alone is a usage error.
+/// parameters in the model, which is then trained with them; `--trials`
+/// caps the draws; `--budget` alone is a usage error.
 #[test]
 fn tuning_searches_by_time_and_trains_with_the_chosen_parameters() {
     let trained = trained();
@@ -834,7 +834,9 @@ fn tuning_searches_by_time_and_trains_with_the_chosen_parameters() {
             "60",
             "--tune",
             "--budget",
-            "15s",
+            "10m",
+            "--trials",
+            "3",
             "--out",
             "tuned",
             "--report",
@@ -851,7 +853,11 @@ fn tuning_searches_by_time_and_trains_with_the_chosen_parameters() {
     let manifest = read_json(&out.path().join("tuned/model.json"));
     let tuning = &manifest["tuning"];
     let trials = tuning["trials"].as_array().unwrap();
-    assert!(!trials.is_empty());
+    // --trials caps the draws: with an ample budget, exactly that many
+    assert_eq!(trials.len(), 3, "{}", run.stderr);
+    assert!(run.stderr.contains("(3 parameter sets at most)"), "{}", run.stderr);
+    // each fold trains before a gap as long as its validation rows
+    assert_eq!(tuning["gap_share"], tuning["fold_share"]);
     assert_eq!(trials[0]["id"], 0, "trial 0 is the configured parameters");
     assert_eq!(trials[0]["params"]["learning_rate"], 0.1);
     let chosen = trials
