@@ -73,7 +73,7 @@ pub enum FitError {
         fold: usize,
         /// Rows of the training share the folds cut.
         rows: usize,
-        /// Fraud rows before the fold's validation rows.
+        /// Fraud rows the fold trains on (before the gap before its validation rows).
         train_frauds: usize,
         /// Fraud rows among them.
         valid_frauds: usize,

@@ -9,9 +9,9 @@
 //! each fold trains on every row before its validation rows but the
 //! [`FOLD_SHARE`] just before them. That gap stands for the label delay: a
 //! model in production scores transactions days after the last labelled row
-//! it learned from (the simulator's protocol tests a week after the window),
-//! so parameters that only exploit the rows right before the validated ones
-//! do not win the search. A
+//! it learned from, so parameters that only exploit the rows right before the
+//! validated ones should not win the search. It is a share of the rows, not
+//! a number of days (about 0.8 days of a 7-day window, 7 of a 60-day one). A
 //! trial is one parameter set; its score is the mean average precision of
 //! its folds, each trained with early stopping on the fold's own validation
 //! rows.

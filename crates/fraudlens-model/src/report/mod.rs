@@ -208,7 +208,7 @@ fn render_tuning(out: &mut String, tuning: &crate::fit::Tuning) {
     let chosen = tuning.chosen();
     let _ = write!(
         out,
-        "<h3 id=\"tuning\">Tuning</h3><p>{} trials in {:.0} s (budget {:.0} s) on {} prequential folds, each validating on {:.0} % of the rows {:.0} % after its training rows; \
+        "<h3 id=\"tuning\">Tuning</h3><p>{} trials in {:.0} s (budget {:.0} s) on {} prequential folds, each validating on {:.0} % of the rows{}; \
          successive halving: every trial on the latest fold, the best third on one more. Chosen: trial {} (mean average precision {:.4} over {} folds).</p>\
          <table><tr><th>trial</th><th>folds</th><th>mean AP</th><th>AP per fold</th><th>rounds</th><th>learning rate</th><th>leaves</th>\
          <th>depth</th><th>min leaf</th><th>L2</th><th>rows</th><th>features</th><th>fraud weight</th></tr>",
@@ -217,7 +217,14 @@ fn render_tuning(out: &mut String, tuning: &crate::fit::Tuning) {
         tuning.budget_seconds,
         tuning.folds,
         tuning.fold_share * 100.0,
-        tuning.gap_share * 100.0,
+        if tuning.gap_share > 0.0 {
+            format!(
+                " and training on the rows before a gap of {:.0} % before them",
+                tuning.gap_share * 100.0
+            )
+        } else {
+            " and training on every row before them".to_owned()
+        },
         chosen.id,
         chosen.mean_ap,
         chosen.fold_ap.len()
