@@ -308,22 +308,21 @@ impl RowInputs {
         body.push_str(ROW_BODY_PREFIX);
         body.push_str(&Value::Object(stored).to_string());
         body.push('}');
-        let hash = if redacted {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(body.as_bytes());
+        if redacted {
             // two card numbers look alike once redacted: the codes the model
             // read tell a known category from an unknown one
-            let mut hashed = body.clone().into_bytes();
             for value in &values {
                 let bits = if value.is_nan() {
                     f64::NAN.to_bits()
                 } else {
                     value.to_bits()
                 };
-                hashed.extend_from_slice(&bits.to_le_bytes());
+                hasher.update(&bits.to_le_bytes());
             }
-            xxhash_rust::xxh3::xxh3_128(&hashed)
-        } else {
-            xxhash_rust::xxh3::xxh3_128(body.as_bytes())
-        };
+        }
+        let hash = hasher.digest128();
         let fingerprint = format!("{hash:032x}");
         Ok(FeatureRow {
             id,

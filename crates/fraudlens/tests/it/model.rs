@@ -908,6 +908,16 @@ fn tuning_searches_by_time_and_trains_with_the_chosen_parameters() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--tune"), "{}", run.stderr);
+    // no parameter set at all (or more than a u16) is a usage error, before any data is read
+    for trials in ["0", "70000"] {
+        let run = fraudlens(
+            out.path(),
+            &["train", "--data", "x.csv", "--out", "m", "--tune", "--trials", trials],
+            &[],
+        );
+        assert_eq!(run.code, 2, "--trials {trials}: {}", run.stderr);
+        assert!(run.stderr.contains("--trials"), "{}", run.stderr);
+    }
 }
 
 /// A report or stats path that names the input is refused (exit 2) and the

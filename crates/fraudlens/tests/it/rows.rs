@@ -3,7 +3,7 @@
 //! `/predict` with a row; the decisions stored, queued, reviewed and
 //! labelled like transactions — and by `detect` from a Kafka topic.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use fraudlens_testkit::{Backend, TestDb};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::detect::{Detect, broker_with_topics, wait_for};
 use crate::serve::{Server, get, is_error_body, key, post};
-use crate::{ok, read_csv};
+use crate::{Run, ok, read_csv};
 
 /// A creditcard.csv-like export: `TransactionID` (an id), `Time`, `V1`…`V28`,
 /// `Amount`, `Class`; fraud where `V1` and `V4` are high.
@@ -614,25 +614,30 @@ fn onnx_fixture(name: &str, file: &str) -> PathBuf {
     .join(format!("{name}.{file}"))
 }
 
+/// `fraudlens import --onnx` of a fixture (its model and feature names) into `dir/onnx-model`.
+fn import_onnx(dir: &Path, fixture: &str, extra: &[&str]) -> Run {
+    let (model, features) = (onnx_fixture(fixture, "onnx"), onnx_fixture(fixture, "features.json"));
+    let mut args = vec![
+        "import",
+        "--onnx",
+        model.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+        "--out",
+        "onnx-model",
+    ];
+    args.extend_from_slice(extra);
+    ok(dir, &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_onnx_model_is_served_with_onnxruntimes_probabilities_and_occlusion_reasons() {
     let dir = tempfile::tempdir().unwrap();
-    let path = |p: PathBuf| p.to_str().unwrap().to_owned();
-    let run = ok(
+    let reference = onnx_fixture("sklearn_pipeline", "rows.csv");
+    let run = import_onnx(
         dir.path(),
-        &[
-            "import",
-            "--onnx",
-            &path(onnx_fixture("sklearn_pipeline", "onnx")),
-            "--features",
-            &path(onnx_fixture("sklearn_pipeline", "features.json")),
-            "--reference",
-            &path(onnx_fixture("sklearn_pipeline", "rows.csv")),
-            "--review-threshold",
-            "0.3",
-            "--out",
-            "onnx-model",
-        ],
+        "sklearn_pipeline",
+        &["--reference", reference.to_str().unwrap(), "--review-threshold", "0.3"],
     );
     assert!(run.stderr.contains("output \"output_probability\""), "{}", run.stderr);
     let db = TestDb::new(Backend::Sqlite).await;
@@ -698,19 +703,7 @@ async fn an_imported_onnx_model_is_served_with_onnxruntimes_probabilities_and_oc
 #[test]
 fn scoring_a_file_with_an_onnx_model_refuses_rows_with_a_missing_feature_by_line() {
     let dir = tempfile::tempdir().unwrap();
-    let path = |p: PathBuf| p.to_str().unwrap().to_owned();
-    ok(
-        dir.path(),
-        &[
-            "import",
-            "--onnx",
-            &path(onnx_fixture("torch_mlp", "onnx")),
-            "--features",
-            &path(onnx_fixture("torch_mlp", "features.json")),
-            "--out",
-            "onnx-model",
-        ],
-    );
+    import_onnx(dir.path(), "torch_mlp", &[]);
     let rows = std::fs::read_to_string(onnx_fixture("torch_mlp", "rows.csv")).unwrap();
     let mut lines: Vec<String> = rows.lines().take(6).map(str::to_owned).collect();
     // line 4: the third row loses its "risk" (7th column)
