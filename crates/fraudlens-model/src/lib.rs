@@ -14,10 +14,13 @@
 //!   cost, target precision or recall).
 //! - [`calibration`]: isotonic and Platt calibration of raw scores.
 //! - [`iforest`]: isolation forest anomaly scores for unlabeled data.
+//! - [`compare`]: champion/challenger — two models on the same rows, metric
+//!   differences with bootstrap intervals, the promotion rule.
 
 pub mod artifact;
 mod binning;
 pub mod calibration;
+pub mod compare;
 pub mod fit;
 mod forest;
 pub mod iforest;

@@ -605,7 +605,7 @@ pub(crate) fn score_groups(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
     groups
 }
 
-fn auc_from_groups(groups: &[ScoreGroup]) -> Option<f64> {
+pub(crate) fn auc_from_groups(groups: &[ScoreGroup]) -> Option<f64> {
     // Twice the Mann-Whitney U, so a tie's ½ stays an integer.
     let mut twice_u: u128 = 0;
     let mut n_pos_above: u64 = 0;
@@ -621,7 +621,7 @@ fn auc_from_groups(groups: &[ScoreGroup]) -> Option<f64> {
     Some(twice_u as f64 / (2.0 * n_pos_above as f64 * n_neg as f64))
 }
 
-fn average_precision_from_groups(groups: &[ScoreGroup]) -> Option<f64> {
+pub(crate) fn average_precision_from_groups(groups: &[ScoreGroup]) -> Option<f64> {
     let n_pos: u64 = groups.iter().map(|group| group.n_pos).sum();
     if n_pos == 0 {
         return None;

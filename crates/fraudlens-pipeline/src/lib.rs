@@ -33,7 +33,8 @@
 //! decisions), `scoring` (the decision records and their write), `writer`
 //! (group commit), `shards` (entity-state shards and their lifecycle),
 //! `state` (restore and snapshot), `labels`, [`registry`] (register, promote,
-//! roll back models), `watch` (following the registry's production model), `model` and `contract` (the decision as callers see it).
+//! roll back models), [`retrain`] (rows from the stored decisions, champion/challenger
+//! comparisons on them), `watch` (following the registry's production model), `model` and `contract` (the decision as callers see it).
 
 mod admission;
 mod contract;
@@ -41,6 +42,7 @@ mod events;
 mod labels;
 mod model;
 pub mod registry;
+pub mod retrain;
 mod rows;
 mod scoring;
 mod shards;

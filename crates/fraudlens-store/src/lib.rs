@@ -238,6 +238,14 @@ pub trait Store: Send + Sync + 'static {
     /// [`ModelChange::Reconnected`]).
     async fn model_changes(&self) -> Result<Option<ModelChanges>>;
 
+    /// Records a comparison (with its audit entry: `compare`, subject
+    /// `model:CANDIDATE`); returns its id.
+    async fn put_comparison(&self, comparison: &NewComparison) -> Result<i64>;
+
+    /// The latest `limit` comparisons, newest first; with `candidate`, only
+    /// those of that candidate.
+    async fn comparisons(&self, candidate: Option<&str>, limit: u32) -> Result<Vec<ComparisonEntry>>;
+
     /// Adds an API key.
     async fn create_key(&self, key: &ApiKeyEntry) -> Result<()>;
 

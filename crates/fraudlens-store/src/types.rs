@@ -242,6 +242,30 @@ impl ModelEntry {
     }
 }
 
+/// A champion/challenger comparison to record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewComparison {
+    /// The model compared.
+    pub candidate: String,
+    /// The model it was compared with (the production model, usually).
+    pub against: String,
+    /// When.
+    pub at: Timestamp,
+    /// Who (`cli`, `retrain`, an API key's name and id).
+    pub actor: String,
+    /// The whole report (window, metrics, intervals, verdict) as JSON.
+    pub report: String,
+}
+
+/// A recorded comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonEntry {
+    /// Insertion order.
+    pub id: i64,
+    /// What was recorded.
+    pub comparison: NewComparison,
+}
+
 /// An API key (the secret itself is never stored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyEntry {

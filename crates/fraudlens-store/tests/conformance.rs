@@ -783,6 +783,44 @@ async fn a_rebuild_finds_where_the_recent_rows_start(backend: Backend) {
     assert_eq!(store.first_seq_since(ms(51), None).await.unwrap(), None);
 }
 
+/// Comparisons are kept whole, newest first, found by candidate, each with its audit entry.
+async fn comparisons_are_recorded_and_audited(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let comparison = |candidate: &str, against: &str, at: i64| NewComparison {
+        candidate: candidate.to_owned(),
+        against: against.to_owned(),
+        at: ms(at),
+        actor: "retrain".to_owned(),
+        report: format!(r#"{{"candidate":"{candidate}","note":"ünïcode ✓"}}"#),
+    };
+    let first = store.put_comparison(&comparison("b", "a", 10)).await.unwrap();
+    let second = store.put_comparison(&comparison("c", "a", 20)).await.unwrap();
+    assert!(second > first);
+    let all = store.comparisons(None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|entry| entry.id).collect::<Vec<_>>(),
+        vec![second, first]
+    );
+    assert_eq!(all[1].comparison, comparison("b", "a", 10));
+    let of_b = store.comparisons(Some("b"), 10).await.unwrap();
+    assert_eq!(of_b.len(), 1);
+    assert_eq!(of_b[0].comparison.candidate, "b");
+    assert!(
+        store.comparisons(Some("a"), 10).await.unwrap().is_empty(),
+        "a was only compared with"
+    );
+    store.put_comparison(&comparison("b", "c", 30)).await.unwrap();
+    let latest_of_b = store.comparisons(Some("b"), 1).await.unwrap();
+    assert_eq!(latest_of_b.len(), 1);
+    assert_eq!(latest_of_b[0].comparison.against, "c");
+    assert!(store.comparisons(Some("z"), 10).await.unwrap().is_empty());
+    let audit = store.audit("model:c").await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, "compare");
+    assert_eq!(audit[0].before.as_deref(), Some("a"));
+}
+
 macro_rules! suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -817,6 +855,7 @@ suite!(
     data_survives_reopening,
     concurrent_read_then_write_transactions_succeed,
     a_rebuild_finds_where_the_recent_rows_start,
+    comparisons_are_recorded_and_audited,
 );
 
 #[tokio::test]

@@ -52,7 +52,9 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// The model registry: register, list, promote, roll back.
+    /// Train a candidate on the stored decisions and their labels, register it and compare it with production.
+    Retrain(RetrainArgs),
+    /// The model registry: register, list, compare, promote, roll back.
     #[command(subcommand)]
     Models(ModelsCommand),
     /// Print the effective configuration (secrets redacted).
@@ -75,6 +77,7 @@ impl Command {
             | Self::Serve(_)
             | Self::Detect(_)
             | Self::Keys(_)
+            | Self::Retrain(_)
             | Self::Models(_) => None,
         }
     }
@@ -501,6 +504,73 @@ pub struct DetectArgs {
     pub store: StoreArg,
 }
 
+/// Where `retrain` takes the candidate's parameters or features from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TakenFrom {
+    /// The production model.
+    Production,
+    /// The configuration.
+    Config,
+}
+
+/// `fraudlens retrain`
+#[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// First transaction time to train on (inclusive; date or date-time, UTC) [default: the first stored].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the transactions used (exclusive) [default: the label maturity before the newest stored event].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Where to write the candidate [default: models/VERSION].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Tree parameters: the production model's, or the configuration's `[train.gbdt]`
+    /// (the rest of `[train]` always comes from the configuration).
+    #[arg(long, value_enum, default_value_t = TakenFrom::Production)]
+    pub params: TakenFrom,
+    /// Features: the production model's (the vectors stored with each decision), or the
+    /// configuration's `[features]` (the stored transactions replayed through them).
+    #[arg(long, value_enum, default_value_t = TakenFrom::Production)]
+    pub features: TakenFrom,
+    /// Promote the candidate when it beats production on retrain.primary_metric by at least
+    /// MARGIN (with the interval of the difference above zero) and loses significantly on no guard metric
+    /// (every other but recall at the review threshold).
+    #[arg(long, value_name = "MARGIN")]
+    pub promote_if_better: Option<f64>,
+    /// Print the result as one JSON object instead of a line.
+    #[arg(long)]
+    pub json: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// `fraudlens models compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The registered version to judge.
+    pub candidate: String,
+    /// The version to compare it with, or `production`.
+    #[arg(long, default_value = "production", value_name = "VERSION")]
+    pub against: String,
+    /// First transaction time compared on [default: just after the later of the two training windows].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the transactions compared on (exclusive) [default: the label maturity before the newest stored event].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Compare even on transactions a model trained on (optimistic for that model).
+    #[arg(long)]
+    pub allow_overlap: bool,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
 /// `fraudlens keys`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -549,6 +619,9 @@ pub enum ModelsCommand {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Compare a registered model with another (production by default) on the
+    /// same stored, labelled transactions that neither trained on.
+    Compare(CompareArgs),
     /// Make a registered version the production model (a running server picks
     /// it up on restart; `POST /api/v1/models/{version}/promote` swaps it live).
     Promote {

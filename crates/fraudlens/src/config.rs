@@ -43,6 +43,8 @@ pub struct Config {
     pub event_time: fraudlens_features::EventTimeSettings,
     /// Where the entity state lives: in each process, or shared (Redis).
     pub state: fraudlens_state::StateSettings,
+    /// `fraudlens retrain` and `fraudlens models compare`.
+    pub retrain: fraudlens_pipeline::retrain::RetrainSettings,
 }
 
 /// `[store]`
@@ -152,7 +154,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "log",
     "security",
     "ingest",
@@ -165,6 +167,7 @@ const SECTIONS: [&str; 12] = [
     "detect",
     "event_time",
     "state",
+    "retrain",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

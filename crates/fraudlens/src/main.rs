@@ -52,6 +52,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => commands::serve::run(&config, args),
         Command::Detect(args) => commands::detect::run(&config, args),
         Command::Keys(command) => commands::admin::keys(&config, command),
+        Command::Retrain(args) => commands::lifecycle::retrain(&config, args),
         Command::Models(command) => commands::admin::models(&config, command),
         Command::Config => commands::print_config(&config),
     }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fraudlens_store::{
-    AnomalyQuery, ApiKeyEntry, AuditEntry, DeadLetter, LabelEntry, ModelChanges, ModelEntry, NewDecision, NewLabel,
-    NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest, Store, StoredDeadLetter, StoredDecision,
+    AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, LabelEntry, ModelChanges, ModelEntry,
+    NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest, Store,
+    StoredDeadLetter, StoredDecision,
 };
 
 /// Delegates to a real store, counting `put_decisions` calls.
@@ -122,6 +123,12 @@ impl Store for CountingStore {
     }
     async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>> {
         self.inner.dead_letters(limit).await
+    }
+    async fn put_comparison(&self, comparison: &NewComparison) -> Result<i64> {
+        self.inner.put_comparison(comparison).await
+    }
+    async fn comparisons(&self, candidate: Option<&str>, limit: u32) -> Result<Vec<ComparisonEntry>> {
+        self.inner.comparisons(candidate, limit).await
     }
     async fn close(&self) {
         self.inner.close().await;

@@ -1,8 +1,9 @@
 //! In-process tests of the scoring pipeline on a SQLite store in a temporary
 //! directory, with the model fixture of `fraudlens-model`: idempotency,
 //! racing requests for one id, group commit, shard acquire and release,
-//! promotions followed by every pipeline (also on PostgreSQL), and two
-//! pipelines on one shared entity state (Redis).
+//! promotions followed by every pipeline (also on PostgreSQL), two
+//! pipelines on one shared entity state (Redis), and retraining rows read
+//! from the stored decisions.
 
 // a failed unwrap in a test is a failed test with a backtrace
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +11,7 @@
 mod counting;
 mod idempotency;
 mod registry;
+mod retrain;
 mod rows;
 mod shards;
 mod shared;

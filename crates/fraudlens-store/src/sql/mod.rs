@@ -6,7 +6,8 @@
 //!
 //! Each concept has its module: `decisions` (scored transactions), `reviews`
 //! (the review queue, review changes and the audit log), `labels`, `models`
-//! (the registry), `keys` (API keys) and `dead_letters`. This file wires them
+//! (the registry), `comparisons` (champion/challenger reports), `keys` (API
+//! keys) and `dead_letters`. This file wires them
 //! to the [`Store`] trait.
 //!
 //! Every generic block states what sqlx needs of the database (the same
@@ -32,6 +33,7 @@ macro_rules! insert_columns {
     };
 }
 
+mod comparisons;
 mod dead_letters;
 mod decisions;
 mod feature_codec;
@@ -188,6 +190,14 @@ where
 
     async fn model_changes(&self) -> Result<Option<ModelChanges>> {
         DB::model_changes(&self.pool).await
+    }
+
+    async fn put_comparison(&self, comparison: &NewComparison) -> Result<i64> {
+        self.insert_comparison(comparison).await
+    }
+
+    async fn comparisons(&self, candidate: Option<&str>, limit: u32) -> Result<Vec<ComparisonEntry>> {
+        self.latest_comparisons(candidate, limit).await
     }
 
     async fn create_key(&self, key: &ApiKeyEntry) -> Result<()> {

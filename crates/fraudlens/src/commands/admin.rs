@@ -130,18 +130,30 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
             }
             ModelsCommand::List { store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
-                println!("{:<24} {:<11} {:<26} path", "version", "stage", "registered");
+                println!(
+                    "{:<24} {:<11} {:<26} {:<60} path",
+                    "version", "stage", "registered", "latest comparison"
+                );
                 for model in store.models().await.context("listing models")? {
+                    let latest = store
+                        .comparisons(Some(&model.version), 1)
+                        .await
+                        .context("listing comparisons")?
+                        .first()
+                        .map(|entry| super::lifecycle::comparison_brief(entry, config.retrain.primary_metric))
+                        .unwrap_or_else(|| "-".to_owned());
                     println!(
-                        "{:<24} {:<11} {:<26} {}",
+                        "{:<24} {:<11} {:<26} {:<60} {}",
                         model.version,
-                        model.stage,
+                        model.stage.to_string(),
                         model.registered_at.to_string(),
+                        latest,
                         model.path
                     );
                 }
                 Ok(())
             }
+            ModelsCommand::Compare(args) => super::lifecycle::compare(config, args).await,
             ModelsCommand::Promote { model_version, store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
                 promote(config, store.as_ref(), &model_version).await

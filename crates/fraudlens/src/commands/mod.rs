@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod features;
 pub mod import;
 pub mod inspect;
+pub mod lifecycle;
 pub mod model_report;
 pub mod output;
 pub mod progress;

@@ -9,6 +9,7 @@ mod detect;
 mod event_time;
 mod features;
 mod hardening;
+mod lifecycle;
 mod model;
 mod rows;
 mod security;

@@ -1,0 +1,358 @@
+//! The model lifecycle through the real binary, on both stores: a weak model
+//! serves two weeks of transactions, chargebacks arrive as labels, `retrain`
+//! trains a candidate on the stored decisions, compares it with production
+//! on the latest matured days it did not train on, records the comparison
+//! and promotes it (the running server swaps to it); `models compare` and
+//! `models list` show the comparisons, and a worse challenger is refused.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fraudlens_testkit::{Backend, TestDb};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::model::trained;
+use crate::serve::{Server, get, key};
+use crate::{fraudlens, ok, read_csv};
+
+/// The first day the shared model did not train on.
+const SERVED_FROM: &str = "2026-02-05";
+
+/// A model trained on the shared data's training window, with one tree of two leaves.
+fn weak_model(dir: &Path) -> std::path::PathBuf {
+    let data = trained().data();
+    let out = dir.join("weak");
+    ok(
+        dir,
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--train-to",
+            SERVED_FROM,
+            "--trees",
+            "1",
+            "--num-leaves",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    out
+}
+
+/// The shared data's transactions from [`SERVED_FROM`] on, as CSV, and the ids of their frauds.
+fn served_rows() -> (String, Vec<String>) {
+    let (header, rows) = read_csv(&trained().data());
+    let at = |name: &str| header.iter().position(|column| column == name).unwrap();
+    let (time, id, fraud) = (at("timestamp"), at("transaction_id"), at("is_fraud"));
+    let mut csv = header.join(",") + "\n";
+    let mut frauds = Vec::new();
+    for row in rows.iter().filter(|row| row[time].as_str() >= SERVED_FROM) {
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+        if row[fraud] == "1" {
+            frauds.push(row[id].clone());
+        }
+    }
+    (csv, frauds)
+}
+
+/// Retrain settings that fit two weeks of data: labels mature in a day, the last 4 matured days judge.
+const SETTINGS: [(&str, &str); 3] = [
+    ("FRAUDLENS_RETRAIN__LABEL_MATURITY", "1d"),
+    ("FRAUDLENS_RETRAIN__HOLDOUT", "4d"),
+    ("FRAUDLENS_RETRAIN__RESAMPLES", "300"),
+];
+
+async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let db = TestDb::new(backend).await;
+    let weak = weak_model(path);
+    let (service, admin) = (key(path, &db.url, "service"), key(path, &db.url, "admin"));
+
+    // nothing stored yet: no production model to retrain
+    let run = fraudlens(path, &["retrain", "--database", &db.url], &SETTINGS);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no production model"), "{}", run.stderr);
+
+    let server = Server::start(path, &db.url, Some(&weak));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    let weak_version = info["version"].as_str().unwrap().to_owned();
+
+    // two weeks of traffic, then the chargebacks
+    let (csv, frauds) = served_rows();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("tx.csv"),
+    );
+    let upload = client
+        .post(server.url("/api/v1/transactions/upload"))
+        .header("x-api-key", &service)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::OK);
+    let upload: Value = upload.json().await.unwrap();
+    assert_eq!(upload["rejected"], 0, "{upload}");
+    let served = upload["accepted"].as_u64().unwrap();
+    assert!(frauds.len() > 50, "{} frauds", frauds.len());
+    let mut labels = "transaction_id,label,source\n".to_owned();
+    for id in &frauds {
+        labels.push_str(&format!("{id},fraud,chargeback\n"));
+    }
+    let response = client
+        .post(server.url("/api/v1/labels"))
+        .header("x-api-key", &admin)
+        .header("content-type", "text/csv")
+        .body(labels)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+
+    // a refused margin is a usage error, before anything is read
+    let run = fraudlens(
+        path,
+        &["retrain", "--promote-if-better", "NaN", "--database", &db.url],
+        &SETTINGS,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+
+    // the candidate: the configuration's parameters on the stored decisions
+    let run = fraudlens(
+        path,
+        &[
+            "retrain",
+            "--params",
+            "config",
+            "--promote-if-better",
+            "0.01",
+            "--out",
+            "candidate",
+            "--json",
+            "--database",
+            &db.url,
+        ],
+        &SETTINGS,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let output: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let candidate = output["candidate"].as_str().unwrap().to_owned();
+    assert_ne!(candidate, weak_version);
+    assert_eq!(output["production"], weak_version.as_str());
+    let rows = &output["train_rows"];
+    assert_eq!(
+        rows["fraud"].as_u64().unwrap() + rows["legit"].as_u64().unwrap() + rows["matured"].as_u64().unwrap(),
+        rows["in_window"].as_u64().unwrap(),
+        "the training window is matured: every row is kept: {rows}"
+    );
+    assert!(rows["fraud"].as_u64().unwrap() > 20, "{rows}");
+    let compared = &output["comparison"];
+    let held_out = compared["counts"]["in_window"].as_u64().unwrap();
+    assert!(
+        held_out > 0 && held_out + rows["in_window"].as_u64().unwrap() < served,
+        "{compared}"
+    );
+    let ap = compared["comparison"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|metric| metric["metric"] == "average_precision")
+        .unwrap();
+    assert!(
+        ap["difference"].as_f64().unwrap() > 0.01 && ap["low"].as_f64().unwrap() > 0.0,
+        "{ap}"
+    );
+    assert_eq!(output["verdict"]["promote"], true, "{}", output["verdict"]);
+    assert_eq!(output["promoted"], true);
+    assert!(run.stderr.contains("average_precision"), "{}", run.stderr);
+
+    // the running server follows the registry
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+        if info["version"] == candidate.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server still serves {info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // the weak model challenging the new production model, on the days after both trained: not better
+    let run = fraudlens(
+        path,
+        &["models", "compare", &weak_version, "--database", &db.url],
+        &SETTINGS,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("the candidate is not better"), "{}", run.stdout);
+    let ap_line = run
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("average_precision"))
+        .unwrap();
+    assert!(ap_line.ends_with("worse"), "{}", run.stdout);
+    // days the production model trained on are refused unless asked for
+    let overlapping = [
+        "models",
+        "compare",
+        &weak_version,
+        "--from",
+        "2026-02-10",
+        "--database",
+        &db.url,
+    ];
+    let run = fraudlens(path, &overlapping, &SETTINGS);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("model {candidate} trained on transactions up to")),
+        "{}",
+        run.stderr
+    );
+    let run = fraudlens(
+        path,
+        &[&overlapping[..], &["--allow-overlap", "--json"]].concat(),
+        &SETTINGS,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let compared: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(compared["verdict"]["promote"], false);
+    assert_eq!(compared["comparison"]["window"]["from"], "2026-02-10T00:00:00Z");
+    // unknown versions are usage errors
+    let run = fraudlens(
+        path,
+        &["models", "compare", "gbdt-nope", "--database", &db.url],
+        &SETTINGS,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not registered"), "{}", run.stderr);
+
+    let run = ok(path, &["models", "list", "--database", &db.url]);
+    let line_of = |version: &str| {
+        run.stdout
+            .lines()
+            .find(|line| line.starts_with(version))
+            .unwrap_or_else(|| panic!("{version} not listed:\n{}", run.stdout))
+            .to_owned()
+    };
+    assert!(
+        line_of(&candidate).contains(&format!("vs {weak_version}: average_precision +")),
+        "{}",
+        run.stdout
+    );
+    assert!(line_of(&candidate).contains(", better"), "{}", run.stdout);
+    assert!(line_of(&weak_version).contains(", not better"), "{}", run.stdout);
+
+    // a retrain whose candidate is worse (one stump, with production's window of labels) is not promoted
+    let run = fraudlens(
+        path,
+        &[
+            "retrain",
+            "--params",
+            "config",
+            "--promote-if-better",
+            "0",
+            "--out",
+            "stump",
+            "--database",
+            &db.url,
+        ],
+        &[
+            &SETTINGS[..],
+            &[
+                ("FRAUDLENS_TRAIN__GBDT__N_TREES", "1"),
+                ("FRAUDLENS_TRAIN__GBDT__NUM_LEAVES", "2"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.trim().ends_with("not promoted"), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("retrained "),
+        "one line for cron: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(&format!("{candidate} stays in production")),
+        "{}",
+        run.stderr
+    );
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    assert_eq!(info["version"], candidate.as_str());
+
+    // other features: the stored transactions replayed through the configuration's spec, and
+    // each model compared on its own features of the same transactions
+    let run = fraudlens(
+        path,
+        &[
+            "retrain",
+            "--features",
+            "config",
+            "--params",
+            "config",
+            "--out",
+            "no-calendar",
+            "--json",
+            "--database",
+            &db.url,
+        ],
+        &[&SETTINGS[..], &[("FRAUDLENS_FEATURES__CALENDAR", "false")]].concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let replayed: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    // the same transactions, labelled alike, but replayed
+    let without_source = |counts: &Value| {
+        let mut counts = counts.clone();
+        counts.as_object_mut().unwrap().remove("replayed");
+        counts
+    };
+    assert_eq!(replayed["train_rows"]["replayed"], true);
+    assert_eq!(output["train_rows"]["replayed"], false);
+    assert_eq!(
+        without_source(&replayed["train_rows"]),
+        without_source(&output["train_rows"])
+    );
+    assert_eq!(
+        without_source(&replayed["comparison"]["counts"]),
+        without_source(&output["comparison"]["counts"])
+    );
+    assert!(
+        run.stderr.contains("replaying the stored transactions"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        replayed["comparison"]["comparison"]["frauds"],
+        output["comparison"]["comparison"]["frauds"]
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(path.join("no-calendar/model.json")).unwrap()).unwrap();
+    let names: Vec<&str> = manifest["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"hour") && names.contains(&"customer_count_1d"),
+        "{names:?}"
+    );
+    assert_eq!(server.terminate(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrain_on_sqlite() {
+    retrain_promotes_a_better_model_and_refuses_a_worse_one(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrain_on_postgres() {
+    retrain_promotes_a_better_model_and_refuses_a_worse_one(Backend::Postgres).await;
+}
