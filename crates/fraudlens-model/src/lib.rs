@@ -14,6 +14,8 @@
 //!   cost, target precision or recall).
 //! - [`calibration`]: isotonic and Platt calibration of raw scores.
 //! - [`iforest`]: isolation forest anomaly scores for unlabeled data.
+//! - [`drift`]: the inputs' and the score's distributions at training, and
+//!   how far live ones moved (PSI, KS, missing rate).
 //! - [`compare`]: champion/challenger — two models on the same rows, metric
 //!   differences with bootstrap intervals, the promotion rule.
 
@@ -21,6 +23,7 @@ pub mod artifact;
 mod binning;
 pub mod calibration;
 pub mod compare;
+pub mod drift;
 pub mod fit;
 mod forest;
 pub mod iforest;

@@ -54,6 +54,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Train a candidate on the stored decisions and their labels, register it and compare it with production.
     Retrain(RetrainArgs),
+    /// How far live inputs and scores moved from a model's training: PSI, KS and missing rates per input.
+    Drift(DriftArgs),
     /// The model registry: register, list, compare, promote, roll back.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -78,6 +80,7 @@ impl Command {
             | Self::Detect(_)
             | Self::Keys(_)
             | Self::Retrain(_)
+            | Self::Drift(_)
             | Self::Models(_) => None,
         }
     }
@@ -542,6 +545,30 @@ pub struct RetrainArgs {
     #[arg(long)]
     pub json: bool,
     /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// `fraudlens drift`
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Model directory [default: the store's production model].
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// A transaction (or tabular) file to check, instead of the store's decisions.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// First transaction time (inclusive; date or date-time, UTC) [default on the store: a week
+    /// before the newest stored event].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the transactions checked (exclusive) [default on the store: after the newest].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The store (without --data).
     #[command(flatten)]
     pub store: StoreArg,
 }

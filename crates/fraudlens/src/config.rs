@@ -45,6 +45,8 @@ pub struct Config {
     pub state: fraudlens_state::StateSettings,
     /// `fraudlens retrain` and `fraudlens models compare`.
     pub retrain: fraudlens_pipeline::retrain::RetrainSettings,
+    /// Drift thresholds (`fraudlens drift`).
+    pub drift: fraudlens_model::drift::DriftSettings,
 }
 
 /// `[store]`
@@ -154,7 +156,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "log",
     "security",
     "ingest",
@@ -168,6 +170,7 @@ const SECTIONS: [&str; 13] = [
     "event_time",
     "state",
     "retrain",
+    "drift",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

@@ -53,6 +53,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Detect(args) => commands::detect::run(&config, args),
         Command::Keys(command) => commands::admin::keys(&config, command),
         Command::Retrain(args) => commands::lifecycle::retrain(&config, args),
+        Command::Drift(args) => commands::drift::run(&config, args),
         Command::Models(command) => commands::admin::models(&config, command),
         Command::Config => commands::print_config(&config),
     }

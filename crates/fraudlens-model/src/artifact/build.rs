@@ -13,6 +13,7 @@ use super::{
     ANOMALY_FEATURE, Artifact, FORMAT_VERSION, Manifest, ModelKind, OnnxManifest, TrainingSummary, sha256_hex,
 };
 use crate::calibration::Calibration;
+use crate::drift::Reference;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::interop::Imported;
@@ -42,6 +43,8 @@ pub struct GbdtParts {
     pub training: TrainingSummary,
     /// Metrics on the validation rows.
     pub validation: Evaluation,
+    /// The inputs' and the score's distributions, for drift monitoring.
+    pub reference: Option<Reference>,
 }
 
 /// What an unsupervised (isolation forest alone) artifact is made of.
@@ -90,6 +93,7 @@ impl Artifact {
             tuning: None,
             anomaly_input: parts.anomaly.is_some(),
             onnx: None,
+            reference: parts.reference,
         };
         checked(Artifact {
             manifest,
@@ -125,6 +129,7 @@ impl Artifact {
             tuning: None,
             anomaly_input: false,
             onnx: None,
+            reference: None,
         };
         checked(Artifact {
             manifest,
@@ -273,6 +278,7 @@ fn imported_manifest(
         validation: None,
         anomaly_input: false,
         onnx: None,
+        reference: None,
     }
 }
 

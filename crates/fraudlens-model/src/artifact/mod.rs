@@ -293,6 +293,10 @@ pub struct Manifest {
     /// An ONNX model's output and reference values ([`ModelKind::Onnx`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub onnx: Option<OnnxManifest>,
+    /// The inputs' and the score's distributions when trained, for drift
+    /// monitoring (none for imported models and those trained before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<crate::drift::Reference>,
 }
 
 /// A loaded (or freshly trained) model.
@@ -574,6 +578,12 @@ impl Artifact {
                 return Err("an ONNX model with trees".to_owned());
             }
             _ => {}
+        }
+        if let Some(reference) = &manifest.reference {
+            let names = reference.features.iter().map(|distribution| &distribution.name);
+            if !names.eq(manifest.feature_names[..self.n_inputs()].iter()) {
+                return Err("the drift reference names other inputs than the model".to_owned());
+            }
         }
         match (manifest.kind, &self.onnx, &manifest.onnx) {
             (ModelKind::Onnx, Some(model), Some(onnx)) => {

@@ -36,6 +36,7 @@ pub use tune::{Budget, FOLD_SHARE, Searched, TUNE_FOLDS, Trial, TuneEvent, Tunin
 
 use crate::artifact::{Artifact, GbdtParts, IsolationForestParts, Refit, TrainingSummary};
 use crate::calibration::Calibration;
+use crate::drift::Reference;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::metrics::brier;
@@ -250,6 +251,9 @@ pub fn gbdt(
         train_seconds,
         refit,
     };
+    // what drift is measured against: the inputs over the window, the score out of time
+    let names = inputs.feature_names().internal("input names")?;
+    let reference = Reference::fit(&names, &table.values, Some(&probabilities));
     let parts = GbdtParts {
         inputs,
         params: params.gbdt().get().clone(),
@@ -259,6 +263,7 @@ pub fn gbdt(
         threshold_choice,
         training,
         validation,
+        reference: Some(reference),
     };
     Artifact::gbdt(parts, provenance.created_at).internal("building the artifact")
 }

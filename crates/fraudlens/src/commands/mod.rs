@@ -6,6 +6,7 @@ pub mod admin;
 pub mod dataset;
 pub mod demo;
 pub mod detect;
+pub mod drift;
 pub mod evaluate;
 pub mod features;
 pub mod import;

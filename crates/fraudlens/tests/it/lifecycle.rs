@@ -4,6 +4,7 @@
 //! on the latest matured days it did not train on, records the comparison
 //! and promotes it (the running server swaps to it); `models compare` and
 //! `models list` show the comparisons, and a worse challenger is refused.
+//! `fraudlens drift` finds the inputs that moved, in a file or the store.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -183,6 +184,19 @@ async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backen
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // drift of the production model on the last stored week: the served days are the training's
+    // kind of traffic
+    let run = fraudlens(path, &["drift", "--json", "--database", &db.url], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let drift: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(drift["model"], candidate.as_str());
+    assert!(
+        drift["report"]["rows"].as_u64().unwrap() > 1000,
+        "{}",
+        drift["report"]["rows"]
+    );
+    assert_eq!(drift["window"]["to"].as_str().unwrap().get(..10), Some("2026-02-19"));
+
     // the weak model challenging the new production model, on the days after both trained: not better
     let run = fraudlens(
         path,
@@ -355,4 +369,99 @@ async fn retrain_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retrain_on_postgres() {
     retrain_promotes_a_better_model_and_refuses_a_worse_one(Backend::Postgres).await;
+}
+
+#[test]
+fn drift_finds_the_inputs_that_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let (model, data) = (trained().model(), trained().data());
+    let drift = |data: &Path, window: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "drift",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(window);
+        fraudlens(path, &args, env)
+    };
+
+    // the training window itself: nothing moved
+    let run = drift(&data, &["--to", SERVED_FROM], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let features = report["report"]["features"].as_array().unwrap();
+    assert!(features.len() > 50);
+    for feature in features {
+        assert!(feature["psi"].as_f64().unwrap() < 0.01, "{feature}");
+        assert_eq!(feature["status"], "stable", "{feature}");
+    }
+
+    // the same days with every amount five times larger
+    let (header, rows) = read_csv(&data);
+    let amount = header.iter().position(|name| name == "amount").unwrap();
+    let mut shifted = header.join(",") + "\n";
+    for mut row in rows {
+        row[amount] = format!("{:.2}", row[amount].parse::<f64>().unwrap() * 5.0);
+        shifted.push_str(&row.join(","));
+        shifted.push('\n');
+    }
+    let shifted_path = path.join("shifted.csv");
+    std::fs::write(&shifted_path, shifted).unwrap();
+    let run = drift(&shifted_path, &["--to", SERVED_FROM], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let features = report["report"]["features"].as_array().unwrap();
+    let psi = |feature: &Value| feature["psi"].as_f64().unwrap();
+    assert!(
+        features.windows(2).all(|pair| psi(&pair[0]) >= psi(&pair[1])),
+        "the largest PSI first"
+    );
+    let of = |name: &str| features.iter().find(|feature| feature["name"] == name).unwrap();
+    assert_eq!(of("amount")["status"], "act", "{}", of("amount"));
+    assert!(psi(of("amount")) > 1.0);
+    // counts do not depend on amounts
+    assert_eq!(
+        of("customer_count_1d")["status"],
+        "stable",
+        "{}",
+        of("customer_count_1d")
+    );
+    assert!(report["report"]["score"]["psi"].is_number());
+
+    // the text report
+    let run = fraudlens(
+        path,
+        &[
+            "drift",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            shifted_path.to_str().unwrap(),
+            "--to",
+            SERVED_FROM,
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with("drift of gbdt-"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(" act\n") && run.stdout.contains("inputs to act on"),
+        "{}",
+        run.stdout
+    );
+
+    // thresholds that contradict each other, and a file without a model
+    let run = drift(
+        &data,
+        &[],
+        &[("FRAUDLENS_DRIFT__WATCH", "0.5"), ("FRAUDLENS_DRIFT__ACT", "0.2")],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let run = fraudlens(path, &["drift", "--data", data.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--model"), "{}", run.stderr);
 }
