@@ -35,6 +35,10 @@ pub const MIN_RESAMPLES: usize = 100;
 /// Fewest fraud rows a promotion may rest on.
 pub const MIN_FRAUDS: usize = 10;
 
+/// Fewest days a promotion may rest on when days are resampled (fewer give
+/// intervals of a handful of distinct draws, or none at all).
+pub const MIN_DAYS: usize = 7;
+
 /// Fewest resamples (share of those drawn) in which the primary metric must
 /// be defined (a resample of days without fraud has no average precision).
 const MIN_DEFINED_SHARE: f64 = 0.9;
@@ -232,12 +236,14 @@ impl Comparison {
     pub fn verdict(&self, primary: Metric, margin: f64) -> Verdict {
         let mut reasons = Vec::new();
         let mut promote = true;
-        if self.frauds < MIN_FRAUDS || self.resamples < MIN_RESAMPLES {
+        if self.frauds < MIN_FRAUDS || self.resamples < MIN_RESAMPLES || self.days.is_some_and(|days| days < MIN_DAYS) {
             promote = false;
             reasons.push(format!(
-                "too little evidence: {} fraud rows and {} resamples (a promotion needs {MIN_FRAUDS} and \
-                 {MIN_RESAMPLES})",
-                self.frauds, self.resamples
+                "too little evidence: {} fraud rows, {} resamples{} (a promotion needs {MIN_FRAUDS} frauds, \
+                 {MIN_RESAMPLES} resamples and {MIN_DAYS} days)",
+                self.frauds,
+                self.resamples,
+                self.days.map(|days| format!(", {days} days")).unwrap_or_default()
             ));
         }
         match self.metric(primary) {
@@ -402,7 +408,7 @@ impl Blocks {
             };
         }
         // a day's block is its rank among the days with rows, whatever the row order
-        let days: Vec<i64> = table.times.iter().map(|time| time.div_euclid(DAY_MS)).collect();
+        let days = days_of(table);
         let mut distinct = days.clone();
         distinct.sort_unstable();
         distinct.dedup();
@@ -415,6 +421,17 @@ impl Blocks {
             by_day: true,
         }
     }
+}
+
+/// Each row's day: 24 hours from the first row's time (not calendar days,
+/// so a window that starts late in a day has no stub of a day first).
+fn days_of(table: &Table) -> Vec<i64> {
+    let origin = table.times.iter().copied().min().unwrap_or(0);
+    table
+        .times
+        .iter()
+        .map(|time| (time - origin).div_euclid(DAY_MS))
+        .collect()
 }
 
 /// One model's scores prepared for weighted metrics.
@@ -436,7 +453,7 @@ impl<'a> View<'a> {
         let mut order: Vec<u32> = (0..table.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| probabilities[b as usize].total_cmp(&probabilities[a as usize]));
         let card_precision = (blocks.by_day && !table.entities.is_empty()).then(|| {
-            let days: Vec<i64> = table.times.iter().map(|time| time.div_euclid(DAY_MS)).collect();
+            let days = days_of(table);
             let daily = card_precision_at_k_per_day(&days, &table.entities, probabilities, &table.labels, settings.k);
             // one entry per day with rows, in day order: the blocks
             assert_eq!(daily.per_day.len(), blocks.n, "one card precision per day");

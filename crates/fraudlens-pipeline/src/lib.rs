@@ -31,13 +31,15 @@
 //! Modules, each one concept of [`Pipeline`]: `admission` (new or repeated
 //! id: idempotency, racing requests, fingerprints, the stash of unwritten
 //! decisions), `scoring` (the decision records and their write), `writer`
-//! (group commit), `shards` (entity-state shards and their lifecycle),
+//! (group commit), `drift` (the live drift of the last decisions), `shards`
+//! (entity-state shards and their lifecycle),
 //! `state` (restore and snapshot), `labels`, [`registry`] (register, promote,
 //! roll back models), [`retrain`] (rows from the stored decisions, champion/challenger
 //! comparisons on them), `watch` (following the registry's production model), `model` and `contract` (the decision as callers see it).
 
 mod admission;
 mod contract;
+pub mod drift;
 mod events;
 mod labels;
 mod model;
@@ -160,6 +162,8 @@ pub struct PipelineConfig {
     /// The entity state shared with other processes (Redis), instead of one
     /// held in this process: no snapshot, no rebuild from the store at start.
     pub shared_state: Option<fraudlens_state::SharedState>,
+    /// How the live drift of the inputs and the score is read.
+    pub drift: fraudlens_model::drift::DriftSettings,
 }
 
 impl Default for PipelineConfig {
@@ -173,6 +177,7 @@ impl Default for PipelineConfig {
             sharded: false,
             time_policy: EventTimePolicy::default(),
             shared_state: None,
+            drift: fraudlens_model::drift::DriftSettings::default(),
         }
     }
 }
@@ -204,6 +209,8 @@ pub struct Pipeline {
     /// With a shared state, the queue of the process's one admission task
     /// (`shared.rs`): concurrent batches are admitted together, one at a time.
     admitter: std::sync::OnceLock<mpsc::Sender<shared::Job>>,
+    /// The last decisions' inputs and scores against the serving model's reference.
+    drift: drift::LiveDrift,
     config: PipelineConfig,
 }
 
@@ -276,6 +283,7 @@ impl Pipeline {
             closed: AtomicBool::new(false),
             shared_lost: AtomicBool::new(false),
             admitter: std::sync::OnceLock::new(),
+            drift: drift::LiveDrift::new(config.drift.clone()),
             config,
         });
         if let Some(shared) = pipeline.config.shared_state.clone() {
@@ -330,6 +338,13 @@ impl Pipeline {
     /// The serving model.
     pub fn model(&self) -> Arc<ServingModel> {
         self.model.load_full()
+    }
+
+    /// The drift of the last stored decisions (at most [`drift::WINDOW`])
+    /// against the serving model's reference, with its version; `None` when
+    /// the model keeps no reference.
+    pub fn live_drift(&self) -> Option<(String, fraudlens_model::drift::DriftReport)> {
+        self.drift.report(&self.model())
     }
 
     /// Replaces the serving model, if it fits the running entity state, and

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use fraudlens_core::{Currency, Label, Schema, Timestamp, Transaction, WindowDuration};
 use fraudlens_features::{EventTimePolicy, FeatureEngine, FeatureSpec, Replay};
 use fraudlens_model::artifact::{Artifact, Manifest};
-use fraudlens_model::compare::{self, CompareSettings, Comparison, Metric, Scored};
+use fraudlens_model::compare::{self, CompareSettings, Comparison, Metric, Scored, Verdict};
 use fraudlens_model::fit::{CheckedFitParams, EventRows, EventTable, Table};
 use fraudlens_model::inputs::{EventInputs, InputSpec};
 use fraudlens_store::{Store, StoreError, StoredDecision};
@@ -590,8 +590,26 @@ pub struct CompareReport {
     pub matured_before: Timestamp,
     /// How the stored decisions became rows.
     pub counts: RowCounts,
+    /// The window reaches into what a model trained on (`--allow-overlap`):
+    /// that model's numbers are optimistic, and the verdict never promotes.
+    pub overlap: bool,
     /// The metrics.
     pub comparison: Comparison,
+}
+
+impl CompareReport {
+    /// The promotion rule ([`Comparison::verdict`]), refused on an overlapping window.
+    pub fn verdict(&self, primary: Metric, margin: f64) -> Verdict {
+        let mut verdict = self.comparison.verdict(primary, margin);
+        if self.overlap {
+            verdict.promote = false;
+            verdict.reasons.insert(
+                0,
+                "the window reaches into what a model trained on: its numbers are optimistic".to_owned(),
+            );
+        }
+        verdict
+    }
 }
 
 /// Compares `candidate` with `against` on the stored decisions of `window`
@@ -605,13 +623,14 @@ pub async fn compare(
     allow_overlap: bool,
     settings: &CompareSettings,
 ) -> Result<CompareReport, RetrainError> {
-    if !allow_overlap {
-        for model in [candidate, against] {
-            if let Some(trained_to) = model
-                .artifact
-                .seen_until()
-                .filter(|trained_to| *trained_to >= window.from)
-            {
+    let mut overlap = false;
+    for model in [candidate, against] {
+        if let Some(trained_to) = model
+            .artifact
+            .seen_until()
+            .filter(|trained_to| *trained_to >= window.from)
+        {
+            if !allow_overlap {
                 return Err(RetrainError::Overlap {
                     version: model.version().to_owned(),
                     trained_to,
@@ -619,6 +638,7 @@ pub async fn compare(
                     to: window.to,
                 });
             }
+            overlap = true;
         }
     }
     let (a, b) = (&candidate.artifact, &against.artifact);
@@ -678,6 +698,7 @@ pub async fn compare(
         window,
         matured_before,
         counts,
+        overlap,
         comparison,
     })
 }

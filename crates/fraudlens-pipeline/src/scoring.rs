@@ -498,7 +498,17 @@ impl Pipeline {
             return (records, Err(ScoreError::Overloaded(message.to_owned())));
         }
         match answer.await {
-            Ok((records, result)) => (records, result.map_err(ScoreError::Unavailable)),
+            Ok((records, result)) => {
+                if let Ok(outcomes) = &result {
+                    let stored = records
+                        .iter()
+                        .zip(outcomes)
+                        .filter(|(_, outcome)| matches!(outcome, PutOutcome::Inserted))
+                        .map(|(record, _)| record);
+                    self.drift.observe(&self.model(), stored);
+                }
+                (records, result.map_err(ScoreError::Unavailable))
+            }
             Err(_) => (
                 Vec::new(),
                 Err(ScoreError::Unavailable("the writer stopped".to_owned())),

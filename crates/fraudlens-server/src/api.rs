@@ -799,6 +799,47 @@ pub async fn production(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
     Json(model_info(&state.pipeline.model()))
 }
 
+/// The live drift of the serving model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveDriftInfo {
+    /// The serving model's version.
+    pub version: String,
+    /// Most decisions the window holds (the latest ones stored by this process).
+    pub window: usize,
+    /// Decisions in the window now; PSI is published as a metric from 500 on.
+    pub rows: usize,
+    /// Per input (the largest PSI first) and for the score: `psi`, `ks`,
+    /// `missing_reference`, `missing_live` and `status` (`stable`, `watch`, `act`).
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+}
+
+/// The drift of the inputs and scores of the last decisions this process
+/// stored, against the distributions the serving model was trained on
+/// (409 for a model that keeps none: imported, or trained before drift
+/// monitoring).
+#[utoipa::path(get, path = "/api/v1/models/production/drift", tag = "models",
+    responses((status = 200, body = LiveDriftInfo), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn production_drift(State(state): State<Arc<AppState>>) -> Result<Json<LiveDriftInfo>, ApiError> {
+    let Some((version, report)) = state.pipeline.live_drift() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_reference",
+            format!(
+                "model {} keeps no reference distributions (imported, or trained before drift monitoring): retrain it",
+                state.pipeline.model().version()
+            ),
+        ));
+    };
+    Ok(Json(LiveDriftInfo {
+        version,
+        window: fraudlens_pipeline::drift::WINDOW,
+        rows: report.rows,
+        report: serde_json::to_value(&report).unwrap_or_default(),
+    }))
+}
+
 /// Makes a registered version the production model and starts serving it.
 /// The artifact is loaded and verified first: a corrupt or mismatched one is
 /// refused (422), one whose files changed since registration too (409), and

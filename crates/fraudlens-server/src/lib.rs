@@ -6,6 +6,7 @@
 //! | `POST /api/v1/transactions` (`/batch`, `/upload`) | service, admin | score and store |
 //! | `GET /api/v1/anomalies`, `GET /api/v1/transactions/{id}`, `PUT /api/v1/anomalies/{id}`, `POST /api/v1/labels` | analyst, admin | review |
 //! | `GET /api/v1/models`, `GET /api/v1/models/production`, `GET /model/info` | any key | models |
+//! | `GET /api/v1/models/production/drift` | any key | live drift of the serving model |
 //! | `POST /api/v1/models/{version}/promote` | admin | hot swap |
 //! | `POST /predict`, `/predict/batch`, `/upload` | service, admin | aliases of the common Python services |
 //! | `/health`, `/health/live`, `/health/ready`, `/metrics`, `/openapi.json`, `/docs` | public | operations |
@@ -125,7 +126,7 @@ impl AppState {
     paths(
         api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, api::review, api::labels,
         predictions::predict_one, predictions::predict_many, predictions::upload_rows,
-        api::models, api::production, api::promote, compat::predict, compat::predict_batch,
+        api::models, api::production, api::production_drift, api::promote, compat::predict, compat::predict_batch,
         ops::health, ops::live, ops::ready, ops::metrics,
     ),
     components(schemas(
@@ -230,6 +231,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     let read = Router::new()
         .route("/api/v1/models", get(api::models))
         .route("/api/v1/models/production", get(api::production))
+        .route("/api/v1/models/production/drift", get(api::production_drift))
         .route("/model/info", get(api::production))
         .route_layer(guard(auth::ANY));
     let admin = Router::new()

@@ -13,7 +13,6 @@ use super::{
     ANOMALY_FEATURE, Artifact, FORMAT_VERSION, Manifest, ModelKind, OnnxManifest, TrainingSummary, sha256_hex,
 };
 use crate::calibration::Calibration;
-use crate::drift::Reference;
 use crate::iforest::IsolationForest;
 use crate::inputs::InputSpec;
 use crate::interop::Imported;
@@ -43,8 +42,6 @@ pub struct GbdtParts {
     pub training: TrainingSummary,
     /// Metrics on the validation rows.
     pub validation: Evaluation,
-    /// The inputs' and the score's distributions, for drift monitoring.
-    pub reference: Option<Reference>,
 }
 
 /// What an unsupervised (isolation forest alone) artifact is made of.
@@ -93,7 +90,7 @@ impl Artifact {
             tuning: None,
             anomaly_input: parts.anomaly.is_some(),
             onnx: None,
-            reference: parts.reference,
+            reference: None,
         };
         checked(Artifact {
             manifest,

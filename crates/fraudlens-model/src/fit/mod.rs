@@ -251,9 +251,6 @@ pub fn gbdt(
         train_seconds,
         refit,
     };
-    // what drift is measured against: the inputs over the window, the score out of time
-    let names = inputs.feature_names().internal("input names")?;
-    let reference = Reference::fit(&names, &table.values, Some(&probabilities));
     let parts = GbdtParts {
         inputs,
         params: params.gbdt().get().clone(),
@@ -263,9 +260,28 @@ pub fn gbdt(
         threshold_choice,
         training,
         validation,
-        reference: Some(reference),
     };
-    Artifact::gbdt(parts, provenance.created_at).internal("building the artifact")
+    let mut artifact = Artifact::gbdt(parts, provenance.created_at).internal("building the artifact")?;
+    // what drift is measured against: the latest rows of the window (past the warm-up of
+    // the feature windows), scored by the model that is served
+    let recent = table.slice(n_train..table.len());
+    let scores = artifact
+        .ranking_batch(&recent.values)
+        .internal("scoring the validation rows")?;
+    artifact.manifest.reference = Some(reference(&artifact, &recent, &scores));
+    Ok(artifact)
+}
+
+/// The drift reference of `artifact`'s inputs in `rows` and of its `scores` of them.
+fn reference(artifact: &Artifact, rows: &Table, scores: &[f64]) -> Reference {
+    let n = artifact.n_inputs();
+    let manifest = &artifact.manifest;
+    Reference::fit(
+        &manifest.feature_names[..n],
+        &manifest.feature_kinds[..n],
+        &rows.values,
+        Some(scores),
+    )
 }
 
 /// An isolation forest alone, for data without labels: review and decline
@@ -314,7 +330,10 @@ pub fn isolation_forest(
         thresholds,
         training,
     };
-    Artifact::isolation_forest(parts, provenance.created_at).internal("building the artifact")
+    let mut artifact = Artifact::isolation_forest(parts, provenance.created_at).internal("building the artifact")?;
+    let scores = artifact.ranking_batch(&table.values).internal("scoring the rows")?;
+    artifact.manifest.reference = Some(reference(&artifact, table, &scores));
+    Ok(artifact)
 }
 
 /// An isolation forest fitted on the rows of `table`.

@@ -125,3 +125,20 @@ async fn the_openapi_document_describes_both_readiness_answers() {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_of_a_model_without_a_reference_is_409_json() {
+    // the fixture model was made before models kept their distributions
+    let api = Api::new().await;
+    let (status, _, _) = api
+        .send(api.post("/api/v1/transactions", &transaction("tx-d", 5.0)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let request = Request::get("/api/v1/models/production/drift")
+        .header("x-api-key", &api.key)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = api.send(request).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error_body(&body, "no_reference");
+}

@@ -131,8 +131,8 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
             ModelsCommand::List { store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
                 println!(
-                    "{:<24} {:<11} {:<26} {:<60} path",
-                    "version", "stage", "registered", "latest comparison"
+                    "{:<24} {:<11} {:<26} {:<40} latest comparison",
+                    "version", "stage", "registered", "path"
                 );
                 for model in store.models().await.context("listing models")? {
                     let latest = store
@@ -143,12 +143,12 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                         .map(|entry| super::lifecycle::comparison_brief(entry, config.retrain.primary_metric))
                         .unwrap_or_else(|| "-".to_owned());
                     println!(
-                        "{:<24} {:<11} {:<26} {:<60} {}",
+                        "{:<24} {:<11} {:<26} {:<40} {}",
                         model.version,
                         model.stage.to_string(),
                         model.registered_at.to_string(),
-                        latest,
-                        model.path
+                        model.path,
+                        latest
                     );
                 }
                 Ok(())

@@ -25,6 +25,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
     let store = open_store(config, &url).await?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
     let settings = &config.detect;
+    config.drift.check().map_err(anyhow::Error::msg).usage()?;
     let shared_state = shared_state(config, &model).await?;
     let pipeline = Pipeline::start(
         store.clone(),
@@ -32,6 +33,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
         PipelineConfig {
             time_policy: config.event_time.policy(),
             shared_state,
+            drift: config.drift.clone(),
             ..settings.pipeline_config(config.serve.pipeline_config())
         },
     )

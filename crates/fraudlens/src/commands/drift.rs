@@ -22,6 +22,9 @@ use crate::commands::progress;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
+/// Fewer rows than this make noisy indices (the live metrics wait for as many).
+const MIN_ROWS: usize = fraudlens_pipeline::drift::MIN_ROWS;
+
 /// The default window on the store: the last week of stored events.
 const DEFAULT_DAYS: i64 = 7;
 const DAY_MS: i64 = 86_400_000;
@@ -47,6 +50,7 @@ pub fn run(config: &Config, args: DriftArgs) -> CliResult {
                 ))
             })?;
             let artifact = crate::commands::score::load_model(dir)?;
+            has_reference(&artifact)?;
             let table = file_rows(config, &artifact, data, bounds)?;
             report(
                 &artifact,
@@ -83,12 +87,7 @@ fn report(
     settings: &DriftSettings,
     json: bool,
 ) -> CliResult {
-    let Some(reference) = &model.manifest.reference else {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "model {} keeps no reference distributions (imported, or trained before drift monitoring): retrain it",
-            model.manifest.model_id
-        )));
-    };
+    let reference = has_reference(model)?;
     if table.is_empty() {
         return Err(Failure::Data(anyhow::anyhow!("no transactions to compare in {source}")));
     }
@@ -105,6 +104,16 @@ fn report(
         print!("{}", render(&output));
     }
     Ok(())
+}
+
+/// The model's reference distributions, or a usage error for a model without them.
+fn has_reference(model: &Artifact) -> CliResult<&fraudlens_model::drift::Reference> {
+    model.manifest.reference.as_ref().ok_or_else(|| {
+        Failure::Usage(anyhow::anyhow!(
+            "model {} keeps no reference distributions (imported, or trained before drift monitoring): retrain it",
+            model.manifest.model_id
+        ))
+    })
 }
 
 /// The model's input rows of a file (transactions of the window, or tabular rows).
@@ -166,6 +175,7 @@ async fn store_rows(
             .await
             .map_err(|error| registry_failure(error, "reading the production model"))?,
     };
+    has_reference(&model.artifact)?;
     let newest = store
         .latest_event_time()
         .await
@@ -201,16 +211,28 @@ fn render(output: &DriftOutput) -> String {
         "drift of {} on {} rows of {}{window}, against its training (watch at PSI {}, act at {})\n",
         output.model, report.rows, output.source, report.settings.watch, report.settings.act
     );
+    if report.rows < MIN_ROWS {
+        out.push_str(&format!(
+            "  fewer than {MIN_ROWS} rows: the indices are noisy, read them with care\n"
+        ));
+    }
+    let width = report
+        .features
+        .iter()
+        .map(|drift| drift.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(20);
     out.push_str(&format!(
-        "  {:<40} {:>8} {:>7}   {:<22} status\n",
+        "  {:<width$} {:>8} {:>7}   {:<22} status\n",
         "input", "psi", "ks", "missing (then → now)"
     ));
     let line = |drift: &Drift| {
         format!(
-            "  {:<40} {:>8.4} {:>7.4}   {:<22} {}\n",
+            "  {:<width$} {:>8.4} {:>7}   {:<22} {}\n",
             drift.name,
             drift.psi,
-            drift.ks,
+            drift.ks.map_or_else(|| "-".to_owned(), |ks| format!("{ks:.4}")),
             format!(
                 "{:.1} % → {:.1} %",
                 drift.missing_reference * 100.0,

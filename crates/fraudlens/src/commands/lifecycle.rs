@@ -207,9 +207,7 @@ async fn retrain_on(
     let verdict = match &comparison {
         Some(report) => {
             eprint!("{}", render_comparison(report));
-            let verdict = report
-                .comparison
-                .verdict(config.retrain.primary_metric, args.promote_if_better.unwrap_or(0.0));
+            let verdict = report.verdict(config.retrain.primary_metric, args.promote_if_better.unwrap_or(0.0));
             record(store, report, &verdict, "retrain").await?;
             Some(verdict)
         }
@@ -384,7 +382,7 @@ async fn compare_on(
     )
     .await
     .map_err(lifecycle_failure)?;
-    let verdict = report.comparison.verdict(config.retrain.primary_metric, 0.0);
+    let verdict = report.verdict(config.retrain.primary_metric, 0.0);
     record(store, &report, &verdict, "cli").await?;
     Ok((report, verdict))
 }
@@ -455,7 +453,10 @@ pub fn render_comparison(report: &CompareReport) -> String {
         report.window.to,
         comparison.rows,
         comparison.frauds,
-        comparison.days.map(|days| format!(", {days} days")).unwrap_or_default(),
+        comparison
+            .days
+            .map(|days| format!(", {days} day{}", if days == 1 { "" } else { "s" }))
+            .unwrap_or_default(),
         comparison.resamples,
         match comparison.resampled {
             Resampled::Day => "day",
@@ -512,10 +513,13 @@ pub fn comparison_brief(entry: &fraudlens_store::ComparisonEntry, primary: Metri
     let metric = report["comparison"]["comparison"]["metrics"]
         .as_array()
         .and_then(|metrics| metrics.iter().find(|metric| metric["metric"] == primary.name()));
-    let verdict = if report["verdict"]["promote"] == true {
-        "better"
-    } else {
-        "not better"
+    let verdict = match (
+        report["verdict"]["promote"] == true,
+        report["comparison"]["overlap"] == true,
+    ) {
+        (_, true) => "not better (on days a model trained on)",
+        (true, false) => "better",
+        (false, false) => "not better",
     };
     let metric = metric.and_then(|metric| serde_json::from_value::<MetricComparison>(metric.clone()).ok());
     match metric {

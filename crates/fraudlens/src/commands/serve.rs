@@ -67,6 +67,7 @@ pub async fn serve(
     fraudlens_server::ops::install_metrics();
     let url = store_url(config, &args.store);
     let store = open_store(config, &url).await?;
+    config.drift.check().map_err(anyhow::Error::msg).usage()?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
     let serve = &config.serve;
     let shared_state = shared_state(config, &model).await?;
@@ -76,6 +77,7 @@ pub async fn serve(
         PipelineConfig {
             time_policy: config.event_time.policy(),
             shared_state,
+            drift: config.drift.clone(),
             ..serve.pipeline_config()
         },
     )

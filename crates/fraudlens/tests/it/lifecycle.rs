@@ -60,10 +60,10 @@ fn served_rows() -> (String, Vec<String>) {
     (csv, frauds)
 }
 
-/// Retrain settings that fit two weeks of data: labels mature in a day, the last 4 matured days judge.
+/// Retrain settings that fit two weeks of data: labels mature in a day, the last 7 matured days judge.
 const SETTINGS: [(&str, &str); 3] = [
     ("FRAUDLENS_RETRAIN__LABEL_MATURITY", "1d"),
-    ("FRAUDLENS_RETRAIN__HOLDOUT", "4d"),
+    ("FRAUDLENS_RETRAIN__HOLDOUT", "7d"),
     ("FRAUDLENS_RETRAIN__RESAMPLES", "300"),
 ];
 
@@ -115,6 +115,23 @@ async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backen
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+
+    // the live drift of the served traffic: the last 10,000 decisions, and the PSI gauges
+    let (status, drift) = get(&client, &server.url("/api/v1/models/production/drift"), &service).await;
+    assert_eq!(status, StatusCode::OK, "{drift}");
+    assert_eq!(drift["version"], weak_version.as_str());
+    assert_eq!(
+        (drift["rows"].as_u64(), drift["window"].as_u64()),
+        (Some(10_000), Some(10_000))
+    );
+    let inputs = drift["report"]["features"].as_array().unwrap();
+    assert!(inputs.len() > 50 && inputs.iter().all(|input| input["psi"].as_f64().unwrap() >= 0.0));
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("fraudlens_feature_psi{feature=\"amount\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fraudlens_score_psi "), "{metrics}");
 
     // a refused margin is a usage error, before anything is read
     let run = fraudlens(
@@ -184,6 +201,11 @@ async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backen
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // the new model starts an empty live window
+    let (_, drift) = get(&client, &server.url("/api/v1/models/production/drift"), &service).await;
+    assert_eq!(drift["version"], candidate.as_str());
+    assert_eq!(drift["rows"], 0);
+
     // drift of the production model on the last stored week: the served days are the training's
     // kind of traffic
     let run = fraudlens(path, &["drift", "--json", "--database", &db.url], &[]);
@@ -237,6 +259,10 @@ async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backen
     assert_eq!(run.code, 0, "{}", run.stderr);
     let compared: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(compared["verdict"]["promote"], false);
+    assert_eq!(
+        compared["comparison"]["overlap"], true,
+        "an overlapping comparison says so"
+    );
     assert_eq!(compared["comparison"]["window"]["from"], "2026-02-10T00:00:00Z");
     // unknown versions are usage errors
     let run = fraudlens(
@@ -389,16 +415,30 @@ fn drift_finds_the_inputs_that_moved() {
         fraudlens(path, &args, env)
     };
 
-    // the training window itself: nothing moved
-    let run = drift(&data, &["--to", SERVED_FROM], &[]);
+    // the rows the reference was taken from (the validation days), scored by the served model:
+    // nothing moved, the score neither
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    let valid = &manifest["training"]["valid_period"];
+    let (first, last) = (valid[0].as_str().unwrap(), valid[1].as_str().unwrap());
+    let end = fraudlens_core::Timestamp::parse(last, fraudlens_core::TimestampFormat::Datetime).unwrap();
+    let end = fraudlens_core::Timestamp::from_millis(end.as_millis() + 1).to_string();
+    let validation_days = ["--from", first, "--to", &end];
+    let run = drift(&data, &validation_days, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     let features = report["report"]["features"].as_array().unwrap();
     assert!(features.len() > 50);
     for feature in features {
-        assert!(feature["psi"].as_f64().unwrap() < 0.01, "{feature}");
-        assert_eq!(feature["status"], "stable", "{feature}");
+        assert!(feature["psi"].as_f64().unwrap() < 1e-9, "{feature}");
     }
+    assert!(
+        report["report"]["score"]["psi"].as_f64().unwrap() < 1e-9,
+        "{}",
+        report["report"]["score"]
+    );
+    // categorical inputs have no KS
+    let channel = features.iter().find(|feature| feature["name"] == "channel").unwrap();
+    assert!(channel["ks"].is_null(), "{channel}");
 
     // the same days with every amount five times larger
     let (header, rows) = read_csv(&data);
@@ -411,7 +451,7 @@ fn drift_finds_the_inputs_that_moved() {
     }
     let shifted_path = path.join("shifted.csv");
     std::fs::write(&shifted_path, shifted).unwrap();
-    let run = drift(&shifted_path, &["--to", SERVED_FROM], &[]);
+    let run = drift(&shifted_path, &validation_days, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     let features = report["report"]["features"].as_array().unwrap();
@@ -433,19 +473,18 @@ fn drift_finds_the_inputs_that_moved() {
     assert!(report["report"]["score"]["psi"].is_number());
 
     // the text report
-    let run = fraudlens(
-        path,
+    let text_args = [
         &[
             "drift",
             "--model",
             model.to_str().unwrap(),
             "--data",
             shifted_path.to_str().unwrap(),
-            "--to",
-            SERVED_FROM,
-        ],
-        &[],
-    );
+        ][..],
+        &validation_days,
+    ]
+    .concat();
+    let run = fraudlens(path, &text_args, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.starts_with("drift of gbdt-"), "{}", run.stdout);
     assert!(
