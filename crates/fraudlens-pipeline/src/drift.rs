@@ -26,7 +26,7 @@ pub const WINDOW: usize = 10_000;
 pub const MIN_ROWS: usize = 500;
 
 /// Decisions between two publications of the gauges.
-const PUBLISH_EVERY: usize = 1_000;
+pub const PUBLISH_EVERY: usize = 1_000;
 
 /// The live window of one serving model.
 struct Window {

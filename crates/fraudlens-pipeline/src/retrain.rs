@@ -4,7 +4,7 @@
 //! features hold only the labels known then), and the labels that arrived
 //! since (analyst reviews, chargebacks) — to train a candidate (`fraudlens
 //! retrain`) and to compare two models on the same recent, label-matured
-//! transactions that neither trained on ([`compare`]).
+//! transactions that neither trained on ([`compare()`]).
 //!
 //! **Labels.** A stored label wins (the latest one). A transaction without a
 //! label counts as legitimate once it is older than the label maturity
