@@ -3,13 +3,14 @@
 //! (`fraudlens_ingest::replay_file`), and time windows given on the command
 //! line.
 
+use anyhow::Context as _;
 use fraudlens_core::{Label, Schema, Timestamp, TimestampFormat};
 use fraudlens_ingest::DetectedMode;
 pub use fraudlens_ingest::ReadOptions;
 
 use crate::cli::{InputArgs, Mode};
 use crate::config::Config;
-use crate::exit::{CliResult, Failure};
+use crate::exit::{Classify, CliResult, Failure};
 
 /// How the model commands read a file: `strict` (the flag or the
 /// configuration), the configuration's bad-row examples and event-time policy.
@@ -90,6 +91,19 @@ impl Window {
     pub fn contains(&self, millis: i64) -> bool {
         (self.from..self.to).contains(&millis)
     }
+}
+
+/// How a model trained on transactions reads them (exit 65 when its parts disagree).
+pub fn event_inputs(
+    config: &Config,
+    artifact: &fraudlens_model::artifact::Artifact,
+) -> CliResult<fraudlens_model::inputs::EventInputs> {
+    artifact
+        .manifest
+        .inputs
+        .prepare_events(config.security.card_hash_key.as_ref())
+        .context("preparing the model's inputs")
+        .data()
 }
 
 /// The label as a boolean (fraud = true).

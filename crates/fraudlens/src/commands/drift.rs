@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::cli::DriftArgs;
 use crate::commands::admin::{block_on, close_store, load_model, open_store, registry_failure, store_url};
-use crate::commands::dataset::{Window as Bounds, read_options};
+use crate::commands::dataset::{Window as Bounds, event_inputs, read_options};
 use crate::commands::progress;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
@@ -121,12 +121,7 @@ fn file_rows(config: &Config, artifact: &Artifact, data: &Path, bounds: Bounds) 
     let mut table = Table::new(artifact.n_inputs());
     match &artifact.manifest.inputs {
         InputSpec::Events { .. } => {
-            let inputs = artifact
-                .manifest
-                .inputs
-                .prepare_events(config.security.card_hash_key.as_ref())
-                .context("preparing the model's inputs")
-                .data()?;
+            let inputs = event_inputs(config, artifact)?;
             let bar = progress::spinner("replaying transactions");
             let options = read_options(config, config.ingest.strict, false);
             let summary = replay_inputs(&inputs, data, options, fraudlens_pipeline::now_ms(), |tx, row| {

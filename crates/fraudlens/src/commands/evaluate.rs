@@ -15,7 +15,7 @@ use fraudlens_model::inputs::InputSpec;
 use fraudlens_model::report as html;
 
 use crate::cli::EvaluateArgs;
-use crate::commands::dataset::{Window, read_options};
+use crate::commands::dataset::{Window, event_inputs, read_options};
 use crate::commands::model_report::{EvaluateReport, render_evaluate_report};
 use crate::commands::output::write_atomically;
 use crate::commands::progress;
@@ -122,12 +122,7 @@ fn html_report(artifact: &Artifact, report: &EvaluateReport) -> String {
 
 /// Every labelled row of the file as model inputs, with times, entities and amounts.
 fn load_table(config: &Config, artifact: &Artifact, args: &EvaluateArgs) -> CliResult<Table> {
-    let inputs = artifact
-        .manifest
-        .inputs
-        .prepare_events(config.security.card_hash_key.as_ref())
-        .context("preparing the model's inputs")
-        .data()?;
+    let inputs = event_inputs(config, artifact)?;
     let bar = progress::spinner("replaying transactions");
     let options = read_options(config, args.strict || config.ingest.strict, false);
     let now_ms = fraudlens_pipeline::now_ms();

@@ -13,7 +13,7 @@ use fraudlens_model::artifact::{Artifact, ModelKind, RunInfo};
 use fraudlens_model::inputs::InputSpec;
 
 use crate::cli::ScoreArgs;
-use crate::commands::dataset::{Window, is_fraud, read_options};
+use crate::commands::dataset::{Window, event_inputs, is_fraud, read_options};
 use crate::commands::output::{Output, write_atomically};
 use crate::commands::progress;
 use crate::commands::render;
@@ -37,12 +37,7 @@ pub fn run(config: &Config, args: ScoreArgs) -> CliResult {
     let output = Output::create(&args.output, &[&args.input])?;
     let (predictions, rows_read, bad_rows) = match &artifact.manifest.inputs {
         InputSpec::Events { .. } => {
-            let inputs = artifact
-                .manifest
-                .inputs
-                .prepare_events(config.security.card_hash_key.as_ref())
-                .context("preparing the model's inputs")
-                .data()?;
+            let inputs = event_inputs(config, &artifact)?;
             let mut predictions =
                 Predictions::new(&artifact, args.reasons, output, "transaction_id").context("writing the header")?;
             let bar = progress::spinner("scoring");
