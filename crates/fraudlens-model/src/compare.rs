@@ -578,6 +578,26 @@ mod tests {
             .collect()
     }
 
+    /// [`compare`] of two models' scores, each with its review threshold.
+    fn compare_at(
+        table: &Table,
+        (candidate, candidate_threshold): (&[f64], f64),
+        (against, against_threshold): (&[f64], f64),
+        settings: &CompareSettings,
+    ) -> Comparison {
+        let scored = |probabilities, review_threshold| Scored {
+            probabilities,
+            review_threshold,
+        };
+        compare(
+            table,
+            scored(candidate, candidate_threshold),
+            scored(against, against_threshold),
+            settings,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn point_estimates_equal_the_plain_metrics() {
         let table = table(10, 50);
@@ -586,19 +606,7 @@ mod tests {
             resamples: 0,
             ..CompareSettings::default()
         };
-        let comparison = compare(
-            &table,
-            Scored {
-                probabilities: &a,
-                review_threshold: 0.5,
-            },
-            Scored {
-                probabilities: &b,
-                review_threshold: 0.5,
-            },
-            &settings,
-        )
-        .unwrap();
+        let comparison = compare_at(&table, (&a, 0.5), (&b, 0.5), &settings);
         let ap = comparison.metric(Metric::AveragePrecision).unwrap();
         assert!((ap.candidate - average_precision(&a, &table.labels).unwrap()).abs() < 1e-12);
         assert!((ap.against - average_precision(&b, &table.labels).unwrap()).abs() < 1e-12);
@@ -627,19 +635,7 @@ mod tests {
             resamples: 300,
             ..CompareSettings::default()
         };
-        let better = compare(
-            &table,
-            Scored {
-                probabilities: &good,
-                review_threshold: 0.5,
-            },
-            Scored {
-                probabilities: &poor,
-                review_threshold: 0.5,
-            },
-            &settings,
-        )
-        .unwrap();
+        let better = compare_at(&table, (&good, 0.5), (&poor, 0.5), &settings);
         let ap = better.metric(Metric::AveragePrecision).unwrap();
         let (low, high) = (ap.low.unwrap(), ap.high.unwrap());
         assert!(low > 0.0 && low <= ap.difference && ap.difference <= high, "{ap:?}");
@@ -649,19 +645,7 @@ mod tests {
         // a margin larger than the gain refuses
         assert!(!better.verdict(Metric::AveragePrecision, ap.difference + 0.01).promote);
 
-        let worse = compare(
-            &table,
-            Scored {
-                probabilities: &poor,
-                review_threshold: 0.5,
-            },
-            Scored {
-                probabilities: &good,
-                review_threshold: 0.5,
-            },
-            &settings,
-        )
-        .unwrap();
+        let worse = compare_at(&table, (&poor, 0.5), (&good, 0.5), &settings);
         let verdict = worse.verdict(Metric::AveragePrecision, 0.0);
         assert!(!verdict.promote);
         assert!(worse.metric(Metric::RecallAtReview).unwrap().significantly_worse());
@@ -676,19 +660,7 @@ mod tests {
             resamples: 200,
             ..CompareSettings::default()
         };
-        let same = compare(
-            &table,
-            Scored {
-                probabilities: &a,
-                review_threshold: 0.5,
-            },
-            Scored {
-                probabilities: &a,
-                review_threshold: 0.5,
-            },
-            &settings,
-        )
-        .unwrap();
+        let same = compare_at(&table, (&a, 0.5), (&a, 0.5), &settings);
         for compared in &same.metrics {
             assert_eq!(compared.difference, 0.0);
             assert!(!compared.significantly_better() && !compared.significantly_worse());
@@ -705,19 +677,7 @@ mod tests {
             resamples: 200,
             ..CompareSettings::default()
         };
-        let compared = compare(
-            &table,
-            Scored {
-                probabilities: &good,
-                review_threshold: 2.0,
-            },
-            Scored {
-                probabilities: &poor,
-                review_threshold: 0.5,
-            },
-            &settings,
-        )
-        .unwrap();
+        let compared = compare_at(&table, (&good, 2.0), (&poor, 0.5), &settings);
         assert!(
             compared
                 .metric(Metric::AveragePrecision)
@@ -799,19 +759,7 @@ mod tests {
         // a clear winner on two days with few frauds
         let table = table(2, 40);
         let (good, poor) = (scores(&table, 1.0, 12), scores(&table, 0.0, 13));
-        let compared = compare(
-            &table,
-            Scored {
-                probabilities: &good,
-                review_threshold: 0.5,
-            },
-            Scored {
-                probabilities: &poor,
-                review_threshold: 0.5,
-            },
-            &CompareSettings::default(),
-        )
-        .unwrap();
+        let compared = compare_at(&table, (&good, 0.5), (&poor, 0.5), &CompareSettings::default());
         assert_eq!(compared.frauds, 8);
         let verdict = compared.verdict(Metric::AveragePrecision, 0.0);
         assert!(!verdict.promote);
@@ -827,22 +775,15 @@ mod tests {
         }
         let a = scores(&table, 0.8, 7);
         let b = scores(&table, 0.4, 8);
-        let compared = compare(
+        let compared = compare_at(
             &table,
-            Scored {
-                probabilities: &a,
-                review_threshold: 0.5,
-            },
-            Scored {
-                probabilities: &b,
-                review_threshold: 0.5,
-            },
+            (&a, 0.5),
+            (&b, 0.5),
             &CompareSettings {
                 resamples: 100,
                 ..CompareSettings::default()
             },
-        )
-        .unwrap();
+        );
         assert_eq!(compared.resampled, Resampled::Row);
         assert_eq!(compared.days, None);
         assert!(compared.metric(Metric::CardPrecisionAtK).is_none());

@@ -536,18 +536,12 @@ async fn versions_reading(
     let mut readable = std::collections::BTreeSet::new();
     for entry in store.models().await? {
         if entry.feature_names == names
-            && read_manifest(Path::new(&entry.path)).is_some_and(|manifest| manifest.inputs == *inputs)
+            && Manifest::peek(Path::new(&entry.path)).is_some_and(|manifest| manifest.inputs == *inputs)
         {
             readable.insert(entry.version);
         }
     }
     Ok(readable)
-}
-
-/// The manifest of the artifact at `dir`, if it reads.
-fn read_manifest(dir: &Path) -> Option<Manifest> {
-    let text = std::fs::read(dir.join("model.json")).ok()?;
-    serde_json::from_slice(&text).ok()
 }
 
 /// The rows of `window` as `model` reads them: the stored vectors when every

@@ -299,6 +299,15 @@ pub struct Manifest {
     pub reference: Option<crate::drift::Reference>,
 }
 
+impl Manifest {
+    /// The manifest of the directory `dir`, read without checking the
+    /// artifact (checksums, other files): for looking at what a directory
+    /// holds, never for scoring. `None` when there is none or it does not parse.
+    pub fn peek(dir: &Path) -> Option<Self> {
+        serde_json::from_slice(&fs::read(dir.join(MANIFEST)).ok()?).ok()
+    }
+}
+
 /// A loaded (or freshly trained) model.
 #[derive(Clone, Debug)]
 pub struct Artifact {

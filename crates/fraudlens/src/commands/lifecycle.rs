@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use fraudlens_core::Timestamp;
 use fraudlens_features::FeatureSpec;
-use fraudlens_model::artifact::ModelKind;
+use fraudlens_model::artifact::{Manifest, ModelKind};
 use fraudlens_model::compare::{Metric, MetricComparison, Resampled, Verdict};
 use fraudlens_model::fit::{self, EventTable, FitError, FitParams, Provenance};
 use fraudlens_model::inputs::InputSpec;
@@ -284,13 +284,10 @@ async fn matured_before(config: &Config, store: &dyn Store) -> CliResult<Timesta
 
 /// Refuses to write over a directory that holds another model.
 fn refuse_other_model(out: &Path, version: &str) -> CliResult {
-    let Ok(text) = std::fs::read(out.join("model.json")) else {
+    if !out.join("model.json").exists() {
         return Ok(());
-    };
-    let found = serde_json::from_slice::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|manifest| manifest["model_id"].as_str().map(str::to_owned));
-    match found {
+    }
+    match Manifest::peek(out).map(|manifest| manifest.model_id) {
         Some(found) if found == version => Ok(()),
         found => Err(Failure::Usage(anyhow::anyhow!(
             "{} holds model {}: choose another --out",

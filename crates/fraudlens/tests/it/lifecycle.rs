@@ -201,6 +201,29 @@ async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backen
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // windows with nothing in them: a data error, with the reason
+    let future = ["--from", "2030-01-01", "--to", "2030-02-01", "--database", &db.url];
+    let run = fraudlens(path, &[&["drift"][..], &future].concat(), &[]);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("no transactions"), "{}", run.stderr);
+    let run = fraudlens(path, &[&["retrain"][..], &future].concat(), &SETTINGS);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("retrain.holdout"), "{}", run.stderr);
+    let run = fraudlens(
+        path,
+        &[
+            "drift",
+            "--from",
+            "2026-02-10",
+            "--to",
+            "2026-02-01",
+            "--database",
+            &db.url,
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+
     // the new model starts an empty live window
     let (_, drift) = get(&client, &server.url("/api/v1/models/production/drift"), &service).await;
     assert_eq!(drift["version"], candidate.as_str());
@@ -503,4 +526,25 @@ fn drift_finds_the_inputs_that_moved() {
     let run = fraudlens(path, &["drift", "--data", data.to_str().unwrap()], &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--model"), "{}", run.stderr);
+}
+
+#[test]
+fn a_store_that_is_down_fails_each_command_loudly_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://fraud:s3cret-pw@127.0.0.1:1/fraud";
+    for command in [
+        &["retrain"][..],
+        &["models", "compare", "gbdt-x"],
+        &["models", "list"],
+        &["drift"],
+    ] {
+        let run = fraudlens(dir.path(), &[command, &["--database", url]].concat(), &[]);
+        assert_eq!(run.code, 1, "{command:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("opening the store postgres://fraud:***@"),
+            "{command:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("s3cret-pw"), "{command:?}: {}", run.stderr);
+    }
 }
