@@ -47,6 +47,7 @@ pub mod registry;
 pub mod retrain;
 mod rows;
 mod scoring;
+mod shadow;
 mod shards;
 mod shared;
 mod state;
@@ -185,6 +186,9 @@ impl Default for PipelineConfig {
 /// Longest wait at shutdown for the queued decisions to commit.
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest wait at shutdown for the shadow model's queued scores.
+const SHADOW_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The scoring path.
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -211,6 +215,8 @@ pub struct Pipeline {
     admitter: std::sync::OnceLock<mpsc::Sender<shared::Job>>,
     /// The last decisions' inputs and scores against the serving model's reference.
     drift: drift::LiveDrift,
+    /// The shadow model scoring the stored decisions beside production.
+    shadow: shadow::Shadow,
     config: PipelineConfig,
 }
 
@@ -271,7 +277,7 @@ impl Pipeline {
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let writer_task = tokio::spawn(writer::run(store.clone(), receiver, config.max_commit_rows.max(1)));
         let pipeline = Arc::new(Self {
-            store,
+            store: store.clone(),
             model: ArcSwap::from_pointee(model),
             states: Mutex::new(states),
             acquiring: tokio::sync::Mutex::new(()),
@@ -284,6 +290,7 @@ impl Pipeline {
             shared_lost: AtomicBool::new(false),
             admitter: std::sync::OnceLock::new(),
             drift: drift::LiveDrift::new(config.drift.clone()),
+            shadow: shadow::Shadow::start(store.clone()),
             config,
         });
         if let Some(shared) = pipeline.config.shared_state.clone() {
@@ -358,6 +365,42 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The shadow model, if one is set.
+    pub fn shadow_model(&self) -> Option<Arc<ServingModel>> {
+        self.shadow.model()
+    }
+
+    /// Sets the shadow model (`None`: ends shadowing). It must read exactly
+    /// the serving model's rows ([`ServingModel::reads_same_rows`]): it
+    /// scores the feature vectors the serving model decided on.
+    pub fn set_shadow(&self, model: Option<ServingModel>) -> Result<(), PipelineError> {
+        if let Some(model) = &model {
+            let serving = self.model();
+            if model.version() == serving.version() {
+                return Err(PipelineError::Model(format!(
+                    "model {} is the serving model: a shadow scores beside it",
+                    model.version()
+                )));
+            }
+            if !serving.reads_same_rows(model) {
+                return Err(PipelineError::Model(format!(
+                    "model {} reads other inputs than the serving model {}: a shadow scores the serving \
+                     model's feature vectors (retrain it with the production model's features)",
+                    model.version(),
+                    serving.version()
+                )));
+            }
+        }
+        self.shadow.set(model);
+        Ok(())
+    }
+
+    /// Waits (at most 30 s) until the shadow model has scored what was
+    /// queued for it and its scores are written (or failed to be).
+    pub async fn flush_shadow(&self) {
+        self.shadow.flush(Duration::from_secs(30)).await;
+    }
+
     /// Writes the entity-state snapshot now (if a state file is configured).
     pub async fn snapshot(&self) -> Result<(), PipelineError> {
         let Some(path) = &self.config.state_file else {
@@ -396,6 +439,8 @@ impl Pipeline {
         if let Some(task) = task {
             task.abort();
         }
+        // a slow shadow does not hold up a shutdown long: what it has not scored is dropped
+        self.shadow.flush(SHADOW_FLUSH_TIMEOUT).await;
         self.snapshot().await
     }
 }

@@ -110,6 +110,15 @@ impl ServingModel {
         }
     }
 
+    /// Whether `other` reads exactly the rows this model reads (the same
+    /// inputs, in the same order): a row built for one is a row for the
+    /// other (a shadow model, a comparison on stored feature vectors).
+    pub fn reads_same_rows(&self, other: &ServingModel) -> bool {
+        let (a, b) = (&self.artifact, &other.artifact);
+        a.manifest.inputs == b.manifest.inputs
+            && a.manifest.feature_names[..a.n_inputs()] == b.manifest.feature_names[..b.n_inputs()]
+    }
+
     /// Whether `other` can replace this model while serving: for transactions,
     /// the same schema and feature spec (the entity state is built for them);
     /// for feature rows, every field clients send now must still be known

@@ -197,6 +197,44 @@ pub async fn promote(
     Ok(model)
 }
 
+/// Makes a registered version the shadow model (`None`: ends shadowing),
+/// after checking that its artifact loads, is what was registered, and reads
+/// exactly the production model's rows. Running servers and detectors on the
+/// store follow it through their [`crate::ModelWatch`]. Returns the shadow
+/// model before.
+pub async fn shadow(
+    store: &dyn Store,
+    version: Option<&str>,
+    card_hash_key: Option<&Secret>,
+    actor: &str,
+) -> Result<Option<String>, RegistryError> {
+    if let Some(version) = version {
+        let model = load(&entry(store, version).await?, card_hash_key).await?;
+        let production = production(store, card_hash_key).await?;
+        check_shadow(&production, &model)?;
+    }
+    Ok(store.set_shadow(version, now(), actor).await?)
+}
+
+/// Whether `model` can shadow `production`.
+fn check_shadow(production: &ServingModel, model: &ServingModel) -> Result<(), RegistryError> {
+    if model.version() == production.version() {
+        return Err(RegistryError::Replacement(PipelineError::Model(format!(
+            "model {} is the production model: a shadow scores beside it",
+            model.version()
+        ))));
+    }
+    if !production.reads_same_rows(model) {
+        return Err(RegistryError::Replacement(PipelineError::Model(format!(
+            "model {} reads other inputs than the production model {}: a shadow scores the production \
+             model's feature vectors (retrain it with the production model's features)",
+            model.version(),
+            production.version()
+        ))));
+    }
+    Ok(())
+}
+
 /// Where a rollback goes: from the production model (if any) to the model
 /// most recently in production before it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,5 +287,30 @@ impl Pipeline {
         let model = self.model();
         crate::watch::swapped(crate::watch::SwapSource::Api, model.version());
         Ok(model)
+    }
+
+    /// Makes a registered version the shadow model of the store and of this
+    /// pipeline (`None`: ends shadowing), under the promotion lock; refused
+    /// as [`shadow`] refuses, with nothing changed. Returns the shadow model
+    /// before.
+    pub async fn shadow(
+        &self,
+        version: Option<&str>,
+        card_hash_key: Option<&Secret>,
+        actor: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let _promoting = self.promoting.lock().await;
+        let store = self.store();
+        let model = match version {
+            Some(version) => {
+                let model = load(&entry(store.as_ref(), version).await?, card_hash_key).await?;
+                check_shadow(&self.model(), &model)?;
+                Some(model)
+            }
+            None => None,
+        };
+        let before = store.set_shadow(version, now(), actor).await?;
+        self.set_shadow(model).map_err(RegistryError::Replacement)?;
+        Ok(before)
     }
 }

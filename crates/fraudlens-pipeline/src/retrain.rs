@@ -44,6 +44,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Reads, ServingModel};
 
+mod traffic;
+pub use traffic::{ShadowTraffic, TrafficMetrics, shadow_traffic};
+
 /// Stored decisions read per query.
 const PAGE: u32 = 5_000;
 
@@ -589,6 +592,10 @@ pub struct CompareReport {
     pub overlap: bool,
     /// The metrics.
     pub comparison: Comparison,
+    /// The candidate as a shadow model on the window's live traffic, when
+    /// it scored some of it ([`shadow_traffic`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowTraffic>,
 }
 
 impl CompareReport {
@@ -636,8 +643,7 @@ pub async fn compare(
         }
     }
     let (a, b) = (&candidate.artifact, &against.artifact);
-    let same_inputs = a.manifest.inputs == b.manifest.inputs
-        && a.manifest.feature_names[..a.n_inputs()] == b.manifest.feature_names[..b.n_inputs()];
+    let same_inputs = candidate.reads_same_rows(against);
     // both models read the same rows, or one replay computes each model's own rows
     let (rows, against_rows, counts) = if same_inputs {
         let rows = rows_for(store, candidate, window, matured_before).await?;
@@ -694,6 +700,7 @@ pub async fn compare(
         counts,
         overlap,
         comparison,
+        shadow: shadow_traffic(store, candidate.version(), window, matured_before).await?,
     })
 }
 

@@ -505,7 +505,9 @@ impl Pipeline {
                         .zip(outcomes)
                         .filter(|(_, outcome)| matches!(outcome, PutOutcome::Inserted))
                         .map(|(record, _)| record);
-                    self.drift.observe(&self.model(), stored);
+                    let model = self.model();
+                    self.drift.observe(&model, stored.clone());
+                    self.shadow.offer(&model, stored);
                 }
                 (records, result.map_err(ScoreError::Unavailable))
             }

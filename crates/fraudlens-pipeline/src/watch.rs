@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fraudlens_core::{Secret, Timestamp};
-use fraudlens_store::{ModelChange, ModelChanges, ModelStage};
+use fraudlens_store::{ModelChange, ModelChanges, ModelEntry, ModelStage};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -118,12 +118,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// per poll).
 type Refused = Option<(String, Option<Timestamp>)>;
 
+/// The shadow model last refused, with the production model it was refused
+/// beside (a promotion may make it fit).
+type ShadowRefused = Option<(String, String)>;
+
 async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, mut stopped: oneshot::Receiver<()>) {
     let mut listening = Listening::default();
     listening.subscribe(&pipeline).await;
     let mut poll = tokio::time::interval(config.poll_interval.max(Duration::from_millis(10)));
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut refused: Refused = None;
+    let mut shadow_refused: ShadowRefused = None;
     let mut store_failing = false;
     loop {
         let woken = tokio::select! {
@@ -149,7 +154,7 @@ async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, mut stopped: oneshot:
                 SwapSource::Poll
             }
         };
-        match follow(&pipeline, &config, source, &mut refused).await {
+        match follow(&pipeline, &config, source, &mut refused, &mut shadow_refused).await {
             Ok(()) => store_failing = false,
             Err(error) => {
                 if !store_failing {
@@ -228,18 +233,77 @@ impl Listening {
     }
 }
 
-/// Serves the registry's production model if it is not the one serving:
-/// under the promotion lock, the registry read, the checks and the swap. A
-/// refusal is logged, counted and remembered in `refused` (it is `Ok`); an
-/// error is the store's.
+/// Serves the registry's production model if it is not the one serving,
+/// then follows its shadow model: under the promotion lock, the registry
+/// read, the checks and the swap. A refusal is logged, counted and
+/// remembered in `refused` or `shadow_refused` (it is `Ok`); an error is the
+/// store's.
 async fn follow(
     pipeline: &Pipeline,
     config: &WatchConfig,
     source: SwapSource,
     refused: &mut Refused,
+    shadow_refused: &mut ShadowRefused,
 ) -> Result<(), RegistryError> {
     let _promoting = pipeline.promoting.lock().await;
     let models = pipeline.store().models().await?;
+    follow_production(pipeline, config, source, refused, &models).await?;
+    follow_shadow(pipeline, config, shadow_refused, &models).await
+}
+
+/// Sets the registry's shadow model if it is not the one set (or ends
+/// shadowing), by the same checks as a promotion plus
+/// [`Pipeline::set_shadow`]'s.
+async fn follow_shadow(
+    pipeline: &Pipeline,
+    config: &WatchConfig,
+    refused: &mut ShadowRefused,
+    models: &[ModelEntry],
+) -> Result<(), RegistryError> {
+    let wanted = models.iter().find(|m| m.shadow);
+    let current = pipeline.shadow_model();
+    if wanted.map(|m| m.version.as_str()) == current.as_ref().map(|model| model.version()) {
+        *refused = None;
+        return Ok(());
+    }
+    let Some(wanted) = wanted else {
+        let _ = pipeline.set_shadow(None);
+        *refused = None;
+        return Ok(());
+    };
+    let key = (wanted.version.clone(), pipeline.model().version().to_owned());
+    if refused.as_ref() == Some(&key) {
+        return Ok(());
+    }
+    let set = match registry::load(wanted, config.card_hash_key.as_ref()).await {
+        Ok(model) => pipeline.set_shadow(Some(model)).map_err(RegistryError::Replacement),
+        Err(error) => Err(error),
+    };
+    match set {
+        Ok(()) => {
+            *refused = None;
+            Ok(())
+        }
+        Err(RegistryError::Store(error)) => Err(RegistryError::Store(error)),
+        Err(error) => {
+            metrics::counter!("fraudlens_shadow_refused_total").increment(1);
+            tracing::warn!(version = wanted.version, %error, "shadow model refused");
+            // a shadow refused is none: the one before stops too
+            let _ = pipeline.set_shadow(None);
+            *refused = Some(key);
+            Ok(())
+        }
+    }
+}
+
+/// Serves the registry's production model if it is not the one serving.
+async fn follow_production(
+    pipeline: &Pipeline,
+    config: &WatchConfig,
+    source: SwapSource,
+    refused: &mut Refused,
+    models: &[ModelEntry],
+) -> Result<(), RegistryError> {
     let Some(production) = models.iter().find(|m| m.stage == ModelStage::Production) else {
         return Ok(());
     };

@@ -716,11 +716,14 @@ pub struct ModelView {
     pub summary: serde_json::Value,
     /// Whether this process is serving it now.
     pub serving: bool,
+    /// Whether it is the shadow model (it scores every decision beside production).
+    pub shadow: bool,
 }
 
 fn model_view(entry: ModelEntry, serving: &str) -> ModelView {
     ModelView {
         serving: entry.version == serving,
+        shadow: entry.shadow,
         version: entry.version,
         stage: entry.stage.to_string(),
         path: entry.path,
@@ -775,9 +778,11 @@ pub struct ModelInfo {
     /// Validation metrics stored at training time.
     #[schema(value_type = Object)]
     pub validation: serde_json::Value,
+    /// The shadow model this process scores beside it (`null`: none).
+    pub shadow: Option<String>,
 }
 
-pub(crate) fn model_info(model: &ServingModel) -> ModelInfo {
+pub(crate) fn model_info(model: &ServingModel, shadow: Option<&ServingModel>) -> ModelInfo {
     let manifest = &model.artifact.manifest;
     ModelInfo {
         version: model.version().to_owned(),
@@ -788,6 +793,7 @@ pub(crate) fn model_info(model: &ServingModel) -> ModelInfo {
         review_threshold: manifest.thresholds.review(),
         decline_threshold: manifest.thresholds.decline(),
         validation: serde_json::to_value(&manifest.validation).unwrap_or_default(),
+        shadow: shadow.map(|shadow| shadow.version().to_owned()),
     }
 }
 
@@ -796,7 +802,10 @@ pub(crate) fn model_info(model: &ServingModel) -> ModelInfo {
     responses((status = 200, body = ModelInfo), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn production(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
-    Json(model_info(&state.pipeline.model()))
+    Json(model_info(
+        &state.pipeline.model(),
+        state.pipeline.shadow_model().as_deref(),
+    ))
 }
 
 /// The live drift of the serving model.
@@ -860,5 +869,56 @@ pub async fn promote(
         .promote(&version, state.config.card_hash_key.as_ref(), &caller.actor())
         .await
         .map_err(ApiError::from)?;
-    Ok(Json(model_info(&model)))
+    Ok(Json(model_info(&model, state.pipeline.shadow_model().as_deref())))
+}
+
+/// The shadow model after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShadowInfo {
+    /// The shadow model now (`null`: none).
+    pub version: Option<String>,
+    /// The shadow model before.
+    pub before: Option<String>,
+}
+
+/// Makes a registered version the shadow model: every server and detector
+/// on the store scores each decision with it too, off the decision path, and
+/// stores its scores beside the decisions. It must load, be what was
+/// registered (409 otherwise) and read the production model's inputs (422).
+#[utoipa::path(post, path = "/api/v1/models/{version}/shadow", tag = "models",
+    params(("version" = String, Path, description = "Registered model version")),
+    responses((status = 200, body = ShadowInfo), (status = 404, body = ErrorBody),
+        (status = 409, description = "The files changed since the version was registered", body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn shadow(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(version): Path<String>,
+) -> Result<Json<ShadowInfo>, ApiError> {
+    let before = state
+        .pipeline
+        .shadow(Some(&version), state.config.card_hash_key.as_ref(), &caller.actor())
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(ShadowInfo {
+        version: Some(version),
+        before,
+    }))
+}
+
+/// Ends shadowing.
+#[utoipa::path(delete, path = "/api/v1/models/shadow", tag = "models",
+    responses((status = 200, body = ShadowInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn end_shadow(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ShadowInfo>, ApiError> {
+    let before = state
+        .pipeline
+        .shadow(None, state.config.card_hash_key.as_ref(), &caller.actor())
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(ShadowInfo { version: None, before }))
 }

@@ -8,6 +8,7 @@
 //! | `GET /api/v1/models`, `GET /api/v1/models/production`, `GET /model/info` | any key | models |
 //! | `GET /api/v1/models/production/drift` | any key | live drift of the serving model |
 //! | `POST /api/v1/models/{version}/promote` | admin | hot swap |
+//! | `POST /api/v1/models/{version}/shadow`, `DELETE /api/v1/models/shadow` | admin | shadow model |
 //! | `POST /predict`, `/predict/batch`, `/upload` | service, admin | aliases of the common Python services |
 //! | `/health`, `/health/live`, `/health/ready`, `/metrics`, `/openapi.json`, `/docs` | public | operations |
 //!
@@ -39,7 +40,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use fraudlens_core::Secret;
 use fraudlens_pipeline::Pipeline;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -126,7 +127,7 @@ impl AppState {
     paths(
         api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, api::review, api::labels,
         predictions::predict_one, predictions::predict_many, predictions::upload_rows,
-        api::models, api::production, api::production_drift, api::promote, compat::predict, compat::predict_batch,
+        api::models, api::production, api::production_drift, api::promote, api::shadow, api::end_shadow, compat::predict, compat::predict_batch,
         ops::health, ops::live, ops::ready, ops::metrics,
     ),
     components(schemas(
@@ -236,6 +237,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route_layer(guard(auth::ANY));
     let admin = Router::new()
         .route("/api/v1/models/{version}/promote", post(api::promote))
+        .route("/api/v1/models/{version}/shadow", post(api::shadow))
+        .route("/api/v1/models/shadow", delete(api::end_shadow))
         .route_layer(guard(auth::ADMIN));
     let shutting_down = state.clone();
     let public = ops::probe_router(Arc::new(ops::Probes {
@@ -275,7 +278,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         router = router.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([Method::GET, Method::POST, Method::PUT])
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
                 .allow_headers([axum::http::header::CONTENT_TYPE, HeaderName::from_static("x-api-key")]),
         );
     }

@@ -238,6 +238,22 @@ pub trait Store: Send + Sync + 'static {
     /// [`ModelChange::Reconnected`]).
     async fn model_changes(&self) -> Result<Option<ModelChanges>>;
 
+    /// Makes `version` the shadow model, replacing the one before, or
+    /// (`None`) ends shadowing; with an audit entry (`shadow`, subject
+    /// `model:VERSION` or `model:shadow`) and, on PostgreSQL, the same
+    /// announcement as a promotion. A version not registered is
+    /// [`StoreError::NotFound`], the production model
+    /// [`StoreError::Conflict`]. Returns the shadow model before. Promoting
+    /// the shadow model ends its shadowing.
+    async fn set_shadow(&self, version: Option<&str>, at: Timestamp, actor: &str) -> Result<Option<String>>;
+
+    /// Stores shadow scores; a score already stored (same model and
+    /// transaction) is kept as it was.
+    async fn put_shadow_scores(&self, scores: &[ShadowScore]) -> Result<()>;
+
+    /// The scores of shadow model `version` for event times in `from..to`.
+    async fn shadow_scores(&self, version: &str, from: Timestamp, to: Timestamp) -> Result<Vec<ShadowScore>>;
+
     /// Records a comparison (with its audit entry: `compare`, subject
     /// `model:CANDIDATE`); returns its id.
     async fn put_comparison(&self, comparison: &NewComparison) -> Result<i64>;

@@ -231,6 +231,10 @@ pub struct ModelEntry {
     /// The content digest taken at registration (`None`: registered before
     /// digests were kept; the next registration of the same path supplies it).
     pub digest: Option<String>,
+    /// Whether it is the shadow model (it scores every live decision beside
+    /// production: [`crate::Store::set_shadow`]).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 impl ModelEntry {
@@ -255,6 +259,28 @@ pub struct NewComparison {
     pub actor: String,
     /// The whole report (window, metrics, intervals, verdict) as JSON.
     pub report: String,
+}
+
+/// A shadow model's verdict on one stored decision (its feature vector, as
+/// the production model read it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowScore {
+    /// The shadow model.
+    pub model_version: String,
+    /// The decision scored.
+    pub transaction_id: String,
+    /// The transaction's event time.
+    pub event_time: Timestamp,
+    /// The ranking score.
+    pub score: f64,
+    /// The calibrated probability, when the model has one.
+    pub probability: Option<f64>,
+    /// What the shadow model would have decided.
+    pub decision: Decision,
+    /// When it was scored.
+    pub scored_at: Timestamp,
+    /// How long the scoring took.
+    pub latency_us: i64,
 }
 
 /// A recorded comparison.

@@ -821,6 +821,104 @@ async fn comparisons_are_recorded_and_audited(backend: Backend) {
     assert_eq!(audit[0].before.as_deref(), Some("a"));
 }
 
+/// One shadow at a time, never the production model, ended by its promotion;
+/// its scores stored once each and read back by event time.
+async fn shadow_models_and_their_scores(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    for version in ["v1", "v2", "v3"] {
+        store
+            .register_model(&NewModel {
+                version: version.to_owned(),
+                path: format!("/models/{version}"),
+                summary: "{}".to_owned(),
+                feature_names: Vec::new(),
+                registered_at: ms(1),
+                digest: "d".to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    store.promote_model("v1", ms(2), "admin").await.unwrap();
+    let shadows = |models: Vec<ModelEntry>| {
+        models
+            .into_iter()
+            .filter(|m| m.shadow)
+            .map(|m| m.version)
+            .collect::<Vec<_>>()
+    };
+    assert!(matches!(
+        store.set_shadow(Some("v1"), ms(3), "admin").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.set_shadow(Some("nope"), ms(3), "admin").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.set_shadow(Some("v2"), ms(3), "admin").await.unwrap(), None);
+    assert_eq!(shadows(store.models().await.unwrap()), vec!["v2"]);
+    assert_eq!(
+        store.set_shadow(Some("v3"), ms(4), "admin").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    assert_eq!(shadows(store.models().await.unwrap()), vec!["v3"]);
+    let audit = store.audit("model:v3").await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].before.as_deref()),
+        ("shadow", Some("v2"))
+    );
+    // promoting the shadow model ends its shadowing
+    let promoted = store.promote_model("v3", ms(5), "admin").await.unwrap();
+    assert!(!promoted.shadow);
+    assert!(shadows(store.models().await.unwrap()).is_empty());
+    store.set_shadow(Some("v2"), ms(6), "admin").await.unwrap();
+    assert_eq!(
+        store.set_shadow(None, ms(7), "admin").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    assert!(shadows(store.models().await.unwrap()).is_empty());
+    assert_eq!(
+        store.audit("model:shadow").await.unwrap()[0].before.as_deref(),
+        Some("v2")
+    );
+
+    let score = |id: &str, time: i64, value: f64| ShadowScore {
+        model_version: "v2".to_owned(),
+        transaction_id: id.to_owned(),
+        event_time: ms(time),
+        score: value,
+        probability: (value < 0.5).then_some(value),
+        decision: if value > 0.5 {
+            Decision::Review
+        } else {
+            Decision::Approve
+        },
+        scored_at: ms(100),
+        latency_us: 7,
+    };
+    // more rows than one insert statement takes
+    let many: Vec<_> = (0..450).map(|i| score(&format!("t{i}"), 1_000 + i, 0.25)).collect();
+    store.put_shadow_scores(&many).await.unwrap();
+    store.put_shadow_scores(&[]).await.unwrap();
+    // a score stored again is kept as it was
+    store
+        .put_shadow_scores(&[score("t0", 1_000, 0.9), score("é ✓", 10, 0.75)])
+        .await
+        .unwrap();
+    let read = store.shadow_scores("v2", ms(0), ms(1_002)).await.unwrap();
+    assert_eq!(
+        read,
+        vec![
+            score("é ✓", 10, 0.75),
+            score("t0", 1_000, 0.25),
+            score("t1", 1_001, 0.25)
+        ]
+    );
+    assert_eq!(store.shadow_scores("v2", ms(0), ms(5_000)).await.unwrap().len(), 451);
+    assert!(store.shadow_scores("v3", ms(0), ms(5_000)).await.unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -856,6 +954,7 @@ suite!(
     concurrent_read_then_write_transactions_succeed,
     a_rebuild_finds_where_the_recent_rows_start,
     comparisons_are_recorded_and_audited,
+    shadow_models_and_their_scores,
 );
 
 #[tokio::test]

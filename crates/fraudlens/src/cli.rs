@@ -649,8 +649,8 @@ pub enum ModelsCommand {
     /// Compare a registered model with another (production by default) on the
     /// same stored, labelled transactions that neither trained on.
     Compare(CompareArgs),
-    /// Make a registered version the production model (a running server picks
-    /// it up on restart; `POST /api/v1/models/{version}/promote` swaps it live).
+    /// Make a registered version the production model (running servers and
+    /// detectors on the store swap to it within a second).
     Promote {
         /// Version (model id).
         #[arg(value_name = "VERSION")]
@@ -661,6 +661,20 @@ pub enum ModelsCommand {
     },
     /// Promote the model that was in production before the current one.
     Rollback {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Make a registered version the shadow model: running servers and
+    /// detectors score every decision with it too, off the decision path, and
+    /// store its scores beside the decisions (`models compare` reads them).
+    Shadow {
+        /// Version (model id); it must read the production model's inputs.
+        #[arg(value_name = "VERSION", required_unless_present = "off", conflicts_with = "off")]
+        model_version: Option<String>,
+        /// End shadowing.
+        #[arg(long)]
+        off: bool,
         /// The store.
         #[command(flatten)]
         store: StoreArg,

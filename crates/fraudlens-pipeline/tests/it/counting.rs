@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use fraudlens_core::Timestamp;
 use fraudlens_store::{
     AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, LabelEntry, ModelChanges, ModelEntry,
-    NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest, Store,
-    StoredDeadLetter, StoredDecision,
+    NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest,
+    ShadowScore, Store, StoredDeadLetter, StoredDecision,
 };
 
 /// Delegates to a real store, counting `put_decisions` calls.
@@ -67,10 +68,10 @@ impl Store for CountingStore {
     async fn last_seq(&self) -> Result<i64> {
         self.inner.last_seq().await
     }
-    async fn latest_event_time(&self) -> Result<Option<fraudlens_core::Timestamp>> {
+    async fn latest_event_time(&self) -> Result<Option<Timestamp>> {
         self.inner.latest_event_time().await
     }
-    async fn first_seq_since(&self, event_time: fraudlens_core::Timestamp, shard: Option<&str>) -> Result<Option<i64>> {
+    async fn first_seq_since(&self, event_time: Timestamp, shard: Option<&str>) -> Result<Option<i64>> {
         self.inner.first_seq_since(event_time, shard).await
     }
     async fn count_transactions(&self) -> Result<u64> {
@@ -100,7 +101,7 @@ impl Store for CountingStore {
     async fn models(&self) -> Result<Vec<ModelEntry>> {
         self.inner.models().await
     }
-    async fn promote_model(&self, version: &str, at: fraudlens_core::Timestamp, actor: &str) -> Result<ModelEntry> {
+    async fn promote_model(&self, version: &str, at: Timestamp, actor: &str) -> Result<ModelEntry> {
         self.inner.promote_model(version, at, actor).await
     }
     async fn model_changes(&self) -> Result<Option<ModelChanges>> {
@@ -115,7 +116,7 @@ impl Store for CountingStore {
     async fn keys(&self) -> Result<Vec<ApiKeyEntry>> {
         self.inner.keys().await
     }
-    async fn revoke_key(&self, key_id: &str, at: fraudlens_core::Timestamp, actor: &str) -> Result<bool> {
+    async fn revoke_key(&self, key_id: &str, at: Timestamp, actor: &str) -> Result<bool> {
         self.inner.revoke_key(key_id, at, actor).await
     }
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
@@ -129,6 +130,15 @@ impl Store for CountingStore {
     }
     async fn comparisons(&self, candidate: Option<&str>, limit: u32) -> Result<Vec<ComparisonEntry>> {
         self.inner.comparisons(candidate, limit).await
+    }
+    async fn set_shadow(&self, version: Option<&str>, at: Timestamp, actor: &str) -> Result<Option<String>> {
+        self.inner.set_shadow(version, at, actor).await
+    }
+    async fn put_shadow_scores(&self, scores: &[ShadowScore]) -> Result<()> {
+        self.inner.put_shadow_scores(scores).await
+    }
+    async fn shadow_scores(&self, version: &str, from: Timestamp, to: Timestamp) -> Result<Vec<ShadowScore>> {
+        self.inner.shadow_scores(version, from, to).await
     }
     async fn close(&self) {
         self.inner.close().await;

@@ -13,6 +13,7 @@ mod idempotency;
 mod registry;
 mod retrain;
 mod rows;
+mod shadow;
 mod shards;
 mod shared;
 mod watch;

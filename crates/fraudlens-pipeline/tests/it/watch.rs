@@ -19,6 +19,11 @@ use crate::{MODEL, model};
 /// with its `SHA256SUMS` regenerated: another valid artifact of the same
 /// feature spec.
 fn version_copy(dir: &Path, version: &str) -> PathBuf {
+    edited_copy(dir, version, |_| {})
+}
+
+/// [`version_copy`] with its manifest edited by `edit` too.
+pub(crate) fn edited_copy(dir: &Path, version: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
     let copy = dir.join(version);
     std::fs::create_dir_all(&copy).unwrap();
     for entry in std::fs::read_dir(MODEL).unwrap() {
@@ -28,6 +33,7 @@ fn version_copy(dir: &Path, version: &str) -> PathBuf {
     let manifest_path = copy.join("model.json");
     let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     manifest["model_id"] = json!(version);
+    edit(&mut manifest);
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     let sums = std::fs::read_to_string(copy.join("SHA256SUMS")).unwrap();
     let regenerated: String = sums

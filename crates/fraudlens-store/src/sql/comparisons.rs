@@ -13,6 +13,7 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB> + ColumnIndex<DB::Row>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
     for<'a> Option<i64>: Encode<'a, DB>,
+    for<'a> Option<f64>: Encode<'a, DB>,
     String: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     i64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     f64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,

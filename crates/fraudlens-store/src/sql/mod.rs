@@ -42,6 +42,7 @@ mod labels;
 mod models;
 mod postgres;
 mod reviews;
+mod shadow;
 mod sqlite;
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Pool, Type};
@@ -108,6 +109,7 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB> + ColumnIndex<DB::Row>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
     for<'a> Option<i64>: Encode<'a, DB>,
+    for<'a> Option<f64>: Encode<'a, DB>,
     String: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     i64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     f64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
@@ -190,6 +192,18 @@ where
 
     async fn model_changes(&self) -> Result<Option<ModelChanges>> {
         DB::model_changes(&self.pool).await
+    }
+
+    async fn set_shadow(&self, version: Option<&str>, at: Timestamp, actor: &str) -> Result<Option<String>> {
+        self.change_shadow(version, at, actor).await
+    }
+
+    async fn put_shadow_scores(&self, scores: &[ShadowScore]) -> Result<()> {
+        self.insert_shadow_scores(scores).await
+    }
+
+    async fn shadow_scores(&self, version: &str, from: Timestamp, to: Timestamp) -> Result<Vec<ShadowScore>> {
+        self.shadow_scores_between(version, from, to).await
     }
 
     async fn put_comparison(&self, comparison: &NewComparison) -> Result<i64> {

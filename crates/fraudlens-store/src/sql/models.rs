@@ -15,6 +15,7 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB> + ColumnIndex<DB::Row>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
     for<'a> Option<i64>: Encode<'a, DB>,
+    for<'a> Option<f64>: Encode<'a, DB>,
     String: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     i64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     f64: for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Type<DB>,
@@ -76,8 +77,9 @@ where
     /// [`Store::models`].
     pub(super) async fn all_models(&self) -> Result<Vec<ModelEntry>> {
         let rows = sqlx::query(
-            "SELECT version, path, stage, summary, feature_names, registered_at, promoted_at, digest FROM models \
-             ORDER BY registered_at DESC, version DESC",
+            "SELECT m.version, m.path, m.stage, m.summary, m.feature_names, m.registered_at, m.promoted_at, \
+             m.digest, s.version AS shadow FROM models m LEFT JOIN model_shadow s ON s.version = m.version \
+             ORDER BY m.registered_at DESC, m.version DESC",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -91,13 +93,19 @@ where
         let before: Option<String> = sqlx::query_scalar("SELECT version FROM models WHERE stage = 'production'")
             .fetch_optional(&mut *tx)
             .await?;
+        // a shadow model promoted stops shadowing: it serves
+        sqlx::query("DELETE FROM model_shadow WHERE version = $1")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE models SET stage = 'archived' WHERE stage = 'production' AND version <> $1")
             .bind(version)
             .execute(&mut *tx)
             .await?;
         let row = sqlx::query(
             "UPDATE models SET stage = 'production', promoted_at = $1 WHERE version = $2 \
-             RETURNING version, path, stage, summary, feature_names, registered_at, promoted_at, digest",
+             RETURNING version, path, stage, summary, feature_names, registered_at, promoted_at, digest, \
+             NULL AS shadow",
         )
         .bind(at.as_millis())
         .bind(version)
@@ -142,6 +150,7 @@ where
                 .try_get::<Option<i64>, _>("promoted_at")?
                 .map(Timestamp::from_millis),
             digest: row.try_get("digest")?,
+            shadow: row.try_get::<Option<String>, _>("shadow")?.is_some(),
         })
     }
 }

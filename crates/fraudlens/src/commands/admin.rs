@@ -145,7 +145,11 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                     println!(
                         "{:<24} {:<11} {:<26} {:<40} {}",
                         model.version,
-                        model.stage.to_string(),
+                        if model.shadow {
+                            "shadow".to_owned()
+                        } else {
+                            model.stage.to_string()
+                        },
                         model.registered_at.to_string(),
                         model.path,
                         latest
@@ -169,6 +173,32 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                     rollback.to
                 );
                 promote(config, store.as_ref(), &rollback.to).await
+            }
+            ModelsCommand::Shadow {
+                model_version, store, ..
+            } => {
+                let store = open_store(config, &store_url(config, &store)).await?;
+                let before = registry::shadow(
+                    store.as_ref(),
+                    model_version.as_deref(),
+                    config.security.card_hash_key.as_ref(),
+                    "cli",
+                )
+                .await
+                .map_err(|error| match error {
+                    // a model that cannot shadow production is the data's fault
+                    RegistryError::Replacement(_) => Failure::Data(error.into()),
+                    error => registry_failure(error, "setting the shadow model"),
+                })?;
+                let before = before.map_or_else(String::new, |before| format!(" (instead of {before})"));
+                match model_version {
+                    Some(version) => eprintln!(
+                        "{version} is the shadow model{before}: running servers and detectors on this store \
+                         score every decision with it too within a second"
+                    ),
+                    None => eprintln!("no shadow model{before}"),
+                }
+                Ok(())
             }
         }
     })

@@ -15,7 +15,7 @@ use fraudlens_model::compare::{Metric, MetricComparison, Resampled, Verdict};
 use fraudlens_model::fit::{self, EventTable, FitError, FitParams, Provenance};
 use fraudlens_model::inputs::InputSpec;
 use fraudlens_pipeline::registry;
-use fraudlens_pipeline::retrain::{self, CompareReport, RetrainError, RowCounts, Window};
+use fraudlens_pipeline::retrain::{self, CompareReport, RetrainError, RowCounts, ShadowTraffic, Window};
 use fraudlens_pipeline::{Reads, ServingModel, now};
 use fraudlens_store::{NewComparison, Store};
 use serde::Serialize;
@@ -486,6 +486,48 @@ pub fn render_comparison(report: &CompareReport) -> String {
                 ""
             }
         ));
+    }
+    if let Some(traffic) = &report.shadow {
+        out.push_str(&render_shadow(&report.candidate, traffic));
+    }
+    out
+}
+
+/// The candidate as a shadow model on the live decisions of the window.
+fn render_shadow(candidate: &str, traffic: &ShadowTraffic) -> String {
+    let ratio = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.4}"));
+    let mut out = format!(
+        "as shadow: {candidate} scored {} live decisions here; same decision on {:.1} %; flagged: served {}, \
+         shadow {}, both {} (overlap {})\n",
+        traffic.scored,
+        traffic.agreement * 100.0,
+        traffic.flagged_served,
+        traffic.flagged_shadow,
+        traffic.flagged_both,
+        traffic
+            .flagged_overlap
+            .map_or_else(|| "-".to_owned(), |overlap| format!("{:.1} %", overlap * 100.0)),
+    );
+    out.push_str(&format!(
+        "  on the {} of them with matured labels ({} fraud):\n  {:<22} {:>11} {:>11}\n",
+        traffic.counts.rows(),
+        traffic.counts.fraud,
+        "metric",
+        "served",
+        "shadow"
+    ));
+    let rows: [(&str, Option<f64>, Option<f64>); 4] = [
+        (
+            "average_precision",
+            traffic.served.average_precision,
+            traffic.shadow.average_precision,
+        ),
+        ("roc_auc", traffic.served.roc_auc, traffic.shadow.roc_auc),
+        ("recall_flagged", traffic.served.recall, traffic.shadow.recall),
+        ("precision_flagged", traffic.served.precision, traffic.shadow.precision),
+    ];
+    for (name, served, shadow) in rows {
+        out.push_str(&format!("  {name:<22} {:>11} {:>11}\n", ratio(served), ratio(shadow)));
     }
     out
 }

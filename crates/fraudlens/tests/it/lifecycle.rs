@@ -548,3 +548,236 @@ fn a_store_that_is_down_fails_each_command_loudly_without_its_password() {
         assert!(!run.stderr.contains("s3cret-pw"), "{command:?}: {}", run.stderr);
     }
 }
+
+/// A model of the same inputs as [`weak_model`], with more trees.
+fn stronger_model(dir: &Path) -> std::path::PathBuf {
+    let data = trained().data();
+    let out = dir.join("stronger");
+    ok(
+        dir,
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--train-to",
+            SERVED_FROM,
+            "--trees",
+            "30",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    out
+}
+
+/// The value of the metric line starting with `series` (0 when absent).
+fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+/// `count` of the simulated data's last transactions under new ids (`{prefix}-{id}`).
+fn renamed(prefix: &str, count: usize) -> Vec<Value> {
+    crate::serve::transactions(count)
+        .into_iter()
+        .map(|mut tx| {
+            let id = format!("{prefix}-{}", tx["transaction_id"].as_str().unwrap());
+            tx["transaction_id"] = Value::String(id);
+            tx
+        })
+        .collect()
+}
+
+/// Waits (at most 10 s) until the server scores beside `shadow`.
+async fn shadowing(client: &reqwest::Client, server: &Server, key: &str, shadow: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, info) = get(client, &server.url("/model/info"), key).await;
+        if info["shadow"] == shadow {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no shadow after 10 s: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_model_scores_beside_production_and_a_failing_one_fails_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let weak = weak_model(path);
+    let stronger = stronger_model(path);
+    let (service, admin) = (key(path, &db.url, "service"), key(path, &db.url, "admin"));
+    let server = Server::start(path, &db.url, Some(&weak));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    let weak_version = info["version"].as_str().unwrap().to_owned();
+    assert_eq!(info["shadow"], Value::Null);
+
+    // the production model cannot shadow itself; nothing is set
+    let run = fraudlens(path, &["models", "shadow", &weak_version, "--database", &db.url], &[]);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("production model"), "{}", run.stderr);
+    let shadow = ok(
+        path,
+        &["models", "register", stronger.to_str().unwrap(), "--database", &db.url],
+    )
+    .stdout
+    .trim()
+    .to_owned();
+    let run = ok(path, &["models", "shadow", &shadow, "--database", &db.url]);
+    assert!(run.stderr.contains("is the shadow model"), "{}", run.stderr);
+    let listed = ok(path, &["models", "list", "--database", &db.url]).stdout;
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with(&shadow) && line.contains(" shadow ")),
+        "{listed}"
+    );
+    shadowing(&client, &server, &service, &shadow).await;
+
+    // two weeks of traffic and their chargebacks
+    let (csv, frauds) = served_rows();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("tx.csv"),
+    );
+    let upload: Value = client
+        .post(server.url("/api/v1/transactions/upload"))
+        .header("x-api-key", &service)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let served = upload["accepted"].as_u64().unwrap();
+    let mut labels = "transaction_id,label,source\n".to_owned();
+    for id in &frauds {
+        labels.push_str(&format!("{id},fraud,chargeback\n"));
+    }
+    let response = client
+        .post(server.url("/api/v1/labels"))
+        .header("x-api-key", &admin)
+        .header("content-type", "text/csv")
+        .body(labels)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // every decision is shadowed (the server scores them after answering)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&server.metrics().await, "fraudlens_shadow_scored_total") < served as f64 {
+        assert!(Instant::now() < deadline, "{}", server.metrics().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = server.metrics().await;
+    let agreement = metric(&metrics, "fraudlens_shadow_agreement");
+    // the one-split model declines nearly everything; the stronger one a few
+    assert!(agreement > 0.0 && agreement < 0.5, "{metrics}");
+    // the decisions are production's
+    let (_, stored) = get(
+        &client,
+        &server.url(&format!("/api/v1/transactions/{}", frauds[0])),
+        &admin,
+    )
+    .await;
+    assert_eq!(stored["model_version"], weak_version.as_str(), "{stored}");
+    // SIGTERM writes what the shadow has scored
+    assert_eq!(server.terminate(), 0);
+
+    // the comparison reads the shadow's scores beside the served decisions
+    let run = fraudlens(
+        path,
+        &["models", "compare", &shadow, "--json", "--database", &db.url],
+        &SETTINGS,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let compared: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let traffic = &compared["comparison"]["shadow"];
+    assert_eq!(
+        traffic["scored"], compared["comparison"]["counts"]["in_window"],
+        "every decision of the window was shadowed: {traffic}"
+    );
+    assert_eq!(traffic["counts"], compared["comparison"]["counts"]);
+    let ap = |model: &str| traffic[model]["average_precision"].as_f64().unwrap();
+    assert!(ap("shadow") > ap("served"), "{traffic}");
+    // the served model's metrics on its own stored scores are the comparison's of that model
+    let against_ap = compared["comparison"]["comparison"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|metric| metric["metric"] == "average_precision")
+        .unwrap()["against"]
+        .as_f64()
+        .unwrap();
+    assert!((against_ap - ap("served")).abs() < 1e-9, "{against_ap} vs {traffic}");
+    let run = fraudlens(path, &["models", "compare", &shadow, "--database", &db.url], &SETTINGS);
+    assert!(run.stdout.contains("as shadow: "), "{}", run.stdout);
+
+    // a shadow that panics on every row: every request is answered, with production's decisions,
+    // the failures are counted and the shadow switched off
+    let server = Server::start_with(path, &db.url, None, &[("FRAUDLENS_TEST_SHADOW_FAULT", "panic")]);
+    shadowing(&client, &server, &service, &shadow).await;
+    let batch = renamed("panic", 300);
+    let (status, body) = crate::serve::post(
+        &client,
+        &server.url("/api/v1/transactions/batch"),
+        &service,
+        &Value::Array(batch.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for tx in batch.iter().step_by(50) {
+        let (status, stored) = crate::serve::post(&client, &server.url("/api/v1/transactions"), &service, tx).await;
+        assert_eq!(status, StatusCode::OK, "{stored}");
+        assert_eq!(stored["model_version"], weak_version.as_str());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&server.metrics().await, "fraudlens_shadow_switched_off_total") < 1.0 {
+        assert!(Instant::now() < deadline, "{}", server.metrics().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(&metrics, "fraudlens_shadow_errors_total{kind=\"panic\"}"),
+        100.0,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "fraudlens_shadow_scored_total"), 0.0, "{metrics}");
+    assert!(server.log().contains("switched off"), "{}", server.log());
+    assert_eq!(server.terminate(), 0);
+
+    // a slow shadow: requests are answered long before it has scored them
+    let server = Server::start_with(path, &db.url, None, &[("FRAUDLENS_TEST_SHADOW_FAULT", "sleep:200")]);
+    shadowing(&client, &server, &service, &shadow).await;
+    for tx in renamed("slow", 50) {
+        let (status, stored) = crate::serve::post(&client, &server.url("/api/v1/transactions"), &service, &tx).await;
+        assert_eq!(status, StatusCode::OK, "{stored}");
+        assert_eq!(stored["model_version"], weak_version.as_str());
+    }
+    // 50 rows take the shadow 10 s: the answers did not wait for it
+    let scored = metric(&server.metrics().await, "fraudlens_shadow_scored_total");
+    assert!(scored < 50.0, "the shadow scored {scored} rows before the last answer");
+    // ended through the API: the registry and the server have no shadow
+    let response = client
+        .delete(server.url("/api/v1/models/shadow"))
+        .header("x-api-key", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ended: Value = response.json().await.unwrap();
+    assert_eq!(
+        (ended["version"].clone(), ended["before"].as_str()),
+        (Value::Null, Some(shadow.as_str()))
+    );
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    assert_eq!(info["shadow"], Value::Null);
+    assert_eq!(server.terminate(), 0);
+}

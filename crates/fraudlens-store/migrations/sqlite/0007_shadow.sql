@@ -1,0 +1,23 @@
+-- Shadow models (`fraudlens models shadow VERSION`): at most one registered
+-- model scores every live decision beside production, off the decision path.
+CREATE TABLE model_shadow (
+    slot           INTEGER PRIMARY KEY CHECK (slot = 1),
+    version        TEXT    NOT NULL REFERENCES models (version),
+    since          INTEGER NOT NULL,
+    actor          TEXT    NOT NULL
+);
+
+-- A shadow model's verdict on a stored decision's feature vector, written
+-- after the decision committed (best effort: a shadow never fails a request).
+CREATE TABLE shadow_scores (
+    model_version  TEXT    NOT NULL,
+    transaction_id TEXT    NOT NULL,
+    event_time     INTEGER NOT NULL,
+    score          REAL    NOT NULL,
+    probability    REAL,
+    decision       TEXT    NOT NULL,
+    scored_at      INTEGER NOT NULL,
+    latency_us     INTEGER NOT NULL,
+    PRIMARY KEY (model_version, transaction_id)
+);
+CREATE INDEX shadow_scores_time ON shadow_scores (model_version, event_time);
