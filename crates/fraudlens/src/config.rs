@@ -47,6 +47,8 @@ pub struct Config {
     pub retrain: fraudlens_pipeline::retrain::RetrainSettings,
     /// Drift thresholds (`fraudlens drift`).
     pub drift: fraudlens_model::drift::DriftSettings,
+    /// Where `train`, `retrain` and `models compare` log their runs (MLflow).
+    pub mlflow: fraudlens_mlflow::MlflowSettings,
 }
 
 /// `[store]`
@@ -156,7 +158,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "log",
     "security",
     "ingest",
@@ -171,6 +173,7 @@ const SECTIONS: [&str; 14] = [
     "state",
     "retrain",
     "drift",
+    "mlflow",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

@@ -116,6 +116,7 @@ pub fn load_model(config: &Config, dir: &Path) -> CliResult<ServingModel> {
 
 /// `fraudlens models`
 pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
+    let tracking = super::tracking::client(config)?;
     block_on(async move {
         match command {
             ModelsCommand::Register { dir, store } => {
@@ -126,7 +127,12 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                     .map_err(|error| registry_failure(error, "registering"))?;
                 eprintln!("registered {} ({}) as staging", model.version(), dir.display());
                 println!("{}", model.version());
-                Ok(())
+                aliases(
+                    tracking.as_ref(),
+                    store.as_ref(),
+                    &format!("{} was registered", model.version()),
+                )
+                .await
             }
             ModelsCommand::List { store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
@@ -160,7 +166,13 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
             ModelsCommand::Compare(args) => super::lifecycle::compare(config, args).await,
             ModelsCommand::Promote { model_version, store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
-                promote(config, store.as_ref(), &model_version).await
+                promote(config, store.as_ref(), &model_version).await?;
+                aliases(
+                    tracking.as_ref(),
+                    store.as_ref(),
+                    &format!("{model_version} was promoted"),
+                )
+                .await
             }
             ModelsCommand::Rollback { store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
@@ -172,7 +184,13 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                     rollback.from.as_deref().unwrap_or("(none)"),
                     rollback.to
                 );
-                promote(config, store.as_ref(), &rollback.to).await
+                promote(config, store.as_ref(), &rollback.to).await?;
+                aliases(
+                    tracking.as_ref(),
+                    store.as_ref(),
+                    &format!("{} was promoted", rollback.to),
+                )
+                .await
             }
             ModelsCommand::Shadow {
                 model_version, store, ..
@@ -198,10 +216,18 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                     ),
                     None => eprintln!("no shadow model{before}"),
                 }
-                Ok(())
+                aliases(tracking.as_ref(), store.as_ref(), "the shadow model was changed").await
             }
         }
     })
+}
+
+/// With `[mlflow]` set, points the MLflow aliases at the registry's models.
+async fn aliases(tracking: Option<&fraudlens_mlflow::Client>, store: &dyn Store, done: &str) -> CliResult {
+    match tracking {
+        Some(client) => super::tracking::sync_aliases(client, store, done).await,
+        None => Ok(()),
+    }
 }
 
 /// Promotes a version after verifying its artifact still loads and is what was registered.

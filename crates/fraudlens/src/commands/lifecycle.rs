@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::cli::{CompareArgs, RetrainArgs, TakenFrom};
 use crate::commands::admin::{block_on, close_store, load_model, open_store, redact_url, registry_failure, store_url};
 use crate::commands::dataset::Window as Bounds;
-use crate::commands::progress;
+use crate::commands::{progress, tracking};
 use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
@@ -53,9 +53,15 @@ pub fn retrain(config: &Config, args: RetrainArgs) -> CliResult {
     }
     let bounds = Bounds::parse(args.from.as_deref(), args.to.as_deref(), ("from", "to"))?;
     let url = store_url(config, &args.store);
+    let tracking = tracking::client(config)?;
+    let started_ms = fraudlens_pipeline::now_ms();
     block_on(async move {
         let store = open_store(config, &url).await?;
         let result = retrain_on(config, store.as_ref(), &url, &args, bounds, &settings).await;
+        let tracked = match (&result, &tracking) {
+            (Ok(output), Some(client)) => track_retrain(client, store.as_ref(), output, started_ms).await,
+            _ => Ok(()),
+        };
         close_store(store.as_ref()).await;
         let output = result?;
         if args.json {
@@ -63,8 +69,32 @@ pub fn retrain(config: &Config, args: RetrainArgs) -> CliResult {
         } else {
             println!("{}", summary_line(&output, config.retrain.primary_metric));
         }
-        Ok(())
+        // the summary is printed first: what was done stays said
+        tracked
     })
+}
+
+/// Logs a retrain's run to MLflow and updates the aliases.
+async fn track_retrain(
+    client: &fraudlens_mlflow::Client,
+    store: &dyn Store,
+    output: &RetrainOutput,
+    started_ms: i64,
+) -> CliResult {
+    let done = format!(
+        "{} was trained, registered{}",
+        output.candidate,
+        if output.promoted { " and promoted" } else { "" }
+    );
+    let manifest = Manifest::peek(&output.path).ok_or_else(|| {
+        Failure::Runtime(anyhow::anyhow!(
+            "{done}, but its manifest cannot be read back for MLflow"
+        ))
+    })?;
+    let comparison = output.comparison.as_ref().zip(output.verdict.as_ref());
+    let run = tracking::retrain_run(&manifest, &output.path, comparison, output.promoted, started_ms);
+    tracking::log(client, &run, &done).await?;
+    tracking::sync_aliases(client, store, &done).await
 }
 
 async fn retrain_on(
@@ -301,8 +331,24 @@ fn refuse_other_model(out: &Path, version: &str) -> CliResult {
 pub async fn compare(config: &Config, args: CompareArgs) -> CliResult {
     let settings = config.retrain.compare_settings().map_err(anyhow::Error::msg).usage()?;
     let bounds = Bounds::parse(args.from.as_deref(), args.to.as_deref(), ("from", "to"))?;
+    let tracking = tracking::client(config)?;
+    let started_ms = fraudlens_pipeline::now_ms();
     let store = open_store(config, &store_url(config, &args.store)).await?;
     let result = compare_on(config, store.as_ref(), &args, bounds, &settings).await;
+    let tracked = match (&result, &tracking) {
+        (Ok((report, verdict)), Some(client)) => {
+            let done = format!(
+                "the comparison of {} with {} was recorded",
+                report.candidate, report.against
+            );
+            let run = tracking::comparison_run(report, verdict, started_ms);
+            match tracking::log(client, &run, &done).await {
+                Ok(_) => tracking::sync_aliases(client, store.as_ref(), &done).await,
+                Err(error) => Err(error),
+            }
+        }
+        _ => Ok(()),
+    };
     close_store(store.as_ref()).await;
     let (report, verdict) = result?;
     if args.json {
@@ -312,7 +358,7 @@ pub async fn compare(config: &Config, args: CompareArgs) -> CliResult {
         print!("{}", render_comparison(&report));
         println!("{}", render_verdict(&verdict));
     }
-    Ok(())
+    tracked
 }
 
 async fn compare_on(

@@ -19,6 +19,7 @@ pub mod render;
 pub mod score;
 pub mod serve;
 pub mod simulate;
+pub mod tracking;
 pub mod train;
 
 use anyhow::Context as _;

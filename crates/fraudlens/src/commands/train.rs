@@ -46,6 +46,8 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
         args.train_to.as_deref(),
         ("train-from", "train-to"),
     )?;
+    let tracking = super::tracking::client(&config)?;
+    let started_ms = fraudlens_pipeline::now_ms();
     let started = Instant::now();
     let (inputs, table) = match resolve_mode(&args.input, &schema)? {
         Mode::Tabular => {
@@ -143,6 +145,11 @@ pub fn run(mut config: Config, args: TrainArgs) -> CliResult {
     if let Some(path) = &args.report {
         write_atomically(path, html_report(&fitted.manifest).as_bytes(), &[&args.input.data])?;
         eprintln!("report written to {}", path.display());
+    }
+    if let Some(client) = tracking {
+        let run = super::tracking::training_run("train", &fitted.manifest, &args.out, started_ms);
+        let done = format!("the model was written to {}", args.out.display());
+        super::admin::block_on(async move { super::tracking::log(&client, &run, &done).await.map(|_| ()) })?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod event_time;
 mod features;
 mod hardening;
 mod lifecycle;
+mod mlflow;
 mod model;
 mod rows;
 mod security;
