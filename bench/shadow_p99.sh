@@ -7,12 +7,13 @@
 #
 # env: DURATION=10s CONNS=64 PAUSE_MS=5 (the half-rate run) RUNS=3 (runs per mode and load level)
 #      PORT=8097 SHADOW_TREES=100 SHADOW_LEAVES=63 KEEP_DB=0 BIN=(built from this checkout)
+#      IDLE_WAIT=120 (s; before each run, wait until the CPUs were >= 90 % idle for 3 s; 0: no wait)
 #
 # - production: the demo's model (bench/serve/common.sh), served with the entity state of the 90
 #   simulated days, exactly as bench/serve_vs_peer.sh serves it.
 # - shadow: a second model trained on the same demo transactions and window (so it reads the same
-#   inputs) with SHADOW_TREES trees of SHADOW_LEAVES leaves: bigger than production, the honest
-#   worst case. Trained once, kept in $WORK/shadow-model-t$SHADOW_TREES-l$SHADOW_LEAVES.
+#   inputs) with SHADOW_TREES trees of up to SHADOW_LEAVES leaves and no early stopping: bigger than
+#   production (50 trees of 31 leaves), the honest worst case. Trained once, kept in $WORK/shadow-model-t$SHADOW_TREES-l$SHADOW_LEAVES.
 # - one server for every run; the shadow is toggled on it with `fraudlens models shadow VERSION`
 #   and `fraudlens models shadow --off` (what an operator does), and a run starts only once
 #   GET /model/info shows the change and the shadow thread has gone quiet (its queue drained).
@@ -21,12 +22,14 @@
 #   the order reversed every other round (off,on / on,off / ...), so a drift of the machine or the
 #   growing database does not favour one mode. Medians per load level and mode.
 # - per run: the shadow's scored and dropped rows (/metrics deltas; scored counted after the
-#   queue drained), the decisions stored, the CPU of the server and of its shadow thread.
+#   queue drained), the decisions stored, the CPU of the server and of its shadow thread, the CPU
+#   of the whole machine over the run (busy_cpu_s, of 2 x duration; minus the server's: wrk and any
+#   other work), and how long the run waited for idle CPUs before it (idle_wait_s; "busy": never).
 set -euo pipefail
 source "$(dirname "$0")/serve/common.sh"   # cd to the checkout, WORK, BIN, MODEL, TRAFFIC, result, ...
 DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"; PAUSE_MS="${PAUSE_MS:-5}"; RUNS="${RUNS:-3}"
 PORT="${PORT:-8097}"; SHADOW_TREES="${SHADOW_TREES:-100}"; SHADOW_LEAVES="${SHADOW_LEAVES:-63}"
-KEEP_DB="${KEEP_DB:-0}"
+KEEP_DB="${KEEP_DB:-0}"; IDLE_WAIT="${IDLE_WAIT:-120}"
 OUT="$WORK/shadow-results-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 ports_free "$PORT"
@@ -34,58 +37,25 @@ BASE="http://127.0.0.1:$PORT"
 TICK="$(getconf CLK_TCK)"
 echo "start: $(machine); $(uptime)" | tee "$OUT/machine.txt" >&2
 
-# the shadow model: the demo's training window, other tree parameters
+# the shadow model: the demo's training rows (its window ends after the newest row the demo model
+# trained or validated on), other tree parameters, no early stopping (exactly SHADOW_TREES trees)
 SHADOW_MODEL="$WORK/shadow-model-t$SHADOW_TREES-l$SHADOW_LEAVES"
 if [ ! -f "$SHADOW_MODEL/model.json" ]; then
-  read -r train_from train_to < <(python3 - "$MODEL/model.json" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))
-def find(node, key):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == key and isinstance(v, (str, int)):
-                return v
-            found = find(v, key)
-            if found is not None:
-                return found
-    elif isinstance(node, list):
-        for v in node:
-            found = find(v, key)
-            if found is not None:
-                return found
-    return None
-print(find(m, "train_from") or "-", find(m, "train_to") or "-")
+  train_to="$(python3 - "$MODEL/model.json" <<'PY'
+import datetime, json, sys
+last = json.load(open(sys.argv[1]))["training"]["valid_period"][1]
+when = datetime.datetime.fromisoformat(last.replace("Z", "+00:00")) + datetime.timedelta(seconds=1)
+print(when.strftime("%Y-%m-%dT%H:%M:%SZ"))
 PY
-)
-  window=()
-  [ "$train_from" != - ] && window+=(--train-from "$train_from")
-  [ "$train_to" != - ] && window+=(--train-to "$train_to")
-  [ ${#window[@]} -gt 0 ] || { echo "no training window in $MODEL/model.json" >&2; exit 1; }
-  echo "training the shadow model (${window[*]}, --trees $SHADOW_TREES --num-leaves $SHADOW_LEAVES)" >&2
+)"
+  echo "training the shadow model (--train-to $train_to --trees $SHADOW_TREES --num-leaves $SHADOW_LEAVES)" >&2
   rm -rf "$SHADOW_MODEL.tmp"
-  (cd "$WORK" && "$BIN" train --data demo/transactions.csv --mode event "${window[@]}" \
-    --trees "$SHADOW_TREES" --num-leaves "$SHADOW_LEAVES" --out "$SHADOW_MODEL.tmp" > "$OUT/train-shadow.log" 2>&1) \
-    || { cat "$OUT/train-shadow.log" >&2; exit 1; }
+  (cd "$WORK" && FRAUDLENS_TRAIN__GBDT__EARLY_STOPPING_ROUNDS=0 "$BIN" train --data demo/transactions.csv --mode event \
+    --train-to "$train_to" --trees "$SHADOW_TREES" --num-leaves "$SHADOW_LEAVES" --out "$SHADOW_MODEL.tmp" \
+    > "$OUT/train-shadow.log" 2>&1) || { cat "$OUT/train-shadow.log" >&2; exit 1; }
   mv "$SHADOW_MODEL.tmp" "$SHADOW_MODEL"
 fi
-trees() { python3 - "$1/model.json" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))
-def count(node):
-    # the ensemble: the longest list of dicts that look like trees
-    best = 0
-    if isinstance(node, dict):
-        for v in node.values():
-            best = max(best, count(v))
-    elif isinstance(node, list):
-        if node and all(isinstance(t, dict) for t in node) and any(k in node[0] for k in ("nodes", "split_feature", "leaf_values", "left", "threshold", "feature")):
-            best = len(node)
-        for v in node:
-            best = max(best, count(v))
-    return best
-print(count(m))
-PY
-}
+trees() { python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["trees"]))' "$1/trees.json"; }
 echo "models: production $MODEL ($(trees "$MODEL") trees), shadow $SHADOW_MODEL ($(trees "$SHADOW_MODEL") trees)" \
   | tee -a "$OUT/machine.txt" >&2
 
@@ -122,6 +92,20 @@ counters() {
 # CPU ticks of the shadow thread (0 before it exists)
 shadow_tid() { grep -l '^fraudlens-shad' /proc/"$PID"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5; }
 shadow_ticks() { local t; t="$(shadow_tid)"; [ -n "$t" ] && awk '{ print $14 + $15 }' "/proc/$PID/task/$t/stat" || echo 0; }
+# busy CPU ticks of the whole machine
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# waits (at most IDLE_WAIT s) until the CPUs have been >= 90 % idle for 3 s; prints the wait or "busy"
+wait_for_idle() {
+  local started=$SECONDS a b c d e f g h t1 i1 t2 i2
+  [ "$IDLE_WAIT" -gt 0 ] || { echo 0; return; }
+  while [ $((SECONDS - started)) -lt "$IDLE_WAIT" ]; do
+    read -r _ a b c d e f g h _ < /proc/stat; t1=$((a + b + c + d + e + f + g + h)); i1=$((d + e))
+    sleep 3
+    read -r _ a b c d e f g h _ < /proc/stat; t2=$((a + b + c + d + e + f + g + h)); i2=$((d + e))
+    if [ $((100 * (i2 - i1))) -ge $((90 * (t2 - t1))) ]; then echo $((SECONDS - started)); return; fi
+  done
+  echo busy
+}
 secs() { awk -v a="$1" -v b="$2" -v t="$TICK" 'BEGIN { printf "%.2f", (b - a) / t }'; }
 # waits until the shadow has no backlog: its scored count and the server's CPU stand still
 quiet() {
@@ -161,28 +145,29 @@ set_mode on; load full 3s /dev/null; quiet >/dev/null
 set_mode off; quiet >/dev/null
 
 RAW="$OUT/runs.tsv"
-printf 'round\tlevel\tmode\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tdecisions\tscored\tdropped\tshadow_errors\tskipped\twrite_failures\tserver_cpu_s\tshadow_cpu_s\tdrain_s\tload1\n' > "$RAW"
+printf 'round\tlevel\tmode\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tdecisions\tscored\tdropped\tshadow_errors\tskipped\twrite_failures\tserver_cpu_s\tshadow_cpu_s\tbusy_cpu_s\tdrain_s\tidle_wait_s\tload1\n' > "$RAW"
 for round in $(seq 1 "$RUNS"); do
   if [ $((round % 2)) = 1 ]; then order="off on"; else order="on off"; fi
   for level in full half; do
     for mode in $order; do
       [ "$mode" = "$MODE" ] || set_mode "$mode"
       quiet >/dev/null
+      waited="$(wait_for_idle)"
       load1="$(cut -d' ' -f1 /proc/loadavg)"
       read -r d0 s0 x0 e0 k0 w0 < <(counters)
-      c0="$(cpu_ticks "$PID")"; t0="$(shadow_ticks)"
+      c0="$(cpu_ticks "$PID")"; t0="$(shadow_ticks)"; b0="$(busy_ticks)"
       file="$OUT/wrk-$round-$level-$mode.txt"
       load "$level" "$DURATION" "$file"
-      c1="$(cpu_ticks "$PID")"; read -r _ _ x1 _ _ _ < <(counters)
+      c1="$(cpu_ticks "$PID")"; b1="$(busy_ticks)"; read -r _ _ x1 _ _ _ < <(counters)
       drain="$(quiet)"   # the shadow finishes what it queued during the run
       read -r d1 s1 _ e1 k1 w1 < <(counters)
       t1="$(shadow_ticks)"
       r="$(result "$file")"
       read -r rps p50 p99 non2xx sockerr <<<"$r"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%s\t%s\n' \
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$round" "$level" "$mode" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" $((d1 - d0)) $((s1 - s0)) $((x1 - x0)) \
-        $((e1 - e0)) $((k1 - k0)) $((w1 - w0)) "$(secs "$c0" "$c1")" "$(secs "$t0" "$t1")" "$drain" "$load1" >> "$RAW"
-      echo "  round $round $level shadow=$mode: $r (decisions $((d1 - d0)), shadow scored $((s1 - s0)), dropped $((x1 - x0)))" >&2
+        $((e1 - e0)) $((k1 - k0)) $((w1 - w0)) "$(secs "$c0" "$c1")" "$(secs "$t0" "$t1")" "$(secs "$b0" "$b1")" "$drain" "$waited" "$load1" >> "$RAW"
+      echo "  round $round $level shadow=$mode: $r (idle wait $waited, decisions $((d1 - d0)), shadow scored $((s1 - s0)), dropped $((x1 - x0)))" >&2
     done
   done
 done
@@ -205,24 +190,27 @@ echo "end: $(machine); $(uptime)" | tee -a "$OUT/machine.txt" >&2
   echo "each run (scored/dropped: shadow rows; CPU s over the run; drain: s until the shadow went quiet after it):"
   column -t -s $'\t' "$RAW"
   echo
-  echo "medians per load level and mode (req/s p50_ms p99_ms; scored and dropped: totals over the runs):"
+  echo "medians per load level and mode:"
   python3 - "$RAW" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 med = lambda xs: statistics.median(float(x) for x in xs)
-print(f"{'level':<6} {'shadow':<6} {'req/s':>8} {'p50_ms':>7} {'p99_ms':>7} {'p99 runs':<22} {'decisions':>10} {'scored':>9} {'dropped':>9} {'shadow_cpu_s':>12}")
+print(f"{'level':<6} {'shadow':<6} {'req/s':>8} {'p50_ms':>7} {'p99_ms':>7}  {'p99_ms of each run':<24} "
+      f"{'decisions':>10} {'scored':>9} {'dropped':>8} {'server_cpu_s':>12} {'shadow_cpu_s':>12} {'busy_cpu_s':>10}")
 for level in ("full", "half"):
     for mode in ("off", "on"):
         rs = [r for r in rows if r["level"] == level and r["mode"] == mode]
         if not rs:
             continue
         print(f"{level:<6} {mode:<6} {med(r['rps'] for r in rs):>8.0f} {med(r['p50_ms'] for r in rs):>7.2f} "
-              f"{med(r['p99_ms'] for r in rs):>7.2f} {','.join(r['p99_ms'] for r in rs):<22} "
+              f"{med(r['p99_ms'] for r in rs):>7.2f}  {' '.join(r['p99_ms'] for r in rs):<24} "
               f"{sum(int(r['decisions']) for r in rs):>10} {sum(int(r['scored']) for r in rs):>9} "
-              f"{sum(int(r['dropped']) for r in rs):>9} {sum(float(r['shadow_cpu_s']) for r in rs):>12.2f}")
+              f"{sum(int(r['dropped']) for r in rs):>8} {med(r['server_cpu_s'] for r in rs):>12.2f} "
+              f"{med(r['shadow_cpu_s'] for r in rs):>12.2f} {med(r['busy_cpu_s'] for r in rs):>10.2f}")
+print("(decisions, scored, dropped: totals over the runs; CPU: medians per run)")
 PY
   echo
-  echo "server log: $(grep -c -i -E 'warn|error' "$OUT/fraudlens.log" || true) warning/error lines"
-  grep -i -E 'warn|error' "$OUT/fraudlens.log" | sort | uniq -c | sort -rn | head -5 || true
+  echo "server log: $(awk '$2 == "WARN" || $2 == "ERROR"' "$OUT/fraudlens.log" | wc -l) warnings/errors"
+  awk '$2 == "WARN" || $2 == "ERROR" { $1 = ""; print }' "$OUT/fraudlens.log" | sort | uniq -c | sort -rn | head -5
 } | tee "$OUT/summary.txt"
 echo "(raw output: $OUT)"

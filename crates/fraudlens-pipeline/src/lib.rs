@@ -38,6 +38,7 @@
 //! comparisons on them), `watch` (following the registry's production model), `model` and `contract` (the decision as callers see it).
 
 mod admission;
+pub mod artifacts;
 mod contract;
 pub mod drift;
 mod events;
@@ -362,6 +363,14 @@ impl Pipeline {
         let model = Arc::new(model);
         self.model.store(model.clone());
         publish_model_info(&model);
+        // the shadow model promoted serves: it no longer shadows
+        if self
+            .shadow
+            .model()
+            .is_some_and(|shadow| shadow.version() == model.version())
+        {
+            self.shadow.set(None);
+        }
         Ok(())
     }
 
@@ -439,8 +448,9 @@ impl Pipeline {
         if let Some(task) = task {
             task.abort();
         }
+        let snapshot = self.snapshot().await;
         // a slow shadow does not hold up a shutdown long: what it has not scored is dropped
         self.shadow.flush(SHADOW_FLUSH_TIMEOUT).await;
-        self.snapshot().await
+        snapshot
     }
 }

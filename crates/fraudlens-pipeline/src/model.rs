@@ -29,8 +29,10 @@ pub struct ServingModel {
     pub artifact: Artifact,
     /// What it reads.
     pub reads: Reads,
-    /// Where it was loaded from.
+    /// Where it was loaded from (for a model on object storage: its download).
     pub path: PathBuf,
+    /// The object store's URL it was downloaded from (`None`: a local directory).
+    pub origin: Option<String>,
     /// Content digest of the files loaded ([`Artifact::load_with_digest`]),
     /// compared with the one the registry took at registration.
     pub digest: String,
@@ -65,6 +67,7 @@ impl ServingModel {
             artifact,
             reads,
             path,
+            origin: None,
             digest,
         })
     }

@@ -9,13 +9,12 @@
 //! status); the variants keep user faults (not registered, files changed)
 //! apart from the store failing.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use fraudlens_core::Secret;
 use fraudlens_store::{ModelEntry, ModelStage, NewModel, Store, StoreError};
 
-use crate::{Pipeline, PipelineError, ServingModel, now};
+use crate::{Pipeline, PipelineError, ServingModel, artifacts, now};
 
 /// Why a registry use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,10 +79,16 @@ pub enum RegistryError {
 /// A registry entry for a loaded model (registered now, as staging).
 pub fn new_entry(model: &ServingModel) -> Result<NewModel, RegistryError> {
     let manifest = &model.artifact.manifest;
-    let path = std::fs::canonicalize(&model.path).map_err(|error| RegistryError::Path {
-        path: model.path.display().to_string(),
-        error,
-    })?;
+    let path = match &model.origin {
+        Some(url) => url.clone(),
+        None => std::fs::canonicalize(&model.path)
+            .map_err(|error| RegistryError::Path {
+                path: model.path.display().to_string(),
+                error,
+            })?
+            .display()
+            .to_string(),
+    };
     let summary = serde_json::json!({
         "kind": model.kind(),
         "created_at": manifest.created_at,
@@ -98,7 +103,7 @@ pub fn new_entry(model: &ServingModel) -> Result<NewModel, RegistryError> {
     });
     Ok(NewModel {
         version: model.version().to_owned(),
-        path: path.display().to_string(),
+        path,
         summary: summary.to_string(),
         feature_names: manifest.feature_names[..model.artifact.n_inputs()].to_vec(),
         registered_at: now(),
@@ -140,15 +145,13 @@ pub async fn entry(store: &dyn Store, version: &str) -> Result<ModelEntry, Regis
 /// that is now another version or whose files changed since registration:
 /// a promotion or a start must serve what was registered.
 pub async fn load(entry: &ModelEntry, card_hash_key: Option<&Secret>) -> Result<ServingModel, RegistryError> {
-    let path = Path::new(&entry.path).to_owned();
-    let key = card_hash_key.cloned();
-    let model = tokio::task::spawn_blocking(move || ServingModel::load(&path, key.as_ref()))
-        .await
-        .map_err(|_| RegistryError::Loading)?
-        .map_err(|error| RegistryError::Unloadable {
-            version: entry.version.clone(),
-            error,
-        })?;
+    let remote = artifacts::is_remote(&entry.path);
+    let model = match load_dir(entry, card_hash_key, false).await {
+        // a cached download that no longer loads (or is stale) is fetched again, once
+        Err(RegistryError::Unloadable { .. }) if remote => load_dir(entry, card_hash_key, true).await?,
+        Ok(model) if remote && !entry.content_matches(&model.digest) => load_dir(entry, card_hash_key, true).await?,
+        loaded => loaded?,
+    };
     if model.version() != entry.version {
         return Err(RegistryError::OtherVersion {
             version: entry.version.clone(),
@@ -169,6 +172,33 @@ pub async fn load(entry: &ModelEntry, card_hash_key: Option<&Secret>) -> Result<
             version: entry.version.clone(),
             path: entry.path.clone(),
         });
+    }
+    Ok(model)
+}
+
+/// Loads the artifact of `entry` from its directory (downloaded first when
+/// it is on object storage; again when `refresh`).
+async fn load_dir(
+    entry: &ModelEntry,
+    card_hash_key: Option<&Secret>,
+    refresh: bool,
+) -> Result<ServingModel, RegistryError> {
+    let unloadable = |error: PipelineError| RegistryError::Unloadable {
+        version: entry.version.clone(),
+        error,
+    };
+    let digest = entry.digest.as_deref().unwrap_or("");
+    let dir = artifacts::local_dir(&entry.path, &entry.version, digest, refresh)
+        .await
+        .map_err(|error| unloadable(PipelineError::Model(error.to_string())))?;
+    let key = card_hash_key.cloned();
+    let mut model = tokio::task::spawn_blocking(move || ServingModel::load(&dir, key.as_ref()))
+        .await
+        .map_err(|_| RegistryError::Loading)?
+        .map_err(unloadable)?;
+    if artifacts::is_remote(&entry.path) {
+        // where it came from, not the cache
+        model.origin = Some(entry.path.clone());
     }
     Ok(model)
 }

@@ -30,7 +30,6 @@
 //! cannot make two models' rows differ.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use fraudlens_core::{Currency, Label, Schema, Timestamp, Transaction, WindowDuration};
@@ -538,8 +537,21 @@ async fn versions_reading(
 ) -> Result<std::collections::BTreeSet<String>, RetrainError> {
     let mut readable = std::collections::BTreeSet::new();
     for entry in store.models().await? {
-        if entry.feature_names == names
-            && Manifest::peek(Path::new(&entry.path)).is_some_and(|manifest| manifest.inputs == *inputs)
+        if entry.feature_names != names {
+            continue;
+        }
+        // a model on object storage is read from its download (one it cannot fetch reads nothing)
+        let dir = crate::artifacts::local_dir(
+            &entry.path,
+            &entry.version,
+            entry.digest.as_deref().unwrap_or(""),
+            false,
+        )
+        .await
+        .ok();
+        if dir
+            .and_then(|dir| Manifest::peek(&dir))
+            .is_some_and(|manifest| manifest.inputs == *inputs)
         {
             readable.insert(entry.version);
         }
@@ -700,7 +712,7 @@ pub async fn compare(
         counts,
         overlap,
         comparison,
-        shadow: shadow_traffic(store, candidate.version(), window, matured_before).await?,
+        shadow: shadow_traffic(store, candidate.version(), against.version(), window, matured_before).await?,
     })
 }
 

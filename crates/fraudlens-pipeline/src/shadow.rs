@@ -12,15 +12,17 @@
 //!   production model decided on, after that decision was stored; its
 //!   verdict goes to its own table (`shadow_scores`), never to the caller.
 //! - **Never on the decision path.** [`Shadow::offer`] only tries to queue
-//!   (a bounded queue of [`QUEUE_BATCHES`] batches): when the shadow falls
-//!   behind, its batches are dropped and counted
+//!   (a bounded queue of [`QUEUE_BATCHES`] batches and [`QUEUE_ROWS`] rows):
+//!   when the shadow falls behind, its batches are dropped and counted
 //!   (`fraudlens_shadow_dropped_total`), never waited for. Scoring runs on a
 //!   thread of its own at a lower CPU priority (nice [`NICE`]), so on a busy
 //!   machine the decision path gets the cores first.
 //! - **A failing shadow fails nothing.** A panic or an error while scoring
 //!   is caught and counted (`fraudlens_shadow_errors_total{kind}`); after
 //!   [`TRIP_AFTER`] failures in a row the shadow is switched off for this
-//!   process (logged; set it again to retry). Storing its scores is best
+//!   process (logged; set it again to retry: every setting, of the same
+//!   model too, is a new generation, and batches queued under an older one
+//!   are dropped, so ending or replacing a shadow stops its work at once). Storing its scores is best
 //!   effort too: a failed write is logged once per streak and counted
 //!   (`fraudlens_shadow_write_failures_total`).
 //! - **Same rows only.** A shadow must read exactly the rows the production
@@ -28,14 +30,17 @@
 //!   promotion changes them, the shadow is skipped and counted
 //!   (`fraudlens_shadow_skipped_total`) until the registry names another.
 //!
-//! Scores are written in batches of up to [`WRITE_ROWS`] rows, at least
-//! every [`WRITE_EVERY`], so that on SQLite the shadow takes the write lock
-//! about once a second. `fraudlens_shadow_agreement` is the share of the
+//! Scores are written in batches of up to [`WRITE_ROWS`] rows, each at most
+//! [`WRITE_EVERY`] after it was scored, so that on SQLite the shadow takes
+//! the write lock briefly, about once a second. At shutdown the shadow gets
+//! 5 s (after the entity-state snapshot); what it has not written by then
+//! is dropped. `fraudlens_shadow_agreement` is the share of the
 //! last [`AGREEMENT_WINDOW`] shadowed decisions on which both models decided
 //! the same.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,8 +55,11 @@ use crate::{ServingModel, lock, now};
 /// Batches waiting for the shadow thread (beyond: dropped).
 pub const QUEUE_BATCHES: usize = 1024;
 
-/// Scores per write of the shadow's table.
-pub const WRITE_ROWS: usize = 2_000;
+/// Rows waiting for the shadow thread (beyond: dropped), whatever the batches.
+pub const QUEUE_ROWS: usize = 100_000;
+
+/// Scores per write of the shadow's table (a short hold of SQLite's write lock).
+pub const WRITE_ROWS: usize = 500;
 
 /// Longest time scored rows wait to be written.
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
@@ -75,8 +83,26 @@ struct Row {
 }
 
 enum Message {
-    Score { model: Arc<ServingModel>, rows: Vec<Row> },
+    Score {
+        model: Arc<ServingModel>,
+        /// The setting it was queued under ([`Shared::generation`]).
+        generation: u64,
+        rows: Vec<Row>,
+    },
     Flush(oneshot::Sender<()>),
+}
+
+/// What the decision path and the shadow thread share.
+#[derive(Default)]
+struct Shared {
+    /// Incremented by every setting of the shadow model: batches queued
+    /// under an older one are dropped, and a model switched off is tried
+    /// again when set again.
+    generation: AtomicU64,
+    /// The current setting was switched off after failing ([`TRIP_AFTER`]).
+    off: AtomicBool,
+    /// Rows queued and not yet scored.
+    queued: AtomicUsize,
 }
 
 enum Written {
@@ -89,6 +115,7 @@ pub(crate) struct Shadow {
     model: ArcSwapOption<ServingModel>,
     /// The last (production, shadow) versions checked, and whether they read the same rows.
     checked: Mutex<Option<(String, String, bool)>>,
+    shared: Arc<Shared>,
     sender: SyncSender<Message>,
 }
 
@@ -100,9 +127,11 @@ impl Shadow {
         let (written, scores) = mpsc::channel(4);
         tokio::spawn(write_scores(store, scores));
         let fault = Fault::from_env();
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("fraudlens-shadow".to_owned())
-            .spawn(move || score_rows(&receiver, &written, &fault));
+            .spawn(move || score_rows(&receiver, &written, &thread_shared, &fault));
         if let Err(error) = spawned {
             // the receiver is gone with the closure: offers fail and count as dropped
             tracing::error!(%error, "the shadow thread did not start: no shadow scores");
@@ -110,6 +139,7 @@ impl Shadow {
         Self {
             model: ArcSwapOption::empty(),
             checked: Mutex::new(None),
+            shared,
             sender,
         }
     }
@@ -119,10 +149,14 @@ impl Shadow {
         self.model.load_full()
     }
 
-    /// Sets (or, `None`, ends) the shadow model.
+    /// Sets (or, `None`, ends) the shadow model: a new setting, even of the
+    /// same model (one switched off is tried again; what was queued before
+    /// is dropped).
     pub(crate) fn set(&self, model: Option<ServingModel>) {
         let version = model.as_ref().map(|model| model.version().to_owned());
         self.model.store(model.map(Arc::new));
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.off.store(false, Ordering::Release);
         *lock(&self.checked) = None;
         metrics::gauge!("fraudlens_shadow_agreement").set(f64::NAN);
         match version {
@@ -136,6 +170,11 @@ impl Shadow {
     /// never waits.
     pub(crate) fn offer<'a>(&self, production: &ServingModel, records: impl Iterator<Item = &'a NewDecision>) {
         let Some(model) = self.model.load_full() else { return };
+        if self.shared.off.load(Ordering::Acquire) {
+            return;
+        }
+        // the setting read before the model is read again: a batch never carries a newer model's generation
+        let generation = self.shared.generation.load(Ordering::Acquire);
         let rows: Vec<Row> = records
             .filter(|record| record.model_version == production.version())
             .map(|record| Row {
@@ -152,11 +191,21 @@ impl Shadow {
             metrics::counter!("fraudlens_shadow_skipped_total").increment(rows.len() as u64);
             return;
         }
-        let n = rows.len() as u64;
-        match self.sender.try_send(Message::Score { model, rows }) {
+        let n = rows.len();
+        if self.shared.queued.fetch_add(n, Ordering::AcqRel) + n > QUEUE_ROWS {
+            self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+            metrics::counter!("fraudlens_shadow_dropped_total").increment(n as u64);
+            return;
+        }
+        match self.sender.try_send(Message::Score {
+            model,
+            generation,
+            rows,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                metrics::counter!("fraudlens_shadow_dropped_total").increment(n);
+                self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+                metrics::counter!("fraudlens_shadow_dropped_total").increment(n as u64);
             }
         }
     }
@@ -183,14 +232,20 @@ impl Shadow {
         same
     }
 
-    /// Waits (at most `timeout`) until every row queued so far is scored
-    /// and its score written (or failed to be).
+    /// Waits (at most `timeout`, the wait for room in a full queue
+    /// included) until every row queued so far is scored and its score
+    /// written (or failed to be).
     pub(crate) async fn flush(&self, timeout: Duration) {
         let (reply, done) = oneshot::channel();
         let sender = self.sender.clone();
-        // the queue may be full: wait for room off the async threads
-        let queued = tokio::task::spawn_blocking(move || sender.send(Message::Flush(reply)).is_ok()).await;
-        if matches!(queued, Ok(true)) && tokio::time::timeout(timeout, done).await.is_err() {
+        let flushed = async move {
+            // the queue may be full: wait for room off the async threads
+            let queued = tokio::task::spawn_blocking(move || sender.send(Message::Flush(reply)).is_ok()).await;
+            if matches!(queued, Ok(true)) {
+                let _ = done.await;
+            }
+        };
+        if tokio::time::timeout(timeout, flushed).await.is_err() {
             tracing::warn!(
                 seconds = timeout.as_secs(),
                 "shadow scores still queued were not written in time: they are dropped"
@@ -199,28 +254,41 @@ impl Shadow {
     }
 }
 
-/// The shadow thread: scores each queued batch, passes the scores to the writer.
-fn score_rows(receiver: &Receiver<Message>, written: &mpsc::Sender<Written>, fault: &Fault) {
+/// The shadow thread: scores each queued batch of the current setting,
+/// passes the scores to the writer.
+fn score_rows(receiver: &Receiver<Message>, written: &mpsc::Sender<Written>, shared: &Shared, fault: &Fault) {
     lower_priority();
     let mut failures = 0u32;
-    let mut switched_off: Option<String> = None;
+    // the setting the failures and the agreement count
+    let mut counted = u64::MAX;
     let mut agreement = Agreement::default();
     while let Ok(message) = receiver.recv() {
-        let (model, rows) = match message {
+        let (model, generation, rows) = match message {
             Message::Flush(reply) => {
                 if written.blocking_send(Written::Flush(reply)).is_err() {
                     return;
                 }
                 continue;
             }
-            Message::Score { model, rows } => (model, rows),
+            Message::Score {
+                model,
+                generation,
+                rows,
+            } => (model, generation, rows),
         };
-        if switched_off.as_deref() == Some(model.version()) {
-            metrics::counter!("fraudlens_shadow_dropped_total").increment(rows.len() as u64);
+        shared.queued.fetch_sub(rows.len(), Ordering::AcqRel);
+        // queued under an older setting (ended, replaced, set again), or switched off: not scored
+        if generation != shared.generation.load(Ordering::Acquire) || shared.off.load(Ordering::Acquire) {
             continue;
         }
-        let mut scores = Vec::with_capacity(rows.len());
-        for row in rows {
+        if generation != counted {
+            counted = generation;
+            failures = 0;
+            agreement = Agreement::default();
+        }
+        let n = rows.len();
+        let mut scores = Vec::with_capacity(n);
+        for (idx, row) in rows.into_iter().enumerate() {
             let started = Instant::now();
             let scored = catch_unwind(AssertUnwindSafe(|| {
                 fault.apply();
@@ -266,8 +334,11 @@ fn score_rows(receiver: &Receiver<Message>, written: &mpsc::Sender<Written>, fau
                      (`fraudlens models shadow VERSION` again to retry)"
                 );
                 metrics::counter!("fraudlens_shadow_switched_off_total").increment(1);
-                switched_off = Some(model.version().to_owned());
-                failures = 0;
+                metrics::counter!("fraudlens_shadow_dropped_total").increment((n - idx - 1) as u64);
+                // unless set again meanwhile
+                if generation == shared.generation.load(Ordering::Acquire) {
+                    shared.off.store(true, Ordering::Release);
+                }
                 break;
             }
         }
@@ -281,16 +352,23 @@ fn score_rows(receiver: &Receiver<Message>, written: &mpsc::Sender<Written>, fau
     }
 }
 
-/// The writer task: stores the scores in batches.
+/// The writer task: stores the scores in batches of at most [`WRITE_ROWS`],
+/// each score at most [`WRITE_EVERY`] after it arrived.
 async fn write_scores(store: Arc<dyn Store>, mut scores: mpsc::Receiver<Written>) {
     let mut pending: Vec<ShadowScore> = Vec::new();
+    // when the oldest pending score must be written
+    let mut deadline: Option<tokio::time::Instant> = None;
     let mut failing = false;
     loop {
-        let next = tokio::time::timeout(WRITE_EVERY, scores.recv()).await;
+        let next = match deadline {
+            Some(at) => tokio::time::timeout_at(at, scores.recv()).await,
+            None => Ok(scores.recv().await),
+        };
         let mut reply = None;
         let last = match next {
             Ok(Some(Written::Scores(batch))) => {
                 pending.extend(batch);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + WRITE_EVERY);
                 if pending.len() < WRITE_ROWS {
                     continue;
                 }
@@ -303,8 +381,8 @@ async fn write_scores(store: Arc<dyn Store>, mut scores: mpsc::Receiver<Written>
             Ok(None) => true,
             Err(_elapsed) => false,
         };
-        if !pending.is_empty() {
-            match store.put_shadow_scores(&pending).await {
+        for chunk in pending.chunks(WRITE_ROWS) {
+            match store.put_shadow_scores(chunk).await {
                 Ok(()) => {
                     if failing {
                         tracing::info!("shadow scores are stored again");
@@ -313,14 +391,15 @@ async fn write_scores(store: Arc<dyn Store>, mut scores: mpsc::Receiver<Written>
                 }
                 Err(error) => {
                     if !failing {
-                        tracing::warn!(%error, rows = pending.len(), "storing shadow scores failed: they are dropped");
+                        tracing::warn!(%error, rows = chunk.len(), "storing shadow scores failed: they are dropped");
                     }
                     failing = true;
-                    metrics::counter!("fraudlens_shadow_write_failures_total").increment(pending.len() as u64);
+                    metrics::counter!("fraudlens_shadow_write_failures_total").increment(chunk.len() as u64);
                 }
             }
-            pending.clear();
         }
+        pending.clear();
+        deadline = None;
         if let Some(reply) = reply {
             let _ = reply.send(());
         }

@@ -118,9 +118,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// per poll).
 type Refused = Option<(String, Option<Timestamp>)>;
 
-/// The shadow model last refused, with the production model it was refused
-/// beside (a promotion may make it fit).
-type ShadowRefused = Option<(String, String)>;
+/// What this process did with the registry's shadow: the setting
+/// (version, `shadow_since`) last applied, and the one last refused with
+/// the production model it was refused beside (a promotion may make it
+/// fit, a new setting of the same version is tried again).
+#[derive(Default)]
+struct ShadowFollowed {
+    applied: Option<(String, Option<Timestamp>)>,
+    refused: Option<(String, Option<Timestamp>, String)>,
+}
 
 async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, mut stopped: oneshot::Receiver<()>) {
     let mut listening = Listening::default();
@@ -128,7 +134,7 @@ async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, mut stopped: oneshot:
     let mut poll = tokio::time::interval(config.poll_interval.max(Duration::from_millis(10)));
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut refused: Refused = None;
-    let mut shadow_refused: ShadowRefused = None;
+    let mut shadow = ShadowFollowed::default();
     let mut store_failing = false;
     loop {
         let woken = tokio::select! {
@@ -154,7 +160,7 @@ async fn run(pipeline: Arc<Pipeline>, config: WatchConfig, mut stopped: oneshot:
                 SwapSource::Poll
             }
         };
-        match follow(&pipeline, &config, source, &mut refused, &mut shadow_refused).await {
+        match follow(&pipeline, &config, source, &mut refused, &mut shadow).await {
             Ok(()) => store_failing = false,
             Err(error) => {
                 if !store_failing {
@@ -236,43 +242,55 @@ impl Listening {
 /// Serves the registry's production model if it is not the one serving,
 /// then follows its shadow model: under the promotion lock, the registry
 /// read, the checks and the swap. A refusal is logged, counted and
-/// remembered in `refused` or `shadow_refused` (it is `Ok`); an error is the
+/// remembered in `refused` or `shadow` (it is `Ok`); an error is the
 /// store's.
 async fn follow(
     pipeline: &Pipeline,
     config: &WatchConfig,
     source: SwapSource,
     refused: &mut Refused,
-    shadow_refused: &mut ShadowRefused,
+    shadow: &mut ShadowFollowed,
 ) -> Result<(), RegistryError> {
     let _promoting = pipeline.promoting.lock().await;
     let models = pipeline.store().models().await?;
     follow_production(pipeline, config, source, refused, &models).await?;
-    follow_shadow(pipeline, config, shadow_refused, &models).await
+    follow_shadow(pipeline, config, shadow, &models).await
 }
 
-/// Sets the registry's shadow model if it is not the one set (or ends
-/// shadowing), by the same checks as a promotion plus
+/// Sets the registry's shadow model if this process has not applied that
+/// setting (a new setting of the same version too: one switched off here is
+/// tried again), or ends shadowing, by the same checks as a promotion plus
 /// [`Pipeline::set_shadow`]'s.
 async fn follow_shadow(
     pipeline: &Pipeline,
     config: &WatchConfig,
-    refused: &mut ShadowRefused,
+    followed: &mut ShadowFollowed,
     models: &[ModelEntry],
 ) -> Result<(), RegistryError> {
     let wanted = models.iter().find(|m| m.shadow);
-    let current = pipeline.shadow_model();
-    if wanted.map(|m| m.version.as_str()) == current.as_ref().map(|model| model.version()) {
-        *refused = None;
-        return Ok(());
-    }
+    let current = pipeline.shadow_model().map(|model| model.version().to_owned());
     let Some(wanted) = wanted else {
-        let _ = pipeline.set_shadow(None);
-        *refused = None;
+        if current.is_some() {
+            let _ = pipeline.set_shadow(None);
+        }
+        *followed = ShadowFollowed::default();
         return Ok(());
     };
-    let key = (wanted.version.clone(), pipeline.model().version().to_owned());
-    if refused.as_ref() == Some(&key) {
+    let key = (wanted.version.clone(), wanted.shadow_since);
+    if current.as_deref() == Some(wanted.version.as_str()) {
+        match &followed.applied {
+            Some(applied) if *applied == key => return Ok(()),
+            // set through this process's own API: adopted as it is
+            None => {
+                followed.applied = Some(key);
+                return Ok(());
+            }
+            // set again since: applied again below
+            Some(_) => {}
+        }
+    }
+    let refusal = (key.0.clone(), key.1, pipeline.model().version().to_owned());
+    if followed.refused.as_ref() == Some(&refusal) {
         return Ok(());
     }
     let set = match registry::load(wanted, config.card_hash_key.as_ref()).await {
@@ -281,7 +299,8 @@ async fn follow_shadow(
     };
     match set {
         Ok(()) => {
-            *refused = None;
+            followed.applied = Some(key);
+            followed.refused = None;
             Ok(())
         }
         Err(RegistryError::Store(error)) => Err(RegistryError::Store(error)),
@@ -290,7 +309,8 @@ async fn follow_shadow(
             tracing::warn!(version = wanted.version, %error, "shadow model refused");
             // a shadow refused is none: the one before stops too
             let _ = pipeline.set_shadow(None);
-            *refused = Some(key);
+            followed.applied = None;
+            followed.refused = Some(refusal);
             Ok(())
         }
     }

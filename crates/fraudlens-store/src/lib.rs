@@ -238,10 +238,11 @@ pub trait Store: Send + Sync + 'static {
     /// [`ModelChange::Reconnected`]).
     async fn model_changes(&self) -> Result<Option<ModelChanges>>;
 
-    /// Makes `version` the shadow model, replacing the one before, or
+    /// Makes `version` the shadow model, replacing the one before (the same
+    /// version again is a new setting, with a new `shadow_since`), or
     /// (`None`) ends shadowing; with an audit entry (`shadow`, subject
-    /// `model:VERSION` or `model:shadow`) and, on PostgreSQL, the same
-    /// announcement as a promotion. A version not registered is
+    /// `model:VERSION`, the one ending for `None`) and, on PostgreSQL, the
+    /// same announcement as a promotion. A version not registered is
     /// [`StoreError::NotFound`], the production model
     /// [`StoreError::Conflict`]. Returns the shadow model before. Promoting
     /// the shadow model ends its shadowing.

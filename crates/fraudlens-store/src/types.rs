@@ -235,6 +235,10 @@ pub struct ModelEntry {
     /// production: [`crate::Store::set_shadow`]).
     #[serde(default)]
     pub shadow: bool,
+    /// When it was last set as the shadow model (a second setting of the
+    /// same version is a new one: processes that switched it off retry it).
+    #[serde(default)]
+    pub shadow_since: Option<Timestamp>,
 }
 
 impl ModelEntry {

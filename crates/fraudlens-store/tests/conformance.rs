@@ -878,10 +878,34 @@ async fn shadow_models_and_their_scores(backend: Backend) {
         Some("v2")
     );
     assert!(shadows(store.models().await.unwrap()).is_empty());
+    let ended = store.audit("model:v2").await.unwrap();
     assert_eq!(
-        store.audit("model:shadow").await.unwrap()[0].before.as_deref(),
+        (
+            ended.last().unwrap().before.as_deref(),
+            ended.last().unwrap().after.as_deref()
+        ),
+        (Some("v2"), None)
+    );
+    // the promotion of v3 ended its shadowing, in its audit trail
+    assert!(
+        store
+            .audit("model:v3")
+            .await
+            .unwrap()
+            .iter()
+            .any(|entry| entry.action == "shadow" && entry.after.is_none())
+    );
+    // the same version again is a new setting
+    store.set_shadow(Some("v2"), ms(8), "admin").await.unwrap();
+    let since = |models: Vec<ModelEntry>| models.into_iter().find(|m| m.shadow).unwrap().shadow_since;
+    let first = since(store.models().await.unwrap());
+    assert_eq!(
+        store.set_shadow(Some("v2"), ms(9), "admin").await.unwrap().as_deref(),
         Some("v2")
     );
+    let again = since(store.models().await.unwrap());
+    assert_eq!((first, again), (Some(ms(8)), Some(ms(9))));
+    store.set_shadow(None, ms(10), "admin").await.unwrap();
 
     let score = |id: &str, time: i64, value: f64| ShadowScore {
         model_version: "v2".to_owned(),
@@ -897,7 +921,7 @@ async fn shadow_models_and_their_scores(backend: Backend) {
         scored_at: ms(100),
         latency_us: 7,
     };
-    // more rows than one insert statement takes
+    // more rows than one insert statement takes, and a remainder of several powers of two
     let many: Vec<_> = (0..450).map(|i| score(&format!("t{i}"), 1_000 + i, 0.25)).collect();
     store.put_shadow_scores(&many).await.unwrap();
     store.put_shadow_scores(&[]).await.unwrap();

@@ -636,6 +636,10 @@ pub enum ModelsCommand {
     Register {
         /// Model directory.
         dir: PathBuf,
+        /// Upload it to object storage first (`s3://bucket/prefix`, `gs://…`, `az://…`; it lands
+        /// in PREFIX/VERSION) and register that URL [default: artifacts.upload_to]
+        #[arg(long, value_name = "URL")]
+        upload_to: Option<String>,
         /// The store.
         #[command(flatten)]
         store: StoreArg,

@@ -49,6 +49,8 @@ pub struct Config {
     pub drift: fraudlens_model::drift::DriftSettings,
     /// Where `train`, `retrain` and `models compare` log their runs (MLflow).
     pub mlflow: fraudlens_mlflow::MlflowSettings,
+    /// Where model directories are uploaded and downloads cached (object storage).
+    pub artifacts: fraudlens_pipeline::artifacts::ArtifactSettings,
 }
 
 /// `[store]`
@@ -158,7 +160,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "log",
     "security",
     "ingest",
@@ -174,6 +176,7 @@ const SECTIONS: [&str; 15] = [
     "retrain",
     "drift",
     "mlflow",
+    "artifacts",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

@@ -40,6 +40,7 @@ fn run(cli: Cli) -> CliResult {
         config.log.format = format;
     }
     telemetry::init(&config.log, std::io::stderr).usage()?;
+    fraudlens_pipeline::artifacts::configure(&config.artifacts);
     match cli.command {
         Command::Simulate(args) => commands::simulate::run(&config, args),
         Command::Features(args) => commands::features::run(config, args),

@@ -1,10 +1,11 @@
 //! A shadow model on the live traffic it scored: beside each stored
-//! decision, the shadow's verdict on the same feature vector
-//! (`fraudlens models shadow`). Before labels arrive: how often both decided
-//! the same, and how far their flagged sets overlap. Once labels mature:
-//! both models' metrics on exactly the transactions the served model
-//! decided, with the served model's own scores and decisions — what a
-//! promotion would have changed.
+//! decision of the model compared against, the shadow's verdict on the same
+//! feature vector (`fraudlens models shadow`): how often both decided the
+//! same, how far their flagged sets overlap, and on the decisions with
+//! matured labels both models' metrics, the served model's from its own
+//! stored scores and decisions — what a promotion would have changed.
+//! Decisions made by other models in the window are left out (counted), so
+//! the served metrics are one model's.
 
 use std::collections::HashMap;
 
@@ -55,8 +56,14 @@ impl TrafficMetrics {
 /// A shadow model against the served decisions of a window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShadowTraffic {
-    /// Stored decisions of the window the shadow scored.
+    /// The served model: the decisions compared are its own.
+    pub served_by: String,
+    /// Its stored decisions in the window.
+    pub decisions: u64,
+    /// Of them, those the shadow scored (the rest: dropped while it fell behind, or before it was set).
     pub scored: u64,
+    /// Decisions of other models in the window that the shadow scored: left out.
+    pub other_served: u64,
     /// Share of them both models decided the same (approve, review, decline).
     pub agreement: f64,
     /// Flagged (review or decline) by the served model.
@@ -75,11 +82,12 @@ pub struct ShadowTraffic {
     pub shadow: TrafficMetrics,
 }
 
-/// `version`'s shadow scores of `window` beside the stored decisions
-/// (`None`: it scored none there).
+/// `version`'s shadow scores of `window` beside the stored decisions of
+/// `served_by` (`None`: it scored none of them).
 pub async fn shadow_traffic(
     store: &dyn Store,
     version: &str,
+    served_by: &str,
     window: Window,
     matured_before: Timestamp,
 ) -> Result<Option<ShadowTraffic>, RetrainError> {
@@ -92,7 +100,10 @@ pub async fn shadow_traffic(
         .map(|score| (score.transaction_id, (score.score, score.decision)))
         .collect();
     let mut traffic = ShadowTraffic {
+        served_by: served_by.to_owned(),
+        decisions: 0,
         scored: 0,
+        other_served: 0,
         agreement: 0.0,
         flagged_served: 0,
         flagged_shadow: 0,
@@ -110,10 +121,16 @@ pub async fn shadow_traffic(
         if !window.contains(decision.event_time) {
             return Ok(());
         }
+        let own = decision.model_version == served_by;
+        traffic.decisions += u64::from(own);
         // each id once (a decision is stored once; the map's entry goes with it)
         let Some((shadow_score, shadow_decision)) = shadow.remove(&decision.transaction_id) else {
             return Ok(());
         };
+        if !own {
+            traffic.other_served += 1;
+            return Ok(());
+        }
         let (served_flagged, shadow_flagged) = (decision.decision.is_flagged(), shadow_decision.is_flagged());
         traffic.scored += 1;
         traffic.flagged_served += u64::from(served_flagged);

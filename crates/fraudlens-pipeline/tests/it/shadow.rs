@@ -175,3 +175,54 @@ async fn every_pipeline_follows_the_registrys_shadow_and_refuses_one_of_other_in
     watch.stop().await;
     pipeline.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_the_shadow_model_ends_its_shadowing_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store, pipeline) = fixture(Backend::Sqlite, dir.path()).await;
+    pipeline.shadow(Some("flag-all"), None, "test").await.unwrap();
+    // no registry watcher runs: the promotion itself ends it
+    pipeline.promote("flag-all", None, "test").await.unwrap();
+    assert_eq!(pipeline.model().version(), "flag-all");
+    assert!(pipeline.shadow_model().is_none());
+    assert!(store.models().await.unwrap().iter().all(|m| !m.shadow));
+    pipeline.score(&record("after-promotion", "c1", 3.0, 60)).await.unwrap();
+    pipeline.flush_shadow().await;
+    let scores = store
+        .shadow_scores("flag-all", Timestamp::from_millis(0), Timestamp::from_millis(i64::MAX))
+        .await
+        .unwrap();
+    assert!(scores.is_empty(), "the serving model scored beside itself: {scores:?}");
+    pipeline.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickle_of_traffic_gets_its_scores_written_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store, pipeline) = fixture(Backend::Sqlite, dir.path()).await;
+    pipeline.shadow(Some("flag-all"), None, "test").await.unwrap();
+    let stored = || async {
+        store
+            .shadow_scores("flag-all", Timestamp::from_millis(0), Timestamp::from_millis(i64::MAX))
+            .await
+            .unwrap()
+            .len()
+    };
+    // a decision every 300 ms, never a second of silence: the first scores are written meanwhile
+    let started = Instant::now();
+    let mut idx = 0;
+    while stored().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no score written after {idx} decisions in 20 s"
+        );
+        pipeline
+            .score(&record(&format!("trickle-{idx}"), "c2", 4.0, 600 + idx))
+            .await
+            .unwrap();
+        idx += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(idx >= 1);
+    pipeline.shutdown().await.unwrap();
+}

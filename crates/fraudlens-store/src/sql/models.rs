@@ -78,7 +78,8 @@ where
     pub(super) async fn all_models(&self) -> Result<Vec<ModelEntry>> {
         let rows = sqlx::query(
             "SELECT m.version, m.path, m.stage, m.summary, m.feature_names, m.registered_at, m.promoted_at, \
-             m.digest, s.version AS shadow FROM models m LEFT JOIN model_shadow s ON s.version = m.version \
+             m.digest, s.version AS shadow, s.since AS shadow_since FROM models m \
+             LEFT JOIN model_shadow s ON s.version = m.version \
              ORDER BY m.registered_at DESC, m.version DESC",
         )
         .fetch_all(&self.pool)
@@ -94,10 +95,29 @@ where
             .fetch_optional(&mut *tx)
             .await?;
         // a shadow model promoted stops shadowing: it serves
-        sqlx::query("DELETE FROM model_shadow WHERE version = $1")
+        let unshadowed: Option<String> = sqlx::query_scalar("SELECT version FROM model_shadow WHERE version = $1")
             .bind(version)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+        if unshadowed.is_some() {
+            sqlx::query("DELETE FROM model_shadow WHERE version = $1")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            Self::audit_in(
+                &mut tx,
+                &AuditEntry {
+                    at,
+                    actor: actor.to_owned(),
+                    action: "shadow".to_owned(),
+                    subject: format!("model:{version}"),
+                    before: Some(version.to_owned()),
+                    after: None,
+                    note: Some("promoted: it serves now".to_owned()),
+                },
+            )
+            .await?;
+        }
         sqlx::query("UPDATE models SET stage = 'archived' WHERE stage = 'production' AND version <> $1")
             .bind(version)
             .execute(&mut *tx)
@@ -105,7 +125,7 @@ where
         let row = sqlx::query(
             "UPDATE models SET stage = 'production', promoted_at = $1 WHERE version = $2 \
              RETURNING version, path, stage, summary, feature_names, registered_at, promoted_at, digest, \
-             NULL AS shadow",
+             NULL AS shadow, CAST(NULL AS BIGINT) AS shadow_since",
         )
         .bind(at.as_millis())
         .bind(version)
@@ -151,6 +171,9 @@ where
                 .map(Timestamp::from_millis),
             digest: row.try_get("digest")?,
             shadow: row.try_get::<Option<String>, _>("shadow")?.is_some(),
+            shadow_since: row
+                .try_get::<Option<i64>, _>("shadow_since")?
+                .map(Timestamp::from_millis),
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::vocabulary::parse;
 use crate::*;
 
 /// Rows per insert statement (8 parameters each: well under both backends' limits).
-const ROWS_PER_INSERT: usize = 200;
+const ROWS_PER_INSERT: usize = 256;
 
 impl<DB> SqlStore<DB>
 where
@@ -53,9 +53,10 @@ where
                 Some(_) => {}
             }
         }
-        if before.as_deref() == version {
-            return Ok(before);
+        if before.is_none() && version.is_none() {
+            return Ok(None);
         }
+        // the same version again is a new setting (its `since`): processes that switched it off retry it
         sqlx::query("DELETE FROM model_shadow WHERE slot = 1")
             .execute(&mut *tx)
             .await?;
@@ -73,7 +74,8 @@ where
                 at,
                 actor: actor.to_owned(),
                 action: "shadow".to_owned(),
-                subject: format!("model:{}", version.unwrap_or("shadow")),
+                // the model that starts shadowing, or the one that stops
+                subject: format!("model:{}", version.or(before.as_deref()).unwrap_or_default()),
                 before: before.clone(),
                 after: version.map(str::to_owned),
                 note: None,
@@ -96,7 +98,16 @@ where
             return Ok(());
         }
         let mut tx = DB::begin_write(&self.pool).await?;
-        for chunk in scores.chunks(ROWS_PER_INSERT) {
+        let mut rest = scores;
+        while !rest.is_empty() {
+            // chunks of ROWS_PER_INSERT, then powers of two: a handful of statement texts, each cached once
+            let size = if rest.len() >= ROWS_PER_INSERT {
+                ROWS_PER_INSERT
+            } else {
+                1 << rest.len().ilog2()
+            };
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
             let mut sql = String::from(
                 "INSERT INTO shadow_scores (model_version, transaction_id, event_time, score, probability, decision, \
                  scored_at, latency_us) VALUES ",
@@ -119,6 +130,7 @@ where
                 ));
             }
             sql.push_str(" ON CONFLICT (model_version, transaction_id) DO NOTHING");
+            // numbered placeholders only, built here
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
             for score in chunk {
                 query = query

@@ -119,13 +119,33 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
     let tracking = super::tracking::client(config)?;
     block_on(async move {
         match command {
-            ModelsCommand::Register { dir, store } => {
-                let model = load_model(config, &dir)?;
+            ModelsCommand::Register { dir, upload_to, store } => {
+                let upload_to = upload_to.or_else(|| config.artifacts.upload_to.clone());
+                if let Some(base) = upload_to
+                    .as_ref()
+                    .filter(|base| !fraudlens_pipeline::artifacts::is_remote(base))
+                {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "--upload-to (artifacts.upload_to) takes an object store's URL (s3://, gs://, az://), not {base:?}"
+                    )));
+                }
+                let mut model = load_model(config, &dir)?;
+                if let Some(base) = upload_to {
+                    let url = fraudlens_pipeline::artifacts::upload(&dir, &base, model.version())
+                        .await
+                        .context("uploading the model")?;
+                    eprintln!("uploaded {} to {url}", dir.display());
+                    model.origin = Some(url);
+                }
                 let store = open_store(config, &store_url(config, &store)).await?;
                 registry::register(store.as_ref(), &model)
                     .await
                     .map_err(|error| registry_failure(error, "registering"))?;
-                eprintln!("registered {} ({}) as staging", model.version(), dir.display());
+                eprintln!(
+                    "registered {} ({}) as staging",
+                    model.version(),
+                    model.origin.clone().unwrap_or_else(|| dir.display().to_string())
+                );
                 println!("{}", model.version());
                 aliases(
                     tracking.as_ref(),
@@ -137,7 +157,7 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
             ModelsCommand::List { store } => {
                 let store = open_store(config, &store_url(config, &store)).await?;
                 println!(
-                    "{:<24} {:<11} {:<26} {:<40} latest comparison",
+                    "{:<24} {:<14} {:<26} {:<40} latest comparison",
                     "version", "stage", "registered", "path"
                 );
                 for model in store.models().await.context("listing models")? {
@@ -149,10 +169,10 @@ pub fn models(config: &Config, command: ModelsCommand) -> CliResult {
                         .map(|entry| super::lifecycle::comparison_brief(entry, config.retrain.primary_metric))
                         .unwrap_or_else(|| "-".to_owned());
                     println!(
-                        "{:<24} {:<11} {:<26} {:<40} {}",
+                        "{:<24} {:<14} {:<26} {:<40} {}",
                         model.version,
                         if model.shadow {
-                            "shadow".to_owned()
+                            format!("{}+shadow", model.stage)
                         } else {
                             model.stage.to_string()
                         },

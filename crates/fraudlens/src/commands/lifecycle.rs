@@ -543,9 +543,16 @@ pub fn render_comparison(report: &CompareReport) -> String {
 fn render_shadow(candidate: &str, traffic: &ShadowTraffic) -> String {
     let ratio = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.4}"));
     let mut out = format!(
-        "as shadow: {candidate} scored {} live decisions here; same decision on {:.1} %; flagged: served {}, \
-         shadow {}, both {} (overlap {})\n",
+        "as shadow: {candidate} scored {} of the {} live decisions of {} here{}; same decision on {:.1} %; \
+         flagged: served {}, shadow {}, both {} (overlap {})\n",
         traffic.scored,
+        traffic.decisions,
+        traffic.served_by,
+        if traffic.other_served > 0 {
+            format!(" ({} decisions of other models left out)", traffic.other_served)
+        } else {
+            String::new()
+        },
         traffic.agreement * 100.0,
         traffic.flagged_served,
         traffic.flagged_shadow,

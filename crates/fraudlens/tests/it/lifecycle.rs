@@ -635,7 +635,7 @@ async fn a_shadow_model_scores_beside_production_and_a_failing_one_fails_nothing
     assert!(
         listed
             .lines()
-            .any(|line| line.starts_with(&shadow) && line.contains(" shadow ")),
+            .any(|line| line.starts_with(&shadow) && line.contains(" staging+shadow ")),
         "{listed}"
     );
     shadowing(&client, &server, &service, &shadow).await;
@@ -751,6 +751,26 @@ async fn a_shadow_model_scores_beside_production_and_a_failing_one_fails_nothing
     );
     assert_eq!(metric(&metrics, "fraudlens_shadow_scored_total"), 0.0, "{metrics}");
     assert!(server.log().contains("switched off"), "{}", server.log());
+    // set again: the server tries it again (and switches it off again)
+    ok(path, &["models", "shadow", &shadow, "--database", &db.url]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = crate::serve::post(
+        &client,
+        &server.url("/api/v1/transactions/batch"),
+        &service,
+        &Value::Array(renamed("again", 150)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&server.metrics().await, "fraudlens_shadow_switched_off_total") < 2.0 {
+        assert!(Instant::now() < deadline, "{}", server.metrics().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&server.metrics().await, "fraudlens_shadow_errors_total{kind=\"panic\"}"),
+        200.0
+    );
     assert_eq!(server.terminate(), 0);
 
     // a slow shadow: requests are answered long before it has scored them

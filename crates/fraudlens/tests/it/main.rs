@@ -12,6 +12,7 @@ mod hardening;
 mod lifecycle;
 mod mlflow;
 mod model;
+mod objects;
 mod rows;
 mod security;
 mod serve;

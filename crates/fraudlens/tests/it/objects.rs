@@ -1,0 +1,175 @@
+//! Models on object storage through the real binary, against a real
+//! S3-compatible server (`FRAUDLENS_TEST_S3`, moto, started by `scripts/s3`):
+//! `models register --upload-to s3://…` uploads the directory and registers
+//! its URL; `serve` downloads it, verifies it and serves it; a promotion to
+//! a model whose objects were tampered with or removed is refused, and the
+//! current model keeps serving.
+
+use std::path::Path;
+
+use fraudlens_testkit::{Backend, TestDb};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::model::trained;
+use crate::serve::{Server, get, key, post, transactions};
+use crate::{fraudlens, ok};
+
+fn endpoint() -> String {
+    std::env::var("FRAUDLENS_TEST_S3")
+        .expect("FRAUDLENS_TEST_S3: run through scripts/test, or `source scripts/s3` first")
+}
+
+/// A new bucket on the test server (moto takes unsigned requests).
+async fn bucket() -> String {
+    let name = format!("models-{}", std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos());
+    let response = reqwest::Client::new()
+        .put(format!("{}/{name}", endpoint()))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    name
+}
+
+/// Writes `bytes` over an object (or, `None`, deletes it), as the owner of
+/// the bucket (moto checks who, not the signature).
+async fn tamper(bucket: &str, key: &str, bytes: Option<&'static [u8]>) {
+    let url = format!("{}/{bucket}/{key}", endpoint());
+    let client = reqwest::Client::new();
+    let request = match bytes {
+        Some(bytes) => client.put(url).body(bytes),
+        None => client.delete(url),
+    };
+    let response = request
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+fn train(dir: &Path, out: &str, trees: &str) -> String {
+    let data = trained().data();
+    ok(
+        dir,
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--train-to",
+            "2026-02-05",
+            "--trees",
+            trees,
+            "--out",
+            out,
+        ],
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("model.json")).unwrap()).unwrap();
+    manifest["model_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_on_s3_are_uploaded_downloaded_verified_and_refused_when_tampered_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let bucket = bucket().await;
+    let cache = path.join("cache");
+    let endpoint = endpoint();
+    let env = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("FRAUDLENS_ARTIFACTS__CACHE_DIR", cache.to_str().unwrap()),
+    ];
+    let first = train(path, "first", "5");
+    let second = train(path, "second", "8");
+    let third = train(path, "third", "3");
+    let base = format!("s3://{bucket}/fraudlens");
+    for dir in ["first", "second", "third"] {
+        let run = fraudlens(
+            path,
+            &["models", "register", dir, "--upload-to", &base, "--database", &db.url],
+            &env,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("uploaded {dir} to {base}/")),
+            "{}",
+            run.stderr
+        );
+    }
+    let listed = ok(path, &["models", "list", "--database", &db.url]).stdout;
+    assert!(listed.contains(&format!("{base}/{first}")), "{listed}");
+    // the local directories go: what serves comes from the bucket
+    for dir in ["first", "second", "third"] {
+        std::fs::remove_dir_all(path.join(dir)).unwrap();
+    }
+    let run = fraudlens(path, &["models", "promote", &first, "--database", &db.url], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let server = Server::start_with(path, &db.url, None, &env);
+    let (service, admin) = (key(path, &db.url, "service"), key(path, &db.url, "admin"));
+    let client = reqwest::Client::new();
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    assert_eq!(info["version"], first.as_str());
+    let tx = &transactions(1)[0];
+    let (status, decision) = post(&client, &server.url("/api/v1/transactions"), &service, tx).await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["model_version"], first.as_str());
+
+    // an object changed in the bucket: its checksum fails, the promotion is refused
+    tamper(
+        &bucket,
+        &format!("fraudlens/{second}/trees.json"),
+        Some(b"{\"tampered\": true}"),
+    )
+    .await;
+    let promote = |version: String| {
+        let (client, admin, url) = (
+            client.clone(),
+            admin.clone(),
+            server.url(&format!("/api/v1/models/{version}/promote")),
+        );
+        async move { post(&client, &url, &admin, &Value::Null).await }
+    };
+    let (status, body) = promote(second.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("checksum"), "{body}");
+    // an object missing: refused too, naming it
+    tamper(&bucket, &format!("fraudlens/{third}/model.json"), None).await;
+    let (status, body) = promote(third.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("model.json"), "{body}");
+    let run = fraudlens(path, &["models", "promote", &third, "--database", &db.url], &env);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    // the current model kept serving throughout
+    let (_, info) = get(&client, &server.url("/model/info"), &service).await;
+    assert_eq!(info["version"], first.as_str());
+    let tx = &transactions(2)[0];
+    let (status, decision) = post(&client, &server.url("/api/v1/transactions"), &service, tx).await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["model_version"], first.as_str());
+    // no credentials: a clear error, and nothing uploaded
+    let run = fraudlens(
+        path,
+        &[
+            "models",
+            "register",
+            "nowhere",
+            "--upload-to",
+            "ftp://x/y",
+            "--database",
+            &db.url,
+        ],
+        &env,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(server.terminate(), 0);
+}
