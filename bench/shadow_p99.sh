@@ -24,7 +24,8 @@
 # - per run: the shadow's scored and dropped rows (/metrics deltas; scored counted after the
 #   queue drained), the decisions stored, the CPU of the server and of its shadow thread, the CPU
 #   of the whole machine over the run (busy_cpu_s, of 2 x duration; minus the server's: wrk and any
-#   other work), and how long the run waited for idle CPUs before it (idle_wait_s; "busy": never).
+#   other work), the decision commits during the run and how many took over 25 and 50 ms
+#   (store_commit_duration_seconds), and how long the run waited for idle CPUs before it (idle_wait_s; "busy": never).
 set -euo pipefail
 source "$(dirname "$0")/serve/common.sh"   # cd to the checkout, WORK, BIN, MODEL, TRAFFIC, result, ...
 DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"; PAUSE_MS="${PAUSE_MS:-5}"; RUNS="${RUNS:-3}"
@@ -78,7 +79,8 @@ kill -0 "$PID" 2>/dev/null || { echo "fraudlens did not start:" >&2; cat "$OUT/f
 SHADOW_VERSION="$(cli models register "$SHADOW_MODEL")"
 echo "production $(curl -s -H "X-API-Key: $KEY" "$BASE/model/info" | jq -r .version), shadow candidate $SHADOW_VERSION" >&2
 
-# the server's counters: one scrape → "decisions scored dropped errors skipped write_failures"
+# the server's counters: one scrape → "decisions scored dropped errors skipped write_failures
+# commits commits_over_25ms commits_over_50ms" (commits: of decisions, BEGIN IMMEDIATE's wait included)
 counters() {
   curl -s "$BASE/metrics" | awk '
     /^fraud_predictions_total/ { d += $2 }
@@ -87,7 +89,10 @@ counters() {
     /^fraudlens_shadow_errors_total/ { e += $2 }
     /^fraudlens_shadow_skipped_total/ { k += $2 }
     /^fraudlens_shadow_write_failures_total/ { w += $2 }
-    END { printf "%d %d %d %d %d %d\n", d, s, x, e, k, w }'
+    /^store_commit_duration_seconds_count/ { c += $2 }
+    /^store_commit_duration_seconds_bucket/ && /le="0.025"/ { c25 += $2 }
+    /^store_commit_duration_seconds_bucket/ && /le="0.05"/ { c50 += $2 }
+    END { printf "%d %d %d %d %d %d %d %d %d\n", d, s, x, e, k, w, c, c - c25, c - c50 }'
 }
 # CPU ticks of the shadow thread (0 before it exists)
 shadow_tid() { grep -l '^fraudlens-shad' /proc/"$PID"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5; }
@@ -145,7 +150,7 @@ set_mode on; load full 3s /dev/null; quiet >/dev/null
 set_mode off; quiet >/dev/null
 
 RAW="$OUT/runs.tsv"
-printf 'round\tlevel\tmode\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tdecisions\tscored\tdropped\tshadow_errors\tskipped\twrite_failures\tserver_cpu_s\tshadow_cpu_s\tbusy_cpu_s\tdrain_s\tidle_wait_s\tload1\n' > "$RAW"
+printf 'round\tlevel\tmode\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tdecisions\tscored\tdropped\tshadow_errors\tskipped\twrite_failures\tserver_cpu_s\tshadow_cpu_s\tbusy_cpu_s\tcommits\tcommits_25ms\tcommits_50ms\tdrain_s\tidle_wait_s\tload1\n' > "$RAW"
 for round in $(seq 1 "$RUNS"); do
   if [ $((round % 2)) = 1 ]; then order="off on"; else order="on off"; fi
   for level in full half; do
@@ -154,19 +159,19 @@ for round in $(seq 1 "$RUNS"); do
       quiet >/dev/null
       waited="$(wait_for_idle)"
       load1="$(cut -d' ' -f1 /proc/loadavg)"
-      read -r d0 s0 x0 e0 k0 w0 < <(counters)
+      read -r d0 s0 x0 e0 k0 w0 m0 m25_0 m50_0 < <(counters)
       c0="$(cpu_ticks "$PID")"; t0="$(shadow_ticks)"; b0="$(busy_ticks)"
       file="$OUT/wrk-$round-$level-$mode.txt"
       load "$level" "$DURATION" "$file"
-      c1="$(cpu_ticks "$PID")"; b1="$(busy_ticks)"; read -r _ _ x1 _ _ _ < <(counters)
+      c1="$(cpu_ticks "$PID")"; b1="$(busy_ticks)"; read -r _ _ x1 _ _ _ m1 m25_1 m50_1 < <(counters)
       drain="$(quiet)"   # the shadow finishes what it queued during the run
-      read -r d1 s1 _ e1 k1 w1 < <(counters)
+      read -r d1 s1 _ e1 k1 w1 _ _ _ < <(counters)
       t1="$(shadow_ticks)"
       r="$(result "$file")"
       read -r rps p50 p99 non2xx sockerr <<<"$r"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n' \
         "$round" "$level" "$mode" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" $((d1 - d0)) $((s1 - s0)) $((x1 - x0)) \
-        $((e1 - e0)) $((k1 - k0)) $((w1 - w0)) "$(secs "$c0" "$c1")" "$(secs "$t0" "$t1")" "$(secs "$b0" "$b1")" "$drain" "$waited" "$load1" >> "$RAW"
+        $((e1 - e0)) $((k1 - k0)) $((w1 - w0)) "$(secs "$c0" "$c1")" "$(secs "$t0" "$t1")" "$(secs "$b0" "$b1")" $((m1 - m0)) $((m25_1 - m25_0)) $((m50_1 - m50_0)) "$drain" "$waited" "$load1" >> "$RAW"
       echo "  round $round $level shadow=$mode: $r (idle wait $waited, decisions $((d1 - d0)), shadow scored $((s1 - s0)), dropped $((x1 - x0)))" >&2
     done
   done
@@ -196,7 +201,7 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 med = lambda xs: statistics.median(float(x) for x in xs)
 print(f"{'level':<6} {'shadow':<6} {'req/s':>8} {'p50_ms':>7} {'p99_ms':>7}  {'p99_ms of each run':<24} "
-      f"{'decisions':>10} {'scored':>9} {'dropped':>8} {'server_cpu_s':>12} {'shadow_cpu_s':>12} {'busy_cpu_s':>10}")
+      f"{'decisions':>10} {'scored':>9} {'dropped':>8} {'server_cpu_s':>12} {'shadow_cpu_s':>12} {'busy_cpu_s':>10} {'commits':>8} {'>25ms':>5} {'>50ms':>5}")
 for level in ("full", "half"):
     for mode in ("off", "on"):
         rs = [r for r in rows if r["level"] == level and r["mode"] == mode]
@@ -206,8 +211,9 @@ for level in ("full", "half"):
               f"{med(r['p99_ms'] for r in rs):>7.2f}  {' '.join(r['p99_ms'] for r in rs):<24} "
               f"{sum(int(r['decisions']) for r in rs):>10} {sum(int(r['scored']) for r in rs):>9} "
               f"{sum(int(r['dropped']) for r in rs):>8} {med(r['server_cpu_s'] for r in rs):>12.2f} "
-              f"{med(r['shadow_cpu_s'] for r in rs):>12.2f} {med(r['busy_cpu_s'] for r in rs):>10.2f}")
-print("(decisions, scored, dropped: totals over the runs; CPU: medians per run)")
+              f"{med(r['shadow_cpu_s'] for r in rs):>12.2f} {med(r['busy_cpu_s'] for r in rs):>10.2f} "
+              f"{sum(int(r['commits']) for r in rs):>8} {sum(int(r['commits_25ms']) for r in rs):>5} {sum(int(r['commits_50ms']) for r in rs):>5}")
+print("(decisions, scored, dropped, commits: totals over the runs; CPU: medians per run)")
 PY
   echo
   echo "server log: $(awk '$2 == "WARN" || $2 == "ERROR"' "$OUT/fraudlens.log" | wc -l) warnings/errors"

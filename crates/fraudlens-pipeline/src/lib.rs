@@ -31,7 +31,9 @@
 //! Modules, each one concept of [`Pipeline`]: `admission` (new or repeated
 //! id: idempotency, racing requests, fingerprints, the stash of unwritten
 //! decisions), `scoring` (the decision records and their write), `writer`
-//! (group commit), `drift` (the live drift of the last decisions), `shards`
+//! (group commit), `drift` (the live drift of the last decisions), `shadow`
+//! (the shadow model), [`outcomes`] (the rolling precision of flagged
+//! decisions), [`artifacts`] (models on object storage), `shards`
 //! (entity-state shards and their lifecycle),
 //! `state` (restore and snapshot), `labels`, [`registry`] (register, promote,
 //! roll back models), [`retrain`] (rows from the stored decisions, champion/challenger
@@ -44,6 +46,7 @@ pub mod drift;
 mod events;
 mod labels;
 mod model;
+pub mod outcomes;
 pub mod registry;
 pub mod retrain;
 mod rows;
@@ -294,6 +297,7 @@ impl Pipeline {
             shadow: shadow::Shadow::start(store.clone()),
             config,
         });
+        outcomes::start(&pipeline);
         if let Some(shared) = pipeline.config.shared_state.clone() {
             let _ = pipeline.admitter.set(shared::start_admitter(&pipeline, shared.clone()));
             pipeline.ensure_shared_built(&shared).await?;

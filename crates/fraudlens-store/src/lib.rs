@@ -238,6 +238,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`ModelChange::Reconnected`]).
     async fn model_changes(&self) -> Result<Option<ModelChanges>>;
 
+    /// The labels of the flagged decisions stored after sequence number
+    /// `after_seq` (a range of the primary key: cheap on any size).
+    async fn flagged_outcomes(&self, after_seq: i64) -> Result<FlaggedOutcomes>;
+
     /// Makes `version` the shadow model, replacing the one before (the same
     /// version again is a new setting, with a new `shadow_since`), or
     /// (`None`) ends shadowing; with an audit entry (`shadow`, subject

@@ -265,6 +265,25 @@ pub struct NewComparison {
     pub report: String,
 }
 
+/// The labels of the flagged (review, decline) decisions among the latest stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlaggedOutcomes {
+    /// Flagged decisions.
+    pub flagged: u64,
+    /// Of them, labelled fraud (confirmed by a review, or a chargeback).
+    pub fraud: u64,
+    /// Of them, labelled legitimate (a false positive).
+    pub legit: u64,
+}
+
+impl FlaggedOutcomes {
+    /// The share of the labelled flagged decisions that were fraud (`None`: none labelled).
+    pub fn precision(&self) -> Option<f64> {
+        let labelled = self.fraud + self.legit;
+        (labelled > 0).then(|| self.fraud as f64 / labelled as f64)
+    }
+}
+
 /// A shadow model's verdict on one stored decision (its feature vector, as
 /// the production model read it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -943,6 +943,45 @@ async fn shadow_models_and_their_scores(backend: Backend) {
     assert!(store.shadow_scores("v3", ms(0), ms(5_000)).await.unwrap().is_empty());
 }
 
+/// The labels of the latest flagged decisions: the precision of what was flagged.
+async fn flagged_outcomes_count_the_labels_of_flagged_decisions(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    assert_eq!(store.flagged_outcomes(0).await.unwrap(), FlaggedOutcomes::default());
+    let batch = vec![
+        decision("f1", 0.95, 1, "c"),
+        decision("f2", 0.6, 2, "c"),
+        decision("f3", 0.7, 3, "c"),
+        decision("f4", 0.8, 4, "c"),
+        decision("a1", 0.1, 5, "c"),
+    ];
+    store.put_decisions(&batch).await.unwrap();
+    let label = |id: &str, label: Label| NewLabel {
+        transaction_id: id.to_owned(),
+        label,
+        source: "chargeback".to_owned(),
+        actor: "test".to_owned(),
+        at: ms(10),
+    };
+    store
+        .put_labels(&[
+            label("f1", Label::Fraud),
+            label("f2", Label::Fraud),
+            label("f3", Label::Legit),
+            label("a1", Label::Fraud),
+        ])
+        .await
+        .unwrap();
+    let all = store.flagged_outcomes(0).await.unwrap();
+    assert_eq!((all.flagged, all.fraud, all.legit), (4, 2, 1));
+    assert_eq!(all.precision(), Some(2.0 / 3.0));
+    // after the first two stored: f3 (legit) and f4 (unlabelled)
+    let rows = store.transactions_after(0, 10, None).await.unwrap();
+    let later = store.flagged_outcomes(rows[1].seq).await.unwrap();
+    assert_eq!((later.flagged, later.fraud, later.legit), (2, 0, 1));
+    assert_eq!(later.precision(), Some(0.0));
+}
+
 macro_rules! suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -979,6 +1018,7 @@ suite!(
     a_rebuild_finds_where_the_recent_rows_start,
     comparisons_are_recorded_and_audited,
     shadow_models_and_their_scores,
+    flagged_outcomes_count_the_labels_of_flagged_decisions,
 );
 
 #[tokio::test]

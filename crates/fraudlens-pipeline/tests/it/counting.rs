@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fraudlens_core::Timestamp;
 use fraudlens_store::{
-    AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, LabelEntry, ModelChanges, ModelEntry,
-    NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest,
+    AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, FlaggedOutcomes, LabelEntry, ModelChanges,
+    ModelEntry, NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest,
     ShadowScore, Store, StoredDeadLetter, StoredDecision,
 };
 
@@ -130,6 +130,9 @@ impl Store for CountingStore {
     }
     async fn comparisons(&self, candidate: Option<&str>, limit: u32) -> Result<Vec<ComparisonEntry>> {
         self.inner.comparisons(candidate, limit).await
+    }
+    async fn flagged_outcomes(&self, after_seq: i64) -> Result<FlaggedOutcomes> {
+        self.inner.flagged_outcomes(after_seq).await
     }
     async fn set_shadow(&self, version: Option<&str>, at: Timestamp, actor: &str) -> Result<Option<String>> {
         self.inner.set_shadow(version, at, actor).await

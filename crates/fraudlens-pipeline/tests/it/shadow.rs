@@ -226,3 +226,41 @@ async fn a_trickle_of_traffic_gets_its_scores_written_within_seconds() {
     assert!(idx >= 1);
     pipeline.shutdown().await.unwrap();
 }
+
+/// The rolling precision of flagged decisions (issue 16, item 4), here with
+/// a production model that flags everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_precision_of_flagged_decisions_follows_the_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store, pipeline) = fixture(Backend::Sqlite, dir.path()).await;
+    pipeline.promote("flag-all", None, "test").await.unwrap();
+    for idx in 0..6 {
+        pipeline
+            .score(&record(&format!("flagged-{idx}"), "c3", 7.0, 1_200 + idx))
+            .await
+            .unwrap();
+    }
+    let outcomes = pipeline.flagged_outcomes().await.unwrap();
+    assert_eq!((outcomes.flagged, outcomes.precision()), (6, None));
+    let label = |id: &str, label| fraudlens_store::NewLabel {
+        transaction_id: id.to_owned(),
+        label,
+        source: "review".to_owned(),
+        actor: "analyst".to_owned(),
+        at: fraudlens_pipeline::now(),
+    };
+    use fraudlens_core::Label::{Fraud, Legit};
+    store
+        .put_labels(&[
+            label("flagged-0", Fraud),
+            label("flagged-1", Fraud),
+            label("flagged-2", Fraud),
+            label("flagged-3", Legit),
+        ])
+        .await
+        .unwrap();
+    let outcomes = pipeline.flagged_outcomes().await.unwrap();
+    assert_eq!((outcomes.flagged, outcomes.fraud, outcomes.legit), (6, 3, 1));
+    assert_eq!(outcomes.precision(), Some(0.75));
+    pipeline.shutdown().await.unwrap();
+}

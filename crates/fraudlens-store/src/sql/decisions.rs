@@ -168,6 +168,27 @@ where
         Ok(seq)
     }
 
+    /// [`Store::flagged_outcomes`].
+    pub(super) async fn count_flagged_outcomes(&self, after_seq: i64) -> Result<FlaggedOutcomes> {
+        let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
+            "SELECT label, COUNT(*) FROM transactions WHERE seq > $1 AND decision <> 'approve' GROUP BY label",
+        )
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut outcomes = FlaggedOutcomes::default();
+        for (label, count) in rows {
+            let count = u64::try_from(count).unwrap_or(0);
+            outcomes.flagged += count;
+            match label.as_deref().map(crate::vocabulary::parse_label).transpose()? {
+                Some(fraudlens_core::Label::Fraud) => outcomes.fraud += count,
+                Some(fraudlens_core::Label::Legit) => outcomes.legit += count,
+                None => {}
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// [`Store::count_transactions`].
     pub(super) async fn count_decisions(&self) -> Result<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")

@@ -194,6 +194,10 @@ where
         DB::model_changes(&self.pool).await
     }
 
+    async fn flagged_outcomes(&self, after_seq: i64) -> Result<FlaggedOutcomes> {
+        self.count_flagged_outcomes(after_seq).await
+    }
+
     async fn set_shadow(&self, version: Option<&str>, at: Timestamp, actor: &str) -> Result<Option<String>> {
         self.change_shadow(version, at, actor).await
     }

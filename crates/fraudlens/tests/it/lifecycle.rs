@@ -132,6 +132,12 @@ async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backen
         "{metrics}"
     );
     assert!(metrics.contains("fraudlens_score_psi "), "{metrics}");
+    // the rolling precision of flagged decisions is published from the start
+    assert!(metrics.contains("fraudlens_review_precision "), "{metrics}");
+    assert!(
+        metrics.contains("fraudlens_flagged_decisions{label=\"unlabelled\"}"),
+        "{metrics}"
+    );
 
     // a refused margin is a usage error, before anything is read
     let run = fraudlens(
