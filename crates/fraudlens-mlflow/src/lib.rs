@@ -552,6 +552,22 @@ impl Client {
         Ok(())
     }
 
+    /// Points `champion`, `challenger` and `shadow` at the registered
+    /// versions of the fraudlens models holding those roles ([`Self::sync_aliases`]).
+    pub async fn follow_roles(
+        &self,
+        production: Option<&str>,
+        challenger: Option<&str>,
+        shadow: Option<&str>,
+    ) -> Result<(), MlflowError> {
+        self.sync_aliases(&[
+            (alias::CHAMPION, production),
+            (alias::CHALLENGER, challenger),
+            (alias::SHADOW, shadow),
+        ])
+        .await
+    }
+
     /// A run as the server returns it (`runs/get`).
     pub async fn run(&self, run_id: &str) -> Result<Value, MlflowError> {
         self.get("runs/get", &[("run_id", run_id)]).await

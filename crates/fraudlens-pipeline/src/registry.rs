@@ -265,6 +265,41 @@ fn check_shadow(production: &ServingModel, model: &ServingModel) -> Result<(), R
     Ok(())
 }
 
+/// Who holds which role in the registry now: the production model, the
+/// latest compared candidate that is not in production (the challenger),
+/// and the shadow model (what MLflow's aliases follow).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// The production model.
+    pub production: Option<String>,
+    /// The candidate of the latest comparison, unless it is in production.
+    pub challenger: Option<String>,
+    /// The shadow model.
+    pub shadow: Option<String>,
+}
+
+/// The registry's [`Roles`] now.
+pub async fn roles(store: &dyn Store) -> Result<Roles, RegistryError> {
+    let models = store.models().await?;
+    let production = models
+        .iter()
+        .find(|m| m.stage == ModelStage::Production)
+        .map(|m| m.version.clone());
+    let shadow = models.iter().find(|m| m.shadow).map(|m| m.version.clone());
+    let challenger = store
+        .comparisons(None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|entry| entry.comparison.candidate)
+        .filter(|candidate| Some(candidate) != production.as_ref());
+    Ok(Roles {
+        production,
+        challenger,
+        shadow,
+    })
+}
+
 /// Where a rollback goes: from the production model (if any) to the model
 /// most recently in production before it.
 #[derive(Clone, Debug, PartialEq, Eq)]

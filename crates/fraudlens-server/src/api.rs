@@ -869,7 +869,35 @@ pub async fn promote(
         .promote(&version, state.config.card_hash_key.as_ref(), &caller.actor())
         .await
         .map_err(ApiError::from)?;
+    follow_in_mlflow(&state);
     Ok(Json(model_info(&model, state.pipeline.shadow_model().as_deref())))
+}
+
+/// With an MLflow server configured, points its aliases at the registry's
+/// roles, in the background (a failure is logged and counted:
+/// `fraudlens_mlflow_sync_failures_total`; the registry changed all the same).
+fn follow_in_mlflow(state: &Arc<AppState>) {
+    let Some(client) = state.config.mlflow.clone() else {
+        return;
+    };
+    let store = state.pipeline.store().clone();
+    tokio::spawn(async move {
+        let synced = match fraudlens_pipeline::registry::roles(store.as_ref()).await {
+            Ok(roles) => client
+                .follow_roles(
+                    roles.production.as_deref(),
+                    roles.challenger.as_deref(),
+                    roles.shadow.as_deref(),
+                )
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = synced {
+            metrics::counter!("fraudlens_mlflow_sync_failures_total").increment(1);
+            tracing::error!(%error, "the MLflow aliases do not follow the registry's change");
+        }
+    });
 }
 
 /// The shadow model after a change.
@@ -901,6 +929,7 @@ pub async fn shadow(
         .shadow(Some(&version), state.config.card_hash_key.as_ref(), &caller.actor())
         .await
         .map_err(ApiError::from)?;
+    follow_in_mlflow(&state);
     Ok(Json(ShadowInfo {
         version: Some(version),
         before,
@@ -920,5 +949,6 @@ pub async fn end_shadow(
         .shadow(None, state.config.card_hash_key.as_ref(), &caller.actor())
         .await
         .map_err(ApiError::from)?;
+    follow_in_mlflow(&state);
     Ok(Json(ShadowInfo { version: None, before }))
 }

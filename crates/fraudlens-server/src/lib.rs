@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// Transactions being scored at once across all scoring requests; a
     /// request that would go over gets 503 with `Retry-After` at once.
     pub max_transactions_in_flight: usize,
+    /// The MLflow tracking server whose aliases follow promotions and shadow
+    /// changes made through this API (`None`: none configured).
+    pub mlflow: Option<fraudlens_mlflow::Client>,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             card_hash_key: None,
             max_transactions_in_flight: 16_384,
+            mlflow: None,
         }
     }
 }

@@ -99,6 +99,7 @@ impl ServeSettings {
             cors_origins: self.cors_origins.clone(),
             card_hash_key,
             max_transactions_in_flight: self.max_transactions_in_flight,
+            mlflow: None,
         }
     }
 

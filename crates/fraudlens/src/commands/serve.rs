@@ -85,7 +85,10 @@ pub async fn serve(
     .context("starting the scoring pipeline")?;
     let state = AppState::new(
         pipeline.clone(),
-        serve.server_config(config.security.card_hash_key.clone()),
+        fraudlens_server::ServerConfig {
+            mlflow: super::tracking::client(config)?,
+            ..serve.server_config(config.security.card_hash_key.clone())
+        },
     );
     let listen = args.listen.as_deref().unwrap_or(&serve.listen);
     let listener = tokio::net::TcpListener::bind(listen)

@@ -14,11 +14,11 @@
 
 use std::path::Path;
 
-use fraudlens_mlflow::{Client, LoggedRun, Run, alias};
+use fraudlens_mlflow::{Client, LoggedRun, Run};
 use fraudlens_model::artifact::Manifest;
 use fraudlens_model::compare::Verdict;
 use fraudlens_pipeline::retrain::CompareReport;
-use fraudlens_store::{ModelStage, Store};
+use fraudlens_store::Store;
 use serde_json::Value;
 
 use crate::config::Config;
@@ -220,26 +220,15 @@ pub async fn sync_aliases(client: &Client, store: &dyn Store, done: &str) -> Cli
             "{done}, but updating the MLflow aliases failed: {error}"
         ))
     };
-    let models = store.models().await.map_err(|error| failed(error.to_string()))?;
-    let production = models
-        .iter()
-        .find(|m| m.stage == ModelStage::Production)
-        .map(|m| m.version.as_str());
-    let shadow = models.iter().find(|m| m.shadow).map(|m| m.version.as_str());
-    let latest = store
-        .comparisons(None, 1)
+    let roles = fraudlens_pipeline::registry::roles(store)
         .await
         .map_err(|error| failed(error.to_string()))?;
-    let challenger = latest
-        .first()
-        .map(|entry| entry.comparison.candidate.as_str())
-        .filter(|candidate| Some(*candidate) != production);
     client
-        .sync_aliases(&[
-            (alias::CHAMPION, production),
-            (alias::CHALLENGER, challenger),
-            (alias::SHADOW, shadow),
-        ])
+        .follow_roles(
+            roles.production.as_deref(),
+            roles.challenger.as_deref(),
+            roles.shadow.as_deref(),
+        )
         .await
         .map_err(|error| failed(error.to_string()))
 }

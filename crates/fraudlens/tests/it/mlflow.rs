@@ -175,6 +175,28 @@ async fn train_logs_a_run_and_the_aliases_follow_the_registry() {
     // no such alias: MLflow answers 400 (or 404 in other versions)
     let status = reqwest::get(url).await.unwrap().status();
     assert!(status.is_client_error(), "{status}");
+
+    // a rollback through a server's API moves the champion too
+    let server = crate::serve::Server::start_with(path, &db.url, None, &env);
+    let admin = crate::serve::key(path, &db.url, "admin");
+    let (status, body) = crate::serve::post(
+        &reqwest::Client::new(),
+        &server.url(&format!("/api/v1/models/{version}/promote")),
+        &admin,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alias("champion").await["version"] != first_number.as_str() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the champion did not follow: {}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.terminate(), 0);
 }
 
 /// The model id in `dir/model.json`.
