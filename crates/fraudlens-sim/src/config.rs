@@ -30,6 +30,13 @@ pub struct SimConfig {
     pub account_takeover_rate: f64,
     /// Probability per customer per day of a card-testing burst.
     pub card_testing_rate: f64,
+    /// Probability per customer per day, from day [`Self::night_ring_from_day`]
+    /// on, that a fraud ring uses the card: a new pattern that appears mid-run
+    /// (0: never). Drawn from a stream of its own, so every other record is
+    /// the same with or without it.
+    pub night_ring_rate: f64,
+    /// The first day (0-based) of the night ring.
+    pub night_ring_from_day: u32,
 }
 
 impl Default for SimConfig {
@@ -46,6 +53,8 @@ impl Default for SimConfig {
             compromised_terminal_rate: 0.0002,
             account_takeover_rate: 0.0003,
             card_testing_rate: 0.0003,
+            night_ring_rate: 0.0,
+            night_ring_from_day: 0,
         }
     }
 }
@@ -99,6 +108,7 @@ pub(crate) fn check(config: &SimConfig) -> Result<Timestamp, SimError> {
         ("compromised_terminal_rate", config.compromised_terminal_rate),
         ("account_takeover_rate", config.account_takeover_rate),
         ("card_testing_rate", config.card_testing_rate),
+        ("night_ring_rate", config.night_ring_rate),
     ] {
         if !(0.0..=1.0).contains(&value) {
             return Err(SimError::Rate {

@@ -28,6 +28,9 @@ pub enum Scenario {
     AccountTakeover,
     /// A card-testing probe or the cash-out after it.
     CardTesting,
+    /// A fraud ring's night-time online purchases of everyday amounts (the
+    /// pattern that appears mid-run: `night_ring_rate`).
+    NightRing,
 }
 
 impl Scenario {
@@ -39,6 +42,7 @@ impl Scenario {
             Self::CompromisedTerminal => "compromised_terminal",
             Self::AccountTakeover => "account_takeover",
             Self::CardTesting => "card_testing",
+            Self::NightRing => "night_ring",
         }
     }
 }
@@ -210,6 +214,27 @@ pub(crate) fn card_testing(rng: &mut Rng, terminals: &Terminals, emit: &mut impl
                 amount,
                 channel,
                 scenario: Scenario::CardTesting,
+            },
+        );
+    }
+}
+
+/// A fraud ring's use of a card: two to four online purchases of everyday
+/// amounts between 01:00 and 05:00 — nothing a model that learned the older
+/// scenarios (large night purchases, tiny probes, known bad terminals)
+/// looks for. Needs at least one online terminal.
+pub(crate) fn night_ring(rng: &mut Rng, terminals: &Terminals, emit: &mut impl FnMut(i64, Draft)) {
+    for _ in 0..rng.between(2, 4) {
+        let Some(terminal) = pick(rng, &terminals.online) else {
+            return;
+        };
+        emit(
+            rng.range(3600.0, 5.0 * 3600.0) as i64,
+            Draft {
+                terminal,
+                amount: rng.range(20.0, 120.0),
+                channel: "online",
+                scenario: Scenario::NightRing,
             },
         );
     }

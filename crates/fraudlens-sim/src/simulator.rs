@@ -17,6 +17,8 @@ pub struct Simulator {
     /// Per terminal: (last compromised day, fraud share) while compromised.
     compromised: Vec<Option<(u32, f64)>>,
     terminal_rng: Rng,
+    /// The night ring's own stream (the other records do not depend on it).
+    ring_rng: Rng,
     day: u32,
     next_number: u64,
 }
@@ -32,6 +34,7 @@ impl Simulator {
             world,
             compromised: vec![None; n_terminals],
             terminal_rng: Rng::new(config.seed, u64::MAX - 1),
+            ring_rng: Rng::new(config.seed, u64::MAX - 2),
             day: 0,
             next_number: 1,
             config,
@@ -70,6 +73,12 @@ impl Simulator {
             }
             if card_testing && !terminals.online.is_empty() {
                 scenarios::card_testing(rng, terminals, &mut emit);
+            }
+            if self.config.night_ring_rate > 0.0
+                && day >= self.config.night_ring_from_day
+                && self.ring_rng.chance(self.config.night_ring_rate)
+            {
+                scenarios::night_ring(&mut self.ring_rng, terminals, &mut emit);
             }
         }
         drafts.sort_unstable_by_key(|(second, customer, order, _)| (*second, *customer, *order));

@@ -12,6 +12,7 @@ mod hardening;
 mod lifecycle;
 mod mlflow;
 mod model;
+mod month;
 mod objects;
 mod rows;
 mod security;
