@@ -13,8 +13,8 @@ use fraudlens_testkit::{Backend, TestDb};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::model::trained;
-use crate::serve::{Server, get, key};
+use crate::model::{train_shared, trained};
+use crate::serve::{Server, chargebacks, get, key, upload};
 use crate::{fraudlens, ok, read_csv};
 
 /// The first day the shared model did not train on.
@@ -22,25 +22,9 @@ const SERVED_FROM: &str = "2026-02-05";
 
 /// A model trained on the shared data's training window, with one tree of two leaves.
 fn weak_model(dir: &Path) -> std::path::PathBuf {
-    let data = trained().data();
-    let out = dir.join("weak");
-    ok(
-        dir,
-        &[
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--train-to",
-            SERVED_FROM,
-            "--trees",
-            "1",
-            "--num-leaves",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    out
+    let run = train_shared(dir, "weak", &["--trees", "1", "--num-leaves", "2"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    dir.join("weak")
 }
 
 /// The shared data's transactions from [`SERVED_FROM`] on, as CSV, and the ids of their frauds.
@@ -86,35 +70,9 @@ async fn retrain_promotes_a_better_model_and_refuses_a_worse_one(backend: Backen
 
     // two weeks of traffic, then the chargebacks
     let (csv, frauds) = served_rows();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("tx.csv"),
-    );
-    let upload = client
-        .post(server.url("/api/v1/transactions/upload"))
-        .header("x-api-key", &service)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::OK);
-    let upload: Value = upload.json().await.unwrap();
-    assert_eq!(upload["rejected"], 0, "{upload}");
-    let served = upload["accepted"].as_u64().unwrap();
+    let served = upload(&client, &server, &service, csv).await;
     assert!(frauds.len() > 50, "{} frauds", frauds.len());
-    let mut labels = "transaction_id,label,source\n".to_owned();
-    for id in &frauds {
-        labels.push_str(&format!("{id},fraud,chargeback\n"));
-    }
-    let response = client
-        .post(server.url("/api/v1/labels"))
-        .header("x-api-key", &admin)
-        .header("content-type", "text/csv")
-        .body(labels)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    chargebacks(&client, &server, &admin, &frauds).await;
 
     // the live drift of the served traffic: the last 10,000 decisions, and the PSI gauges
     let (status, drift) = get(&client, &server.url("/api/v1/models/production/drift"), &service).await;
@@ -557,23 +515,9 @@ fn a_store_that_is_down_fails_each_command_loudly_without_its_password() {
 
 /// A model of the same inputs as [`weak_model`], with more trees.
 fn stronger_model(dir: &Path) -> std::path::PathBuf {
-    let data = trained().data();
-    let out = dir.join("stronger");
-    ok(
-        dir,
-        &[
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--train-to",
-            SERVED_FROM,
-            "--trees",
-            "30",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    out
+    let run = train_shared(dir, "stronger", &["--trees", "30"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    dir.join("stronger")
 }
 
 /// The value of the metric line starting with `series` (0 when absent).
@@ -648,34 +592,8 @@ async fn a_shadow_model_scores_beside_production_and_a_failing_one_fails_nothing
 
     // two weeks of traffic and their chargebacks
     let (csv, frauds) = served_rows();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("tx.csv"),
-    );
-    let upload: Value = client
-        .post(server.url("/api/v1/transactions/upload"))
-        .header("x-api-key", &service)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let served = upload["accepted"].as_u64().unwrap();
-    let mut labels = "transaction_id,label,source\n".to_owned();
-    for id in &frauds {
-        labels.push_str(&format!("{id},fraud,chargeback\n"));
-    }
-    let response = client
-        .post(server.url("/api/v1/labels"))
-        .header("x-api-key", &admin)
-        .header("content-type", "text/csv")
-        .body(labels)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let served = upload(&client, &server, &service, csv).await;
+    chargebacks(&client, &server, &admin, &frauds).await;
     // every decision is shadowed (the server scores them after answering)
     let deadline = Instant::now() + Duration::from_secs(60);
     while metric(&server.metrics().await, "fraudlens_shadow_scored_total") < served as f64 {

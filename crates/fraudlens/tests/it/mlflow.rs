@@ -10,7 +10,7 @@ use std::path::Path;
 use fraudlens_testkit::{Backend, TestDb};
 use serde_json::Value;
 
-use crate::model::trained;
+use crate::model::{train_shared, version_of};
 use crate::{fraudlens, ok};
 
 fn tracking_uri() -> String {
@@ -34,22 +34,7 @@ fn find<'a>(items: &'a Value, key: &str) -> Option<&'a Value> {
 
 /// Trains a small model into `dir/out` with `env`.
 fn train(dir: &Path, out: &str, trees: &str, env: &[(&str, &str)]) -> crate::Run {
-    let data = trained().data();
-    fraudlens(
-        dir,
-        &[
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--train-to",
-            "2026-02-05",
-            "--trees",
-            trees,
-            "--out",
-            out,
-        ],
-        env,
-    )
+    train_shared(dir, out, &["--trees", trees], env)
 }
 
 /// The run id in `logged to MLflow …: run ID in …`.
@@ -137,7 +122,7 @@ async fn train_logs_a_run_and_the_aliases_follow_the_registry() {
     // the registry's production and shadow models become the aliases
     let second = train(path, "second", "8", &env);
     assert_eq!(second.code, 0, "{}", second.stderr);
-    let second_version = Manifest::version(&path.join("second"));
+    let second_version = version_of(&path.join("second"));
     for dir in ["first", "second"] {
         ok(path, &["models", "register", dir, "--database", &db.url]);
     }
@@ -197,16 +182,6 @@ async fn train_logs_a_run_and_the_aliases_follow_the_registry() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(server.terminate(), 0);
-}
-
-/// The model id in `dir/model.json`.
-struct Manifest;
-
-impl Manifest {
-    fn version(dir: &Path) -> String {
-        let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
-        manifest["model_id"].as_str().unwrap().to_owned()
-    }
 }
 
 #[test]

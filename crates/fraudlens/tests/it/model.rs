@@ -63,6 +63,32 @@ pub(crate) fn trained() -> &'static Trained {
     })
 }
 
+/// Trains a model on the shared data's training window (before
+/// 2026-02-05) into `dir/out`, with `extra` flags and `env`.
+pub(crate) fn train_shared(dir: &Path, out: &str, extra: &[&str], env: &[(&str, &str)]) -> crate::Run {
+    let data = trained().data();
+    let args = [
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--train-to",
+            "2026-02-05",
+            "--out",
+            out,
+        ][..],
+        extra,
+    ]
+    .concat();
+    fraudlens(dir, &args, env)
+}
+
+/// The model id of the model directory `dir`.
+pub(crate) fn version_of(dir: &Path) -> String {
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    manifest["model_id"].as_str().unwrap().to_owned()
+}
+
 /// Runs `fraudlens evaluate` on the shared model, or `score` with `--input`, plus `extra` flags.
 fn with_model(dir: &Path, command: &str, data: &Path, extra: &[&str]) -> crate::Run {
     let model = trained().model();

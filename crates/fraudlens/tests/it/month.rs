@@ -11,10 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fraudlens_testkit::{Backend, TestDb};
-use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::serve::{Server, get, key};
+use crate::serve::{Server, chargebacks, get, key, upload};
 use crate::{fraudlens, ok, read_csv};
 
 /// The served weeks (the first four by the stale model, the last by the retrained one).
@@ -25,6 +24,21 @@ const WEEKS: [&str; 6] = [
     "2026-02-13",
     "2026-02-20",
     "2026-02-27",
+];
+
+/// The simulated world: 57 days from 2026-01-01.
+const SIMULATE: [&str; 11] = [
+    "simulate",
+    "--customers",
+    "800",
+    "--terminals",
+    "1600",
+    "--days",
+    "57",
+    "--seed",
+    "7",
+    "--stolen-card-rate",
+    "0.004",
 ];
 
 /// Retrain settings for a short history: labels mature in a day, the last 7 matured days judge.
@@ -52,40 +66,6 @@ fn rows_between(data: &Path, from: &str, to: &str) -> (String, Vec<String>) {
         }
     }
     (csv, frauds)
-}
-
-async fn upload(client: &reqwest::Client, server: &Server, service: &str, csv: String) -> u64 {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("tx.csv"),
-    );
-    let response = client
-        .post(server.url("/api/v1/transactions/upload"))
-        .header("x-api-key", service)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["rejected"], 0, "{body}");
-    body["accepted"].as_u64().unwrap()
-}
-
-async fn chargebacks(client: &reqwest::Client, server: &Server, admin: &str, frauds: &[String]) {
-    let mut labels = "transaction_id,label,source\n".to_owned();
-    for id in frauds {
-        labels.push_str(&format!("{id},fraud,chargeback\n"));
-    }
-    let response = client
-        .post(server.url("/api/v1/labels"))
-        .header("x-api-key", admin)
-        .header("content-type", "text/csv")
-        .body(labels)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
 }
 
 /// A model's recall at its threshold and average precision on a week of the data.
@@ -162,43 +142,12 @@ async fn a_new_fraud_pattern_is_caught_by_retraining_on_what_was_served(backend:
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
     let db = TestDb::new(backend).await;
-    ok(
-        path,
-        &[
-            "simulate",
-            "--customers",
-            "800",
-            "--terminals",
-            "1600",
-            "--days",
-            "57",
-            "--seed",
-            "7",
-            "--stolen-card-rate",
-            "0.004",
-            "--out",
-            "tx.csv",
-        ],
-    );
+    ok(path, &[&SIMULATE[..], &["--out", "tx.csv"]].concat());
     let data = path.join("tx.csv");
     // the same world again, with the night ring from day 30 (2026-01-31): every other row is the same
     let run = fraudlens(
         path,
-        &[
-            "simulate",
-            "--customers",
-            "800",
-            "--terminals",
-            "1600",
-            "--days",
-            "57",
-            "--seed",
-            "7",
-            "--stolen-card-rate",
-            "0.004",
-            "--out",
-            "ring.csv",
-        ],
+        &[&SIMULATE[..], &["--out", "ring.csv"]].concat(),
         &[
             ("FRAUDLENS_SIMULATE__NIGHT_RING_RATE", "0.03"),
             ("FRAUDLENS_SIMULATE__NIGHT_RING_FROM_DAY", "30"),
@@ -206,11 +155,24 @@ async fn a_new_fraud_pattern_is_caught_by_retraining_on_what_was_served(backend:
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let ring = path.join("ring.csv");
-    let (before, _) = read_csv(&data);
+    let (header, before) = read_csv(&data);
     let (with_ring, rows) = read_csv(&ring);
-    assert_eq!(before, with_ring);
-    let scenario = with_ring.iter().position(|column| column == "fraud_scenario").unwrap();
+    assert_eq!(header, with_ring);
+    let at = |name: &str| header.iter().position(|column| column == name).unwrap();
+    let (id, scenario) = (at("transaction_id"), at("fraud_scenario"));
     assert!(rows.iter().filter(|row| row[scenario] == "night_ring").count() > 500);
+    // every other row is the same (numbered after the ring's, so ids aside)
+    let without_id = |row: &Vec<String>| {
+        let mut row = row.clone();
+        row.remove(id);
+        row
+    };
+    let others: Vec<_> = rows
+        .iter()
+        .filter(|row| row[scenario] != "night_ring")
+        .map(without_id)
+        .collect();
+    assert!(others == before.iter().map(without_id).collect::<Vec<_>>());
     std::fs::remove_file(&data).unwrap();
 
     ok(

@@ -11,7 +11,7 @@ use fraudlens_testkit::{Backend, TestDb};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::model::trained;
+use crate::model::{train_shared, version_of};
 use crate::serve::{Server, get, key, post, transactions};
 use crate::{fraudlens, ok};
 
@@ -53,24 +53,9 @@ async fn tamper(bucket: &str, key: &str, bytes: Option<&'static [u8]>) {
 }
 
 fn train(dir: &Path, out: &str, trees: &str) -> String {
-    let data = trained().data();
-    ok(
-        dir,
-        &[
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--train-to",
-            "2026-02-05",
-            "--trees",
-            trees,
-            "--out",
-            out,
-        ],
-    );
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("model.json")).unwrap()).unwrap();
-    manifest["model_id"].as_str().unwrap().to_owned()
+    let run = train_shared(dir, out, &["--trees", trees], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    version_of(&dir.join(out))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

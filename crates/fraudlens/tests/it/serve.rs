@@ -123,6 +123,42 @@ fn csv_of(n: usize) -> String {
     out
 }
 
+/// Uploads `csv` as a CSV file; every row accepted; how many.
+pub(crate) async fn upload(client: &reqwest::Client, server: &Server, service: &str, csv: String) -> u64 {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("tx.csv"),
+    );
+    let response = client
+        .post(server.url("/api/v1/transactions/upload"))
+        .header("x-api-key", service)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["rejected"], 0, "{body}");
+    body["accepted"].as_u64().unwrap()
+}
+
+/// Posts a fraud label (a chargeback) for each of `frauds`.
+pub(crate) async fn chargebacks(client: &reqwest::Client, server: &Server, admin: &str, frauds: &[String]) {
+    let mut labels = "transaction_id,label,source\n".to_owned();
+    for id in frauds {
+        labels.push_str(&format!("{id},fraud,chargeback\n"));
+    }
+    let response = client
+        .post(server.url("/api/v1/labels"))
+        .header("x-api-key", admin)
+        .header("content-type", "text/csv")
+        .body(labels)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 pub(crate) async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (StatusCode, Value) {
     let response = client
         .post(url)
