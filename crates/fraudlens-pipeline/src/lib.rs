@@ -288,13 +288,13 @@ impl Pipeline {
             promoting: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(FxHashMap::default()),
             unwritten: Mutex::new(Unwritten::default()),
-            writer: sender,
+            writer: sender.clone(),
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
             shared_lost: AtomicBool::new(false),
             admitter: std::sync::OnceLock::new(),
             drift: drift::LiveDrift::new(config.drift.clone()),
-            shadow: shadow::Shadow::start(store.clone()),
+            shadow: shadow::Shadow::start(sender.clone()),
             config,
         });
         outcomes::start(&pipeline);
@@ -448,13 +448,14 @@ impl Pipeline {
                 ),
             }
         }
+        let snapshot = self.snapshot().await;
+        // the shadow's scores go through the writer, still running; a slow shadow does not
+        // hold up a shutdown long: what it has not scored is dropped
+        self.shadow.flush(SHADOW_FLUSH_TIMEOUT).await;
         let task = lock(&self.writer_task).take();
         if let Some(task) = task {
             task.abort();
         }
-        let snapshot = self.snapshot().await;
-        // a slow shadow does not hold up a shutdown long: what it has not scored is dropped
-        self.shadow.flush(SHADOW_FLUSH_TIMEOUT).await;
         snapshot
     }
 }

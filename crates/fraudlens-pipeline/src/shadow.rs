@@ -5,7 +5,7 @@
 //! write() ─► decisions committed ─► offer(): try_send ─► shadow thread (niced): score each row
 //!                                      │ full: dropped, counted          │
 //!                                      ▼                                ▼
-//!                            the request is answered          writer task ─► shadow_scores (batched)
+//!                            the request is answered   the decisions' writer, between commits ─► shadow_scores
 //! ```
 //!
 //! - **Never changes a decision.** The shadow reads the feature vector the
@@ -31,8 +31,9 @@
 //!   (`fraudlens_shadow_skipped_total`) until the registry names another.
 //!
 //! Scores are written in batches of up to [`WRITE_ROWS`] rows, each at most
-//! [`WRITE_EVERY`] after it was scored, so that on SQLite the shadow takes
-//! the write lock briefly, about once a second. At shutdown the shadow gets
+//! [`WRITE_EVERY`] after it was scored, by the pipeline's one writer between
+//! two decision commits (`writer.rs`): on SQLite a second writer contended
+//! for the write lock and made decision commits sleep in the busy handler. At shutdown the shadow gets
 //! 5 s (after the entity-state snapshot); what it has not written by then
 //! is dropped. `fraudlens_shadow_agreement` is the share of the
 //! last [`AGREEMENT_WINDOW`] shadowed decisions on which both models decided
@@ -47,10 +48,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use fraudlens_core::{Decision, Timestamp};
-use fraudlens_store::{NewDecision, ShadowScore, Store};
+use fraudlens_store::{NewDecision, ShadowScore};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ServingModel, lock, now};
+use crate::{ServingModel, lock, now, writer};
 
 /// Batches waiting for the shadow thread (beyond: dropped).
 pub const QUEUE_BATCHES: usize = 1024;
@@ -120,12 +121,13 @@ pub(crate) struct Shadow {
 }
 
 impl Shadow {
-    /// Starts the scoring thread and the task writing its scores to `store`
-    /// (on the current runtime). Both end when this is dropped.
-    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the scoring thread and the task handing its scores to the
+    /// pipeline's writer (`decisions`, on the current runtime). Both end when
+    /// this is dropped.
+    pub(crate) fn start(decisions: mpsc::Sender<writer::Message>) -> Self {
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_BATCHES);
         let (written, scores) = mpsc::channel(4);
-        tokio::spawn(write_scores(store, scores));
+        tokio::spawn(write_scores(decisions, scores));
         let fault = Fault::from_env();
         let shared = Arc::new(Shared::default());
         let thread_shared = shared.clone();
@@ -354,7 +356,7 @@ fn score_rows(receiver: &Receiver<Message>, written: &mpsc::Sender<Written>, sha
 
 /// The writer task: stores the scores in batches of at most [`WRITE_ROWS`],
 /// each score at most [`WRITE_EVERY`] after it arrived.
-async fn write_scores(store: Arc<dyn Store>, mut scores: mpsc::Receiver<Written>) {
+async fn write_scores(decisions: mpsc::Sender<writer::Message>, mut scores: mpsc::Receiver<Written>) {
     let mut pending: Vec<ShadowScore> = Vec::new();
     // when the oldest pending score must be written
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -382,7 +384,13 @@ async fn write_scores(store: Arc<dyn Store>, mut scores: mpsc::Receiver<Written>
             Err(_elapsed) => false,
         };
         for chunk in pending.chunks(WRITE_ROWS) {
-            match store.put_shadow_scores(chunk).await {
+            // through the decisions' writer: one writer of the store at a time
+            let (reply, written) = oneshot::channel();
+            let stored = match decisions.send(writer::Message::Shadow(chunk.to_vec(), reply)).await {
+                Ok(()) => written.await.unwrap_or_else(|_| Err("the writer stopped".to_owned())),
+                Err(_) => Err("the writer stopped".to_owned()),
+            };
+            match stored {
                 Ok(()) => {
                     if failing {
                         tracing::info!("shadow scores are stored again");
