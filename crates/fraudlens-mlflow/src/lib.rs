@@ -663,6 +663,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_that_never_answers_times_out() {
+        // accepts connections and never answers
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        let settings = MlflowSettings {
+            timeout_seconds: 1,
+            ..MlflowSettings::default()
+        };
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), &settings, None).unwrap();
+        let error = client.log_run(&Run::default()).await.unwrap_err();
+        assert!(matches!(error, MlflowError::Unreachable { .. }), "{error}");
+        assert!(error.to_string().contains("experiments/get-by-name"), "{error}");
+    }
+
+    #[tokio::test]
     async fn a_server_that_is_down_is_an_error_naming_it() {
         // a port nothing listens on
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -177,8 +177,25 @@ impl Shadow {
         }
         // the setting read before the model is read again: a batch never carries a newer model's generation
         let generation = self.shared.generation.load(Ordering::Acquire);
-        let rows: Vec<Row> = records
+        // on the decision path: every check before a vector is copied
+        let records: Vec<&NewDecision> = records
             .filter(|record| record.model_version == production.version())
+            .collect();
+        let n = records.len();
+        if n == 0 {
+            return;
+        }
+        if !self.reads_same_rows(production, &model) {
+            metrics::counter!("fraudlens_shadow_skipped_total").increment(n as u64);
+            return;
+        }
+        if self.shared.queued.fetch_add(n, Ordering::AcqRel) + n > QUEUE_ROWS {
+            self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+            metrics::counter!("fraudlens_shadow_dropped_total").increment(n as u64);
+            return;
+        }
+        let rows: Vec<Row> = records
+            .into_iter()
             .map(|record| Row {
                 transaction_id: record.transaction_id.clone(),
                 event_time: record.event_time,
@@ -186,19 +203,6 @@ impl Shadow {
                 decision: record.decision,
             })
             .collect();
-        if rows.is_empty() {
-            return;
-        }
-        if !self.reads_same_rows(production, &model) {
-            metrics::counter!("fraudlens_shadow_skipped_total").increment(rows.len() as u64);
-            return;
-        }
-        let n = rows.len();
-        if self.shared.queued.fetch_add(n, Ordering::AcqRel) + n > QUEUE_ROWS {
-            self.shared.queued.fetch_sub(n, Ordering::AcqRel);
-            metrics::counter!("fraudlens_shadow_dropped_total").increment(n as u64);
-            return;
-        }
         match self.sender.try_send(Message::Score {
             model,
             generation,
