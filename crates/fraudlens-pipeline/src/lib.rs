@@ -193,6 +193,10 @@ const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait at shutdown for the shadow model's queued scores.
 const SHADOW_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Batches of shadow scores waiting for the writer (beyond: the shadow
+/// thread waits, and its own queue drops what is offered).
+const SHADOW_MESSAGES: usize = 64;
+
 /// The scoring path.
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -279,7 +283,13 @@ impl Pipeline {
         }
         states.publish_gauges();
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
-        let writer_task = tokio::spawn(writer::run(store.clone(), receiver, config.max_commit_rows.max(1)));
+        let (shadow_sender, shadow_receiver) = mpsc::channel(SHADOW_MESSAGES);
+        let writer_task = tokio::spawn(writer::run(
+            store.clone(),
+            receiver,
+            shadow_receiver,
+            config.max_commit_rows.max(1),
+        ));
         let pipeline = Arc::new(Self {
             store: store.clone(),
             model: ArcSwap::from_pointee(model),
@@ -294,7 +304,7 @@ impl Pipeline {
             shared_lost: AtomicBool::new(false),
             admitter: std::sync::OnceLock::new(),
             drift: drift::LiveDrift::new(config.drift.clone()),
-            shadow: shadow::Shadow::start(sender.clone()),
+            shadow: shadow::Shadow::start(shadow_sender),
             config,
         });
         outcomes::start(&pipeline);

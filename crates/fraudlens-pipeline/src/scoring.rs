@@ -493,7 +493,7 @@ impl Pipeline {
             };
             let records = match returned {
                 writer::Message::Write(job) => job.records,
-                writer::Message::Flush(_) | writer::Message::Shadow(..) => Vec::new(),
+                writer::Message::Flush(_) => Vec::new(),
             };
             return (records, Err(ScoreError::Overloaded(message.to_owned())));
         }

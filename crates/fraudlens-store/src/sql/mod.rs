@@ -126,7 +126,15 @@ where
     }
 
     async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
-        self.put_decisions_in(batch).await
+        Ok(self.put_decisions_in(batch, &[]).await?.0)
+    }
+
+    async fn put_decisions_with_shadow(
+        &self,
+        batch: &[NewDecision],
+        shadow: &[ShadowScore],
+    ) -> Result<(Vec<PutOutcome>, Result<()>)> {
+        self.put_decisions_in(batch, shadow).await
     }
 
     async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>> {

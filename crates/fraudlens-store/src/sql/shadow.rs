@@ -98,6 +98,37 @@ where
             return Ok(());
         }
         let mut tx = DB::begin_write(&self.pool).await?;
+        Self::insert_shadow_rows(&mut tx, scores).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Shadow scores inside a decision commit, in a savepoint: when they
+    /// cannot be stored, the savepoint is rolled back and the decisions
+    /// still commit (the inner `Err`). The outer `Err` is a transaction that
+    /// is itself broken.
+    pub(super) async fn insert_shadow_savepoint(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        scores: &[ShadowScore],
+    ) -> Result<Result<()>> {
+        if scores.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+        match Self::insert_shadow_rows(&mut savepoint, scores).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                Ok(Ok(()))
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                Ok(Err(error))
+            }
+        }
+    }
+
+    /// Multi-row inserts of shadow scores on a connection.
+    async fn insert_shadow_rows(conn: &mut DB::Connection, scores: &[ShadowScore]) -> Result<()> {
         let mut rest = scores;
         while !rest.is_empty() {
             // chunks of ROWS_PER_INSERT, then powers of two: a handful of statement texts, each cached once
@@ -143,9 +174,8 @@ where
                     .bind(score.scored_at.as_millis())
                     .bind(score.latency_us);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut *conn).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
