@@ -5,7 +5,9 @@
 #
 #   bench/shadow_p99.sh
 #
-# env: DURATION=10s CONNS=64 PAUSE_MS=5 (the half-rate run) RUNS=3 (runs per mode and load level)
+# env: DURATION=10s CONNS=64 RUNS=3 (runs per mode and load level)
+#      PAUSE_MS=auto (the half-rate run's pause per request and connection; auto: measured after the
+#      warm-up so that the paced load is about half of what the server takes without a shadow)
 #      PORT=8097 SHADOW_TREES=100 SHADOW_LEAVES=63 KEEP_DB=0 BIN=(built from this checkout)
 #      IDLE_WAIT=120 (s; before each run, wait until the CPUs were >= 90 % idle for 3 s; 0: no wait)
 #
@@ -13,7 +15,8 @@
 #   simulated days, exactly as bench/serve_vs_peer.sh serves it.
 # - shadow: a second model trained on the same demo transactions and window (so it reads the same
 #   inputs) with SHADOW_TREES trees of up to SHADOW_LEAVES leaves and no early stopping: bigger than
-#   production (50 trees of 31 leaves), the honest worst case. Trained once, kept in $WORK/shadow-model-t$SHADOW_TREES-l$SHADOW_LEAVES.
+#   production (50 trees of 31 leaves), the honest worst case (refit, on by default, grows the rounds
+#   by the window's share held out: 100 rounds become 125 trees). Trained once, kept in $WORK/shadow-model-t$SHADOW_TREES-l$SHADOW_LEAVES.
 # - one server for every run; the shadow is toggled on it with `fraudlens models shadow VERSION`
 #   and `fraudlens models shadow --off` (what an operator does), and a run starts only once
 #   GET /model/info shows the change and the shadow thread has gone quiet (its queue drained).
@@ -28,7 +31,7 @@
 #   (store_commit_duration_seconds), and how long the run waited for idle CPUs before it (idle_wait_s; "busy": never).
 set -euo pipefail
 source "$(dirname "$0")/serve/common.sh"   # cd to the checkout, WORK, BIN, MODEL, TRAFFIC, result, ...
-DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"; PAUSE_MS="${PAUSE_MS:-5}"; RUNS="${RUNS:-3}"
+DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"; PAUSE_MS="${PAUSE_MS:-auto}"; RUNS="${RUNS:-3}"
 PORT="${PORT:-8097}"; SHADOW_TREES="${SHADOW_TREES:-100}"; SHADOW_LEAVES="${SHADOW_LEAVES:-63}"
 KEEP_DB="${KEEP_DB:-0}"; IDLE_WAIT="${IDLE_WAIT:-120}"
 OUT="$WORK/shadow-results-$(date +%Y%m%d-%H%M%S)"
@@ -148,6 +151,14 @@ load() {   # load level, duration, output file
 load full 3s /dev/null
 set_mode on; load full 3s /dev/null; quiet >/dev/null
 set_mode off; quiet >/dev/null
+if [ "$PAUSE_MS" = auto ]; then
+  # each connection sends, waits for the answer, then pauses: CONNS / pause is about the rate
+  wait_for_idle >/dev/null
+  load full 5s "$OUT/calibrate.txt"
+  cap="$(result "$OUT/calibrate.txt" | cut -d' ' -f1)"
+  PAUSE_MS="$(python3 -c 'import sys; print(max(1, round(1000 * int(sys.argv[1]) / (0.5 * float(sys.argv[2])))))' "$CONNS" "$cap")"
+  echo "capacity without a shadow: $cap req/s; half rate: pause $PAUSE_MS ms per request and connection" >&2
+fi
 
 RAW="$OUT/runs.tsv"
 printf 'round\tlevel\tmode\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tdecisions\tscored\tdropped\tshadow_errors\tskipped\twrite_failures\tserver_cpu_s\tshadow_cpu_s\tbusy_cpu_s\tcommits\tcommits_25ms\tcommits_50ms\tdrain_s\tidle_wait_s\tload1\n' > "$RAW"
@@ -179,13 +190,13 @@ done
 set_mode off
 shadow_nice="$(t=$(shadow_tid); [ -n "$t" ] && awk '{ print $19 }' "/proc/$PID/task/$t/stat" || echo '?')"
 stop; trap - EXIT
-stored="$(python3 - "$DIR/fraudlens.db" "$SHADOW_VERSION" <<'PY'
+stored="$(python3 - "$DIR/fraudlens-shadow.db" "$SHADOW_VERSION" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 print(db.execute("SELECT count(*) FROM shadow_scores WHERE model_version = ?", (sys.argv[2],)).fetchone()[0])
 PY
 )"
-[ "$KEEP_DB" = 1 ] || rm -f "$DIR"/fraudlens.db*
+[ "$KEEP_DB" = 1 ] || rm -f "$DIR"/fraudlens.db* "$DIR"/fraudlens-shadow.db*
 echo "end: $(machine); $(uptime)" | tee -a "$OUT/machine.txt" >&2
 
 {

@@ -193,10 +193,6 @@ const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait at shutdown for the shadow model's queued scores.
 const SHADOW_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Batches of shadow scores waiting for the writer (beyond: the shadow
-/// thread waits, and its own queue drops what is offered).
-const SHADOW_MESSAGES: usize = 64;
-
 /// The scoring path.
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -283,13 +279,7 @@ impl Pipeline {
         }
         states.publish_gauges();
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
-        let (shadow_sender, shadow_receiver) = mpsc::channel(SHADOW_MESSAGES);
-        let writer_task = tokio::spawn(writer::run(
-            store.clone(),
-            receiver,
-            shadow_receiver,
-            config.max_commit_rows.max(1),
-        ));
+        let writer_task = tokio::spawn(writer::run(store.clone(), receiver, config.max_commit_rows.max(1)));
         let pipeline = Arc::new(Self {
             store: store.clone(),
             model: ArcSwap::from_pointee(model),
@@ -298,13 +288,13 @@ impl Pipeline {
             promoting: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(FxHashMap::default()),
             unwritten: Mutex::new(Unwritten::default()),
-            writer: sender.clone(),
+            writer: sender,
             writer_task: Mutex::new(Some(writer_task)),
             closed: AtomicBool::new(false),
             shared_lost: AtomicBool::new(false),
             admitter: std::sync::OnceLock::new(),
             drift: drift::LiveDrift::new(config.drift.clone()),
-            shadow: shadow::Shadow::start(shadow_sender),
+            shadow: shadow::Shadow::start(store.clone()),
             config,
         });
         outcomes::start(&pipeline);
@@ -459,8 +449,7 @@ impl Pipeline {
             }
         }
         let snapshot = self.snapshot().await;
-        // the shadow's scores go through the writer, still running; a slow shadow does not
-        // hold up a shutdown long: what it has not scored is dropped
+        // a slow shadow does not hold up a shutdown long: what it has not scored is dropped
         self.shadow.flush(SHADOW_FLUSH_TIMEOUT).await;
         let task = lock(&self.writer_task).take();
         if let Some(task) = task {

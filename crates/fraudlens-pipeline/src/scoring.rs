@@ -93,11 +93,14 @@ pub(crate) struct Judged {
     pub(crate) reasons: String,
 }
 
-/// Counts new decisions by kind (`fraud_predictions_total`, `fraud_detected_total`).
+/// Counts new decisions by kind (`fraud_predictions_total`, `fraud_detected_total`)
+/// and their scores (`fraudlens_score`, a histogram of the ranking score: the
+/// calibrated probability of a trained model).
 pub(crate) fn count_decisions(results: &[Result<Scored, ScoreError>]) {
     for scored in results.iter().flatten().filter(|scored| !scored.replayed) {
         let decision = scored.record.decision.as_str();
         metrics::counter!("fraud_predictions_total", "decision" => decision).increment(1);
+        metrics::histogram!("fraudlens_score").record(scored.record.score);
         if scored.record.decision.is_flagged() {
             metrics::counter!("fraud_detected_total", "decision" => decision).increment(1);
         }

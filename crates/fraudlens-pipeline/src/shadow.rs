@@ -5,7 +5,7 @@
 //! write() ─► decisions committed ─► offer(): try_send ─► shadow thread (niced): score each row
 //!                                      │ full: dropped, counted          │
 //!                                      ▼                                ▼
-//!                            the request is answered   the decisions' writer, between commits ─► shadow_scores
+//!                            the request is answered          writer task ─► shadow_scores (batched)
 //! ```
 //!
 //! - **Never changes a decision.** The shadow reads the feature vector the
@@ -30,11 +30,13 @@
 //!   promotion changes them, the shadow is skipped and counted
 //!   (`fraudlens_shadow_skipped_total`) until the registry names another.
 //!
-//! The scores are written by the pipeline's one writer (`writer.rs`), in
-//! small pieces inside the decision commits, on their own only when no
-//! decision comes for a while: on SQLite a second writer contended for the
-//! write lock, and whole batches of scores between two commits held the
-//! decisions behind them. At shutdown the shadow gets
+//! Scores are written in batches of up to [`WRITE_ROWS`] rows, each at most
+//! [`WRITE_EVERY`] after it was scored, by a task of their own: never by the
+//! decisions' writer, and on SQLite into a database file of their own
+//! (`fraudlens_store`), so that no decision commit waits for a shadow write
+//! (measured with `bench/shadow_p99.sh`: as a second writer of one SQLite
+//! file they made decision commits sleep in the busy handler; inside the
+//! decisions' writer they lengthened every commit). At shutdown the shadow gets
 //! 5 s (after the entity-state snapshot); what it has not written by then
 //! is dropped. `fraudlens_shadow_agreement` is the share of the
 //! last [`AGREEMENT_WINDOW`] shadowed decisions on which both models decided
@@ -49,16 +51,22 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use fraudlens_core::{Decision, Timestamp};
-use fraudlens_store::{NewDecision, ShadowScore};
+use fraudlens_store::{NewDecision, ShadowScore, Store};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ServingModel, lock, now, writer};
+use crate::{ServingModel, lock, now};
 
 /// Batches waiting for the shadow thread (beyond: dropped).
 pub const QUEUE_BATCHES: usize = 1024;
 
 /// Rows waiting for the shadow thread (beyond: dropped), whatever the batches.
 pub const QUEUE_ROWS: usize = 100_000;
+
+/// Scores per write of the shadow's table.
+pub const WRITE_ROWS: usize = 500;
+
+/// Longest time scored rows wait to be written.
+pub const WRITE_EVERY: Duration = Duration::from_secs(1);
 
 /// Failures in a row after which the shadow is switched off.
 pub const TRIP_AFTER: u32 = 100;
@@ -101,6 +109,11 @@ struct Shared {
     queued: AtomicUsize,
 }
 
+enum Written {
+    Scores(Vec<ShadowScore>),
+    Flush(oneshot::Sender<()>),
+}
+
 /// A pipeline's shadow model and its scoring thread.
 pub(crate) struct Shadow {
     model: ArcSwapOption<ServingModel>,
@@ -111,10 +124,12 @@ pub(crate) struct Shadow {
 }
 
 impl Shadow {
-    /// Starts the scoring thread, which hands its scores to the pipeline's
-    /// writer (`written`); it ends when this is dropped.
-    pub(crate) fn start(written: mpsc::Sender<writer::ShadowMessage>) -> Self {
+    /// Starts the scoring thread and the task writing its scores to `store`
+    /// (on the current runtime). Both end when this is dropped.
+    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_BATCHES);
+        let (written, scores) = mpsc::channel(4);
+        tokio::spawn(write_scores(store, scores));
         let fault = Fault::from_env();
         let shared = Arc::new(Shared::default());
         let thread_shared = shared.clone();
@@ -249,12 +264,7 @@ impl Shadow {
 
 /// The shadow thread: scores each queued batch of the current setting,
 /// passes the scores to the writer.
-fn score_rows(
-    receiver: &Receiver<Message>,
-    written: &mpsc::Sender<writer::ShadowMessage>,
-    shared: &Shared,
-    fault: &Fault,
-) {
+fn score_rows(receiver: &Receiver<Message>, written: &mpsc::Sender<Written>, shared: &Shared, fault: &Fault) {
     lower_priority();
     let mut failures = 0u32;
     // the setting the failures and the agreement count
@@ -263,7 +273,7 @@ fn score_rows(
     while let Ok(message) = receiver.recv() {
         let (model, generation, rows) = match message {
             Message::Flush(reply) => {
-                if written.blocking_send(writer::ShadowMessage::Flush(reply)).is_err() {
+                if written.blocking_send(Written::Flush(reply)).is_err() {
                     return;
                 }
                 continue;
@@ -344,7 +354,64 @@ fn score_rows(
         if let Some(share) = agreement.share() {
             metrics::gauge!("fraudlens_shadow_agreement").set(share);
         }
-        if !scores.is_empty() && written.blocking_send(writer::ShadowMessage::Scores(scores)).is_err() {
+        if !scores.is_empty() && written.blocking_send(Written::Scores(scores)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The writer task: stores the scores in batches of at most [`WRITE_ROWS`],
+/// each score at most [`WRITE_EVERY`] after it arrived.
+async fn write_scores(store: Arc<dyn Store>, mut scores: mpsc::Receiver<Written>) {
+    let mut pending: Vec<ShadowScore> = Vec::new();
+    // when the oldest pending score must be written
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut failing = false;
+    loop {
+        let next = match deadline {
+            Some(at) => tokio::time::timeout_at(at, scores.recv()).await,
+            None => Ok(scores.recv().await),
+        };
+        let mut reply = None;
+        let last = match next {
+            Ok(Some(Written::Scores(batch))) => {
+                pending.extend(batch);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + WRITE_EVERY);
+                if pending.len() < WRITE_ROWS {
+                    continue;
+                }
+                false
+            }
+            Ok(Some(Written::Flush(flushed))) => {
+                reply = Some(flushed);
+                false
+            }
+            Ok(None) => true,
+            Err(_elapsed) => false,
+        };
+        for chunk in pending.chunks(WRITE_ROWS) {
+            match store.put_shadow_scores(chunk).await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("shadow scores are stored again");
+                    }
+                    failing = false;
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, rows = chunk.len(), "storing shadow scores failed: they are dropped");
+                    }
+                    failing = true;
+                    metrics::counter!("fraudlens_shadow_write_failures_total").increment(chunk.len() as u64);
+                }
+            }
+        }
+        pending.clear();
+        deadline = None;
+        if let Some(reply) = reply {
+            let _ = reply.send(());
+        }
+        if last {
             return;
         }
     }

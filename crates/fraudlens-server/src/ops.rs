@@ -19,9 +19,13 @@ use utoipa::ToSchema;
 
 use crate::error::Json;
 
+/// When the process installed its metrics: `fraudlens_uptime_seconds` counts from here.
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
 pub fn install_metrics() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    STARTED.get_or_init(Instant::now);
     HANDLE
         .get_or_init(|| {
             let seconds = [
@@ -31,9 +35,13 @@ pub fn install_metrics() -> PrometheusHandle {
             let sizes = [
                 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
             ];
+            let scores = [
+                0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0,
+            ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &seconds)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("store_commit_batch_size".to_owned()), &sizes));
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("store_commit_batch_size".to_owned()), &sizes))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("fraudlens_score".to_owned()), &scores));
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => handle,
                 Err(error) => {
@@ -214,10 +222,37 @@ pub async fn ready(State(probes): State<Arc<Probes>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
+/// The process's own and build metrics, read at each scrape: the `process_*`
+/// set of Prometheus's client libraries (CPU seconds, resident and virtual
+/// memory, open and most file descriptors, threads, start time),
+/// `fraudlens_uptime_seconds` and `fraudlens_build_info{version, commit,
+/// profile} 1` (commit: `FRAUDLENS_BUILD_COMMIT` at build time, else
+/// `unknown`).
+fn collect_process_metrics() {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR
+        .get_or_init(|| {
+            let collector = metrics_process::Collector::default();
+            collector.describe();
+            collector
+        })
+        .collect();
+    let started = STARTED.get_or_init(Instant::now);
+    metrics::gauge!("fraudlens_uptime_seconds").set(started.elapsed().as_secs_f64());
+    metrics::gauge!(
+        "fraudlens_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => option_env!("FRAUDLENS_BUILD_COMMIT").unwrap_or("unknown"),
+        "profile" => if cfg!(debug_assertions) { "debug" } else { "release" },
+    )
+    .set(1.0);
+}
+
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(State(probes): State<Arc<Probes>>) -> Response {
+    collect_process_metrics();
     let body = probes.metrics.render();
     (
         [(

@@ -175,20 +175,6 @@ pub trait Store: Send + Sync + 'static {
     /// batch: the first is inserted). The caller compares fingerprints.
     async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>>;
 
-    /// [`Store::put_decisions`], with a shadow model's scores (of decisions
-    /// stored before) in the same commit, best effort: the decisions are
-    /// stored whether or not the scores could be, and the second value says
-    /// why they were not. One commit instead of two keeps the shadow's writes
-    /// from holding decision commits back (SQLite has one writer).
-    async fn put_decisions_with_shadow(
-        &self,
-        batch: &[NewDecision],
-        shadow: &[ShadowScore],
-    ) -> Result<(Vec<PutOutcome>, Result<()>)> {
-        let outcomes = self.put_decisions(batch).await?;
-        Ok((outcomes, self.put_shadow_scores(shadow).await))
-    }
-
     /// One transaction with its decision.
     async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>>;
 
@@ -267,7 +253,10 @@ pub trait Store: Send + Sync + 'static {
     async fn set_shadow(&self, version: Option<&str>, at: Timestamp, actor: &str) -> Result<Option<String>>;
 
     /// Stores shadow scores; a score already stored (same model and
-    /// transaction) is kept as it was.
+    /// transaction) is kept as it was. On SQLite they live in a database
+    /// file of their own (`NAME-shadow.EXT` beside the store's file, synced
+    /// at checkpoints only: the scores are best effort), so that their writes
+    /// never take the decisions' write lock.
     async fn put_shadow_scores(&self, scores: &[ShadowScore]) -> Result<()>;
 
     /// The scores of shadow model `version` for event times in `from..to`.

@@ -943,25 +943,11 @@ async fn shadow_models_and_their_scores(backend: Backend) {
     assert!(store.shadow_scores("v3", ms(0), ms(5_000)).await.unwrap().is_empty());
 }
 
-/// Runs one statement on the test database behind the store's back.
-async fn execute_raw(db: &TestDb, sql: &str) {
-    match db.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-    }
-}
-
-/// Shadow scores written inside a decision commit: stored with it, and
-/// when they cannot be stored, the decisions still are.
-async fn shadow_scores_ride_in_a_decision_commit_best_effort(backend: Backend) {
+/// Shadow scores never wait for the decisions' writer: while another
+/// connection holds the decisions' write lock (SQLite: `BEGIN IMMEDIATE` on
+/// the store's file; PostgreSQL: a lock on the transactions table), scores
+/// are written and read at once.
+async fn shadow_scores_do_not_wait_for_the_decisions_writer(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
     let score = |id: &str| ShadowScore {
@@ -974,50 +960,51 @@ async fn shadow_scores_ride_in_a_decision_commit_best_effort(backend: Backend) {
         scored_at: ms(2),
         latency_us: 3,
     };
-    let first = [decision("r1", 0.2, 1, "c"), decision("r2", 0.3, 2, "c")];
-    store.put_decisions(&first).await.unwrap();
-    // one decision (one statement alone would need no transaction) and the scores of the two before
-    let (outcomes, stored) = store
-        .put_decisions_with_shadow(&[decision("r3", 0.4, 3, "c")], &[score("r1"), score("r2")])
-        .await
-        .unwrap();
-    assert_eq!(outcomes, vec![PutOutcome::Inserted]);
-    stored.unwrap();
-    assert_eq!(store.shadow_scores("v2", ms(0), ms(10)).await.unwrap().len(), 2);
-    // a decision stored before comes back as such; a score stored before is kept
-    let (outcomes, stored) = store
-        .put_decisions_with_shadow(
-            &[first[0].clone(), decision("r4", 0.5, 4, "c")],
-            &[score("r1"), score("r3")],
-        )
-        .await
-        .unwrap();
-    assert!(matches!(outcomes[0], PutOutcome::Existing(_)), "{outcomes:?}");
-    assert_eq!(outcomes[1], PutOutcome::Inserted);
-    stored.unwrap();
-    assert_eq!(store.shadow_scores("v2", ms(0), ms(10)).await.unwrap().len(), 3);
-
-    // the scores cannot be stored: the decisions are, and the error says why not
-    execute_raw(&db, "ALTER TABLE shadow_scores RENAME TO shadow_scores_away").await;
-    let (outcomes, stored) = store
-        .put_decisions_with_shadow(&[decision("r5", 0.6, 5, "c")], &[score("r4")])
-        .await
-        .unwrap();
-    assert_eq!(outcomes, vec![PutOutcome::Inserted]);
-    let error = stored.unwrap_err().to_string();
-    assert!(error.contains("shadow_scores"), "{error}");
-    assert!(store.transaction("r5").await.unwrap().is_some());
-    execute_raw(&db, "ALTER TABLE shadow_scores_away RENAME TO shadow_scores").await;
-    // and the connection that rolled back its savepoint writes on
-    let (_, stored) = store
-        .put_decisions_with_shadow(&[decision("r6", 0.7, 6, "c")], &[score("r4")])
-        .await
-        .unwrap();
-    stored.unwrap();
-    assert_eq!(store.shadow_scores("v2", ms(0), ms(10)).await.unwrap().len(), 4);
-    for id in ["r1", "r2", "r3", "r4", "r5", "r6"] {
-        assert!(store.transaction(id).await.unwrap().is_some(), "{id}");
-    }
+    let held = match db.backend {
+        Backend::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+            Box::new(conn) as Box<dyn std::any::Any + Send>
+        }
+        Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn) as Box<dyn std::any::Any + Send>
+        }
+    };
+    // the decisions wait for the lock; the scores do not (the busy timeout is 10 s)
+    let written = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        store.put_shadow_scores(&[score("s1"), score("s2")]),
+    )
+    .await;
+    assert!(matches!(written, Ok(Ok(()))), "{written:?}");
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        store.shadow_scores("v2", ms(0), ms(10)),
+    )
+    .await;
+    assert_eq!(read.unwrap().unwrap().len(), 2);
+    let blocked = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        store.put_decisions(&[decision("d1", 0.2, 1, "c")]),
+    )
+    .await;
+    assert!(
+        blocked.is_err(),
+        "the decision was written past the held lock: {blocked:?}"
+    );
+    drop(held);
+    store.put_decisions(&[decision("d1", 0.2, 1, "c")]).await.unwrap();
+    assert!(store.transaction("d1").await.unwrap().is_some());
 }
 
 /// The labels of the latest flagged decisions: the precision of what was flagged.
@@ -1095,7 +1082,7 @@ suite!(
     a_rebuild_finds_where_the_recent_rows_start,
     comparisons_are_recorded_and_audited,
     shadow_models_and_their_scores,
-    shadow_scores_ride_in_a_decision_commit_best_effort,
+    shadow_scores_do_not_wait_for_the_decisions_writer,
     flagged_outcomes_count_the_labels_of_flagged_decisions,
 );
 

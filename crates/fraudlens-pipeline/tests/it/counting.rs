@@ -1,6 +1,5 @@
 //! A store that counts its decision writes (one per commit), to see group
-//! commit, and the shadow scores written with them or alone, and can fail
-//! the next decision writes.
+//! commit, and can fail the next ones.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,8 +16,6 @@ pub struct CountingStore {
     inner: Arc<dyn Store>,
     commits: AtomicUsize,
     failures: AtomicUsize,
-    shadow_riding: AtomicUsize,
-    shadow_alone: AtomicUsize,
 }
 
 impl CountingStore {
@@ -27,8 +24,6 @@ impl CountingStore {
             inner,
             commits: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
-            shadow_riding: AtomicUsize::new(0),
-            shadow_alone: AtomicUsize::new(0),
         }
     }
 
@@ -41,21 +36,6 @@ impl CountingStore {
     pub fn commits(&self) -> usize {
         self.commits.load(Ordering::Acquire)
     }
-
-    /// Shadow scores written inside decision commits, and alone, so far.
-    pub fn shadow_rows(&self) -> (usize, usize) {
-        (
-            self.shadow_riding.load(Ordering::Acquire),
-            self.shadow_alone.load(Ordering::Acquire),
-        )
-    }
-
-    fn fails(&self) -> bool {
-        self.commits.fetch_add(1, Ordering::AcqRel);
-        self.failures
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
-    }
 }
 
 #[async_trait::async_trait]
@@ -67,28 +47,17 @@ impl Store for CountingStore {
         self.inner.ping().await
     }
     async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
-        if self.fails() {
+        self.commits.fetch_add(1, Ordering::AcqRel);
+        let failing = self
+            .failures
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
             return Err(fraudlens_store::StoreError::Corrupt(
                 "the test failed this write".to_owned(),
             ));
         }
         self.inner.put_decisions(batch).await
-    }
-    async fn put_decisions_with_shadow(
-        &self,
-        batch: &[NewDecision],
-        shadow: &[ShadowScore],
-    ) -> Result<(Vec<PutOutcome>, Result<()>)> {
-        if self.fails() {
-            return Err(fraudlens_store::StoreError::Corrupt(
-                "the test failed this write".to_owned(),
-            ));
-        }
-        let written = self.inner.put_decisions_with_shadow(batch, shadow).await?;
-        if written.1.is_ok() {
-            self.shadow_riding.fetch_add(shadow.len(), Ordering::AcqRel);
-        }
-        Ok(written)
     }
     async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>> {
         self.inner.transaction(id).await
@@ -169,9 +138,7 @@ impl Store for CountingStore {
         self.inner.set_shadow(version, at, actor).await
     }
     async fn put_shadow_scores(&self, scores: &[ShadowScore]) -> Result<()> {
-        self.inner.put_shadow_scores(scores).await?;
-        self.shadow_alone.fetch_add(scores.len(), Ordering::AcqRel);
-        Ok(())
+        self.inner.put_shadow_scores(scores).await
     }
     async fn shadow_scores(&self, version: &str, from: Timestamp, to: Timestamp) -> Result<Vec<ShadowScore>> {
         self.inner.shadow_scores(version, from, to).await

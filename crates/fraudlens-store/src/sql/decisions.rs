@@ -34,28 +34,23 @@ where
     Vec<u8>: for<'r> Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// [`Store::put_decisions`] and [`Store::put_decisions_with_shadow`].
-    pub(super) async fn put_decisions_in(
-        &self,
-        batch: &[NewDecision],
-        shadow: &[ShadowScore],
-    ) -> Result<(Vec<PutOutcome>, Result<()>)> {
+    /// [`Store::put_decisions`].
+    pub(super) async fn put_decisions_in(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
         // a batch that fits one statement is atomic on its own (no BEGIN/COMMIT
-        // round trips); larger ones, or with shadow scores, get a transaction
-        let (mut inserted, shadow_stored) = if batch.len() <= DB::ONE_STATEMENT && shadow.is_empty() {
+        // round trips); larger ones get a transaction
+        let mut inserted = if batch.len() <= DB::ONE_STATEMENT {
             let mut conn = Finishing {
                 conn: self.pool.acquire().await?,
                 done: false,
             };
             let inserted = DB::insert_new(&mut conn.conn, batch).await?;
             conn.done = true;
-            (inserted, Ok(()))
+            inserted
         } else {
             let mut tx = DB::begin_write(&self.pool).await?;
             let inserted = DB::insert_new(&mut tx, batch).await?;
-            let shadow_stored = Self::insert_shadow_savepoint(&mut tx, shadow).await?;
             tx.commit().await?;
-            (inserted, shadow_stored)
+            inserted
         };
         // An id inserted now counts once: its first occurrence in the batch.
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -76,7 +71,7 @@ where
         };
         let by_id: HashMap<&str, &StoredDecision> =
             stored.iter().map(|s| (s.decision.transaction_id.as_str(), s)).collect();
-        let outcomes = batch
+        batch
             .iter()
             .zip(outcomes)
             .map(|(d, outcome)| match outcome {
@@ -86,8 +81,7 @@ where
                     .map(|stored| PutOutcome::Existing(Box::new((*stored).clone())))
                     .ok_or_else(|| StoreError::Corrupt(format!("{} neither inserted nor stored", d.transaction_id))),
             })
-            .collect::<Result<_>>()?;
-        Ok((outcomes, shadow_stored))
+            .collect()
     }
 
     /// [`Store::transaction`].

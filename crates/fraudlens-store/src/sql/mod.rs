@@ -61,6 +61,9 @@ pub type PostgresStore = SqlStore<sqlx::Postgres>;
 #[derive(Clone, Debug)]
 pub struct SqlStore<DB: Database> {
     pool: Pool<DB>,
+    /// Where shadow scores are read and written: on SQLite a file of their
+    /// own (its own write lock), on PostgreSQL the same database.
+    shadow: Pool<DB>,
 }
 
 /// What differs between the backends. (Public only because the bounds of
@@ -126,15 +129,7 @@ where
     }
 
     async fn put_decisions(&self, batch: &[NewDecision]) -> Result<Vec<PutOutcome>> {
-        Ok(self.put_decisions_in(batch, &[]).await?.0)
-    }
-
-    async fn put_decisions_with_shadow(
-        &self,
-        batch: &[NewDecision],
-        shadow: &[ShadowScore],
-    ) -> Result<(Vec<PutOutcome>, Result<()>)> {
-        self.put_decisions_in(batch, shadow).await
+        self.put_decisions_in(batch).await
     }
 
     async fn transaction(&self, id: &str) -> Result<Option<StoredDecision>> {

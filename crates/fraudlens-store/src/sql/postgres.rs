@@ -24,7 +24,10 @@ impl SqlStore<Postgres> {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            shadow: pool.clone(),
+            pool,
+        })
     }
 }
 

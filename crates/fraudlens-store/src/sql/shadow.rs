@@ -1,7 +1,8 @@
 //! The shadow model (at most one, in `model_shadow`) and its scores: set and
 //! cleared with an audit entry under the registry's lock, and scores stored
 //! in multi-row inserts (the shadow worker writes them in batches, after the
-//! decisions they score committed).
+//! decisions they score committed) through the shadow's own pool: on SQLite
+//! a database file of their own.
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Row, Type};
 
@@ -97,34 +98,10 @@ where
         if scores.is_empty() {
             return Ok(());
         }
-        let mut tx = DB::begin_write(&self.pool).await?;
+        let mut tx = DB::begin_write(&self.shadow).await?;
         Self::insert_shadow_rows(&mut tx, scores).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Shadow scores inside a decision commit, in a savepoint: when they
-    /// cannot be stored, the savepoint is rolled back and the decisions
-    /// still commit (the inner `Err`). The outer `Err` is a transaction that
-    /// is itself broken.
-    pub(super) async fn insert_shadow_savepoint(
-        tx: &mut sqlx::Transaction<'static, DB>,
-        scores: &[ShadowScore],
-    ) -> Result<Result<()>> {
-        if scores.is_empty() {
-            return Ok(Ok(()));
-        }
-        let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-        match Self::insert_shadow_rows(&mut savepoint, scores).await {
-            Ok(()) => {
-                savepoint.commit().await?;
-                Ok(Ok(()))
-            }
-            Err(error) => {
-                savepoint.rollback().await?;
-                Ok(Err(error))
-            }
-        }
     }
 
     /// Multi-row inserts of shadow scores on a connection.
@@ -194,7 +171,7 @@ where
         .bind(version)
         .bind(from.as_millis())
         .bind(to.as_millis())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.shadow)
         .await?;
         rows.iter()
             .map(|row| {

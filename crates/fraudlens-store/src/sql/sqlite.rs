@@ -3,6 +3,7 @@
 //! once, and the bulk insert of decisions as multi-row statements.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -42,6 +43,12 @@ impl SqlStore<Sqlite> {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .statement_cache_capacity(256);
+        let shadow_file = shadow_file(connect.get_filename());
+        let shadow_connect = connect
+            .clone()
+            .filename(&shadow_file)
+            // best effort: the last scores may be lost on power failure, never a decision
+            .synchronous(SqliteSynchronous::Normal);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             // a ping per acquire is a round trip per commit; a broken connection fails its statement instead
@@ -49,8 +56,29 @@ impl SqlStore<Sqlite> {
             .connect_with(connect)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let shadow = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(shadow_connect)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite-shadow").run(&shadow).await?;
+        Ok(Self { pool, shadow })
     }
+}
+
+/// The shadow scores' own file beside the store's: `NAME-shadow.EXT`
+/// (`fraudlens.db` → `fraudlens-shadow.db`); an in-memory store has its
+/// scores in memory too.
+pub(crate) fn shadow_file(store: &Path) -> PathBuf {
+    if store.as_os_str() == ":memory:" || store.as_os_str().is_empty() {
+        return store.to_path_buf();
+    }
+    let stem = store.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match store.extension() {
+        Some(ext) => format!("{stem}-shadow.{}", ext.to_string_lossy()),
+        None => format!("{stem}-shadow"),
+    };
+    store.with_file_name(name)
 }
 
 impl Backend for Sqlite {

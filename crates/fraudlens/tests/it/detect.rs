@@ -186,6 +186,15 @@ async fn two_detectors_decide_every_transaction_once_and_dead_letter_poison() {
         "partitions split across the group: {consumed:?}"
     );
     assert_eq!((consumed.0 + consumed.1) as usize, produced + n_poison);
+    // the process and the build on the detector's /metrics too (issue 17, item 3)
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "fraudlens_uptime_seconds",
+    ] {
+        assert!(first.counter(name).await > 0.0, "{name}");
+    }
+    assert_eq!(first.counter("fraudlens_build_info").await, 1.0);
 
     // every poison record is in the dead-letter table with its position, and on the topic
     let letters = store.dead_letters(100_000).await.unwrap();

@@ -378,9 +378,29 @@ async fn scoring_review_and_audit_on_sqlite() {
         "store_commit_duration_seconds_bucket",
         "store_commit_batch_size_bucket",
         "fraudlens_model_info{",
+        "fraudlens_score_bucket{le=\"0.5\"}",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // the process and the build (issue 17, item 3)
+    for name in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "fraudlens_uptime_seconds",
+    ] {
+        let value = series_value(&metrics, name);
+        assert!(value > 0.0, "{name} = {value}");
+    }
+    assert!(
+        metrics.contains(&format!(
+            "fraudlens_build_info{{version=\"{}\",",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("route=\"/api/v1/transactions/{id}\""),
         "routes are templates, not raw paths"
@@ -1044,6 +1064,17 @@ fn edit_model(dir: &Path, edit: impl FnOnce(&mut Value)) {
         })
         .collect();
     std::fs::write(dir.join("SHA256SUMS"), regenerated).unwrap();
+}
+
+/// The value of an unlabelled series of a /metrics page (panics when absent).
+pub(crate) fn series_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// The `fraudlens_model_info` series of a /metrics page: (labels, value).
