@@ -7,9 +7,11 @@
 # hadolint checks this file (scripts/deploy).
 
 FROM rust:1.95-bookworm AS build
+# fraudlens_build_info{commit}: docker build --build-arg FRAUDLENS_BUILD_COMMIT="$(git rev-parse --short HEAD)"
+ARG FRAUDLENS_BUILD_COMMIT=unknown
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p fraudlens \
+RUN FRAUDLENS_BUILD_COMMIT="$FRAUDLENS_BUILD_COMMIT" cargo build --release --locked -p fraudlens \
     && install -m 0755 target/release/fraudlens /usr/local/bin/fraudlens
 
 FROM debian:bookworm-slim
@@ -18,7 +20,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/fraudlens --create-home fraudlens
+    && groupadd --system --gid 10001 fraudlens \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/fraudlens --create-home fraudlens
 COPY --from=build /usr/local/bin/fraudlens /usr/local/bin/fraudlens
 USER 10001:10001
 WORKDIR /var/lib/fraudlens

@@ -92,15 +92,18 @@ def http(method, url, body=None, headers=None, timeout=10):
 
 
 def wait_until(what, check, deadline):
+    last_error = [None]
     until = time.monotonic() + deadline
     while time.monotonic() < until:
         try:
             if check():
                 return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
+        except urllib.error.HTTPError as error:
+            last_error[0] = f"HTTP {error.code}: {error.read().decode(errors='replace')[:200]}"
+        except (urllib.error.URLError, ConnectionError, OSError, subprocess.TimeoutExpired) as error:
+            last_error[0] = str(error)
         time.sleep(0.5)
-    fail(f"{what}: not within {deadline} s")
+    fail(f"{what}: not within {deadline} s" + (f" (last error: {last_error[0]})" if last_error[0] else ""))
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -142,7 +145,16 @@ def rows(path):
 
 def main():
     binary, tansu, work = sys.argv[1], sys.argv[2], sys.argv[3]
-    fl = lambda *args: subprocess.run([binary, *args], cwd=work, check=True, capture_output=True, text=True)
+
+    def fl(*args, timeout=300):
+        """One fraudlens command to its end; its output is shown when it fails."""
+        try:
+            return subprocess.run([binary, *args], cwd=work, check=True, capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.CalledProcessError as error:
+            fail(f"fraudlens {' '.join(args)} exited {error.returncode}:\n{error.stdout}{error.stderr}")
+        except subprocess.TimeoutExpired:
+            fail(f"fraudlens {' '.join(args)} took over {timeout} s")
 
     # --- data, a model, and a shadow candidate that reads the same rows
     fl("simulate", "--customers", "1500", "--terminals", "3000", "--days", "45", "--seed", "21",
@@ -193,7 +205,7 @@ def main():
     for topic in ("transactions", "fraud-decisions", "fraud-dead-letters"):
         wait_until(f"topic {topic}", lambda: subprocess.run(
             [tansu, "topic", "create", "--broker", f"tcp://{broker}", "--partitions", "2", topic],
-            capture_output=True).returncode == 0, 30)
+            capture_output=True, timeout=10).returncode == 0, 30)
     detect_port = free_port()
     start("detect", [binary, "detect", "--model", "model", "--database", f"sqlite://{work}/detect.db",
                      "--brokers", broker, "--topic", "transactions", "--group", "alerting",
@@ -264,8 +276,13 @@ def main():
                     copy += 1
             body = [{k: v for k, v in r.items() if k not in ("is_fraud", "fraud_scenario")} for r in batch + extra]
             try:
-                http("POST", f"http://127.0.0.1:{port_b}/api/v1/transactions/batch", body,
-                     {"x-api-key": key_b}, timeout=30)
+                # one transaction alone (the single-decision route and its latency), the rest as a batch
+                if body:
+                    http("POST", f"http://127.0.0.1:{port_b}/api/v1/transactions", body[0],
+                         {"x-api-key": key_b}, timeout=30)
+                if len(body) > 1:
+                    http("POST", f"http://127.0.0.1:{port_b}/api/v1/transactions/batch", body[1:],
+                         {"x-api-key": key_b}, timeout=30)
                 sent["ordinary"] += len(batch)
                 sent["fraud"] += len(extra)
             except (urllib.error.URLError, OSError) as error:
@@ -293,6 +310,8 @@ def main():
 
     # --- HighRiskFraudSpike: the burst
     time.sleep(max(0.0, BASELINE_SECONDS - (time.monotonic() - traffic_started)))
+    if received("HighRiskFraudSpike"):
+        fail("HighRiskFraudSpike fired on ordinary traffic, before the burst")
     share = query('fraudlens:flagged_share:ratio_rate2m{job="fraudlens-serve"}')
     log(f"before the burst: flagged share {share[0]['value'][1] if share else 'none'}; sent {sent}")
     burst.set()
@@ -300,7 +319,8 @@ def main():
     log(f"burst: {BURST_RATE} fraudulent transactions a second join the {BASELINE_RATE} ordinary ones")
 
     def spiked():
-        return received("HighRiskFraudSpike", job="fraudlens-serve")
+        hit = received("HighRiskFraudSpike", job="fraudlens-serve")
+        return hit if hit and hit[0] >= burst_started else None
 
     until = time.monotonic() + SPIKE_DEADLINE
     last = 0.0
@@ -354,4 +374,6 @@ if __name__ == "__main__":
     try:
         main()
     finally:
+        # a second SIGTERM does not cut the cleanup short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_all()

@@ -278,6 +278,7 @@ impl Pipeline {
             states.held.insert(None, held);
         }
         states.publish_gauges();
+        scoring::export_counters(store.backend());
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let writer_task = tokio::spawn(writer::run(store.clone(), receiver, config.max_commit_rows.max(1)));
         let pipeline = Arc::new(Self {

@@ -93,6 +93,22 @@ pub(crate) struct Judged {
     pub(crate) reasons: String,
 }
 
+/// Exports the counters that alert rules watch from the start, at 0 (a
+/// counter that appears with its first increment hides that increment from
+/// `increase()` and `rate()`): decisions by kind, commit errors of `backend`,
+/// refused model swaps, shadows switched off.
+pub(crate) fn export_counters(backend: &'static str) {
+    for decision in Decision::ALL {
+        metrics::counter!("fraud_predictions_total", "decision" => decision.as_str()).increment(0);
+        if decision.is_flagged() {
+            metrics::counter!("fraud_detected_total", "decision" => decision.as_str()).increment(0);
+        }
+    }
+    metrics::counter!("store_commit_errors_total", "backend" => backend).increment(0);
+    metrics::counter!("fraudlens_model_swap_refused_total").increment(0);
+    metrics::counter!("fraudlens_shadow_switched_off_total").increment(0);
+}
+
 /// Counts new decisions by kind (`fraud_predictions_total`, `fraud_detected_total`)
 /// and their scores (`fraudlens_score`, a histogram of the ranking score: the
 /// calibrated probability of a trained model).

@@ -1098,3 +1098,45 @@ async fn unknown_urls_are_refused() {
     assert!(error.to_string().contains("mysql://root:***@db/x"), "{error}");
     assert!(!error.to_string().contains("s3cret"), "{error}");
 }
+
+/// A SQLite store that kept its shadow scores in its own file (before they
+/// had a file of their own) has them moved on opening: readable as before,
+/// and gone from the store's file.
+#[tokio::test]
+async fn shadow_scores_of_the_store_file_move_to_their_own() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    open(&db).await.close().await;
+    let raw = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE shadow_scores (model_version TEXT NOT NULL, transaction_id TEXT NOT NULL, \
+         event_time INTEGER NOT NULL, score REAL NOT NULL, probability REAL, decision TEXT NOT NULL, \
+         scored_at INTEGER NOT NULL, latency_us INTEGER NOT NULL, PRIMARY KEY (model_version, transaction_id))",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO shadow_scores VALUES ('v9', 'old-1', 5, 0.75, 0.7, 'review', 6, 7)")
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+
+    let store = open(&db).await;
+    let moved = store.shadow_scores("v9", ms(0), ms(10)).await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        (moved[0].transaction_id.as_str(), moved[0].decision),
+        ("old-1", Decision::Review)
+    );
+    store.close().await;
+    let raw = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'shadow_scores'")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the store's file still has its shadow_scores table");
+    raw.close().await;
+    // and opening again finds nothing to move
+    let store = open(&db).await;
+    assert_eq!(store.shadow_scores("v9", ms(0), ms(10)).await.unwrap().len(), 1);
+}

@@ -203,6 +203,11 @@ impl ConsumerContext for Context {
                 }
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 self.pipeline.release_shards(&self.shards(partitions));
+                // a partition's lag is its new owner's to report: this member's last value would linger
+                for element in partitions.elements() {
+                    metrics::gauge!("kafka_consumer_lag", "topic" => element.topic().to_owned(), "partition" => element.partition().to_string())
+                        .set(0.0);
+                }
                 tracing::info!(partitions = partitions.count(), drained, "partitions revoked");
             }
             Rebalance::Assign(partitions) => {

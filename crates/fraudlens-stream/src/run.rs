@@ -34,7 +34,12 @@ pub async fn run(
     let router = ops::probe_router(Arc::new(Probes {
         pipeline: pipeline.clone(),
         service: "fraudlens-detect",
-        metrics: ops::install_metrics(),
+        metrics: {
+            let handle = ops::install_metrics();
+            // exported from the start, at 0: an alert on its increase sees the first dead letter
+            metrics::counter!("dead_letters_total").increment(0);
+            handle
+        },
         not_ready: Box::new(move || {
             let mut reasons = health.check().err().unwrap_or_default();
             if draining.load(std::sync::atomic::Ordering::Acquire) {

@@ -246,6 +246,7 @@ where
     }
 
     async fn close(&self) {
+        self.shadow.close().await;
         self.pool.close().await;
     }
 }

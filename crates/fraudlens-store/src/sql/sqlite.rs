@@ -43,7 +43,8 @@ impl SqlStore<Sqlite> {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .statement_cache_capacity(256);
-        let shadow_file = shadow_file(connect.get_filename());
+        let store_file = connect.get_filename().to_path_buf();
+        let shadow_file = shadow_file(&store_file);
         let shadow_connect = connect
             .clone()
             .filename(&shadow_file)
@@ -62,8 +63,45 @@ impl SqlStore<Sqlite> {
             .connect_with(shadow_connect)
             .await?;
         sqlx::migrate!("./migrations/sqlite-shadow").run(&shadow).await?;
+        move_shadow_scores(&pool, &shadow, &store_file).await?;
         Ok(Self { pool, shadow })
     }
+}
+
+/// Shadow scores written into the store's own file (before they had a file
+/// of their own, and migration 0007 still creates the table there) are
+/// copied to the shadow file, a score already there kept, and the table is
+/// dropped from the store's file. A crash in between copies again.
+async fn move_shadow_scores(pool: &SqlitePool, shadow: &SqlitePool, store_file: &Path) -> Result<()> {
+    let present: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'shadow_scores'")
+            .fetch_one(pool)
+            .await?;
+    if present == 0 {
+        return Ok(());
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM shadow_scores")
+        .fetch_one(pool)
+        .await?;
+    if rows > 0 {
+        let mut conn = shadow.acquire().await?;
+        sqlx::query("ATTACH DATABASE $1 AS store")
+            .bind(store_file.to_string_lossy().into_owned())
+            .execute(&mut *conn)
+            .await?;
+        let copied = sqlx::query(
+            "INSERT OR IGNORE INTO main.shadow_scores (model_version, transaction_id, event_time, score, \
+             probability, decision, scored_at, latency_us) SELECT model_version, transaction_id, event_time, \
+             score, probability, decision, scored_at, latency_us FROM store.shadow_scores",
+        )
+        .execute(&mut *conn)
+        .await;
+        sqlx::query("DETACH DATABASE store").execute(&mut *conn).await?;
+        copied?;
+        tracing::info!(rows, "shadow scores moved to their own file");
+    }
+    sqlx::query("DROP TABLE shadow_scores").execute(pool).await?;
+    Ok(())
 }
 
 /// The shadow scores' own file beside the store's: `NAME-shadow.EXT`
@@ -139,5 +177,23 @@ impl Backend for Sqlite {
     /// No notification channel: the watchers poll the registry.
     async fn model_changes(_pool: &SqlitePool) -> Result<Option<ModelChanges>> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shadow_file_sits_beside_the_store() {
+        let named = |store: &str| shadow_file(Path::new(store)).to_string_lossy().into_owned();
+        assert_eq!(
+            named("fraudlens-data/fraudlens.db"),
+            "fraudlens-data/fraudlens-shadow.db"
+        );
+        assert_eq!(named("/var/lib/x.y.sqlite"), "/var/lib/x.y-shadow.sqlite");
+        assert_eq!(named("store"), "store-shadow");
+        assert_eq!(named("./a/b"), "./a/b-shadow");
+        assert_eq!(named(":memory:"), ":memory:");
     }
 }
