@@ -36,6 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(REPO, "deploy", "prometheus", "rules", "fraudlens.yml")
 DASHBOARDS = os.path.join(REPO, "deploy", "grafana", "dashboards")
 TRAIN_TO = "2026-02-05"
+BURST_UNTIL = "2026-02-09"
 # ordinary traffic, and the burst's fraudulent transactions added to it (per second)
 BASELINE_RATE = 20
 BURST_RATE = 20
@@ -173,9 +174,12 @@ def main():
     fl("features", "--data", "history.csv", "--out", "history-features.csv", "--snapshot-out", "state.bin")
     later = [r for r in rows(os.path.join(work, "tx.csv")) if r["timestamp"] >= TRAIN_TO]
     ordinary = [r for r in later if r["is_fraud"] == "0"]
-    fraud = [r for r in later if r["is_fraud"] == "1"]
+    # the burst's fraud from the days the ordinary traffic covers, so that no ordinary transaction
+    # falls more than event_time.max_lateness (7 days) behind the latest one accepted
+    fraud = [r for r in later if r["is_fraud"] == "1" and r["timestamp"] < BURST_UNTIL]
     log(f"model trained to {TRAIN_TO}; after it {len(ordinary)} ordinary and {len(fraud)} fraudulent transactions")
-    if len(fraud) < 20 or len(ordinary) < BASELINE_RATE * (BASELINE_SECONDS + SPIKE_DEADLINE):
+    if len(fraud) < 20 or len(ordinary) < BASELINE_RATE * (BASELINE_SECONDS + SPIKE_DEADLINE) \
+            or ordinary[BASELINE_RATE * (BASELINE_SECONDS + SPIKE_DEADLINE)]["timestamp"] > "2026-02-12":
         fail("the simulation has too few transactions for the test")
 
     # --- the webhook receiver, two API replicas
@@ -281,14 +285,21 @@ def main():
                     http("POST", f"http://127.0.0.1:{port_b}/api/v1/transactions", body[0],
                          {"x-api-key": key_b}, timeout=30)
                 if len(body) > 1:
-                    http("POST", f"http://127.0.0.1:{port_b}/api/v1/transactions/batch", body[1:],
-                         {"x-api-key": key_b}, timeout=30)
+                    _, answer = http("POST", f"http://127.0.0.1:{port_b}/api/v1/transactions/batch", body[1:],
+                                     {"x-api-key": key_b}, timeout=30)
+                    refused = [item for item in json.loads(answer)["results"] if item["status"] != 200]
+                    if refused:
+                        raise OSError(f"{len(refused)} of a batch refused, e.g. {refused[0]}")
                 sent["ordinary"] += len(batch)
                 sent["fraud"] += len(extra)
+            except urllib.error.HTTPError as error:
+                sent["errors"] += 1
+                if sent["errors"] == 1:
+                    log(f"a request failed: {error}: {error.read().decode(errors='replace')[:300]}")
             except (urllib.error.URLError, OSError) as error:
                 sent["errors"] += 1
                 if sent["errors"] == 1:
-                    log(f"a batch failed: {error}")
+                    log(f"a request failed: {error}")
             time.sleep(max(0.0, tick - (time.monotonic() - began)))
 
     threading.Thread(target=traffic, daemon=True).start()
