@@ -1139,4 +1139,36 @@ async fn shadow_scores_of_the_store_file_move_to_their_own() {
     // and opening again finds nothing to move
     let store = open(&db).await;
     assert_eq!(store.shadow_scores("v9", ms(0), ms(10)).await.unwrap().len(), 1);
+    store.close().await;
+
+    // a crash between the copy and the drop: the table is there again, with a row already moved
+    // (another score for it) and a new one; opening keeps the moved row as it was and adds the new
+    let raw = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE shadow_scores (model_version TEXT NOT NULL, transaction_id TEXT NOT NULL, \
+         event_time INTEGER NOT NULL, score REAL NOT NULL, probability REAL, decision TEXT NOT NULL, \
+         scored_at INTEGER NOT NULL, latency_us INTEGER NOT NULL, PRIMARY KEY (model_version, transaction_id))",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO shadow_scores VALUES ('v9', 'old-1', 5, 0.1, NULL, 'approve', 6, 7), \
+         ('v9', 'old-2', 8, 0.9, NULL, 'decline', 9, 7)",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    let store = open(&db).await;
+    let moved = store.shadow_scores("v9", ms(0), ms(10)).await.unwrap();
+    assert_eq!(moved.len(), 2);
+    assert_eq!(
+        (moved[0].transaction_id.as_str(), moved[0].decision),
+        ("old-1", Decision::Review)
+    );
+    assert_eq!(
+        (moved[1].transaction_id.as_str(), moved[1].decision),
+        ("old-2", Decision::Decline)
+    );
 }

@@ -99,13 +99,6 @@ where
             return Ok(());
         }
         let mut tx = DB::begin_write(&self.shadow).await?;
-        Self::insert_shadow_rows(&mut tx, scores).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Multi-row inserts of shadow scores on a connection.
-    async fn insert_shadow_rows(conn: &mut DB::Connection, scores: &[ShadowScore]) -> Result<()> {
         let mut rest = scores;
         while !rest.is_empty() {
             // chunks of ROWS_PER_INSERT, then powers of two: a handful of statement texts, each cached once
@@ -151,8 +144,9 @@ where
                     .bind(score.scored_at.as_millis())
                     .bind(score.latency_us);
             }
-            query.execute(&mut *conn).await?;
+            query.execute(&mut *tx).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
