@@ -107,7 +107,7 @@ pub fn local_path(location: &str) -> Option<PathBuf> {
 }
 
 /// An object store's error with its causes (the outermost alone often says little).
-fn chain(error: &object_store::Error) -> String {
+pub(crate) fn chain(error: &object_store::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -122,7 +122,7 @@ fn chain(error: &object_store::Error) -> String {
 }
 
 /// The store of `url` and the object path it names, with bounded timeouts and retries.
-fn open(url: &str) -> Result<(Box<dyn ObjectStore>, ObjectPath), ArtifactError> {
+pub(crate) fn open(url: &str) -> Result<(Box<dyn ObjectStore>, ObjectPath), ArtifactError> {
     let parsed = url::Url::parse(url).map_err(|error| ArtifactError::Location(format!("{url}: {error}")))?;
     let refuse = |error: object_store::Error| ArtifactError::Store {
         url: url.to_owned(),

@@ -41,6 +41,7 @@
 
 mod admission;
 pub mod artifacts;
+pub mod backup;
 mod contract;
 pub mod drift;
 mod events;

@@ -46,6 +46,19 @@ impl StateFile {
         Ok(())
     }
 
+    /// The store position of a snapshot's bytes: the last store row it
+    /// covers (0 for a plain engine snapshot, which covers none).
+    pub fn position(bytes: &[u8]) -> i64 {
+        match bytes.get(..16) {
+            Some(head) if &head[..8] == MAGIC => {
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&head[8..16]);
+                i64::from_le_bytes(seq)
+            }
+            _ => 0,
+        }
+    }
+
     /// Reads the file: the store position and the engine it holds. A plain
     /// engine snapshot (`fraudlens features --snapshot-out`: history built
     /// offline) is read too, as covering no stored transaction.

@@ -29,6 +29,7 @@ pub mod ops;
 pub mod predictions;
 mod serve;
 mod settings;
+pub mod tls;
 pub mod transport;
 pub mod upload;
 

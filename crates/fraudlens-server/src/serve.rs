@@ -32,7 +32,8 @@ pub struct ServeOptions {
 ///
 /// Meanwhile a [`ModelWatch`] follows the registry: a promotion or rollback
 /// made through another process is served here too (notified on
-/// PostgreSQL, else within `options.model_poll_interval`).
+/// PostgreSQL, else within `options.model_poll_interval`). The caller
+/// handles SIGHUP ([`crate::tls::reload_on_hangup`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,

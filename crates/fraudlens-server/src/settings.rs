@@ -9,6 +9,7 @@ use fraudlens_core::Secret;
 use fraudlens_pipeline::{ExplainPolicy, PipelineConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{Tls, TlsError};
 use crate::transport::{self, TransportConfig};
 use crate::{ServeOptions, ServerConfig};
 
@@ -58,6 +59,13 @@ pub struct ServeSettings {
     /// promotion made elsewhere is served after at most this long; on
     /// PostgreSQL a notification usually brings it sooner).
     pub model_poll_interval_ms: u64,
+    /// PEM certificate chain (leaf first) for HTTPS; with `tls_key`. Unset: plain HTTP.
+    /// Both files are read again on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// `Strict-Transport-Security: max-age=…` on every response over TLS; 0 for none.
+    pub hsts_max_age_seconds: u64,
 }
 
 impl Default for ServeSettings {
@@ -84,6 +92,10 @@ impl Default for ServeSettings {
             body_read_timeout_seconds: transport.body_read_timeout.as_secs(),
             min_body_bytes_per_second: transport.min_body_bytes_per_second,
             model_poll_interval_ms: 1_000,
+            tls_cert: None,
+            tls_key: None,
+            // a year: what browsers' preload lists ask for
+            hsts_max_age_seconds: 31_536_000,
         }
     }
 }
@@ -118,8 +130,19 @@ impl ServeSettings {
         }
     }
 
+    /// The server's TLS, if `tls_cert` and `tls_key` are set (one without the
+    /// other is an error).
+    pub fn tls(&self) -> Result<Option<Tls>, TlsError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Tls::load(cert, key, self.hsts_max_age_seconds).map(Some),
+            _ => Err(TlsError::Incomplete),
+        }
+    }
+
     /// How [`serve`](crate::serve) runs its connections and stops
-    /// (`max_connections = 0`: [`transport::default_max_connections`]).
+    /// (`max_connections = 0`: [`transport::default_max_connections`]; TLS is
+    /// set by the caller, from [`Self::tls`]).
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions {
             transport: TransportConfig {
@@ -130,6 +153,7 @@ impl ServeSettings {
                     0 => transport::default_max_connections(),
                     n => n,
                 },
+                tls: None,
             },
             grace: Duration::from_secs(self.shutdown_grace_seconds),
             model_poll_interval: Duration::from_millis(self.model_poll_interval_ms.max(10)),

@@ -15,11 +15,15 @@
 //!   A timed-out request gets 408 and its connection is closed.
 //! - **Connections**: at most `max_connections` at once (below the open-file
 //!   limit, so the store and the state file can still open files); beyond it a
-//!   new connection gets a 503 and is closed at once, counted and logged (at
-//!   most once per [`REFUSAL_LOG_INTERVAL`]).
+//!   new connection gets a 503 and is closed at once (over TLS it is only
+//!   closed), counted and logged (at most once per [`REFUSAL_LOG_INTERVAL`]).
 //!
 //! - **Unparsable requests**: hyper's own 400, 414 and 431 get the same
 //!   `{code, message}` bodies as every other error (module `parse_errors`).
+//! - **TLS** (when configured, module [`crate::tls`]): the handshake runs in
+//!   the connection's own task, within `header_read_timeout`, so a client
+//!   that stalls it holds one connection slot for that long and never the
+//!   accept loop; every response carries HSTS.
 //!
 //! Shutdown stops accepting, lets idle connections close and in-flight
 //! requests finish (hyper's graceful shutdown), and returns when every
@@ -42,12 +46,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics::counter;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
 use crate::error::ApiError;
+use crate::tls::Tls;
 use parse_errors::JsonParseErrors;
 
 mod parse_errors;
@@ -73,6 +79,8 @@ pub struct TransportConfig {
     pub min_body_bytes_per_second: u64,
     /// Most connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// TLS on every connection, if configured.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for TransportConfig {
@@ -82,6 +90,7 @@ impl Default for TransportConfig {
             body_read_timeout: Duration::from_secs(30),
             min_body_bytes_per_second: 4_096,
             max_connections: default_max_connections(),
+            tls: None,
         }
     }
 }
@@ -132,24 +141,48 @@ pub async fn serve(listener: TcpListener, router: Router, config: TransportConfi
             () = &mut shutdown => break,
         };
         let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
-            refusals.refuse(stream, config.max_connections);
+            refusals.refuse(stream, config.max_connections, config.tls.is_none());
             continue;
         };
         counter!("http_connections_accepted_total").increment(1);
         // responses are written whole; waiting for more bytes only adds latency
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let hsts = config.tls.as_ref().and_then(|tls| tls.hsts().cloned());
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            handle(router.clone(), body_allowance, peer, request)
+            handle(router.clone(), body_allowance, hsts.clone(), peer, request)
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(JsonParseErrors::new(stream)), service));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = config.tls.clone();
+        let handshake_timeout = config.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                if error.is_timeout() {
-                    counter!("http_connections_timed_out_total", "phase" => "header").increment(1);
-                    tracing::debug!("connection closed: no complete request head in time");
-                } else {
-                    tracing::debug!(%error, "connection closed with an error");
+            let io: Option<Box<dyn Io>> = match tls {
+                None => Some(Box::new(stream)),
+                Some(tls) => match tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream)).await {
+                    Ok(Ok(stream)) => Some(Box::new(stream)),
+                    Ok(Err(error)) => {
+                        counter!("tls_handshake_failures_total").increment(1);
+                        tracing::debug!(%error, "TLS handshake failed");
+                        None
+                    }
+                    Err(_) => {
+                        counter!("http_connections_timed_out_total", "phase" => "handshake").increment(1);
+                        tracing::debug!("connection closed: no TLS handshake in time");
+                        None
+                    }
+                },
+            };
+            if let Some(io) = io {
+                let connection =
+                    watcher.watch(builder.serve_connection(TokioIo::new(JsonParseErrors::new(io)), service));
+                if let Err(error) = connection.await {
+                    if error.is_timeout() {
+                        counter!("http_connections_timed_out_total", "phase" => "header").increment(1);
+                        tracing::debug!("connection closed: no complete request head in time");
+                    } else {
+                        tracing::debug!(%error, "connection closed with an error");
+                    }
                 }
             }
             counter!("http_connections_closed_total").increment(1);
@@ -160,10 +193,16 @@ pub async fn serve(listener: TcpListener, router: Router, config: TransportConfi
     graceful.shutdown().await;
 }
 
+/// A connection's byte stream: plain TCP or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// One request: its body under the allowance, then the router.
 async fn handle(
     router: Router,
     body_allowance: BodyAllowance,
+    hsts: Option<HeaderValue>,
     peer: std::net::SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response, Infallible> {
@@ -182,7 +221,10 @@ async fn handle(
     request.extensions_mut().insert(BodyTimeout(timed_out.clone()));
     // the peer address, as axum's `ConnectInfo`: refused keys are logged with it
     request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-    let response = router.oneshot(request).await?;
+    let mut response = router.oneshot(request).await?;
+    if let Some(hsts) = hsts {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
     if !timed_out.load(Ordering::Acquire) {
         return Ok(response);
     }
@@ -322,11 +364,16 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn refuse(&mut self, stream: TcpStream, max_connections: usize) {
+    /// Counts and closes `stream`; on plain HTTP (`plain`) it gets the 503
+    /// first (over TLS, plain bytes would only be a protocol error: it is
+    /// closed before the handshake).
+    fn refuse(&mut self, stream: TcpStream, max_connections: usize, plain: bool) {
         counter!("http_connections_refused_total").increment(1);
         // best effort: a fresh socket's send buffer is empty, so this one
         // non-blocking write goes out whole or not at all
-        let _ = stream.try_write(REFUSAL_RESPONSE.as_bytes());
+        if plain {
+            let _ = stream.try_write(REFUSAL_RESPONSE.as_bytes());
+        }
         drop(stream);
         self.since_logged += 1;
         let due = self

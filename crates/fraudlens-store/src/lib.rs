@@ -19,6 +19,7 @@
 //! letters); `vocabulary.rs` holds the enums stored as text, `types.rs` the
 //! rows.
 
+pub mod backup;
 mod sql;
 mod types;
 mod vocabulary;

@@ -59,6 +59,10 @@ pub enum Command {
     /// The model registry: register, list, compare, promote, roll back.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Back up the store, every registered model's files and the entity-state snapshot (consistent while serving).
+    Backup(BackupArgs),
+    /// Restore a backup into an empty store, checking every file and count.
+    Restore(RestoreArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -81,6 +85,8 @@ impl Command {
             | Self::Keys(_)
             | Self::Retrain(_)
             | Self::Drift(_)
+            | Self::Backup(_)
+            | Self::Restore(_)
             | Self::Models(_) => None,
         }
     }
@@ -480,6 +486,46 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// `fraudlens backup`
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where: a new (or empty) directory, or an object store's prefix (`s3://bucket/prefix`, `gs://…`, `az://…`).
+    #[arg(long, value_name = "DIR|URL")]
+    pub to: String,
+    /// The entity-state snapshot to include; it must exist [default: serve.state_file, if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Back up models whose files cannot be read without them (their registry entries are kept).
+    #[arg(long)]
+    pub allow_missing_models: bool,
+    /// Print the manifest as JSON instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// `fraudlens restore`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup: a directory, or an object store's prefix.
+    #[arg(long, value_name = "DIR|URL")]
+    pub from: String,
+    /// Where models whose registered directory is gone get their files.
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Where the entity-state snapshot goes [default: serve.state_file].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Print the report as JSON instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+    /// The store to restore into: a SQLite path that does not exist yet, or a PostgreSQL database without tables.
     #[command(flatten)]
     pub store: StoreArg,
 }

@@ -56,6 +56,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Retrain(args) => commands::lifecycle::retrain(&config, args),
         Command::Drift(args) => commands::drift::run(&config, args),
         Command::Models(command) => commands::admin::models(&config, command),
+        Command::Backup(args) => commands::backup::backup(&config, args),
+        Command::Restore(args) => commands::backup::restore(&config, args),
         Command::Config => commands::print_config(&config),
     }
 }

@@ -50,6 +50,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Pool, Type};
 use crate::*;
 
 pub use sqlite::SqliteSync;
+pub(crate) use sqlite::shadow_file;
 
 /// The embedded default: a SQLite file in WAL mode.
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;

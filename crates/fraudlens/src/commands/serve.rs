@@ -65,6 +65,11 @@ pub async fn serve(
 ) -> CliResult {
     // before the pipeline starts: its startup rebuild is counted
     fraudlens_server::ops::install_metrics();
+    // before anything else: a certificate that cannot serve fails the start at
+    // once, and SIGHUP (whose default ends the process) reloads it from now on
+    let tls = config.serve.tls().map(|tls| tls.map(std::sync::Arc::new)).usage()?;
+    #[cfg(unix)]
+    let hangups = fraudlens_server::tls::reload_on_hangup(tls.clone()).context("listening for SIGHUP")?;
     let url = store_url(config, &args.store);
     let store = open_store(config, &url).await?;
     config.drift.check().map_err(anyhow::Error::msg).usage()?;
@@ -103,14 +108,18 @@ pub async fn serve(
         entities = pipeline.n_entities(),
         "serving"
     );
-    println!("fraudlens listening on http://{address} (API docs: http://{address}/docs)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("fraudlens listening on {scheme}://{address} (API docs: {scheme}://{address}/docs)");
     on_listen(address, store.as_ref()).await;
 
-    let options = serve.serve_options();
+    let mut options = serve.serve_options();
+    options.transport.tls = tls;
     fraudlens_server::serve(listener, state, options, shutdown_signal())
         .await
         .context("flushing and snapshotting")?;
     close_store(store.as_ref()).await;
+    #[cfg(unix)]
+    hangups.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -39,6 +39,39 @@ fn example_config_documents_the_defaults() {
     assert_eq!(with_example, ok(dir.path(), &["config"]).stdout);
 }
 
+/// The configuration files shipped under deploy/ (the Kubernetes ConfigMap's
+/// fraudlens.toml, systemd's /etc/fraudlens/fraudlens.toml) are ones the
+/// binary accepts, and they set what they say.
+#[test]
+fn the_deploy_assets_configurations_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let config_map = std::fs::read_to_string(format!("{deploy}/kubernetes/config.yaml")).unwrap();
+    // the block scalar after `fraudlens.toml: |`, indented by four spaces
+    let (_, block) = config_map.split_once("fraudlens.toml: |\n").unwrap();
+    let toml: String = block
+        .lines()
+        .take_while(|line| line.is_empty() || line.starts_with("    "))
+        .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+        .collect();
+    let kubernetes = dir.path().join("kubernetes.toml");
+    std::fs::write(&kubernetes, &toml).unwrap();
+    let shown = ok(dir.path(), &["--config", kubernetes.to_str().unwrap(), "config"]).stdout;
+    assert!(
+        shown.contains("backend = \"redis://redis.fraudlens.svc:6379\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("upload_to = \"s3://fraudlens-models/models\""),
+        "{shown}"
+    );
+
+    let systemd = format!("{deploy}/systemd/fraudlens.toml");
+    let shown = ok(dir.path(), &["--config", &systemd, "config"]).stdout;
+    assert!(shown.contains("listen = \"127.0.0.1:8080\""), "{shown}");
+    assert!(shown.contains("brokers = \"127.0.0.1:9092\""), "{shown}");
+}
+
 #[test]
 fn usage_errors_exit_2_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -643,6 +643,8 @@ async fn a_shadow_model_scores_beside_production_and_a_failing_one_fails_nothing
     assert!((against_ap - ap("served")).abs() < 1e-9, "{against_ap} vs {traffic}");
     let run = fraudlens(path, &["models", "compare", &shadow, "--database", &db.url], &SETTINGS);
     assert!(run.stdout.contains("as shadow: "), "{}", run.stdout);
+    // shown with --nocapture: the comparison as an operator reads it
+    println!("$ fraudlens models compare {shadow}\n{}", run.stdout);
 
     // a shadow that panics on every row: every request is answered, with production's decisions,
     // the failures are counted and the shadow switched off

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod architecture;
+mod backup;
 mod config;
 mod detect;
 mod event_time;
@@ -22,6 +23,7 @@ mod shared_state;
 mod simulate;
 mod snapshots;
 mod tabular;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

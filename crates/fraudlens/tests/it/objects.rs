@@ -158,3 +158,79 @@ async fn models_on_s3_are_uploaded_downloaded_verified_and_refused_when_tampered
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(server.terminate(), 0);
 }
+
+/// `fraudlens backup --to s3://…` and `restore --from s3://…` against the real
+/// S3-compatible server; a second backup into the same prefix, a tampered
+/// object and (locally) a flipped byte or a missing manifest are refused, and
+/// nothing is written into the target then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_on_s3_round_trip_and_corrupt_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let bucket = bucket().await;
+    let endpoint = endpoint();
+    let env = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let server = Server::start(path, &db.url, Some(&crate::model::trained().model()));
+    let service = key(path, &db.url, "service");
+    let client = reqwest::Client::new();
+    for tx in transactions(40) {
+        let (status, body) = post(&client, &server.url("/api/v1/transactions"), &service, &tx).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(server.terminate(), 0);
+
+    let to = format!("s3://{bucket}/backups/first");
+    let run = fraudlens(path, &["backup", "--to", &to, "--database", &db.url], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("40 transactions"), "{}", run.stdout);
+    let again = fraudlens(path, &["backup", "--to", &to, "--database", &db.url], &env);
+    assert_eq!(again.code, 65, "{}", again.stderr);
+    assert!(again.stderr.contains("holds a backup already"), "{}", again.stderr);
+
+    let restored = path.join("restored/fraudlens.db");
+    let target = format!("sqlite://{}", restored.display());
+    let run = fraudlens(path, &["restore", "--from", &to, "--database", &target, "--json"], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["counts"]["transactions"], 40, "{report}");
+    assert_eq!(report["counts"], report["manifest"]["counts"], "{report}");
+
+    // a tampered object: refused before anything is written
+    tamper(&bucket, "backups/first/store.sqlite", Some(b"not the store")).await;
+    let elsewhere = path.join("elsewhere/fraudlens.db");
+    let target = format!("sqlite://{}", elsewhere.display());
+    let run = fraudlens(path, &["restore", "--from", &to, "--database", &target], &env);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("store.sqlite is corrupt"), "{}", run.stderr);
+    assert!(!elsewhere.exists());
+
+    // locally: a flipped byte, then no manifest (a backup that did not finish)
+    let local = path.join("local-backup");
+    let run = fraudlens(
+        path,
+        &["backup", "--to", local.to_str().unwrap(), "--database", &db.url],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let copy = local.join("store.sqlite");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&copy, &bytes).unwrap();
+    let from = local.to_str().unwrap();
+    let run = fraudlens(path, &["restore", "--from", from, "--database", &target], &[]);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("store.sqlite is corrupt"), "{}", run.stderr);
+    std::fs::remove_file(local.join("MANIFEST.json")).unwrap();
+    let run = fraudlens(path, &["restore", "--from", from, "--database", &target], &[]);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("has no MANIFEST.json"), "{}", run.stderr);
+    assert!(!elsewhere.exists());
+}

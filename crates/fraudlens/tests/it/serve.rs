@@ -58,6 +58,11 @@ impl Server {
         reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap()
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub(crate) fn terminate(mut self) -> i32 {
         terminate(&mut self.child)

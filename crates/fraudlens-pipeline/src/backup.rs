@@ -1,0 +1,802 @@
+//! Backup and restore of everything a fraudlens deployment keeps: the store
+//! (decisions, reviews, labels, audit, registry, keys, shadow scores), the
+//! files of every registered model, and the entity-state snapshot.
+//!
+//! A backup is a directory (or the same files under an object store's
+//! prefix, `s3://bucket/prefix`):
+//!
+//! | file | what |
+//! |---|---|
+//! | `store.sqlite`, `shadow.sqlite` or `store.pgdump` | the database ([`fraudlens_store::backup`]) |
+//! | `entity-state.bin` | the entity-state snapshot, when there was one |
+//! | `models/VERSION/…` | each registered model's files |
+//! | `SHA256SUMS` | every file above with its SHA-256 (`sha256sum -c SHA256SUMS`) |
+//! | `MANIFEST.json` | what it holds (counts, models, the snapshot's position), every file with its size and SHA-256; written last |
+//!
+//! - **Consistency while serving.** The snapshot file is copied *before*
+//!   the database: its position (the last store row it has seen) is then at
+//!   most the copy's newest row, and a server started on the restored store
+//!   replays the rows after it. The database copy is one transaction's view.
+//! - **Whole or absent.** A local backup is written to `DIR.partial-PID` and
+//!   renamed to `DIR` when complete; on an object store `MANIFEST.json` goes
+//!   up last, and restore reads nothing without it.
+//! - **Restore** checks every file against the manifest before writing
+//!   anything, restores the database into an empty store, then checks that
+//!   the restored store holds exactly the counts the manifest lists. A model
+//!   whose registered local directory is missing (or holds other files) is
+//!   copied to the models directory and the registry pointed at it; models
+//!   on object storage stay where they are. The snapshot replaces any file
+//!   at the target path (one found there belonged to another store: it is
+//!   moved aside, never deleted).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fraudlens_store::backup::{self as db, Counts, RegisteredModel};
+use object_store::ObjectStoreExt as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::artifacts;
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "MANIFEST.json";
+/// The checksum file's name.
+pub const SUMS: &str = "SHA256SUMS";
+/// The snapshot's file name in a backup.
+pub const STATE: &str = "entity-state.bin";
+/// What [`Manifest::format`] says.
+pub const FORMAT: &str = "fraudlens-backup/1";
+
+/// Why a backup or restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] fraudlens_store::StoreError),
+    /// A model's files could not be read or fetched.
+    #[error(transparent)]
+    Artifact(#[from] artifacts::ArtifactError),
+    /// A local file failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The backup is not usable (missing, incomplete, corrupt), or the target is not empty.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |error| BackupError::Io {
+        path: path.to_owned(),
+        error,
+    }
+}
+
+/// One file of a backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Its path in the backup (`/`-separated).
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+/// A registered model in a backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// The version.
+    pub version: String,
+    /// `staging`, `production` or `archived`.
+    pub stage: String,
+    /// Where the registry had it.
+    pub location: String,
+    /// The registered content digest.
+    pub digest: Option<String>,
+    /// Its files' directory in the backup; `None` when its files could not
+    /// be read at backup time (the registry entry is restored all the same).
+    pub dir: Option<String>,
+}
+
+/// The entity-state snapshot in a backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// Where it was taken from.
+    pub source: String,
+    /// The last store row it had seen.
+    pub seq: i64,
+}
+
+/// What a backup holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// When it was taken (RFC 3339, UTC).
+    pub created_at: String,
+    /// The fraudlens version that took it.
+    pub fraudlens_version: String,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// The store, its password hidden.
+    pub store: String,
+    /// What the database copy holds.
+    pub counts: Counts,
+    /// Every registered model.
+    pub models: Vec<ModelEntry>,
+    /// The entity-state snapshot, if one was found.
+    pub entity_state: Option<StateEntry>,
+    /// Every file but the manifest, with its checksum.
+    pub files: Vec<FileEntry>,
+}
+
+/// What to back up besides the store.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    /// The entity-state snapshot to include.
+    pub state_file: Option<PathBuf>,
+    /// Whether a missing `state_file` fails the backup (a path given
+    /// explicitly) or is recorded as no snapshot (the configured default).
+    pub require_state_file: bool,
+    /// Whether a registered model whose files cannot be read is backed up
+    /// without them (else the backup fails).
+    pub allow_missing_models: bool,
+}
+
+/// Backs up the store `url` (and its models and snapshot) to `to`: a local
+/// directory that does not exist yet (or is empty), or an object store's
+/// prefix without a `MANIFEST.json`.
+pub async fn backup(url: &str, to: &str, options: &BackupOptions) -> Result<Manifest, BackupError> {
+    let remote = artifacts::is_remote(to);
+    let final_dir = artifacts::local_path(to);
+    if let Some(dir) = &final_dir
+        && dir.exists()
+        && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some()
+    {
+        return Err(BackupError::Invalid(format!(
+            "{} exists and is not empty: back up into a new directory",
+            dir.display()
+        )));
+    }
+    if remote && remote_manifest(to).await?.is_some() {
+        return Err(BackupError::Invalid(format!(
+            "{to} holds a backup already ({MANIFEST}): choose another prefix"
+        )));
+    }
+    // readable by this user only (a backup holds every decision and the key
+    // hashes), and never a directory someone else made first
+    let work = match &final_dir {
+        Some(dir) => {
+            let name = dir
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let parent = dir
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+            tempfile::Builder::new()
+                .prefix(&format!(".{name}.partial-"))
+                .tempdir_in(parent)
+                .map_err(io(parent))?
+                .keep()
+        }
+        None => tempfile::Builder::new()
+            .prefix("fraudlens-backup-")
+            .tempdir()
+            .map_err(io(&std::env::temp_dir()))?
+            .keep(),
+    };
+    let written = write_backup(url, &work, options).await;
+    let manifest = match written {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(error);
+        }
+    };
+    match final_dir {
+        Some(dir) => {
+            if dir.exists() {
+                // an empty directory: replaced by the complete backup
+                std::fs::remove_dir(&dir).map_err(io(&dir))?;
+            }
+            std::fs::rename(&work, &dir).map_err(io(&dir))?;
+            sync_dir(dir.parent());
+        }
+        None => {
+            let uploaded = upload(&work, to, &manifest).await;
+            let _ = std::fs::remove_dir_all(&work);
+            uploaded?;
+        }
+    }
+    Ok(manifest)
+}
+
+/// The backup's files in `dir`, `MANIFEST.json` last.
+async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<Manifest, BackupError> {
+    // the snapshot first: its position is then at most the database copy's newest row
+    if let Some(path) = &options.state_file
+        && options.require_state_file
+        && !path.is_file()
+    {
+        return Err(BackupError::Invalid(format!(
+            "no entity-state snapshot at {}",
+            path.display()
+        )));
+    }
+    let entity_state = match options.state_file.as_deref().filter(|path| path.is_file()) {
+        Some(path) => {
+            let target = dir.join(STATE);
+            std::fs::copy(path, &target).map_err(io(path))?;
+            let bytes = std::fs::read(&target).map_err(io(&target))?;
+            let seq = crate::state::StateFile::position(&bytes);
+            Some(StateEntry {
+                source: path.display().to_string(),
+                seq,
+            })
+        }
+        None => None,
+    };
+    let dump = db::dump(url, dir).await?;
+    if let Some(state) = &entity_state
+        && state.seq > dump.counts.last_seq
+    {
+        return Err(BackupError::Invalid(format!(
+            "the entity-state snapshot {} has seen row {} but the store's newest is {}: it belongs to another store",
+            state.source, state.seq, dump.counts.last_seq
+        )));
+    }
+    let mut models = Vec::with_capacity(dump.models.len());
+    for (index, model) in dump.models.iter().enumerate() {
+        let entry = copy_model(model, index, dir).await?;
+        if entry.dir.is_none() && !options.allow_missing_models {
+            return Err(BackupError::Invalid(format!(
+                "the files of model {} ({}) cannot be read: restore them, or back up without them \
+                 (--allow-missing-models)",
+                model.version, model.path
+            )));
+        }
+        models.push(entry);
+    }
+    let mut files = Vec::new();
+    // every file on disk before the manifest says the backup is whole
+    // (VACUUM INTO and file copies do not sync their output)
+    collect_files(dir, dir, &mut files)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let sums: String = files
+        .iter()
+        .map(|file| format!("{}  {}\n", file.sha256, file.path))
+        .collect();
+    write_synced(&dir.join(SUMS), sums.as_bytes())?;
+    files.push(file_entry(dir, &dir.join(SUMS))?);
+    let manifest = Manifest {
+        format: FORMAT.to_owned(),
+        created_at: fraudlens_core::Timestamp::from_millis(crate::now_ms()).to_string(),
+        fraudlens_version: env!("CARGO_PKG_VERSION").to_owned(),
+        backend: if url.starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+        .to_owned(),
+        store: fraudlens_store::redact_url(url),
+        counts: dump.counts,
+        models,
+        entity_state,
+        files,
+    };
+    let path = dir.join(MANIFEST);
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|error| BackupError::Invalid(error.to_string()))?;
+    write_synced(&path, &text)?;
+    Ok(manifest)
+}
+
+/// Copies a registered model's files into `models/NAME/` of the backup; a
+/// model whose files cannot be read is recorded without them (and logged).
+async fn copy_model(model: &RegisteredModel, index: usize, dir: &Path) -> Result<ModelEntry, BackupError> {
+    let mut entry = ModelEntry {
+        version: model.version.clone(),
+        stage: model.stage.clone(),
+        location: model.path.clone(),
+        digest: model.digest.clone(),
+        dir: None,
+    };
+    let source = match artifacts::local_dir(
+        &model.path,
+        &model.version,
+        model.digest.as_deref().unwrap_or(""),
+        false,
+    )
+    .await
+    {
+        Ok(source) if source.is_dir() => source,
+        Ok(source) => {
+            tracing::warn!(version = model.version, dir = %source.display(), "model files missing: backed up without them");
+            return Ok(entry);
+        }
+        Err(error) => {
+            tracing::warn!(version = model.version, %error, "model files unreadable: backed up without them");
+            return Ok(entry);
+        }
+    };
+    // a directory name that is safe whatever the version holds
+    let name = format!("{index:04}-{}", safe_name(&model.version));
+    let target = dir.join("models").join(&name);
+    std::fs::create_dir_all(&target).map_err(io(&target))?;
+    for file in std::fs::read_dir(&source).map_err(io(&source))? {
+        let path = file.map_err(io(&source))?.path();
+        if path.is_file()
+            && let Some(file_name) = path.file_name()
+        {
+            std::fs::copy(&path, target.join(file_name)).map_err(io(&path))?;
+        }
+    }
+    entry.dir = Some(format!("models/{name}"));
+    Ok(entry)
+}
+
+fn safe_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
+}
+
+/// Every file under `dir` (recursively) with its checksum, paths relative
+/// to `root`; each file and directory synced to disk on the way.
+fn collect_files(root: &Path, dir: &Path, files: &mut Vec<FileEntry>) -> Result<(), BackupError> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_dir() {
+            collect_files(root, &path, files)?;
+        } else {
+            std::fs::File::open(&path)
+                .and_then(|file| file.sync_all())
+                .map_err(io(&path))?;
+            files.push(file_entry(root, &path)?);
+        }
+    }
+    sync_dir(Some(dir));
+    Ok(())
+}
+
+fn file_entry(root: &Path, path: &Path) -> Result<FileEntry, BackupError> {
+    let (bytes, sha256) = checksum(path)?;
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    let parts: Vec<String> = relative
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Ok(FileEntry {
+        path: parts.join("/"),
+        bytes,
+        sha256,
+    })
+}
+
+/// Size and SHA-256 of a file, read in pieces.
+fn checksum(path: &Path) -> Result<(u64, String), BackupError> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0_u8; 1 << 20];
+    let mut bytes = 0_u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+    Ok((bytes, hex::encode(hasher.finalize())))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+/// Best effort: a rename is durable once its directory is synced.
+fn sync_dir(dir: Option<&Path>) {
+    if let Some(dir) = dir.filter(|dir| !dir.as_os_str().is_empty())
+        && let Ok(file) = std::fs::File::open(dir)
+    {
+        let _ = file.sync_all();
+    }
+}
+
+/// Uploads a finished backup under `to`: every file, then `MANIFEST.json`.
+/// Each file goes up as a multipart upload read in pieces, so a store of
+/// any size takes little memory (and passes S3's 5 GiB limit of one PUT).
+async fn upload(dir: &Path, to: &str, manifest: &Manifest) -> Result<(), BackupError> {
+    use std::io::Read as _;
+    let (store, prefix) = artifacts::open(to)?;
+    let names = manifest
+        .files
+        .iter()
+        .map(|file| file.path.clone())
+        .chain([MANIFEST.to_owned()]);
+    for name in names {
+        let path = dir.join(&name);
+        let url = format!("{}/{name}", to.trim_end_matches('/'));
+        let refused = |error: object_store::Error| artifacts::ArtifactError::Store {
+            url: url.clone(),
+            error: artifacts::chain(&error),
+        };
+        let mut file = std::fs::File::open(&path).map_err(io(&path))?;
+        let upload = store
+            .put_multipart(&object_path(&prefix, &name))
+            .await
+            .map_err(refused)?;
+        let mut writer = object_store::WriteMultipart::new(upload);
+        let mut buffer = vec![0_u8; 8 << 20];
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(n) => n,
+                Err(error) => {
+                    let _ = writer.abort().await;
+                    return Err(io(&path)(error));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            // at most two parts in flight: memory stays a few pieces
+            if let Err(error) = writer.wait_for_capacity(2).await {
+                let _ = writer.abort().await;
+                return Err(refused(error).into());
+            }
+            writer.write(&buffer[..n]);
+        }
+        writer.finish().await.map_err(refused)?;
+    }
+    Ok(())
+}
+
+/// `prefix/a/b` for the backup path `a/b`.
+fn object_path(prefix: &object_store::path::Path, name: &str) -> object_store::path::Path {
+    name.split('/').fold(prefix.clone(), |object, part| object.join(part))
+}
+
+/// The manifest under an object store's prefix, if there is one.
+async fn remote_manifest(from: &str) -> Result<Option<Vec<u8>>, BackupError> {
+    let (store, prefix) = artifacts::open(from)?;
+    match store.get(&prefix.clone().join(MANIFEST)).await {
+        Ok(result) => Ok(Some(
+            result
+                .bytes()
+                .await
+                .map_err(|error| artifacts::ArtifactError::Store {
+                    url: format!("{}/{MANIFEST}", from.trim_end_matches('/')),
+                    error: artifacts::chain(&error),
+                })?
+                .to_vec(),
+        )),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(error) => Err(artifacts::ArtifactError::Store {
+            url: format!("{}/{MANIFEST}", from.trim_end_matches('/')),
+            error: artifacts::chain(&error),
+        }
+        .into()),
+    }
+}
+
+/// Where and how to restore.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Where models whose registered directory is gone get their files.
+    pub models_dir: PathBuf,
+    /// Where the entity-state snapshot goes (the target's `serve.state_file`).
+    pub state_file: Option<PathBuf>,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// The backup's manifest.
+    pub manifest: Manifest,
+    /// What the restored store holds (equal to the manifest's counts).
+    pub counts: Counts,
+    /// Models whose files were copied to the models directory, with their new path.
+    pub relocated: BTreeMap<String, String>,
+    /// Where the snapshot was written, if the backup had one.
+    pub entity_state: Option<PathBuf>,
+    /// A file found at the snapshot's path, moved aside to this name.
+    pub moved_aside: Option<PathBuf>,
+}
+
+/// Restores the backup at `from` (a directory or an object store's prefix)
+/// into the empty store `url`.
+pub async fn restore(from: &str, url: &str, options: &RestoreOptions) -> Result<RestoreReport, BackupError> {
+    let (dir, temporary) = match artifacts::local_path(from) {
+        Some(dir) => (dir, false),
+        None => (download(from).await?, true),
+    };
+    let restored = restore_dir(&dir, url, options).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    restored
+}
+
+async fn restore_dir(dir: &Path, url: &str, options: &RestoreOptions) -> Result<RestoreReport, BackupError> {
+    let manifest = read_manifest(dir)?;
+    verify(dir, &manifest)?;
+    let backend = if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    if manifest.backend != backend {
+        return Err(BackupError::Invalid(format!(
+            "the backup is of a {} store; restore it into one ({} given)",
+            manifest.backend,
+            fraudlens_store::redact_url(url)
+        )));
+    }
+    // every model's target checked before anything is written
+    let mut relocations = Vec::new();
+    for model in &manifest.models {
+        let Some(model_dir) = &model.dir else { continue };
+        let Some(registered) = artifacts::local_path(&model.location) else {
+            continue;
+        };
+        check_relative(model_dir)?;
+        if !model_dir.starts_with("models/") {
+            return Err(BackupError::Invalid(format!(
+                "the manifest puts model {} at {model_dir:?}, outside models/",
+                model.version
+            )));
+        }
+        // only the files the manifest lists (and that were verified)
+        let listed: Vec<&FileEntry> = manifest
+            .files
+            .iter()
+            .filter(|file| {
+                file.path
+                    .strip_prefix(model_dir.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .collect();
+        let backed_up = dir.join(model_dir);
+        if same_files(&registered, &backed_up) {
+            continue;
+        }
+        let name = safe_name(&model.version);
+        let target = options
+            .models_dir
+            .join(if name.is_empty() { "model" } else { name.as_str() });
+        if target.exists() && !same_files(&target, &backed_up) {
+            return Err(BackupError::Invalid(format!(
+                "{} exists with other files: choose another models directory",
+                target.display()
+            )));
+        }
+        relocations.push((model.version.clone(), target, listed));
+    }
+    db::load(url, dir).await?;
+    let counts = db::counts(url).await?;
+    if counts != manifest.counts {
+        return Err(BackupError::Invalid(format!(
+            "the restored store holds {counts:?}, the backup lists {:?}: drop the restored store before trying again",
+            manifest.counts
+        )));
+    }
+    let mut relocated = BTreeMap::new();
+    for (version, target, listed) in relocations {
+        std::fs::create_dir_all(&target).map_err(io(&target))?;
+        for file in listed {
+            let from = dir.join(&file.path);
+            let Some(name) = from.file_name() else { continue };
+            std::fs::copy(&from, target.join(name)).map_err(io(&from))?;
+        }
+        let absolute = std::fs::canonicalize(&target).map_err(io(&target))?;
+        let path = absolute.to_string_lossy().into_owned();
+        db::relocate_model(url, &version, &path).await?;
+        relocated.insert(version, path);
+    }
+    let (mut entity_state, mut moved_aside) = (None, None);
+    if let Some(target) = &options.state_file {
+        if target.exists() {
+            let aside = target.with_file_name(format!(
+                "{}.before-restore-{}",
+                target
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                crate::now_ms()
+            ));
+            std::fs::rename(target, &aside).map_err(io(target))?;
+            moved_aside = Some(aside);
+        }
+        if manifest.entity_state.is_some() {
+            if let Some(parent) = target.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::copy(dir.join(STATE), target).map_err(io(target))?;
+            entity_state = Some(target.clone());
+        }
+    }
+    Ok(RestoreReport {
+        manifest,
+        counts,
+        relocated,
+        entity_state,
+        moved_aside,
+    })
+}
+
+/// Whether two directories hold files of the same names and content (the
+/// registered one may be missing).
+fn same_files(registered: &Path, backed_up: &Path) -> bool {
+    let listing = |dir: &Path| -> Option<BTreeMap<String, String>> {
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).ok()? {
+            let path = entry.ok()?.path();
+            if path.is_file() {
+                let name = path.file_name()?.to_string_lossy().into_owned();
+                files.insert(name, checksum(&path).ok()?.1);
+            }
+        }
+        Some(files)
+    };
+    match (listing(registered), listing(backed_up)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read(&path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            BackupError::Invalid(format!(
+                "{} has no {MANIFEST}: not a backup, or one that did not finish",
+                dir.display()
+            ))
+        } else {
+            BackupError::Io {
+                path: path.clone(),
+                error,
+            }
+        }
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|error| BackupError::Invalid(format!("{}: {error}", path.display())))?;
+    if manifest.format != FORMAT {
+        return Err(BackupError::Invalid(format!(
+            "{}: format {:?}, this build reads {FORMAT:?}",
+            path.display(),
+            manifest.format
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Every file the manifest lists, with its size and checksum; no path out of the backup.
+fn verify(dir: &Path, manifest: &Manifest) -> Result<(), BackupError> {
+    for file in &manifest.files {
+        check_relative(&file.path)?;
+        let path = dir.join(&file.path);
+        let (bytes, sha256) = checksum(&path).map_err(|_| {
+            BackupError::Invalid(format!(
+                "the backup lists {} but it is missing or unreadable",
+                file.path
+            ))
+        })?;
+        if bytes != file.bytes || sha256 != file.sha256 {
+            return Err(BackupError::Invalid(format!(
+                "{} is corrupt: {bytes} bytes with SHA-256 {sha256}, the manifest says {} bytes with {}",
+                file.path, file.bytes, file.sha256
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_relative(path: &str) -> Result<(), BackupError> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        Err(BackupError::Invalid(format!(
+            "the manifest names {path:?}, which is not a file of the backup"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// The backup under an object store's prefix, into a temporary directory.
+async fn download(from: &str) -> Result<PathBuf, BackupError> {
+    let text = remote_manifest(from).await?.ok_or_else(|| {
+        BackupError::Invalid(format!(
+            "{from} has no {MANIFEST}: not a backup, or one that did not finish"
+        ))
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|error| BackupError::Invalid(format!("{from}/{MANIFEST}: {error}")))?;
+    let dir = tempfile::Builder::new()
+        .prefix("fraudlens-restore-")
+        .tempdir()
+        .map_err(io(&std::env::temp_dir()))?
+        .keep();
+    let fetched = async {
+        let (store, prefix) = artifacts::open(from)?;
+        for file in &manifest.files {
+            check_relative(&file.path)?;
+            let refused = |error: object_store::Error| artifacts::ArtifactError::Store {
+                url: format!("{}/{}", from.trim_end_matches('/'), file.path),
+                error: artifacts::chain(&error),
+            };
+            let path = dir.join(&file.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            // streamed to the file: a store of any size takes little memory
+            let mut stream = store
+                .get(&object_path(&prefix, &file.path))
+                .await
+                .map_err(refused)?
+                .into_stream();
+            let mut out = std::fs::File::create(&path).map_err(io(&path))?;
+            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+                let chunk = chunk.map_err(refused)?;
+                std::io::Write::write_all(&mut out, &chunk).map_err(io(&path))?;
+            }
+        }
+        std::fs::write(dir.join(MANIFEST), &text).map_err(io(&dir.join(MANIFEST)))?;
+        Ok::<_, BackupError>(())
+    };
+    match fetched.await {
+        Ok(()) => Ok(dir),
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_paths_stay_inside_the_backup() {
+        for good in ["store.sqlite", "models/0001-gbdt-1/model.json"] {
+            assert!(check_relative(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/etc/passwd", "../x", "models/../../x", "a//b", "a\\b", "./x"] {
+            assert!(check_relative(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn model_directory_names_are_safe() {
+        assert_eq!(safe_name("gbdt-2026.1_a"), "gbdt-2026.1_a");
+        assert_eq!(safe_name("../../etc"), "_.._etc");
+        assert_eq!(safe_name("a/b c"), "a_b_c");
+    }
+}
