@@ -28,6 +28,13 @@
 //!   on object storage stay where they are. The snapshot replaces any file
 //!   at the target path (one found there belonged to another store: it is
 //!   moved aside, never deleted).
+//! - **Encryption** (optional): with age recipients (X25519 public keys,
+//!   `age1…`), every file but `SHA256SUMS` and `MANIFEST.json` is written as
+//!   an age file (`NAME.age`, readable by the `age` tool too) and its
+//!   plaintext never stays in the backup's directory; the checksums are of
+//!   the encrypted files, so a backup is verified without its key. Restore
+//!   takes the matching identities (`AGE-SECRET-KEY-1…`) and decrypts into a
+//!   private temporary directory first.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,6 +139,9 @@ pub struct Manifest {
     pub models: Vec<ModelEntry>,
     /// The entity-state snapshot, if one was found.
     pub entity_state: Option<StateEntry>,
+    /// `age` when the files are encrypted (each `NAME.age`); `None` for plain files.
+    #[serde(default)]
+    pub encryption: Option<String>,
     /// Every file but the manifest, with its checksum.
     pub files: Vec<FileEntry>,
 }
@@ -147,6 +157,8 @@ pub struct BackupOptions {
     /// Whether a registered model whose files cannot be read is backed up
     /// without them (else the backup fails).
     pub allow_missing_models: bool,
+    /// age recipients (`age1…`) to encrypt every file to; empty: plain files.
+    pub encrypt_to: Vec<String>,
 }
 
 /// Backs up the store `url` (and its models and snapshot) to `to`: a local
@@ -266,6 +278,12 @@ async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<
         }
         models.push(entry);
     }
+    let encryption = if options.encrypt_to.is_empty() {
+        None
+    } else {
+        encrypt_tree(dir, &recipients(&options.encrypt_to)?)?;
+        Some("age".to_owned())
+    };
     let mut files = Vec::new();
     // every file on disk before the manifest says the backup is whole
     // (VACUUM INTO and file copies do not sync their output)
@@ -291,6 +309,7 @@ async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<
         counts: dump.counts,
         models,
         entity_state,
+        encryption,
         files,
     };
     let path = dir.join(MANIFEST);
@@ -341,6 +360,107 @@ async fn copy_model(model: &RegisteredModel, index: usize, dir: &Path) -> Result
     }
     entry.dir = Some(format!("models/{name}"));
     Ok(entry)
+}
+
+/// The age recipients named by `keys` (`age1…`).
+fn recipients(keys: &[String]) -> Result<Vec<age::x25519::Recipient>, BackupError> {
+    keys.iter()
+        .map(|key| {
+            key.trim()
+                .parse::<age::x25519::Recipient>()
+                .map_err(|error| BackupError::Invalid(format!("{key:?} is not an age recipient (age1…): {error}")))
+        })
+        .collect()
+}
+
+/// The age identities in `text` (`AGE-SECRET-KEY-1…` lines; `#` comments and
+/// blank lines skipped, as in the files `age-keygen` writes). Never echoed.
+fn identities(text: &str) -> Result<Vec<age::x25519::Identity>, BackupError> {
+    let keys: Vec<age::x25519::Identity> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .enumerate()
+        .map(|(index, line)| {
+            line.parse::<age::x25519::Identity>().map_err(|_| {
+                BackupError::Invalid(format!(
+                    "identity {} is not an age secret key (AGE-SECRET-KEY-1…)",
+                    index + 1
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if keys.is_empty() {
+        return Err(BackupError::Invalid("no age identity given".to_owned()));
+    }
+    Ok(keys)
+}
+
+/// Replaces every file under `dir` by its age encryption `NAME.age`.
+fn encrypt_tree(dir: &Path, recipients: &[age::x25519::Recipient]) -> Result<(), BackupError> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_dir() {
+            encrypt_tree(&path, recipients)?;
+            continue;
+        }
+        let mut name = path.as_os_str().to_owned();
+        name.push(".age");
+        let target = PathBuf::from(name);
+        let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|error| BackupError::Invalid(format!("encrypting: {error}")))?;
+        let output = std::fs::File::create(&target).map_err(io(&target))?;
+        let mut writer = encryptor
+            .wrap_output(std::io::BufWriter::new(output))
+            .map_err(io(&target))?;
+        let mut input = std::fs::File::open(&path).map_err(io(&path))?;
+        std::io::copy(&mut input, &mut writer).map_err(io(&target))?;
+        let mut output = writer.finish().map_err(io(&target))?;
+        std::io::Write::flush(&mut output).map_err(io(&target))?;
+        drop(output);
+        std::fs::remove_file(&path).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Decrypts the backup's `.age` files into a private temporary directory
+/// (the same relative paths, without `.age`); returns it and the paths.
+fn decrypt_tree(
+    dir: &Path,
+    manifest: &Manifest,
+    keys: &[age::x25519::Identity],
+) -> Result<(tempfile::TempDir, Vec<String>), BackupError> {
+    let plain = tempfile::Builder::new()
+        .prefix("fraudlens-restore-plain-")
+        .tempdir()
+        .map_err(io(&std::env::temp_dir()))?;
+    let mut paths = Vec::new();
+    for file in &manifest.files {
+        let Some(name) = file.path.strip_suffix(".age") else {
+            continue;
+        };
+        let from = dir.join(&file.path);
+        let target = plain.path().join(name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let input = std::fs::File::open(&from).map_err(io(&from))?;
+        let refused = |error: age::DecryptError| {
+            BackupError::Invalid(format!(
+                "{} cannot be decrypted with the identities given (the backup's key?): {error}",
+                file.path
+            ))
+        };
+        let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(input)).map_err(refused)?;
+        let mut reader = decryptor
+            .decrypt(keys.iter().map(|key| key as &dyn age::Identity))
+            .map_err(refused)?;
+        let mut output = std::fs::File::create(&target).map_err(io(&target))?;
+        std::io::copy(&mut reader, &mut output)
+            .map_err(|error| BackupError::Invalid(format!("{} does not decrypt whole: {error}", file.path)))?;
+        paths.push(name.to_owned());
+    }
+    Ok((plain, paths))
 }
 
 fn safe_name(text: &str) -> String {
@@ -501,12 +621,24 @@ async fn remote_manifest(from: &str) -> Result<Option<Vec<u8>>, BackupError> {
 }
 
 /// Where and how to restore.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RestoreOptions {
     /// Where models whose registered directory is gone get their files.
     pub models_dir: PathBuf,
     /// Where the entity-state snapshot goes (the target's `serve.state_file`).
     pub state_file: Option<PathBuf>,
+    /// The age identities of an encrypted backup (`AGE-SECRET-KEY-1…` lines).
+    pub identities: Option<String>,
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("models_dir", &self.models_dir)
+            .field("state_file", &self.state_file)
+            .field("identities", &self.identities.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// What a restore did.
@@ -553,6 +685,30 @@ async fn restore_dir(dir: &Path, url: &str, options: &RestoreOptions) -> Result<
             fraudlens_store::redact_url(url)
         )));
     }
+    // an encrypted backup is decrypted into a private directory first
+    let (plain, paths) = match manifest.encryption.as_deref() {
+        None => (
+            None,
+            manifest.files.iter().map(|file| file.path.clone()).collect::<Vec<_>>(),
+        ),
+        Some("age") => {
+            let text = options.identities.as_deref().ok_or_else(|| {
+                BackupError::Invalid(
+                    "the backup is encrypted (age): give its identity in FRAUDLENS_BACKUP_AGE_IDENTITY \
+                     or --identity-file"
+                        .to_owned(),
+                )
+            })?;
+            let (plain, paths) = decrypt_tree(dir, &manifest, &identities(text)?)?;
+            (Some(plain), paths)
+        }
+        Some(other) => {
+            return Err(BackupError::Invalid(format!(
+                "the backup is encrypted with {other:?}, which this build does not read"
+            )));
+        }
+    };
+    let dir = plain.as_ref().map_or(dir, |plain| plain.path());
     // every model's target checked before anything is written
     let mut relocations = Vec::new();
     for model in &manifest.models {
@@ -568,14 +724,13 @@ async fn restore_dir(dir: &Path, url: &str, options: &RestoreOptions) -> Result<
             )));
         }
         // only the files the manifest lists (and that were verified)
-        let listed: Vec<&FileEntry> = manifest
-            .files
+        let listed: Vec<String> = paths
             .iter()
-            .filter(|file| {
-                file.path
-                    .strip_prefix(model_dir.as_str())
+            .filter(|path| {
+                path.strip_prefix(model_dir.as_str())
                     .is_some_and(|rest| rest.starts_with('/'))
             })
+            .cloned()
             .collect();
         let backed_up = dir.join(model_dir);
         if same_files(&registered, &backed_up) {
@@ -605,7 +760,7 @@ async fn restore_dir(dir: &Path, url: &str, options: &RestoreOptions) -> Result<
     for (version, target, listed) in relocations {
         std::fs::create_dir_all(&target).map_err(io(&target))?;
         for file in listed {
-            let from = dir.join(&file.path);
+            let from = dir.join(&file);
             let Some(name) = from.file_name() else { continue };
             std::fs::copy(&from, target.join(name)).map_err(io(&from))?;
         }

@@ -502,6 +502,10 @@ pub struct BackupArgs {
     /// Back up models whose files cannot be read without them (their registry entries are kept).
     #[arg(long)]
     pub allow_missing_models: bool,
+    /// Encrypt every file to this age recipient (`age1…`; repeat for more) [default: the
+    /// recipients in FRAUDLENS_BACKUP_AGE_RECIPIENTS, else no encryption].
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
     /// Print the manifest as JSON instead of a summary line.
     #[arg(long)]
     pub json: bool,
@@ -522,6 +526,10 @@ pub struct RestoreArgs {
     /// Where the entity-state snapshot goes [default: serve.state_file].
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// An encrypted backup's age identity file (as `age-keygen` writes it) [default: the
+    /// identities in FRAUDLENS_BACKUP_AGE_IDENTITY].
+    #[arg(long, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
     /// Print the report as JSON instead of a summary line.
     #[arg(long)]
     pub json: bool,

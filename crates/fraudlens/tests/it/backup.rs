@@ -237,3 +237,73 @@ async fn round_trip(backend: Backend) {
     }
     assert_eq!(restored.terminate(), 0);
 }
+
+/// `--encrypt-to` (an age recipient): no file of the backup holds plaintext,
+/// the checksums still verify, restore refuses without the identity and with
+/// another one (writing nothing), and restores with it from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_backup_restores_only_with_its_key() {
+    use age::secrecy::ExposeSecret as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Server::start(dir.path(), &db.url, Some(&trained().model()));
+    let service = key(dir.path(), &db.url, "service");
+    let client = reqwest::Client::new();
+    for tx in transactions(30) {
+        let (status, body) = post(&client, &server.url("/api/v1/transactions"), &service, &tx).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(server.terminate(), 0);
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let secret = identity.to_string().expose_secret().to_owned();
+    let other = age::x25519::Identity::generate().to_string().expose_secret().to_owned();
+
+    let backup = dir.path().join("encrypted");
+    let run = fraudlens(
+        dir.path(),
+        &[
+            "backup",
+            "--to",
+            backup.to_str().unwrap(),
+            "--database",
+            &db.url,
+            "--encrypt-to",
+            &recipient,
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("encrypted (age)"), "{}", run.stdout);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(backup.join("MANIFEST.json")).unwrap()).unwrap();
+    assert_eq!(manifest["encryption"], "age");
+    for file in manifest["files"].as_array().unwrap() {
+        let path = file["path"].as_str().unwrap();
+        if path == "SHA256SUMS" {
+            continue;
+        }
+        assert!(path.ends_with(".age"), "{path} is not encrypted");
+        let bytes = std::fs::read(backup.join(path)).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{path}");
+        assert!(
+            !bytes.windows(15).any(|w| w == b"SQLite format 3"),
+            "{path} holds plaintext"
+        );
+    }
+    assert!(!backup.join("store.sqlite").exists());
+
+    let target = dir.path().join("restored/fraudlens.db");
+    let url = format!("sqlite://{}", target.display());
+    let restore = ["restore", "--from", backup.to_str().unwrap(), "--database", &url];
+    let run = fraudlens(dir.path(), &restore, &[]);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("FRAUDLENS_BACKUP_AGE_IDENTITY"), "{}", run.stderr);
+    let run = fraudlens(dir.path(), &restore, &[("FRAUDLENS_BACKUP_AGE_IDENTITY", &other)]);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be decrypted"), "{}", run.stderr);
+    assert!(!run.stderr.contains(&other) && !run.stderr.contains(&secret));
+    assert!(!target.exists());
+    let run = fraudlens(dir.path(), &restore, &[("FRAUDLENS_BACKUP_AGE_IDENTITY", &secret)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("30 transactions"), "{}", run.stdout);
+}

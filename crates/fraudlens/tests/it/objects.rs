@@ -20,6 +20,17 @@ fn endpoint() -> String {
         .expect("FRAUDLENS_TEST_S3: run through scripts/test, or `source scripts/s3` first")
 }
 
+/// The environment that points the binary's S3 client at the test server.
+fn s3_env(endpoint: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ]
+}
+
 /// A new bucket on the test server (moto takes unsigned requests).
 async fn bucket() -> String {
     let name = format!("models-{}", std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos());
@@ -66,14 +77,8 @@ async fn models_on_s3_are_uploaded_downloaded_verified_and_refused_when_tampered
     let bucket = bucket().await;
     let cache = path.join("cache");
     let endpoint = endpoint();
-    let env = [
-        ("AWS_ENDPOINT", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("FRAUDLENS_ARTIFACTS__CACHE_DIR", cache.to_str().unwrap()),
-    ];
+    let mut env = s3_env(&endpoint);
+    env.push(("FRAUDLENS_ARTIFACTS__CACHE_DIR", cache.to_str().unwrap()));
     let first = train(path, "first", "5");
     let second = train(path, "second", "8");
     let third = train(path, "third", "3");
@@ -170,13 +175,7 @@ async fn backups_on_s3_round_trip_and_corrupt_ones_are_refused() {
     let db = TestDb::new(Backend::Sqlite).await;
     let bucket = bucket().await;
     let endpoint = endpoint();
-    let env = [
-        ("AWS_ENDPOINT", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = s3_env(&endpoint);
     let server = Server::start(path, &db.url, Some(&crate::model::trained().model()));
     let service = key(path, &db.url, "service");
     let client = reqwest::Client::new();
