@@ -234,6 +234,21 @@ pub async fn backup(url: &str, to: &str, options: &BackupOptions) -> Result<Mani
 
 /// The backup's files in `dir`, `MANIFEST.json` last.
 async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<Manifest, BackupError> {
+    // an encrypted backup's plaintext is written to a private temporary
+    // directory (removed when done, whatever happens), never next to the
+    // backup; its recipients are checked before anything is written
+    let recipients = recipients(&options.encrypt_to)?;
+    let staging = if recipients.is_empty() {
+        None
+    } else {
+        Some(
+            tempfile::Builder::new()
+                .prefix("fraudlens-backup-plain-")
+                .tempdir()
+                .map_err(io(&std::env::temp_dir()))?,
+        )
+    };
+    let plain = staging.as_ref().map_or(dir, |staging| staging.path());
     // the snapshot first: its position is then at most the database copy's newest row
     if let Some(path) = &options.state_file
         && options.require_state_file
@@ -246,7 +261,7 @@ async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<
     }
     let entity_state = match options.state_file.as_deref().filter(|path| path.is_file()) {
         Some(path) => {
-            let target = dir.join(STATE);
+            let target = plain.join(STATE);
             std::fs::copy(path, &target).map_err(io(path))?;
             let bytes = std::fs::read(&target).map_err(io(&target))?;
             let seq = crate::state::StateFile::position(&bytes);
@@ -257,7 +272,7 @@ async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<
         }
         None => None,
     };
-    let dump = db::dump(url, dir).await?;
+    let dump = db::dump(url, plain).await?;
     if let Some(state) = &entity_state
         && state.seq > dump.counts.last_seq
     {
@@ -268,7 +283,7 @@ async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<
     }
     let mut models = Vec::with_capacity(dump.models.len());
     for (index, model) in dump.models.iter().enumerate() {
-        let entry = copy_model(model, index, dir).await?;
+        let entry = copy_model(model, index, plain).await?;
         if entry.dir.is_none() && !options.allow_missing_models {
             return Err(BackupError::Invalid(format!(
                 "the files of model {} ({}) cannot be read: restore them, or back up without them \
@@ -278,10 +293,11 @@ async fn write_backup(url: &str, dir: &Path, options: &BackupOptions) -> Result<
         }
         models.push(entry);
     }
-    let encryption = if options.encrypt_to.is_empty() {
+    let encryption = if recipients.is_empty() {
         None
     } else {
-        encrypt_tree(dir, &recipients(&options.encrypt_to)?)?;
+        encrypt_tree(plain, dir, &recipients)?;
+        drop(staging);
         Some("age".to_owned())
     };
     let mut files = Vec::new();
@@ -363,12 +379,21 @@ async fn copy_model(model: &RegisteredModel, index: usize, dir: &Path) -> Result
 }
 
 /// The age recipients named by `keys` (`age1…`).
+/// A value that is not a recipient is named by its position only, unless
+/// it looks like one: a secret key given by mistake is never echoed.
 fn recipients(keys: &[String]) -> Result<Vec<age::x25519::Recipient>, BackupError> {
     keys.iter()
-        .map(|key| {
-            key.trim()
-                .parse::<age::x25519::Recipient>()
-                .map_err(|error| BackupError::Invalid(format!("{key:?} is not an age recipient (age1…): {error}")))
+        .enumerate()
+        .map(|(index, key)| {
+            let key = key.trim();
+            key.parse::<age::x25519::Recipient>().map_err(|error| {
+                let shown = if key.starts_with("age1") {
+                    format!("{key:?}")
+                } else {
+                    format!("recipient {}", index + 1)
+                };
+                BackupError::Invalid(format!("{shown} is not an age recipient (age1…): {error}"))
+            })
         })
         .collect()
 }
@@ -396,29 +421,47 @@ fn identities(text: &str) -> Result<Vec<age::x25519::Identity>, BackupError> {
     Ok(keys)
 }
 
-/// Replaces every file under `dir` by its age encryption `NAME.age`.
-fn encrypt_tree(dir: &Path, recipients: &[age::x25519::Recipient]) -> Result<(), BackupError> {
+/// Every file under `root` (recursively), relative to it.
+fn files_under(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), BackupError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
         if path.is_dir() {
-            encrypt_tree(&path, recipients)?;
-            continue;
+            files_under(root, &path, files)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            files.push(relative.to_owned());
         }
-        let mut name = path.as_os_str().to_owned();
+    }
+    Ok(())
+}
+
+/// Writes each file under `from` as its age encryption `NAME.age` at the
+/// same place under `to` (the list is taken before anything is written; a
+/// name that exists already is an error, never overwritten).
+fn encrypt_tree(from: &Path, to: &Path, recipients: &[age::x25519::Recipient]) -> Result<(), BackupError> {
+    let mut files = Vec::new();
+    files_under(from, from, &mut files)?;
+    for relative in files {
+        let source = from.join(&relative);
+        let mut name = to.join(&relative).into_os_string();
         name.push(".age");
         let target = PathBuf::from(name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
         let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|error| BackupError::Invalid(format!("encrypting: {error}")))?;
-        let output = std::fs::File::create(&target).map_err(io(&target))?;
+        let output = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .map_err(io(&target))?;
         let mut writer = encryptor
             .wrap_output(std::io::BufWriter::new(output))
             .map_err(io(&target))?;
-        let mut input = std::fs::File::open(&path).map_err(io(&path))?;
+        let mut input = std::fs::File::open(&source).map_err(io(&source))?;
         std::io::copy(&mut input, &mut writer).map_err(io(&target))?;
         let mut output = writer.finish().map_err(io(&target))?;
         std::io::Write::flush(&mut output).map_err(io(&target))?;
-        drop(output);
-        std::fs::remove_file(&path).map_err(io(&path))?;
     }
     Ok(())
 }
@@ -436,28 +479,46 @@ fn decrypt_tree(
         .map_err(io(&std::env::temp_dir()))?;
     let mut paths = Vec::new();
     for file in &manifest.files {
-        let Some(name) = file.path.strip_suffix(".age") else {
+        if file.path == SUMS {
             continue;
+        }
+        // an encrypted backup has no plain file besides the checksums
+        let Some(name) = file.path.strip_suffix(".age") else {
+            return Err(BackupError::Invalid(format!(
+                "the backup is encrypted but {} is not: a mixed backup is not restored",
+                file.path
+            )));
         };
+        check_relative(name)?;
         let from = dir.join(&file.path);
         let target = plain.path().join(name);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         let input = std::fs::File::open(&from).map_err(io(&from))?;
-        let refused = |error: age::DecryptError| {
-            BackupError::Invalid(format!(
-                "{} cannot be decrypted with the identities given (the backup's key?): {error}",
+        let refused = |error: age::DecryptError| match error {
+            age::DecryptError::NoMatchingKeys => BackupError::Invalid(format!(
+                "{} is not encrypted to any of the identities given (the backup's key?)",
                 file.path
-            ))
+            )),
+            age::DecryptError::Io(error) => io(&from)(error),
+            other => BackupError::Invalid(format!("{} is not a whole age file: {other}", file.path)),
         };
         let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(input)).map_err(refused)?;
         let mut reader = decryptor
             .decrypt(keys.iter().map(|key| key as &dyn age::Identity))
             .map_err(refused)?;
         let mut output = std::fs::File::create(&target).map_err(io(&target))?;
-        std::io::copy(&mut reader, &mut output)
-            .map_err(|error| BackupError::Invalid(format!("{} does not decrypt whole: {error}", file.path)))?;
+        // a read that fails is the backup's (corrupt, truncated), a write the disk's
+        let mut buffer = vec![0_u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buffer)
+                .map_err(|error| BackupError::Invalid(format!("{} does not decrypt whole: {error}", file.path)))?;
+            if n == 0 {
+                break;
+            }
+            std::io::Write::write_all(&mut output, &buffer[..n]).map_err(io(&target))?;
+        }
         paths.push(name.to_owned());
     }
     Ok((plain, paths))
@@ -709,6 +770,11 @@ async fn restore_dir(dir: &Path, url: &str, options: &RestoreOptions) -> Result<
         }
     };
     let dir = plain.as_ref().map_or(dir, |plain| plain.path());
+    if manifest.entity_state.is_some() && !paths.iter().any(|path| path == STATE) {
+        return Err(BackupError::Invalid(format!(
+            "the manifest lists an entity-state snapshot but no {STATE}"
+        )));
+    }
     // every model's target checked before anything is written
     let mut relocations = Vec::new();
     for model in &manifest.models {
@@ -945,6 +1011,62 @@ mod tests {
         }
         for bad in ["", "/etc/passwd", "../x", "models/../../x", "a//b", "a\\b", "./x"] {
             assert!(check_relative(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Many files in one directory: each encrypted once (the listing is
+    /// taken before writing), and they decrypt to what they were.
+    #[test]
+    fn every_file_is_encrypted_once_and_decrypts_back() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(from.path().join("models/0000-m")).unwrap();
+        for index in 0..300 {
+            std::fs::write(from.path().join(format!("f{index}")), format!("file {index}")).unwrap();
+        }
+        std::fs::write(from.path().join("models/0000-m/model.json"), b"{}").unwrap();
+        let identity = age::x25519::Identity::generate();
+        encrypt_tree(from.path(), to.path(), &[identity.to_public()]).unwrap();
+        let mut written = Vec::new();
+        collect_files(to.path(), to.path(), &mut written).unwrap();
+        assert_eq!(written.len(), 301);
+        assert!(
+            written
+                .iter()
+                .all(|file| file.path.ends_with(".age") && !file.path.ends_with(".age.age"))
+        );
+        let manifest = Manifest {
+            format: FORMAT.to_owned(),
+            created_at: String::new(),
+            fraudlens_version: String::new(),
+            backend: "sqlite".to_owned(),
+            store: String::new(),
+            counts: Counts::default(),
+            models: Vec::new(),
+            entity_state: None,
+            encryption: Some("age".to_owned()),
+            files: written,
+        };
+        let (plain, paths) = decrypt_tree(to.path(), &manifest, &[identity]).unwrap();
+        assert_eq!(paths.len(), 301);
+        assert_eq!(std::fs::read_to_string(plain.path().join("f7")).unwrap(), "file 7");
+        assert_eq!(
+            std::fs::read(plain.path().join("models/0000-m/model.json")).unwrap(),
+            b"{}"
+        );
+        // a plain file in an encrypted backup is refused
+        let mut mixed = manifest.clone();
+        mixed.files.insert(
+            0,
+            FileEntry {
+                path: "store.sqlite".to_owned(),
+                bytes: 0,
+                sha256: String::new(),
+            },
+        );
+        match decrypt_tree(to.path(), &mixed, &[age::x25519::Identity::generate()]) {
+            Err(BackupError::Invalid(message)) => assert!(message.contains("a mixed backup"), "{message}"),
+            other => panic!("{:?}", other.map(|(_, paths)| paths)),
         }
     }
 

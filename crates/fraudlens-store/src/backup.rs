@@ -434,6 +434,13 @@ fn without_password(url: &str) -> Result<(String, Option<String>)> {
 async fn run(program: &str, args: &[&str], password: Option<&str>) -> Result<()> {
     let mut command = std::process::Command::new(program);
     command.args(args).stdin(std::process::Stdio::null());
+    // fraudlens's own settings and secrets (the card-hash key, a backup's
+    // key, the store URL with its password) are none of the client's business
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FRAUDLENS_") {
+            command.env_remove(name);
+        }
+    }
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }

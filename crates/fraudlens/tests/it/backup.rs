@@ -259,6 +259,30 @@ async fn an_encrypted_backup_restores_only_with_its_key() {
     let secret = identity.to_string().expose_secret().to_owned();
     let other = age::x25519::Identity::generate().to_string().expose_secret().to_owned();
 
+    // a secret key given as the recipient by mistake: refused, never echoed, nothing written
+    let mistaken = dir.path().join("mistaken");
+    let run = fraudlens(
+        dir.path(),
+        &[
+            "backup",
+            "--to",
+            mistaken.to_str().unwrap(),
+            "--database",
+            &db.url,
+            "--encrypt-to",
+            &secret,
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("recipient 1 is not an age recipient"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(&secret), "{}", run.stderr);
+    assert!(!mistaken.exists());
+
     let backup = dir.path().join("encrypted");
     let run = fraudlens(
         dir.path(),
@@ -300,7 +324,11 @@ async fn an_encrypted_backup_restores_only_with_its_key() {
     assert!(run.stderr.contains("FRAUDLENS_BACKUP_AGE_IDENTITY"), "{}", run.stderr);
     let run = fraudlens(dir.path(), &restore, &[("FRAUDLENS_BACKUP_AGE_IDENTITY", &other)]);
     assert_eq!(run.code, 65, "{}", run.stderr);
-    assert!(run.stderr.contains("cannot be decrypted"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not encrypted to any of the identities given"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains(&other) && !run.stderr.contains(&secret));
     assert!(!target.exists());
     let run = fraudlens(dir.path(), &restore, &[("FRAUDLENS_BACKUP_AGE_IDENTITY", &secret)]);
