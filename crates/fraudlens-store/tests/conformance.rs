@@ -1099,6 +1099,11 @@ async fn unknown_urls_are_refused() {
     assert!(!error.to_string().contains("s3cret"), "{error}");
 }
 
+/// `shadow_scores` as migration 0007 created it in the store's own file.
+const OLD_SHADOW_TABLE: &str = "CREATE TABLE shadow_scores (model_version TEXT NOT NULL, transaction_id TEXT NOT NULL, \
+     event_time INTEGER NOT NULL, score REAL NOT NULL, probability REAL, decision TEXT NOT NULL, \
+     scored_at INTEGER NOT NULL, latency_us INTEGER NOT NULL, PRIMARY KEY (model_version, transaction_id))";
+
 /// A SQLite store that kept its shadow scores in its own file (before they
 /// had a file of their own) has them moved on opening: readable as before,
 /// and gone from the store's file.
@@ -1107,14 +1112,7 @@ async fn shadow_scores_of_the_store_file_move_to_their_own() {
     let db = TestDb::new(Backend::Sqlite).await;
     open(&db).await.close().await;
     let raw = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE shadow_scores (model_version TEXT NOT NULL, transaction_id TEXT NOT NULL, \
-         event_time INTEGER NOT NULL, score REAL NOT NULL, probability REAL, decision TEXT NOT NULL, \
-         scored_at INTEGER NOT NULL, latency_us INTEGER NOT NULL, PRIMARY KEY (model_version, transaction_id))",
-    )
-    .execute(&raw)
-    .await
-    .unwrap();
+    sqlx::query(OLD_SHADOW_TABLE).execute(&raw).await.unwrap();
     sqlx::query("INSERT INTO shadow_scores VALUES ('v9', 'old-1', 5, 0.75, 0.7, 'review', 6, 7)")
         .execute(&raw)
         .await
@@ -1144,14 +1142,7 @@ async fn shadow_scores_of_the_store_file_move_to_their_own() {
     // a crash between the copy and the drop: the table is there again, with a row already moved
     // (another score for it) and a new one; opening keeps the moved row as it was and adds the new
     let raw = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE shadow_scores (model_version TEXT NOT NULL, transaction_id TEXT NOT NULL, \
-         event_time INTEGER NOT NULL, score REAL NOT NULL, probability REAL, decision TEXT NOT NULL, \
-         scored_at INTEGER NOT NULL, latency_us INTEGER NOT NULL, PRIMARY KEY (model_version, transaction_id))",
-    )
-    .execute(&raw)
-    .await
-    .unwrap();
+    sqlx::query(OLD_SHADOW_TABLE).execute(&raw).await.unwrap();
     sqlx::query(
         "INSERT INTO shadow_scores VALUES ('v9', 'old-1', 5, 0.1, NULL, 'approve', 6, 7), \
          ('v9', 'old-2', 8, 0.9, NULL, 'decline', 9, 7)",
