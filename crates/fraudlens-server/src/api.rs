@@ -431,14 +431,7 @@ pub async fn transaction(
         .ok_or_else(|| ApiError::not_found(format!("transaction {id:?} not found")))?;
     let history = store.audit(&id).await?.into_iter().map(AuditView::from).collect();
     let labels = store.labels(&id).await?.into_iter().map(LabelView::from).collect();
-    let serving = state.pipeline.model();
-    let names = if stored.decision.model_version == serving.version() {
-        serving.artifact.manifest.feature_names.clone()
-    } else {
-        let models = store.models().await?;
-        let entry = models.into_iter().find(|m| m.version == stored.decision.model_version);
-        entry.map(|m| m.feature_names).unwrap_or_default()
-    };
+    let names = feature_names(&state, &stored.decision.model_version).await?;
     let features = stored
         .decision
         .features
@@ -463,8 +456,19 @@ pub async fn transaction(
     }))
 }
 
+/// The input names of a model version: the serving model's, else the registry's (none when unknown).
+pub(crate) async fn feature_names(state: &AppState, version: &str) -> Result<Vec<String>, ApiError> {
+    let serving = state.pipeline.model();
+    if version == serving.version() {
+        return Ok(serving.artifact.manifest.feature_names.clone());
+    }
+    let models = state.pipeline.store().models().await?;
+    let entry = models.into_iter().find(|m| m.version == version);
+    Ok(entry.map(|m| m.feature_names).unwrap_or_default())
+}
+
 /// The stored transaction with the schema's names for its entities and attributes.
-fn transaction_view(id: &str, body: &str, model: &ServingModel) -> serde_json::Value {
+pub(crate) fn transaction_view(id: &str, body: &str, model: &ServingModel) -> serde_json::Value {
     if let Ok(serde_json::Value::Object(mut stored)) = serde_json::from_str::<serde_json::Value>(body)
         && let Some(row) = stored.remove("row")
     {

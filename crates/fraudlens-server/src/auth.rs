@@ -148,6 +148,47 @@ impl Auth {
         })
     }
 
+    /// The stored entry of a key id, through the same short-lived cache (so a
+    /// revocation reaches the console's sessions within [`CACHE_TTL`]).
+    pub(crate) async fn key_entry(&self, key_id: &str) -> Result<Option<ApiKeyEntry>, ApiError> {
+        self.lookup(key_id).await
+    }
+
+    /// Checks a key typed into the console's sign-in form like [`require`]
+    /// checks a header: the same 401 for every bad key, each refusal counted
+    /// and logged (never the key), and `allowed` roles only (403).
+    pub(crate) async fn sign_in(
+        &self,
+        presented: &str,
+        allowed: Allowed,
+        route: &str,
+        client: Option<SocketAddr>,
+    ) -> Result<Caller, ApiError> {
+        let failure = |reason| AuthFailure {
+            reason,
+            key_id: parse(presented).map(|(key_id, _)| key_id),
+            route,
+            client,
+        };
+        let caller = match self.check(Some(presented).filter(|key| !key.is_empty())).await {
+            Ok(caller) => caller,
+            Err(Refusal::Denied(reason)) => {
+                failure(reason).emit(&self.failure_log);
+                return Err(unauthorized("this key was not accepted"));
+            }
+            Err(Refusal::Unavailable(error)) => return Err(error),
+        };
+        if !allowed.0.contains(&caller.role) {
+            failure(AuthFailureReason::WrongRole).emit(&self.failure_log);
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("a {} key cannot sign in here", caller.role),
+            ));
+        }
+        Ok(caller)
+    }
+
     /// Takes one token from the caller's bucket; 429 with `Retry-After` when empty.
     pub fn admit(&self, caller: &Caller) -> Result<(), ApiError> {
         if self.rate_per_second <= 0.0 {

@@ -301,6 +301,7 @@ const MAX_REWRAPPED_BODY_BYTES: usize = 1024;
 /// rewrites every error response that is not JSON yet (axum's 405 with an
 /// empty body, plain-text path rejections, a 404 of the embedded docs) as
 /// `{code, message}`, keeping its status and headers (`Allow` on a 405).
+/// The console's HTML error pages pass as they are.
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
@@ -313,12 +314,12 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     }
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    let shaped = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|value| value.starts_with("application/json") || value.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || shaped {
         return response;
     }
     let (mut parts, body) = response.into_parts();

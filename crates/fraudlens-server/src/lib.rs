@@ -10,6 +10,7 @@
 //! | `POST /api/v1/models/{version}/promote` | admin | hot swap |
 //! | `POST /api/v1/models/{version}/shadow`, `DELETE /api/v1/models/shadow` | admin | shadow model |
 //! | `POST /predict`, `/predict/batch`, `/upload` | service, admin | aliases of the common Python services |
+//! | `/ui` (and `/`) | analyst, admin (signed in) | the analyst console ([`console`]) |
 //! | `/health`, `/health/live`, `/health/ready`, `/metrics`, `/openapi.json`, `/docs` | public | operations |
 //!
 //! [`serve`] runs the API on a bound listener until a shutdown future
@@ -24,6 +25,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod compat;
+pub mod console;
 pub mod error;
 pub mod ops;
 pub mod predictions;
@@ -75,6 +77,8 @@ pub struct ServerConfig {
     /// The MLflow tracking server whose aliases follow promotions and shadow
     /// changes made through this API (`None`: none configured).
     pub mlflow: Option<fraudlens_mlflow::Client>,
+    /// The console's cookies carry `Secure` (the server speaks TLS).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +92,7 @@ impl Default for ServerConfig {
             card_hash_key: None,
             max_transactions_in_flight: 16_384,
             mlflow: None,
+            secure_cookies: false,
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// The budget of transactions being scored ([`admission`]).
     pub in_flight: InFlight,
+    /// The console's signed-in browsers.
+    pub sessions: console::Sessions,
 }
 
 impl AppState {
@@ -120,6 +127,7 @@ impl AppState {
             metrics,
             shutting_down: AtomicBool::new(false),
             in_flight: InFlight::new(config.max_transactions_in_flight),
+            sessions: console::Sessions::new(config.secure_cookies),
             config,
         })
     }
@@ -266,6 +274,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(read)
         .merge(admin)
         .merge(public)
+        .merge(console::router(state.clone()))
         .with_state(state.clone())
         .merge(docs)
         .fallback(error::not_found)

@@ -86,6 +86,7 @@ pub async fn track(request: Request, next: Next) -> Response {
 /// Middleware: standard security headers on every response.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let docs = request.uri().path().starts_with("/docs");
+    let console = request.uri().path() == "/ui" || request.uri().path().starts_with("/ui/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -95,7 +96,11 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            HeaderValue::from_static(if console {
+                crate::console::CSP
+            } else {
+                "default-src 'none'; frame-ancestors 'none'"
+            }),
         );
     }
     response

@@ -283,6 +283,28 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a key; `false` when it was already revoked.
     async fn revoke_key(&self, key_id: &str, at: Timestamp, actor: &str) -> Result<bool>;
 
+    /// Starts a console session (and forgets sessions that ended long ago);
+    /// audit-logged.
+    async fn create_session(&self, session: &SessionEntry) -> Result<()>;
+
+    /// A session by the SHA-256 of its token, ended and expired ones too.
+    async fn session(&self, token_sha256: &str) -> Result<Option<SessionEntry>>;
+
+    /// Ends a session (sign-out), audit-logged; `false` when it was not open.
+    async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool>;
+
+    /// The review queue's size per status, counting rows stored after `after_seq` (0: all).
+    async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts>;
+
+    /// An entity's decisions with event time in `[from, to)`, newest first, at most `limit`.
+    async fn entity_history(
+        &self,
+        entity: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StoredDecision>>;
+
     /// Appends dead letters (their payloads with card numbers redacted).
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
 

@@ -355,3 +355,59 @@ pub struct StoredDeadLetter {
     /// The letter.
     pub letter: DeadLetter,
 }
+
+/// A console session: a browser signed in with an API key. Only a SHA-256 of
+/// the session's token is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionEntry {
+    /// SHA-256 of the token, hex.
+    pub token_sha256: String,
+    /// The API key that signed in.
+    pub key_id: String,
+    /// When signed in.
+    pub created_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// When it was ended (sign-out).
+    pub ended_at: Option<Timestamp>,
+}
+
+impl SessionEntry {
+    /// Whether the session may still be used at `now` (its key aside).
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        self.ended_at.is_none() && now < self.expires_at
+    }
+}
+
+/// How many transactions of the review queue are in each status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Waiting for an analyst.
+    pub pending_review: u64,
+    /// Confirmed fraud.
+    pub confirmed_fraud: u64,
+    /// Cleared.
+    pub false_positive: u64,
+    /// Escalated.
+    pub escalated: u64,
+    /// The largest sequence number counted (the `after_seq` asked when none).
+    pub last_seq: i64,
+}
+
+impl QueueCounts {
+    /// The count of one status.
+    pub fn get(&self, status: ReviewStatus) -> u64 {
+        use ReviewStatus::*;
+        match status {
+            PendingReview => self.pending_review,
+            ConfirmedFraud => self.confirmed_fraud,
+            FalsePositive => self.false_positive,
+            Escalated => self.escalated,
+        }
+    }
+
+    /// All statuses together.
+    pub fn total(&self) -> u64 {
+        self.pending_review + self.confirmed_fraud + self.false_positive + self.escalated
+    }
+}

@@ -636,6 +636,126 @@ async fn keys_are_created_and_revoked(backend: Backend) {
     );
 }
 
+async fn console_sessions_counts_and_entity_history(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let key = ApiKeyEntry {
+        key_id: "k1".to_owned(),
+        name: "ana".to_owned(),
+        role: Role::Analyst,
+        secret_sha256: "ab".repeat(32),
+        created_at: ms(5),
+        revoked_at: None,
+    };
+    store.create_key(&key).await.unwrap();
+    let day = 24 * 3_600_000;
+    let session = SessionEntry {
+        token_sha256: "cd".repeat(32),
+        key_id: "k1".to_owned(),
+        created_at: ms(10 * day),
+        expires_at: ms(10 * day + 3_600_000),
+        ended_at: None,
+    };
+    store.create_session(&session).await.unwrap();
+    assert!(store.create_session(&session).await.is_err(), "tokens are unique");
+    assert_eq!(store.session(&session.token_sha256).await.unwrap().unwrap(), session);
+    assert!(store.session("ef").await.unwrap().is_none());
+    assert!(session.is_open(ms(10 * day)) && !session.is_open(ms(10 * day + 3_600_000)));
+    assert!(
+        store
+            .end_session(&session.token_sha256, ms(10 * day + 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .end_session(&session.token_sha256, ms(10 * day + 6))
+            .await
+            .unwrap(),
+        "ended once"
+    );
+    let ended = store.session(&session.token_sha256).await.unwrap().unwrap();
+    assert_eq!(ended.ended_at, Some(ms(10 * day + 5)));
+    assert!(!ended.is_open(ms(10 * day + 6)));
+    let unknown_key = SessionEntry {
+        token_sha256: "01".repeat(32),
+        key_id: "nobody".to_owned(),
+        ..session.clone()
+    };
+    assert!(
+        store.create_session(&unknown_key).await.is_err(),
+        "a session belongs to a stored key"
+    );
+    // a new session a week later forgets the ended one
+    let later = SessionEntry {
+        token_sha256: "23".repeat(32),
+        created_at: ms(18 * day),
+        expires_at: ms(18 * day + 3_600_000),
+        ..session.clone()
+    };
+    store.create_session(&later).await.unwrap();
+    assert!(store.session(&session.token_sha256).await.unwrap().is_none());
+    let audit = store.audit("key:k1").await.unwrap();
+    assert_eq!(
+        audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        ["key_create", "console_sign_in", "console_sign_out", "console_sign_in"]
+    );
+
+    // counts per status, and of the rows after a sequence number
+    let rows = [
+        decision("a1", 0.95, 1_000, "alice"),
+        decision("a2", 0.6, 2_000, "alice"),
+        decision("a3", 0.1, 3_000, "alice"),
+        decision("b1", 0.7, 2_500, "bob"),
+        decision("a4", 0.8, 9_000, "alice"),
+    ];
+    store.put_decisions(&rows).await.unwrap();
+    store
+        .review(&ReviewRequest {
+            transaction_id: "a2".to_owned(),
+            status: ReviewStatus::ConfirmedFraud,
+            actor: "ana".to_owned(),
+            note: None,
+            at: ms(10),
+        })
+        .await
+        .unwrap();
+    let counts = store.queue_counts(0).await.unwrap();
+    assert_eq!(
+        (
+            counts.pending_review,
+            counts.confirmed_fraud,
+            counts.false_positive,
+            counts.escalated
+        ),
+        (3, 1, 0, 0)
+    );
+    assert_eq!(counts.total(), 4);
+    assert_eq!(counts.get(ReviewStatus::ConfirmedFraud), 1);
+    let stored = store.transactions_after(0, 10, None).await.unwrap();
+    assert_eq!(counts.last_seq, stored.last().unwrap().seq);
+    let newer = store.queue_counts(stored[2].seq).await.unwrap();
+    assert_eq!((newer.pending_review, newer.total()), (2, 2), "b1 and a4 came after a3");
+    let none = store.queue_counts(counts.last_seq).await.unwrap();
+    assert_eq!((none.total(), none.last_seq), (0, counts.last_seq));
+
+    // an entity's history: every decision (approvals too), in the window, newest first
+    let history = store.entity_history("alice", ms(1_500), ms(9_000), 10).await.unwrap();
+    let ids: Vec<_> = history.iter().map(|d| d.decision.transaction_id.as_str()).collect();
+    assert_eq!(ids, ["a3", "a2"]);
+    assert_eq!(history[1].label, Some(Label::Fraud));
+    let capped = store.entity_history("alice", ms(0), ms(100_000), 2).await.unwrap();
+    let ids: Vec<_> = capped.iter().map(|d| d.decision.transaction_id.as_str()).collect();
+    assert_eq!(ids, ["a4", "a3"]);
+    assert!(
+        store
+            .entity_history("carol", ms(0), ms(100_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn dead_letters_redact_card_numbers(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
@@ -1075,6 +1195,7 @@ suite!(
     model_registry_keeps_the_content_digest,
     promotions_are_announced_on_commit,
     keys_are_created_and_revoked,
+    console_sessions_counts_and_entity_history,
     dead_letters_redact_card_numbers,
     a_kafka_record_is_dead_lettered_once,
     data_survives_reopening,

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use fraudlens_core::Timestamp;
 use fraudlens_store::{
     AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, FlaggedOutcomes, LabelEntry, ModelChanges,
-    ModelEntry, NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, Result, ReviewOutcome, ReviewRequest,
-    ShadowScore, Store, StoredDeadLetter, StoredDecision,
+    ModelEntry, NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, QueueCounts, Result, ReviewOutcome,
+    ReviewRequest, SessionEntry, ShadowScore, Store, StoredDeadLetter, StoredDecision,
 };
 
 /// Delegates to a real store, counting `put_decisions` calls.
@@ -118,6 +118,27 @@ impl Store for CountingStore {
     }
     async fn revoke_key(&self, key_id: &str, at: Timestamp, actor: &str) -> Result<bool> {
         self.inner.revoke_key(key_id, at, actor).await
+    }
+    async fn create_session(&self, session: &SessionEntry) -> Result<()> {
+        self.inner.create_session(session).await
+    }
+    async fn session(&self, token_sha256: &str) -> Result<Option<SessionEntry>> {
+        self.inner.session(token_sha256).await
+    }
+    async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool> {
+        self.inner.end_session(token_sha256, at).await
+    }
+    async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts> {
+        self.inner.queue_counts(after_seq).await
+    }
+    async fn entity_history(
+        &self,
+        entity: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StoredDecision>> {
+        self.inner.entity_history(entity, from, to, limit).await
     }
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
         self.inner.put_dead_letters(letters).await

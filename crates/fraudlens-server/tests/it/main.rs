@@ -7,6 +7,7 @@
 // a failed unwrap in a test is a failed test with a backtrace
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod console;
 mod router;
 
 use std::path::Path;
@@ -62,6 +63,25 @@ impl Api {
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, headers, body)
+    }
+
+    /// Sends one request; the status, headers and body as text.
+    pub async fn send_text(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let response = fraudlens_server::app(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// A key of `role`, stored.
+    pub async fn key(&self, role: Role, name: &str) -> String {
+        let (key, entry) = fraudlens_server::new_key(name, role, fraudlens_pipeline::now()).unwrap();
+        self.state.pipeline.store().create_key(&entry).await.unwrap();
+        key
     }
 
     /// A JSON POST with the service key.

@@ -7,7 +7,7 @@
 //! Each concept has its module: `decisions` (scored transactions), `reviews`
 //! (the review queue, review changes and the audit log), `labels`, `models`
 //! (the registry), `comparisons` (champion/challenger reports), `keys` (API
-//! keys) and `dead_letters`. This file wires them
+//! keys), `console` (sessions, queue counts, an entity's history) and `dead_letters`. This file wires them
 //! to the [`Store`] trait.
 //!
 //! Every generic block states what sqlx needs of the database (the same
@@ -34,6 +34,7 @@ macro_rules! insert_columns {
 }
 
 mod comparisons;
+mod console;
 mod dead_letters;
 mod decisions;
 mod feature_codec;
@@ -236,6 +237,32 @@ where
 
     async fn revoke_key(&self, key_id: &str, at: Timestamp, actor: &str) -> Result<bool> {
         self.revoke(key_id, at, actor).await
+    }
+
+    async fn create_session(&self, session: &SessionEntry) -> Result<()> {
+        self.insert_session(session).await
+    }
+
+    async fn session(&self, token_sha256: &str) -> Result<Option<SessionEntry>> {
+        self.session_by_token(token_sha256).await
+    }
+
+    async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool> {
+        self.finish_session(token_sha256, at).await
+    }
+
+    async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts> {
+        self.count_queue(after_seq).await
+    }
+
+    async fn entity_history(
+        &self,
+        entity: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StoredDecision>> {
+        self.history_of(entity, from, to, limit).await
     }
 
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {

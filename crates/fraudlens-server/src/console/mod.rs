@@ -1,0 +1,58 @@
+//! The analyst console at `/ui`: server-rendered pages over the same store
+//! queries as the API, for people signed in with an analyst or admin key.
+//!
+//! Pages are HTML written with `maud` (checked at compile time, every value
+//! escaped unless marked otherwise), charts are SVG drawn here, and one
+//! small script of our own adds keyboard navigation and live
+//! refresh. Everything is embedded in the binary; nothing is fetched from
+//! elsewhere, and the Content-Security-Policy allows only this origin's
+//! script and style (no inline code, no `eval`).
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /ui/login`, `POST /ui/login`, `POST /ui/logout` | sign-in with a key, sign-out (`session.rs`) |
+//! | `GET /ui/queue`, `POST /ui/queue/review`, `GET /ui/queue/updates` | the review queue, bulk review, live counts (`queue.rs`) |
+//! | `GET /ui/cases/{id}`, `POST /ui/cases/{id}/review` | one case and its review (`case.rs`) |
+//! | `GET /ui/assets/{file}` | the stylesheet and the script |
+
+mod assets;
+mod case;
+mod format;
+mod layout;
+mod queue;
+pub(crate) mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+pub(crate) use layout::PageError;
+pub use session::Sessions;
+
+/// The Content-Security-Policy of every console response.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The console's routes: sign-in and assets open, the rest behind a session.
+pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let signed_in = Router::new()
+        .route("/ui/queue", get(queue::show))
+        .route("/ui/queue/review", post(queue::review_many))
+        .route("/ui/queue/updates", get(queue::updates))
+        .route("/ui/cases/{id}", get(case::show))
+        .route("/ui/cases/{id}/review", post(case::review))
+        .route("/ui/logout", post(session::sign_out))
+        .route_layer(from_fn_with_state(state, session::require));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/queue") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/queue") }))
+        .route("/ui/", get(|| async { Redirect::to("/ui/queue") }))
+        .route("/ui/login", get(session::sign_in_page).post(session::sign_in))
+        .route("/ui/assets/{file}", get(assets::serve))
+        .merge(signed_in)
+}
