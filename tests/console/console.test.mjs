@@ -371,6 +371,9 @@ describe("a case", () => {
     const dots = await page.$$("svg.timeline circle");
     assert.ok(dots.length >= 2, "the entity's transactions on the timeline");
     assert.equal((await page.$$("svg.timeline circle.this")).length, 1, "this case marked once");
+    const related = await page.textContent("section[aria-labelledby=h-related]");
+    assert.match(related, /On terminal term_\d+, the 3 days before/);
+    assert.ok((await page.$$("section[aria-labelledby=h-related] table tbody tr")).length >= 1, "who else used the terminal");
     await checkPage(page, "case");
     await shoot(page, "case");
   });
@@ -487,6 +490,133 @@ describe("CSRF and sessions", () => {
       url = page.url();
     }
     assert.match(url, /\/ui\/login/, "sent to sign in once the key is revoked");
+    await context.close();
+  });
+});
+
+describe("the overview", () => {
+  let context;
+  let page;
+  before(async () => {
+    context = await browser.newContext({ viewport: DESKTOP });
+    page = await newPage(context);
+    await signIn(page, KEYS.analyst);
+  });
+  after(async () => context.close());
+
+  test("volume, mix, rates, scores and latency over a time range; this process's requests", async () => {
+    await page.goto(`${BASE}/ui/overview`);
+    const decisions = Number((await page.textContent("dl.tiles div:first-child dd")).trim());
+    assert.ok(decisions > 1000, `${decisions} decisions in the last 7 days of data`);
+    assert.equal(await page.textContent(".tabs a[aria-current=page]"), "7 days");
+    for (const kind of ["approve", "review", "decline"]) {
+      assert.ok((await page.$$(`svg rect.${kind}`)).length > 0, `${kind} bars`);
+    }
+    assert.ok((await page.$$("svg polyline.flagged-line")).length === 1);
+    const bins = await page.$$eval("svg rect.bin", (rects) => rects.length);
+    assert.equal(bins, 20, "20 score bins");
+    const requests = await page.$$eval("svg rect.requests", (rects) => rects.length);
+    assert.equal(requests, 60, "a bar per minute of the last hour");
+    await checkPage(page, "overview");
+    await shoot(page, "overview");
+
+    await page.click(".tabs a:text-is('24 hours')");
+    const day = Number((await page.textContent("dl.tiles div:first-child dd")).trim());
+    assert.ok(day > 0 && day < decisions, `24 hours (${day}) hold fewer than 7 days (${decisions})`);
+    await page.fill("#o-from", "2026-02-01T00:00");
+    await page.fill("#o-to", "2026-01-01T00:00");
+    await page.click("form.filters button[type=submit]");
+    assert.match(await page.textContent("p.error"), /must end after it starts/);
+    await checkPage(page, "overview with a bad range");
+  });
+});
+
+describe("models", () => {
+  async function production() {
+    return (await api("/model/info", { key: KEYS.analyst })).body.version;
+  }
+
+  test("the registry, a version's curves and importance, and the thresholds what-if", async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await newPage(context);
+    await signIn(page, KEYS.analyst);
+    await page.goto(`${BASE}/ui/models`);
+    const versions = await page.$$eval("table.models tbody td.id", (cells) => cells.map((c) => c.textContent.trim()));
+    assert.equal(versions.length, 2, versions.join(", "));
+    assert.ok(versions.includes(await production()));
+    assert.equal((await page.$$("a[href$='/promote']")).length, 0, "an analyst is offered no promotion");
+    await checkPage(page, "models");
+    await shoot(page, "models");
+
+    await page.click(`table.models a:text-is("${await production()}")`);
+    assert.ok((await page.$$("svg polyline.curve")).length === 1, "the precision-recall curve");
+    assert.ok((await page.$$("svg circle.bin")).length > 3, "the reliability diagram");
+    assert.ok((await page.$$("svg rect.gain")).length >= 5, "gain importance");
+    const alerts = async () => Number((await page.textContent("table.whatif-result tbody tr:first-child td.proposed")).trim());
+    const before = await alerts();
+    const current = Number(await page.inputValue("#w-review"));
+    await page.fill("#w-review", String(Math.min(0.99, current + (1 - current) / 2)));
+    await page.click("form.whatif button[type=submit]");
+    const after = await alerts();
+    assert.ok(after < before || before === 0, `a higher review threshold sends fewer alerts (${before} → ${after})`);
+    assert.match(page.url(), /review=/);
+    await checkPage(page, "model");
+    await shoot(page, "model");
+    await page.fill("#w-review", "0.9");
+    await page.fill("#w-decline", "0.5");
+    await page.click("form.whatif button[type=submit]");
+    assert.match(await page.textContent("p.error"), /decline threshold must be at or above/);
+    await context.close();
+  });
+
+  test("an analyst may not promote, not even with a forged form", async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await newPage(context);
+    await signIn(page, KEYS.analyst);
+    const serving = await production();
+    const { body: models } = await api("/api/v1/models", { key: KEYS.analyst });
+    const staging = models.find((m) => m.version !== serving).version;
+    const response = await page.goto(`${BASE}/ui/models/${staging}/promote`);
+    assert.equal(response.status(), 403);
+    assert.match(await page.textContent("p.error"), /Only an admin/);
+    await checkPage(page, "promotion refused");
+    assert.equal(await page.$("meta[name=csrf-token]"), null, "the refusal page carries no form token");
+    await page.goto(`${BASE}/ui/queue`);
+    const csrf = await page.getAttribute("meta[name=csrf-token]", "content");
+    assert.ok(csrf);
+    const status = await page.evaluate(
+      async ([url, body]) =>
+        (await fetch(url, { method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body })).status,
+      [`${BASE}/ui/models/${staging}/promote`, `csrf=${csrf}`],
+    );
+    assert.equal(status, 403);
+    assert.equal(await production(), serving, "still the same model");
+    await context.close();
+  });
+
+  test("an admin promotes behind a confirmation, then rolls back", async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await newPage(context);
+    await signIn(page, KEYS.admin);
+    const serving = await production();
+    await page.goto(`${BASE}/ui/models`);
+    await page.click("table.models a:text-is('Promote')");
+    assert.match(page.url(), /\/promote$/);
+    const staging = decodeURIComponent(page.url().split("/").at(-2));
+    assert.notEqual(staging, serving);
+    assert.equal(await production(), serving, "nothing changes before the confirmation");
+    await checkPage(page, "promotion confirmation");
+    await shoot(page, "promote");
+    await page.click("main form button[type=submit]");
+    assert.match(await page.textContent("p.notice"), new RegExp(`${staging} is in production`));
+    assert.equal(await production(), staging);
+    const history = await page.textContent("ol.audit");
+    assert.match(history, new RegExp(`admin-ada \\([0-9a-f]{12}\\) promoted ${staging} \\(replacing ${serving}\\)`));
+
+    await page.click(`a.button:text-is("Roll back to ${serving}")`);
+    await page.click("main form button[type=submit]");
+    assert.match(await page.textContent("p.notice"), new RegExp(`${serving} is in production`));
+    assert.equal(await production(), serving);
     await context.close();
   });
 });

@@ -880,7 +880,7 @@ pub async fn promote(
 /// With an MLflow server configured, points its aliases at the registry's
 /// roles, in the background (a failure is logged and counted:
 /// `fraudlens_mlflow_sync_failures_total`; the registry changed all the same).
-fn follow_in_mlflow(state: &Arc<AppState>) {
+pub(crate) fn follow_in_mlflow(state: &Arc<AppState>) {
     let Some(client) = state.config.mlflow.clone() else {
         return;
     };

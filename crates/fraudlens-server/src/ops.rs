@@ -77,10 +77,75 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status.as_u16().to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route).record(elapsed.as_secs_f64());
+    record_minute(status, elapsed);
     if status.is_server_error() {
         span.in_scope(|| tracing::warn!(status = status.as_u16(), "server error"));
     }
     response
+}
+
+/// The requests of one minute of this process (the console's overview).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MinuteStats {
+    /// Minutes since the epoch.
+    pub minute: i64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Answered 4xx.
+    pub client_errors: u64,
+    /// Answered 5xx.
+    pub server_errors: u64,
+    /// The slowest, in seconds.
+    pub max_seconds: f64,
+}
+
+/// Minutes of request counts kept (a day).
+const MINUTES_KEPT: usize = 24 * 60;
+
+fn minutes() -> &'static std::sync::Mutex<Vec<MinuteStats>> {
+    static MINUTES: std::sync::OnceLock<std::sync::Mutex<Vec<MinuteStats>>> = std::sync::OnceLock::new();
+    MINUTES.get_or_init(|| std::sync::Mutex::new(vec![MinuteStats::default(); MINUTES_KEPT]))
+}
+
+fn this_minute() -> i64 {
+    crate::now().as_millis().div_euclid(60_000)
+}
+
+fn record_minute(status: StatusCode, elapsed: std::time::Duration) {
+    let minute = this_minute();
+    let mut slots = minutes().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let slot = &mut slots[minute.rem_euclid(MINUTES_KEPT as i64) as usize];
+    if slot.minute != minute {
+        *slot = MinuteStats {
+            minute,
+            ..MinuteStats::default()
+        };
+    }
+    slot.requests += 1;
+    slot.client_errors += u64::from(status.is_client_error());
+    slot.server_errors += u64::from(status.is_server_error());
+    slot.max_seconds = slot.max_seconds.max(elapsed.as_secs_f64());
+}
+
+/// This process's requests of the last `n` minutes (at most a day), oldest
+/// first, this minute last; minutes without requests are zeros.
+pub fn recent_minutes(n: usize) -> Vec<MinuteStats> {
+    let now = this_minute();
+    let slots = minutes().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let n = n.clamp(1, MINUTES_KEPT) as i64;
+    (now - n + 1..=now)
+        .map(|minute| {
+            let slot = slots[minute.rem_euclid(MINUTES_KEPT as i64) as usize];
+            if slot.minute == minute {
+                slot
+            } else {
+                MinuteStats {
+                    minute,
+                    ..MinuteStats::default()
+                }
+            }
+        })
+        .collect()
 }
 
 /// Middleware: standard security headers on every response.

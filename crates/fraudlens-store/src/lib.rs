@@ -305,6 +305,23 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredDecision>>;
 
+    /// The decisions with event time in `[from, to)`: counts per decision,
+    /// labels and decision times per bucket of `bucket_millis`, and per score bin.
+    async fn decision_stats(&self, from: Timestamp, to: Timestamp, bucket_millis: i64) -> Result<DecisionStats>;
+
+    /// The primary entities whose transactions in `[from, to)` carry `key` as
+    /// their `position`-th entity key (another customer on the same terminal,
+    /// say), most transactions first, at most `limit`. Reads every stored
+    /// transaction of the window: keep it to days.
+    async fn related_entities(
+        &self,
+        position: usize,
+        key: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RelatedEntity>>;
+
     /// Appends dead letters (their payloads with card numbers redacted).
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
 

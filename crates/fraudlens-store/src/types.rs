@@ -411,3 +411,67 @@ impl QueueCounts {
         self.pending_review + self.confirmed_fraud + self.false_positive + self.escalated
     }
 }
+
+/// Decisions of one time bucket (by event time), for the console's overview.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionBucket {
+    /// Where the bucket starts.
+    pub start: Timestamp,
+    /// Approved.
+    pub approve: u64,
+    /// Sent to review.
+    pub review: u64,
+    /// Declined.
+    pub decline: u64,
+    /// Labelled fraud (so far).
+    pub fraud: u64,
+    /// Labelled legitimate (so far).
+    pub legit: u64,
+    /// Sum of the decision times, in microseconds.
+    pub latency_sum_us: i64,
+    /// The largest decision time, in microseconds.
+    pub latency_max_us: i64,
+}
+
+impl Default for DecisionBucket {
+    /// An empty bucket at the epoch.
+    fn default() -> Self {
+        Self {
+            start: Timestamp::from_millis(0),
+            approve: 0,
+            review: 0,
+            decline: 0,
+            fraud: 0,
+            legit: 0,
+            latency_sum_us: 0,
+            latency_max_us: 0,
+        }
+    }
+}
+
+/// Decisions of a time range: per bucket, and per score bin.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecisionStats {
+    /// The buckets that hold decisions, oldest first.
+    pub buckets: Vec<DecisionBucket>,
+    /// Decisions per score bin ([`SCORE_BINS`] equal bins on [0, 1]).
+    pub score_bins: Vec<u64>,
+}
+
+/// Score bins of [`DecisionStats`].
+pub const SCORE_BINS: usize = 20;
+
+/// A primary entity seen with a given secondary key (for the console's case page).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelatedEntity {
+    /// The primary entity (the customer).
+    pub entity: String,
+    /// Its transactions with the key in the window.
+    pub transactions: u64,
+    /// Of them, flagged (review or decline).
+    pub flagged: u64,
+    /// Of them, labelled fraud.
+    pub fraud: u64,
+    /// The latest of them.
+    pub last_seen: Timestamp,
+}

@@ -756,6 +756,99 @@ async fn console_sessions_counts_and_entity_history(backend: Backend) {
     );
 }
 
+async fn overview_stats_and_related_entities(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let with_terminal = |id: &str, score: f64, time: i64, customer: &str, terminal: &str| NewDecision {
+        body: format!(r#"{{"id":"{id}","entities":["{customer}","{terminal}"],"attributes":[]}}"#),
+        latency_us: (score * 1000.0) as i64,
+        ..decision(id, score, time, customer)
+    };
+    let hour = 3_600_000;
+    store
+        .put_decisions(&[
+            with_terminal("t1", 0.1, 10, "alice", "term-1"),
+            with_terminal("t2", 0.95, 20, "bob", "term-1"),
+            with_terminal("t3", 0.6, hour + 5, "carol", "term-1"),
+            with_terminal("t4", 0.3, hour + 6, "bob", "term-1"),
+            with_terminal("t5", 0.999_999_9, hour + 7, "dave", "term-2"),
+            with_terminal("t6", 0.0, 3 * hour, "erin", "term-1"),
+        ])
+        .await
+        .unwrap();
+    store
+        .put_labels(&[NewLabel {
+            transaction_id: "t2".to_owned(),
+            label: Label::Fraud,
+            source: "chargeback".to_owned(),
+            actor: "bank".to_owned(),
+            at: ms(50),
+        }])
+        .await
+        .unwrap();
+
+    let stats = store.decision_stats(ms(0), ms(2 * hour), hour).await.unwrap();
+    assert_eq!(stats.buckets.len(), 2);
+    let (first, second) = (stats.buckets[0], stats.buckets[1]);
+    assert_eq!(
+        (first.start, first.approve, first.review, first.decline),
+        (ms(0), 1, 0, 1)
+    );
+    assert_eq!((first.fraud, first.legit), (1, 0));
+    assert_eq!((first.latency_sum_us, first.latency_max_us), (100 + 950, 950));
+    assert_eq!(
+        (second.start, second.approve, second.review, second.decline),
+        (ms(hour), 1, 1, 1)
+    );
+    assert_eq!(stats.score_bins.len(), SCORE_BINS);
+    assert_eq!(stats.score_bins.iter().sum::<u64>(), 5, "t6 is outside the range");
+    assert_eq!(stats.score_bins[2], 1, "0.1 falls in [0.10, 0.15)");
+    assert_eq!(stats.score_bins[19], 2, "0.95 and 0.9999999 in the last bin");
+    assert_eq!(stats.score_bins[12], 1, "0.6 in [0.60, 0.65)");
+    let empty = store.decision_stats(ms(10 * hour), ms(11 * hour), hour).await.unwrap();
+    assert!(empty.buckets.is_empty() && empty.score_bins.iter().all(|n| *n == 0));
+
+    // who else used term-1 in the first two hours: bob twice, alice and carol once
+    let related = store
+        .related_entities(1, "term-1", ms(0), ms(2 * hour), 10)
+        .await
+        .unwrap();
+    let names: Vec<_> = related
+        .iter()
+        .map(|r| (r.entity.as_str(), r.transactions, r.flagged, r.fraud))
+        .collect();
+    assert_eq!(names, [("bob", 2, 1, 1), ("alice", 1, 0, 0), ("carol", 1, 1, 0)]);
+    assert_eq!(related[0].last_seen, ms(hour + 6));
+    assert_eq!(
+        store
+            .related_entities(1, "term-1", ms(0), ms(2 * hour), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .related_entities(1, "term-9", ms(0), ms(2 * hour), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .related_entities(5, "term-1", ms(0), ms(2 * hour), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no such position"
+    );
+    let by_customer = store
+        .related_entities(0, "dave", ms(0), ms(2 * hour), 10)
+        .await
+        .unwrap();
+    assert_eq!(by_customer.len(), 1);
+}
+
 async fn dead_letters_redact_card_numbers(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
@@ -1196,6 +1289,7 @@ suite!(
     promotions_are_announced_on_commit,
     keys_are_created_and_revoked,
     console_sessions_counts_and_entity_history,
+    overview_stats_and_related_entities,
     dead_letters_redact_card_numbers,
     a_kafka_record_is_dead_lettered_once,
     data_survives_reopening,

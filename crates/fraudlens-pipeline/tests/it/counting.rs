@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fraudlens_core::Timestamp;
 use fraudlens_store::{
-    AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, FlaggedOutcomes, LabelEntry, ModelChanges,
-    ModelEntry, NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, QueueCounts, Result, ReviewOutcome,
-    ReviewRequest, SessionEntry, ShadowScore, Store, StoredDeadLetter, StoredDecision,
+    AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, DecisionStats, FlaggedOutcomes, LabelEntry,
+    ModelChanges, ModelEntry, NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, QueueCounts,
+    RelatedEntity, Result, ReviewOutcome, ReviewRequest, SessionEntry, ShadowScore, Store, StoredDeadLetter,
+    StoredDecision,
 };
 
 /// Delegates to a real store, counting `put_decisions` calls.
@@ -130,6 +131,19 @@ impl Store for CountingStore {
     }
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts> {
         self.inner.queue_counts(after_seq).await
+    }
+    async fn decision_stats(&self, from: Timestamp, to: Timestamp, bucket_millis: i64) -> Result<DecisionStats> {
+        self.inner.decision_stats(from, to, bucket_millis).await
+    }
+    async fn related_entities(
+        &self,
+        position: usize,
+        key: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RelatedEntity>> {
+        self.inner.related_entities(position, key, from, to, limit).await
     }
     async fn entity_history(
         &self,

@@ -26,6 +26,10 @@ const DAY_MILLIS: i64 = 24 * 3_600_000;
 const HISTORY_DAYS: i64 = 30;
 /// Most of the entity's transactions read for one case.
 const HISTORY_ROWS: u32 = 500;
+/// How far back related entities are looked for.
+const RELATED_DAYS: i64 = 3;
+/// Most related entities listed per key.
+const RELATED_ROWS: u32 = 10;
 /// Most reasons drawn.
 const MAX_REASONS: usize = 10;
 
@@ -59,6 +63,7 @@ pub(crate) async fn show(
         None => Vec::new(),
     };
     let transaction = crate::api::transaction_view(&d.transaction_id, &d.body, &state.pipeline.model());
+    let related = related(&state, &stored).await?;
     let reasons = fraudlens_pipeline::DecisionView::from(d).reasons;
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href="/ui/queue" { "Review queue" } " › " span { (id) } }
@@ -85,6 +90,10 @@ pub(crate) async fn show(
         section aria-labelledby="h-timeline" {
             h2 #h-timeline { "The entity's recent transactions" }
             (timeline(&stored, &history))
+        }
+        section aria-labelledby="h-related" {
+            h2 #h-related { "Related entities" }
+            (related_section(&stored, &related))
         }
         section aria-labelledby="h-tx" {
             h2 #h-tx { "Transaction" }
@@ -477,6 +486,86 @@ fn timeline(stored: &StoredDecision, history: &[StoredDecision]) -> Markup {
             }
         }))
         @if history.len() > 50 { p.muted { "The 50 latest of " (history.len()) " are listed." } }
+    }
+}
+
+/// One secondary key of the case (its terminal, card, …) and the primary
+/// entities seen with it in the days before.
+struct Related {
+    name: String,
+    key: String,
+    entities: Vec<fraudlens_store::RelatedEntity>,
+}
+
+async fn related(state: &AppState, stored: &StoredDecision) -> Result<Vec<Related>, PageError> {
+    let d = &stored.decision;
+    let Ok(tx) = serde_json::from_str::<fraudlens_core::Transaction>(&d.body) else {
+        return Ok(Vec::new());
+    };
+    let model = state.pipeline.model();
+    let Ok(inputs) = model.events() else {
+        return Ok(Vec::new());
+    };
+    let names = inputs.schema.entity_names();
+    let from = Timestamp::from_millis(d.event_time.as_millis().saturating_sub(RELATED_DAYS * DAY_MILLIS));
+    let to = Timestamp::from_millis(d.event_time.as_millis().saturating_add(1));
+    let mut out = Vec::new();
+    for (position, key) in tx.entities.iter().enumerate().skip(1) {
+        let Some(key) = key else { continue };
+        let entities = state
+            .pipeline
+            .store()
+            .related_entities(position, key.as_str(), from, to, RELATED_ROWS)
+            .await?;
+        out.push(Related {
+            name: names
+                .get(position)
+                .cloned()
+                .unwrap_or_else(|| format!("entity {position}")),
+            key: key.as_str().to_owned(),
+            entities,
+        });
+    }
+    Ok(out)
+}
+
+fn related_section(stored: &StoredDecision, related: &[Related]) -> Markup {
+    let own = stored.decision.entity.as_deref();
+    html! {
+        @if related.is_empty() { p.muted { "This transaction has no second entity key (terminal, card, device…)." } }
+        @for group in related {
+            h3 { "On " (group.name) " " span.id { (group.key) } ", the " (RELATED_DAYS) " days before" }
+            @let others = group.entities.iter().filter(|e| Some(e.entity.as_str()) != own).count();
+            p.muted { (others) " other " @if others == 1 { "entity" } @else { "entities" } " used it"
+                @if group.entities.len() as u32 == RELATED_ROWS { " (the " (RELATED_ROWS) " busiest are listed)" } "." }
+            @if !group.entities.is_empty() {
+                (scroll_box(&format!("Entities seen with {} {}", group.name, group.key), html! {
+                    table.compact {
+                        caption.visually-hidden { "Entities seen with " (group.name) " " (group.key) }
+                        thead {
+                            tr {
+                                th scope="col" { "Entity" } th scope="col" { "Transactions" } th scope="col" { "Flagged" }
+                                th scope="col" { "Labelled fraud" } th scope="col" { "Last seen (UTC)" }
+                            }
+                        }
+                        tbody {
+                            @for entity in &group.entities {
+                                tr.this[Some(entity.entity.as_str()) == own] {
+                                    td {
+                                        a href={ "/ui/queue?" (query([("status", "all"), ("entity", entity.entity.as_str())])) } { (entity.entity) }
+                                        @if Some(entity.entity.as_str()) == own { " (this case's)" }
+                                    }
+                                    td.num { (entity.transactions) }
+                                    td.num { (entity.flagged) }
+                                    td.num { @if entity.fraud > 0 { strong.fraud { (entity.fraud) } } @else { "0" } }
+                                    td { (format::time(entity.last_seen)) }
+                                }
+                            }
+                        }
+                    }
+                }))
+            }
+        }
     }
 }
 

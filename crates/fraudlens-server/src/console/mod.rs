@@ -13,12 +13,16 @@
 //! | `GET /ui/login`, `POST /ui/login`, `POST /ui/logout` | sign-in with a key, sign-out (`session.rs`) |
 //! | `GET /ui/queue`, `POST /ui/queue/review`, `GET /ui/queue/updates` | the review queue, bulk review, live counts (`queue.rs`) |
 //! | `GET /ui/cases/{id}`, `POST /ui/cases/{id}/review` | one case and its review (`case.rs`) |
-//! | `GET /ui/assets/{file}` | the stylesheet and the script |
+//! | `GET /ui/overview` | volume, decision mix, rates, scores, latency, this process's requests (`overview.rs`) |
+//! | `GET /ui/models`, `GET /ui/models/{version}`, `GET`/`POST /ui/models/{version}/promote` | the registry, a version's curves and thresholds what-if, promotion for admins (`models.rs`) |
+//! | `GET /ui/assets/{file}` | the stylesheet, the script and the icon |
 
 mod assets;
 mod case;
 mod format;
 mod layout;
+mod models;
+mod overview;
 mod queue;
 pub(crate) mod session;
 
@@ -46,6 +50,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/queue/updates", get(queue::updates))
         .route("/ui/cases/{id}", get(case::show))
         .route("/ui/cases/{id}/review", post(case::review))
+        .route("/ui/overview", get(overview::show))
+        .route("/ui/models", get(models::list))
+        .route("/ui/models/{version}", get(models::show))
+        .route(
+            "/ui/models/{version}/promote",
+            get(models::confirm).post(models::promote),
+        )
         .route("/ui/logout", post(session::sign_out))
         .route_layer(from_fn_with_state(state, session::require));
     Router::new()

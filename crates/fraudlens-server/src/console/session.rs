@@ -108,6 +108,13 @@ pub(crate) struct Session {
     token_sha256: String,
 }
 
+impl Session {
+    /// Whether the caller may manage models.
+    pub fn is_admin(&self) -> bool {
+        self.caller.role == Role::Admin
+    }
+}
+
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }

@@ -162,4 +162,109 @@ where
         .await?;
         rows.iter().map(Self::decision_from_row).collect()
     }
+
+    /// [`Store::decision_stats`].
+    pub(super) async fn stats_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        bucket_millis: i64,
+    ) -> Result<DecisionStats> {
+        let bucket_millis = bucket_millis.max(1);
+        let rows = sqlx::query(
+            "SELECT (event_time - $1) / $3 AS bucket, decision, COUNT(*) AS n, \
+             SUM(CASE WHEN label = 'fraud' THEN 1 ELSE 0 END) AS fraud, \
+             SUM(CASE WHEN label = 'legit' THEN 1 ELSE 0 END) AS legit, \
+             CAST(SUM(latency_us) AS BIGINT) AS latency_sum, MAX(latency_us) AS latency_max \
+             FROM transactions WHERE event_time >= $1 AND event_time < $2 \
+             GROUP BY (event_time - $1) / $3, decision ORDER BY bucket",
+        )
+        .bind(from.as_millis())
+        .bind(to.as_millis())
+        .bind(bucket_millis)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut buckets: Vec<DecisionBucket> = Vec::new();
+        for row in rows {
+            let index: i64 = row.try_get("bucket")?;
+            let start = Timestamp::from_millis(from.as_millis() + index * bucket_millis);
+            if buckets.last().is_none_or(|last| last.start != start) {
+                buckets.push(DecisionBucket {
+                    start,
+                    ..DecisionBucket::default()
+                });
+            }
+            let bucket = buckets
+                .last_mut()
+                .ok_or_else(|| StoreError::Corrupt("no bucket".to_owned()))?;
+            let count = |name: &str| -> Result<u64> { Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0)) };
+            let n = count("n")?;
+            let decision: String = row.try_get("decision")?;
+            match parse::<fraudlens_core::Decision>(&decision)? {
+                fraudlens_core::Decision::Approve => bucket.approve += n,
+                fraudlens_core::Decision::Review => bucket.review += n,
+                fraudlens_core::Decision::Decline => bucket.decline += n,
+            }
+            bucket.fraud += count("fraud")?;
+            bucket.legit += count("legit")?;
+            bucket.latency_sum_us += row.try_get::<i64, _>("latency_sum")?;
+            bucket.latency_max_us = bucket.latency_max_us.max(row.try_get::<i64, _>("latency_max")?);
+        }
+        // bins of 0.05: the score in millionths, divided (integer division on both backends)
+        let per_bin = 1_000_000 / SCORE_BINS as i64;
+        let rows = sqlx::query(
+            "SELECT CAST(score * 1000000 AS BIGINT) / $3 AS bin, COUNT(*) AS n FROM transactions \
+             WHERE event_time >= $1 AND event_time < $2 GROUP BY CAST(score * 1000000 AS BIGINT) / $3",
+        )
+        .bind(from.as_millis())
+        .bind(to.as_millis())
+        .bind(per_bin)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut score_bins = vec![0u64; SCORE_BINS];
+        for row in rows {
+            let bin = usize::try_from(row.try_get::<i64, _>("bin")?.max(0))
+                .unwrap_or(0)
+                .min(SCORE_BINS - 1);
+            score_bins[bin] += u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+        }
+        Ok(DecisionStats { buckets, score_bins })
+    }
+
+    /// [`Store::related_entities`].
+    pub(super) async fn sharing(
+        &self,
+        position: usize,
+        key: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RelatedEntity>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT entity, COUNT(*) AS n, SUM(CASE WHEN decision = 'approve' THEN 0 ELSE 1 END) AS flagged, \
+             SUM(CASE WHEN label = 'fraud' THEN 1 ELSE 0 END) AS fraud, MAX(event_time) AS last_seen \
+             FROM transactions WHERE event_time >= $1 AND event_time < $2 AND {} = $3 AND entity IS NOT NULL \
+             GROUP BY entity ORDER BY n DESC, entity LIMIT $4",
+            DB::body_entity(position)
+        )))
+        .bind(from.as_millis())
+        .bind(to.as_millis())
+        .bind(key)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let count =
+                    |name: &str| -> Result<u64> { Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0)) };
+                Ok(RelatedEntity {
+                    entity: row.try_get("entity")?,
+                    transactions: count("n")?,
+                    flagged: count("flagged")?,
+                    fraud: count("fraud")?,
+                    last_seen: Timestamp::from_millis(row.try_get("last_seen")?),
+                })
+            })
+            .collect()
+    }
 }

@@ -92,6 +92,10 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// commit: `pg_notify` on PostgreSQL; SQLite has no such channel (`None`).
     const NOTIFY_MODELS: Option<&'static str>;
 
+    /// SQL of the `position`-th entity key of a stored transaction's body
+    /// (`{"entities": [key, …]}`), as text.
+    fn body_entity(position: usize) -> String;
+
     /// Starts a transaction that will write.
     fn begin_write(pool: &Pool<Self>) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>>> + Send;
 
@@ -263,6 +267,21 @@ where
         limit: u32,
     ) -> Result<Vec<StoredDecision>> {
         self.history_of(entity, from, to, limit).await
+    }
+
+    async fn decision_stats(&self, from: Timestamp, to: Timestamp, bucket_millis: i64) -> Result<DecisionStats> {
+        self.stats_between(from, to, bucket_millis).await
+    }
+
+    async fn related_entities(
+        &self,
+        position: usize,
+        key: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RelatedEntity>> {
+        self.sharing(position, key, from, to, limit).await
     }
 
     async fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {

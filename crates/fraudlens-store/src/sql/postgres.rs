@@ -39,6 +39,10 @@ impl Backend for Postgres {
     const ONE_STATEMENT: usize = usize::MAX;
     const NOTIFY_MODELS: Option<&'static str> = Some("SELECT pg_notify('fraudlens_models', $1)");
 
+    fn body_entity(position: usize) -> String {
+        format!("(body::jsonb -> 'entities' ->> {position})")
+    }
+
     /// A transaction (row locks and MVCC make an ordinary one enough).
     async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
         Ok(pool.begin().await?)

@@ -127,6 +127,10 @@ impl Backend for Sqlite {
     const ONE_STATEMENT: usize = 64;
     const NOTIFY_MODELS: Option<&'static str> = None;
 
+    fn body_entity(position: usize) -> String {
+        format!("json_extract(body, '$.entities[{position}]')")
+    }
+
     /// A write transaction that takes SQLite's write lock at once (`BEGIN
     /// IMMEDIATE`): a deferred one that reads first and then writes fails with
     /// SQLITE_BUSY, without waiting, when another writer got there in between.
