@@ -25,6 +25,7 @@ const KEYS = {
   admin: env("ADMIN_KEY"),
   service: env("SERVICE_KEY"),
   doomed: env("DOOMED_KEY"),
+  spare: env("SPARE_KEY"),
 };
 const BIN = env("FRAUDLENS_BIN");
 const DATABASE = env("FRAUDLENS_DATABASE");
@@ -131,13 +132,23 @@ const axeResults = [];
 
 /** Screenshots at desktop and phone sizes, and no sideways scrolling on the phone. */
 async function shoot(page, name) {
+  // the top of the page (at most 1,800 px of it) at desktop size, the first screen on a phone
   await page.setViewportSize(DESKTOP);
-  await page.screenshot({ path: `${SHOTS}/${name}-desktop.png`, fullPage: true });
+  const height = Math.min(1800, await page.evaluate(() => document.documentElement.scrollHeight));
+  await page.screenshot({ path: `${SHOTS}/${name}-desktop.png`, fullPage: true, clip: { x: 0, y: 0, width: DESKTOP.width, height } });
   await page.setViewportSize(PHONE);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `${name}: ${overflow}px of sideways scrolling at 390px`);
+  if (overflow > 0) {
+    const wide = await page.evaluate(() =>
+      Array.from(document.querySelectorAll("body *"))
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".table-wrap"))
+        .slice(0, 5)
+        .map((e) => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)}px)`),
+    );
+    assert.fail(`${name}: ${overflow}px of sideways scrolling at 390px, from ${wide.join(", ")}`);
+  }
   await checkPage(page, `${name} (phone)`);
-  await page.screenshot({ path: `${SHOTS}/${name}-phone.png`, fullPage: true });
+  await page.screenshot({ path: `${SHOTS}/${name}-phone.png` });
   await page.setViewportSize(DESKTOP);
 }
 
@@ -269,12 +280,13 @@ describe("the review queue", () => {
     await page.goto(`${BASE}/ui/queue?status=all&sort=time_desc`);
     rows = await queueRows(page);
     const times = rows.map((r) => r.time);
-    assert.deepEqual(times, [...times].sort().reverse(), "newest first");
+    const ms = times.map((t) => Date.parse(t));
+    assert.deepEqual(ms, [...ms].sort((a, b) => b - a), "newest first");
     assert.equal(rows.length, 50, "a full page");
     await page.click("a[rel=next]");
     const next = await queueRows(page);
     assert.ok(next.length > 0);
-    assert.ok(next[0].time <= times[times.length - 1], "the next page continues where the first ended");
+    assert.ok(Date.parse(next[0].time) <= ms[ms.length - 1], "the next page continues where the first ended");
     assert.equal(next.filter((r) => rows.some((s) => s.id === r.id)).length, 0, "no row twice");
 
     const entity = await page.textContent("table.queue tbody tr td:nth-child(4) a");
@@ -289,11 +301,26 @@ describe("the review queue", () => {
     await page.fill("#f-from", lastTime.slice(0, 16));
     await page.click("form.filters button[type=submit]");
     rows = await queueRows(page);
-    assert.ok(rows.length > 0 && rows.every((r) => r.time >= lastTime.slice(0, 16)), "from the time given on");
+    const from = Date.parse(`${lastTime.slice(0, 16)}:00Z`);
+    assert.ok(rows.length > 0 && rows.every((r) => Date.parse(r.time) >= from), "from the time given on");
 
     await page.goto(`${BASE}/ui/queue?min_score=high`);
     assert.match(await page.textContent("p.error"), /not a number/);
     await checkPage(page, "queue with a bad filter");
+  });
+
+  test("on a phone the filters start folded and open with /", async () => {
+    await page.setViewportSize(PHONE);
+    await page.goto(`${BASE}/ui/queue`);
+    assert.equal(await page.$eval("#filters", (d) => d.open), false);
+    await page.keyboard.press("/");
+    assert.equal(await page.$eval("#filters", (d) => d.open), true);
+    assert.equal(await page.evaluate(() => document.activeElement.id), "f-entity");
+    await page.goto(`${BASE}/ui/queue?min_score=0.5`);
+    assert.equal(await page.$eval("#filters", (d) => d.open), true, "open when a filter is set");
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${BASE}/ui/queue`);
+    assert.equal(await page.$eval("#filters", (d) => d.open), true, "open on a desktop");
   });
 
   test("keyboard: j/k move, x marks, o opens", async () => {
@@ -337,13 +364,20 @@ describe("the review queue", () => {
     assert.equal(await page.textContent("#live"), "");
     const template = transactions(env("SCORE_SINCE")).at(-1);
     const fresh = [1, 2, 3].map((i) => ({ ...template, transaction_id: `live-${i}`, amount: 4800 + i }));
-    await score(fresh);
+    const { status, body } = await api("/api/v1/transactions/batch", { method: "POST", body: fresh });
+    assert.equal(status, 200);
+    const flagged = body.results.filter((r) => r.decision && r.decision.decision !== "approve").length;
+    assert.equal(flagged, 3, `the three large amounts are flagged: ${JSON.stringify(body.results)}`);
     await page.waitForFunction(() => /new case/.test(document.getElementById("live").textContent), null, { timeout: 15000 });
     const text = await page.textContent("#live");
     assert.match(text, /^\d+ new cases? — show$/);
+    const count = Number(text.split(" ")[0]);
+    assert.ok(count >= 3, `at least the three new cases: ${text}`);
     await page.click("#live a");
+    assert.match(page.url(), /\/ui\/queue$/, "the same list, drawn again");
+    await page.goto(`${BASE}/ui/queue?sort=time_desc`);
     const ids = (await queueRows(page)).map((r) => r.id);
-    assert.ok(ids.includes("live-1") || ids.length === 50, "the new cases are listed after the refresh");
+    for (const id of ["live-1", "live-2", "live-3"]) assert.ok(ids.includes(id), `${id} is pending`);
   });
 });
 
@@ -513,10 +547,12 @@ describe("the overview", () => {
       assert.ok((await page.$$(`svg rect.${kind}`)).length > 0, `${kind} bars`);
     }
     assert.ok((await page.$$("svg polyline.flagged-line")).length === 1);
-    const bins = await page.$$eval("svg rect.bin", (rects) => rects.length);
-    assert.equal(bins, 20, "20 score bins");
-    const requests = await page.$$eval("svg rect.requests", (rects) => rects.length);
-    assert.equal(requests, 60, "a bar per minute of the last hour");
+    const binned = await page.$$eval("svg rect.bin title", (titles) =>
+      titles.reduce((sum, t) => sum + Number(t.textContent.split(": ")[1]), 0),
+    );
+    assert.equal(binned, decisions, "every decision of the range in one score bin");
+    const thisMinute = await page.$$eval("svg rect.requests", (rects) => Number(rects.at(-1).getAttribute("height")));
+    assert.ok(thisMinute > 0, "this minute's requests (the page's own) are counted");
     await checkPage(page, "overview");
     await shoot(page, "overview");
 
@@ -528,6 +564,33 @@ describe("the overview", () => {
     await page.click("form.filters button[type=submit]");
     assert.match(await page.textContent("p.error"), /must end after it starts/);
     await checkPage(page, "overview with a bad range");
+  });
+});
+
+describe("drift", () => {
+  test("the serving model's inputs by PSI, largest first", async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await newPage(context);
+    await signIn(page, KEYS.analyst);
+    await page.click("nav a:text-is('Drift')");
+    assert.match(page.url(), /\/ui\/drift$/);
+    const rows = await page.$$eval("table.drift tbody tr", (trs) =>
+      trs.map((tr) => ({
+        name: tr.querySelector("th").textContent.trim(),
+        psi: Number(tr.querySelector("td.num").textContent),
+        status: tr.querySelector(".badge").textContent.trim(),
+      })),
+    );
+    assert.ok(rows.length >= 20, `${rows.length} rows`);
+    assert.equal(rows[0].name, "score", "the score first");
+    const inputs = rows.slice(1).map((r) => r.psi);
+    assert.deepEqual(inputs, [...inputs].sort((a, b) => b - a), "largest PSI first");
+    assert.ok(rows.every((r) => ["stable", "watch", "act"].includes(r.status) && r.psi >= 0));
+    const { body } = await api("/api/v1/models/production/drift", { key: KEYS.analyst });
+    assert.equal(body.report.features[0].name, rows[1].name, "the same report as the API");
+    await checkPage(page, "drift");
+    await shoot(page, "drift");
+    await context.close();
   });
 });
 
@@ -617,6 +680,42 @@ describe("models", () => {
     await page.click("main form button[type=submit]");
     assert.match(await page.textContent("p.notice"), new RegExp(`${serving} is in production`));
     assert.equal(await production(), serving);
+    await context.close();
+  });
+});
+
+describe("API keys (admins)", () => {
+  test("an admin lists keys and revokes one behind a confirmation; an analyst is refused", async () => {
+    const analyst = await browser.newContext({ viewport: DESKTOP });
+    const analystPage = await newPage(analyst);
+    await signIn(analystPage, KEYS.analyst);
+    assert.equal(await analystPage.$("nav a:text-is('Keys')"), null, "no Keys entry for an analyst");
+    assert.equal((await analystPage.goto(`${BASE}/ui/keys`)).status(), 403);
+    await analyst.close();
+
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await newPage(context);
+    await signIn(page, KEYS.admin);
+    await page.click("nav a:text-is('Keys')");
+    const html = await page.content();
+    for (const key of Object.values(KEYS)) {
+      assert.ok(!html.includes(key.split("_")[2]), "no secret on the page");
+    }
+    const spareId = KEYS.spare.split("_")[1];
+    assert.equal((await api("/model/info", { key: KEYS.spare })).status, 200, "the spare key works");
+    await checkPage(page, "keys");
+    await shoot(page, "keys");
+    await page.click(`tr:has(td.id:text-is("${spareId}")) a`);
+    assert.match(await page.textContent("h1"), /Revoke analyst-spare\?/);
+    assert.equal((await api("/model/info", { key: KEYS.spare })).status, 200, "nothing happens before the confirmation");
+    await page.click("main form button[type=submit]");
+    assert.match(await page.textContent("p.notice"), new RegExp(`${spareId} is revoked`));
+    let status = 200;
+    for (let i = 0; i < 20 && status !== 401; i++) {
+      await sleep(500);
+      status = (await api("/model/info", { key: KEYS.spare })).status;
+    }
+    assert.equal(status, 401, "the revoked key is refused within seconds");
     await context.close();
   });
 });

@@ -301,7 +301,7 @@ const MAX_REWRAPPED_BODY_BYTES: usize = 1024;
 /// rewrites every error response that is not JSON yet (axum's 405 with an
 /// empty body, plain-text path rejections, a 404 of the embedded docs) as
 /// `{code, message}`, keeping its status and headers (`Allow` on a 405).
-/// The console's HTML error pages pass as they are.
+/// The console's HTML error pages (under `/ui`) pass as they are.
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
@@ -312,13 +312,14 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         )
         .into_response();
     }
+    let console = request.uri().path() == "/ui" || request.uri().path().starts_with("/ui/");
     let response = next.run(request).await;
     let status = response.status();
     let shaped = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json") || value.starts_with("text/html"));
+        .is_some_and(|value| value.starts_with("application/json") || (console && value.starts_with("text/html")));
     if !(status.is_client_error() || status.is_server_error()) || shaped {
         return response;
     }

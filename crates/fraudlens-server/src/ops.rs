@@ -4,6 +4,7 @@
 //! so labels stay low-cardinality) and security headers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -102,42 +103,88 @@ pub struct MinuteStats {
 /// Minutes of request counts kept (a day).
 const MINUTES_KEPT: usize = 24 * 60;
 
-fn minutes() -> &'static std::sync::Mutex<Vec<MinuteStats>> {
-    static MINUTES: std::sync::OnceLock<std::sync::Mutex<Vec<MinuteStats>>> = std::sync::OnceLock::new();
-    MINUTES.get_or_init(|| std::sync::Mutex::new(vec![MinuteStats::default(); MINUTES_KEPT]))
+/// One minute's counters, updated without a lock (every request passes here).
+struct MinuteSlot {
+    minute: AtomicI64,
+    requests: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+fn minutes() -> &'static [MinuteSlot] {
+    static MINUTES: std::sync::OnceLock<Vec<MinuteSlot>> = std::sync::OnceLock::new();
+    MINUTES.get_or_init(|| {
+        (0..MINUTES_KEPT)
+            .map(|_| MinuteSlot {
+                minute: AtomicI64::new(i64::MIN),
+                requests: AtomicU64::new(0),
+                client_errors: AtomicU64::new(0),
+                server_errors: AtomicU64::new(0),
+                max_micros: AtomicU64::new(0),
+            })
+            .collect()
+    })
 }
 
 fn this_minute() -> i64 {
     crate::now().as_millis().div_euclid(60_000)
 }
 
+/// Counts a request in this minute's slot. The first request of a minute
+/// claims the slot (a day old by then) and zeroes it; a request racing that
+/// claim may be counted in neither minute, which a dashboard can bear.
 fn record_minute(status: StatusCode, elapsed: std::time::Duration) {
     let minute = this_minute();
-    let mut slots = minutes().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let slot = &mut slots[minute.rem_euclid(MINUTES_KEPT as i64) as usize];
-    if slot.minute != minute {
-        *slot = MinuteStats {
-            minute,
-            ..MinuteStats::default()
-        };
+    let slot = &minutes()[minute.rem_euclid(MINUTES_KEPT as i64) as usize];
+    let seen = slot.minute.load(Ordering::Acquire);
+    if seen != minute {
+        if seen > minute {
+            return; // the clock went back: the slot holds a later minute
+        }
+        if slot
+            .minute
+            .compare_exchange(seen, minute, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            for counter in [
+                &slot.requests,
+                &slot.client_errors,
+                &slot.server_errors,
+                &slot.max_micros,
+            ] {
+                counter.store(0, Ordering::Release);
+            }
+        }
     }
-    slot.requests += 1;
-    slot.client_errors += u64::from(status.is_client_error());
-    slot.server_errors += u64::from(status.is_server_error());
-    slot.max_seconds = slot.max_seconds.max(elapsed.as_secs_f64());
+    slot.requests.fetch_add(1, Ordering::AcqRel);
+    if status.is_client_error() {
+        slot.client_errors.fetch_add(1, Ordering::AcqRel);
+    }
+    if status.is_server_error() {
+        slot.server_errors.fetch_add(1, Ordering::AcqRel);
+    }
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    slot.max_micros.fetch_max(micros, Ordering::AcqRel);
 }
 
 /// This process's requests of the last `n` minutes (at most a day), oldest
 /// first, this minute last; minutes without requests are zeros.
 pub fn recent_minutes(n: usize) -> Vec<MinuteStats> {
     let now = this_minute();
-    let slots = minutes().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let slots = minutes();
     let n = n.clamp(1, MINUTES_KEPT) as i64;
     (now - n + 1..=now)
         .map(|minute| {
-            let slot = slots[minute.rem_euclid(MINUTES_KEPT as i64) as usize];
-            if slot.minute == minute {
-                slot
+            let slot = &slots[minute.rem_euclid(MINUTES_KEPT as i64) as usize];
+            if slot.minute.load(Ordering::Acquire) == minute {
+                MinuteStats {
+                    minute,
+                    requests: slot.requests.load(Ordering::Acquire),
+                    client_errors: slot.client_errors.load(Ordering::Acquire),
+                    server_errors: slot.server_errors.load(Ordering::Acquire),
+                    max_seconds: slot.max_micros.load(Ordering::Acquire) as f64 / 1e6,
+                }
             } else {
                 MinuteStats {
                     minute,

@@ -312,7 +312,8 @@ pub trait Store: Send + Sync + 'static {
     /// The primary entities whose transactions in `[from, to)` carry `key` as
     /// their `position`-th entity key (another customer on the same terminal,
     /// say), most transactions first, at most `limit`. Reads every stored
-    /// transaction of the window: keep it to days.
+    /// transaction of the window, up to the latest 50,000 of it (the entity
+    /// keys are read from each transaction's body).
     async fn related_entities(
         &self,
         position: usize,

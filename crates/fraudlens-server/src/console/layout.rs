@@ -14,6 +14,8 @@ pub(super) enum Section {
     Queue,
     Overview,
     Models,
+    Drift,
+    Keys,
     SignIn,
 }
 
@@ -44,6 +46,10 @@ pub(super) fn page(title: &str, session: Option<&Session>, section: Section, bod
                                 li { a href="/ui/queue" aria-current=[(section == Section::Queue).then_some("page")] { "Review queue" } }
                                 li { a href="/ui/overview" aria-current=[(section == Section::Overview).then_some("page")] { "Overview" } }
                                 li { a href="/ui/models" aria-current=[(section == Section::Models).then_some("page")] { "Models" } }
+                                li { a href="/ui/drift" aria-current=[(section == Section::Drift).then_some("page")] { "Drift" } }
+                                @if session.is_admin() {
+                                    li { a href="/ui/keys" aria-current=[(section == Section::Keys).then_some("page")] { "Keys" } }
+                                }
                             }
                         }
                         div.who {
@@ -145,7 +151,7 @@ impl IntoResponse for PageError {
             p { a href="/ui/queue" { "Back to the review queue" } }
         };
         let mut response = respond(self.status, page(heading, None, Section::Queue, body));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

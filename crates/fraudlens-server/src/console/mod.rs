@@ -15,11 +15,15 @@
 //! | `GET /ui/cases/{id}`, `POST /ui/cases/{id}/review` | one case and its review (`case.rs`) |
 //! | `GET /ui/overview` | volume, decision mix, rates, scores, latency, this process's requests (`overview.rs`) |
 //! | `GET /ui/models`, `GET /ui/models/{version}`, `GET`/`POST /ui/models/{version}/promote` | the registry, a version's curves and thresholds what-if, promotion for admins (`models.rs`) |
+//! | `GET /ui/drift` | the serving model's inputs by PSI (`drift.rs`) |
+//! | `GET /ui/keys`, `GET`/`POST /ui/keys/{id}/revoke` | API keys and their revocation, for admins (`keys.rs`) |
 //! | `GET /ui/assets/{file}` | the stylesheet, the script and the icon |
 
 mod assets;
 mod case;
+mod drift;
 mod format;
+mod keys;
 mod layout;
 mod models;
 mod overview;
@@ -51,12 +55,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/cases/{id}", get(case::show))
         .route("/ui/cases/{id}/review", post(case::review))
         .route("/ui/overview", get(overview::show))
+        .route("/ui/drift", get(drift::show))
         .route("/ui/models", get(models::list))
         .route("/ui/models/{version}", get(models::show))
         .route(
             "/ui/models/{version}/promote",
             get(models::confirm).post(models::promote),
         )
+        .route("/ui/keys", get(keys::list))
+        .route("/ui/keys/{id}/revoke", get(keys::confirm).post(keys::revoke))
         .route("/ui/logout", post(session::sign_out))
         .route_layer(from_fn_with_state(state, session::require));
     Router::new()
@@ -65,5 +72,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/", get(|| async { Redirect::to("/ui/queue") }))
         .route("/ui/login", get(session::sign_in_page).post(session::sign_in))
         .route("/ui/assets/{file}", get(assets::serve))
+        .route(
+            "/ui/{*rest}",
+            get(|| async { PageError::not_found("There is no such page.") }),
+        )
         .merge(signed_in)
 }

@@ -129,6 +129,7 @@ pub(crate) async fn list(
                 }
             }
         }))
+        p { a href="/ui/drift" { "Drift of the serving model's inputs" } }
         h2 { "Promotions" }
         @if promotions.is_empty() { p.muted { "No promotion recorded." } }
         @else {
@@ -380,7 +381,12 @@ pub(crate) async fn show(
             }
         }
         @match &manifest {
-            None => { p.error role="alert" { "The artifact directory of this version cannot be read on this server (" code { (entry.path) } ")." } }
+            None => {
+                p.error role="alert" {
+                    "The artifact directory of this version cannot be read on this server"
+                    @if session.is_admin() { " (" code { (entry.path) } ")" } "."
+                }
+            }
             Some(manifest) => {
                 (validation_section(manifest))
                 section aria-labelledby="h-whatif" {

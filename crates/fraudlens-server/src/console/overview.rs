@@ -20,6 +20,8 @@ use crate::AppState;
 use crate::ops::{MinuteStats, recent_minutes};
 
 const HOUR: i64 = 3_600_000;
+/// The longest custom range (each overview reads every decision of its range).
+const MAX_DAYS: i64 = 92;
 const DAY: i64 = 24 * HOUR;
 
 /// The ranges offered, with the bucket each is drawn in.
@@ -62,8 +64,8 @@ pub(super) fn window(query: &RangeQuery, latest: Timestamp) -> Result<Window, St
         if span <= 0 {
             return Err("the range must end after it starts".to_owned());
         }
-        if span > 400 * DAY {
-            return Err("a range spans at most 400 days".to_owned());
+        if span > MAX_DAYS * DAY {
+            return Err(format!("a range spans at most {MAX_DAYS} days"));
         }
         // about 30 to 60 buckets, in whole hours or days
         let bucket = if span <= 2 * DAY {
@@ -87,7 +89,7 @@ pub(super) fn window(query: &RangeQuery, latest: Timestamp) -> Result<Window, St
         .find(|(key, ..)| *key == name)
         .ok_or_else(|| format!("unknown range {name:?}"))?;
     // end at the end of the bucket holding the latest event
-    let to = (latest.as_millis() / bucket + 1) * bucket;
+    let to = (latest.as_millis().div_euclid(*bucket) + 1) * bucket;
     Ok(Window {
         from: Timestamp::from_millis(to - span),
         to: Timestamp::from_millis(to),
@@ -215,8 +217,10 @@ fn frame(window: &Window, top: f64, top_label: &str) -> Markup {
     }
 }
 
+/// Buckets of the window, the last one partial when the span is not a whole number of them.
 fn slots(window: &Window) -> usize {
-    ((window.to.as_millis() - window.from.as_millis()) / window.bucket).max(1) as usize
+    let span = window.to.as_millis() - window.from.as_millis();
+    (span + window.bucket - 1).div_euclid(window.bucket).max(1) as usize
 }
 
 fn slot_of(window: &Window, bucket: &DecisionBucket) -> usize {
@@ -462,7 +466,16 @@ mod tests {
         assert_eq!(w.preset, None);
         assert!((w.to.as_millis() - w.from.as_millis()) / w.bucket <= 60, "{w:?}");
         assert!(window(&q("2026-03-01T00:00", "2026-01-01T00:00"), latest).is_err());
-        assert!(window(&q("2020-01-01T00:00", "2026-01-01T00:00"), latest).is_err());
+        assert!(
+            window(&q("2025-09-01T00:00", "2026-01-01T00:00"), latest).is_err(),
+            "over 92 days"
+        );
+        let partial = window(&q("2026-01-01T00:00", "2026-01-01T01:30"), latest).unwrap();
+        assert_eq!(
+            (partial.bucket, slots(&partial)),
+            (HOUR, 2),
+            "the last half hour has a slot of its own"
+        );
         assert!(window(&q("soon", "2026-01-01T00:00"), latest).is_err());
     }
 }

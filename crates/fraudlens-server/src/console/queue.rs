@@ -179,6 +179,8 @@ fn filter_form(filters: &Filters) -> Markup {
         .iter()
         .map(|s| (s.as_str(), format::words(s.as_str())));
     html! {
+        details #filters.filters-box open {
+        summary { "Filters" }
         form.filters method="get" action="/ui/queue" aria-label="Filters" {
             div {
                 label for="f-status" { "Status" }
@@ -218,6 +220,7 @@ fn filter_form(filters: &Filters) -> Markup {
                 button type="submit" { "Apply" }
                 a href="/ui/queue" { "Reset" }
             }
+        }
         }
     }
 }
@@ -352,16 +355,39 @@ pub(crate) async fn review_many(
             "a note has at most {MAX_NOTE_CHARS} characters"
         )));
     }
-    let ids: Vec<&str> = fields
-        .iter()
-        .filter(|(k, _)| k == "ids")
-        .map(|(_, v)| v.as_str())
-        .collect();
+    // each case once, in the order selected
+    let mut ids: Vec<&str> = Vec::new();
+    for (_, id) in fields.iter().filter(|(k, _)| k == "ids") {
+        if !ids.contains(&id.as_str()) {
+            ids.push(id);
+        }
+        if ids.len() > MAX_BULK {
+            return Err(PageError::invalid(format!("at most {MAX_BULK} cases at once")));
+        }
+    }
     if ids.is_empty() {
         return Err(PageError::invalid("select at least one case"));
     }
-    if ids.len() > MAX_BULK {
-        return Err(PageError::invalid(format!("at most {MAX_BULK} cases at once")));
+    // every case must exist before any changes: all or nothing
+    let store = state.pipeline.store();
+    let mut missing = Vec::new();
+    for id in &ids {
+        if store.transaction(id).await?.is_none() {
+            missing.push(*id);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(PageError::not_found(format!(
+            "Nothing was changed: {} of the selected cases {} not stored ({}).",
+            missing.len(),
+            if missing.len() == 1 { "is" } else { "are" },
+            missing
+                .iter()
+                .take(5)
+                .map(|id| format!("{id:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     let at = now();
     for id in &ids {

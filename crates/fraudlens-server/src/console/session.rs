@@ -43,6 +43,7 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 10_000;
 const SESSION_COOKIE: &str = "fraudlens_session";
+const SECURE_SESSION_COOKIE: &str = "__Host-fraudlens_session";
 const NONCE_COOKIE: &str = "fraudlens_login";
 /// Who may sign in.
 const CONSOLE: Allowed = Allowed(&[Role::Analyst, Role::Admin]);
@@ -84,12 +85,29 @@ impl Sessions {
         cache.remove(token_sha256);
     }
 
+    /// Whether this request came over TLS (here, or at a proxy that says so).
+    fn is_secure(&self, headers: &HeaderMap) -> bool {
+        self.secure
+            || headers
+                .get("x-forwarded-proto")
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+    }
+
+    /// The session cookie (its name and path depend on TLS; see [`session_cookie`]).
+    fn session_cookie(&self, headers: &HeaderMap, value: &str, max_age: Duration) -> HeaderValue {
+        let secure = self.is_secure(headers);
+        self.cookie(
+            headers,
+            session_cookie(secure),
+            value,
+            if secure { "/" } else { "/ui" },
+            max_age,
+        )
+    }
+
     fn cookie(&self, headers: &HeaderMap, name: &str, value: &str, path: &str, max_age: Duration) -> HeaderValue {
-        let forwarded_https = headers
-            .get("x-forwarded-proto")
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-        let secure = if self.secure || forwarded_https { "; Secure" } else { "" };
+        let secure = if self.is_secure(headers) { "; Secure" } else { "" };
         let text = format!(
             "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
             max_age.as_secs()
@@ -147,7 +165,8 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// The session a request's cookie names, if it is open and its key still good.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
-    let Some(token) = cookie_value(headers, SESSION_COOKIE).filter(|t| t.len() == 64) else {
+    let name = session_cookie(state.sessions.is_secure(headers));
+    let Some(token) = cookie_value(headers, name).filter(|t| t.len() == 64) else {
         return Ok(None);
     };
     let token_sha256 = sha256_hex(token);
@@ -181,11 +200,22 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Session
     }))
 }
 
+/// The session cookie's name: under TLS `__Host-` bound (the browser keeps
+/// it for this host only, `Path=/`, `Secure`: a sibling subdomain cannot
+/// plant one).
+fn session_cookie(secure: bool) -> &'static str {
+    if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE }
+}
+
 /// Middleware: passes the [`Session`] on, or sends the browser to sign in
 /// (the live-refresh call, which is not a page, gets a JSON 401).
 pub(crate) async fn require(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     match resolve(&state, request.headers()).await {
         Ok(Some(session)) => {
+            // the key's rate limit, as on the API
+            if let Err(error) = state.auth.admit(&session.caller) {
+                return PageError::from(error).into_response();
+            }
             request.extensions_mut().insert(session);
             next.run(request).await
         }
@@ -247,7 +277,13 @@ pub(crate) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'
 /// Where to go after signing in: a console page of this server, nothing else.
 fn safe_next(next: Option<&str>) -> &str {
     next.filter(|next| {
-        next.starts_with("/ui/") && !next.contains("//") && !next.contains('\\') && !next.chars().any(char::is_control)
+        next.starts_with("/ui/")
+            && !next.contains("//")
+            && !next.contains('\\')
+            && !next.chars().any(char::is_control)
+            && !next
+                .split(['/', '?', '#'])
+                .any(|segment| segment == ".." || segment.eq_ignore_ascii_case("%2e%2e"))
     })
     .unwrap_or("/ui/queue")
 }
@@ -346,6 +382,15 @@ pub(crate) async fn sign_in(State(state): State<Arc<AppState>>, request: Request
         }
         Err(error) => return Err(error.into()),
     };
+    // a browser signing in again leaves its previous session behind: end it
+    if let Some(previous) = resolve(&state, &parts.headers).await? {
+        state
+            .pipeline
+            .store()
+            .end_session(&previous.token_sha256, now())
+            .await?;
+        state.sessions.forget(&previous.token_sha256);
+    }
     let token = random_hex(32)?;
     let at = now();
     let ttl_millis = i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX);
@@ -363,9 +408,7 @@ pub(crate) async fn sign_in(State(state): State<Arc<AppState>>, request: Request
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
-        state
-            .sessions
-            .cookie(&parts.headers, SESSION_COOKIE, &token, "/ui", SESSION_TTL),
+        state.sessions.session_cookie(&parts.headers, &token, SESSION_TTL),
     );
     headers.append(
         header::SET_COOKIE,
@@ -389,9 +432,7 @@ pub(crate) async fn sign_out(
     let mut response = Redirect::to("/ui/login?signed_out=1").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        state
-            .sessions
-            .cookie(&headers, SESSION_COOKIE, "", "/ui", Duration::ZERO),
+        state.sessions.session_cookie(&headers, "", Duration::ZERO),
     );
     Ok(response)
 }
@@ -410,6 +451,8 @@ mod tests {
             "/api/v1/models",
             "/ui/\\evil",
             "/ui/\nx",
+            "/ui/../metrics",
+            "/ui/%2E%2e/metrics",
         ] {
             assert_eq!(safe_next(Some(bad)), "/ui/queue", "{bad:?}");
         }
@@ -449,11 +492,9 @@ mod tests {
             "fraudlens_session=v; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=43200"
         );
         let tls = Sessions::new(true);
-        assert!(
-            tls.cookie(&headers, SESSION_COOKIE, "v", "/ui", SESSION_TTL)
-                .to_str()
-                .unwrap()
-                .ends_with("; Secure")
+        assert_eq!(
+            tls.session_cookie(&headers, "v", SESSION_TTL).to_str().unwrap(),
+            "__Host-fraudlens_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200; Secure"
         );
         let mut proxied = HeaderMap::new();
         proxied.insert("x-forwarded-proto", HeaderValue::from_static("https"));

@@ -10,6 +10,9 @@ use crate::vocabulary::parse;
 use crate::*;
 use fraudlens_core::ReviewStatus;
 
+/// Most transactions [`Store::related_entities`] reads: the latest of its window.
+const RELATED_SCAN_ROWS: i64 = 50_000;
+
 /// Sessions ended or expired longer ago than this are deleted when a new one starts.
 const KEEP_ENDED_MILLIS: i64 = 7 * 24 * 3_600_000;
 
@@ -163,7 +166,9 @@ where
         rows.iter().map(Self::decision_from_row).collect()
     }
 
-    /// [`Store::decision_stats`].
+    /// [`Store::decision_stats`]: one pass over the range (read from the
+    /// index that holds event time, decision, label, score and decision
+    /// time), grouped by bucket, decision and score bin.
     pub(super) async fn stats_between(
         &self,
         from: Timestamp,
@@ -171,20 +176,24 @@ where
         bucket_millis: i64,
     ) -> Result<DecisionStats> {
         let bucket_millis = bucket_millis.max(1);
+        // bins of 0.05: the score in millionths, divided (integer division on both backends)
+        let per_bin = 1_000_000 / SCORE_BINS as i64;
         let rows = sqlx::query(
-            "SELECT (event_time - $1) / $3 AS bucket, decision, COUNT(*) AS n, \
-             SUM(CASE WHEN label = 'fraud' THEN 1 ELSE 0 END) AS fraud, \
+            "SELECT (event_time - $1) / $3 AS bucket, decision, CAST(score * 1000000 AS BIGINT) / $4 AS bin, \
+             COUNT(*) AS n, SUM(CASE WHEN label = 'fraud' THEN 1 ELSE 0 END) AS fraud, \
              SUM(CASE WHEN label = 'legit' THEN 1 ELSE 0 END) AS legit, \
              CAST(SUM(latency_us) AS BIGINT) AS latency_sum, MAX(latency_us) AS latency_max \
              FROM transactions WHERE event_time >= $1 AND event_time < $2 \
-             GROUP BY (event_time - $1) / $3, decision ORDER BY bucket",
+             GROUP BY 1, 2, 3 ORDER BY 1",
         )
         .bind(from.as_millis())
         .bind(to.as_millis())
         .bind(bucket_millis)
+        .bind(per_bin)
         .fetch_all(&self.pool)
         .await?;
         let mut buckets: Vec<DecisionBucket> = Vec::new();
+        let mut score_bins = vec![0u64; SCORE_BINS];
         for row in rows {
             let index: i64 = row.try_get("bucket")?;
             let start = Timestamp::from_millis(from.as_millis() + index * bucket_millis);
@@ -209,24 +218,10 @@ where
             bucket.legit += count("legit")?;
             bucket.latency_sum_us += row.try_get::<i64, _>("latency_sum")?;
             bucket.latency_max_us = bucket.latency_max_us.max(row.try_get::<i64, _>("latency_max")?);
-        }
-        // bins of 0.05: the score in millionths, divided (integer division on both backends)
-        let per_bin = 1_000_000 / SCORE_BINS as i64;
-        let rows = sqlx::query(
-            "SELECT CAST(score * 1000000 AS BIGINT) / $3 AS bin, COUNT(*) AS n FROM transactions \
-             WHERE event_time >= $1 AND event_time < $2 GROUP BY CAST(score * 1000000 AS BIGINT) / $3",
-        )
-        .bind(from.as_millis())
-        .bind(to.as_millis())
-        .bind(per_bin)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut score_bins = vec![0u64; SCORE_BINS];
-        for row in rows {
             let bin = usize::try_from(row.try_get::<i64, _>("bin")?.max(0))
                 .unwrap_or(0)
                 .min(SCORE_BINS - 1);
-            score_bins[bin] += u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            score_bins[bin] += n;
         }
         Ok(DecisionStats { buckets, score_bins })
     }
@@ -243,14 +238,21 @@ where
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT entity, COUNT(*) AS n, SUM(CASE WHEN decision = 'approve' THEN 0 ELSE 1 END) AS flagged, \
              SUM(CASE WHEN label = 'fraud' THEN 1 ELSE 0 END) AS fraud, MAX(event_time) AS last_seen \
-             FROM transactions WHERE event_time >= $1 AND event_time < $2 AND {} = $3 AND entity IS NOT NULL \
+             FROM (SELECT entity, decision, label, event_time, body FROM transactions \
+                   WHERE event_time >= $1 AND event_time < $2 ORDER BY event_time DESC LIMIT $5) AS recent \
+             WHERE {} AND {} = $3 AND entity IS NOT NULL \
              GROUP BY entity ORDER BY n DESC, entity LIMIT $4",
+            DB::contains("body", 6),
             DB::body_entity(position)
         )))
         .bind(from.as_millis())
         .bind(to.as_millis())
         .bind(key)
         .bind(i64::from(limit))
+        .bind(RELATED_SCAN_ROWS)
+        // a cheap substring test first (the key as the body spells it): the JSON
+        // is parsed only in the rows that hold it
+        .bind(serde_json::to_string(key).unwrap_or_default())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

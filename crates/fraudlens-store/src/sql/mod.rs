@@ -96,6 +96,9 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// (`{"entities": [key, …]}`), as text.
     fn body_entity(position: usize) -> String;
 
+    /// SQL true when the text `column` holds the text parameter `$n`.
+    fn contains(column: &str, parameter: usize) -> String;
+
     /// Starts a transaction that will write.
     fn begin_write(pool: &Pool<Self>) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>>> + Send;
 

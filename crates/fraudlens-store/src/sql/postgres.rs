@@ -43,6 +43,10 @@ impl Backend for Postgres {
         format!("(body::jsonb -> 'entities' ->> {position})")
     }
 
+    fn contains(column: &str, parameter: usize) -> String {
+        format!("strpos({column}, ${parameter}) > 0")
+    }
+
     /// A transaction (row locks and MVCC make an ordinary one enough).
     async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
         Ok(pool.begin().await?)

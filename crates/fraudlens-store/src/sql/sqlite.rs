@@ -131,6 +131,10 @@ impl Backend for Sqlite {
         format!("json_extract(body, '$.entities[{position}]')")
     }
 
+    fn contains(column: &str, parameter: usize) -> String {
+        format!("instr({column}, ${parameter}) > 0")
+    }
+
     /// A write transaction that takes SQLite's write lock at once (`BEGIN
     /// IMMEDIATE`): a deferred one that reads first and then writes fails with
     /// SQLITE_BUSY, without waiting, when another writer got there in between.

@@ -24,7 +24,12 @@
     const all = rows();
     if (event.key === "/") {
       const filter = document.getElementById("f-entity");
-      if (filter) { event.preventDefault(); filter.focus(); }
+      if (filter) {
+        event.preventDefault();
+        const box = document.getElementById("filters");
+        if (box) box.open = true;
+        filter.focus();
+      }
       return;
     }
     if (all.length === 0) return;
@@ -52,6 +57,13 @@
       });
     }
   });
+
+  // on a phone the filters start folded, unless one is set
+  const filters = document.getElementById("filters");
+  if (filters && window.matchMedia("(max-width: 760px)").matches) {
+    const set = Array.from(filters.querySelectorAll("input")).some((input) => input.value !== "");
+    if (!set) filters.open = false;
+  }
 
   // live refresh: how many cases were flagged since this page was drawn
   const live = document.getElementById("live");
