@@ -2,7 +2,8 @@
 //! certificate made by `openssl` (a test CA and a leaf for localhost), HSTS
 //! on every response, no plain HTTP on the TLS port, a new certificate served
 //! after SIGHUP, a broken one refused on SIGHUP while the current one keeps
-//! serving, and a key that does not belong to its certificate refused at start.
+//! serving, a key that does not belong to its certificate refused at start,
+//! and the console's cookies marked `Secure`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -152,6 +153,16 @@ async fn serve_speaks_https_with_hsts_and_reloads_its_certificate_on_sighup() {
         response.to_ascii_lowercase().contains("strict-transport-security"),
         "{response}"
     );
+
+    // the console's cookies carry Secure under TLS
+    let (_, response) = get_over_tls(&address, &ca, "/ui/login").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let cookie = response
+        .lines()
+        .map(str::trim_end)
+        .find(|line| line.to_ascii_lowercase().starts_with("set-cookie: fraudlens_login="))
+        .unwrap_or_else(|| panic!("no sign-in nonce cookie: {response}"));
+    assert!(cookie.ends_with("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
 
     // plain HTTP on the TLS port gets no HTTP answer
     let mut plain = TcpStream::connect(&address).await.unwrap();
