@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use super::format::{self, case_url, query};
 use super::layout::{PageError, Section, decision_badge, label_badge, page, respond, scroll_box, status_badge};
-use super::queue::{MAX_NOTE_CHARS, score_bar};
-use super::session::{Session, field, read_form};
+use super::queue::{review_fields, score_bar};
+use super::session::{Session, read_form};
 use crate::{AppState, now};
 
 const DAY_MILLIS: i64 = 24 * 3_600_000;
@@ -604,15 +604,7 @@ pub(crate) async fn review(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let fields = read_form(&session, &headers, &body)?;
-    let status: ReviewStatus = field(&fields, "status")
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| PageError::invalid("choose a status"))?;
-    let note = field(&fields, "note").map(str::trim).filter(|n| !n.is_empty());
-    if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
-        return Err(PageError::invalid(format!(
-            "a note has at most {MAX_NOTE_CHARS} characters"
-        )));
-    }
+    let (status, note) = review_fields(&fields)?;
     let outcome = state
         .pipeline
         .store()

@@ -25,7 +25,7 @@ const PAGE_SIZE: u32 = 50;
 /// Most cases one bulk review changes.
 const MAX_BULK: usize = 500;
 /// Longest review note, in characters (as the API).
-pub(super) const MAX_NOTE_CHARS: usize = 4000;
+const MAX_NOTE_CHARS: usize = 4000;
 
 /// The queue's filters as the page's query string carries them.
 #[derive(Debug, Default, Deserialize)]
@@ -338,6 +338,20 @@ fn render(
     }
 }
 
+/// The status and note of a review form (the case page's or the queue's bulk one).
+pub(super) fn review_fields(fields: &[(String, String)]) -> Result<(ReviewStatus, Option<&str>), PageError> {
+    let status: ReviewStatus = field(fields, "status")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| PageError::invalid("choose a status"))?;
+    let note = field(fields, "note").map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        return Err(PageError::invalid(format!(
+            "a note has at most {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    Ok((status, note))
+}
+
 /// `POST /ui/queue/review`: one status (and note) for every selected case.
 pub(crate) async fn review_many(
     State(state): State<Arc<AppState>>,
@@ -346,15 +360,7 @@ pub(crate) async fn review_many(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let fields = read_form(&session, &headers, &body)?;
-    let status: ReviewStatus = field(&fields, "status")
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| PageError::invalid("choose a status"))?;
-    let note = field(&fields, "note").map(str::trim).filter(|n| !n.is_empty());
-    if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
-        return Err(PageError::invalid(format!(
-            "a note has at most {MAX_NOTE_CHARS} characters"
-        )));
-    }
+    let (status, note) = review_fields(&fields)?;
     // each case once, in the order selected
     let mut ids: Vec<&str> = Vec::new();
     for (_, id) in fields.iter().filter(|(k, _)| k == "ids") {

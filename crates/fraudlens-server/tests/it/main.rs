@@ -54,15 +54,8 @@ impl Api {
 
     /// Sends one request through a fresh router; the status, headers and JSON body.
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let response = fraudlens_server::app(self.state.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, headers, body)
+        let (status, headers, text) = self.send_text(request).await;
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// Sends one request; the status, headers and body as text.
