@@ -154,36 +154,37 @@ impl Auth {
         self.lookup(key_id).await
     }
 
-    /// Checks a key typed into the console's sign-in form like [`require`]
-    /// checks a header: the same 401 for every bad key, each refusal counted
-    /// and logged (never the key), and `allowed` roles only (403).
-    pub(crate) async fn sign_in(
+    /// The caller of a presented key if its role is `allowed`: the same 401
+    /// for every bad key and 403 for a wrong role, each refusal counted and
+    /// logged for `route` (never the key). [`require`] runs it for the API's
+    /// `X-API-Key`, the console for the key typed into its sign-in form.
+    pub(crate) async fn authorize(
         &self,
-        presented: &str,
+        presented: Option<&str>,
         allowed: Allowed,
         route: &str,
         client: Option<SocketAddr>,
     ) -> Result<Caller, ApiError> {
         let failure = |reason| AuthFailure {
             reason,
-            key_id: parse(presented).map(|(key_id, _)| key_id),
+            key_id: presented.and_then(parse).map(|(key_id, _)| key_id),
             route,
             client,
         };
-        let caller = match self.check(Some(presented).filter(|key| !key.is_empty())).await {
+        let caller = match self.check(presented).await {
             Ok(caller) => caller,
             Err(Refusal::Denied(reason)) => {
                 failure(reason).emit(&self.failure_log);
-                return Err(unauthorized("this key was not accepted"));
+                return Err(Refusal::Denied(reason).into_error());
             }
-            Err(Refusal::Unavailable(error)) => return Err(error),
+            Err(refusal @ Refusal::Unavailable(_)) => return Err(refusal.into_error()),
         };
         if !allowed.0.contains(&caller.role) {
             failure(AuthFailureReason::WrongRole).emit(&self.failure_log);
             return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("a {} key cannot sign in here", caller.role),
+                format!("the {} role may not do this", caller.role),
             ));
         }
         Ok(caller)
@@ -253,28 +254,8 @@ pub async fn require(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| *address);
-    let failure = |reason| AuthFailure {
-        reason,
-        key_id: presented.as_deref().and_then(parse).map(|(key_id, _)| key_id),
-        route: route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        client,
-    };
-    let caller = match auth.check(presented.as_deref()).await {
-        Ok(caller) => caller,
-        Err(Refusal::Denied(reason)) => {
-            failure(reason).emit(&auth.failure_log);
-            return Err(Refusal::Denied(reason).into_error());
-        }
-        Err(refusal @ Refusal::Unavailable(_)) => return Err(refusal.into_error()),
-    };
-    if !allowed.0.contains(&caller.role) {
-        failure(AuthFailureReason::WrongRole).emit(&auth.failure_log);
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("the {} role may not do this", caller.role),
-        ));
-    }
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let caller = auth.authorize(presented.as_deref(), allowed, route, client).await?;
     auth.admit(&caller)?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)

@@ -369,7 +369,8 @@ pub(crate) async fn sign_in(State(state): State<Arc<AppState>>, request: Request
         return retry(StatusCode::FORBIDDEN, "The sign-in form expired. Please try again.");
     }
     let key = field(&fields, "key").unwrap_or("").trim();
-    let caller = match state.auth.sign_in(key, CONSOLE, "/ui/login", client).await {
+    let presented = Some(key).filter(|key| !key.is_empty());
+    let caller = match state.auth.authorize(presented, CONSOLE, "/ui/login", client).await {
         Ok(caller) => caller,
         Err(error) if error.status == StatusCode::UNAUTHORIZED => {
             return retry(StatusCode::UNAUTHORIZED, "This key was not accepted.");

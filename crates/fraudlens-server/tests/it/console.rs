@@ -222,3 +222,96 @@ async fn sign_out_ends_the_session_on_the_server() {
         .collect();
     assert_eq!(actions, ["key_create", "console_sign_in", "console_sign_out"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_inputs_get_a_clear_answer_and_change_nothing() {
+    let api = Api::new().await;
+    for id in ["t1", "t2"] {
+        let (status, _, body) = api
+            .send(api.post(
+                "/api/v1/transactions",
+                &json!({
+                    "transaction_id": id, "timestamp": "2026-01-01T00:00:00Z", "customer_id": "c1",
+                    "terminal_id": "k1", "amount": 10.0
+                }),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (jar, csrf, _) = session(&api).await;
+    // ranges far in the past or future, too long, backwards, unknown
+    for (path, status) in [
+        ("/ui/overview?from=0001-01-01T00:00&to=0001-01-02T00:00", StatusCode::OK),
+        ("/ui/overview?from=9999-12-30T00:00&to=9999-12-31T00:00", StatusCode::OK),
+        (
+            "/ui/overview?from=2020-01-01T00:00&to=2026-01-01T00:00",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/ui/overview?from=2026-02-01T00:00&to=2026-01-01T00:00",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("/ui/overview?range=1y", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/ui/queue?cursor=zzz", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/ui/queue?min_score=inf", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/ui/queue?from=9999-12-31T23:59", StatusCode::OK),
+        ("/ui/queue?status=%3Cscript%3E", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/ui/models/%3Cnone%3E?review=2", StatusCode::NOT_FOUND),
+        ("/ui/nowhere", StatusCode::NOT_FOUND),
+    ] {
+        let (got, headers, page) = api.send_text(get(path, &jar)).await;
+        assert_eq!(got, status, "{path}: {page}");
+        assert!(
+            headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"),
+            "{path}: an HTML page"
+        );
+        assert!(!page.contains("<script>"), "{path}");
+    }
+    let (status, _, body) = api.send_text(get("/ui/queue/updates?after=-5", &jar)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = api.send_text(get("/ui/queue/updates?after=x", &jar)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // a note over the limit, an unknown status, a bulk with a missing case or
+    // over 500 cases: refused, and no case changed
+    let long = "n".repeat(4001);
+    let refused: [Vec<(&str, &str)>; 4] = [
+        vec![("csrf", &csrf), ("status", "escalated"), ("note", &long), ("ids", "t1")],
+        vec![("csrf", &csrf), ("status", "fraudish"), ("ids", "t1")],
+        vec![("csrf", &csrf), ("status", "escalated"), ("ids", "t1"), ("ids", "nope")],
+        vec![("csrf", &csrf), ("status", "escalated")],
+    ];
+    for fields in &refused {
+        let (status, _, page) = api.send_text(form("/ui/queue/review", &jar, fields)).await;
+        assert!(status.is_client_error(), "{status}: {page}");
+    }
+    let many: Vec<String> = (0..501).map(|i| format!("id{i}")).collect();
+    let mut fields: Vec<(&str, &str)> = vec![("csrf", &csrf), ("status", "escalated")];
+    fields.extend(many.iter().map(|id| ("ids", id.as_str())));
+    let (status, _, _) = api.send_text(form("/ui/queue/review", &jar, &fields)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for id in ["t1", "t2"] {
+        assert!(
+            api.state.pipeline.store().audit(id).await.unwrap().is_empty(),
+            "{id} unchanged"
+        );
+    }
+
+    // the same case twice in one bulk review: changed once
+    let (status, headers, _) = api
+        .send_text(form(
+            "/ui/queue/review",
+            &jar,
+            &[("csrf", &csrf), ("status", "escalated"), ("ids", "t1"), ("ids", "t1")],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(headers[header::LOCATION].to_str().unwrap().ends_with("done=1"));
+    assert_eq!(api.state.pipeline.store().audit("t1").await.unwrap().len(), 1);
+
+    // a request target over the limit is refused before any page is drawn
+    let (status, _, _) = api
+        .send_text(get(&format!("/ui/cases/{}", "x".repeat(9000)), &jar))
+        .await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+}
