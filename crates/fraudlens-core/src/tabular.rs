@@ -384,7 +384,7 @@ impl CategoryEncoder {
 }
 
 /// Candidate names of a label column, tried in order when none is given.
-pub const LABEL_CANDIDATES: [&str; 9] = [
+pub const LABEL_CANDIDATES: [&str; 10] = [
     "is_fraud",
     "isFraud",
     "fraud",
@@ -394,6 +394,8 @@ pub const LABEL_CANDIDATES: [&str; 9] = [
     "target",
     "is_fraudulent",
     "fraud_bool",
+    // the public labelled Ethereum address dataset's (and `fraudlens eth features`')
+    "FLAG",
 ];
 
 /// Picks the label column: `requested` if given, else the first known candidate name.

@@ -44,6 +44,7 @@ pub mod artifacts;
 pub mod backup;
 mod contract;
 pub mod drift;
+pub mod eth;
 mod events;
 mod labels;
 mod model;

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod compat;
 pub mod console;
 pub mod error;
+pub mod eth;
 pub mod ops;
 pub mod predictions;
 mod serve;
@@ -79,6 +80,8 @@ pub struct ServerConfig {
     pub mlflow: Option<fraudlens_mlflow::Client>,
     /// The console's cookies carry `Secure` (the server speaks TLS).
     pub secure_cookies: bool,
+    /// The Ethereum provider addresses are scored from (`None`: `[eth]` not configured).
+    pub chain: Option<Arc<fraudlens_chain::Chain>>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             max_transactions_in_flight: 16_384,
             mlflow: None,
             secure_cookies: false,
+            chain: None,
         }
     }
 }
@@ -139,7 +143,7 @@ impl AppState {
     info(title = "fraudlens", description = "Fraud scoring, review queue and models. Send `X-API-Key` (create one with `fraudlens keys create`)."),
     paths(
         api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, api::review, api::labels,
-        predictions::predict_one, predictions::predict_many, predictions::upload_rows,
+        predictions::predict_one, predictions::predict_many, predictions::upload_rows, eth::score_address,
         api::models, api::production, api::production_drift, api::promote, api::shadow, api::end_shadow, compat::predict, compat::predict_batch,
         ops::health, ops::live, ops::ready, ops::metrics,
     ),
@@ -236,6 +240,10 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .layer(upload_limit),
         )
         .route_layer(guard(auth::SCORE));
+    // chain data is fetched before the work in flight is admitted: a slow provider holds no slot
+    let addresses = Router::new()
+        .route("/api/v1/eth/addresses/{address}/score", post(eth::score_address))
+        .route_layer(guard(auth::SCORE));
     let review = Router::new()
         .route("/api/v1/anomalies", get(api::anomalies))
         .route("/api/v1/anomalies/{id}", put(api::review))
@@ -270,6 +278,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 
     let mut router = Router::new()
         .merge(scoring)
+        .merge(addresses)
         .merge(review)
         .merge(read)
         .merge(admin)

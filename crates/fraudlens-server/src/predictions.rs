@@ -72,7 +72,7 @@ const OUTPUT_HEADER: [&str; 9] = [
 pub struct FeatureRowInput(serde_json::Map<String, serde_json::Value>);
 
 /// The row model, or 422 naming the endpoint that fits the serving model.
-fn row_model(state: &AppState) -> Result<Arc<ServingModel>, ApiError> {
+pub(crate) fn row_model(state: &AppState) -> Result<Arc<ServingModel>, ApiError> {
     let model = state.pipeline.model();
     if model.rows().is_none() {
         return Err(ApiError::new(

@@ -112,6 +112,7 @@ impl ServeSettings {
             card_hash_key,
             max_transactions_in_flight: self.max_transactions_in_flight,
             mlflow: None,
+            chain: None,
             secure_cookies: self.tls_cert.is_some(),
         }
     }

@@ -63,6 +63,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into an empty store, checking every file and count.
     Restore(RestoreArgs),
+    /// Ethereum addresses: features from chain data (a node or a provider), and scores.
+    #[command(subcommand)]
+    Eth(EthCommand),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -87,6 +90,7 @@ impl Command {
             | Self::Drift(_)
             | Self::Backup(_)
             | Self::Restore(_)
+            | Self::Eth(_)
             | Self::Models(_) => None,
         }
     }
@@ -681,6 +685,68 @@ pub enum KeysCommand {
         #[command(flatten)]
         store: StoreArg,
     },
+}
+
+/// `fraudlens eth`
+#[derive(Debug, Subcommand)]
+pub enum EthCommand {
+    /// Score an address: its history from the node, its features in the public
+    /// address dataset's columns, the model's decision and reasons.
+    Score(EthScoreArgs),
+    /// Write a training CSV (the public address dataset's columns) for a list of addresses.
+    Features(EthFeaturesArgs),
+}
+
+/// Where chain data comes from (defaults from `[eth]`).
+#[derive(Debug, Args)]
+pub struct ChainArgs {
+    /// The node or provider's JSON-RPC URL [default: eth.rpc_url, FRAUDLENS_ETH_RPC_URL].
+    /// A URL with a key is better passed in the environment (a flag shows in `ps`).
+    #[arg(long, value_name = "URL")]
+    pub rpc: Option<String>,
+    /// History source: auto, alchemy, otterscan or scan [default: eth.source].
+    #[arg(long, value_name = "SOURCE", value_parser = ["auto", "alchemy", "otterscan", "scan"])]
+    pub source: Option<String>,
+    /// The block the features are as of [default: the newest].
+    #[arg(long, value_name = "N")]
+    pub block: Option<u64>,
+}
+
+/// `fraudlens eth score`
+#[derive(Debug, Args)]
+pub struct EthScoreArgs {
+    /// The address (0x and 40 hex digits; mixed case must be its EIP-55 checksum).
+    pub address: String,
+    /// Model directory: a model trained in tabular mode on address features.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Where chain data comes from.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Reasons shown.
+    #[arg(long, default_value_t = 5)]
+    pub reasons: usize,
+    /// Print JSON (the decision, the reasons and every feature).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fraudlens eth features`
+#[derive(Debug, Args)]
+pub struct EthFeaturesArgs {
+    /// The addresses: a CSV with an `Address` column (and a `FLAG` label
+    /// column, kept), or one address per line (optionally `,LABEL`).
+    #[arg(long, value_name = "FILE")]
+    pub addresses: PathBuf,
+    /// The CSV written: `Index`, `Address`, `FLAG` and the 47 feature columns.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Where chain data comes from.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Addresses fetched at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
 }
 
 /// `fraudlens models`

@@ -51,6 +51,8 @@ pub struct Config {
     pub mlflow: fraudlens_mlflow::MlflowSettings,
     /// Where model directories are uploaded and downloads cached (object storage).
     pub artifacts: fraudlens_pipeline::artifacts::ArtifactSettings,
+    /// Ethereum chain data (`fraudlens eth`, `/api/v1/eth/…`).
+    pub eth: fraudlens_chain::EthSettings,
 }
 
 /// `[store]`
@@ -160,7 +162,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "log",
     "security",
     "ingest",
@@ -177,11 +179,16 @@ const SECTIONS: [&str; 16] = [
     "drift",
     "mlflow",
     "artifacts",
+    "eth",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a
 /// string) and never echoed in an error.
 const CARD_HASH_KEY_ENV: &str = "FRAUDLENS_SECURITY__CARD_HASH_KEY";
+
+/// The Ethereum provider's URL (it often carries the provider's key): read as
+/// raw text, never echoed; `FRAUDLENS_ETH__RPC_URL` is read the same way.
+const ETH_RPC_URL_ENV: [&str; 2] = ["FRAUDLENS_ETH_RPC_URL", "FRAUDLENS_ETH__RPC_URL"];
 
 /// The conventional name of a database URL: overrides `store.url` (also
 /// `FRAUDLENS_STORE__URL`) for every command; `--database` overrides it.
@@ -203,16 +210,22 @@ impl Config {
             config.apply_schema_file(path)?;
         }
         let card_hash_key = config.security.card_hash_key.take();
+        let eth_rpc_url = config.eth.rpc_url.take();
         let env = Env::prefixed("FRAUDLENS_").split("__").filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
             let section = key.split('.').next().unwrap_or_default();
-            SECTIONS.contains(&section) && key != "security.card_hash_key"
+            SECTIONS.contains(&section) && key != "security.card_hash_key" && key != "eth.rpc_url"
         });
         let mut config: Config = Figment::from(Serialized::defaults(config))
             .merge(env)
             .extract()
             .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
         config.security.card_hash_key = std::env::var(CARD_HASH_KEY_ENV).ok().map(Secret::new).or(card_hash_key);
+        config.eth.rpc_url = ETH_RPC_URL_ENV
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|url| !url.trim().is_empty()))
+            .map(Secret::new)
+            .or(eth_rpc_url);
         if let Ok(url) = std::env::var(DATABASE_URL_ENV) {
             config.store.url = url;
         }

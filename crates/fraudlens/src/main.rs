@@ -58,6 +58,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Models(command) => commands::admin::models(&config, command),
         Command::Backup(args) => commands::backup::backup(&config, args),
         Command::Restore(args) => commands::backup::restore(&config, args),
+        Command::Eth(command) => commands::eth::run(&config, command),
         Command::Config => commands::print_config(&config),
     }
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod console;
+mod eth;
 mod router;
 
 use std::path::Path;
@@ -40,6 +41,11 @@ pub struct Api {
 impl Api {
     /// A started pipeline on a fresh SQLite store, with one service key.
     pub async fn new() -> Self {
+        Self::with(ServerConfig::default()).await
+    }
+
+    /// [`Self::new`] with `config`.
+    pub async fn with(config: ServerConfig) -> Self {
         let db = TestDb::new(Backend::Sqlite).await;
         let store = fraudlens_store::connect(&db.url, &fraudlens_store::StoreOptions::default())
             .await
@@ -48,7 +54,7 @@ impl Api {
         store.create_key(&entry).await.unwrap();
         let model = ServingModel::load(Path::new(MODEL), None).unwrap();
         let pipeline = Pipeline::start(store, model, PipelineConfig::default()).await.unwrap();
-        let state = AppState::new(pipeline, ServerConfig::default());
+        let state = AppState::new(pipeline, config);
         Self { state, key, _db: db }
     }
 

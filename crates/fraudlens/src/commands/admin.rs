@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::exit::{Classify, CliResult, Failure};
 
 /// Runs an async command on a fresh runtime.
-pub fn block_on<F: Future<Output = CliResult>>(future: F) -> CliResult {
+pub fn block_on<T, F: Future<Output = CliResult<T>>>(future: F) -> CliResult<T> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod demo;
 pub mod detect;
 pub mod drift;
+pub mod eth;
 pub mod evaluate;
 pub mod features;
 pub mod import;

@@ -1,6 +1,8 @@
 //! `fraudlens serve`: opens the store, chooses the model, starts the
 //! pipeline and runs [`fraudlens_server::serve`] until SIGTERM or SIGINT.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use fraudlens_pipeline::registry;
 use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
@@ -67,7 +69,7 @@ pub async fn serve(
     fraudlens_server::ops::install_metrics();
     // before anything else: a certificate that cannot serve fails the start at
     // once, and SIGHUP (whose default ends the process) reloads it from now on
-    let tls = config.serve.tls().map(|tls| tls.map(std::sync::Arc::new)).usage()?;
+    let tls = config.serve.tls().map(|tls| tls.map(Arc::new)).usage()?;
     #[cfg(unix)]
     let hangups = fraudlens_server::tls::reload_on_hangup(tls.clone()).context("listening for SIGHUP")?;
     let url = store_url(config, &args.store);
@@ -92,6 +94,7 @@ pub async fn serve(
         pipeline.clone(),
         fraudlens_server::ServerConfig {
             mlflow: super::tracking::client(config)?,
+            chain: chain(config)?,
             ..serve.server_config(config.security.card_hash_key.clone())
         },
     );
@@ -145,4 +148,18 @@ pub(crate) async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// The Ethereum provider, when `[eth]` names one.
+fn chain(config: &Config) -> CliResult<Option<Arc<fraudlens_chain::Chain>>> {
+    if config.eth.rpc_url.is_none() {
+        return Ok(None);
+    }
+    let chain = fraudlens_chain::Chain::new(&config.eth).usage()?;
+    tracing::info!(
+        provider = chain.provider(),
+        source = config.eth.source.name(),
+        "Ethereum addresses are scored from chain data"
+    );
+    Ok(Some(Arc::new(chain)))
 }

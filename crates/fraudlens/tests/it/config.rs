@@ -171,6 +171,30 @@ fn other_fraudlens_variables_and_numeric_secrets() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stdout.contains("0123456789012345") && !run.stderr.contains("123456789012345"));
     assert!(run.stdout.contains("card_hash_key = \"[redacted]\""), "{}", run.stdout);
+
+    // the Ethereum provider's URL carries its key: from either variable or the file, never shown
+    let file = dir.path().join("eth.toml");
+    std::fs::write(&file, "[eth]\nrpc_url = \"https://eth.example/v2/file-key-123\"\n").unwrap();
+    for (args, env) in [
+        (
+            vec!["config"],
+            vec![("FRAUDLENS_ETH_RPC_URL", "https://eth.example/v2/env-key-123")],
+        ),
+        (
+            vec!["config"],
+            vec![("FRAUDLENS_ETH__RPC_URL", "https://eth.example/v2/env-key-123")],
+        ),
+        (vec!["--config", file.to_str().unwrap(), "config"], vec![]),
+    ] {
+        let run = fraudlens(dir.path(), &args, &env);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            !run.stdout.contains("key-123") && !run.stderr.contains("key-123"),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("rpc_url = \"[redacted]\""), "{}", run.stdout);
+    }
 }
 
 #[test]

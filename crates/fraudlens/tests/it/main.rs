@@ -7,6 +7,7 @@ mod architecture;
 mod backup;
 mod config;
 mod detect;
+mod eth;
 mod event_time;
 mod features;
 mod hardening;
