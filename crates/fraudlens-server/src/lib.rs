@@ -24,6 +24,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod cases;
 pub mod compat;
 pub mod console;
 pub mod error;
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// The Ethereum provider addresses are scored from (`None`: `[eth]` not configured).
     pub chain: Option<Arc<fraudlens_chain::Chain>>,
+    /// How much evidence a case analysis gathers.
+    pub cases: fraudlens_cases::CaseSettings,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             mlflow: None,
             secure_cookies: false,
             chain: None,
+            cases: fraudlens_cases::CaseSettings::default(),
         }
     }
 }
@@ -142,7 +146,7 @@ impl AppState {
 #[openapi(
     info(title = "fraudlens", description = "Fraud scoring, review queue and models. Send `X-API-Key` (create one with `fraudlens keys create`)."),
     paths(
-        api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, api::review, api::labels,
+        api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, cases::analysis, api::review, api::labels,
         predictions::predict_one, predictions::predict_many, predictions::upload_rows, eth::score_address,
         api::models, api::production, api::production_drift, api::promote, api::shadow, api::end_shadow, compat::predict, compat::predict_batch,
         ops::health, ops::live, ops::ready, ops::metrics,
@@ -248,6 +252,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/anomalies", get(api::anomalies))
         .route("/api/v1/anomalies/{id}", put(api::review))
         .route("/api/v1/transactions/{id}", get(api::transaction))
+        .route("/api/v1/transactions/{id}/analysis", get(cases::analysis))
         .route("/api/v1/labels", post(api::labels))
         .route_layer(guard(auth::REVIEW));
     let read = Router::new()

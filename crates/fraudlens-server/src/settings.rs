@@ -113,6 +113,7 @@ impl ServeSettings {
             max_transactions_in_flight: self.max_transactions_in_flight,
             mlflow: None,
             chain: None,
+            cases: fraudlens_cases::CaseSettings::default(),
             secure_cookies: self.tls_cert.is_some(),
         }
     }

@@ -293,6 +293,11 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a session (sign-out), audit-logged; `false` when it was not open.
     async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool>;
 
+    /// The flagged decisions (review or decline) with event time at or
+    /// before `at`, newest first, at most `limit`: the past cases a case is
+    /// compared with. Read from the flagged decisions' time index.
+    async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>>;
+
     /// The review queue's size per status, counting rows stored after `after_seq` (0: all).
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts>;
 

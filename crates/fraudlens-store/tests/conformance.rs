@@ -754,6 +754,16 @@ async fn console_sessions_counts_and_entity_history(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+
+    // the past cases of a case: flagged decisions up to its time, newest first, with their outcome
+    let flagged = store.flagged_before(ms(2_500), 10).await.unwrap();
+    let ids: Vec<_> = flagged.iter().map(|d| d.decision.transaction_id.as_str()).collect();
+    assert_eq!(ids, ["b1", "a2", "a1"], "a3 was approved, a4 is later");
+    assert_eq!(flagged[1].decision.review_status, Some(ReviewStatus::ConfirmedFraud));
+    assert_eq!(flagged[1].label, Some(Label::Fraud));
+    let capped = store.flagged_before(ms(100_000), 2).await.unwrap();
+    let ids: Vec<_> = capped.iter().map(|d| d.decision.transaction_id.as_str()).collect();
+    assert_eq!(ids, ["a4", "b1"]);
 }
 
 async fn overview_stats_and_related_entities(backend: Backend) {

@@ -66,6 +66,8 @@ pub enum Command {
     /// Ethereum addresses: features from chain data (a node or a provider), and scores.
     #[command(subcommand)]
     Eth(EthCommand),
+    /// Analyse a stored decision: evidence with ids, similar past cases and their outcomes, a narrative.
+    Analyze(AnalyzeArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -91,6 +93,7 @@ impl Command {
             | Self::Backup(_)
             | Self::Restore(_)
             | Self::Eth(_)
+            | Self::Analyze(_)
             | Self::Models(_) => None,
         }
     }
@@ -685,6 +688,19 @@ pub enum KeysCommand {
         #[command(flatten)]
         store: StoreArg,
     },
+}
+
+/// `fraudlens analyze`
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The decision's transaction id.
+    pub id: String,
+    /// Print the analysis as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 /// `fraudlens eth`

@@ -53,6 +53,8 @@ pub struct Config {
     pub artifacts: fraudlens_pipeline::artifacts::ArtifactSettings,
     /// Ethereum chain data (`fraudlens eth`, `/api/v1/eth/…`).
     pub eth: fraudlens_chain::EthSettings,
+    /// Case analysis (`fraudlens analyze`, `/api/v1/transactions/{id}/analysis`).
+    pub cases: fraudlens_cases::CaseSettings,
 }
 
 /// `[store]`
@@ -162,7 +164,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "log",
     "security",
     "ingest",
@@ -180,6 +182,7 @@ const SECTIONS: [&str; 17] = [
     "mlflow",
     "artifacts",
     "eth",
+    "cases",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

@@ -59,6 +59,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Backup(args) => commands::backup::backup(&config, args),
         Command::Restore(args) => commands::backup::restore(&config, args),
         Command::Eth(command) => commands::eth::run(&config, command),
+        Command::Analyze(args) => commands::analyze::run(&config, args),
         Command::Config => commands::print_config(&config),
     }
 }

@@ -129,6 +129,9 @@ impl Store for CountingStore {
     async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool> {
         self.inner.end_session(token_sha256, at).await
     }
+    async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
+        self.inner.flagged_before(at, limit).await
+    }
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts> {
         self.inner.queue_counts(after_seq).await
     }

@@ -166,6 +166,20 @@ where
         rows.iter().map(Self::decision_from_row).collect()
     }
 
+    /// [`Store::flagged_before`].
+    pub(super) async fn flagged_until(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
+        // `review_status IS NOT NULL` is the partial time index's own condition
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DECISION_COLUMNS} FROM transactions WHERE review_status IS NOT NULL AND event_time <= $1 \
+             ORDER BY event_time DESC, seq DESC LIMIT $2"
+        )))
+        .bind(at.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::decision_from_row).collect()
+    }
+
     /// [`Store::decision_stats`]: one pass over the range (read from the
     /// index that holds event time, decision, label, score and decision
     /// time), grouped by bucket, decision and score bin.

@@ -258,6 +258,10 @@ where
         self.finish_session(token_sha256, at).await
     }
 
+    async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
+        self.flagged_until(at, limit).await
+    }
+
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts> {
         self.count_queue(after_seq).await
     }

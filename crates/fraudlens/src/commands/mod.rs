@@ -3,6 +3,7 @@
 //! (`render`).
 
 pub mod admin;
+pub mod analyze;
 pub mod backup;
 pub mod dataset;
 pub mod demo;

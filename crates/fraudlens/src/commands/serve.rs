@@ -95,6 +95,7 @@ pub async fn serve(
         fraudlens_server::ServerConfig {
             mlflow: super::tracking::client(config)?,
             chain: chain(config)?,
+            cases: config.cases.clone(),
             ..serve.server_config(config.security.card_hash_key.clone())
         },
     );

@@ -209,7 +209,13 @@ async fn live_addresses_are_scored_stored_and_reviewed_through_the_api() {
         is_error_body(&body) && body["code"] == "eth_provider_unavailable",
         "{body}"
     );
-    let (_, queue) = get(&client, &server.url("/api/v1/anomalies?status=all"), &analyst).await;
+    let (status, queue) = get(&client, &server.url("/api/v1/anomalies"), &analyst).await;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+    assert_eq!(
+        queue["items"].as_array().unwrap().len(),
+        1,
+        "only account 2 was flagged: {queue}"
+    );
     assert!(
         !queue.to_string().contains(&generated.accounts[3].to_string()),
         "{queue}"

@@ -5,6 +5,7 @@
 
 mod architecture;
 mod backup;
+mod cases;
 mod config;
 mod detect;
 mod eth;

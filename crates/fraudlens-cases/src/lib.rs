@@ -1,0 +1,348 @@
+//! Case analysis for any stored decision (a card transaction, a feature
+//! row, an Ethereum address): the evidence an analyst weighs, each piece
+//! with an id, and a narrative that cites it.
+//!
+//! ```text
+//! decision ─► reasons (R…) ─► the entity's history (H…) ─► related entities (E…)
+//!          ─► similar past cases with their outcomes (S…) ─► narrative citing [R1], [S2]…
+//! ```
+//!
+//! Similar cases are the exact nearest neighbours among the flagged
+//! decisions stored before the case ([`similar`]); the narrative is composed
+//! from the same evidence by rules ([`narrative`]), so it never says what
+//! the evidence does not.
+
+pub mod narrative;
+pub mod similar;
+
+use fraudlens_core::{Decision, Label, ReviewStatus, Timestamp, Transaction};
+use fraudlens_store::{Store, StoredDecision};
+use serde::{Deserialize, Serialize};
+
+pub use narrative::{Narrative, Recommendation};
+pub use similar::Neighbour;
+
+const DAY_MILLIS: i64 = 86_400_000;
+
+/// How much evidence an analysis gathers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaseSettings {
+    /// Flagged decisions compared with, at most (the newest before the case).
+    pub max_candidates: u32,
+    /// Similar cases listed.
+    pub similar_cases: usize,
+    /// Days of the entity's history read.
+    pub history_days: i64,
+    /// The entity's earlier decisions listed, at most.
+    pub history_items: u32,
+    /// Days before the case in which related entities are looked for.
+    pub related_days: i64,
+    /// Related entities listed per key, at most.
+    pub related_items: u32,
+}
+
+impl Default for CaseSettings {
+    fn default() -> Self {
+        Self {
+            max_candidates: 50_000,
+            similar_cases: 10,
+            history_days: 30,
+            history_items: 10,
+            related_days: 3,
+            related_items: 5,
+        }
+    }
+}
+
+/// What kind of evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// One of the decision's reasons.
+    Reason,
+    /// The entity's earlier decisions.
+    History,
+    /// Another entity on the same terminal, card, device…
+    Related,
+    /// A similar past case.
+    Similar,
+}
+
+/// One piece of evidence.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evidence {
+    /// Its id (`R1`, `H1`, `E1`, `S1`…), cited by the narrative.
+    pub id: String,
+    /// Its kind.
+    pub kind: EvidenceKind,
+    /// What it says, in a sentence.
+    pub summary: String,
+    /// The transaction it is about, for history and similar cases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+}
+
+/// A similar past case and what became of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimilarCase {
+    /// Its evidence id.
+    pub evidence_id: String,
+    /// The past decision.
+    pub transaction_id: String,
+    /// Its entity.
+    pub entity: Option<String>,
+    /// Its event time.
+    pub event_time: Timestamp,
+    /// Its decision.
+    pub decision: Decision,
+    /// Its score.
+    pub score: f64,
+    /// Where its review stands.
+    pub review_status: Option<ReviewStatus>,
+    /// Its label, when known.
+    pub label: Option<Label>,
+    /// How alike, and why.
+    #[serde(flatten)]
+    pub neighbour: Neighbour,
+}
+
+/// The analysis of one decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct Analysis {
+    /// The decision analysed.
+    pub transaction_id: String,
+    /// Its entity.
+    pub entity: Option<String>,
+    /// Its decision.
+    pub decision: Decision,
+    /// Its score.
+    pub score: f64,
+    /// The model that decided.
+    pub model_version: String,
+    /// Where its review stands.
+    pub review_status: Option<ReviewStatus>,
+    /// Its label, when known.
+    pub label: Option<Label>,
+    /// Every piece of evidence, by id.
+    pub evidence: Vec<Evidence>,
+    /// The similar past cases (also evidence `S…`).
+    pub similar_cases: Vec<SimilarCase>,
+    /// Flagged decisions compared with.
+    pub candidates_compared: usize,
+    /// The narrative.
+    pub narrative: Narrative,
+}
+
+impl Analysis {
+    /// Whether `id` is one of the evidence ids.
+    pub fn has_evidence(&self, id: &str) -> bool {
+        self.evidence.iter().any(|evidence| evidence.id == id)
+    }
+}
+
+/// Why an analysis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] fraudlens_store::StoreError),
+}
+
+fn outcome(review: Option<ReviewStatus>, label: Option<Label>) -> &'static str {
+    match (label, review) {
+        (Some(Label::Fraud), _) => "labelled fraud",
+        (Some(Label::Legit), _) => "labelled legitimate",
+        (None, Some(ReviewStatus::ConfirmedFraud)) => "confirmed fraud by an analyst",
+        (None, Some(ReviewStatus::FalsePositive)) => "a false positive",
+        (None, Some(ReviewStatus::Escalated)) => "escalated",
+        (None, Some(ReviewStatus::PendingReview)) => "still pending review",
+        (None, None) => "not reviewed",
+    }
+}
+
+/// Analyses the stored decision `id` (`None`: no such decision).
+/// `entity_names` names the transaction's entity keys (customer, terminal…)
+/// for the related-entities evidence; empty for models of feature rows.
+pub async fn analyze(
+    store: &dyn Store,
+    id: &str,
+    entity_names: &[String],
+    settings: &CaseSettings,
+) -> Result<Option<Analysis>, CaseError> {
+    let Some(case) = store.transaction(id).await? else {
+        return Ok(None);
+    };
+    let d = &case.decision;
+    let mut evidence = Vec::new();
+
+    // the reasons
+    let reasons: Vec<fraudlens_core::Reason> = serde_json::from_str(&d.reasons).unwrap_or_default();
+    for (n, reason) in reasons.iter().enumerate() {
+        let value = reason
+            .category
+            .clone()
+            .or_else(|| reason.value.map(|value| format!("{value}")))
+            .unwrap_or_else(|| "missing".to_owned());
+        let direction = if reason.contribution >= 0.0 {
+            "towards fraud"
+        } else {
+            "away from fraud"
+        };
+        evidence.push(Evidence {
+            id: format!("R{}", n + 1),
+            kind: EvidenceKind::Reason,
+            summary: format!(
+                "{} = {value} moved the score {direction} ({:+.3} log-odds)",
+                reason.feature.trim(),
+                reason.contribution
+            ),
+            transaction_id: None,
+        });
+    }
+
+    // the entity's history before the case
+    if let Some(entity) = &d.entity {
+        let from = Timestamp::from_millis(
+            d.event_time
+                .as_millis()
+                .saturating_sub(settings.history_days * DAY_MILLIS),
+        );
+        let history = store
+            .entity_history(entity, from, d.event_time, settings.history_items.saturating_add(1))
+            .await?;
+        let earlier: Vec<&StoredDecision> = history
+            .iter()
+            .filter(|h| h.decision.transaction_id != d.transaction_id)
+            .take(settings.history_items as usize)
+            .collect();
+        let flagged = earlier.iter().filter(|h| h.decision.decision.is_flagged()).count();
+        let fraud = earlier.iter().filter(|h| h.label == Some(Label::Fraud)).count();
+        evidence.push(Evidence {
+            id: "H1".to_owned(),
+            kind: EvidenceKind::History,
+            summary: format!(
+                "{entity} had {} earlier decision{} in the {} days before (the latest {} read): {flagged} flagged, {fraud} labelled fraud",
+                earlier.len(),
+                if earlier.len() == 1 { "" } else { "s" },
+                settings.history_days,
+                settings.history_items
+            ),
+            transaction_id: None,
+        });
+        for (n, h) in earlier.iter().take(3).enumerate() {
+            evidence.push(Evidence {
+                id: format!("H{}", n + 2),
+                kind: EvidenceKind::History,
+                summary: format!(
+                    "earlier: {} at {} scored {:.3}, {}, {}",
+                    h.decision.transaction_id,
+                    h.decision.event_time,
+                    h.decision.score,
+                    h.decision.decision.as_str(),
+                    outcome(h.decision.review_status, h.label)
+                ),
+                transaction_id: Some(h.decision.transaction_id.clone()),
+            });
+        }
+    }
+
+    // related entities: others on the same terminal, card… (transactions only)
+    if let Ok(tx) = serde_json::from_str::<Transaction>(&d.body) {
+        let from = Timestamp::from_millis(
+            d.event_time
+                .as_millis()
+                .saturating_sub(settings.related_days * DAY_MILLIS),
+        );
+        let to = Timestamp::from_millis(d.event_time.as_millis().saturating_add(1));
+        let mut n = 0;
+        for (position, key) in tx.entities.iter().enumerate().skip(1) {
+            let Some(key) = key else { continue };
+            let related = store
+                .related_entities(
+                    position,
+                    key.as_str(),
+                    from,
+                    to,
+                    settings.related_items.saturating_add(1),
+                )
+                .await?;
+            let others: Vec<_> = related
+                .iter()
+                .filter(|r| Some(r.entity.as_str()) != d.entity.as_deref())
+                .take(settings.related_items as usize)
+                .collect();
+            let name = entity_names
+                .get(position)
+                .cloned()
+                .unwrap_or_else(|| format!("entity {position}"));
+            let flagged: u64 = others.iter().map(|r| r.flagged).sum();
+            let fraud: u64 = others.iter().map(|r| r.fraud).sum();
+            n += 1;
+            evidence.push(Evidence {
+                id: format!("E{n}"),
+                kind: EvidenceKind::Related,
+                summary: format!(
+                    "{} other entit{} used {name} {} in the {} days before: {flagged} of their transactions flagged, {fraud} labelled fraud",
+                    others.len(),
+                    if others.len() == 1 { "y" } else { "ies" },
+                    key.as_str(),
+                    settings.related_days
+                ),
+                transaction_id: None,
+            });
+        }
+    }
+
+    // similar past cases
+    let candidates = store.flagged_before(d.event_time, settings.max_candidates).await?;
+    let neighbours = similar::nearest(&case, &candidates, settings.similar_cases);
+    let mut similar_cases = Vec::with_capacity(neighbours.len());
+    for (n, neighbour) in neighbours.into_iter().enumerate() {
+        let past = &candidates[neighbour.index];
+        let evidence_id = format!("S{}", n + 1);
+        let why = if neighbour.shared_reasons.is_empty() {
+            "alike in its inputs".to_owned()
+        } else {
+            format!("flagged for {}", neighbour.shared_reasons.join(", "))
+        };
+        evidence.push(Evidence {
+            id: evidence_id.clone(),
+            kind: EvidenceKind::Similar,
+            summary: format!(
+                "a similar case, {} ({why}; similarity {:.2}), was {}",
+                past.decision.transaction_id,
+                neighbour.similarity,
+                outcome(past.decision.review_status, past.label)
+            ),
+            transaction_id: Some(past.decision.transaction_id.clone()),
+        });
+        similar_cases.push(SimilarCase {
+            evidence_id,
+            transaction_id: past.decision.transaction_id.clone(),
+            entity: past.decision.entity.clone(),
+            event_time: past.decision.event_time,
+            decision: past.decision.decision,
+            score: past.decision.score,
+            review_status: past.decision.review_status,
+            label: past.label,
+            neighbour,
+        });
+    }
+
+    let mut analysis = Analysis {
+        transaction_id: d.transaction_id.clone(),
+        entity: d.entity.clone(),
+        decision: d.decision,
+        score: d.score,
+        model_version: d.model_version.clone(),
+        review_status: d.review_status,
+        label: case.label,
+        evidence,
+        similar_cases,
+        candidates_compared: candidates.len(),
+        narrative: Narrative::default(),
+    };
+    analysis.narrative = narrative::compose(&analysis);
+    Ok(Some(analysis))
+}

@@ -1,0 +1,39 @@
+//! `GET /api/v1/transactions/{id}/analysis`: the case analysis of a stored
+//! decision (fraudlens-cases) — its evidence with ids, the similar past
+//! cases with their outcomes, and a narrative citing the evidence.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody, Json};
+
+/// The analysis of a stored decision.
+#[utoipa::path(get, path = "/api/v1/transactions/{id}/analysis", tag = "review",
+    params(("id" = String, Path, description = "The decision's transaction id")),
+    responses(
+        (status = 200, description = "`evidence` (ids `R…` reasons, `H…` the entity's history, `E…` related entities, `S…` similar cases), `similar_cases` with their review status and label, `narrative` {source, assessment, recommendation: probable_false_positive | investigate | escalate, citations}", content_type = "application/json"),
+        (status = 404, description = "No decision with this id", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn analysis(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<fraudlens_cases::Analysis>, ApiError> {
+    let model = state.pipeline.model();
+    let names: Vec<String> = model
+        .events()
+        .map(|inputs| inputs.schema.entity_names().to_vec())
+        .unwrap_or_default();
+    let started = std::time::Instant::now();
+    let analysis = fraudlens_cases::analyze(state.pipeline.store().as_ref(), &id, &names, &state.config.cases)
+        .await
+        .map_err(|error| match error {
+            fraudlens_cases::CaseError::Store(error) => ApiError::from(error),
+        })?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
+    metrics::histogram!("case_analysis_duration_seconds").record(started.elapsed().as_secs_f64());
+    Ok(Json(analysis))
+}

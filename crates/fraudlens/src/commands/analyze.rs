@@ -1,0 +1,65 @@
+//! `fraudlens analyze ID`: the case analysis of a stored decision, as the
+//! API gives it — evidence with ids, similar past cases and their outcomes,
+//! a narrative citing the evidence.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use fraudlens_core::Schema;
+
+use super::admin::{block_on, close_store, open_store, store_url};
+use crate::cli::AnalyzeArgs;
+use crate::config::Config;
+use crate::exit::{Classify as _, CliResult};
+
+/// Runs `fraudlens analyze`.
+pub fn run(config: &Config, args: AnalyzeArgs) -> CliResult {
+    // the entity keys' names (terminal, card…) for the related-entities evidence
+    let names: Vec<String> = Schema::new(config.schema.clone(), config.security.card_hash_key.as_ref())
+        .map(|schema| schema.entity_names().to_vec())
+        .unwrap_or_default();
+    let url = store_url(config, &args.store);
+    let analysis = block_on(async {
+        let store = open_store(config, &url).await?;
+        let analysis = fraudlens_cases::analyze(store.as_ref(), &args.id, &names, &config.cases).await;
+        close_store(store.as_ref()).await;
+        Ok(analysis.context("analysing the case")?)
+    })?;
+    let Some(analysis) = analysis else {
+        return Err(anyhow::anyhow!("no decision {:?} in the store", args.id)).data();
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let text = serde_json::to_string_pretty(&analysis).context("writing JSON")?;
+        writeln!(out, "{text}").context("writing")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{}  {}  score {:.3}  model {}{}",
+        analysis.transaction_id,
+        analysis.decision.as_str(),
+        analysis.score,
+        analysis.model_version,
+        analysis
+            .entity
+            .as_deref()
+            .map(|entity| format!("  entity {entity}"))
+            .unwrap_or_default()
+    )
+    .context("writing")?;
+    writeln!(out, "\nevidence:").context("writing")?;
+    for evidence in &analysis.evidence {
+        writeln!(out, "  [{}] {}", evidence.id, evidence.summary).context("writing")?;
+    }
+    writeln!(
+        out,
+        "\n{} flagged decisions compared; narrative ({}), recommendation: {}",
+        analysis.candidates_compared,
+        analysis.narrative.source,
+        analysis.narrative.recommendation.as_str()
+    )
+    .context("writing")?;
+    writeln!(out, "  {}", analysis.narrative.assessment).context("writing")?;
+    Ok(())
+}
