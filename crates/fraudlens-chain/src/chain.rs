@@ -39,6 +39,12 @@ pub struct EthSettings {
     pub confirmations: u64,
     /// Addresses whose history is cached (least recently fetched go first).
     pub cache_addresses: usize,
+    /// Transactions and transfers cached in all, at most (the memory bound).
+    pub cache_items: usize,
+    /// Addresses fetched at once; more get "busy" at once (the API answers 503).
+    pub max_concurrent_reports: usize,
+    /// Longest time for one address's report, in seconds.
+    pub report_timeout_seconds: u64,
     /// The JSON-RPC client.
     pub rpc: RpcSettings,
 }
@@ -54,6 +60,9 @@ impl Default for EthSettings {
             page_size: 100,
             confirmations: 12,
             cache_addresses: 10_000,
+            cache_items: 2_000_000,
+            max_concurrent_reports: 16,
+            report_timeout_seconds: 120,
             rpc: RpcSettings::default(),
         }
     }
@@ -107,7 +116,9 @@ pub struct Chain {
     rpc: Rpc,
     settings: EthSettings,
     source: OnceCell<SourceKind>,
-    histories: Mutex<(FxHashMap<Address, Cached>, u64)>,
+    histories: Mutex<Histories>,
+    /// Reports running; a permit each.
+    reports: Arc<tokio::sync::Semaphore>,
     tokens: Mutex<FxHashMap<Address, TokenInfo>>,
     contracts: Mutex<FxHashMap<Address, bool>>,
 }
@@ -118,6 +129,18 @@ impl std::fmt::Debug for Chain {
             .field("provider", &self.rpc.provider())
             .finish_non_exhaustive()
     }
+}
+
+/// The cached histories: by address, with a use clock and their total size.
+#[derive(Default)]
+struct Histories {
+    map: FxHashMap<Address, Cached>,
+    clock: u64,
+    items: usize,
+}
+
+fn size(history: &History) -> usize {
+    history.transactions.len() + history.transfers.len() + history.internal.len()
 }
 
 /// Most entries of the token and contract caches before they are emptied.
@@ -133,16 +156,23 @@ impl Chain {
             .ok_or_else(|| {
                 ChainError::Config("no Ethereum provider: set eth.rpc_url, FRAUDLENS_ETH_RPC_URL or --rpc".to_owned())
             })?;
-        if settings.page_size == 0 || settings.max_history_items == 0 {
+        if settings.page_size == 0
+            || settings.max_history_items == 0
+            || settings.max_concurrent_reports == 0
+            || settings.report_timeout_seconds == 0
+        {
             return Err(ChainError::Config(
-                "eth.page_size and eth.max_history_items must be at least 1".to_owned(),
+                "eth.page_size, eth.max_history_items, eth.max_concurrent_reports and eth.report_timeout_seconds \
+                 must be at least 1"
+                    .to_owned(),
             ));
         }
         Ok(Self {
             rpc: Rpc::new(url, &settings.rpc)?,
             settings: settings.clone(),
             source: OnceCell::new(),
-            histories: Mutex::new((FxHashMap::default(), 0)),
+            histories: Mutex::new(Histories::default()),
+            reports: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_reports)),
             tokens: Mutex::new(FxHashMap::default()),
             contracts: Mutex::new(FxHashMap::default()),
         })
@@ -200,13 +230,17 @@ impl Chain {
         let from = self.settings.from_block;
         let cached = {
             let mut guard = self.histories.lock().await;
-            let (map, clock) = &mut *guard;
-            *clock += 1;
-            let now = *clock;
-            map.get_mut(&address).filter(|cached| cached.block <= to).map(|cached| {
-                cached.used = now;
-                (cached.block, cached.history.clone())
-            })
+            let cache = &mut *guard;
+            cache.clock += 1;
+            let now = cache.clock;
+            cache
+                .map
+                .get_mut(&address)
+                .filter(|cached| cached.block <= to)
+                .map(|cached| {
+                    cached.used = now;
+                    (cached.block, cached.history.clone())
+                })
         };
         let (mut history, start) = match cached {
             Some((block, history)) => ((*history).clone(), block + 1),
@@ -218,26 +252,42 @@ impl Chain {
             return Err(sources::too_much(address, self.limits()));
         }
         let confirmed = to.saturating_sub(self.settings.confirmations);
-        if self.settings.cache_addresses > 0 && confirmed >= from {
-            let keep = Arc::new(history.up_to(confirmed));
+        let keep = history.up_to(confirmed);
+        let keep_size = size(&keep);
+        if self.settings.cache_addresses > 0 && confirmed >= from && keep_size <= self.settings.cache_items {
             let mut guard = self.histories.lock().await;
-            let (map, clock) = &mut *guard;
-            if map.get(&address).is_some_and(|cached| cached.block >= confirmed) {
+            let cache = &mut *guard;
+            if cache.map.get(&address).is_some_and(|cached| cached.block >= confirmed) {
                 // a report of an earlier block: what is cached goes further
                 return Ok(Arc::new(history));
             }
-            if map.len() >= self.settings.cache_addresses && !map.contains_key(&address) {
-                // the least recently used goes
-                if let Some(oldest) = map.iter().min_by_key(|(_, cached)| cached.used).map(|(key, _)| *key) {
-                    map.remove(&oldest);
+            if let Some(old) = cache.map.remove(&address) {
+                cache.items -= size(&old.history);
+            }
+            // the least recently used go, until the new one fits both bounds
+            while !cache.map.is_empty()
+                && (cache.map.len() >= self.settings.cache_addresses
+                    || cache.items + keep_size > self.settings.cache_items)
+            {
+                let Some(oldest) = cache
+                    .map
+                    .iter()
+                    .min_by_key(|(_, cached)| cached.used)
+                    .map(|(key, _)| *key)
+                else {
+                    break;
+                };
+                if let Some(evicted) = cache.map.remove(&oldest) {
+                    cache.items -= size(&evicted.history);
                 }
             }
-            let used = *clock;
-            map.insert(
+            cache.items += keep_size;
+            let used = cache.clock;
+            cache.map.insert(
                 address,
                 Cached {
                     block: confirmed,
-                    history: keep,
+                    history: Arc::new(keep),
                     used,
                 },
             );
@@ -274,8 +324,14 @@ impl Chain {
         }
         for (address, answer) in ask.into_iter().zip(answers) {
             let code = answer.map_err(|failure| self.rpc.failure("eth_getCode", failure))?;
-            let is = code.as_str().is_some_and(|code| code.len() > 2);
-            cache.insert(address, is);
+            let code = code.as_str().unwrap_or("0x");
+            // an EIP-7702 delegation (0xef0100 + an address) is an account, not a contract
+            let is = code.len() > 2 && !code.starts_with("0xef0100");
+            // only "a contract" is cached: an account may get code later
+            // (a counterfactual wallet), and a report at an earlier block must ask again
+            if is {
+                cache.insert(address, is);
+            }
             known.insert(address, is);
         }
         Ok(known)
@@ -313,8 +369,17 @@ impl Chain {
             })
             .collect();
         let answers = self.rpc.batch("eth_call", &calls).await?;
+        // a token without the function reverts: that is an answer; any other
+        // failure (a lagging backend, a timeout) fails the report and caches nothing
+        for answer in &answers {
+            if let Err(failure) = answer {
+                let message = failure.message.to_ascii_lowercase();
+                if failure.code != 3 && !message.contains("revert") {
+                    return Err(self.rpc.failure("eth_call", failure.clone()));
+                }
+            }
+        }
         let data = |answer: &Result<Value, crate::rpc::RpcFailure>| -> Vec<u8> {
-            // a token without the function reverts: that is an answer, not a failure
             answer
                 .as_ref()
                 .ok()
@@ -341,8 +406,24 @@ impl Chain {
         Ok(known)
     }
 
-    /// The features of `address` as of block `at` (default: the head).
+    /// The features of `address` as of block `at` (default: the head), in
+    /// at most `eth.report_timeout_seconds`; [`ChainError::Busy`] at once when
+    /// `eth.max_concurrent_reports` are running.
     pub async fn report(&self, address: Address, at: Option<u64>) -> Result<AddressReport, ChainError> {
+        let Ok(_permit) = self.reports.clone().try_acquire_owned() else {
+            return Err(ChainError::Busy(self.settings.max_concurrent_reports));
+        };
+        let limit = std::time::Duration::from_secs(self.settings.report_timeout_seconds);
+        match tokio::time::timeout(limit, self.report_now(address, at)).await {
+            Ok(report) => report,
+            Err(_) => Err(ChainError::Unreachable {
+                provider: self.rpc.provider().to_owned(),
+                reason: format!("the report of {address} took over {} s", limit.as_secs()),
+            }),
+        }
+    }
+
+    async fn report_now(&self, address: Address, at: Option<u64>) -> Result<AddressReport, ChainError> {
         let head = self.head().await?;
         let block = match at {
             Some(block) if block > head => {

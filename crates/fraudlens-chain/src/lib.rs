@@ -67,6 +67,9 @@ pub enum ChainError {
     /// More history than the limits allow.
     #[error("{0}")]
     TooLarge(String),
+    /// As many reports as `eth.max_concurrent_reports` are running.
+    #[error("{0} address reports are running already (eth.max_concurrent_reports): try again shortly")]
+    Busy(usize),
 }
 
 impl ChainError {

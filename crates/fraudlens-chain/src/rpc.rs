@@ -113,9 +113,10 @@ impl Rpc {
                 "eth.rpc.timeout_seconds and eth.rpc.batch_size must be at least 1".to_owned(),
             ));
         }
-        if !settings.requests_per_second.is_finite() || settings.requests_per_second < 0.0 {
+        let rate = settings.requests_per_second;
+        if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && rate < 0.01) {
             return Err(ChainError::Config(
-                "eth.rpc.requests_per_second must be a number ≥ 0 (0: no limit)".to_owned(),
+                "eth.rpc.requests_per_second must be 0 (no limit) or at least 0.01".to_owned(),
             ));
         }
         let http = reqwest::Client::builder()
@@ -163,12 +164,39 @@ impl Rpc {
 
     /// The error for a failed call.
     pub fn failure(&self, method: &str, failure: RpcFailure) -> ChainError {
+        let message: String = failure.message.chars().take(300).collect();
         ChainError::Rpc {
             provider: self.provider.clone(),
             method: method.to_owned(),
             code: failure.code,
-            message: failure.message.chars().take(300).collect(),
+            message: self.scrub(&message),
         }
+    }
+
+    /// Provider text with the URL's secret parts (path, query, user info:
+    /// where keys go) replaced, in case the provider echoes them.
+    pub fn scrub(&self, text: &str) -> String {
+        let url = self.url.expose();
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        let mut secrets: Vec<&str> = tail
+            .split(['/', '?', '&', '=', '#'])
+            .chain(
+                authority
+                    .rsplit_once('@')
+                    .map(|(user, _)| user)
+                    .into_iter()
+                    .flat_map(|user| user.split(':')),
+            )
+            .filter(|part| part.len() >= 6)
+            .collect();
+        // the longest first, so that a part inside another is not left half replaced
+        secrets.sort_by_key(|part| std::cmp::Reverse(part.len()));
+        let mut out = text.to_owned();
+        for secret in secrets {
+            out = out.replace(secret, "[redacted]");
+        }
+        out
     }
 
     /// The error for an answer that is not what the method returns.
@@ -275,7 +303,7 @@ impl Rpc {
                     if attempt >= self.settings.max_retries {
                         return Err(ChainError::Unreachable {
                             provider: self.provider.clone(),
-                            reason: format!("{label}: {reason} (after {} tries)", attempt + 1),
+                            reason: self.scrub(&format!("{label}: {reason} (after {} tries)", attempt + 1)),
                         });
                     }
                     let backoff = backoff(attempt);
@@ -306,25 +334,46 @@ impl Rpc {
         }
         let bytes = match read_capped(response).await {
             Ok(bytes) => bytes,
-            Err(reason) => return Attempt::Retry(reason, None),
+            Err(Capped::TooLarge) => {
+                // the same answer again would be as large: no retry
+                return Attempt::Fail(self.malformed(label, format!("an answer over {} MiB", MAX_ANSWER_BYTES >> 20)));
+            }
+            Err(Capped::Broken(reason)) => return Attempt::Retry(reason, None),
         };
+        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         if !status.is_success() {
+            // a JSON-RPC error sent with a 4xx status (Infura answers an unknown method so) is an answer
+            if let Some(value) = parsed.filter(|value| value.is_array() || value.get("error").is_some()) {
+                return Attempt::Done(value);
+            }
             let text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
             return Attempt::Fail(ChainError::Unreachable {
                 provider: self.provider.clone(),
-                reason: format!("{label}: HTTP {status}: {text}"),
+                reason: self.scrub(&format!("{label}: HTTP {status}: {text}")),
             });
         }
-        let value: Value = match serde_json::from_slice(&bytes) {
-            Ok(value) => value,
-            Err(error) => return Attempt::Fail(self.malformed(label, format!("not JSON: {error}"))),
+        let Some(value) = parsed else {
+            return Attempt::Fail(self.malformed(label, "the answer is not JSON"));
         };
-        // a provider that throttles with a JSON-RPC error instead of HTTP 429
+        // a provider that throttles with a JSON-RPC error instead of HTTP 429; -32005
+        // alone is not enough: Infura also answers a log query over 10,000 results with it
         let throttled = |item: &Value| {
             item.get("error").is_some_and(|error| {
                 let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-                let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
-                code == 429 || code == -32005 || message.to_ascii_lowercase().contains("rate limit")
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                code == 429
+                    || [
+                        "rate limit",
+                        "too many requests",
+                        "compute units per second",
+                        "capacity",
+                    ]
+                    .iter()
+                    .any(|needle| message.contains(needle))
             })
         };
         let any_throttled = match &value {
@@ -338,16 +387,24 @@ impl Rpc {
     }
 }
 
+/// Why an answer could not be read.
+enum Capped {
+    /// Over [`MAX_ANSWER_BYTES`].
+    TooLarge,
+    /// The connection broke.
+    Broken(String),
+}
+
 /// Reads an answer of at most [`MAX_ANSWER_BYTES`].
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Capped> {
     let mut bytes = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|error| error.without_url().to_string())?
+        .map_err(|error| Capped::Broken(error.without_url().to_string()))?
     {
         if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!("an answer over {} MiB", MAX_ANSWER_BYTES >> 20));
+            return Err(Capped::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -396,6 +453,23 @@ mod tests {
             let error = Rpc::new(&Secret::new(url), &RpcSettings::default()).expect_err(url);
             assert!(!error.to_string().contains("KEY"), "{error}");
         }
+    }
+
+    #[test]
+    fn provider_text_echoing_the_url_is_scrubbed() {
+        let rpc = Rpc::new(
+            &Secret::new("https://user:hunter22@eth.example/v2/k3y-s3cr3t?apikey=abcdef123"),
+            &RpcSettings::default(),
+        )
+        .expect("rpc");
+        let echoed = rpc.scrub("Cannot POST /v2/k3y-s3cr3t?apikey=abcdef123 for hunter22");
+        assert!(
+            !echoed.contains("k3y-s3cr3t") && !echoed.contains("abcdef123") && !echoed.contains("hunter22"),
+            "{echoed}"
+        );
+        assert!(echoed.starts_with("Cannot POST /v2/[redacted]"), "{echoed}");
+        // short parts (`v2`) are left: they are no secret and would mangle every message
+        assert_eq!(rpc.scrub("method v2 not found"), "method v2 not found");
     }
 
     #[test]

@@ -84,6 +84,10 @@ fn chain_error(error: ChainError) -> ApiError {
             "address_history_too_large",
             error.to_string(),
         ),
+        ChainError::Config(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "eth_not_configured", error.to_string())
+        }
+        ChainError::Busy(_) => ApiError::overloaded(error.to_string()),
         _ => ApiError {
             retry_after: Some(5),
             ..ApiError::new(
@@ -101,7 +105,8 @@ fn chain_error(error: ChainError) -> ApiError {
     responses(
         (status = 200, description = "The decision (stored before this response; `Idempotent-Replayed: true` when the address was scored at this block before) and the chain data behind it", body = AddressScore),
         (status = 422, description = "Not an address (`invalid_address`), an address with more history than `eth.max_history_items`, or a serving model not trained on address features", body = ErrorBody),
-        (status = 503, description = "No provider configured (`eth_not_configured`), or the provider is unreachable or failing (`eth_provider_unavailable`; see Retry-After)", body = ErrorBody),
+        (status = 409, description = "The address was scored at this block before and its features differ now (a reorganisation, or the provider's index caught up)", body = ErrorBody),
+        (status = 503, description = "No provider configured, or one this node cannot serve (`eth_not_configured`); too many address lookups at once (`overloaded`); the provider unreachable or failing (`eth_provider_unavailable`); see Retry-After", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn score_address(

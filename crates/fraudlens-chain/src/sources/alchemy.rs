@@ -27,6 +27,7 @@ pub async fn fetch(
     let mut items = 0usize;
     for side in ["fromAddress", "toAddress"] {
         let mut page_key: Option<String> = None;
+        let mut seen_keys = rustc_hash::FxHashSet::default();
         loop {
             let mut params = json!({
                 "fromBlock": format!("{from:#x}"),
@@ -58,8 +59,11 @@ pub async fn fetch(
                 .and_then(Value::as_str)
                 .filter(|key| !key.is_empty())
                 .map(str::to_owned);
-            if page_key.is_none() {
-                break;
+            let Some(key) = &page_key else { break };
+            // every page but the last is full, and no key comes twice: a provider
+            // that pages forever is refused, not followed
+            if transfers.is_empty() || !seen_keys.insert(key.clone()) {
+                return Err(rpc.malformed(METHOD, "a page key that does not move on"));
             }
         }
     }

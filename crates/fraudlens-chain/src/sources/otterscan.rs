@@ -24,6 +24,9 @@ pub async fn fetch(
     let mut history = History::default();
     // "before" is exclusive
     let mut cursor = to.saturating_add(1);
+    // every hit counts towards a limit, kept or not (an address touched
+    // mostly by internal calls still costs its pages)
+    let mut hits = 0usize;
     loop {
         let page = rpc
             .call(METHOD, json!([address.to_string(), cursor, limits.page_size]))
@@ -39,6 +42,10 @@ pub async fn fetch(
         if txs.len() != receipts.len() {
             return Err(rpc.malformed(METHOD, "txs and receipts differ in number"));
         }
+        hits += txs.len();
+        if hits > limits.max_items.saturating_mul(4) {
+            return Err(too_much(address, limits));
+        }
         let mut oldest = cursor;
         for (tx, receipt) in txs.iter().zip(receipts) {
             let read = read(tx, receipt, address).map_err(|reason| rpc.malformed(METHOD, reason))?;
@@ -51,7 +58,10 @@ pub async fn fetch(
                 }
             }
         }
-        let last = page.get("lastPage").and_then(Value::as_bool).unwrap_or(true);
+        let last = page
+            .get("lastPage")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| rpc.malformed(METHOD, "no lastPage"))?;
         // an empty page, the last one, or one reaching the range's start ends it;
         // a page that did not move back would loop
         if txs.is_empty() || last || oldest <= from || oldest >= cursor {
@@ -71,6 +81,10 @@ fn read(tx: &Value, receipt: &Value, address: Address) -> Result<(u64, Option<Ch
         Some(Value::String(to)) => Some(Address::parse(to).map_err(|error| error.to_string())?),
         _ => None,
     };
+    if receipt.is_null() {
+        return Err("a transaction without its receipt".to_owned());
+    }
+    // receipts before Byzantium (block 4,370,000 on mainnet) carry no status: counted as succeeded
     let succeeded = receipt
         .get("status")
         .and_then(Value::as_str)

@@ -19,9 +19,10 @@ pub async fn fetch(
     to: u64,
     limits: FetchLimits,
 ) -> Result<History, ChainError> {
-    let blocks = to - from + 1;
+    let blocks = (to - from).saturating_add(1);
     if blocks > limits.max_scan_blocks {
-        return Err(ChainError::TooLarge(format!(
+        // the server's setup, not the address: every address of this node would hit it
+        return Err(ChainError::Config(format!(
             "the node serves neither Otterscan's nor Alchemy's history methods, and a scan of blocks {from}..={to} \
              ({blocks} blocks) is over eth.max_scan_blocks = {}: use such a node, or set eth.from_block",
             limits.max_scan_blocks
@@ -31,7 +32,7 @@ pub async fn fetch(
     let step = rpc.settings().batch_size as u64;
     let mut start = from;
     while start <= to {
-        let end = to.min(start + step - 1);
+        let end = to.min(start.saturating_add(step - 1));
         let calls: Vec<(&str, Value)> = (start..=end)
             .map(|n| ("eth_getBlockByNumber", json!([format!("{n:#x}"), true])))
             .collect();
@@ -65,6 +66,9 @@ pub async fn fetch(
                 }
             }
         }
+        if end == u64::MAX {
+            break;
+        }
         start = end + 1;
     }
     let calls: Vec<(&str, Value)> = found
@@ -90,6 +94,11 @@ pub async fn fetch(
 }
 
 fn read(tx: &Value, receipt: &Value, timestamp: u64) -> Result<Option<ChainTx>, String> {
+    if receipt.is_null() {
+        // geth keeps receipts of recent blocks only by default (--history.transactions)
+        return Err("a transaction without its receipt (is the node's transaction index complete?)".to_owned());
+    }
+    // receipts before Byzantium carry no status: counted as succeeded
     if receipt
         .get("status")
         .and_then(Value::as_str)

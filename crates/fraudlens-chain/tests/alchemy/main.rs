@@ -299,6 +299,33 @@ async fn throttled_and_failing_calls_are_retried_then_reported_without_the_key()
 }
 
 #[tokio::test]
+async fn a_json_rpc_error_sent_with_http_400_is_an_answer() {
+    // Infura answers an unknown method with HTTP 400 and a JSON-RPC error: still "unsupported"
+    let stand = Stand::start(Arc::new(|request: &Value| {
+        if request["method"] == "ots_getApiLevel" {
+            let error = json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "The method ots_getApiLevel does not exist/is not available"}});
+            (400, vec![], error.to_string())
+        } else {
+            answer(request)
+        }
+    }))
+    .await;
+    assert_eq!(
+        stand.chain(SourceKind::Auto, 0).source().await.expect("source"),
+        SourceKind::Alchemy
+    );
+    // an HTTP 4xx without a JSON-RPC body is the provider refusing: unreachable, the key not shown
+    let stand = Stand::start(Arc::new(|_: &Value| (403, vec![], format!("Forbidden: /v2/{KEY}")))).await;
+    let error = stand.chain(SourceKind::Alchemy, 3).head().await.expect_err("refused");
+    assert!(matches!(error, ChainError::Unreachable { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("HTTP 403") && !error.to_string().contains(KEY),
+        "{error}"
+    );
+    assert_eq!(stand.requests.load(Ordering::SeqCst), 1, "a 403 is not retried");
+}
+
+#[tokio::test]
 async fn calls_are_paced_to_the_rate_limit() {
     let stand = Stand::start(Arc::new(answer)).await;
     let chain = Chain::new(&EthSettings {

@@ -2,7 +2,7 @@
 //! from chain data — their history from a node or provider, their features
 //! in the public address dataset's columns, and a model's decision.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -157,37 +157,42 @@ fn read_list(path: &Path) -> CliResult<(Vec<Listed>, Vec<String>)> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("opening {}", path.display()))
         .data()?;
-    let mut lines = std::io::BufReader::new(file).lines();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(std::io::BufReader::new(file));
+    let mut records = reader.records();
     let mut listed = Vec::new();
     let mut bad = Vec::new();
-    let Some(first) = lines.next() else {
-        return Err(anyhow::anyhow!("{} is empty", path.display())).data();
+    let read_error = |error: csv::Error| anyhow::anyhow!("reading {}: {error}", path.display());
+    let first = match records.next() {
+        Some(record) => record.map_err(read_error).data()?,
+        None => return Err(anyhow::anyhow!("{} is empty", path.display())).data(),
     };
-    let first = first.with_context(|| format!("reading {}", path.display())).data()?;
-    let first = first.trim_start_matches('\u{feff}');
-    let cells = |line: &str| {
-        line.split(',')
-            .map(|cell| cell.trim().trim_matches('"').to_owned())
-            .collect::<Vec<_>>()
+    let cell = |record: &csv::StringRecord, column: usize| {
+        record
+            .get(column)
+            .unwrap_or_default()
+            .trim_start_matches('\u{feff}')
+            .to_owned()
     };
     // a header names the columns; a list starts with an address
-    let header = cells(first);
-    let (address_column, label_column, mut number) = if Address::parse(&header[0]).is_ok() {
-        let row = header;
-        let label = row.get(1).cloned().unwrap_or_default();
+    let (address_column, label_column) = if let Ok(address) = Address::parse(&cell(&first, 0)) {
         listed.push(Listed {
             line: 1,
-            address: Address::parse(&row[0]).map_err(anyhow::Error::from).data()?,
-            label,
+            address,
+            label: cell(&first, 1),
         });
-        (0, Some(1), 1)
+        (0, Some(1))
     } else {
+        let header: Vec<String> = (0..first.len()).map(|column| cell(&first, column)).collect();
         let find = |names: &[&str]| {
             header
                 .iter()
                 .position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)))
         };
-        let Some(address) = find(&["Address", "address"]) else {
+        let Some(address) = find(&["Address"]) else {
             return Err(anyhow::anyhow!(
                 "{}: no Address column in the header ({}), and the first line is not an address",
                 path.display(),
@@ -195,25 +200,21 @@ fn read_list(path: &Path) -> CliResult<(Vec<Listed>, Vec<String>)> {
             ))
             .data();
         };
-        (address, find(&["FLAG", "label", "is_fraud"]), 1)
+        (address, find(&["FLAG", "label", "is_fraud"]))
     };
-    for line in lines {
-        number += 1;
-        let line = line.with_context(|| format!("reading {}", path.display())).data()?;
-        if line.trim().is_empty() {
+    // records are counted as lines (a quoted cell spanning lines would shift the count)
+    for (line, record) in (2u64..).zip(records) {
+        let record = record.map_err(read_error).data()?;
+        if record.iter().all(str::is_empty) {
             continue;
         }
-        let row = cells(&line);
-        let text = row.get(address_column).map(String::as_str).unwrap_or_default();
-        match Address::parse(text) {
+        match Address::parse(&cell(&record, address_column)) {
             Ok(address) => listed.push(Listed {
-                line: number,
+                line,
                 address,
-                label: label_column
-                    .and_then(|column| row.get(column).cloned())
-                    .unwrap_or_default(),
+                label: label_column.map(|column| cell(&record, column)).unwrap_or_default(),
             }),
-            Err(error) => bad.push(format!("line {number}: {error}")),
+            Err(error) => bad.push(format!("line {line}: {error}")),
         }
     }
     Ok((listed, bad))
@@ -229,7 +230,9 @@ fn features(config: &Config, args: EthFeaturesArgs) -> CliResult {
         ))
         .data();
     }
-    let chain = Chain::new(&settings(config, &args.chain)).map_err(chain_failure)?;
+    let mut settings = settings(config, &args.chain);
+    settings.max_concurrent_reports = settings.max_concurrent_reports.max(usize::from(args.concurrency));
+    let chain = Chain::new(&settings).map_err(chain_failure)?;
     let block = args.chain.block;
     // renamed into place at the end: a stopped run leaves no half file, and never writes over the list
     let output = Output::create(&args.out, &[args.addresses.as_path()])?;
@@ -268,7 +271,8 @@ fn features(config: &Config, args: EthFeaturesArgs) -> CliResult {
                 writer.write_record(&record)?;
                 written += 1;
             }
-            Err(error @ ChainError::Unreachable { .. }) => {
+            // the provider failing is no fault of the address: stop rather than write a file missing rows
+            Err(error) if error.is_provider() => {
                 return Err(Failure::Runtime(
                     anyhow::Error::new(error).context(format!("fetching line {}'s address", item.line)),
                 ));

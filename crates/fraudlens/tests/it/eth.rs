@@ -273,7 +273,7 @@ async fn the_cli_scores_an_address_and_writes_a_training_file() {
     std::fs::write(
         &list,
         format!(
-            "Address,FLAG\n{},0\n0xnot-an-address,1\n{},1\n{},0\n",
+            "\u{feff}Address,FLAG\r\n{},0\r\n0xnot-an-address,1\r\n{},1\r\n\"{}\",\"0\"\r\n",
             generated.accounts[0], generated.accounts[2], generated.vault
         ),
     )
