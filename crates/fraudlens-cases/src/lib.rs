@@ -12,6 +12,7 @@
 //! from the same evidence by rules ([`narrative`]), so it never says what
 //! the evidence does not.
 
+pub mod llm;
 pub mod narrative;
 pub mod similar;
 
@@ -19,6 +20,7 @@ use fraudlens_core::{Decision, Label, ReviewStatus, Timestamp, Transaction};
 use fraudlens_store::{Store, StoredDecision};
 use serde::{Deserialize, Serialize};
 
+pub use llm::{Llm, LlmSettings};
 pub use narrative::{Narrative, Recommendation};
 pub use similar::Neighbour;
 
@@ -130,8 +132,14 @@ pub struct Analysis {
     pub similar_cases: Vec<SimilarCase>,
     /// Flagged decisions compared with.
     pub candidates_compared: usize,
-    /// The narrative.
+    /// The narrative (kept in the store as narrative `narrative_id`).
     pub narrative: Narrative,
+    /// The id of the kept narrative.
+    pub narrative_id: i64,
+    /// Identifiers the evidence names (entity keys, earlier and similar
+    /// cases, their entities): never sent to an LLM as they are.
+    #[serde(skip)]
+    pub identifiers: Vec<String>,
 }
 
 impl Analysis {
@@ -161,20 +169,24 @@ fn outcome(review: Option<ReviewStatus>, label: Option<Label>) -> &'static str {
     }
 }
 
-/// Analyses the stored decision `id` (`None`: no such decision).
-/// `entity_names` names the transaction's entity keys (customer, terminal…)
-/// for the related-entities evidence; empty for models of feature rows.
+/// Analyses the stored decision `id` (`None`: no such decision) and keeps
+/// its narrative — the LLM's when one is given and its answer holds, else
+/// the rules'. `entity_names` names the transaction's entity keys
+/// (customer, terminal…) for the related-entities evidence; empty for
+/// models of feature rows.
 pub async fn analyze(
     store: &dyn Store,
     id: &str,
     entity_names: &[String],
     settings: &CaseSettings,
+    llm: Option<&Llm>,
 ) -> Result<Option<Analysis>, CaseError> {
     let Some(case) = store.transaction(id).await? else {
         return Ok(None);
     };
     let d = &case.decision;
     let mut evidence = Vec::new();
+    let mut identifiers: Vec<String> = Vec::new();
 
     // the reasons
     let reasons: Vec<fraudlens_core::Reason> = serde_json::from_str(&d.reasons).unwrap_or_default();
@@ -230,6 +242,7 @@ pub async fn analyze(
             ),
             transaction_id: None,
         });
+        identifiers.extend(earlier.iter().take(3).map(|h| h.decision.transaction_id.clone()));
         for (n, h) in earlier.iter().take(3).enumerate() {
             evidence.push(Evidence {
                 id: format!("H{}", n + 2),
@@ -258,6 +271,7 @@ pub async fn analyze(
         let mut n = 0;
         for (position, key) in tx.entities.iter().enumerate().skip(1) {
             let Some(key) = key else { continue };
+            identifiers.push(key.as_str().to_owned());
             let related = store
                 .related_entities(
                     position,
@@ -300,6 +314,8 @@ pub async fn analyze(
     let mut similar_cases = Vec::with_capacity(neighbours.len());
     for (n, neighbour) in neighbours.into_iter().enumerate() {
         let past = &candidates[neighbour.index];
+        identifiers.push(past.decision.transaction_id.clone());
+        identifiers.extend(past.decision.entity.clone());
         let evidence_id = format!("S{}", n + 1);
         let why = if neighbour.shared_reasons.is_empty() {
             "alike in its inputs".to_owned()
@@ -342,7 +358,40 @@ pub async fn analyze(
         similar_cases,
         candidates_compared: candidates.len(),
         narrative: Narrative::default(),
+        narrative_id: 0,
+        identifiers,
     };
     analysis.narrative = narrative::compose(&analysis);
+    if let Some(llm) = llm {
+        match llm.narrate(&analysis).await {
+            Ok(written) => analysis.narrative = written,
+            Err(reason) => {
+                tracing::info!(case = %analysis.transaction_id, %reason, "the LLM's narrative was not used");
+                metrics::counter!("case_narratives_rejected_total").increment(1);
+                analysis.narrative.note = Some(reason);
+            }
+        }
+    }
+    let narrative = &analysis.narrative;
+    analysis.narrative_id = store
+        .put_narrative(&fraudlens_store::NewNarrative {
+            transaction_id: analysis.transaction_id.clone(),
+            created_at: now(),
+            source: narrative.source.clone(),
+            model: narrative.model.clone(),
+            recommendation: narrative.recommendation.as_str().to_owned(),
+            assessment: narrative.assessment.clone(),
+            citations: narrative.citations.clone(),
+            note: narrative.note.clone(),
+        })
+        .await?;
     Ok(Some(analysis))
+}
+
+/// The wall clock.
+fn now() -> Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+    Timestamp::from_millis(millis)
 }

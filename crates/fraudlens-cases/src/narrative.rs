@@ -43,12 +43,18 @@ impl Recommendation {
 pub struct Narrative {
     /// Who wrote it: `template` (rules over the evidence) or `llm`.
     pub source: String,
+    /// The LLM's model, for `llm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The assessment, citing evidence ids in brackets.
     pub assessment: String,
     /// The recommendation.
     pub recommendation: Recommendation,
     /// The evidence ids the assessment cites, in order of first citation.
     pub citations: Vec<String>,
+    /// Why an LLM's narrative was not used (this one is the rules').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The ids cited in `text`: letters and digits in square brackets (`[S12]`).
@@ -167,9 +173,11 @@ pub fn compose(analysis: &Analysis) -> Narrative {
     });
     Narrative {
         source: "template".to_owned(),
+        model: None,
         citations: citations(&text),
         assessment: text,
         recommendation,
+        note: None,
     }
 }
 

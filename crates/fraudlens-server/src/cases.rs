@@ -1,6 +1,8 @@
 //! `GET /api/v1/transactions/{id}/analysis`: the case analysis of a stored
 //! decision (fraudlens-cases) — its evidence with ids, the similar past
-//! cases with their outcomes, and a narrative citing the evidence.
+//! cases with their outcomes, and a narrative citing the evidence (an
+//! LLM's when `[llm]` is configured and its answer holds, else the rules'),
+//! kept with the case.
 
 use std::sync::Arc;
 
@@ -28,12 +30,18 @@ pub async fn analysis(
         .map(|inputs| inputs.schema.entity_names().to_vec())
         .unwrap_or_default();
     let started = std::time::Instant::now();
-    let analysis = fraudlens_cases::analyze(state.pipeline.store().as_ref(), &id, &names, &state.config.cases)
-        .await
-        .map_err(|error| match error {
-            fraudlens_cases::CaseError::Store(error) => ApiError::from(error),
-        })?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
+    let analysis = fraudlens_cases::analyze(
+        state.pipeline.store().as_ref(),
+        &id,
+        &names,
+        &state.config.cases,
+        state.config.llm.as_deref(),
+    )
+    .await
+    .map_err(|error| match error {
+        fraudlens_cases::CaseError::Store(error) => ApiError::from(error),
+    })?
+    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
     metrics::histogram!("case_analysis_duration_seconds").record(started.elapsed().as_secs_f64());
     Ok(Json(analysis))
 }

@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub chain: Option<Arc<fraudlens_chain::Chain>>,
     /// How much evidence a case analysis gathers.
     pub cases: fraudlens_cases::CaseSettings,
+    /// The LLM that writes case narratives (`None`: the rules write them).
+    pub llm: Option<Arc<fraudlens_cases::Llm>>,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +103,7 @@ impl Default for ServerConfig {
             secure_cookies: false,
             chain: None,
             cases: fraudlens_cases::CaseSettings::default(),
+            llm: None,
         }
     }
 }

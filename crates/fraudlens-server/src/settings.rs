@@ -114,6 +114,7 @@ impl ServeSettings {
             mlflow: None,
             chain: None,
             cases: fraudlens_cases::CaseSettings::default(),
+            llm: None,
             secure_cookies: self.tls_cert.is_some(),
         }
     }

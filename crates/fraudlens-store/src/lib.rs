@@ -293,6 +293,12 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a session (sign-out), audit-logged; `false` when it was not open.
     async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool>;
 
+    /// Keeps a case's narrative; its id.
+    async fn put_narrative(&self, narrative: &NewNarrative) -> Result<i64>;
+
+    /// A case's narratives, newest first, at most `limit`.
+    async fn narratives(&self, transaction_id: &str, limit: u32) -> Result<Vec<StoredNarrative>>;
+
     /// The flagged decisions (review or decline) with event time at or
     /// before `at`, newest first, at most `limit`: the past cases a case is
     /// compared with. Read from the flagged decisions' time index.

@@ -250,6 +250,37 @@ impl ModelEntry {
     }
 }
 
+/// A case's narrative to keep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewNarrative {
+    /// The case (a decision's transaction id).
+    pub transaction_id: String,
+    /// When it was written.
+    pub created_at: Timestamp,
+    /// Who wrote it: `template` (rules) or `llm`.
+    pub source: String,
+    /// The LLM's model, for `llm`.
+    pub model: Option<String>,
+    /// `probable_false_positive`, `investigate` or `escalate`.
+    pub recommendation: String,
+    /// The text, citing evidence ids in brackets.
+    pub assessment: String,
+    /// The evidence ids cited.
+    pub citations: Vec<String>,
+    /// Why an LLM's answer was not used (the narrative is then the rules').
+    pub note: Option<String>,
+}
+
+/// A kept narrative.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredNarrative {
+    /// Its id.
+    pub id: i64,
+    /// What was kept.
+    #[serde(flatten)]
+    pub narrative: NewNarrative,
+}
+
 /// A champion/challenger comparison to record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewComparison {

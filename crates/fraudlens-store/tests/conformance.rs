@@ -764,6 +764,34 @@ async fn console_sessions_counts_and_entity_history(backend: Backend) {
     let capped = store.flagged_before(ms(100_000), 2).await.unwrap();
     let ids: Vec<_> = capped.iter().map(|d| d.decision.transaction_id.as_str()).collect();
     assert_eq!(ids, ["a4", "b1"]);
+
+    // a case's narratives, each kept, newest first
+    let narrative = NewNarrative {
+        transaction_id: "a2".to_owned(),
+        created_at: ms(20),
+        source: "template".to_owned(),
+        model: None,
+        recommendation: "escalate".to_owned(),
+        assessment: "Flagged for amount [R1]; like [S1] — café ✓".to_owned(),
+        citations: vec!["R1".to_owned(), "S1".to_owned()],
+        note: Some("the LLM cited S9, which is not evidence".to_owned()),
+    };
+    let first = store.put_narrative(&narrative).await.unwrap();
+    let later = NewNarrative {
+        created_at: ms(30),
+        source: "llm".to_owned(),
+        model: Some("gpt-test".to_owned()),
+        note: None,
+        ..narrative.clone()
+    };
+    let second = store.put_narrative(&later).await.unwrap();
+    assert!(second > first);
+    let kept = store.narratives("a2", 10).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!((kept[0].id, &kept[0].narrative), (second, &later));
+    assert_eq!(kept[1].narrative, narrative);
+    assert_eq!(store.narratives("a2", 1).await.unwrap().len(), 1);
+    assert!(store.narratives("a1", 10).await.unwrap().is_empty());
 }
 
 async fn overview_stats_and_related_entities(backend: Backend) {

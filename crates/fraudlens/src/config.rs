@@ -55,6 +55,8 @@ pub struct Config {
     pub eth: fraudlens_chain::EthSettings,
     /// Case analysis (`fraudlens analyze`, `/api/v1/transactions/{id}/analysis`).
     pub cases: fraudlens_cases::CaseSettings,
+    /// The LLM that writes case narratives (an OpenAI-compatible API).
+    pub llm: fraudlens_cases::LlmSettings,
 }
 
 /// `[store]`
@@ -164,7 +166,7 @@ struct SchemaFile {
 /// Top-level tables: environment variables are read only under these, so
 /// other `FRAUDLENS_*` variables (`FRAUDLENS_CONFIG`, `FRAUDLENS_CACHE_DIR` of
 /// the test script…) are not mistaken for configuration.
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "log",
     "security",
     "ingest",
@@ -183,6 +185,7 @@ const SECTIONS: [&str; 18] = [
     "artifacts",
     "eth",
     "cases",
+    "llm",
 ];
 
 /// Read as raw text, never as a typed value (a digits-only key must stay a

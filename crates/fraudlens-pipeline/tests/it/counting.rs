@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use fraudlens_core::Timestamp;
 use fraudlens_store::{
     AnomalyQuery, ApiKeyEntry, AuditEntry, ComparisonEntry, DeadLetter, DecisionStats, FlaggedOutcomes, LabelEntry,
-    ModelChanges, ModelEntry, NewComparison, NewDecision, NewLabel, NewModel, Page, PutOutcome, QueueCounts,
-    RelatedEntity, Result, ReviewOutcome, ReviewRequest, SessionEntry, ShadowScore, Store, StoredDeadLetter,
-    StoredDecision,
+    ModelChanges, ModelEntry, NewComparison, NewDecision, NewLabel, NewModel, NewNarrative, Page, PutOutcome,
+    QueueCounts, RelatedEntity, Result, ReviewOutcome, ReviewRequest, SessionEntry, ShadowScore, Store,
+    StoredDeadLetter, StoredDecision, StoredNarrative,
 };
 
 /// Delegates to a real store, counting `put_decisions` calls.
@@ -128,6 +128,12 @@ impl Store for CountingStore {
     }
     async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool> {
         self.inner.end_session(token_sha256, at).await
+    }
+    async fn put_narrative(&self, narrative: &NewNarrative) -> Result<i64> {
+        self.inner.put_narrative(narrative).await
+    }
+    async fn narratives(&self, transaction_id: &str, limit: u32) -> Result<Vec<StoredNarrative>> {
+        self.inner.narratives(transaction_id, limit).await
     }
     async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
         self.inner.flagged_before(at, limit).await

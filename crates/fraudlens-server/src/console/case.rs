@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use fraudlens_core::{Reason, ReviewStatus, Timestamp};
-use fraudlens_store::{ReviewRequest, StoredDecision};
+use fraudlens_store::{ReviewRequest, StoredDecision, StoredNarrative};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -65,10 +65,12 @@ pub(crate) async fn show(
     let transaction = crate::api::transaction_view(&d.transaction_id, &d.body, &state.pipeline.model());
     let related = related(&state, &stored).await?;
     let reasons = fraudlens_pipeline::DecisionView::from(d).reasons;
+    let narrative = store.narratives(&id, 1).await?.into_iter().next();
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href="/ui/queue" { "Review queue" } " › " span { (id) } }
         h1 { "Case " span.id { (id) } }
-        @if query.done.is_some() { p.notice role="status" { "Status changed to " (format::words(d.review_status.map_or("–", |s| s.as_str()))) "." } }
+        @if query.done.as_deref() == Some("assessment") { p.notice role="status" { "A new assessment was written." } }
+        @else if query.done.is_some() { p.notice role="status" { "Status changed to " (format::words(d.review_status.map_or("–", |s| s.as_str()))) "." } }
         div.case-grid {
             section.summary aria-labelledby="h-decision" {
                 h2 #h-decision { "Decision" }
@@ -78,6 +80,10 @@ pub(crate) async fn show(
                 h2 #h-review { "Review" }
                 (review_form(&session, &stored))
             }
+        }
+        section aria-labelledby="h-assessment" {
+            h2 #h-assessment { "Assessment" }
+            (assessment(&session, &stored, narrative.as_ref()))
         }
         section aria-labelledby="h-reasons" {
             h2 #h-reasons { "Why: the strongest reasons" }
@@ -211,6 +217,65 @@ fn review_form(session: &Session, stored: &StoredDecision) -> Markup {
             button type="submit" { "Save review" }
         }
     }
+}
+
+/// The case's latest narrative (evidence ids as written: the analysis
+/// lists them), and a button that writes a new one.
+fn assessment(session: &Session, stored: &StoredDecision, narrative: Option<&StoredNarrative>) -> Markup {
+    let id = &stored.decision.transaction_id;
+    html! {
+        @match narrative {
+            None => p.muted { "No assessment yet. One weighs the reasons, the entity's history, related entities and similar past cases, and cites them." },
+            Some(kept) => {
+                @let n = &kept.narrative;
+                p {
+                    strong { "Recommendation: " (format::words(&n.recommendation)) }
+                    span.muted {
+                        " — by " @if let Some(model) = &n.model { "an LLM (" (model) ")" } @else { "the rules" }
+                        ", " (format::time(n.created_at))
+                    }
+                }
+                p.assessment { (n.assessment) }
+                @if !n.citations.is_empty() { p.muted { "Cites " (n.citations.join(", ")) " (listed in the case's analysis)." } }
+                @if let Some(note) = &n.note { p.muted { "The LLM's narrative was not used: " (note) } }
+            }
+        }
+        form method="post" action={ (case_url(id)) "/assessment" } {
+            input type="hidden" name="csrf" value=(session.csrf);
+            button type="submit" { @if narrative.is_some() { "Write a new assessment" } @else { "Write an assessment" } }
+        }
+    }
+}
+
+/// `POST /ui/cases/{id}/assessment`: analyses the case (its narrative is kept) and shows it.
+pub(crate) async fn assess(
+    State(state): State<Arc<AppState>>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    read_form(&session, &headers, &body)?;
+    let model = state.pipeline.model();
+    let names: Vec<String> = model
+        .events()
+        .map(|inputs| inputs.schema.entity_names().to_vec())
+        .unwrap_or_default();
+    let analysis = fraudlens_cases::analyze(
+        state.pipeline.store().as_ref(),
+        &id,
+        &names,
+        &state.config.cases,
+        state.config.llm.as_deref(),
+    )
+    .await
+    .map_err(|error| match error {
+        fraudlens_cases::CaseError::Store(error) => PageError::from(error),
+    })?;
+    if analysis.is_none() {
+        return Err(PageError::not_found(format!("No transaction {id:?} is stored.")));
+    }
+    Ok(Redirect::to(&format!("{}?done=assessment#h-assessment", case_url(&id))).into_response())
 }
 
 /// Contributions to the log-odds as horizontal bars: right (red) towards

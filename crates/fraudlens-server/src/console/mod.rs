@@ -54,6 +54,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/queue/updates", get(queue::updates))
         .route("/ui/cases/{id}", get(case::show))
         .route("/ui/cases/{id}/review", post(case::review))
+        .route("/ui/cases/{id}/assessment", post(case::assess))
         .route("/ui/overview", get(overview::show))
         .route("/ui/drift", get(drift::show))
         .route("/ui/models", get(models::list))

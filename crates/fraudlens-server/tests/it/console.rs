@@ -315,3 +315,45 @@ async fn odd_inputs_get_a_clear_answer_and_change_nothing() {
         .await;
     assert_eq!(status, StatusCode::URI_TOO_LONG);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assessment_is_written_from_the_case_page_and_kept() {
+    let api = Api::new().await;
+    let (status, _, _) = api
+        .send(api.post(
+            "/api/v1/transactions",
+            &json!({
+                "transaction_id": "t1", "timestamp": "2026-01-01T00:00:00Z", "customer_id": "c1",
+                "terminal_id": "k1", "amount": 10.0
+            }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (jar, csrf, _) = session(&api).await;
+    let (_, _, page) = api.send_text(get("/ui/cases/t1", &jar)).await;
+    assert!(page.contains("No assessment yet"), "{page}");
+    assert!(page.contains("/ui/cases/t1/assessment"), "{page}");
+    // the form needs the session's token, as every POST
+    let (status, _, _) = api
+        .send_text(form("/ui/cases/t1/assessment", &jar, &[("csrf", "0000")]))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(api.state.pipeline.store().narratives("t1", 5).await.unwrap().is_empty());
+
+    let (status, headers, _) = api
+        .send_text(form("/ui/cases/t1/assessment", &jar, &[("csrf", &csrf)]))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ui/cases/t1?done=assessment#h-assessment");
+    let kept = api.state.pipeline.store().narratives("t1", 5).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].narrative.source, "template");
+    let (_, _, page) = api.send_text(get("/ui/cases/t1?done=assessment", &jar)).await;
+    assert!(page.contains("A new assessment was written."), "{page}");
+    assert!(page.contains("Recommendation: "), "{page}");
+    assert!(page.contains("by the rules"), "{page}");
+    let (status, _, _) = api
+        .send_text(form("/ui/cases/nope/assessment", &jar, &[("csrf", &csrf)]))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

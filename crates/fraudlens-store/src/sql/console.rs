@@ -166,6 +166,56 @@ where
         rows.iter().map(Self::decision_from_row).collect()
     }
 
+    /// [`Store::put_narrative`].
+    pub(super) async fn insert_narrative(&self, narrative: &NewNarrative) -> Result<i64> {
+        let citations = serde_json::to_string(&narrative.citations).unwrap_or_else(|_| "[]".to_owned());
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO case_narratives (transaction_id, created_at, source, model, recommendation, assessment, \
+             citations, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&narrative.transaction_id)
+        .bind(narrative.created_at.as_millis())
+        .bind(&narrative.source)
+        .bind(narrative.model.as_deref())
+        .bind(&narrative.recommendation)
+        .bind(&narrative.assessment)
+        .bind(&citations)
+        .bind(narrative.note.as_deref())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// [`Store::narratives`].
+    pub(super) async fn narratives_of(&self, transaction_id: &str, limit: u32) -> Result<Vec<StoredNarrative>> {
+        let rows = sqlx::query(
+            "SELECT id, transaction_id, created_at, source, model, recommendation, assessment, citations, note \
+             FROM case_narratives WHERE transaction_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(transaction_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let citations: String = row.try_get("citations")?;
+                Ok(StoredNarrative {
+                    id: row.try_get("id")?,
+                    narrative: NewNarrative {
+                        transaction_id: row.try_get("transaction_id")?,
+                        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                        source: row.try_get("source")?,
+                        model: row.try_get("model")?,
+                        recommendation: row.try_get("recommendation")?,
+                        assessment: row.try_get("assessment")?,
+                        citations: serde_json::from_str(&citations).unwrap_or_default(),
+                        note: row.try_get("note")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// [`Store::flagged_before`].
     pub(super) async fn flagged_until(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
         // `review_status IS NOT NULL` is the partial time index's own condition

@@ -258,6 +258,14 @@ where
         self.finish_session(token_sha256, at).await
     }
 
+    async fn put_narrative(&self, narrative: &NewNarrative) -> Result<i64> {
+        self.insert_narrative(narrative).await
+    }
+
+    async fn narratives(&self, transaction_id: &str, limit: u32) -> Result<Vec<StoredNarrative>> {
+        self.narratives_of(transaction_id, limit).await
+    }
+
     async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
         self.flagged_until(at, limit).await
     }

@@ -18,10 +18,13 @@ pub fn run(config: &Config, args: AnalyzeArgs) -> CliResult {
     let names: Vec<String> = Schema::new(config.schema.clone(), config.security.card_hash_key.as_ref())
         .map(|schema| schema.entity_names().to_vec())
         .unwrap_or_default();
+    let llm = fraudlens_cases::Llm::from_settings(&config.llm)
+        .map_err(anyhow::Error::msg)
+        .usage()?;
     let url = store_url(config, &args.store);
     let analysis = block_on(async {
         let store = open_store(config, &url).await?;
-        let analysis = fraudlens_cases::analyze(store.as_ref(), &args.id, &names, &config.cases).await;
+        let analysis = fraudlens_cases::analyze(store.as_ref(), &args.id, &names, &config.cases, llm.as_ref()).await;
         close_store(store.as_ref()).await;
         Ok(analysis.context("analysing the case")?)
     })?;
@@ -52,14 +55,21 @@ pub fn run(config: &Config, args: AnalyzeArgs) -> CliResult {
     for evidence in &analysis.evidence {
         writeln!(out, "  [{}] {}", evidence.id, evidence.summary).context("writing")?;
     }
+    let narrative = &analysis.narrative;
+    let by = narrative.model.as_deref().map_or_else(
+        || narrative.source.clone(),
+        |model| format!("{} {model}", narrative.source),
+    );
     writeln!(
         out,
-        "\n{} flagged decisions compared; narrative ({}), recommendation: {}",
+        "\n{} flagged decisions compared; narrative by {by}, recommendation: {}",
         analysis.candidates_compared,
-        analysis.narrative.source,
-        analysis.narrative.recommendation.as_str()
+        narrative.recommendation.as_str()
     )
     .context("writing")?;
-    writeln!(out, "  {}", analysis.narrative.assessment).context("writing")?;
+    writeln!(out, "  {}", narrative.assessment).context("writing")?;
+    if let Some(note) = &narrative.note {
+        writeln!(out, "  (the LLM's narrative was not used: {note})").context("writing")?;
+    }
     Ok(())
 }

@@ -96,6 +96,10 @@ pub async fn serve(
             mlflow: super::tracking::client(config)?,
             chain: chain(config)?,
             cases: config.cases.clone(),
+            llm: fraudlens_cases::Llm::from_settings(&config.llm)
+                .map_err(anyhow::Error::msg)
+                .usage()?
+                .map(Arc::new),
             ..serve.server_config(config.security.card_hash_key.clone())
         },
     );

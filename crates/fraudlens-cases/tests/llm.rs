@@ -1,0 +1,294 @@
+//! The LLM narrative against a local OpenAI-compatible stand-in (part of
+//! the test): what is sent holds no card number or email, and each kind of
+//! answer is handled — a good one is verified and kept; an uncited one, one
+//! citing evidence that does not exist, a malformed, a failing and a slow
+//! one each leave the rules' narrative, with a note saying why.
+
+// a failed unwrap in a test is a failed test with a backtrace
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fraudlens_cases::{CaseSettings, Llm, LlmSettings, analyze};
+use fraudlens_core::{Decision, Reason, ReviewStatus, Timestamp};
+use fraudlens_store::{NewDecision, Store, StoreOptions};
+use fraudlens_testkit::{Backend, TestDb};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const CARD: &str = "4111111111111111";
+const EMAIL: &str = "alice@example.com";
+
+fn decision(id: &str, entity: &str, at: i64, reasons: &[(&str, f64)], status: Option<ReviewStatus>) -> NewDecision {
+    let reasons: Vec<Reason> = reasons
+        .iter()
+        .map(|(feature, contribution)| Reason {
+            feature: (*feature).to_owned(),
+            value: Some(1.0),
+            category: None,
+            contribution: *contribution,
+        })
+        .collect();
+    NewDecision {
+        transaction_id: id.to_owned(),
+        fingerprint: id.to_owned(),
+        event_time: Timestamp::from_millis(at),
+        received_at: Timestamp::from_millis(at),
+        entity: Some(entity.to_owned()),
+        amount_minor: 100,
+        currency: "EUR".to_owned(),
+        body: "{}".to_owned(),
+        score: 0.9,
+        probability: Some(0.9),
+        raw_score: None,
+        anomaly_score: None,
+        decision: Decision::Review,
+        reasons: serde_json::to_string(&reasons).unwrap(),
+        features: vec![1.0, 2.0],
+        model_version: "m1".to_owned(),
+        latency_us: 10,
+        review_status: status.or(Some(ReviewStatus::PendingReview)),
+        shard: None,
+    }
+}
+
+/// A store with the case `case` (its entity a card number) and three past cases, one an email's.
+async fn store() -> (TestDb, Arc<dyn Store>) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = fraudlens_store::connect(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store
+        .put_decisions(&[
+            decision(
+                "past-1",
+                EMAIL,
+                1_000,
+                &[("amount", 2.0), ("terminal_risk", 1.0)],
+                Some(ReviewStatus::ConfirmedFraud),
+            ),
+            decision(
+                "past-2",
+                "bob",
+                2_000,
+                &[("amount", 1.5)],
+                Some(ReviewStatus::FalsePositive),
+            ),
+            decision("past-3", "carol", 3_000, &[("velocity", 3.0)], None),
+            decision("case", CARD, 4_000, &[("amount", 2.5), ("terminal_risk", 0.8)], None),
+        ])
+        .await
+        .unwrap();
+    (db, store)
+}
+
+/// A chat-completions stand-in: answers each request with `reply(request)`
+/// (HTTP status, message content) after `delay`; keeps what it was sent.
+async fn stand(reply: fn(&Value) -> (u16, String), delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let body = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|line| {
+                                let (name, value) = line.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buffer.len() >= end + 4 + length {
+                            break buffer[end + 4..end + 4 + length].to_vec();
+                        }
+                    }
+                };
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                assert!(
+                    String::from_utf8_lossy(&buffer).contains("authorization: Bearer sk-test"),
+                    "the key is sent as a bearer token"
+                );
+                log.lock().unwrap().push(request.clone());
+                tokio::time::sleep(delay).await;
+                let (status, content) = reply(&request);
+                let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+                    .to_string();
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    (base, seen)
+}
+
+fn llm(base: &str, timeout_seconds: u64) -> Llm {
+    let settings = LlmSettings {
+        base_url: Some(base.to_owned()),
+        model: "test-model".to_owned(),
+        timeout_seconds,
+        max_tokens: 200,
+    };
+    Llm::new(base, &settings, Some(fraudlens_core::Secret::new("sk-test"))).unwrap()
+}
+
+#[tokio::test]
+async fn a_good_answer_is_verified_kept_and_nothing_personal_was_sent() {
+    let (_db, store) = store().await;
+    let (base, seen) = stand(
+        |_| {
+            (
+                200,
+                "```json\n{\"assessment\": \"Flagged for the amount [R1], like a confirmed fraud [S1].\", \"recommendation\": \"escalate\"}\n```".to_owned(),
+            )
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let llm = llm(&base, 5);
+    let analysis = analyze(store.as_ref(), "case", &[], &CaseSettings::default(), Some(&llm))
+        .await
+        .unwrap()
+        .unwrap();
+    let narrative = &analysis.narrative;
+    assert_eq!(narrative.source, "llm");
+    assert_eq!(narrative.model.as_deref(), Some("test-model"));
+    assert_eq!(narrative.citations, ["R1", "S1"]);
+    assert_eq!(narrative.recommendation.as_str(), "escalate");
+    assert!(narrative.note.is_none());
+    // kept with the case
+    let kept = store.narratives("case", 5).await.unwrap();
+    assert_eq!(kept[0].id, analysis.narrative_id);
+    assert_eq!(kept[0].narrative.source, "llm");
+    assert_eq!(kept[0].narrative.citations, ["R1", "S1"]);
+
+    // what was sent: the evidence, pseudonymised
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    let prompt = sent[0].to_string();
+    assert!(!prompt.contains(CARD), "a card number was sent: {prompt}");
+    assert!(!prompt.contains("4111"), "part of a card number was sent: {prompt}");
+    assert!(
+        !prompt.contains(EMAIL) && !prompt.contains("@example"),
+        "an email was sent: {prompt}"
+    );
+    assert!(!prompt.contains("past-1"), "a transaction id was sent: {prompt}");
+    assert!(
+        prompt.contains("[R1]") && prompt.contains("[S1]") && prompt.contains("entity had"),
+        "{prompt}"
+    );
+    assert_eq!(sent[0]["model"], "test-model");
+    assert_eq!(sent[0]["max_tokens"], 200);
+}
+
+async fn rejected(reply: fn(&Value) -> (u16, String), delay: Duration, timeout: u64) -> String {
+    let (_db, store) = store().await;
+    let (base, _) = stand(reply, delay).await;
+    let llm = llm(&base, timeout);
+    let analysis = analyze(store.as_ref(), "case", &[], &CaseSettings::default(), Some(&llm))
+        .await
+        .unwrap()
+        .unwrap();
+    let narrative = &analysis.narrative;
+    assert_eq!(narrative.source, "template", "{narrative:?}");
+    assert!(!narrative.citations.is_empty());
+    for cited in &narrative.citations {
+        assert!(analysis.has_evidence(cited));
+    }
+    let kept = store.narratives("case", 1).await.unwrap();
+    assert_eq!(kept[0].narrative.source, "template");
+    assert_eq!(kept[0].narrative.note, narrative.note);
+    narrative.note.clone().expect("a note says why")
+}
+
+#[tokio::test]
+async fn an_uncited_answer_is_rejected() {
+    let note = rejected(
+        |_| {
+            (
+                200,
+                r#"{"assessment": "Looks like fraud to me.", "recommendation": "escalate"}"#.to_owned(),
+            )
+        },
+        Duration::ZERO,
+        5,
+    )
+    .await;
+    assert!(note.contains("cites no evidence"), "{note}");
+}
+
+#[tokio::test]
+async fn an_answer_citing_evidence_that_does_not_exist_is_rejected() {
+    let note = rejected(
+        |_| {
+            (
+                200,
+                r#"{"assessment": "Like [S1] and [S99].", "recommendation": "escalate"}"#.to_owned(),
+            )
+        },
+        Duration::ZERO,
+        5,
+    )
+    .await;
+    assert!(note.contains("S99"), "{note}");
+}
+
+#[tokio::test]
+async fn malformed_and_failing_answers_fall_back() {
+    let note = rejected(
+        |_| (200, "Sure! Here is my assessment: fraud [R1].".to_owned()),
+        Duration::ZERO,
+        5,
+    )
+    .await;
+    assert!(note.contains("not the JSON object"), "{note}");
+    let note = rejected(
+        |_| {
+            (
+                200,
+                r#"{"assessment": "As [R1] shows.", "recommendation": "block the card"}"#.to_owned(),
+            )
+        },
+        Duration::ZERO,
+        5,
+    )
+    .await;
+    assert!(note.contains("recommendation"), "{note}");
+    let note = rejected(|_| (500, String::new()), Duration::ZERO, 5).await;
+    assert!(note.contains("HTTP 500"), "{note}");
+}
+
+#[tokio::test]
+async fn a_slow_answer_times_out_and_falls_back() {
+    let started = std::time::Instant::now();
+    let note = rejected(
+        |_| {
+            (
+                200,
+                r#"{"assessment": "As [R1] shows.", "recommendation": "investigate"}"#.to_owned(),
+            )
+        },
+        Duration::from_secs(5),
+        1,
+    )
+    .await;
+    assert!(note.contains("in time"), "{note}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the answer was waited for");
+}
