@@ -45,3 +45,51 @@ pub async fn analysis(
     metrics::histogram!("case_analysis_duration_seconds").record(started.elapsed().as_secs_f64());
     Ok(Json(analysis))
 }
+
+/// `GET /api/v1/search` parameters.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct SearchQuery {
+    /// Words (1 to 200 characters): case and entity ids starting with them,
+    /// notes and narratives holding every word.
+    pub q: String,
+    /// Hits of each kind, at most (1–100, default 20).
+    pub limit: Option<u32>,
+}
+
+/// Search hits.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SearchResponse {
+    /// The words searched.
+    pub query: String,
+    /// Cases, then entities, then notes, then narratives; the best first within each.
+    pub hits: Vec<fraudlens_store::SearchHit>,
+}
+
+/// Searches cases and entities by id prefix, and review notes and case narratives by their words.
+#[utoipa::path(get, path = "/api/v1/search", tag = "review",
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "The hits", body = SearchResponse),
+        (status = 422, description = "No words, or more than 200 characters", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<SearchQuery>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let words = query.q.trim();
+    if words.is_empty() || words.chars().count() > 200 || words.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "q: give 1 to 200 characters of words, without control characters",
+        ));
+    }
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit: 1 to 100"));
+    }
+    let hits = state.pipeline.store().search(words, limit).await?;
+    Ok(Json(SearchResponse {
+        query: words.to_owned(),
+        hits,
+    }))
+}

@@ -293,6 +293,10 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a session (sign-out), audit-logged; `false` when it was not open.
     async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool>;
 
+    /// Cases and entities whose id starts with `query`, and review notes and
+    /// narratives holding all its words; at most `limit` of each kind.
+    async fn search(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>>;
+
     /// Keeps a case's narrative; its id.
     async fn put_narrative(&self, narrative: &NewNarrative) -> Result<i64>;
 

@@ -250,6 +250,36 @@ impl ModelEntry {
     }
 }
 
+/// What a search hit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SearchKind {
+    /// A decision whose transaction id starts with the query.
+    Case,
+    /// An entity whose id starts with the query.
+    Entity,
+    /// A note of the audit trail (a review's).
+    Note,
+    /// A case's narrative.
+    Narrative,
+}
+
+/// One search hit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchHit {
+    /// What it is.
+    pub kind: SearchKind,
+    /// The case's transaction id, the entity, or the audit entry's subject.
+    pub subject: String,
+    /// When (the decision's event time, the entity's latest, the note's or narrative's).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub at: Timestamp,
+    /// What matched: the note or narrative, or a summary of the case or entity.
+    pub text: String,
+}
+
 /// A case's narrative to keep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewNarrative {

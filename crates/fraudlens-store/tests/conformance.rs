@@ -1297,6 +1297,92 @@ async fn flagged_outcomes_count_the_labels_of_flagged_decisions(backend: Backend
     assert_eq!(later.precision(), Some(0.0));
 }
 
+async fn search_finds_cases_entities_notes_and_narratives(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store
+        .put_decisions(&[
+            decision("tx-100", 0.95, 1_000, "alice"),
+            decision("tx-101", 0.6, 2_000, "alicia"),
+            decision("ty-1", 0.7, 3_000, "bob"),
+            decision("tx-1000-late", 0.1, 9_000, "alice"),
+        ])
+        .await
+        .unwrap();
+    store
+        .review(&ReviewRequest {
+            transaction_id: "ty-1".to_owned(),
+            status: ReviewStatus::ConfirmedFraud,
+            actor: "ana".to_owned(),
+            note: Some("Called the bank: card stolen at the station".to_owned()),
+            at: ms(10),
+        })
+        .await
+        .unwrap();
+    store
+        .put_narrative(&NewNarrative {
+            transaction_id: "tx-100".to_owned(),
+            created_at: ms(20),
+            source: "template".to_owned(),
+            model: None,
+            recommendation: "escalate".to_owned(),
+            assessment: "Flagged for the amount [R1], like the skimmer case [S1].".to_owned(),
+            citations: vec!["R1".to_owned(), "S1".to_owned()],
+            note: None,
+        })
+        .await
+        .unwrap();
+    let kinds = |hits: &[SearchHit]| hits.iter().map(|h| (h.kind, h.subject.clone())).collect::<Vec<_>>();
+
+    // ids by prefix: cases, and entities with their count
+    let hits = store.search("tx-10", 10).await.unwrap();
+    assert_eq!(
+        kinds(&hits),
+        [
+            (SearchKind::Case, "tx-100".to_owned()),
+            (SearchKind::Case, "tx-1000-late".to_owned()),
+            (SearchKind::Case, "tx-101".to_owned())
+        ]
+    );
+    let hits = store.search("ali", 10).await.unwrap();
+    assert_eq!(
+        kinds(&hits),
+        [
+            (SearchKind::Entity, "alice".to_owned()),
+            (SearchKind::Entity, "alicia".to_owned())
+        ]
+    );
+    assert_eq!(hits[0].text, "2 decisions");
+    assert_eq!(hits[0].at, ms(9_000));
+    assert_eq!(store.search("tx-10", 1).await.unwrap().len(), 1);
+
+    // words of notes and narratives, any case, every word required
+    let hits = store.search("STOLEN station", 10).await.unwrap();
+    assert_eq!(kinds(&hits), [(SearchKind::Note, "ty-1".to_owned())]);
+    assert!(hits[0].text.contains("card stolen"));
+    assert!(store.search("stolen airport", 10).await.unwrap().is_empty());
+    let hits = store.search("skimmer", 10).await.unwrap();
+    assert_eq!(kinds(&hits), [(SearchKind::Narrative, "tx-100".to_owned())]);
+
+    // the search syntax of either backend is never the user's: these are words
+    for odd in [
+        "\"",
+        "stolen\" OR \"",
+        "NEAR(stolen station)",
+        "* stolen",
+        "note:stolen",
+        "a AND",
+        "'; DROP TABLE x; --",
+        "&|!",
+    ] {
+        store
+            .search(odd, 10)
+            .await
+            .unwrap_or_else(|error| panic!("{odd:?}: {error}"));
+    }
+    assert!(store.search("   ", 10).await.unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -1327,6 +1413,7 @@ suite!(
     promotions_are_announced_on_commit,
     keys_are_created_and_revoked,
     console_sessions_counts_and_entity_history,
+    search_finds_cases_entities_notes_and_narratives,
     overview_stats_and_related_entities,
     dead_letters_redact_card_numbers,
     a_kafka_record_is_dead_lettered_once,

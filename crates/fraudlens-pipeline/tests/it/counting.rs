@@ -129,6 +129,9 @@ impl Store for CountingStore {
     async fn end_session(&self, token_sha256: &str, at: Timestamp) -> Result<bool> {
         self.inner.end_session(token_sha256, at).await
     }
+    async fn search(&self, query: &str, limit: u32) -> Result<Vec<fraudlens_store::SearchHit>> {
+        self.inner.search(query, limit).await
+    }
     async fn put_narrative(&self, narrative: &NewNarrative) -> Result<i64> {
         self.inner.put_narrative(narrative).await
     }

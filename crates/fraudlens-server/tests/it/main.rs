@@ -10,6 +10,7 @@
 mod console;
 mod eth;
 mod router;
+mod search;
 
 use std::path::Path;
 use std::sync::Arc;

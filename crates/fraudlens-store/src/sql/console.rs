@@ -166,6 +166,88 @@ where
         rows.iter().map(Self::decision_from_row).collect()
     }
 
+    /// [`Store::search`].
+    pub(super) async fn search_all(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>> {
+        let query = query.trim();
+        let mut hits = Vec::new();
+        if query.is_empty() {
+            return Ok(hits);
+        }
+        let limit = i64::from(limit.max(1));
+        // a prefix as a range of the id indexes: every id from the query up to
+        // the query followed by the last character there is
+        let end = format!("{query}\u{10ffff}");
+        let cases = sqlx::query(
+            "SELECT transaction_id, entity, event_time, decision, score FROM transactions \
+             WHERE transaction_id >= $1 AND transaction_id < $2 ORDER BY transaction_id LIMIT $3",
+        )
+        .bind(query)
+        .bind(&end)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in cases {
+            let entity: Option<String> = row.try_get("entity")?;
+            let decision: String = row.try_get("decision")?;
+            let score: f64 = row.try_get("score")?;
+            hits.push(SearchHit {
+                kind: SearchKind::Case,
+                subject: row.try_get("transaction_id")?,
+                at: Timestamp::from_millis(row.try_get("event_time")?),
+                text: format!(
+                    "{decision}, score {score:.3}{}",
+                    entity.map(|entity| format!(", entity {entity}")).unwrap_or_default()
+                ),
+            });
+        }
+        let entities = sqlx::query(
+            "SELECT entity, COUNT(*) AS n, MAX(event_time) AS latest FROM transactions \
+             WHERE entity >= $1 AND entity < $2 GROUP BY entity ORDER BY entity LIMIT $3",
+        )
+        .bind(query)
+        .bind(&end)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in entities {
+            let n: i64 = row.try_get("n")?;
+            hits.push(SearchHit {
+                kind: SearchKind::Entity,
+                subject: row.try_get("entity")?,
+                at: Timestamp::from_millis(row.try_get("latest")?),
+                text: format!("{n} decision{}", if n == 1 { "" } else { "s" }),
+            });
+        }
+        let words = DB::words(query);
+        let notes = sqlx::query(sqlx::AssertSqlSafe(DB::SEARCH_NOTES))
+            .bind(&words)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in notes {
+            hits.push(SearchHit {
+                kind: SearchKind::Note,
+                subject: row.try_get("subject")?,
+                at: Timestamp::from_millis(row.try_get("at")?),
+                text: row.try_get("note")?,
+            });
+        }
+        let narratives = sqlx::query(sqlx::AssertSqlSafe(DB::SEARCH_NARRATIVES))
+            .bind(&words)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in narratives {
+            hits.push(SearchHit {
+                kind: SearchKind::Narrative,
+                subject: row.try_get("transaction_id")?,
+                at: Timestamp::from_millis(row.try_get("created_at")?),
+                text: row.try_get("assessment")?,
+            });
+        }
+        Ok(hits)
+    }
+
     /// [`Store::put_narrative`].
     pub(super) async fn insert_narrative(&self, narrative: &NewNarrative) -> Result<i64> {
         let citations = serde_json::to_string(&narrative.citations).unwrap_or_else(|_| "[]".to_owned());

@@ -99,6 +99,17 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// SQL true when the text `column` holds the text parameter `$n`.
     fn contains(column: &str, parameter: usize) -> String;
 
+    /// The review notes matching the words `$1` (as [`Backend::words`]
+    /// makes them), best first, at most `$2`: `subject`, `at`, `note`.
+    const SEARCH_NOTES: &'static str;
+
+    /// The narratives matching the words `$1`, best first, at most `$2`:
+    /// `transaction_id`, `created_at`, `assessment`.
+    const SEARCH_NARRATIVES: &'static str;
+
+    /// A user's words as the text-search parameter: every word must match.
+    fn words(query: &str) -> String;
+
     /// Starts a transaction that will write.
     fn begin_write(pool: &Pool<Self>) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>>> + Send;
 
@@ -268,6 +279,10 @@ where
 
     async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
         self.flagged_until(at, limit).await
+    }
+
+    async fn search(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>> {
+        self.search_all(query, limit).await
     }
 
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts> {

@@ -47,6 +47,19 @@ impl Backend for Postgres {
         format!("strpos({column}, ${parameter}) > 0")
     }
 
+    const SEARCH_NOTES: &'static str = "SELECT subject, at, note FROM audit_log \
+        WHERE note IS NOT NULL AND to_tsvector('simple', note) @@ plainto_tsquery('simple', $1) \
+        ORDER BY ts_rank(to_tsvector('simple', note), plainto_tsquery('simple', $1)) DESC, id DESC LIMIT $2";
+
+    const SEARCH_NARRATIVES: &'static str = "SELECT transaction_id, created_at, assessment FROM case_narratives \
+        WHERE to_tsvector('simple', assessment) @@ plainto_tsquery('simple', $1) \
+        ORDER BY ts_rank(to_tsvector('simple', assessment), plainto_tsquery('simple', $1)) DESC, id DESC LIMIT $2";
+
+    /// The words as typed: `plainto_tsquery` reads them as text, every word required.
+    fn words(query: &str) -> String {
+        query.to_owned()
+    }
+
     /// A transaction (row locks and MVCC make an ordinary one enough).
     async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
         Ok(pool.begin().await?)

@@ -135,6 +135,24 @@ impl Backend for Sqlite {
         format!("instr({column}, ${parameter}) > 0")
     }
 
+    const SEARCH_NOTES: &'static str = "SELECT a.subject, a.at, a.note FROM search_notes \
+        JOIN audit_log a ON a.id = search_notes.rowid WHERE search_notes MATCH $1 \
+        ORDER BY search_notes.rank, a.id DESC LIMIT $2";
+
+    const SEARCH_NARRATIVES: &'static str = "SELECT n.transaction_id, n.created_at, n.assessment \
+        FROM search_narratives JOIN case_narratives n ON n.id = search_narratives.rowid \
+        WHERE search_narratives MATCH $1 ORDER BY search_narratives.rank, n.id DESC LIMIT $2";
+
+    /// Each word quoted (FTS5's own syntax — `AND`, `NEAR`, `*`, column
+    /// filters — is never the user's), all of them required.
+    fn words(query: &str) -> String {
+        query
+            .split_whitespace()
+            .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// A write transaction that takes SQLite's write lock at once (`BEGIN
     /// IMMEDIATE`): a deferred one that reads first and then writes fails with
     /// SQLITE_BUSY, without waiting, when another writer got there in between.

@@ -1,0 +1,72 @@
+//! `GET /api/v1/search`: a review's note found by its words, a case by its
+//! id's prefix; bad queries 422; the analyst's, not the service's.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use fraudlens_store::Role;
+use serde_json::json;
+
+use crate::Api;
+
+fn get(path: &str, key: &str) -> Request<Body> {
+    Request::get(path).header("x-api-key", key).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn notes_and_cases_are_found_and_bad_queries_refused() {
+    let api = Api::new().await;
+    let (status, _, _) = api
+        .send(api.post(
+            "/api/v1/transactions",
+            &json!({
+                "transaction_id": "case-42", "timestamp": "2026-01-01T00:00:00Z", "customer_id": "c1",
+                "terminal_id": "k1", "amount": 10.0
+            }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let analyst = api.key(Role::Analyst, "ana").await;
+    let review = Request::put("/api/v1/anomalies/case-42")
+        .header("x-api-key", &analyst)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"status": "escalated", "note": "Skimmer found on the fuel pump"}).to_string(),
+        ))
+        .unwrap();
+    let (status, _, body) = api.send(review).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _, body) = api.send(get("/api/v1/search?q=case-4", &analyst)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["query"], "case-4");
+    assert_eq!(body["hits"][0]["kind"], "case");
+    assert_eq!(body["hits"][0]["subject"], "case-42");
+    let (status, _, found) = api.send(get("/api/v1/search?q=skimmer%20PUMP", &analyst)).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{found}");
+    assert_eq!(
+        (hits[0]["kind"].as_str(), hits[0]["subject"].as_str()),
+        (Some("note"), Some("case-42"))
+    );
+    assert_eq!(hits[0]["text"], "Skimmer found on the fuel pump");
+
+    for bad in [
+        "",
+        "q=",
+        "q=%20%20",
+        "q=a&limit=0",
+        "q=a&limit=101",
+        &format!("q={}", "x".repeat(201)),
+        "q=a%00b",
+    ] {
+        let (status, _, body) = api.send(get(&format!("/api/v1/search?{bad}"), &analyst)).await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+            "{bad}: {status} {body}"
+        );
+        assert!(body["code"].is_string() && body["message"].is_string(), "{body}");
+    }
+    let (status, _, _) = api.send(get("/api/v1/search?q=case", &api.key)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
