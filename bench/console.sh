@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The analyst console's pages at 1,000,000 stored decisions, on SQLite and on PostgreSQL: the
 # time `fraudlens serve` (release) takes to answer the review queue, a case page and the
-# overview, p50/p95/max over many requests. Prints one table; raw numbers go to $OUT.
+# overview, and the case analysis (similar cases) and search APIs, p50/p95/max over many
+# requests. Prints one table; raw numbers go to $OUT.
 #
 #   bench/console.sh
 #
@@ -17,7 +18,10 @@
 #   last byte of the page. That is the server's time plus a loopback round trip (~0.1 ms).
 #   Pages: the queue (pending, worst first), the queue with `status=all&sort=time_desc`, case
 #   pages of REQUESTS random flagged transactions and REQUESTS random transactions of any
-#   decision, the overview's default range (the 7 days up to the newest decision) and 30 days.
+#   decision, the overview's default range (the 7 days up to the newest decision) and 30 days;
+#   then `GET /api/v1/transactions/{id}/analysis` of the same flagged transactions (the exact
+#   similar-case search over the flagged decisions before each, and its narrative written) and
+#   `GET /api/v1/search` of a few ids and words, with the analyst's API key.
 # - PostgreSQL gets `VACUUM (ANALYZE) transactions` after the load (what autovacuum does soon after).
 set -euo pipefail
 source "$(dirname "$0")/serve/common.sh"   # cd to the checkout, WORK, BIN, MODEL, ...
@@ -135,11 +139,32 @@ kinds = [
     ("overview (7 days)", ["/ui/overview"] * n),
     ("overview (30 days)", ["/ui/overview?range=30d"] * n),
 ]
+def timed_api(paths):
+    times, compared = [], []
+    for path in paths:
+        start = time.perf_counter()
+        conn.request("GET", path, headers={"X-API-Key": key}); response = conn.getresponse(); body = response.read()
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status == 200, (path, response.status, body[:300])
+        compared.append(json.loads(body).get("candidates_compared", 0))
+    return times, compared
+words = ["escalated", "tx_00001", "tx_0000999", "C000", "flagged amount"]
+apis = [
+    ("analysis API (flagged case, similar cases)", ["/api/v1/transactions/" + urllib.parse.quote(i, safe="") + "/analysis" for i in flagged]),
+    ("search API (ids and words)", ["/api/v1/search?q=" + urllib.parse.quote(words[i % len(words)]) for i in range(n)]),
+]
 for name, paths in kinds:
     timed(paths[:5])  # warm
     t = sorted(timed(paths))
     p = lambda q: t[min(len(t) - 1, int(q * len(t)))]
     print(f"| {backend} | {name} | {len(t)} | {p(0.5):.1f} | {p(0.95):.1f} | {t[-1]:.1f} |")
+for name, paths in apis:
+    timed_api(paths[:5])  # warm
+    t, compared = timed_api(paths)
+    t = sorted(t)
+    p = lambda q: t[min(len(t) - 1, int(q * len(t)))]
+    extra = f" (compared with {statistics.median(compared):.0f} flagged decisions, median)" if max(compared) else ""
+    print(f"| {backend} | {name}{extra} | {len(t)} | {p(0.5):.1f} | {p(0.95):.1f} | {t[-1]:.1f} |")
 PY
   cat "$OUT/pages-$backend.txt"
   stop
