@@ -94,7 +94,8 @@ pub struct SimilarCase {
     pub transaction_id: String,
     /// Its entity.
     pub entity: Option<String>,
-    /// Its event time.
+    /// Its event time (RFC 3339, as the API writes times).
+    #[serde(serialize_with = "rfc3339")]
     pub event_time: Timestamp,
     /// Its decision.
     pub decision: Decision,
@@ -386,6 +387,11 @@ pub async fn analyze(
         })
         .await?;
     Ok(Some(analysis))
+}
+
+/// A time as the API writes it: RFC 3339 in UTC.
+fn rfc3339<S: serde::Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(at)
 }
 
 /// The wall clock.

@@ -62,7 +62,20 @@ pub struct SearchResponse {
     /// The words searched.
     pub query: String,
     /// Cases, then entities, then notes, then narratives; the best first within each.
-    pub hits: Vec<fraudlens_store::SearchHit>,
+    pub hits: Vec<SearchHitView>,
+}
+
+/// One search hit.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SearchHitView {
+    /// `case`, `entity`, `note` or `narrative`.
+    pub kind: fraudlens_store::SearchKind,
+    /// The case's transaction id, the entity, or the audit entry's subject.
+    pub subject: String,
+    /// When (RFC 3339): the decision's event time, the entity's latest, the note's or narrative's.
+    pub at: String,
+    /// What matched: the note or narrative, or a summary of the case or entity.
+    pub text: String,
 }
 
 /// Searches cases and entities by id prefix, and review notes and case narratives by their words.
@@ -90,6 +103,14 @@ pub async fn search(
     let hits = state.pipeline.store().search(words, limit).await?;
     Ok(Json(SearchResponse {
         query: words.to_owned(),
-        hits,
+        hits: hits
+            .into_iter()
+            .map(|hit| SearchHitView {
+                kind: hit.kind,
+                subject: hit.subject,
+                at: hit.at.to_string(),
+                text: hit.text,
+            })
+            .collect(),
     }))
 }
