@@ -7,15 +7,15 @@
 // a failed unwrap in a test is a failed test with a backtrace
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fraudlens_cases::{CaseSettings, Llm, LlmSettings, analyze};
 use fraudlens_core::{Decision, Reason, ReviewStatus, Timestamp};
 use fraudlens_store::{NewDecision, Store, StoreOptions};
+use fraudlens_testkit::stand::{Answer, Received, Stand};
 use fraudlens_testkit::{Backend, TestDb};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const CARD: &str = "4111111111111111";
 const EMAIL: &str = "alice@example.com";
@@ -85,58 +85,18 @@ async fn store() -> (TestDb, Arc<dyn Store>) {
 
 /// A chat-completions stand-in: answers each request with `reply(request)`
 /// (HTTP status, message content) after `delay`; keeps what it was sent.
-async fn stand(reply: fn(&Value) -> (u16, String), delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let body = loop {
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buffer).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length: usize = text[..end]
-                            .lines()
-                            .find_map(|line| {
-                                let (name, value) = line.split_once(':')?;
-                                name.eq_ignore_ascii_case("content-length")
-                                    .then(|| value.trim().parse().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buffer.len() >= end + 4 + length {
-                            break buffer[end + 4..end + 4 + length].to_vec();
-                        }
-                    }
-                };
-                let request: Value = serde_json::from_slice(&body).unwrap();
-                assert!(
-                    String::from_utf8_lossy(&buffer).contains("authorization: Bearer sk-test"),
-                    "the key is sent as a bearer token"
-                );
-                log.lock().unwrap().push(request.clone());
-                tokio::time::sleep(delay).await;
-                let (status, content) = reply(&request);
-                let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
-                    .to_string();
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    (base, seen)
+async fn stand(reply: fn(&Value) -> (u16, String), delay: Duration) -> (String, Stand) {
+    let stand = Stand::start(Arc::new(move |request: &Received| {
+        assert!(
+            request.head.contains("authorization: Bearer sk-test"),
+            "the key is sent as a bearer token"
+        );
+        let (status, content) = reply(&request.json());
+        let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]});
+        Answer::new(status, body.to_string()).after(delay)
+    }))
+    .await;
+    (format!("{}/v1", stand.base), stand)
 }
 
 fn llm(base: &str, timeout_seconds: u64) -> Llm {
@@ -180,7 +140,7 @@ async fn a_good_answer_is_verified_kept_and_nothing_personal_was_sent() {
     assert_eq!(kept[0].narrative.citations, ["R1", "S1"]);
 
     // what was sent: the evidence, pseudonymised
-    let sent = seen.lock().unwrap().clone();
+    let sent: Vec<Value> = seen.received().iter().map(Received::json).collect();
     assert_eq!(sent.len(), 1);
     let prompt = sent[0].to_string();
     assert!(!prompt.contains(CARD), "a card number was sent: {prompt}");

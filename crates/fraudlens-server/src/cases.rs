@@ -24,26 +24,39 @@ pub async fn analysis(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<fraudlens_cases::Analysis>, ApiError> {
-    let model = state.pipeline.model();
-    let names: Vec<String> = model
+    let started = std::time::Instant::now();
+    let analysis = analyze(&state, &id).await?;
+    let analysis =
+        analysis.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
+    metrics::histogram!("case_analysis_duration_seconds").record(started.elapsed().as_secs_f64());
+    Ok(Json(analysis))
+}
+
+/// The analysis of case `id` with this server's settings and LLM (`None`:
+/// no such decision); its narrative is kept. The API and the console's
+/// case page both ask through it.
+pub(crate) async fn analyze(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<fraudlens_cases::Analysis>, fraudlens_store::StoreError> {
+    // the entity keys' names (terminal, card…) for the related-entities evidence
+    let names: Vec<String> = state
+        .pipeline
+        .model()
         .events()
         .map(|inputs| inputs.schema.entity_names().to_vec())
         .unwrap_or_default();
-    let started = std::time::Instant::now();
-    let analysis = fraudlens_cases::analyze(
+    fraudlens_cases::analyze(
         state.pipeline.store().as_ref(),
-        &id,
+        id,
         &names,
         &state.config.cases,
         state.config.llm.as_deref(),
     )
     .await
     .map_err(|error| match error {
-        fraudlens_cases::CaseError::Store(error) => ApiError::from(error),
-    })?
-    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
-    metrics::histogram!("case_analysis_duration_seconds").record(started.elapsed().as_secs_f64());
-    Ok(Json(analysis))
+        fraudlens_cases::CaseError::Store(error) => error,
+    })
 }
 
 /// `GET /api/v1/search` parameters.

@@ -5,11 +5,13 @@
 //! provides (`FRAUDLENS_TEST_POSTGRES`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), dropped when the value is.
 //! A PostgreSQL that cannot be reached fails the test: nothing is skipped.
-//! [`anvil`] is a local Ethereum node with a history written by the test.
+//! [`anvil`] is a local Ethereum node with a history written by the test;
+//! [`stand`] a stand-in HTTP server for services that cannot run here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod anvil;
+pub mod stand;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -3,15 +3,15 @@
 //! pagination by `pageKey`, the three categories, retries of throttled and
 //! failing calls, errors that are not retried, and what an error shows.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use fraudlens_chain::features::Value as FeatureValue;
 use fraudlens_chain::rpc::RpcSettings;
 use fraudlens_chain::{Address, Chain, ChainError, EthSettings, SourceKind};
 use fraudlens_core::Secret;
+use fraudlens_testkit::stand::{Answer as StandAnswer, Received};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const ME: &str = "0xd8da6bf26964af9d7eed9e03e53415d37aa96045";
 const CONTRACT: &str = "0xc0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
@@ -31,65 +31,32 @@ type Handler = Arc<dyn Fn(&Value) -> Answer + Send + Sync>;
 /// A JSON-RPC stand-in on a free port; its URL carries [`KEY`] in the path, as Alchemy's do.
 struct Stand {
     url: String,
-    requests: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<Value>>>,
+    inner: fraudlens_testkit::stand::Stand,
 }
 
 impl Stand {
     async fn start(handler: Handler) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/v2/{KEY}", listener.local_addr().expect("addr"));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (count, log) = (requests.clone(), seen.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let (handler, count, log) = (handler.clone(), count.clone(), log.clone());
-                tokio::spawn(async move {
-                    let mut buffer = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let body = loop {
-                        let n = socket.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buffer.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buffer).to_string();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let length = text[..end]
-                                .lines()
-                                .find_map(|line| {
-                                    let (name, value) = line.split_once(':')?;
-                                    name.eq_ignore_ascii_case("content-length")
-                                        .then(|| value.trim().parse().ok())?
-                                })
-                                .unwrap_or(0usize);
-                            if buffer.len() >= end + 4 + length {
-                                break buffer[end + 4..end + 4 + length].to_vec();
-                            }
-                        }
-                    };
-                    count.fetch_add(1, Ordering::SeqCst);
-                    let request: Value = serde_json::from_slice(&body).expect("a JSON request");
-                    log.lock().expect("log").push(request.clone());
-                    let (status, headers, body) = handler(&request);
-                    let mut head = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                        body.len()
-                    );
-                    for (name, value) in headers {
-                        head.push_str(&format!("{name}: {value}\r\n"));
-                    }
-                    head.push_str("\r\n");
-                    let _ = socket.write_all(head.as_bytes()).await;
-                    let _ = socket.write_all(body.as_bytes()).await;
-                });
-            }
-        });
-        Self { url, requests, seen }
+        let inner = fraudlens_testkit::stand::Stand::start(Arc::new(move |request: &Received| {
+            let (status, headers, body) = handler(&request.json());
+            headers
+                .into_iter()
+                .fold(StandAnswer::new(status, body), |answer, (name, value)| {
+                    answer.header(name, &value)
+                })
+        }))
+        .await;
+        Self {
+            url: format!("{}/v2/{KEY}", inner.base),
+            inner,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.inner.requests()
+    }
+
+    fn seen(&self) -> Vec<Value> {
+        self.inner.received().iter().map(Received::json).collect()
     }
 
     fn chain(&self, source: SourceKind, max_retries: u32) -> Chain {
@@ -216,7 +183,7 @@ async fn transfers_of_every_category_and_page_become_the_features() {
         Some(&FeatureValue::Text(Some("USD Coin".into())))
     );
     // the second page was asked for with the first one's key, and the NFT left out
-    let seen = stand.seen.lock().expect("seen").clone();
+    let seen = stand.seen();
     let pages: Vec<&Value> = seen
         .iter()
         .filter(|request| request["method"] == "alchemy_getAssetTransfers")
@@ -242,7 +209,7 @@ async fn throttled_and_failing_calls_are_retried_then_reported_without_the_key()
     .await;
     let chain = stand.chain(SourceKind::Alchemy, 3);
     assert_eq!(chain.head().await.expect("head after two 429s"), 16);
-    assert_eq!(stand.requests.load(Ordering::SeqCst), 3);
+    assert_eq!(stand.requests(), 3);
 
     // a JSON-RPC "limit exceeded" in the body is retried as well
     let limited = Arc::new(AtomicUsize::new(0));
@@ -265,7 +232,7 @@ async fn throttled_and_failing_calls_are_retried_then_reported_without_the_key()
     assert!(error.is_provider());
     let text = error.to_string();
     assert!(text.contains("after 3 tries") && !text.contains(KEY), "{text}");
-    assert_eq!(stand.requests.load(Ordering::SeqCst), 3);
+    assert_eq!(stand.requests(), 3);
 
     // an error of the request itself is not retried
     let stand = Stand::start(Arc::new(|request: &Value| {
@@ -275,7 +242,7 @@ async fn throttled_and_failing_calls_are_retried_then_reported_without_the_key()
     .await;
     let error = stand.chain(SourceKind::Alchemy, 3).head().await.expect_err("refused");
     assert!(matches!(&error, ChainError::Rpc { code: -32602, .. }), "{error:?}");
-    assert_eq!(stand.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(stand.requests(), 1);
     assert!(!format!("{error} {error:?}").contains(KEY));
 
     // nothing listening: unreachable, and no key shown
@@ -322,7 +289,7 @@ async fn a_json_rpc_error_sent_with_http_400_is_an_answer() {
         error.to_string().contains("HTTP 403") && !error.to_string().contains(KEY),
         "{error}"
     );
-    assert_eq!(stand.requests.load(Ordering::SeqCst), 1, "a 403 is not retried");
+    assert_eq!(stand.requests(), 1, "a 403 is not retried");
 }
 
 #[tokio::test]

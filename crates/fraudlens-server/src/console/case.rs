@@ -256,22 +256,7 @@ pub(crate) async fn assess(
     body: Bytes,
 ) -> Result<Response, PageError> {
     read_form(&session, &headers, &body)?;
-    let model = state.pipeline.model();
-    let names: Vec<String> = model
-        .events()
-        .map(|inputs| inputs.schema.entity_names().to_vec())
-        .unwrap_or_default();
-    let analysis = fraudlens_cases::analyze(
-        state.pipeline.store().as_ref(),
-        &id,
-        &names,
-        &state.config.cases,
-        state.config.llm.as_deref(),
-    )
-    .await
-    .map_err(|error| match error {
-        fraudlens_cases::CaseError::Store(error) => PageError::from(error),
-    })?;
+    let analysis = crate::cases::analyze(&state, &id).await?;
     if analysis.is_none() {
         return Err(PageError::not_found(format!("No transaction {id:?} is stored.")));
     }

@@ -121,16 +121,7 @@ async fn only_analyst_and_admin_keys_sign_in_and_only_with_the_form_s_nonce() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_needs_the_session_s_csrf_token_and_is_audited() {
     let api = Api::new().await;
-    let (status, _, _) = api
-        .send(api.post(
-            "/api/v1/transactions",
-            &json!({
-                "transaction_id": "t1", "timestamp": "2026-01-01T00:00:00Z", "customer_id": "c1",
-                "terminal_id": "k1", "amount": 10.0
-            }),
-        ))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    api.score("t1").await;
     let (jar, csrf, _) = session(&api).await;
     for token in ["", "0000"] {
         let (status, _, _) = api
@@ -319,16 +310,7 @@ async fn odd_inputs_get_a_clear_answer_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assessment_is_written_from_the_case_page_and_kept() {
     let api = Api::new().await;
-    let (status, _, _) = api
-        .send(api.post(
-            "/api/v1/transactions",
-            &json!({
-                "transaction_id": "t1", "timestamp": "2026-01-01T00:00:00Z", "customer_id": "c1",
-                "terminal_id": "k1", "amount": 10.0
-            }),
-        ))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    api.score("t1").await;
     let (jar, csrf, _) = session(&api).await;
     let (_, _, page) = api.send_text(get("/ui/cases/t1", &jar)).await;
     assert!(page.contains("No assessment yet"), "{page}");

@@ -84,6 +84,16 @@ impl Api {
         key
     }
 
+    /// Scores one transaction (customer `c1` on terminal `k1`) with the service key.
+    pub async fn score(&self, id: &str) {
+        let transaction = serde_json::json!({
+            "transaction_id": id, "timestamp": "2026-01-01T00:00:00Z", "customer_id": "c1",
+            "terminal_id": "k1", "amount": 10.0
+        });
+        let (status, _, body) = self.send(self.post("/api/v1/transactions", &transaction)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     /// A JSON POST with the service key.
     pub fn post(&self, path: &str, body: &Value) -> Request<Body> {
         Request::post(path)
