@@ -83,6 +83,11 @@ pub struct Evidence {
     /// The transaction it is about, for history and similar cases.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
+    /// The same, as an LLM may be told it: built from the evidence's parts
+    /// with no identifier (no entity, key or transaction id), no category
+    /// value and no free text.
+    #[serde(skip)]
+    pub shared: String,
 }
 
 /// A similar past case and what became of it.
@@ -133,14 +138,11 @@ pub struct Analysis {
     pub similar_cases: Vec<SimilarCase>,
     /// Flagged decisions compared with.
     pub candidates_compared: usize,
-    /// The narrative (kept in the store as narrative `narrative_id`).
+    /// The narrative: the latest kept with the case ([`keep_narrative`]
+    /// writes one), else the rules' over this evidence (not kept).
     pub narrative: Narrative,
-    /// The id of the kept narrative.
-    pub narrative_id: i64,
-    /// Identifiers the evidence names (entity keys, earlier and similar
-    /// cases, their entities): never sent to an LLM as they are.
-    #[serde(skip)]
-    pub identifiers: Vec<String>,
+    /// The id of the kept narrative shown (`None`: none is kept yet).
+    pub narrative_id: Option<i64>,
 }
 
 impl Analysis {
@@ -156,6 +158,9 @@ pub enum CaseError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] fraudlens_store::StoreError),
+    /// The search task failed (a bug).
+    #[error("the similar-case search failed: {0}")]
+    Internal(String),
 }
 
 fn outcome(review: Option<ReviewStatus>, label: Option<Label>) -> &'static str {
@@ -170,24 +175,23 @@ fn outcome(review: Option<ReviewStatus>, label: Option<Label>) -> &'static str {
     }
 }
 
-/// Analyses the stored decision `id` (`None`: no such decision) and keeps
-/// its narrative — the LLM's when one is given and its answer holds, else
-/// the rules'. `entity_names` names the transaction's entity keys
-/// (customer, terminal…) for the related-entities evidence; empty for
-/// models of feature rows.
+/// Analyses the stored decision `id` (`None`: no such decision); reads
+/// only. Its narrative is the latest kept with the case, else the rules'
+/// over the evidence ([`keep_narrative`] writes and keeps one).
+/// `entity_names` names the transaction's entity keys (customer,
+/// terminal…) for the related-entities evidence; empty for models of
+/// feature rows.
 pub async fn analyze(
     store: &dyn Store,
     id: &str,
     entity_names: &[String],
     settings: &CaseSettings,
-    llm: Option<&Llm>,
 ) -> Result<Option<Analysis>, CaseError> {
     let Some(case) = store.transaction(id).await? else {
         return Ok(None);
     };
     let d = &case.decision;
     let mut evidence = Vec::new();
-    let mut identifiers: Vec<String> = Vec::new();
 
     // the reasons
     let reasons: Vec<fraudlens_core::Reason> = serde_json::from_str(&d.reasons).unwrap_or_default();
@@ -202,6 +206,11 @@ pub async fn analyze(
         } else {
             "away from fraud"
         };
+        let shared_value = match (&reason.category, reason.value) {
+            (Some(_), _) => "a category".to_owned(),
+            (None, Some(value)) => format!("{value}"),
+            (None, None) => "missing".to_owned(),
+        };
         evidence.push(Evidence {
             id: format!("R{}", n + 1),
             kind: EvidenceKind::Reason,
@@ -211,6 +220,11 @@ pub async fn analyze(
                 reason.contribution
             ),
             transaction_id: None,
+            shared: format!(
+                "{} = {shared_value} moved the score {direction} ({:+.3} log-odds)",
+                reason.feature.trim(),
+                reason.contribution
+            ),
         });
     }
 
@@ -231,32 +245,37 @@ pub async fn analyze(
             .collect();
         let flagged = earlier.iter().filter(|h| h.decision.decision.is_flagged()).count();
         let fraud = earlier.iter().filter(|h| h.label == Some(Label::Fraud)).count();
+        let tail = format!(
+            "had {} earlier decision{} in the {} days before (the latest {} read): {flagged} flagged, {fraud} labelled fraud",
+            earlier.len(),
+            if earlier.len() == 1 { "" } else { "s" },
+            settings.history_days,
+            settings.history_items
+        );
         evidence.push(Evidence {
             id: "H1".to_owned(),
             kind: EvidenceKind::History,
-            summary: format!(
-                "{entity} had {} earlier decision{} in the {} days before (the latest {} read): {flagged} flagged, {fraud} labelled fraud",
-                earlier.len(),
-                if earlier.len() == 1 { "" } else { "s" },
-                settings.history_days,
-                settings.history_items
-            ),
+            summary: format!("{entity} {tail}"),
             transaction_id: None,
+            shared: format!("The entity {tail}"),
         });
-        identifiers.extend(earlier.iter().take(3).map(|h| h.decision.transaction_id.clone()));
         for (n, h) in earlier.iter().take(3).enumerate() {
+            let what = format!(
+                "scored {:.3}, {}, {}",
+                h.decision.score,
+                h.decision.decision.as_str(),
+                outcome(h.decision.review_status, h.label)
+            );
+            let days = (d.event_time.as_millis() - h.decision.event_time.as_millis()) as f64 / DAY_MILLIS as f64;
             evidence.push(Evidence {
                 id: format!("H{}", n + 2),
                 kind: EvidenceKind::History,
                 summary: format!(
-                    "earlier: {} at {} scored {:.3}, {}, {}",
-                    h.decision.transaction_id,
-                    h.decision.event_time,
-                    h.decision.score,
-                    h.decision.decision.as_str(),
-                    outcome(h.decision.review_status, h.label)
+                    "earlier: {} at {} {what}",
+                    h.decision.transaction_id, h.decision.event_time
                 ),
                 transaction_id: Some(h.decision.transaction_id.clone()),
+                shared: format!("an earlier decision of the entity, {days:.1} days before: {what}"),
             });
         }
     }
@@ -272,7 +291,6 @@ pub async fn analyze(
         let mut n = 0;
         for (position, key) in tx.entities.iter().enumerate().skip(1) {
             let Some(key) = key else { continue };
-            identifiers.push(key.as_str().to_owned());
             let related = store
                 .related_entities(
                     position,
@@ -294,29 +312,39 @@ pub async fn analyze(
             let flagged: u64 = others.iter().map(|r| r.flagged).sum();
             let fraud: u64 = others.iter().map(|r| r.fraud).sum();
             n += 1;
+            let count = format!(
+                "{} other entit{}",
+                others.len(),
+                if others.len() == 1 { "y" } else { "ies" }
+            );
+            let tail = format!(
+                "in the {} days before: {flagged} of their transactions flagged, {fraud} labelled fraud",
+                settings.related_days
+            );
             evidence.push(Evidence {
                 id: format!("E{n}"),
                 kind: EvidenceKind::Related,
-                summary: format!(
-                    "{} other entit{} used {name} {} in the {} days before: {flagged} of their transactions flagged, {fraud} labelled fraud",
-                    others.len(),
-                    if others.len() == 1 { "y" } else { "ies" },
-                    key.as_str(),
-                    settings.related_days
-                ),
+                summary: format!("{count} used {name} {} {tail}", key.as_str()),
                 transaction_id: None,
+                shared: format!("{count} used the case's {name} {tail}"),
             });
         }
     }
 
     // similar past cases
     let candidates = store.flagged_before(d.event_time, settings.max_candidates).await?;
-    let neighbours = similar::nearest(&case, &candidates, settings.similar_cases);
+    // one pass over tens of thousands of candidates: off the async workers
+    let k = settings.similar_cases;
+    let (case, candidates, neighbours) = tokio::task::spawn_blocking(move || {
+        let neighbours = similar::nearest(&case, &candidates, k);
+        (case, candidates, neighbours)
+    })
+    .await
+    .map_err(|error| CaseError::Internal(error.to_string()))?;
+    let d = &case.decision;
     let mut similar_cases = Vec::with_capacity(neighbours.len());
     for (n, neighbour) in neighbours.into_iter().enumerate() {
         let past = &candidates[neighbour.index];
-        identifiers.push(past.decision.transaction_id.clone());
-        identifiers.extend(past.decision.entity.clone());
         let evidence_id = format!("S{}", n + 1);
         let why = if neighbour.shared_reasons.is_empty() {
             "alike in its inputs".to_owned()
@@ -333,6 +361,11 @@ pub async fn analyze(
                 outcome(past.decision.review_status, past.label)
             ),
             transaction_id: Some(past.decision.transaction_id.clone()),
+            shared: format!(
+                "a similar past case ({why}; similarity {:.2}) was {}",
+                neighbour.similarity,
+                outcome(past.decision.review_status, past.label)
+            ),
         });
         similar_cases.push(SimilarCase {
             evidence_id,
@@ -359,22 +392,42 @@ pub async fn analyze(
         similar_cases,
         candidates_compared: candidates.len(),
         narrative: Narrative::default(),
-        narrative_id: 0,
-        identifiers,
+        narrative_id: None,
     };
     analysis.narrative = narrative::compose(&analysis);
-    if let Some(llm) = llm {
-        match llm.narrate(&analysis).await {
-            Ok(written) => analysis.narrative = written,
+    if let Some(kept) = store.narratives(id, 1).await?.into_iter().next() {
+        analysis.narrative_id = Some(kept.id);
+        analysis.narrative = Narrative::from(&kept.narrative);
+    }
+    Ok(Some(analysis))
+}
+
+/// Writes and keeps a new narrative of `analysis`: the LLM's when one is
+/// given and its answer holds, else the rules' (with a note saying why the
+/// LLM's was not used). Kept with the evidence it was written from.
+pub async fn keep_narrative(store: &dyn Store, analysis: &mut Analysis, llm: Option<&Llm>) -> Result<(), CaseError> {
+    let rules = narrative::compose(analysis);
+    analysis.narrative = match llm {
+        None => rules,
+        Some(llm) => match llm.narrate(analysis).await {
+            Ok(written) => narrative::no_weaker(written, &rules),
             Err(reason) => {
                 tracing::info!(case = %analysis.transaction_id, %reason, "the LLM's narrative was not used");
                 metrics::counter!("case_narratives_rejected_total").increment(1);
-                analysis.narrative.note = Some(reason);
+                Narrative {
+                    note: Some(reason),
+                    ..rules
+                }
             }
-        }
-    }
+        },
+    };
     let narrative = &analysis.narrative;
-    analysis.narrative_id = store
+    let evidence: Vec<serde_json::Value> = analysis
+        .evidence
+        .iter()
+        .map(|e| serde_json::json!({"id": e.id, "kind": e.kind, "summary": e.summary, "transaction_id": e.transaction_id}))
+        .collect();
+    let id = store
         .put_narrative(&fraudlens_store::NewNarrative {
             transaction_id: analysis.transaction_id.clone(),
             created_at: now(),
@@ -384,9 +437,11 @@ pub async fn analyze(
             assessment: narrative.assessment.clone(),
             citations: narrative.citations.clone(),
             note: narrative.note.clone(),
+            evidence: serde_json::Value::Array(evidence).to_string(),
         })
         .await?;
-    Ok(Some(analysis))
+    analysis.narrative_id = Some(id);
+    Ok(())
 }
 
 /// A time as the API writes it: RFC 3339 in UTC.

@@ -2,14 +2,15 @@
 //! completions API (`[llm]`: base URL, model, timeout, a cap on tokens; the
 //! key from `FRAUDLENS_LLM_API_KEY`).
 //!
-//! What is sent is the evidence alone, pseudonymised: the case, its entity,
-//! the similar cases and every identifier the analysis read become `case`,
-//! `entity`, `ID3`…; card numbers left in any text are redacted and words
-//! with an `@` masked. The answer must be one JSON object
-//! `{"assessment", "recommendation"}`; its citations are checked against the
-//! evidence ids, and an answer that cites none, cites evidence that does not
-//! exist, is malformed, fails or is late is not used: the rules' narrative
-//! stands, with a note saying why.
+//! What is sent is each piece of evidence in its shareable form, built from
+//! its parts: feature names, numbers, counts, outcomes and times — never an
+//! entity, key or transaction id, a category value or free text (a note);
+//! card numbers are redacted in what is left. The answer must be one JSON
+//! object `{"assessment", "recommendation"}`; its citations are checked
+//! strictly against the evidence ids, and an answer that cites none, cites
+//! anything that is not evidence, is malformed, fails or is late is not
+//! used: the rules' narrative stands, with a note saying why. Nor may its
+//! recommendation be milder than the rules'.
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Analysis;
-use crate::narrative::{Narrative, Recommendation, citations};
+use crate::narrative::{Narrative, Recommendation, checked_citations};
 
 /// Longest assessment accepted, in characters.
 const MAX_ASSESSMENT: usize = 2_000;
@@ -166,10 +167,12 @@ pub fn prompt(analysis: &Analysis) -> (String, String) {
         analysis.score
     );
     for evidence in &analysis.evidence {
+        // the evidence's shareable form: no identifier, category value or free text; card
+        // numbers redacted in what is left (feature names are the model's own)
         user.push_str(&format!(
             "[{}] {}\n",
             evidence.id,
-            pseudonymise(analysis, &evidence.summary)
+            redact_card_numbers(&evidence.shared)
         ));
     }
     user.push_str(
@@ -178,32 +181,6 @@ pub fn prompt(analysis: &Analysis) -> (String, String) {
          with one JSON object and nothing else: {\"assessment\": \"…\", \"recommendation\": \"…\"}",
     );
     (system, user)
-}
-
-/// `text` with the analysis's identifiers replaced by pseudonyms, card
-/// numbers redacted and words with an `@` masked.
-fn pseudonymise(analysis: &Analysis, text: &str) -> String {
-    let mut names: Vec<(&str, String)> = Vec::new();
-    names.push((analysis.transaction_id.as_str(), "case".to_owned()));
-    if let Some(entity) = &analysis.entity {
-        names.push((entity.as_str(), "entity".to_owned()));
-    }
-    for (n, identifier) in analysis.identifiers.iter().enumerate() {
-        names.push((identifier.as_str(), format!("ID{}", n + 1)));
-    }
-    // the longest first: an id inside another is not half replaced
-    names.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    let mut out = text.to_owned();
-    for (name, pseudonym) in names {
-        if !name.trim().is_empty() {
-            out = out.replace(name, &pseudonym);
-        }
-    }
-    let out = redact_card_numbers(&out).into_owned();
-    out.split(' ')
-        .map(|word| if word.contains('@') { "[email]" } else { word })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The narrative an LLM's message holds, checked against the evidence.
@@ -234,12 +211,10 @@ pub fn verify(analysis: &Analysis, content: &str, model: &str) -> Result<Narrati
         Some("escalate") => Recommendation::Escalate,
         _ => return Err("the LLM's recommendation is not one of the three".to_owned()),
     };
-    let cited = citations(assessment);
+    let cited = checked_citations(assessment, |id| analysis.has_evidence(id))
+        .map_err(|reason| format!("the LLM's assessment {reason}"))?;
     if cited.is_empty() {
         return Err("the LLM's assessment cites no evidence".to_owned());
-    }
-    if let Some(unknown) = cited.iter().find(|id| !analysis.has_evidence(id)) {
-        return Err(format!("the LLM's assessment cites {unknown}, which is not evidence"));
     }
     Ok(Narrative {
         source: "llm".to_owned(),

@@ -74,6 +74,90 @@ pub fn citations(text: &str) -> Vec<String> {
     out
 }
 
+/// The citations of an LLM's text, checked strictly: every bracketed group
+/// must be ids of evidence (`[R1]`, `[S2, S3]`), and every word shaped like
+/// an id (`S9`, `r1`) must be one; the ids cited, in order. An error names
+/// what is not evidence.
+pub fn checked_citations(text: &str, is_evidence: impl Fn(&str) -> bool) -> Result<Vec<String>, String> {
+    let mut cited: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else {
+            return Err("an unclosed bracket".to_owned());
+        };
+        let group = &after[..close];
+        for part in group
+            .split([',', ';', ' '])
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            if !is_evidence(part) {
+                let shown: String = part.chars().take(20).collect();
+                return Err(format!("cites {shown}, which is not evidence"));
+            }
+            if !cited.iter().any(|seen| seen == part) {
+                cited.push(part.to_owned());
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    // an id outside brackets, or in another case, still claims evidence
+    for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut chars = word.chars();
+        let looks_like_id = chars.next().is_some_and(|c| "RHESrhes".contains(c))
+            && word.len() >= 2
+            && word.len() <= 8
+            && chars.all(|c| c.is_ascii_digit());
+        if looks_like_id && !is_evidence(word) {
+            return Err(format!("cites {word}, which is not evidence"));
+        }
+    }
+    Ok(cited)
+}
+
+fn severity(recommendation: Recommendation) -> u8 {
+    match recommendation {
+        Recommendation::ProbableFalsePositive => 0,
+        Recommendation::Investigate => 1,
+        Recommendation::Escalate => 2,
+    }
+}
+
+/// An LLM's narrative, its recommendation never milder than the rules'
+/// (an LLM may add words, not clear a case the evidence escalates).
+pub fn no_weaker(written: Narrative, rules: &Narrative) -> Narrative {
+    if severity(written.recommendation) >= severity(rules.recommendation) {
+        return written;
+    }
+    Narrative {
+        note: Some(format!(
+            "the LLM recommended {}; the rules' {} stands",
+            written.recommendation.as_str(),
+            rules.recommendation.as_str()
+        )),
+        recommendation: rules.recommendation,
+        ..written
+    }
+}
+
+impl From<&fraudlens_store::NewNarrative> for Narrative {
+    fn from(kept: &fraudlens_store::NewNarrative) -> Self {
+        Self {
+            source: kept.source.clone(),
+            model: kept.model.clone(),
+            assessment: kept.assessment.clone(),
+            recommendation: match kept.recommendation.as_str() {
+                "probable_false_positive" => Recommendation::ProbableFalsePositive,
+                "escalate" => Recommendation::Escalate,
+                _ => Recommendation::Investigate,
+            },
+            citations: kept.citations.clone(),
+            note: kept.note.clone(),
+        }
+    }
+}
+
 /// Whether a past case turned out fraud (`Some(true)`), legitimate
 /// (`Some(false)`) or is undecided.
 fn decided(case: &SimilarCase) -> Option<bool> {
@@ -91,6 +175,8 @@ fn cite(ids: &[&str]) -> String {
 /// The narrative of an analysis, by rules over its evidence.
 pub fn compose(analysis: &Analysis) -> Narrative {
     let mut text = String::new();
+    // the ids cited, as they are written (not parsed back: a category value may hold brackets)
+    let mut cited: Vec<String> = Vec::new();
     let reasons: Vec<&crate::Evidence> = analysis
         .evidence
         .iter()
@@ -106,6 +192,7 @@ pub fn compose(analysis: &Analysis) -> Narrative {
         text.push_str(" (no reasons were recorded for this decision). ");
     } else {
         let parts: Vec<String> = reasons.iter().map(|r| format!("{} [{}]", r.summary, r.id)).collect();
+        cited.extend(reasons.iter().map(|r| r.id.clone()));
         text.push_str(&format!(": {}. ", parts.join("; ")));
     }
 
@@ -121,6 +208,7 @@ pub fn compose(analysis: &Analysis) -> Narrative {
         .filter(|c| decided(c) == Some(false))
         .map(|c| c.evidence_id.as_str())
         .collect();
+    cited.extend(fraud.iter().chain(&legit).map(|id| (*id).to_owned()));
     let open = analysis.similar_cases.len() - fraud.len() - legit.len();
     if analysis.similar_cases.is_empty() {
         text.push_str("No similar past case was found. ");
@@ -150,6 +238,7 @@ pub fn compose(analysis: &Analysis) -> Narrative {
         .filter(|e| !e.summary.ends_with(" 0 labelled fraud"));
     if let Some(history) = history_fraud {
         text.push_str(&format!("The entity's own history shows fraud [{}]. ", history.id));
+        cited.push(history.id.clone());
     }
 
     let n_decided = fraud.len() + legit.len();
@@ -174,7 +263,7 @@ pub fn compose(analysis: &Analysis) -> Narrative {
     Narrative {
         source: "template".to_owned(),
         model: None,
-        citations: citations(&text),
+        citations: cited,
         assessment: text,
         recommendation,
         note: None,
@@ -184,6 +273,28 @@ pub fn compose(analysis: &Analysis) -> Narrative {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_llm_s_citations_are_checked_strictly() {
+        let known = |id: &str| ["R1", "R2", "S1"].contains(&id);
+        assert_eq!(
+            checked_citations("as [R1] and [S1, R2] show; again [R1]", known),
+            Ok(vec!["R1".into(), "S1".into(), "R2".into()])
+        );
+        for (text, unknown) in [
+            ("real [R1] and [S7, S8]", "S7"),
+            ("real [R1] and [s1]", "s1"),
+            ("real [R1] and S9 alone", "S9"),
+            ("real [R1] (see r1)", "r1"),
+            ("real [R1] and [S 9]", "S"),
+            ("real [R1] and [ID3]", "ID3"),
+        ] {
+            let error = checked_citations(text, known).expect_err(text);
+            assert!(error.contains(unknown), "{text}: {error}");
+        }
+        assert!(checked_citations("unclosed [R1", known).is_err());
+        assert_eq!(checked_citations("no citation", known), Ok(vec![]));
+    }
 
     #[test]
     fn citations_are_bracketed_ids_once_each() {

@@ -7,8 +7,9 @@
 //!   the rest count as 0). Cosine similarity: "flagged for the same reasons",
 //!   whatever the size of the contributions.
 //! - the **inputs**: its model input row, each feature standardised by its
-//!   spread over the candidates (missing values and features of another
-//!   length are left out). A distance: how alike the transactions are.
+//!   spread over the candidates of the same model version (missing values
+//!   are left out; another version's columns may mean other features). A
+//!   distance: how alike the transactions are.
 //!
 //! The ranking is `0.75 × reason similarity + 0.25 / (1 + input distance)`;
 //! a decision without reasons is ranked on its inputs alone. The search is
@@ -66,27 +67,42 @@ pub struct Neighbour {
 pub fn nearest(query: &StoredDecision, candidates: &[StoredDecision], k: usize) -> Vec<Neighbour> {
     let width = query.decision.features.len();
     let query_reasons = explanation(query);
-    // the spread of each input over the candidates that have the query's width
-    let mut sum = vec![0.0; width];
-    let mut sum_sq = vec![0.0; width];
+    // inputs compare only between decisions of one model version: another
+    // version's columns may mean other features (reasons compare by name)
+    let comparable = |candidate: &StoredDecision| {
+        candidate.decision.model_version == query.decision.model_version && candidate.decision.features.len() == width
+    };
+    // the spread of each input over the comparable candidates (two passes: a
+    // constant column has no spread, not a rounding error's)
     let mut count = vec![0u64; width];
-    for candidate in candidates.iter().filter(|c| c.decision.features.len() == width) {
+    let mut mean = vec![0.0; width];
+    for candidate in candidates.iter().filter(|c| comparable(c)) {
         for (idx, value) in candidate.decision.features.iter().enumerate() {
             if value.is_finite() {
-                sum[idx] += value;
-                sum_sq[idx] += value * value;
                 count[idx] += 1;
+                mean[idx] += value;
+            }
+        }
+    }
+    for (total, n) in mean.iter_mut().zip(&count) {
+        *total /= (*n).max(1) as f64;
+    }
+    let mut squares = vec![0.0; width];
+    for candidate in candidates.iter().filter(|c| comparable(c)) {
+        for (idx, value) in candidate.decision.features.iter().enumerate() {
+            if value.is_finite() {
+                squares[idx] += (value - mean[idx]) * (value - mean[idx]);
             }
         }
     }
     let spread: Vec<f64> = (0..width)
         .map(|idx| {
-            let n = count[idx] as f64;
-            if n < 2.0 {
+            if count[idx] < 2 {
                 return 0.0;
             }
-            let mean = sum[idx] / n;
-            (sum_sq[idx] / n - mean * mean).max(0.0).sqrt()
+            let sd = (squares[idx] / count[idx] as f64).sqrt();
+            // below a millionth of the mean's size: constant, up to rounding
+            if sd <= 1e-9 * mean[idx].abs().max(1.0) { 0.0 } else { sd }
         })
         .collect();
     let mut scored: Vec<Neighbour> = candidates
@@ -96,7 +112,11 @@ pub fn nearest(query: &StoredDecision, candidates: &[StoredDecision], k: usize) 
         .map(|(index, candidate)| {
             let reasons = explanation(candidate);
             let reason_similarity = cosine(&query_reasons, &reasons);
-            let input_distance = distance(&query.decision.features, &candidate.decision.features, &spread);
+            let input_distance = if comparable(candidate) {
+                distance(&query.decision.features, &candidate.decision.features, &spread)
+            } else {
+                None
+            };
             let inputs = input_distance.map_or(0.0, |d| 1.0 / (1.0 + d));
             let similarity = if query_reasons.is_empty() {
                 inputs
@@ -118,9 +138,22 @@ pub fn nearest(query: &StoredDecision, candidates: &[StoredDecision], k: usize) 
             }
         })
         .collect();
-    // best first; ties: the newer case (candidates come newest first)
-    scored.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.index.cmp(&b.index)));
-    scored.truncate(k);
+    // best first; ties: the newer case (candidates come newest first); a
+    // similarity that is not a number ranks last
+    let rank = |n: &Neighbour| {
+        if n.similarity.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            n.similarity
+        }
+    };
+    let order = |a: &Neighbour, b: &Neighbour| rank(b).total_cmp(&rank(a)).then(a.index.cmp(&b.index));
+    if k < scored.len() {
+        // the k best without sorting them all
+        scored.select_nth_unstable_by(k, order);
+        scored.truncate(k);
+    }
+    scored.sort_by(order);
     scored
 }
 

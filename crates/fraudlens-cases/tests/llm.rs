@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fraudlens_cases::{CaseSettings, Llm, LlmSettings, analyze};
+use fraudlens_cases::{Analysis, CaseSettings, Llm, LlmSettings, analyze, keep_narrative};
 use fraudlens_core::{Decision, Reason, ReviewStatus, Timestamp};
 use fraudlens_store::{NewDecision, Store, StoreOptions};
 use fraudlens_testkit::stand::{Answer, Received, Stand};
@@ -99,6 +99,16 @@ async fn stand(reply: fn(&Value) -> (u16, String), delay: Duration) -> (String, 
     (format!("{}/v1", stand.base), stand)
 }
 
+/// The case analysed and a narrative kept by `llm`.
+async fn kept(store: &dyn Store, llm: &Llm) -> Analysis {
+    let mut analysis = analyze(store, "case", &[], &CaseSettings::default())
+        .await
+        .unwrap()
+        .unwrap();
+    keep_narrative(store, &mut analysis, Some(llm)).await.unwrap();
+    analysis
+}
+
 fn llm(base: &str, timeout_seconds: u64) -> Llm {
     let settings = LlmSettings {
         base_url: Some(base.to_owned()),
@@ -123,10 +133,15 @@ async fn a_good_answer_is_verified_kept_and_nothing_personal_was_sent() {
     )
     .await;
     let llm = llm(&base, 5);
-    let analysis = analyze(store.as_ref(), "case", &[], &CaseSettings::default(), Some(&llm))
+    // an analysis alone reads: the rules' narrative, nothing kept, the LLM not asked
+    let read = analyze(store.as_ref(), "case", &[], &CaseSettings::default())
         .await
         .unwrap()
         .unwrap();
+    assert_eq!((read.narrative.source.as_str(), read.narrative_id), ("template", None));
+    assert!(store.narratives("case", 5).await.unwrap().is_empty());
+    assert!(seen.received().is_empty());
+    let analysis = kept(store.as_ref(), &llm).await;
     let narrative = &analysis.narrative;
     assert_eq!(narrative.source, "llm");
     assert_eq!(narrative.model.as_deref(), Some("test-model"));
@@ -135,9 +150,28 @@ async fn a_good_answer_is_verified_kept_and_nothing_personal_was_sent() {
     assert!(narrative.note.is_none());
     // kept with the case
     let kept = store.narratives("case", 5).await.unwrap();
-    assert_eq!(kept[0].id, analysis.narrative_id);
+    assert_eq!(Some(kept[0].id), analysis.narrative_id);
     assert_eq!(kept[0].narrative.source, "llm");
     assert_eq!(kept[0].narrative.citations, ["R1", "S1"]);
+    // with the evidence its citations meant
+    let evidence: Value = serde_json::from_str(&kept[0].narrative.evidence).unwrap();
+    assert!(
+        evidence
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == "S1" && e["transaction_id"] == "past-1"),
+        "{evidence}"
+    );
+    // and a later analysis shows it
+    let again = analyze(store.as_ref(), "case", &[], &CaseSettings::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.narrative.source.as_str(), again.narrative_id),
+        ("llm", analysis.narrative_id)
+    );
 
     // what was sent: the evidence, pseudonymised
     let sent: Vec<Value> = seen.received().iter().map(Received::json).collect();
@@ -162,10 +196,7 @@ async fn rejected(reply: fn(&Value) -> (u16, String), delay: Duration, timeout: 
     let (_db, store) = store().await;
     let (base, _) = stand(reply, delay).await;
     let llm = llm(&base, timeout);
-    let analysis = analyze(store.as_ref(), "case", &[], &CaseSettings::default(), Some(&llm))
-        .await
-        .unwrap()
-        .unwrap();
+    let analysis = kept(store.as_ref(), &llm).await;
     let narrative = &analysis.narrative;
     assert_eq!(narrative.source, "template", "{narrative:?}");
     assert!(!narrative.citations.is_empty());
@@ -251,4 +282,44 @@ async fn a_slow_answer_times_out_and_falls_back() {
     .await;
     assert!(note.contains("in time"), "{note}");
     assert!(started.elapsed() < Duration::from_secs(5), "the answer was waited for");
+}
+
+#[tokio::test]
+async fn an_llm_may_not_clear_what_the_rules_would_investigate_and_smuggled_citations_are_refused() {
+    let (_db, store) = store().await;
+    let (base, _) = stand(
+        |_| {
+            (
+                200,
+                r#"{"assessment": "Only the amount [R1]; nothing else.", "recommendation": "probable_false_positive"}"#
+                    .to_owned(),
+            )
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let analysis = kept(store.as_ref(), &llm(&base, 5)).await;
+    assert_eq!(analysis.narrative.source, "llm");
+    assert_eq!(analysis.narrative.recommendation.as_str(), "investigate");
+    assert!(
+        analysis
+            .narrative
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("probable_false_positive")
+    );
+
+    let note = rejected(
+        |_| {
+            (
+                200,
+                r#"{"assessment": "As [R1] and [S7, S8] show.", "recommendation": "escalate"}"#.to_owned(),
+            )
+        },
+        Duration::ZERO,
+        5,
+    )
+    .await;
+    assert!(note.contains("S7"), "{note}");
 }

@@ -1,44 +1,87 @@
 //! `GET /api/v1/transactions/{id}/analysis`: the case analysis of a stored
 //! decision (fraudlens-cases) — its evidence with ids, the similar past
-//! cases with their outcomes, and a narrative citing the evidence (an
-//! LLM's when `[llm]` is configured and its answer holds, else the rules'),
-//! kept with the case.
+//! cases with their outcomes, and a narrative citing the evidence. `GET`
+//! reads; `POST` writes a narrative (an LLM's when `[llm]` is configured
+//! and its answer holds, else the rules') and keeps it with the case.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody, Json};
 
-/// The analysis of a stored decision.
+/// The analysis of a stored decision (reads only: its narrative is the
+/// latest kept, else the rules' over this evidence, not kept).
 #[utoipa::path(get, path = "/api/v1/transactions/{id}/analysis", tag = "review",
     params(("id" = String, Path, description = "The decision's transaction id")),
     responses(
-        (status = 200, description = "`evidence` (ids `R…` reasons, `H…` the entity's history, `E…` related entities, `S…` similar cases), `similar_cases` with their review status and label, `narrative` {source, assessment, recommendation: probable_false_positive | investigate | escalate, citations}", content_type = "application/json"),
+        (status = 200, description = "`evidence` (ids `R…` reasons, `H…` the entity's history, `E…` related entities, `S…` similar cases), `similar_cases` with their review status and label, `narrative` {source, assessment, recommendation: probable_false_positive | investigate | escalate, citations}, `narrative_id` of the kept narrative shown (null: none kept yet)", content_type = "application/json"),
         (status = 404, description = "No decision with this id", body = ErrorBody),
     ),
     security(("api_key" = [])))]
-pub async fn analysis(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<fraudlens_cases::Analysis>, ApiError> {
+pub async fn analysis(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let analysis = analyze(&state, &id).await?;
-    let analysis =
-        analysis.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
+    let analysis = analyze(&state, &id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
     metrics::histogram!("case_analysis_duration_seconds").record(started.elapsed().as_secs_f64());
-    Ok(Json(analysis))
+    Ok(no_store(Json(analysis).into_response()))
+}
+
+/// Writes a new narrative of a stored decision — the LLM's when `[llm]` is
+/// configured and its answer holds, else the rules' — keeps it with the
+/// evidence it was written from, and answers the analysis that shows it.
+#[utoipa::path(post, path = "/api/v1/transactions/{id}/analysis", tag = "review",
+    params(("id" = String, Path, description = "The decision's transaction id")),
+    responses(
+        (status = 200, description = "The analysis, its `narrative` the one just written and kept (`narrative_id`); `narrative.note` says why an LLM's answer was not used", content_type = "application/json"),
+        (status = 404, description = "No decision with this id", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn write_narrative(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let mut analysis = analyze(&state, &id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no decision {id:?}")))?;
+    keep(&state, &mut analysis).await?;
+    Ok(no_store(Json(analysis).into_response()))
+}
+
+/// A response no cache keeps (analyses and searches read cases).
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Writes and keeps a narrative of `analysis` with this server's LLM.
+pub(crate) async fn keep(state: &AppState, analysis: &mut fraudlens_cases::Analysis) -> Result<(), ApiError> {
+    fraudlens_cases::keep_narrative(state.pipeline.store().as_ref(), analysis, state.config.llm.as_deref())
+        .await
+        .map_err(case_error)
+}
+
+fn case_error(error: fraudlens_cases::CaseError) -> ApiError {
+    match error {
+        fraudlens_cases::CaseError::Store(error) => ApiError::from(error),
+        fraudlens_cases::CaseError::Internal(reason) => {
+            tracing::error!(%reason, "case analysis failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the case analysis failed",
+            )
+        }
+    }
 }
 
 /// The analysis of case `id` with this server's settings and LLM (`None`:
 /// no such decision); its narrative is kept. The API and the console's
 /// case page both ask through it.
-pub(crate) async fn analyze(
-    state: &AppState,
-    id: &str,
-) -> Result<Option<fraudlens_cases::Analysis>, fraudlens_store::StoreError> {
+pub(crate) async fn analyze(state: &AppState, id: &str) -> Result<Option<fraudlens_cases::Analysis>, ApiError> {
     // the entity keys' names (terminal, card…) for the related-entities evidence
     let names: Vec<String> = state
         .pipeline
@@ -46,17 +89,9 @@ pub(crate) async fn analyze(
         .events()
         .map(|inputs| inputs.schema.entity_names().to_vec())
         .unwrap_or_default();
-    fraudlens_cases::analyze(
-        state.pipeline.store().as_ref(),
-        id,
-        &names,
-        &state.config.cases,
-        state.config.llm.as_deref(),
-    )
-    .await
-    .map_err(|error| match error {
-        fraudlens_cases::CaseError::Store(error) => error,
-    })
+    fraudlens_cases::analyze(state.pipeline.store().as_ref(), id, &names, &state.config.cases)
+        .await
+        .map_err(case_error)
 }
 
 /// `GET /api/v1/search` parameters.
@@ -96,13 +131,14 @@ pub struct SearchHitView {
     params(SearchQuery),
     responses(
         (status = 200, description = "The hits", body = SearchResponse),
-        (status = 422, description = "No words, or more than 200 characters", body = ErrorBody),
+        (status = 400, description = "No `q`, or a `limit` that is not a number", body = ErrorBody),
+        (status = 422, description = "No words, more than 200 characters, or a limit outside 1–100", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn search(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(query): axum::extract::Query<SearchQuery>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let words = query.q.trim();
     if words.is_empty() || words.chars().count() > 200 || words.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -114,16 +150,19 @@ pub async fn search(
         return Err(ApiError::invalid("limit: 1 to 100"));
     }
     let hits = state.pipeline.store().search(words, limit).await?;
-    Ok(Json(SearchResponse {
-        query: words.to_owned(),
-        hits: hits
-            .into_iter()
-            .map(|hit| SearchHitView {
-                kind: hit.kind,
-                subject: hit.subject,
-                at: hit.at.to_string(),
-                text: hit.text,
-            })
-            .collect(),
-    }))
+    Ok(no_store(
+        Json(SearchResponse {
+            query: words.to_owned(),
+            hits: hits
+                .into_iter()
+                .map(|hit| SearchHitView {
+                    kind: hit.kind,
+                    subject: hit.subject,
+                    at: hit.at.to_string(),
+                    text: hit.text,
+                })
+                .collect(),
+        })
+        .into_response(),
+    ))
 }

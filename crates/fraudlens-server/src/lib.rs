@@ -149,7 +149,7 @@ impl AppState {
 #[openapi(
     info(title = "fraudlens", description = "Fraud scoring, review queue and models. Send `X-API-Key` (create one with `fraudlens keys create`)."),
     paths(
-        api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, cases::analysis, cases::search, api::review, api::labels,
+        api::score_one, api::score_batch, upload::upload, api::anomalies, api::transaction, cases::analysis, cases::write_narrative, cases::search, api::review, api::labels,
         predictions::predict_one, predictions::predict_many, predictions::upload_rows, eth::score_address,
         api::models, api::production, api::production_drift, api::promote, api::shadow, api::end_shadow, compat::predict, compat::predict_batch,
         ops::health, ops::live, ops::ready, ops::metrics,
@@ -255,7 +255,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/anomalies", get(api::anomalies))
         .route("/api/v1/anomalies/{id}", put(api::review))
         .route("/api/v1/transactions/{id}", get(api::transaction))
-        .route("/api/v1/transactions/{id}/analysis", get(cases::analysis))
+        .route(
+            "/api/v1/transactions/{id}/analysis",
+            get(cases::analysis).post(cases::write_narrative),
+        )
         .route("/api/v1/search", get(cases::search))
         .route("/api/v1/labels", post(api::labels))
         .route_layer(guard(auth::REVIEW));

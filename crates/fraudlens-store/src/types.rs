@@ -299,6 +299,9 @@ pub struct NewNarrative {
     pub citations: Vec<String>,
     /// Why an LLM's answer was not used (the narrative is then the rules').
     pub note: Option<String>,
+    /// The evidence it was written from, as JSON (`[{id, summary…}]`): what
+    /// its citations meant when it was written.
+    pub evidence: String,
 }
 
 /// A kept narrative.

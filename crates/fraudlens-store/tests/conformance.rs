@@ -775,6 +775,7 @@ async fn console_sessions_counts_and_entity_history(backend: Backend) {
         assessment: "Flagged for amount [R1]; like [S1] — café ✓".to_owned(),
         citations: vec!["R1".to_owned(), "S1".to_owned()],
         note: Some("the LLM cited S9, which is not evidence".to_owned()),
+        evidence: r#"[{"id":"R1","summary":"amount = 950"}]"#.to_owned(),
     };
     let first = store.put_narrative(&narrative).await.unwrap();
     let later = NewNarrative {
@@ -1329,6 +1330,7 @@ async fn search_finds_cases_entities_notes_and_narratives(backend: Backend) {
             assessment: "Flagged for the amount [R1], like the skimmer case [S1].".to_owned(),
             citations: vec!["R1".to_owned(), "S1".to_owned()],
             note: None,
+            evidence: "[]".to_owned(),
         })
         .await
         .unwrap();
@@ -1356,7 +1358,21 @@ async fn search_finds_cases_entities_notes_and_narratives(backend: Backend) {
     assert_eq!(hits[0].at, ms(9_000));
     assert_eq!(store.search("tx-10", 1).await.unwrap().len(), 1);
 
-    // words of notes and narratives, any case, every word required
+    // other audit entries' notes (a key's name, a promotion's) are not searched
+    store
+        .append_audit(&AuditEntry {
+            at: ms(11),
+            actor: "admin".to_owned(),
+            action: "key_create".to_owned(),
+            subject: "key:k9".to_owned(),
+            before: None,
+            after: None,
+            note: Some("stolen station reader".to_owned()),
+        })
+        .await
+        .unwrap();
+
+    // words of review notes and narratives, any case, every word required
     let hits = store.search("STOLEN station", 10).await.unwrap();
     assert_eq!(kinds(&hits), [(SearchKind::Note, "ty-1".to_owned())]);
     assert!(hits[0].text.contains("card stolen"));

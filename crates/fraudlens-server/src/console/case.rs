@@ -256,10 +256,10 @@ pub(crate) async fn assess(
     body: Bytes,
 ) -> Result<Response, PageError> {
     read_form(&session, &headers, &body)?;
-    let analysis = crate::cases::analyze(&state, &id).await?;
-    if analysis.is_none() {
+    let Some(mut analysis) = crate::cases::analyze(&state, &id).await? else {
         return Err(PageError::not_found(format!("No transaction {id:?} is stored.")));
-    }
+    };
+    crate::cases::keep(&state, &mut analysis).await?;
     Ok(Redirect::to(&format!("{}?done=assessment#h-assessment", case_url(&id))).into_response())
 }
 

@@ -253,7 +253,7 @@ where
         let citations = serde_json::to_string(&narrative.citations).unwrap_or_else(|_| "[]".to_owned());
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO case_narratives (transaction_id, created_at, source, model, recommendation, assessment, \
-             citations, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             citations, note, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(&narrative.transaction_id)
         .bind(narrative.created_at.as_millis())
@@ -263,6 +263,7 @@ where
         .bind(&narrative.assessment)
         .bind(&citations)
         .bind(narrative.note.as_deref())
+        .bind(&narrative.evidence)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -271,8 +272,8 @@ where
     /// [`Store::narratives`].
     pub(super) async fn narratives_of(&self, transaction_id: &str, limit: u32) -> Result<Vec<StoredNarrative>> {
         let rows = sqlx::query(
-            "SELECT id, transaction_id, created_at, source, model, recommendation, assessment, citations, note \
-             FROM case_narratives WHERE transaction_id = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT id, transaction_id, created_at, source, model, recommendation, assessment, citations, note, \
+             evidence FROM case_narratives WHERE transaction_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(transaction_id)
         .bind(i64::from(limit))
@@ -292,6 +293,7 @@ where
                         assessment: row.try_get("assessment")?,
                         citations: serde_json::from_str(&citations).unwrap_or_default(),
                         note: row.try_get("note")?,
+                        evidence: row.try_get("evidence")?,
                     },
                 })
             })
@@ -300,9 +302,12 @@ where
 
     /// [`Store::flagged_before`].
     pub(super) async fn flagged_until(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
-        // `review_status IS NOT NULL` is the partial time index's own condition
+        // `review_status IS NOT NULL` is the partial time index's own condition; the
+        // bodies stay in the database (a case compares reasons and inputs, and tens of
+        // thousands of bodies would be read for nothing)
+        let columns = DECISION_COLUMNS.replacen("currency, body,", "currency, '' AS body,", 1);
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DECISION_COLUMNS} FROM transactions WHERE review_status IS NOT NULL AND event_time <= $1 \
+            "SELECT {columns} FROM transactions WHERE review_status IS NOT NULL AND event_time <= $1 \
              ORDER BY event_time DESC, seq DESC LIMIT $2"
         )))
         .bind(at.as_millis())

@@ -99,8 +99,9 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// SQL true when the text `column` holds the text parameter `$n`.
     fn contains(column: &str, parameter: usize) -> String;
 
-    /// The review notes matching the words `$1` (as [`Backend::words`]
-    /// makes them), best first, at most `$2`: `subject`, `at`, `note`.
+    /// The reviews' notes matching the words `$1` (as [`Backend::words`]
+    /// makes them), best first, at most `$2`: `subject`, `at`, `note`. Other
+    /// audit entries' notes (a key's name, a promotion's) are not searched.
     const SEARCH_NOTES: &'static str;
 
     /// The narratives matching the words `$1`, best first, at most `$2`:

@@ -48,7 +48,7 @@ impl Backend for Postgres {
     }
 
     const SEARCH_NOTES: &'static str = "SELECT subject, at, note FROM audit_log \
-        WHERE note IS NOT NULL AND to_tsvector('simple', note) @@ plainto_tsquery('simple', $1) \
+        WHERE note IS NOT NULL AND action = 'review' AND to_tsvector('simple', note) @@ plainto_tsquery('simple', $1) \
         ORDER BY ts_rank(to_tsvector('simple', note), plainto_tsquery('simple', $1)) DESC, id DESC LIMIT $2";
 
     const SEARCH_NARRATIVES: &'static str = "SELECT transaction_id, created_at, assessment FROM case_narratives \

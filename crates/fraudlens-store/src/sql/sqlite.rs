@@ -136,7 +136,7 @@ impl Backend for Sqlite {
     }
 
     const SEARCH_NOTES: &'static str = "SELECT a.subject, a.at, a.note FROM search_notes \
-        JOIN audit_log a ON a.id = search_notes.rowid WHERE search_notes MATCH $1 \
+        JOIN audit_log a ON a.id = search_notes.rowid WHERE search_notes MATCH $1 AND a.action = 'review' \
         ORDER BY search_notes.rank, a.id DESC LIMIT $2";
 
     const SEARCH_NARRATIVES: &'static str = "SELECT n.transaction_id, n.created_at, n.assessment \

@@ -24,7 +24,14 @@ pub fn run(config: &Config, args: AnalyzeArgs) -> CliResult {
     let url = store_url(config, &args.store);
     let analysis = block_on(async {
         let store = open_store(config, &url).await?;
-        let analysis = fraudlens_cases::analyze(store.as_ref(), &args.id, &names, &config.cases, llm.as_ref()).await;
+        let mut analysis = fraudlens_cases::analyze(store.as_ref(), &args.id, &names, &config.cases).await;
+        if let Ok(Some(analysis)) = &mut analysis {
+            // the command writes a narrative, as the API's POST does
+            let kept = fraudlens_cases::keep_narrative(store.as_ref(), analysis, llm.as_ref()).await;
+            close_store(store.as_ref()).await;
+            kept.context("keeping the narrative")?;
+            return Ok(Some(analysis.clone()));
+        }
         close_store(store.as_ref()).await;
         Ok(analysis.context("analysing the case")?)
     })?;

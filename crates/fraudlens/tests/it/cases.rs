@@ -198,6 +198,19 @@ async fn similar_cases_share_the_scenario_far_above_chance() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // GET reads (no narrative kept yet); POST writes and keeps one, which GET then shows
+    let path = server.url(&format!("/api/v1/transactions/{}/analysis", cases[0]));
+    let (_, read) = get(&client, &path, &analyst).await;
+    assert!(read["narrative_id"].is_null(), "{read}");
+    let response = client.post(&path).header("x-api-key", &analyst).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let written: Value = response.json().await.unwrap();
+    assert!(written["narrative_id"].is_i64(), "{written}");
+    let (_, again) = get(&client, &path, &analyst).await;
+    assert_eq!(again["narrative_id"], written["narrative_id"]);
+    assert_eq!(again["narrative"], written["narrative"]);
+
     // the CLI gives the same analysis
     let (_, from_api) = get(
         &client,
