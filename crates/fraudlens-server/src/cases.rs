@@ -149,6 +149,17 @@ pub async fn search(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit: 1 to 100"));
     }
+    // Ethereum addresses (and their decisions' ids, `eth:ADDRESS@BLOCK`) are stored in
+    // lower case: a checksummed address pasted in finds them
+    let address = words.strip_prefix("eth:").unwrap_or(words);
+    let hex = address.strip_prefix("0x").or_else(|| address.strip_prefix("0X"));
+    let lowered;
+    let words = if hex.is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_hexdigit())) {
+        lowered = words.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        words
+    };
     let hits = state.pipeline.store().search(words, limit).await?;
     Ok(no_store(
         Json(SearchResponse {

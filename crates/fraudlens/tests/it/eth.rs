@@ -170,6 +170,25 @@ async fn live_addresses_are_scored_stored_and_reviewed_through_the_api() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
 
+    // the address and its decision are found by search, checksummed or not
+    for (query, want) in [
+        (suspect.checksummed()[..12].to_owned(), suspect.to_string()),
+        (
+            format!("eth:{}", &suspect.checksummed()[..12]),
+            body["transaction_id"].as_str().unwrap().to_owned(),
+        ),
+    ] {
+        let (status, found) = get(&client, &server.url(&format!("/api/v1/search?q={query}")), &analyst).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        let subjects: Vec<&str> = found["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["subject"].as_str().unwrap())
+            .collect();
+        assert!(subjects.contains(&want.as_str()), "{query}: {found}");
+    }
+
     // an analyst key may not score; bad addresses are 422 with a clear code
     let (status, _) = post(&client, &score(&suspect.to_string()), &analyst, &json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
