@@ -78,17 +78,7 @@ pub fn bytes_of(text: &str) -> Result<Vec<u8>, DecodeError> {
     let digits = text
         .strip_prefix("0x")
         .ok_or_else(|| DecodeError(format!("expected 0x data, got {:?}", cut(text))))?;
-    if digits.len() % 2 != 0 {
-        return Err(DecodeError("odd number of hex digits".to_owned()));
-    }
-    digits
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let pair = std::str::from_utf8(pair).map_err(|_| DecodeError("not hex".to_owned()))?;
-            u8::from_str_radix(pair, 16).map_err(|_| DecodeError(format!("{pair:?} is not hex")))
-        })
-        .collect()
+    hex::decode(digits).map_err(|error| DecodeError(format!("{:?}: {error}", cut(text))))
 }
 
 /// A 32-byte word (a log topic).

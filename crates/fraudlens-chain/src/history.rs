@@ -124,27 +124,11 @@ impl History {
     }
 }
 
-/// Seconds since the epoch of an ISO 8601 UTC time (`2021-07-13T13:31:23.000Z`), as Alchemy writes block times.
+/// Seconds since the epoch of an ISO 8601 time (`2021-07-13T13:31:23.000Z`),
+/// as Alchemy writes block times; read by the project's one date parser.
 pub fn parse_utc(text: &str) -> Option<u64> {
-    let text = text.trim().strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut date_parts = date.split('-').map(|part| part.parse::<i64>().ok());
-    let (year, month, day) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
-    let time = time.split('.').next()?;
-    let mut time_parts = time.split(':').map(|part| part.parse::<i64>().ok());
-    let (hour, minute, second) = (time_parts.next()??, time_parts.next()??, time_parts.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    // days from the civil date (Howard Hinnant's algorithm)
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+    let at = fraudlens_core::Timestamp::parse(text, fraudlens_core::TimestampFormat::Datetime).ok()?;
+    u64::try_from(at.as_millis() / 1000).ok()
 }
 
 #[cfg(test)]
@@ -157,6 +141,11 @@ mod tests {
         assert_eq!(parse_utc("2021-07-13T13:31:23.000Z"), Some(1_626_183_083));
         assert_eq!(parse_utc("2024-02-29T00:00:00Z"), Some(1_709_164_800));
         assert_eq!(parse_utc("2021-13-13T13:31:23.000Z"), None);
-        assert_eq!(parse_utc("2021-07-13 13:31:23"), None);
+        // the project's parser also reads the space form, as UTC
+        assert_eq!(parse_utc("2021-07-13 13:31:23"), Some(1_626_183_083));
+        assert_eq!(parse_utc("2021-07-13T15:31:23+02:00"), Some(1_626_183_083));
+        assert_eq!(parse_utc("yesterday"), None);
+        // before the epoch there is no block
+        assert_eq!(parse_utc("1969-12-31T23:59:59Z"), None);
     }
 }

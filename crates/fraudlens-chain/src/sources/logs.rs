@@ -12,7 +12,7 @@ use super::{FetchLimits, too_much};
 use crate::codec::{bytes_of, f64_of, str_field, u64_field, word_of};
 use crate::history::TokenTransfer;
 use crate::rpc::Rpc;
-use crate::{Address, ChainError, address::hex_lower, address::keccak256};
+use crate::{Address, ChainError, address::keccak256};
 
 const METHOD: &str = "eth_getLogs";
 /// Halvings of a refused range before giving up.
@@ -20,7 +20,7 @@ const MAX_SPLITS: u32 = 20;
 
 /// The `Transfer` event's topic.
 pub fn transfer_topic() -> String {
-    format!("0x{}", hex_lower(&keccak256(b"Transfer(address,address,uint256)")))
+    format!("0x{}", hex::encode(&keccak256(b"Transfer(address,address,uint256)")))
 }
 
 /// The ERC-20 transfers sent or received by `address` in blocks `from..=to`.
@@ -122,7 +122,7 @@ fn read_log(log: &Value) -> Result<Option<(TokenTransfer, bool)>, String> {
             .map_err(|error| error.to_string())?,
         from: Address::from_word(&word(1)?),
         to: Address::from_word(&word(2)?),
-        raw_amount: f64_of(&format!("0x{}", hex_lower(&data))).map_err(|error| error.to_string())?,
+        raw_amount: f64_of(&format!("0x{}", hex::encode(&data))).map_err(|error| error.to_string())?,
         decimals: None,
     };
     Ok(Some((transfer, timestamp.is_some())))
