@@ -69,13 +69,13 @@ impl Address {
 
     /// As a 32-byte word in hex (`0x` + 64 digits), for a log topic filter.
     pub fn topic(&self) -> String {
-        format!("0x{:0>64}", hex::encode(&self.0))
+        format!("0x{:0>64}", hex::encode(self.0))
     }
 
     /// The EIP-55 form: a hex digit is upper case where the Keccak-256 of the
     /// lower-case address has a high nibble.
     pub fn checksummed(&self) -> String {
-        let lower = hex::encode(&self.0);
+        let lower = hex::encode(self.0);
         let hash = Keccak256::digest(lower.as_bytes());
         let mut out = String::with_capacity(42);
         out.push_str("0x");
@@ -90,7 +90,7 @@ impl Address {
 /// The lower-case form, as JSON-RPC writes it and as decisions store it.
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{}", hex::encode(&self.0))
+        write!(f, "0x{}", hex::encode(self.0))
     }
 }
 
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn transfer_topic_is_the_keccak_of_its_signature() {
         assert_eq!(
-            hex::encode(&keccak256(b"Transfer(address,address,uint256)")),
+            hex::encode(keccak256(b"Transfer(address,address,uint256)")),
             "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
         );
         let address = Address::parse("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed").expect("address");

@@ -20,7 +20,7 @@ const MAX_SPLITS: u32 = 20;
 
 /// The `Transfer` event's topic.
 pub fn transfer_topic() -> String {
-    format!("0x{}", hex::encode(&keccak256(b"Transfer(address,address,uint256)")))
+    format!("0x{}", hex::encode(keccak256(b"Transfer(address,address,uint256)")))
 }
 
 /// The ERC-20 transfers sent or received by `address` in blocks `from..=to`.
