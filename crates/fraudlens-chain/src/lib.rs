@@ -73,12 +73,14 @@ pub enum ChainError {
 }
 
 impl ChainError {
-    /// Whether the provider is at fault (unreachable, failing, or answering
-    /// nonsense), as opposed to the request or the settings: the API answers 503.
+    /// Whether the failure is no fault of the address (the provider
+    /// unreachable, failing or answering nonsense, or too many reports at
+    /// once), as opposed to the request or the settings: the API answers 503,
+    /// and `eth features` stops rather than leave the address out.
     pub fn is_provider(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable { .. } | Self::Rpc { .. } | Self::Malformed { .. }
+            Self::Unreachable { .. } | Self::Rpc { .. } | Self::Malformed { .. } | Self::Busy(_)
         )
     }
 }

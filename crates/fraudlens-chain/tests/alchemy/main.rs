@@ -315,3 +315,52 @@ async fn calls_are_paced_to_the_rate_limit() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_provider_that_never_finishes_is_cut_off_and_concurrent_reports_are_bounded() {
+    // every answer takes 30 s: a report gives up after its own limit, whatever the calls' timeouts
+    let inner = fraudlens_testkit::stand::Stand::start(Arc::new(|_: &Received| {
+        StandAnswer::new(200, "{}").after(std::time::Duration::from_secs(30))
+    }))
+    .await;
+    let chain = Arc::new(
+        Chain::new(&EthSettings {
+            rpc_url: Some(Secret::new(format!("{}/v2/{KEY}", inner.base))),
+            source: SourceKind::Alchemy,
+            max_concurrent_reports: 1,
+            report_timeout_seconds: 1,
+            rpc: RpcSettings {
+                requests_per_second: 0.0,
+                max_retries: 0,
+                ..RpcSettings::default()
+            },
+            ..EthSettings::default()
+        })
+        .expect("chain"),
+    );
+    let address = Address::parse(ME).expect("address");
+    let started = std::time::Instant::now();
+    let first = tokio::spawn({
+        let chain = chain.clone();
+        async move { chain.report(address, None).await }
+    });
+    // a second report while the first runs: refused at once, not queued
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let busy = chain.report(address, None).await.expect_err("busy");
+    assert!(matches!(busy, ChainError::Busy(1)), "{busy:?}");
+    assert!(busy.is_provider());
+    let slow = first.await.expect("task").expect_err("cut off");
+    assert!(matches!(slow, ChainError::Unreachable { .. }), "{slow:?}");
+    assert!(
+        slow.to_string().contains("took over 1 s") && !slow.to_string().contains(KEY),
+        "{slow}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // the slot is free again once the first is over
+    let again = chain.report(address, None).await.expect_err("still slow");
+    assert!(matches!(again, ChainError::Unreachable { .. }), "{again:?}");
+}

@@ -61,3 +61,54 @@ async fn notes_and_cases_are_found_and_bad_queries_refused() {
     let (status, _, _) = api.send(get("/api/v1/search?q=case", &api.key)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn analyses_of_odd_ids_are_404_and_concurrent_writes_each_keep_a_narrative() {
+    let api = Api::new().await;
+    api.score("case-7").await;
+    let analyst = api.key(Role::Analyst, "ana").await;
+    for id in [
+        "no-such-case",
+        "..%2F..%2Fetc",
+        "%E2%80%AEcase-7",
+        "case-7%00",
+        &"x".repeat(2_000),
+    ] {
+        for method in ["GET", "POST"] {
+            let request = Request::builder()
+                .method(method)
+                .uri(format!("/api/v1/transactions/{id}/analysis"))
+                .header("x-api-key", &analyst)
+                .body(Body::empty())
+                .unwrap();
+            let (status, _, body) = api.send(request).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {id}: {body}");
+            assert!(body["code"].is_string() && body["message"].is_string(), "{body}");
+        }
+    }
+    // a GET keeps nothing; ten POSTs at once keep ten narratives, none lost
+    let (status, _, read) = api.send(get("/api/v1/transactions/case-7/analysis", &analyst)).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert!(read["narrative_id"].is_null());
+    let posts = (0..10).map(|_| {
+        api.send(
+            Request::post("/api/v1/transactions/case-7/analysis")
+                .header("x-api-key", &analyst)
+                .body(Body::empty())
+                .unwrap(),
+        )
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    let mut ids: Vec<i64> = answers
+        .iter()
+        .map(|(status, _, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            body["narrative_id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
+    let kept = api.state.pipeline.store().narratives("case-7", 100).await.unwrap();
+    assert_eq!(kept.len(), 10);
+}
