@@ -30,8 +30,13 @@ const DAY_MILLIS: i64 = 86_400_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaseSettings {
-    /// Flagged decisions compared with, at most (the newest before the case).
+    /// Flagged decisions compared with by the exact search, at most (the
+    /// newest before the case).
     pub max_candidates: u32,
+    /// Flagged decisions a store's vector index returns to be ranked (the
+    /// nearest by reasons among all before the case; PostgreSQL with
+    /// pgvector). 0: the exact search only.
+    pub index_candidates: u32,
     /// Similar cases listed.
     pub similar_cases: usize,
     /// Days of the entity's history read.
@@ -48,6 +53,7 @@ impl Default for CaseSettings {
     fn default() -> Self {
         Self {
             max_candidates: 50_000,
+            index_candidates: 200,
             similar_cases: 10,
             history_days: 30,
             history_items: 10,
@@ -55,6 +61,18 @@ impl Default for CaseSettings {
             related_items: 5,
         }
     }
+}
+
+/// How the candidates for similar cases were found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimilarSearch {
+    /// The newest flagged decisions before the case, at most
+    /// `cases.max_candidates`, every one ranked.
+    Exact,
+    /// The store's vector index: the nearest by reasons among every flagged
+    /// decision before the case, at most `cases.index_candidates`, ranked.
+    Index,
 }
 
 /// What kind of evidence.
@@ -138,6 +156,8 @@ pub struct Analysis {
     pub similar_cases: Vec<SimilarCase>,
     /// Flagged decisions compared with.
     pub candidates_compared: usize,
+    /// How they were found.
+    pub similar_search: SimilarSearch,
     /// The narrative: the latest kept with the case ([`keep_narrative`]
     /// writes one), else the rules' over this evidence (not kept).
     pub narrative: Narrative,
@@ -331,8 +351,33 @@ pub async fn analyze(
         }
     }
 
-    // similar past cases
-    let candidates = store.flagged_before(d.event_time, settings.max_candidates).await?;
+    // similar past cases: the index's nearest by reasons among all flagged
+    // decisions, else the newest; ranked exactly either way
+    let indexed = if similar::explanation(&case).is_empty() || settings.index_candidates == 0 {
+        None
+    } else {
+        // an index that fails (a reader without its rights or search path,
+        // a table dropped by hand) leaves the exact search
+        store
+            .nearest_flagged(d.event_time, &d.reasons, settings.index_candidates)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "similar cases: the vector index failed; the exact search answers");
+                None
+            })
+    };
+    let (similar_search, candidates) = match indexed {
+        // fewer than asked: fewer flagged decisions before the case than that
+        // (ranking them all is cheap), or the index's scan gave up on an old
+        // case whose filter on time passes few of them
+        Some(candidates) if candidates.len() >= settings.index_candidates as usize => {
+            (SimilarSearch::Index, candidates)
+        }
+        _ => (
+            SimilarSearch::Exact,
+            store.flagged_before(d.event_time, settings.max_candidates).await?,
+        ),
+    };
     // one pass over tens of thousands of candidates: off the async workers
     let k = settings.similar_cases;
     let (case, candidates, neighbours) = tokio::task::spawn_blocking(move || {
@@ -391,6 +436,7 @@ pub async fn analyze(
         evidence,
         similar_cases,
         candidates_compared: candidates.len(),
+        similar_search,
         narrative: Narrative::default(),
         narrative_id: None,
     };

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ErrorBody, Json};
 #[utoipa::path(get, path = "/api/v1/transactions/{id}/analysis", tag = "review",
     params(("id" = String, Path, description = "The decision's transaction id")),
     responses(
-        (status = 200, description = "`evidence` (ids `R…` reasons, `H…` the entity's history, `E…` related entities, `S…` similar cases), `similar_cases` with their review status and label, `narrative` {source, assessment, recommendation: probable_false_positive | investigate | escalate, citations}, `narrative_id` of the kept narrative shown (null: none kept yet)", content_type = "application/json"),
+        (status = 200, description = "`evidence` (ids `R…` reasons, `H…` the entity's history, `E…` related entities, `S…` similar cases), `similar_cases` with their review status and label, `similar_search` (`exact`: the newest flagged decisions ranked; `index`: the nearest by reasons from PostgreSQL's pgvector index, ranked), `narrative` {source, assessment, recommendation: probable_false_positive | investigate | escalate, citations}, `narrative_id` of the kept narrative shown (null: none kept yet)", content_type = "application/json"),
         (status = 404, description = "No decision with this id", body = ErrorBody),
     ),
     security(("api_key" = [])))]

@@ -307,21 +307,84 @@ pub async fn load(url: &str, dir: &Path) -> Result<()> {
             )));
         }
         let (url, password) = without_password(url)?;
-        run(
+        // everything but the similar-case index: derived data, which the
+        // restored store's first process makes again (so that a dump of a
+        // server with pgvector restores on one without)
+        let dump = dump.to_string_lossy();
+        let contents = run("pg_restore", &["--list", &dump], None).await?;
+        let list = std::env::temp_dir().join(format!(
+            "fraudlens-restore-{}-{}.list",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        // a new file (never one there already, nor a link's target)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&list)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, without_derived(&contents).as_bytes()))
+            .map_err(|error| io_error(&list, &error))?;
+        let restored = run(
             "pg_restore",
             &[
                 "--no-owner",
                 "--no-privileges",
                 "--exit-on-error",
                 "--single-transaction",
+                "--use-list",
+                &list.to_string_lossy(),
                 "--dbname",
                 &url,
-                &dump.to_string_lossy(),
+                &dump,
             ],
             password.as_deref(),
         )
-        .await
+        .await;
+        let _ = std::fs::remove_file(&list);
+        restored.map(drop)
     }
+}
+
+/// A dump's table of contents (`pg_restore --list`) without the entries of
+/// the similar-case index: the `vector` extension, the `case_vectors` table
+/// with its data, keys and index, and the functions and triggers that keep
+/// it. An entry is `ID; TABLEOID OID TYPE SCHEMA NAME OWNER` (a type or a
+/// name may be several words): matched by whole names, never the owner's.
+fn without_derived(contents: &str) -> String {
+    const NAMES: [&str; 6] = [
+        "case_vectors",
+        "case_vectors_pkey",
+        "case_vectors_seq_fkey",
+        "case_vectors_embedding",
+        "fraudlens_case_vectors",
+        "fraudlens_case_vectors_update",
+    ];
+    const FUNCTIONS: [&str; 3] = [
+        "fraudlens_reason_vector(",
+        "fraudlens_reason_vector_or_null(",
+        "fraudlens_index_case(",
+    ];
+    let derived = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().skip(3).collect();
+        if words == ["EXTENSION", "-", "vector"] || words == ["COMMENT", "-", "EXTENSION", "vector"] {
+            return true;
+        }
+        let named = &words[..words.len().saturating_sub(1)];
+        named
+            .iter()
+            .any(|word| NAMES.contains(word) || FUNCTIONS.iter().any(|f| word.starts_with(f)))
+    };
+    let mut kept = String::with_capacity(contents.len());
+    for line in contents.lines() {
+        if line.trim_start().starts_with(';') || !derived(line) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    kept
 }
 
 fn io_error(path: &Path, error: &std::io::Error) -> StoreError {
@@ -429,9 +492,9 @@ fn without_password(url: &str) -> Result<(String, Option<String>)> {
     Ok((text, password))
 }
 
-/// Runs a PostgreSQL client program (on a blocking thread); its standard
-/// error in the error.
-async fn run(program: &str, args: &[&str], password: Option<&str>) -> Result<()> {
+/// Runs a PostgreSQL client program (on a blocking thread): its standard
+/// output, or its standard error in the error.
+async fn run(program: &str, args: &[&str], password: Option<&str>) -> Result<String> {
     let mut command = std::process::Command::new(program);
     command.args(args).stdin(std::process::Stdio::null());
     // fraudlens's own settings and secrets (the card-hash key, a backup's
@@ -458,7 +521,7 @@ async fn run(program: &str, args: &[&str], password: Option<&str>) -> Result<()>
             })
         })?;
     if output.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(StoreError::Invalid(format!(
             "{program} failed ({}): {}",
@@ -471,6 +534,40 @@ async fn run(program: &str, args: &[&str], password: Option<&str>) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restore_leaves_out_the_similar_case_index() {
+        // as `pg_restore --list` printed it for a store with the index
+        let contents = "; Archive created at 2026-12-07 23:04:12 UTC\n\
+            2; 3079 31976 EXTENSION - vector \n\
+            3718; 0 0 COMMENT - EXTENSION vector \n\
+            361; 1255 32318 FUNCTION public fraudlens_index_case() postgres\n\
+            359; 1255 32304 FUNCTION public fraudlens_reason_vector(text) postgres\n\
+            360; 1255 32305 FUNCTION public fraudlens_reason_vector_or_null(bigint, text) postgres\n\
+            232; 1259 31966 TABLE public case_narratives postgres\n\
+            233; 1259 32306 TABLE public case_vectors postgres\n\
+            3719; 0 0 COMMENT public TABLE case_vectors postgres\n\
+            3710; 0 31966 TABLE DATA public case_narratives postgres\n\
+            3711; 0 32306 TABLE DATA public case_vectors postgres\n\
+            3546; 2606 32312 CONSTRAINT public case_vectors case_vectors_pkey postgres\n\
+            3544; 1259 31975 INDEX public case_narratives_search postgres\n\
+            3551; 1259 32320 INDEX public case_vectors_embedding postgres\n\
+            3550; 2620 32319 TRIGGER public transactions fraudlens_case_vectors postgres\n\
+            3549; 2606 32313 FK CONSTRAINT public case_vectors case_vectors_seq_fkey postgres\n\
+            3552; 2620 32321 TRIGGER public transactions fraudlens_case_vectors_update postgres\n\
+            3600; 1259 32400 TABLE public vectors_of_mine postgres\n\
+            3601; 1259 32401 TABLE public case_vectors_of_mine case_vectors\n";
+        let kept = without_derived(contents);
+        assert_eq!(
+            kept,
+            "; Archive created at 2026-12-07 23:04:12 UTC\n\
+             232; 1259 31966 TABLE public case_narratives postgres\n\
+             3710; 0 31966 TABLE DATA public case_narratives postgres\n\
+             3544; 1259 31975 INDEX public case_narratives_search postgres\n\
+             3600; 1259 32400 TABLE public vectors_of_mine postgres\n\
+             3601; 1259 32401 TABLE public case_vectors_of_mine case_vectors\n"
+        );
+    }
 
     #[test]
     fn passwords_leave_the_url() {

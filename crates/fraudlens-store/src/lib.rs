@@ -26,7 +26,7 @@ mod vocabulary;
 
 use std::sync::Arc;
 
-pub use sql::{PostgresStore, SqliteStore, SqliteSync};
+pub use sql::{PostgresStore, SimilarIndex, SqliteStore, SqliteSync};
 pub use types::*;
 pub use vocabulary::*;
 
@@ -102,6 +102,14 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// SQLite only: how hard a commit waits for the disk.
     pub sqlite_sync: SqliteSync,
+    /// PostgreSQL only: whether it keeps the similar-case vector index.
+    pub similar_index: SimilarIndex,
+    /// PostgreSQL only: this process makes the vector index (creating the
+    /// extension, the objects, their backfill and the index in the
+    /// background) rather than only using one made. For long-running
+    /// processes (`serve`, `detect`); a short command would start work it
+    /// stops before it is done.
+    pub maintain_similar_index: bool,
 }
 
 impl Default for StoreOptions {
@@ -109,6 +117,8 @@ impl Default for StoreOptions {
         Self {
             max_connections: 8,
             sqlite_sync: SqliteSync::Full,
+            similar_index: SimilarIndex::Auto,
+            maintain_similar_index: false,
         }
     }
 }
@@ -307,6 +317,15 @@ pub trait Store: Send + Sync + 'static {
     /// before `at`, newest first, at most `limit`: the past cases a case is
     /// compared with. Read from the flagged decisions' time index.
     async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>>;
+
+    /// The flagged decisions with event time at or before `at` whose reasons
+    /// are nearest by cosine to `reasons` (a decision's reasons, as stored),
+    /// at most `limit`, in no set order; read from the store's vector index
+    /// over all its flagged decisions. `None` when it has none (SQLite;
+    /// PostgreSQL without pgvector, or while the index is being built) or
+    /// `reasons` hold no contribution: then [`Store::flagged_before`] and an
+    /// exact search.
+    async fn nearest_flagged(&self, at: Timestamp, reasons: &str, limit: u32) -> Result<Option<Vec<StoredDecision>>>;
 
     /// The review queue's size per status, counting rows stored after `after_seq` (0: all).
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts>;

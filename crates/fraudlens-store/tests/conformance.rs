@@ -1519,3 +1519,195 @@ async fn shadow_scores_of_the_store_file_move_to_their_own() {
         ("old-2", Decision::Decline)
     );
 }
+
+fn flagged(id: &str, time: i64, reasons: &[(&str, f64)]) -> NewDecision {
+    let reasons: Vec<serde_json::Value> = reasons
+        .iter()
+        .map(|(feature, contribution)| serde_json::json!({"feature": feature, "value": 1.0, "contribution": contribution}))
+        .collect();
+    NewDecision {
+        reasons: serde_json::Value::from(reasons).to_string(),
+        ..decision(id, 0.7, time, "c")
+    }
+}
+
+fn ids_of(decisions: &[StoredDecision]) -> Vec<&str> {
+    let mut ids: Vec<&str> = decisions.iter().map(|d| d.decision.transaction_id.as_str()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The vector index once it answers (it is built in the background).
+async fn nearest_when_ready(store: &dyn Store, at: Timestamp, reasons: &str, limit: u32) -> Vec<StoredDecision> {
+    for _ in 0..300 {
+        if let Some(found) = store.nearest_flagged(at, reasons, limit).await.unwrap() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the vector index was not ready within 30 s");
+}
+
+/// PostgreSQL with pgvector (`scripts/pgvector` installs it): flagged
+/// decisions stored before the index was made are filled in; later ones are
+/// indexed as they are written, by any path; the nearest by reasons come
+/// back, never a decision after the time asked or one not flagged; reasons
+/// the index cannot read never fail a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let exact = StoreOptions {
+        similar_index: SimilarIndex::Off,
+        ..StoreOptions::default()
+    };
+    let before = connect(&db.url, &exact).await.unwrap();
+    before
+        .put_decisions(&[
+            flagged("old-amount", 1_000, &[("amount", 2.0), ("terminal_risk", 1.0)]),
+            flagged("old-velocity", 1_100, &[("tx_count_1d", 3.0)]),
+        ])
+        .await
+        .unwrap();
+    let query = r#"[{"feature":"amount","contribution":1.0},{"feature":"terminal_risk","contribution":0.5}]"#;
+    assert!(
+        before.nearest_flagged(ms(10_000), query, 10).await.unwrap().is_none(),
+        "turned off: no index"
+    );
+    before.close().await;
+
+    let required = StoreOptions {
+        similar_index: SimilarIndex::Pgvector,
+        maintain_similar_index: true,
+        ..StoreOptions::default()
+    };
+    let store = connect(&db.url, &required)
+        .await
+        .expect("pgvector is needed by this test: run scripts/pgvector");
+    let found = nearest_when_ready(store.as_ref(), ms(10_000), query, 10).await;
+    assert_eq!(ids_of(&found), ["old-amount", "old-velocity"], "filled in from before");
+
+    let mut approved = flagged("approved-amount", 2_000, &[("amount", 1.0)]);
+    approved.decision = Decision::Approve;
+    approved.review_status = None;
+    let mut batch = vec![
+        flagged("new-amount", 2_100, &[("amount", 4.0), ("terminal_risk", 2.0)]),
+        flagged("half-amount", 2_200, &[("amount", 1.0), ("tx_count_1d", 1.0)]),
+        flagged("late-amount", 20_000, &[("amount", 1.0), ("terminal_risk", 0.5)]),
+        flagged("tiny", 2_300, &[("amount", 1e-50), ("b", 1e300)]),
+        approved,
+    ];
+    let mut unreadable = flagged("unreadable", 2_400, &[]);
+    unreadable.reasons = "not json".to_owned();
+    batch.push(unreadable);
+    let mut none = flagged("no-reasons", 2_500, &[]);
+    none.reasons = "[]".to_owned();
+    batch.push(none);
+    let outcomes = store.put_decisions(&batch).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == PutOutcome::Inserted), "{outcomes:?}");
+    // the COPY path (a large batch) fires the trigger too
+    let many: Vec<_> = (0..2_000)
+        .map(|i| flagged(&format!("bulk-{i}"), 3_000 + i, &[("merchant_risk", 1.0 + i as f64)]))
+        .collect();
+    store.put_decisions(&many).await.unwrap();
+
+    let found = store.nearest_flagged(ms(10_000), query, 10).await.unwrap().unwrap();
+    let ids = ids_of(&found);
+    for id in ["old-amount", "new-amount", "half-amount", "tiny"] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    for id in ["late-amount", "approved-amount", "unreadable", "no-reasons"] {
+        assert!(!ids.contains(&id), "{id} in {ids:?}");
+    }
+    assert_eq!(found.len(), 10);
+    let nearest = store.nearest_flagged(ms(10_000), query, 2).await.unwrap().unwrap();
+    assert_eq!(
+        ids_of(&nearest),
+        ["new-amount", "old-amount"],
+        "the same reasons, whatever their size"
+    );
+    assert!(nearest.iter().all(|d| d.decision.body.is_empty()), "no bodies read");
+    let bulk = store
+        .nearest_flagged(ms(100_000), r#"[{"feature":"merchant_risk","contribution":0.1}]"#, 50)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        bulk.iter().all(|d| d.decision.transaction_id.starts_with("bulk-")),
+        "{:?}",
+        ids_of(&bulk)
+    );
+    assert_eq!(bulk.len(), 50);
+    assert!(
+        store.nearest_flagged(ms(10_000), "[]", 10).await.unwrap().is_none(),
+        "no reasons to compare by"
+    );
+
+    // more reasons than HNSW takes (1,000): the 1,000 largest are kept, the write is not refused
+    let wide: Vec<(String, f64)> = (0..1_200).map(|i| (format!("w{i}"), 1.0 + f64::from(i))).collect();
+    let wide: Vec<(&str, f64)> = wide.iter().map(|(name, c)| (name.as_str(), *c)).collect();
+    store.put_decisions(&[flagged("wide", 2_600, &wide)]).await.unwrap();
+    let found = store
+        .nearest_flagged(ms(10_000), r#"[{"feature":"w1199","contribution":1.0}]"#, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids_of(&found), ["wide"]);
+
+    // a writer of another role, without any right on the index's table, is not refused
+    let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url);
+    let mut admin = admin.await.unwrap();
+    let role = format!("writer_{}", db.url.rsplit('/').next().unwrap());
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT SELECT, INSERT ON transactions TO {role}"),
+        format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let as_writer = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(as_writer, db.url);
+    let mut writer = <sqlx::PgConnection as sqlx::Connection>::connect(&as_writer)
+        .await
+        .unwrap();
+    let columns = "transaction_id, fingerprint, event_time, received_at, entity, amount_minor, currency, body, \
+        score, probability, raw_score, anomaly_score, decision, reasons, features, model_version, latency_us, review_status, shard";
+    let copy = format!(
+        "INSERT INTO transactions ({columns}) SELECT 'by-writer', 'fp-by-writer', {}",
+        columns.replacen("transaction_id, fingerprint, ", "", 1)
+    ) + " FROM transactions WHERE transaction_id = 'new-amount'";
+    sqlx::raw_sql(sqlx::AssertSqlSafe(copy))
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    <sqlx::PgConnection as sqlx::Connection>::close(writer).await.unwrap();
+    let nearest = store.nearest_flagged(ms(10_000), query, 3).await.unwrap().unwrap();
+    assert!(ids_of(&nearest).contains(&"by-writer"), "{:?}", ids_of(&nearest));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE ALL ON transactions FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; DROP ROLE {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+
+    // every process opening the store sees the index; SQLite has none
+    let other = connect(&db.url, &StoreOptions::default()).await.unwrap();
+    assert_eq!(
+        other
+            .nearest_flagged(ms(10_000), query, 2)
+            .await
+            .unwrap()
+            .map(|f| f.len()),
+        Some(2)
+    );
+    let sqlite = TestDb::new(Backend::Sqlite).await;
+    let embedded = open(&sqlite).await;
+    embedded
+        .put_decisions(&[flagged("a", 1, &[("amount", 1.0)])])
+        .await
+        .unwrap();
+    assert!(embedded.nearest_flagged(ms(10), query, 10).await.unwrap().is_none());
+}

@@ -73,6 +73,9 @@ pub struct StoreConfig {
     /// commit; group commit keeps that cheap). `normal`: survives a crash of the
     /// process but the last commits can be lost on power failure.
     pub sqlite_sync: fraudlens_store::SqliteSync,
+    /// PostgreSQL only. `auto`: compare cases through a pgvector index when the
+    /// server has the extension; `pgvector`: required; `off`: the exact search.
+    pub similar_index: fraudlens_store::SimilarIndex,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -82,6 +85,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("url", &fraudlens_store::redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("sqlite_sync", &self.sqlite_sync)
+            .field("similar_index", &self.similar_index)
             .finish()
     }
 }
@@ -92,6 +96,7 @@ impl Default for StoreConfig {
             url: "sqlite://fraudlens-data/fraudlens.db".to_owned(),
             max_connections: 8,
             sqlite_sync: fraudlens_store::SqliteSync::Full,
+            similar_index: fraudlens_store::SimilarIndex::Auto,
         }
     }
 }

@@ -45,6 +45,7 @@ mod postgres;
 mod reviews;
 mod shadow;
 mod sqlite;
+mod vectors;
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Pool, Type};
 
@@ -52,6 +53,7 @@ use crate::*;
 
 pub use sqlite::SqliteSync;
 pub(crate) use sqlite::shadow_file;
+pub use vectors::SimilarIndex;
 
 /// The embedded default: a SQLite file in WAL mode.
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;
@@ -66,6 +68,8 @@ pub struct SqlStore<DB: Database> {
     /// Where shadow scores are read and written: on SQLite a file of their
     /// own (its own write lock), on PostgreSQL the same database.
     shadow: Pool<DB>,
+    /// The similar-case vector index (PostgreSQL with pgvector).
+    vectors: Arc<vectors::VectorIndex>,
 }
 
 /// What differs between the backends. (Public only because the bounds of
@@ -123,6 +127,14 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// Subscribes to the promotions announced by [`Backend::NOTIFY_MODELS`]
     /// (`None`: the backend has no such channel).
     fn model_changes(pool: &Pool<Self>) -> impl Future<Output = Result<Option<ModelChanges>>> + Send;
+
+    /// [`Store::nearest_flagged`] (`None`: the backend has no vector index).
+    fn nearest_flagged(
+        store: &SqlStore<Self>,
+        at: Timestamp,
+        reasons: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Option<Vec<StoredDecision>>>> + Send;
 }
 
 #[async_trait::async_trait]
@@ -280,6 +292,10 @@ where
 
     async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
         self.flagged_until(at, limit).await
+    }
+
+    async fn nearest_flagged(&self, at: Timestamp, reasons: &str, limit: u32) -> Result<Option<Vec<StoredDecision>>> {
+        DB::nearest_flagged(self, at, reasons, limit).await
     }
 
     async fn search(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>> {

@@ -24,9 +24,12 @@ impl SqlStore<Postgres> {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let vectors =
+            super::vectors::prepare(&pool, url, options.similar_index, options.maintain_similar_index).await?;
         Ok(Self {
             shadow: pool.clone(),
             pool,
+            vectors,
         })
     }
 }
@@ -88,6 +91,16 @@ impl Backend for Postgres {
             Err(error) => return Err(error.into()),
         }
         insert_unnest_whole(conn, batch).await
+    }
+
+    /// From the pgvector index, when the store has one (`vectors.rs`).
+    async fn nearest_flagged(
+        store: &SqlStore<Postgres>,
+        at: Timestamp,
+        reasons: &str,
+        limit: u32,
+    ) -> Result<Option<Vec<StoredDecision>>> {
+        super::vectors::nearest(store, at, reasons, limit).await
     }
 
     /// `LISTEN fraudlens_models` on a connection of the pool, forwarded by a

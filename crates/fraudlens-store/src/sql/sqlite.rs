@@ -64,7 +64,11 @@ impl SqlStore<Sqlite> {
             .await?;
         sqlx::migrate!("./migrations/sqlite-shadow").run(&shadow).await?;
         move_shadow_scores(&pool, &shadow, &store_file).await?;
-        Ok(Self { pool, shadow })
+        Ok(Self {
+            pool,
+            shadow,
+            vectors: super::vectors::VectorIndex::none(),
+        })
     }
 }
 
@@ -202,6 +206,16 @@ impl Backend for Sqlite {
 
     /// No notification channel: the watchers poll the registry.
     async fn model_changes(_pool: &SqlitePool) -> Result<Option<ModelChanges>> {
+        Ok(None)
+    }
+
+    /// The embedded store compares a case with the newest flagged decisions exactly.
+    async fn nearest_flagged(
+        _store: &SqlStore<Sqlite>,
+        _at: Timestamp,
+        _reasons: &str,
+        _limit: u32,
+    ) -> Result<Option<Vec<StoredDecision>>> {
         Ok(None)
     }
 }

@@ -44,6 +44,16 @@ pub async fn close_store(store: &dyn Store) {
 
 /// Opens the store (creating a SQLite file's directory).
 pub async fn open_store(config: &Config, url: &str) -> CliResult<Arc<dyn Store>> {
+    open_store_as(config, url, false).await
+}
+
+/// [`open_store`] for a long-running process (`serve`, `detect`): it also
+/// makes and keeps the similar-case index of a PostgreSQL store.
+pub async fn open_service_store(config: &Config, url: &str) -> CliResult<Arc<dyn Store>> {
+    open_store_as(config, url, true).await
+}
+
+async fn open_store_as(config: &Config, url: &str, maintain_similar_index: bool) -> CliResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let path = Path::new(path.split('?').next().unwrap_or(path));
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
@@ -53,6 +63,8 @@ pub async fn open_store(config: &Config, url: &str) -> CliResult<Arc<dyn Store>>
     let options = StoreOptions {
         max_connections: config.store.max_connections,
         sqlite_sync: config.store.sqlite_sync,
+        similar_index: config.store.similar_index,
+        maintain_similar_index,
     };
     let store = fraudlens_store::connect(url, &options).await;
     match store {

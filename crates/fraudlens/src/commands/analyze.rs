@@ -69,8 +69,12 @@ pub fn run(config: &Config, args: AnalyzeArgs) -> CliResult {
     );
     writeln!(
         out,
-        "\n{} flagged decisions compared; narrative by {by}, recommendation: {}",
+        "\n{} flagged decisions compared ({}); narrative by {by}, recommendation: {}",
         analysis.candidates_compared,
+        match analysis.similar_search {
+            fraudlens_cases::SimilarSearch::Exact => "the newest, exact search",
+            fraudlens_cases::SimilarSearch::Index => "the nearest by reasons from the vector index",
+        },
         narrative.recommendation.as_str()
     )
     .context("writing")?;

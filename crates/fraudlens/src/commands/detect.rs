@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use fraudlens_pipeline::{Pipeline, PipelineConfig};
 use fraudlens_stream::{Detector, DetectorConfig};
 
-use super::admin::{block_on, close_store, open_store, redact_url, store_url};
+use super::admin::{block_on, close_store, open_service_store, redact_url, store_url};
 use super::serve::{serving_model, shared_state, shutdown_signal};
 use crate::cli::DetectArgs;
 use crate::config::Config;
@@ -22,7 +22,7 @@ async fn detect(config: &Config, args: DetectArgs) -> CliResult {
     // before the pipeline starts: its startup rebuild is counted
     fraudlens_server::ops::install_metrics();
     let url = store_url(config, &args.store);
-    let store = open_store(config, &url).await?;
+    let store = open_service_store(config, &url).await?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
     let settings = &config.detect;
     config.drift.check().map_err(anyhow::Error::msg).usage()?;

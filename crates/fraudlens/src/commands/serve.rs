@@ -9,7 +9,7 @@ use fraudlens_pipeline::{Pipeline, PipelineConfig, ServingModel};
 use fraudlens_server::AppState;
 use fraudlens_store::Store;
 
-use super::admin::{block_on, close_store, load_model, open_store, redact_url, registry_failure, store_url};
+use super::admin::{block_on, close_store, load_model, open_service_store, redact_url, registry_failure, store_url};
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::exit::{Classify, CliResult};
@@ -73,7 +73,7 @@ pub async fn serve(
     #[cfg(unix)]
     let hangups = fraudlens_server::tls::reload_on_hangup(tls.clone()).context("listening for SIGHUP")?;
     let url = store_url(config, &args.store);
-    let store = open_store(config, &url).await?;
+    let store = open_service_store(config, &url).await?;
     config.drift.check().map_err(anyhow::Error::msg).usage()?;
     let model = serving_model(config, store.as_ref(), args.model.as_deref()).await?;
     let serve = &config.serve;

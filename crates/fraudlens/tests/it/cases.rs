@@ -56,22 +56,43 @@ fn simulated(dir: &std::path::Path) {
     );
 }
 
+/// Candidates the vector index returns per case in the PostgreSQL run: fewer
+/// than the flagged decisions stored, so the index, not the ranking, chooses.
+const INDEX_CANDIDATES: &str = "40";
+
+/// On SQLite the exact search; on PostgreSQL the pgvector index
+/// (`scripts/pgvector`), asked for only [`INDEX_CANDIDATES`] candidates per
+/// case, whose similar cases are compared with the exact search's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn similar_cases_share_the_scenario_far_above_chance() {
     let dir = tempfile::tempdir().unwrap();
     simulated(dir.path());
-    let db = TestDb::new(Backend::Sqlite).await;
-    let service = key(dir.path(), &db.url, "service");
-    let analyst = key(dir.path(), &db.url, "analyst");
-    let server = Server::start(dir.path(), &db.url, Some(&dir.path().join("model")));
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        // a working directory of its own: the server's state snapshot is the store's
+        let run = dir.path().join(format!("{backend:?}"));
+        std::fs::create_dir(&run).unwrap();
+        similar_cases_on(dir.path(), &run, backend).await;
+    }
+}
+
+async fn similar_cases_on(data: &std::path::Path, dir: &std::path::Path, backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let service = key(dir, &db.url, "service");
+    let analyst = key(dir, &db.url, "analyst");
+    let server = Server::start_with(
+        dir,
+        &db.url,
+        Some(&data.join("model")),
+        &[("FRAUDLENS_CASES__INDEX_CANDIDATES", INDEX_CANDIDATES)],
+    );
     let client = reqwest::Client::new();
-    let text = std::fs::read_to_string(dir.path().join("tx.csv")).unwrap();
+    let text = std::fs::read_to_string(data.join("tx.csv")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let csv = format!("{}\n{}\n", lines[0], lines[lines.len() - SERVED..].join("\n"));
     assert_eq!(upload(&client, &server, &service, csv).await, SERVED as u64);
 
     // each served transaction's scenario ("none" for a genuine one)
-    let (header, rows) = read_csv(&dir.path().join("tx.csv"));
+    let (header, rows) = read_csv(&data.join("tx.csv"));
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
     let (id_at, scenario_at) = (column("transaction_id"), column("fraud_scenario"));
     let served = &rows[rows.len() - SERVED..];
@@ -128,6 +149,7 @@ async fn similar_cases_share_the_scenario_far_above_chance() {
         .collect();
     assert!(cases.len() >= 10, "only {} flagged frauds to analyse", cases.len());
     let (mut same, mut total, mut expected) = (0usize, 0usize, 0.0f64);
+    let (mut agreed, mut compared) = (0usize, 0usize);
     for id in &cases {
         let (status, analysis) = get(
             &client,
@@ -139,6 +161,36 @@ async fn similar_cases_share_the_scenario_far_above_chance() {
         let own = scenario[id.as_str()];
         let similar = analysis["similar_cases"].as_array().unwrap();
         assert!(!similar.is_empty(), "{analysis}");
+        if backend == Backend::Postgres {
+            // through the index, and like the exact search's (the CLI with the index off)
+            assert_eq!(analysis["similar_search"], "index", "{analysis}");
+            assert_eq!(
+                analysis["candidates_compared"].as_u64().unwrap().to_string(),
+                INDEX_CANDIDATES,
+                "{analysis}"
+            );
+            let run = fraudlens(
+                dir,
+                &["analyze", id.as_str(), "--database", &db.url, "--json"],
+                &[("FRAUDLENS_STORE__SIMILAR_INDEX", "off")],
+            );
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            let exact: Value = serde_json::from_str(&run.stdout).unwrap();
+            assert_eq!(exact["similar_search"], "exact");
+            let exact_ids: Vec<&str> = exact["similar_cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["transaction_id"].as_str().unwrap())
+                .collect();
+            compared += exact_ids.len();
+            agreed += similar
+                .iter()
+                .filter(|c| exact_ids.contains(&c["transaction_id"].as_str().unwrap()))
+                .count();
+        } else {
+            assert_eq!(analysis["similar_search"], "exact", "{analysis}");
+        }
         for case in similar {
             let other = case["transaction_id"].as_str().unwrap();
             assert_ne!(other, id.as_str(), "a case is not its own neighbour");
@@ -173,11 +225,20 @@ async fn similar_cases_share_the_scenario_far_above_chance() {
     let share = same as f64 / total as f64;
     let chance = expected / total as f64;
     eprintln!(
-        "similar cases: {same} of {total} share the case's scenario ({share:.2}); by chance {chance:.2}; {} cases, {} flagged decisions",
+        "similar cases on {backend:?}: {same} of {total} share the case's scenario ({share:.2}); by chance {chance:.2}; {} cases, {} flagged decisions",
         cases.len(),
         flagged.len()
     );
     assert!(share >= 2.0 * chance, "share {share:.2}, chance {chance:.2}");
+    if backend == Backend::Postgres {
+        let agreement = agreed as f64 / compared as f64;
+        eprintln!(
+            "the vector index ({INDEX_CANDIDATES} candidates of {} flagged) found {agreed} of the exact search's {compared} similar cases ({agreement:.2})",
+            flagged.len()
+        );
+        assert!(agreement >= 0.8, "agreement {agreement:.2}");
+        return;
+    }
 
     // not found, and the service role may not read cases
     let (status, body) = get(
@@ -218,17 +279,17 @@ async fn similar_cases_share_the_scenario_far_above_chance() {
         &analyst,
     )
     .await;
-    let run = fraudlens(dir.path(), &["analyze", cases[0], "--database", &db.url, "--json"], &[]);
+    let run = fraudlens(dir, &["analyze", cases[0], "--database", &db.url, "--json"], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let from_cli: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(from_cli["similar_cases"], from_api["similar_cases"]);
     assert_eq!(from_cli["narrative"], from_api["narrative"]);
-    let run = fraudlens(dir.path(), &["analyze", cases[0], "--database", &db.url], &[]);
+    let run = fraudlens(dir, &["analyze", cases[0], "--database", &db.url], &[]);
     assert!(
         run.stdout.contains("[S1]") && run.stdout.contains("recommendation"),
         "{}",
         run.stdout
     );
-    let run = fraudlens(dir.path(), &["analyze", "no-such-id", "--database", &db.url], &[]);
+    let run = fraudlens(dir, &["analyze", "no-such-id", "--database", &db.url], &[]);
     assert_eq!(run.code, 65, "{}", run.stderr);
 }
