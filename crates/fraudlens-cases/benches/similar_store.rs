@@ -169,7 +169,7 @@ async fn main() {
     let store = connect(&url, &required).await.unwrap();
     let probe = decision(flagged, true).1;
     while store
-        .nearest_flagged(probe.event_time, &probe.reasons, 10)
+        .nearest_flagged(probe.event_time, &probe.reasons, 10, 0)
         .await
         .unwrap()
         .is_none()
@@ -235,7 +235,7 @@ async fn main() {
         for (way, size) in sizes.iter().enumerate() {
             let started = Instant::now();
             let candidates = store
-                .nearest_flagged(at, &case.decision.reasons, *size)
+                .nearest_flagged(at, &case.decision.reasons, *size, 0)
                 .await
                 .unwrap()
                 .unwrap();

@@ -35,7 +35,8 @@ pub struct CaseSettings {
     pub max_candidates: u32,
     /// Flagged decisions a store's vector index returns to be ranked (the
     /// nearest by reasons among all before the case; PostgreSQL with
-    /// pgvector). 0: the exact search only.
+    /// pgvector), when more than `max_candidates` precede the case. 0: the
+    /// exact search only.
     pub index_candidates: u32,
     /// Similar cases listed.
     pub similar_cases: usize,
@@ -70,8 +71,9 @@ pub enum SimilarSearch {
     /// The newest flagged decisions before the case, at most
     /// `cases.max_candidates`, every one ranked.
     Exact,
-    /// The store's vector index: the nearest by reasons among every flagged
-    /// decision before the case, at most `cases.index_candidates`, ranked.
+    /// The store's vector index, when more than `cases.max_candidates`
+    /// precede the case: the nearest by reasons among every flagged decision
+    /// before it, at most `cases.index_candidates`, ranked.
     Index,
 }
 
@@ -351,15 +353,21 @@ pub async fn analyze(
         }
     }
 
-    // similar past cases: the index's nearest by reasons among all flagged
-    // decisions, else the newest; ranked exactly either way
+    // similar past cases: every flagged decision before the case when there
+    // are at most max_candidates of them, else the index's nearest by reasons
+    // among all (or, without an index, the newest); ranked exactly either way
     let indexed = if similar::explanation(&case).is_empty() || settings.index_candidates == 0 {
         None
     } else {
         // an index that fails (a reader without its rights or search path,
         // a table dropped by hand) leaves the exact search
         store
-            .nearest_flagged(d.event_time, &d.reasons, settings.index_candidates)
+            .nearest_flagged(
+                d.event_time,
+                &d.reasons,
+                settings.index_candidates,
+                settings.max_candidates,
+            )
             .await
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "similar cases: the vector index failed; the exact search answers");

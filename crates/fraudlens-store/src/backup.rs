@@ -8,8 +8,10 @@
 //!   go on meanwhile (WAL mode). Restore copies them to the new store's
 //!   path and its shadow path; the path must not exist yet.
 //! - **PostgreSQL**: `pg_dump --format=custom` (one repeatable-read
-//!   snapshot) into `store.pgdump`; restore is `pg_restore --single-transaction
-//!   --exit-on-error` into a database without tables. Both are the
+//!   snapshot) into `store.pgdump`, without the similar-case index's vectors;
+//!   restore is `pg_restore --single-transaction --exit-on-error` into a
+//!   database without tables, of everything but that index (made again by
+//!   the restored store's `serve`). Both are the
 //!   PostgreSQL client's programs (Debian `postgresql-client`), whose major
 //!   version must be at least the server's. The password never appears on
 //!   their command line: it goes in `PGPASSWORD`.
@@ -156,6 +158,8 @@ pub async fn dump(url: &str, dir: &Path) -> Result<Dump> {
                 "--format=custom",
                 "--no-owner",
                 "--no-privileges",
+                // the similar-case index's vectors: derived, made again after a restore
+                "--exclude-table-data=case_vectors",
                 &format!("--snapshot={snapshot}"),
                 "--file",
                 &out.to_string_lossy(),
@@ -321,12 +325,17 @@ pub async fn load(url: &str, dir: &Path) -> Result<()> {
                 .as_nanos()
         ));
         // a new file (never one there already, nor a link's target)
-        std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&list)
-            .and_then(|mut file| std::io::Write::write_all(&mut file, without_derived(&contents).as_bytes()))
             .map_err(|error| io_error(&list, &error))?;
+        if let Err(error) = std::io::Write::write_all(&mut file, without_derived(&contents).as_bytes()) {
+            drop(file);
+            let _ = std::fs::remove_file(&list);
+            return Err(io_error(&list, &error));
+        }
+        drop(file);
         let restored = run(
             "pg_restore",
             &[

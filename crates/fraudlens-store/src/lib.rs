@@ -322,10 +322,17 @@ pub trait Store: Send + Sync + 'static {
     /// are nearest by cosine to `reasons` (a decision's reasons, as stored),
     /// at most `limit`, in no set order; read from the store's vector index
     /// over all its flagged decisions. `None` when it has none (SQLite;
-    /// PostgreSQL without pgvector, or while the index is being built) or
-    /// `reasons` hold no contribution: then [`Store::flagged_before`] and an
-    /// exact search.
-    async fn nearest_flagged(&self, at: Timestamp, reasons: &str, limit: u32) -> Result<Option<Vec<StoredDecision>>>;
+    /// PostgreSQL without pgvector, or while the index is being built), when
+    /// `reasons` hold no contribution, or when at most `exact_up_to` flagged
+    /// decisions precede `at`: then [`Store::flagged_before`] and an exact
+    /// search, which sees them all.
+    async fn nearest_flagged(
+        &self,
+        at: Timestamp,
+        reasons: &str,
+        limit: u32,
+        exact_up_to: u32,
+    ) -> Result<Option<Vec<StoredDecision>>>;
 
     /// The review queue's size per status, counting rows stored after `after_seq` (0: all).
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts>;

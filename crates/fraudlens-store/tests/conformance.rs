@@ -1540,7 +1540,7 @@ fn ids_of(decisions: &[StoredDecision]) -> Vec<&str> {
 /// The vector index once it answers (it is built in the background).
 async fn nearest_when_ready(store: &dyn Store, at: Timestamp, reasons: &str, limit: u32) -> Vec<StoredDecision> {
     for _ in 0..300 {
-        if let Some(found) = store.nearest_flagged(at, reasons, limit).await.unwrap() {
+        if let Some(found) = store.nearest_flagged(at, reasons, limit, 0).await.unwrap() {
             return found;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -1570,7 +1570,7 @@ async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
         .unwrap();
     let query = r#"[{"feature":"amount","contribution":1.0},{"feature":"terminal_risk","contribution":0.5}]"#;
     assert!(
-        before.nearest_flagged(ms(10_000), query, 10).await.unwrap().is_none(),
+        before.nearest_flagged(ms(10_000), query, 10, 0).await.unwrap().is_none(),
         "turned off: no index"
     );
     before.close().await;
@@ -1606,20 +1606,42 @@ async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
     assert!(outcomes.iter().all(|o| *o == PutOutcome::Inserted), "{outcomes:?}");
     // the COPY path (a large batch) fires the trigger too
     let many: Vec<_> = (0..2_000)
-        .map(|i| flagged(&format!("bulk-{i}"), 3_000 + i, &[("merchant_risk", 1.0 + i as f64)]))
+        .map(|i| {
+            let spread = (i % 17) as f64;
+            flagged(
+                &format!("bulk-{i}"),
+                3_000 + i,
+                &[("merchant_risk", 1.0 + spread), ("hour_risk", 17.0 - spread)],
+            )
+        })
         .collect();
     store.put_decisions(&many).await.unwrap();
 
-    let found = store.nearest_flagged(ms(10_000), query, 10).await.unwrap().unwrap();
+    let found = store.nearest_flagged(ms(10_000), query, 10, 0).await.unwrap().unwrap();
     let ids = ids_of(&found);
-    for id in ["old-amount", "new-amount", "half-amount", "tiny"] {
+    for id in ["old-amount", "new-amount", "half-amount"] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
     for id in ["late-amount", "approved-amount", "unreadable", "no-reasons"] {
         assert!(!ids.contains(&id), "{id} in {ids:?}");
     }
     assert_eq!(found.len(), 10);
-    let nearest = store.nearest_flagged(ms(10_000), query, 2).await.unwrap().unwrap();
+    // the vectors as stored: a contribution too small for a 4-byte float is
+    // left out, one too large is clamped; unreadable reasons have none
+    let raw = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url);
+    let mut raw = raw.await.unwrap();
+    let stored = |id: &'static str| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT v.embedding::text FROM case_vectors v JOIN transactions t USING (seq) WHERE t.transaction_id = $1",
+        )
+        .bind(id)
+    };
+    let tiny = stored("tiny").fetch_one(&mut raw).await.unwrap();
+    assert!(tiny.starts_with('{') && tiny.ends_with(":1e+30}/1048576"), "{tiny}");
+    assert_eq!(tiny.matches(':').count(), 1, "{tiny}");
+    assert!(stored("unreadable").fetch_optional(&mut raw).await.unwrap().is_none());
+    assert!(stored("approved-amount").fetch_optional(&mut raw).await.unwrap().is_none());
+    let nearest = store.nearest_flagged(ms(10_000), query, 2, 0).await.unwrap().unwrap();
     assert_eq!(
         ids_of(&nearest),
         ["new-amount", "old-amount"],
@@ -1627,7 +1649,7 @@ async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
     );
     assert!(nearest.iter().all(|d| d.decision.body.is_empty()), "no bodies read");
     let bulk = store
-        .nearest_flagged(ms(100_000), r#"[{"feature":"merchant_risk","contribution":0.1}]"#, 50)
+        .nearest_flagged(ms(100_000), r#"[{"feature":"merchant_risk","contribution":0.1}]"#, 50, 0)
         .await
         .unwrap()
         .unwrap();
@@ -1638,20 +1660,27 @@ async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
     );
     assert_eq!(bulk.len(), 50);
     assert!(
-        store.nearest_flagged(ms(10_000), "[]", 10).await.unwrap().is_none(),
+        store.nearest_flagged(ms(10_000), "[]", 10, 0).await.unwrap().is_none(),
         "no reasons to compare by"
+    );
+    // as many flagged decisions before the time as the exact search sees: it answers
+    assert!(
+        store.nearest_flagged(ms(10_000), query, 10, 10).await.unwrap().is_some(),
+        "more than 10 before"
+    );
+    assert!(
+        store.nearest_flagged(ms(2_100), query, 10, 5).await.unwrap().is_none(),
+        "old-amount, old-velocity, new-amount: at most 5"
     );
 
     // more reasons than HNSW takes (1,000): the 1,000 largest are kept, the write is not refused
     let wide: Vec<(String, f64)> = (0..1_200).map(|i| (format!("w{i}"), 1.0 + f64::from(i))).collect();
     let wide: Vec<(&str, f64)> = wide.iter().map(|(name, c)| (name.as_str(), *c)).collect();
     store.put_decisions(&[flagged("wide", 2_600, &wide)]).await.unwrap();
-    let found = store
-        .nearest_flagged(ms(10_000), r#"[{"feature":"w1199","contribution":1.0}]"#, 1)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ids_of(&found), ["wide"]);
+    let entries = stored("wide").fetch_one(&mut raw).await.unwrap();
+    assert_eq!(entries.matches(':').count(), 1_000, "the largest 1,000 of 1,200");
+    assert!(entries.contains(":1200"), "w1199 (1,200), the largest, is kept: {entries}");
+    assert!(!entries.contains(":1,") && !entries.contains(":200,"), "the smallest are left out");
 
     // a writer of another role, without any right on the index's table, is not refused
     let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url);
@@ -1684,7 +1713,7 @@ async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
         .await
         .unwrap();
     <sqlx::PgConnection as sqlx::Connection>::close(writer).await.unwrap();
-    let nearest = store.nearest_flagged(ms(10_000), query, 3).await.unwrap().unwrap();
+    let nearest = store.nearest_flagged(ms(10_000), query, 3, 0).await.unwrap().unwrap();
     assert!(ids_of(&nearest).contains(&"by-writer"), "{:?}", ids_of(&nearest));
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "REVOKE ALL ON transactions FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; DROP ROLE {role}"
@@ -1697,17 +1726,25 @@ async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
     let other = connect(&db.url, &StoreOptions::default()).await.unwrap();
     assert_eq!(
         other
-            .nearest_flagged(ms(10_000), query, 2)
+            .nearest_flagged(ms(10_000), query, 2, 0)
             .await
             .unwrap()
             .map(|f| f.len()),
         Some(2)
     );
+
+    // the table dropped by hand, the triggers left: writes still go through
+    sqlx::raw_sql("DROP TABLE case_vectors").execute(&mut admin).await.unwrap();
+    store
+        .put_decisions(&[flagged("after-drop", 2_700, &[("amount", 1.0)])])
+        .await
+        .expect("a flagged write with the table gone");
+    assert!(store.transaction("after-drop").await.unwrap().is_some());
     let sqlite = TestDb::new(Backend::Sqlite).await;
     let embedded = open(&sqlite).await;
     embedded
         .put_decisions(&[flagged("a", 1, &[("amount", 1.0)])])
         .await
         .unwrap();
-    assert!(embedded.nearest_flagged(ms(10), query, 10).await.unwrap().is_none());
+    assert!(embedded.nearest_flagged(ms(10), query, 10, 0).await.unwrap().is_none());
 }

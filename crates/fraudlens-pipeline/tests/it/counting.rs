@@ -141,8 +141,14 @@ impl Store for CountingStore {
     async fn flagged_before(&self, at: Timestamp, limit: u32) -> Result<Vec<StoredDecision>> {
         self.inner.flagged_before(at, limit).await
     }
-    async fn nearest_flagged(&self, at: Timestamp, reasons: &str, limit: u32) -> Result<Option<Vec<StoredDecision>>> {
-        self.inner.nearest_flagged(at, reasons, limit).await
+    async fn nearest_flagged(
+        &self,
+        at: Timestamp,
+        reasons: &str,
+        limit: u32,
+        exact_up_to: u32,
+    ) -> Result<Option<Vec<StoredDecision>>> {
+        self.inner.nearest_flagged(at, reasons, limit, exact_up_to).await
     }
     async fn queue_counts(&self, after_seq: i64) -> Result<QueueCounts> {
         self.inner.queue_counts(after_seq).await

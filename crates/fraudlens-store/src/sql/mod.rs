@@ -134,6 +134,7 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
         at: Timestamp,
         reasons: &str,
         limit: u32,
+        exact_up_to: u32,
     ) -> impl Future<Output = Result<Option<Vec<StoredDecision>>>> + Send;
 }
 
@@ -294,8 +295,14 @@ where
         self.flagged_until(at, limit).await
     }
 
-    async fn nearest_flagged(&self, at: Timestamp, reasons: &str, limit: u32) -> Result<Option<Vec<StoredDecision>>> {
-        DB::nearest_flagged(self, at, reasons, limit).await
+    async fn nearest_flagged(
+        &self,
+        at: Timestamp,
+        reasons: &str,
+        limit: u32,
+        exact_up_to: u32,
+    ) -> Result<Option<Vec<StoredDecision>>> {
+        DB::nearest_flagged(self, at, reasons, limit, exact_up_to).await
     }
 
     async fn search(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>> {

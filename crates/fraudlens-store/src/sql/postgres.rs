@@ -99,8 +99,9 @@ impl Backend for Postgres {
         at: Timestamp,
         reasons: &str,
         limit: u32,
+        exact_up_to: u32,
     ) -> Result<Option<Vec<StoredDecision>>> {
-        super::vectors::nearest(store, at, reasons, limit).await
+        super::vectors::nearest(store, at, reasons, limit, exact_up_to).await
     }
 
     /// `LISTEN fraudlens_models` on a connection of the pool, forwarded by a

@@ -215,6 +215,7 @@ impl Backend for Sqlite {
         _at: Timestamp,
         _reasons: &str,
         _limit: u32,
+        _exact_up_to: u32,
     ) -> Result<Option<Vec<StoredDecision>>> {
         Ok(None)
     }

@@ -21,8 +21,8 @@
 //!   migration. A long-running process (`serve`, `detect`:
 //!   [`StoreOptions::maintain_similar_index`]) that opens the store and finds
 //!   pgvector 0.8 or later creates the extension if it may, then in the
-//!   background creates the objects (waiting at most seconds for the table's
-//!   lock), fills them from the flagged decisions stored before (by one
+//!   background creates the objects (creating the triggers takes the
+//!   table's lock: writes pause while it waits, at most 5 s a try), fills them from the flagged decisions stored before (by one
 //!   process: an advisory lock) and builds the index without blocking
 //!   writers (`CONCURRENTLY`), retrying with backoff. Until the index is
 //!   valid, [`Store::nearest_flagged`] answers `None` and cases use the exact
@@ -48,7 +48,11 @@ pub enum SimilarIndex {
     /// in the database when the user may); else the exact search. The default.
     #[default]
     Auto,
-    /// Required: opening a PostgreSQL store without it fails.
+    /// Required: opening a PostgreSQL store fails when the server has no
+    /// pgvector 0.8 or later, or (in `serve`, `detect`) the extension cannot
+    /// be created. What fails later, in the background (making the objects,
+    /// building the index), is logged and retried, and the exact search
+    /// answers meanwhile.
     Pgvector,
     /// Never made nor used: cases use the exact search. (An index made
     /// before is still kept by its trigger: fraudlens.example.toml says how to drop it.)
@@ -114,6 +118,10 @@ CREATE OR REPLACE FUNCTION fraudlens_index_case() RETURNS trigger LANGUAGE plpgs
 SECURITY DEFINER SET search_path = {path} AS $$
 DECLARE v sparsevec;
 BEGIN
+  -- a table dropped by hand (the triggers left) must not refuse writes
+  IF to_regclass('case_vectors') IS NULL THEN
+    RETURN NULL;
+  END IF;
   v := fraudlens_reason_vector_or_null(NEW.seq, NEW.reasons);
   IF v IS NULL THEN
     DELETE FROM case_vectors WHERE seq = NEW.seq;
@@ -143,9 +151,11 @@ const INDEX: &str = "CREATE INDEX CONCURRENTLY IF NOT EXISTS case_vectors_embedd
 /// Marks the objects as made, all of them (one transaction makes them).
 const MARK: &str = "COMMENT ON TABLE case_vectors IS 'fraudlens similar-case vectors 1'";
 
-/// Whether the objects are there, marked.
+/// Whether the objects are there, marked, with both triggers.
 const MADE: &str = "SELECT COALESCE(obj_description(to_regclass('case_vectors'), 'pg_class') = \
-    'fraudlens similar-case vectors 1', false)";
+    'fraudlens similar-case vectors 1', false) AND (SELECT count(*) = 2 FROM pg_trigger \
+    WHERE tgrelid = 'transactions'::regclass \
+    AND tgname IN ('fraudlens_case_vectors', 'fraudlens_case_vectors_update'))";
 
 /// Whether the index is there and valid (a `CONCURRENTLY` build that failed leaves an invalid one).
 const INDEX_VALID: &str = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('case_vectors_embedding')";
@@ -196,7 +206,8 @@ pub(crate) async fn prepare(pool: &PgPool, url: &str, mode: SimilarIndex, mainta
     };
     if !recent_enough(&version) {
         return refuse(format!(
-            "the server's pgvector is {version}; the index needs {}.{} or later",
+            "pgvector {version} is too old: the index needs {}.{} or later \
+             (install it, then ALTER EXTENSION vector UPDATE)",
             MIN_VERSION.0, MIN_VERSION.1
         ));
     }
@@ -223,7 +234,10 @@ pub(crate) async fn prepare(pool: &PgPool, url: &str, mode: SimilarIndex, mainta
     });
     if is_valid(pool).await? {
         index.ready.store(true, Ordering::Relaxed);
-    } else if maintain {
+    }
+    // a maintaining process makes what is missing (a trigger dropped by
+    // hand, say), even when the index is valid
+    if maintain {
         let (pool, url) = (pool.clone(), url.to_owned());
         let building = Arc::clone(&index);
         tokio::spawn(async move {
@@ -418,6 +432,7 @@ pub(crate) async fn nearest(
     at: Timestamp,
     reasons: &str,
     limit: u32,
+    exact_up_to: u32,
 ) -> Result<Option<Vec<StoredDecision>>> {
     let index = &store.vectors;
     if !index.enabled {
@@ -431,6 +446,19 @@ pub(crate) async fn nearest(
     }
     let columns = DECISION_COLUMNS.replacen("currency, body,", "currency, '' AS body,", 1);
     let mut tx = store.pool.begin().await?;
+    // few enough for the exact search to see them all: it answers (counted
+    // on the flagged decisions' partial time index, up to one past)
+    let preceding: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM transactions WHERE review_status IS NOT NULL \
+         AND event_time <= $1 LIMIT $2) AS f",
+    )
+    .bind(at.as_millis())
+    .bind(i64::from(exact_up_to) + 1)
+    .fetch_one(&mut *tx)
+    .await?;
+    if preceding <= i64::from(exact_up_to) {
+        return Ok(None);
+    }
     let Some(query) = sqlx::query_scalar::<_, Option<String>>("SELECT fraudlens_reason_vector($1)::text")
         .bind(reasons)
         .fetch_one(&mut *tx)

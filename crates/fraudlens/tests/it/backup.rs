@@ -178,6 +178,26 @@ async fn round_trip(backend: Backend) {
     assert_eq!(again.code, 65, "{}", again.stderr);
 
     assert_eq!(report["counts"]["labels"], 5, "{report}");
+    let psql = |sql: &str| {
+        let output = std::process::Command::new("psql")
+            .args(["-qtAX", &target_url, "-c", sql])
+            .output()
+            .expect("psql (postgresql-client)");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    if backend == Backend::Postgres {
+        // the dump holds the similar-case index (the original's serve made
+        // it); the restore left it out, extension and all
+        let dumped = std::process::Command::new("pg_restore")
+            .args(["--list", backup_dir.join("store.pgdump").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let contents = String::from_utf8_lossy(&dumped.stdout);
+        assert!(contents.contains("TABLE public case_vectors"), "{contents}");
+        assert_eq!(psql("SELECT to_regclass('case_vectors') IS NULL"), "t");
+        assert_eq!(psql("SELECT count(*) FROM pg_extension WHERE extname = 'vector'"), "0");
+    }
     let restored = Server::start(elsewhere.path(), &target_url, None);
     for id in &labelled {
         let (status, detail) = get(&client, &restored.url(&format!("/api/v1/transactions/{id}")), &analyst).await;
@@ -209,16 +229,7 @@ async fn round_trip(backend: Backend) {
         "the restored store holds only acknowledged transactions"
     );
     if backend == Backend::Postgres {
-        // the similar-case index is left out of the restore (derived data): the
-        // restored store makes it again, and its flagged decisions are in it
-        let psql = |sql: &str| {
-            let output = std::process::Command::new("psql")
-                .args(["-qtAX", &target_url, "-c", sql])
-                .output()
-                .expect("psql (postgresql-client)");
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-            String::from_utf8_lossy(&output.stdout).trim().to_owned()
-        };
+        // the restored store's serve makes the index again, with its flagged decisions
         let valid = "SELECT COALESCE((SELECT indisvalid FROM pg_index \
                      WHERE indexrelid = to_regclass('case_vectors_embedding')), false)";
         for _ in 0..150 {

@@ -59,10 +59,14 @@ fn simulated(dir: &std::path::Path) {
 /// Candidates the vector index returns per case in the PostgreSQL run: fewer
 /// than the flagged decisions stored, so the index, not the ranking, chooses.
 const INDEX_CANDIDATES: &str = "40";
+/// Flagged decisions the PostgreSQL run's server ranks all of: past as many
+/// before a case, the index answers.
+const EXACT_UP_TO: &str = "30";
 
 /// On SQLite the exact search; on PostgreSQL the pgvector index
-/// (`scripts/pgvector`), asked for only [`INDEX_CANDIDATES`] candidates per
-/// case, whose similar cases are compared with the exact search's.
+/// (`scripts/pgvector`), used past [`EXACT_UP_TO`] flagged decisions and
+/// asked for only [`INDEX_CANDIDATES`] candidates per case, whose similar
+/// cases are compared with the exact search's over all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn similar_cases_share_the_scenario_far_above_chance() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,12 +83,14 @@ async fn similar_cases_on(data: &std::path::Path, dir: &std::path::Path, backend
     let db = TestDb::new(backend).await;
     let service = key(dir, &db.url, "service");
     let analyst = key(dir, &db.url, "analyst");
-    let server = Server::start_with(
-        dir,
-        &db.url,
-        Some(&data.join("model")),
-        &[("FRAUDLENS_CASES__INDEX_CANDIDATES", INDEX_CANDIDATES)],
-    );
+    let env: &[(&str, &str)] = match backend {
+        Backend::Sqlite => &[],
+        Backend::Postgres => &[
+            ("FRAUDLENS_CASES__INDEX_CANDIDATES", INDEX_CANDIDATES),
+            ("FRAUDLENS_CASES__MAX_CANDIDATES", EXACT_UP_TO),
+        ],
+    };
+    let server = Server::start_with(dir, &db.url, Some(&data.join("model")), env);
     let client = reqwest::Client::new();
     let text = std::fs::read_to_string(data.join("tx.csv")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
