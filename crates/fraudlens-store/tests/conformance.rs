@@ -1783,3 +1783,99 @@ async fn the_vector_index_finds_cases_flagged_for_the_same_reasons() {
         .unwrap();
     assert!(embedded.nearest_flagged(ms(10), query, 10, 0).await.unwrap().is_none());
 }
+
+/// An outsider's pass on the vector index: two `serve`s opening one store
+/// at once, times at the ends of the range, feature names with quotes,
+/// SQL, emoji or nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vector_index_survives_races_odd_names_and_extreme_times() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let exact = StoreOptions {
+        similar_index: SimilarIndex::Off,
+        ..StoreOptions::default()
+    };
+    let before = connect(&db.url, &exact).await.unwrap();
+    let odd = [
+        "naïve \"quoted\" 'name'",
+        "x'); DROP TABLE transactions; --",
+        "🚨 card-testing",
+        "",
+        "amount",
+    ];
+    let batch: Vec<_> = (0..300)
+        .map(|i| {
+            let name = odd[i % odd.len()];
+            flagged(
+                &format!("odd-{i}"),
+                1_000 + i as i64,
+                &[(name, 1.0 + (i % 7) as f64), ("base", 0.5)],
+            )
+        })
+        .collect();
+    before.put_decisions(&batch).await.unwrap();
+    before.close().await;
+
+    // two maintaining processes at once: both open, one index, every vector once
+    let maintain = StoreOptions {
+        similar_index: SimilarIndex::Pgvector,
+        maintain_similar_index: true,
+        ..StoreOptions::default()
+    };
+    let (a, b) = tokio::join!(connect(&db.url, &maintain), connect(&db.url, &maintain));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let query = r#"[{"feature":"🚨 card-testing","contribution":2.0}]"#;
+    nearest_when_ready(a.as_ref(), ms(100_000), query, 5).await;
+    nearest_when_ready(b.as_ref(), ms(100_000), query, 5).await;
+    let mut raw = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let vectors: i64 = sqlx::query_scalar("SELECT count(*) FROM case_vectors")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(vectors, 300);
+    let indexes: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'case_vectors'")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(indexes, 2, "the key and one HNSW index");
+
+    // each odd name is a feature like any other
+    for (n, name) in odd.iter().enumerate() {
+        let query = serde_json::json!([{"feature": name, "contribution": 1.0}]).to_string();
+        let found = a.nearest_flagged(ms(100_000), &query, 5, 0).await.unwrap().unwrap();
+        assert_eq!(found.len(), 5, "{name:?}");
+        for decision in &found {
+            let i: usize = decision.decision.transaction_id["odd-".len()..].parse().unwrap();
+            assert_eq!(i % odd.len(), n, "{name:?}: {}", decision.decision.transaction_id);
+        }
+    }
+    assert_eq!(b.count_transactions().await.unwrap(), 300, "nothing dropped");
+
+    // the ends of time: everything before the far future, nothing before the far past
+    let future = a
+        .nearest_flagged(Timestamp::from_millis(i64::MAX), query, 10, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(future.len(), 10);
+    assert!(
+        a.nearest_flagged(Timestamp::from_millis(i64::MIN), query, 10, 0)
+            .await
+            .unwrap()
+            .is_none(),
+        "no flagged decision before the far past"
+    );
+    // a decision dated in the far future is indexed and found only from then
+    a.put_decisions(&[flagged("future", i64::MAX / 2, &[("🚨 card-testing", 9.0)])])
+        .await
+        .unwrap();
+    let now = a.nearest_flagged(ms(100_000), query, 300, 0).await.unwrap().unwrap();
+    assert!(now.iter().all(|d| d.decision.transaction_id != "future"));
+    let later = a
+        .nearest_flagged(Timestamp::from_millis(i64::MAX), query, 1, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids_of(&later), ["future"]);
+}

@@ -219,31 +219,23 @@ where
             });
         }
         let words = DB::words(query);
-        let notes = sqlx::query(sqlx::AssertSqlSafe(DB::SEARCH_NOTES))
-            .bind(&words)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        for row in notes {
-            hits.push(SearchHit {
-                kind: SearchKind::Note,
-                subject: row.try_get("subject")?,
-                at: Timestamp::from_millis(row.try_get("at")?),
-                text: row.try_get("note")?,
-            });
-        }
-        let narratives = sqlx::query(sqlx::AssertSqlSafe(DB::SEARCH_NARRATIVES))
-            .bind(&words)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        for row in narratives {
-            hits.push(SearchHit {
-                kind: SearchKind::Narrative,
-                subject: row.try_get("transaction_id")?,
-                at: Timestamp::from_millis(row.try_get("created_at")?),
-                text: row.try_get("assessment")?,
-            });
+        for (kind, sql) in [
+            (SearchKind::Note, DB::SEARCH_NOTES),
+            (SearchKind::Narrative, DB::SEARCH_NARRATIVES),
+        ] {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&words)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                hits.push(SearchHit {
+                    kind,
+                    subject: row.try_get("subject")?,
+                    at: Timestamp::from_millis(row.try_get("at")?),
+                    text: row.try_get("text")?,
+                });
+            }
         }
         Ok(hits)
     }

@@ -104,12 +104,12 @@ pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     fn contains(column: &str, parameter: usize) -> String;
 
     /// The reviews' notes matching the words `$1` (as [`Backend::words`]
-    /// makes them), best first, at most `$2`: `subject`, `at`, `note`. Other
+    /// makes them), best first, at most `$2`: `subject`, `at`, `text` (the note). Other
     /// audit entries' notes (a key's name, a promotion's) are not searched.
     const SEARCH_NOTES: &'static str;
 
     /// The narratives matching the words `$1`, best first, at most `$2`:
-    /// `transaction_id`, `created_at`, `assessment`.
+    /// `subject` (the case), `at`, `text` (the assessment).
     const SEARCH_NARRATIVES: &'static str;
 
     /// A user's words as the text-search parameter: every word must match.

@@ -50,11 +50,11 @@ impl Backend for Postgres {
         format!("strpos({column}, ${parameter}) > 0")
     }
 
-    const SEARCH_NOTES: &'static str = "SELECT subject, at, note FROM audit_log \
+    const SEARCH_NOTES: &'static str = "SELECT subject, at, note AS text FROM audit_log \
         WHERE note IS NOT NULL AND action = 'review' AND to_tsvector('simple', note) @@ plainto_tsquery('simple', $1) \
         ORDER BY ts_rank(to_tsvector('simple', note), plainto_tsquery('simple', $1)) DESC, id DESC LIMIT $2";
 
-    const SEARCH_NARRATIVES: &'static str = "SELECT transaction_id, created_at, assessment FROM case_narratives \
+    const SEARCH_NARRATIVES: &'static str = "SELECT transaction_id AS subject, created_at AS at, assessment AS text FROM case_narratives \
         WHERE to_tsvector('simple', assessment) @@ plainto_tsquery('simple', $1) \
         ORDER BY ts_rank(to_tsvector('simple', assessment), plainto_tsquery('simple', $1)) DESC, id DESC LIMIT $2";
 

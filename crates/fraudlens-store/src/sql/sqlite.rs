@@ -139,11 +139,11 @@ impl Backend for Sqlite {
         format!("instr({column}, ${parameter}) > 0")
     }
 
-    const SEARCH_NOTES: &'static str = "SELECT a.subject, a.at, a.note FROM search_notes \
+    const SEARCH_NOTES: &'static str = "SELECT a.subject, a.at, a.note AS text FROM search_notes \
         JOIN audit_log a ON a.id = search_notes.rowid WHERE search_notes MATCH $1 AND a.action = 'review' \
         ORDER BY search_notes.rank, a.id DESC LIMIT $2";
 
-    const SEARCH_NARRATIVES: &'static str = "SELECT n.transaction_id, n.created_at, n.assessment \
+    const SEARCH_NARRATIVES: &'static str = "SELECT n.transaction_id AS subject, n.created_at AS at, n.assessment AS text \
         FROM search_narratives JOIN case_narratives n ON n.id = search_narratives.rowid \
         WHERE search_narratives MATCH $1 ORDER BY search_narratives.rank, n.id DESC LIMIT $2";
 

@@ -332,11 +332,15 @@ async fn create_objects(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-async fn is_valid(pool: &PgPool) -> Result<bool> {
+/// The HNSW index: `None` when there is none, else whether it is valid.
+async fn index_state<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<Option<bool>> {
     Ok(sqlx::query_scalar::<_, bool>(INDEX_VALID)
-        .fetch_optional(pool)
-        .await?
-        .unwrap_or(false))
+        .fetch_optional(executor)
+        .await?)
+}
+
+async fn is_valid(pool: &PgPool) -> Result<bool> {
+    Ok(index_state(pool).await? == Some(true))
 }
 
 /// Fills the table with the flagged decisions stored before the triggers
@@ -349,10 +353,7 @@ async fn build(url: &str) -> Result<bool> {
         .fetch_one(&mut conn)
         .await?;
     if !locked {
-        let built = sqlx::query_scalar::<_, bool>(INDEX_VALID)
-            .fetch_optional(&mut conn)
-            .await?
-            == Some(true);
+        let built = index_state(&mut conn).await? == Some(true);
         if !built {
             tracing::info!("similar cases: another process builds the vector index");
         }
@@ -374,10 +375,7 @@ async fn build(url: &str) -> Result<bool> {
 
 async fn fill_and_index(conn: &mut sqlx::PgConnection) -> Result<bool> {
     let started = Instant::now();
-    match sqlx::query_scalar::<_, bool>(INDEX_VALID)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
+    match index_state(&mut *conn).await? {
         // built by another process meanwhile
         Some(true) => return Ok(true),
         // a build that stopped half-way leaves an invalid index: made again
