@@ -11,13 +11,17 @@
 # detected on an earlier day left out) and wall time.
 #   bench/tune_vs_peers.sh        # SEEDS="1 2" LEVELS="base high" ENDS="39 46" WINDOW=28 BUDGET=90s
 # env: BIN (default: a release build of this checkout), CUSTOMERS=2000 TERMINALS=4000,
+# MODES="default tuned" (the fraudlens contenders; MODES=default leaves out the fraudlens search),
 # CONFIGS="label=file.toml …": more plain fraudlens contenders, trained with those configs (paths from
 # the checkout; labels other than default and tuned)
 set -euo pipefail
 source "$(dirname "$0")/sim.sh"   # cd to the checkout, cache, BIN, CUSTOMERS, TERMINALS, level_rates, day
 root="$PWD"
 SEEDS="${SEEDS:-1 2}"; LEVELS="${LEVELS:-base high}"; ENDS="${ENDS:-39 46}"; WINDOW="${WINDOW:-28}"; BUDGET="${BUDGET:-90s}"
-CONFIGS="${CONFIGS:-}"
+CONFIGS="${CONFIGS:-}"; MODES="${MODES:-default tuned}"
+for mode in $MODES; do
+  case "$mode" in default|tuned) ;; *) echo "MODES: $mode is not default or tuned" >&2; exit 2 ;; esac
+done
 for end in $ENDS; do
   (( end >= WINDOW && end <= 46 )) || { echo "ENDS: $end must be between WINDOW ($WINDOW) and 46" >&2; exit 2; }
 done
@@ -60,7 +64,7 @@ with open(features) as src, open(f"{d}/train.csv", "w", newline="") as train, op
         if start <= row[at] < end: out_train.writerow(row)
         elif test_from <= row[at] < test_to: out_test.writerow(row)
 PY
-      for mode in default tuned; do
+      for mode in $MODES; do
         flags=(); [ "$mode" = tuned ] && flags=(--tune --budget "$BUDGET")
         start=$EPOCHREALTIME
         "$BIN" train --mode tabular --data "$dir/train.csv" --label is_fraud --exclude timestamp --exclude fraud_scenario \

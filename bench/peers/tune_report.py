@@ -68,7 +68,8 @@ def main():
     for r in rows:
         r.update(evaluate(r["scores"]))
         by[(r["seed"], r["level"], r["end"])][r["who"]] = r
-    WHO.extend(sorted({r["who"] for r in rows} - set(WHO)))  # the CONFIGS contenders
+    present = {r["who"] for r in rows}
+    WHO[:] = [w for w in WHO if w in present] + sorted(present - set(WHO))  # MODES=default has no tuned; CONFIGS add contenders
     keys = sorted(k for k in by if all(w in by[k] for w in WHO))
     print("| seed | fraud | window ends | " + " | ".join(f"{w}: AP / ROC AUC / CP@100 / s" for w in WHO) + " |")
     print("|---|---|---:|" + "---|" * len(WHO))
