@@ -81,9 +81,9 @@ def main():
     print()
     for other in WHO[1:]:
         for metric, name in [("ap", "AP"), ("cp", "CP@100")]:
-            diffs = [by[k]["fraudlens default"][metric] - by[k][other][metric] for k in keys]
+            diffs = [by[k][WHO[0]][metric] - by[k][other][metric] for k in keys]  # WHO[0]: fraudlens default unless MODES left it out
             se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
-            print(f"fraudlens default − {other}, {name}: mean {statistics.mean(diffs):+.4f} (se {se:.4f}), "
+            print(f"{WHO[0]} − {other}, {name}: mean {statistics.mean(diffs):+.4f} (se {se:.4f}), "
                   f"ahead on {sum(d > 0 for d in diffs)}, equal on {sum(d == 0 for d in diffs)} of {len(diffs)}")
     for r in rows:
         if "trials" in r:
